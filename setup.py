@@ -1,0 +1,44 @@
+"""Installs the tag_keras library and its `tag-select` command."""
+
+import pathlib
+import re
+
+import setuptools
+
+_HERE = pathlib.Path(__file__).parent
+_VERSION = re.search(
+    r'__version__ = "([^"]+)"',
+    (_HERE / "tag_keras" / "__init__.py").read_text(),
+).group(1)
+
+setuptools.setup(
+    name="tag_keras",
+    version=_VERSION,
+    description=(
+        "Which tasks should be trained together? Inter-task affinity (TAG) "
+        "measured inside Keras model.fit, and task grouping for a budget."
+    ),
+    long_description=(_HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["tag_keras", "tag_keras.*"]),
+    python_requires=">=3.10",
+    # TensorFlow itself is not required here so that users can choose the
+    # build they need (tensorflow, tensorflow-cpu, tensorflow[and-cuda]);
+    # the extras below name them, requirements.txt pins what CI uses.
+    install_requires=[
+        "keras>=3.10",
+        "numpy>=1.26",
+        "pandas>=2.0",
+        "scipy>=1.11",
+        "absl-py>=2.0",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "cpu": ["tensorflow-cpu>=2.21,<2.22"],
+        "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+        "experiments": ["tensorflow-datasets>=4.9", "scikit-learn>=1.3"],
+    },
+    entry_points={
+        "console_scripts": ["tag-select=tag_keras.cli:run"],
+    },
+)

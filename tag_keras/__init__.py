@@ -1,0 +1,10 @@
+"""tag_keras: which tasks should be trained together?
+
+Measures inter-task affinity (TAG) inside an ordinary Keras `model.fit`, turns
+the affinities into task groupings for a budget of networks, and ships the
+usual multi-task baselines and training augmentations.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = []
