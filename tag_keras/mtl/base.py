@@ -1,0 +1,66 @@
+"""The protocol a multi-task training augmentation follows inside a step."""
+
+import keras
+import tensorflow as tf
+
+
+class TrainingStrategy(keras.layers.Layer):
+    """Turns per-task losses and gradients into one multi-task update.
+
+    `TaskAffinityModel(..., strategy=...)` calls a strategy at three points of
+    every training step (TensorFlow graph mode, inside `train_step`):
+
+    1. `weight_losses(losses)` maps each task's compiled loss (already
+       multiplied by its `loss_weights` entry) to the loss that is
+       differentiated: uncertainty weights, GradNorm weights. The default
+       returns the losses unchanged.
+    2. `combine(task_gradients)` receives, for the shared variables only, one
+       list of gradients per task (a `None` entry where the task's loss does
+       not depend on that variable) and returns the list of gradients to
+       apply to the shared variables: PCGrad. The default sums them. It is
+       only called when `needs_task_gradients` is True or the model measures
+       affinity on this step; otherwise the model differentiates the sum of
+       the weighted losses once, which equals the default.
+    3. `update(losses, task_gradients)` runs after `combine`, for strategies
+       that keep their own state updated by their own rule (GradNorm's task
+       weights). The default does nothing.
+
+    Variables a strategy creates in `build_tasks` are tracked by the model:
+    trainable ones are updated by the compiled optimizer through the gradient
+    of the total loss (uncertainty weights), non-trainable ones are saved with
+    the model's weights and restored by `keras.callbacks.BackupAndRestore`.
+
+    Args:
+        name: Optional layer name.
+    """
+
+    #: When True the model computes one gradient per task on every step
+    #: (n backward passes), not only on the steps where it measures affinity.
+    needs_task_gradients = False
+
+    def build_tasks(self, task_names):
+        """Creates the strategy's variables for these tasks, in this order."""
+        self.task_names = tuple(task_names)
+        self.built = True
+
+    def weight_losses(self, losses):
+        """Returns `{task: loss to differentiate}` for `{task: loss}`."""
+        return dict(losses)
+
+    def combine(self, task_gradients):
+        """Returns the shared-variable gradients to apply.
+
+        Args:
+            task_gradients: `{task: [gradient or None per shared variable]}`,
+                every list in the same variable order.
+        """
+        lists = list(task_gradients.values())
+        combined = []
+        for per_variable in zip(*lists):
+            present = [g for g in per_variable if g is not None]
+            combined.append(tf.add_n(present) if present else None)
+        return combined
+
+    def update(self, losses, task_gradients):
+        """Updates the strategy's own state after the gradients are known."""
+        del losses, task_gradients
