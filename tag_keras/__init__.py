@@ -7,4 +7,10 @@ usual multi-task baselines and training augmentations.
 
 __version__ = "0.1.0"
 
-__all__ = []
+from tag_keras.affinity import METHODS as AFFINITY_METHODS
+from tag_keras.model import TaskAffinityModel
+
+__all__ = [
+    "AFFINITY_METHODS",
+    "TaskAffinityModel",
+]

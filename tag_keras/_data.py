@@ -1,0 +1,34 @@
+"""Held-out batches for validation affinity, cycled forever."""
+
+import tensorflow as tf
+from keras.src.trainers import data_adapters
+
+
+def cycle(data, batch_size):
+    """An endless iterator of `(x, y, sample_weight)` batches of `data`.
+
+    Args:
+        data: A batched `tf.data.Dataset`, a `keras.utils.PyDataset`, a
+            generator function's output, or an `(x, y)` / `(x, y, weights)`
+            tuple of arrays (batched here with `batch_size`).
+        batch_size: Batch size for arrays.
+
+    Returns:
+        A `tf.data` iterator, created eagerly so that a traced train step
+        advances it on every call.
+    """
+    if isinstance(data, tf.data.Dataset):
+        dataset = data
+    else:
+        x, y, sample_weight = _split(data)
+        adapter = data_adapters.get_data_adapter(
+            x, y, sample_weight, batch_size=batch_size, shuffle=False
+        )
+        dataset = adapter.get_tf_dataset()
+    return iter(dataset.repeat())
+
+
+def _split(data):
+    if isinstance(data, tuple) and len(data) in (2, 3):
+        return (*data, None)[:3]
+    return data, None, None
