@@ -157,6 +157,18 @@ class TaskAffinityModel(keras.Model):
             )
         return self._task_names
 
+    @property
+    def shared_variables(self):
+        """The trainable variables treated as shared (known after a step)."""
+        measurement = self._runtime.measurement
+        if measurement is None:
+            raise ValueError(
+                "The shared variables are found when the first training step "
+                "is traced: call `fit` or `train_on_batch` first."
+            )
+        variables = self.trainable_variables
+        return [variables[k] for k in measurement.shared]
+
     def affinity(self):
         """Mean affinity over all measured steps (DataFrame, NaN = never)."""
         self._require_state("affinity")

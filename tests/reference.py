@@ -1,0 +1,120 @@
+"""NumPy reference implementations for the exactness tests.
+
+A linear multi-task model `y_t = x @ W @ v_t` with MSE losses, trained by
+NumPy copies of Keras's update rules, measuring TAG affinity by hand.
+"""
+
+import numpy as np
+
+
+class NumpyOptimizer:
+    """Keras's update rules for one variable, in float64."""
+
+    def __init__(self, kind, learning_rate, **config):
+        self.kind = kind
+        self.learning_rate = learning_rate
+        self.config = config
+        self.iterations = 0
+        self.slots = {}
+
+    def copy(self):
+        other = NumpyOptimizer(self.kind, self.learning_rate, **self.config)
+        other.iterations = self.iterations
+        other.slots = {
+            k: {n: a.copy() for n, a in v.items()} for k, v in self.slots.items()
+        }
+        return other
+
+    def rate(self):
+        lr = self.learning_rate
+        return lr(self.iterations) if callable(lr) else lr
+
+    def update(self, name, value, grad):
+        """Returns the new value of variable `name` (does not count a step)."""
+        lr, c = self.rate(), self.config
+        s = self.slots.setdefault(name, {})
+        value = value.copy()
+        if c.get("weight_decay"):
+            value = value - value * c["weight_decay"] * lr
+        if self.kind == "sgd":
+            momentum = c.get("momentum", 0.0)
+            if not momentum:
+                return value - lr * grad
+            m = s.setdefault("m", np.zeros_like(value))
+            m[...] = m * momentum - grad * lr
+            if c.get("nesterov"):
+                return value + m * momentum - grad * lr
+            return value + m
+        if self.kind == "adam":
+            b1, b2, eps = c["beta_1"], c["beta_2"], c["epsilon"]
+            t = self.iterations + 1
+            alpha = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
+            m = s.setdefault("m", np.zeros_like(value))
+            v = s.setdefault("v", np.zeros_like(value))
+            m += (grad - m) * (1 - b1)
+            v += (grad**2 - v) * (1 - b2)
+            return value - m * alpha / (np.sqrt(v) + eps)
+        if self.kind == "rmsprop":
+            rho, eps = c["rho"], c["epsilon"]
+            v = s.setdefault("v", np.zeros_like(value))
+            v[...] = rho * v + (1 - rho) * grad**2
+            return value - lr * grad / np.sqrt(v + eps)
+        raise ValueError(self.kind)
+
+
+def losses_and_grads(x, y, weights):
+    """Per-task MSE losses and gradients of `y_t = x W v_t`."""
+    shared, heads = weights["W"], weights["heads"]
+    hidden = x @ shared
+    losses, grad_shared, grad_heads = {}, {}, {}
+    for task, v in heads.items():
+        err = hidden @ v - y[task]
+        losses[task] = float(np.mean(err**2))
+        d_out = 2.0 * err / err.size
+        grad_heads[task] = hidden.T @ d_out
+        grad_shared[task] = x.T @ (d_out @ v.T)
+    return losses, grad_shared, grad_heads
+
+
+def train_and_measure(x, y, weights, optimizer, batch_size, steps,
+                      scale_by_learning_rate, every=1):
+    """Trains with summed gradients; returns per-step affinity matrices.
+
+    Returns:
+        `(matrices, weights)`: `matrices[step]` is an `[n, n]` array for every
+        measured step, `weights` the final weights.
+    """
+    tasks = list(weights["heads"])
+    weights = {
+        "W": weights["W"].astype(np.float64).copy(),
+        "heads": {t: v.astype(np.float64).copy()
+                  for t, v in weights["heads"].items()},
+    }
+    matrices = {}
+    n_batches = int(np.ceil(len(x) / batch_size))
+    for step in range(steps):
+        b = step % n_batches
+        xb = x[b * batch_size:(b + 1) * batch_size].astype(np.float64)
+        yb = {t: v[b * batch_size:(b + 1) * batch_size] for t, v in y.items()}
+        losses, g_shared, g_heads = losses_and_grads(xb, yb, weights)
+        if every and step % every == 0:
+            z = np.zeros((len(tasks), len(tasks)))
+            for i, source in enumerate(tasks):
+                look = optimizer.copy()
+                shared = look.update("W", weights["W"], g_shared[source])
+                after, _, _ = losses_and_grads(
+                    xb, yb, {"W": shared, "heads": weights["heads"]}
+                )
+                for j, target in enumerate(tasks):
+                    z[i, j] = 1.0 - after[target] / losses[target]
+            if scale_by_learning_rate:
+                z /= optimizer.rate()
+            matrices[step] = z
+        total_shared = sum(g_shared[t] for t in tasks)
+        weights["W"] = optimizer.update("W", weights["W"], total_shared)
+        for t in tasks:
+            weights["heads"][t] = optimizer.update(
+                t, weights["heads"][t], g_heads[t]
+            )
+        optimizer.iterations += 1
+    return matrices, weights

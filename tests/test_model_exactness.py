@@ -1,0 +1,190 @@
+"""The measured affinity equals a hand computation, step by step."""
+
+import keras
+import numpy as np
+import pytest
+
+import tag_keras
+from tests import reference
+
+TASKS = ("a", "b", "c")
+
+
+def _data(seed=0, n=12, d=3):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype("float32")
+    y = {t: rng.normal(size=(n, 1)).astype("float32") for t in TASKS}
+    weights = {
+        "W": rng.normal(size=(d, 2)).astype("float32") * 0.5,
+        "heads": {t: rng.normal(size=(2, 1)).astype("float32")
+                  for t in TASKS},
+    }
+    return x, y, weights
+
+
+def _linear_model(weights, **kwargs):
+    inputs = keras.Input((weights["W"].shape[0],))
+    hidden = keras.layers.Dense(2, use_bias=False, name="shared")(inputs)
+    outputs = {
+        t: keras.layers.Dense(1, use_bias=False, name=f"head_{t}")(hidden)
+        for t in TASKS
+    }
+    model = tag_keras.TaskAffinityModel(
+        inputs=inputs, outputs=outputs, **kwargs
+    )
+    model.get_layer("shared").set_weights([weights["W"]])
+    for t in TASKS:
+        model.get_layer(f"head_{t}").set_weights([weights["heads"][t]])
+    return model
+
+
+class _StepRecorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.matrices = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        last = self.model.last_step_affinity()
+        if last is not None:
+            self.matrices[last[0]] = last[1].to_numpy()
+
+
+OPTIMIZERS = {
+    "sgd": (lambda: keras.optimizers.SGD(0.1),
+            lambda: reference.NumpyOptimizer("sgd", 0.1)),
+    "momentum": (lambda: keras.optimizers.SGD(0.05, momentum=0.9),
+                 lambda: reference.NumpyOptimizer("sgd", 0.05, momentum=0.9)),
+    "nesterov": (
+        lambda: keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+        lambda: reference.NumpyOptimizer(
+            "sgd", 0.05, momentum=0.9, nesterov=True),
+    ),
+    "adam": (
+        lambda: keras.optimizers.Adam(0.05),
+        lambda: reference.NumpyOptimizer(
+            "adam", 0.05, beta_1=0.9, beta_2=0.999, epsilon=1e-7),
+    ),
+    "adamw": (
+        lambda: keras.optimizers.AdamW(0.05, weight_decay=0.1),
+        lambda: reference.NumpyOptimizer(
+            "adam", 0.05, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+            weight_decay=0.1),
+    ),
+    "rmsprop": (
+        lambda: keras.optimizers.RMSprop(0.01),
+        lambda: reference.NumpyOptimizer(
+            "rmsprop", 0.01, rho=0.9, epsilon=1e-7),
+    ),
+    "schedule": (
+        lambda: keras.optimizers.SGD(
+            keras.optimizers.schedules.ExponentialDecay(0.1, 1, 0.5),
+            momentum=0.9),
+        lambda: reference.NumpyOptimizer(
+            "sgd", lambda step: 0.1 * 0.5**step, momentum=0.9),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "name, scale",
+    [("sgd", False), ("momentum", True), ("nesterov", False),
+     ("adam", True), ("adamw", False), ("rmsprop", True),
+     ("schedule", True)],
+)
+def test_lookahead_matches_numpy_over_consecutive_steps(name, scale):
+    x, y, weights = _data()
+    make_keras, make_numpy = OPTIMIZERS[name]
+    model = _linear_model(
+        weights, affinity_every_n_steps=1, scale_by_learning_rate=scale
+    )
+    model.compile(optimizer=make_keras(), loss={t: "mse" for t in TASKS})
+    recorder = _StepRecorder()
+    model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
+              callbacks=[recorder])
+
+    expected, final = reference.train_and_measure(
+        x, y, weights, make_numpy(), batch_size=4, steps=6,
+        scale_by_learning_rate=scale,
+    )
+    assert sorted(recorder.matrices) == list(range(6))
+    for step, matrix in expected.items():
+        np.testing.assert_allclose(
+            recorder.matrices[step], matrix, rtol=2e-3, atol=2e-5,
+            err_msg=f"step {step}",
+        )
+    np.testing.assert_allclose(
+        model.affinity().to_numpy(),
+        np.mean(list(expected.values()), axis=0), rtol=2e-3, atol=2e-5,
+    )
+    np.testing.assert_allclose(
+        model.get_layer("shared").get_weights()[0], final["W"],
+        rtol=1e-4, atol=1e-5,
+    )
+    # Orientation: row = source, column = target.
+    assert list(model.affinity().index) == list(TASKS)
+    assert model.affinity().index.name == "source"
+
+
+def test_measuring_every_third_step_counts_only_those_steps():
+    x, y, weights = _data()
+    model = _linear_model(weights, affinity_every_n_steps=3)
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                  loss={t: "mse" for t in TASKS})
+    recorder = _StepRecorder()
+    model.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0,
+              callbacks=[recorder])
+    expected, _ = reference.train_and_measure(
+        x, y, weights, reference.NumpyOptimizer("sgd", 0.1, momentum=0.9),
+        batch_size=4, steps=9, scale_by_learning_rate=True, every=3,
+    )
+    assert sorted(recorder.matrices) == [0, 3, 6]
+    assert (model.affinity_counts().to_numpy() == 3).all()
+    np.testing.assert_allclose(
+        model.affinity().to_numpy(),
+        np.mean(list(expected.values()), axis=0), rtol=2e-3, atol=2e-5,
+    )
+
+
+def test_first_order_is_the_inner_product_for_sgd():
+    x, y, weights = _data(seed=3)
+    model = _linear_model(
+        weights, affinity_every_n_steps=1, affinity_method="first_order",
+        scale_by_learning_rate=False,
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss={t: "mse" for t in TASKS})
+    model.fit(x[:4], {t: v[:4] for t, v in y.items()}, batch_size=4,
+              epochs=1, verbose=0)
+    losses, g_shared, _ = reference.losses_and_grads(
+        x[:4].astype(np.float64), {t: v[:4] for t, v in y.items()},
+        {"W": weights["W"].astype(np.float64),
+         "heads": {t: v.astype(np.float64)
+                   for t, v in weights["heads"].items()}},
+    )
+    expected = np.array([
+        [0.1 * np.sum(g_shared[i] * g_shared[j]) / losses[j] for j in TASKS]
+        for i in TASKS
+    ])
+    np.testing.assert_allclose(model.affinity().to_numpy(), expected,
+                               rtol=1e-3, atol=1e-6)
+
+
+def test_cosine_is_the_gradient_cosine():
+    x, y, weights = _data(seed=4)
+    model = _linear_model(weights, affinity_every_n_steps=1,
+                          affinity_method="cosine")
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss={t: "mse" for t in TASKS})
+    model.fit(x[:4], {t: v[:4] for t, v in y.items()}, batch_size=4,
+              epochs=1, verbose=0)
+    _, g_shared, _ = reference.losses_and_grads(
+        x[:4].astype(np.float64), {t: v[:4] for t, v in y.items()},
+        {"W": weights["W"].astype(np.float64),
+         "heads": {t: v.astype(np.float64)
+                   for t, v in weights["heads"].items()}},
+    )
+    flat = np.stack([g_shared[t].ravel() for t in TASKS])
+    norms = np.linalg.norm(flat, axis=1)
+    expected = flat @ flat.T / np.outer(norms, norms)
+    np.testing.assert_allclose(model.affinity().to_numpy(), expected,
+                               rtol=1e-4, atol=1e-6)
