@@ -7,6 +7,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras.src.models import functional as functional_module
+from keras.src.models import model as model_module
+
 from tag_keras import _data
 from tag_keras import _step
 from tag_keras import affinity as affinity_lib
@@ -95,6 +98,13 @@ class TaskAffinityModel(keras.Model):
     ```
     """
 
+    def __new__(cls, *args, **kwargs):
+        if model_module.functional_init_arguments(
+            args, kwargs
+        ) and not issubclass(cls, functional_module.Functional):
+            cls = _functional_variant(cls)
+        return super().__new__(cls, *args, **kwargs)
+
     def __init__(
         self,
         *args,
@@ -116,6 +126,10 @@ class TaskAffinityModel(keras.Model):
             affinity_data,
             task_names,
         )
+        if model_module.functional_init_arguments(args, kwargs):
+            # What `keras.Model.__init__` does, minus rewriting the class
+            # hierarchy (see `_functional_variant`).
+            model_module.Trainer.__init__(self)
         super().__init__(*args, **kwargs)
         self.affinity_every_n_steps = int(affinity_every_n_steps)
         self.affinity_method = affinity_method
@@ -351,6 +365,27 @@ class TaskAffinityModel(keras.Model):
                 "see `model.affinity_skipped()` and `affinity_counts()`.",
                 stacklevel=2,
             )
+
+
+_FUNCTIONAL_VARIANTS = {}
+
+
+def _functional_variant(cls):
+    """`cls` with `Functional` mixed in, for `cls(inputs=..., outputs=...)`.
+
+    `keras.Model.__init__` makes a subclass functional by rewriting the
+    `__bases__` of the class and all its ancestors, which would turn
+    `TaskAffinityModel` itself into a functional class for good, and break
+    later subclasses with their own `call`. A derived class per user class
+    keeps the public classes untouched.
+    """
+    if cls not in _FUNCTIONAL_VARIANTS:
+        _FUNCTIONAL_VARIANTS[cls] = type(
+            cls.__name__,
+            (cls, functional_module.Functional),
+            {"__module__": cls.__module__, "__qualname__": cls.__qualname__},
+        )
+    return _FUNCTIONAL_VARIANTS[cls]
 
 
 class _Runtime:
