@@ -13,16 +13,31 @@ import tensorflow as tf
 from keras import ops
 from keras.src.losses import loss as loss_module
 
+from tag_keras import _distribute
 from tag_keras import affinity as affinity_lib
+from tag_keras._distribute import replica_sum
 from tag_keras.lookahead import OptimizerLookahead
 
 
-def train_step(model, data):
-    """One training step of `model` on `data`; returns the metrics dict."""
+def train_step(model, data, measure="cond"):
+    """One training step of `model` on `data`; returns the metrics dict.
+
+    Args:
+        model: The `TaskAffinityModel`.
+        data: The batch.
+        measure: True or False when the caller knows whether this step is
+            measured (one traced function each, required under
+            `tf.distribute`, where synchronisation inside `tf.cond` is not
+            supported); `"cond"` decides in the graph from the optimizer's
+            iteration count (used with `steps_per_execution > 1`).
+    """
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     optimizer = model.optimizer
+    every = model.affinity_every_n_steps
+    if not every:
+        measure = False
     snapshot = None
-    if model.affinity_every_n_steps and model.affinity_method == "lookahead":
+    if measure is not False and model.affinity_method == "lookahead":
         # Read before the forward pass, so the lookahead forward reuses the
         # same random state (dropout masks) as the real one.
         snapshot = _values(model.non_trainable_variables)
@@ -67,18 +82,14 @@ def train_step(model, data):
         return step.per_task(tape, scaled, train_losses, scaled_extra, batch,
                              measure)
 
-    every = model.affinity_every_n_steps
-    measure = (
-        tf.equal(optimizer.iterations % every, 0) if every else tf.constant(
-            False
-        )
-    )
+    if measure == "cond":
+        measure = tf.equal(optimizer.iterations % every, 0)
     if model.strategy is not None and model.strategy.needs_task_gradients:
-        grads = per_task(measure if every else False)
-    elif every:
-        grads = tf.cond(measure, lambda: per_task(True), plain)
+        grads = per_task(measure)
+    elif measure is True or measure is False:
+        grads = per_task(True) if measure else plain()
     else:
-        grads = plain()
+        grads = tf.cond(measure, lambda: per_task(True), plain)
     del tape
     optimizer.apply(grads, [variables[k] for k in step.connected])
     return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
@@ -162,10 +173,13 @@ class _Measurement:
         if measuring and model.affinity_method != "cosine":
             # Created eagerly, outside the traced step (the optimizer's
             # config is read as Python values).
-            with tf.init_scope():
-                self.lookahead = OptimizerLookahead(
-                    optimizer, [variables[k] for k in self.shared]
-                )
+            def create():
+                with tf.init_scope(), model.distribute_strategy.scope():
+                    return OptimizerLookahead(
+                        optimizer, [variables[k] for k in self.shared]
+                    )
+
+            self.lookahead = _distribute.in_cross_replica_context(create)
         self.held_out = model._held_out_iterator() if measuring else None
 
     # ------------------------------------------------------------------
@@ -232,7 +246,7 @@ class _Measurement:
     def _target_batch(self, batch):
         """The batch whose losses the lookahead measures, with `before`."""
         if self.held_out is None:
-            before = tf.stack([batch.losses[t] for t in self.tasks])
+            before = replica_sum(tf.stack([batch.losses[t] for t in self.tasks]))
             return _Target(batch.x, batch.y, batch.sample_weight, before,
                            self._labels_present(batch.labels, batch.weights))
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(
@@ -242,14 +256,14 @@ class _Measurement:
         losses, labels, weights = self._losses_with(
             current, batch.snapshot, x, y, sample_weight
         )
-        before = tf.stack([losses[t] for t in self.tasks])
+        before = replica_sum(tf.stack([losses[t] for t in self.tasks]))
         return _Target(x, y, sample_weight, before,
                        self._labels_present(labels, weights))
 
     def _labels_present(self, labels, weights):
-        return tf.stack([
+        return _distribute.replica_any(tf.stack([
             affinity_lib.has_labels(labels[t], weights[t]) for t in self.tasks
-        ])
+        ]))
 
     def _losses_with(self, trainable, nontrainable, x, y, sample_weight):
         model = self.model
@@ -266,7 +280,7 @@ class _Measurement:
         losses, _, _ = self._losses_with(
             values, batch.snapshot, target.x, target.y, target.sample_weight
         )
-        return tf.stack([losses[t] for t in self.tasks])
+        return replica_sum(tf.stack([losses[t] for t in self.tasks]))
 
     def _lookahead_matrix(self, rows, target):
         rate = self._rate()
@@ -283,14 +297,17 @@ class _Measurement:
             return self._lookahead_matrix(rows, target)
         target = self._target_batch(batch)
         if method == "cosine":
-            flat = tf.stack([self._flat(grads[t], kernels_only=True)
-                             for t in self.tasks])
+            flat = replica_sum(tf.stack([
+                self._flat(grads[t], kernels_only=True) for t in self.tasks
+            ]))
             gram = tf.matmul(flat, flat, transpose_b=True)
             return affinity_lib.cosine_affinity(gram), self._target_ok(target)
         # first_order: -<grad_j, step_i> with the optimizer's real step.
         unscale = 1.0 / self.model.optimizer.scale_loss(tf.constant(1.0))
         current = [ops.convert_to_tensor(v) for v in self._shared_variables()]
-        flat = tf.stack([self._flat(grads[t]) for t in self.tasks]) * unscale
+        flat = replica_sum(
+            tf.stack([self._flat(grads[t]) for t in self.tasks])
+        ) * unscale
         steps = []
         for t in self.tasks:
             new_values = self.lookahead.step(self._shared(grads[t]))
@@ -327,15 +344,17 @@ class _Measurement:
         return affinity_lib.usable_loss(target.before) & target.present
 
     def _sources_ok(self, grads, batch):
-        oks = []
+        losses = replica_sum(tf.stack([batch.losses[t] for t in self.tasks]))
+        labelled = self._labels_present(batch.labels, batch.weights)
+        finite = []
         for t in self.tasks:
-            ok = affinity_lib.usable_loss(batch.losses[t])
-            ok &= affinity_lib.has_labels(batch.labels[t], batch.weights[t])
+            ok = tf.constant(True)
             for g in self._shared(grads[t]):
                 if g is not None:
                     ok &= tf.reduce_all(tf.math.is_finite(_dense(g)))
-            oks.append(ok)
-        return tf.stack(oks)
+            finite.append(ok)
+        finite = _distribute.replica_all(tf.stack(finite))
+        return affinity_lib.usable_loss(losses) & labelled & finite
 
     def _record(self, z, source_ok, target_ok):
         model = self.model

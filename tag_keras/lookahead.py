@@ -22,6 +22,8 @@ import re
 import keras
 import tensorflow as tf
 
+from tag_keras import _distribute
+
 _SHADOW_SCOPE = "tag_shadow_{}"
 
 
@@ -89,10 +91,7 @@ class OptimizerLookahead:
         Returns:
             A list of tensors, the new values, one per variable.
         """
-        for shadow, variable in zip(self.shadows, self.variables):
-            shadow.assign(variable)
-        for clone_variable, real_variable in self._state_pairs:
-            clone_variable.assign(real_variable)
+        _distribute.in_cross_replica_context(self._copy_state)
         gradients = [
             tf.zeros(v.shape, v.dtype) if g is None else g
             for g, v in zip(gradients, self.variables)
@@ -101,6 +100,13 @@ class OptimizerLookahead:
             gradients = [g / self.loss_scale for g in gradients]
         self.clone.apply(gradients, self.shadows)
         return [tf.identity(shadow.value) for shadow in self.shadows]
+
+
+    def _copy_state(self):
+        for shadow, variable in zip(self.shadows, self.variables):
+            shadow.assign(variable)
+        for clone_variable, real_variable in self._state_pairs:
+            clone_variable.assign(real_variable)
 
 
 def _unwrap_loss_scale(optimizer):

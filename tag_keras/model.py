@@ -1,5 +1,6 @@
 """TaskAffinityModel: a Keras model whose training step measures affinity."""
 
+import functools
 import warnings
 
 import keras
@@ -249,12 +250,59 @@ class TaskAffinityModel(keras.Model):
             tracker.set_model(self)
         else:
             callbacks = [tracker, *(callbacks or [])]
+        self._runtime.next_step = None
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def train_step(self, data):
         if self.affinity_every_n_steps == 0 and self.strategy is None:
             return super().train_step(data)
         return _step.train_step(self, data)
+
+    def make_train_function(self, force=False):
+        """Two traced steps, measured and plain, chosen per step in Python.
+
+        Deciding outside the graph keeps unmeasured steps exactly Keras's
+        step, and is required under `tf.distribute`, which does not support
+        the optimizer's cross-replica synchronisation inside a `tf.cond`.
+        With `steps_per_execution > 1` one function decides in the graph.
+        """
+        if self.train_function is not None and not force:
+            return self.train_function
+        if self.affinity_every_n_steps == 0 and self.strategy is None:
+            return super().make_train_function(force)
+        if self.steps_per_execution > 1:
+            if self.distribute_strategy.num_replicas_in_sync > 1:
+                raise ValueError(
+                    "Measuring affinity under a distribution strategy needs "
+                    "steps_per_execution=1. Received: steps_per_execution="
+                    f"{self.steps_per_execution}."
+                )
+            self.train_function = self._make_function(self.train_step)
+            return self.train_function
+        measured = self._make_function(
+            functools.partial(_step.train_step, self, measure=True)
+        )
+        if self.strategy is None:
+            plain = self._make_function(super().train_step)
+        else:
+            plain = self._make_function(
+                functools.partial(_step.train_step, self, measure=False)
+            )
+        every = self.affinity_every_n_steps
+        runtime = self._runtime
+
+        def function(iterator):
+            if runtime.next_step is None:
+                runtime.next_step = int(
+                    ops.convert_to_numpy(self.optimizer.iterations)
+                )
+            due = every > 0 and runtime.next_step % every == 0
+            logs = (measured if due else plain)(iterator)
+            runtime.next_step += 1
+            return logs
+
+        self.train_function = function
+        return function
 
     def get_config(self):
         config = super().get_config()
@@ -289,6 +337,7 @@ class TaskAffinityModel(keras.Model):
                 initializer=keras.initializers.Constant(fill),
                 dtype="float64",
                 trainable=False,
+                aggregation="only_first_replica",
                 name=name,
             )
 
@@ -301,6 +350,7 @@ class TaskAffinityModel(keras.Model):
             initializer=keras.initializers.Constant(-1),
             dtype="int64",
             trainable=False,
+            aggregation="only_first_replica",
             name="affinity_last_step",
         )
         if self.strategy is not None and not self.strategy.built:
@@ -395,6 +445,7 @@ class _Runtime:
         self.task_losses = None
         self.measurement = None
         self.warned = False
+        self.next_step = None
 
 
 class _EpochAffinity(keras.callbacks.Callback):

@@ -1,0 +1,48 @@
+"""Small helpers for running inside (or outside) `tf.distribute`."""
+
+import tensorflow as tf
+
+
+def replica_sum(value):
+    """Sums `value` over the replicas of the current step (identity on one).
+
+    Keras divides each replica's loss by the number of replicas, so the sum
+    of per-replica losses or gradients is the global-batch value.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def replica_any(flag):
+    """True when `flag` holds on any replica."""
+    return replica_sum(tf.cast(flag, "float32")) > 0
+
+
+def replica_all(flag):
+    """True when `flag` holds on every replica."""
+    return replica_sum(tf.cast(tf.logical_not(flag), "float32")) == 0
+
+
+def in_cross_replica_context(fn):
+    """Runs `fn()` once, in cross-replica context, from any context.
+
+    Assigning to mirrored variables from a replica needs an aggregation;
+    copies of identical values are made once for all replicas instead.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or not tf.distribute.has_strategy():
+        return fn()
+    return context.merge_call(lambda strategy: fn())
+
+
+def is_chief(strategy):
+    """Whether this worker writes the files (single machine: always)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    cluster = resolver.cluster_spec().as_dict()
+    if "chief" in cluster:
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and resolver.task_id == 0
