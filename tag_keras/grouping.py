@@ -1,0 +1,323 @@
+"""Network selection: from an inter-task affinity matrix to task groups.
+
+Pure NumPy/SciPy/pandas; importing this module never imports TensorFlow.
+"""
+
+import dataclasses
+import math
+import numbers
+import types
+
+import numpy as np
+import pandas as pd
+
+from tag_keras import _grouping_search
+from tag_keras import _grouping_solvers
+
+
+@dataclasses.dataclass(frozen=True)
+class Grouping:
+    """A selection of task groups (networks) and which one serves each task.
+
+    Attributes:
+        groups: The chosen groups, tuples of task names in input order; the
+            groups are sorted by the input positions of their members.
+        serve: Task name -> index into `groups` of the group serving it.
+        task_scores: Task name -> its score in the group serving it.
+        score: The objective, the mean of `task_scores` over all tasks.
+        optimal: Whether `score` was proven optimal for the budget.
+        upper_bound: A proven bound on the best reachable `score` (an upper
+            bound when maximising, a lower bound when `minimize`); equal to
+            `score` when `optimal`.
+        num_groups: The budget: at most this many groups were allowed.
+        method: How the grouping was found: "dynamic_program" (exact),
+            "separable" (budget of at least one group per task: exact, each
+            task with its best group), or "local_search".
+        minimize: False for affinities (higher is better); True for losses
+            (`select_groups_from_performance`).
+    """
+
+    groups: tuple
+    serve: types.MappingProxyType
+    task_scores: types.MappingProxyType
+    score: float
+    optimal: bool
+    upper_bound: float
+    num_groups: int
+    method: str
+    minimize: bool = False
+
+    @property
+    def gap(self):
+        """Distance between `score` and `upper_bound` (0 when optimal)."""
+        return abs(self.upper_bound - self.score)
+
+    def to_dict(self):
+        """The JSON-ready result entry described in DESIGN.md."""
+        return {
+            "num_groups": self.num_groups,
+            "groups": [list(g) for g in self.groups],
+            "serve": dict(self.serve),
+            "task_scores": dict(self.task_scores),
+            "score": self.score,
+            "optimal": self.optimal,
+            "upper_bound": self.upper_bound,
+            "gap": self.gap,
+            "method": self.method,
+        }
+
+
+def _plain(value):
+    """NumPy scalars as Python ones, so messages read `=0.0`, not np.float64."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def validate_affinity(affinity):
+    """Returns `(task names, float matrix)` or raises a one-line ValueError."""
+    if not isinstance(affinity, pd.DataFrame):
+        raise TypeError(
+            "`affinity` must be a pandas DataFrame (rows = source task, "
+            f"columns = target task). Received: affinity={affinity!r}"
+        )
+    rows, columns = [str(t) for t in affinity.index], [
+        str(t) for t in affinity.columns
+    ]
+    if len(rows) != len(columns):
+        raise ValueError(
+            "`affinity` must be square (one row and one column per task). "
+            f"Received: affinity.shape={affinity.shape}"
+        )
+    if len(set(rows)) != len(rows) or sorted(rows) != sorted(columns):
+        raise ValueError(
+            "`affinity` must have the same unique task names as row and "
+            f"column labels. Received: rows={rows}, columns={columns}"
+        )
+    affinity = affinity.set_axis(rows, axis=0).set_axis(columns, axis=1)
+    values = affinity.loc[rows, rows].apply(pd.to_numeric, errors="coerce")
+    z = values.to_numpy(dtype=float)
+    if not np.isfinite(z).all():
+        bad = np.argwhere(~np.isfinite(z))[0]
+        raise ValueError(
+            "`affinity` must hold finite numbers. Received: affinity.loc["
+            f"{rows[bad[0]]!r}, {rows[bad[1]]!r}]="
+            f"{_plain(affinity.loc[rows[bad[0]], rows[bad[1]]])!r}"
+        )
+    return rows, z
+
+
+def _check_budget(num_groups, n, max_group_size, allow_singletons):
+    if isinstance(num_groups, bool) or not isinstance(
+        num_groups, numbers.Integral
+    ) or num_groups < 1:
+        raise ValueError(
+            "`num_groups` must be an integer >= 1. "
+            f"Received: num_groups={num_groups!r}"
+        )
+    if max_group_size is None:
+        return n
+    smallest = 1 if allow_singletons else 2
+    if isinstance(max_group_size, bool) or not isinstance(
+        max_group_size, numbers.Integral
+    ) or max_group_size < smallest:
+        raise ValueError(
+            f"`max_group_size` must be an integer >= {smallest} or None. "
+            f"Received: max_group_size={max_group_size!r}"
+        )
+    if num_groups * max_group_size < n:
+        raise ValueError(
+            f"{num_groups} groups of at most {max_group_size} tasks cannot "
+            f"serve {n} tasks. Received: num_groups={num_groups}, "
+            f"max_group_size={max_group_size}"
+        )
+    return int(max_group_size)
+
+
+def task_score(z, task, group):
+    """Score of `task` in `group` (indices): mean affinity from the others.
+
+    A singleton scores its diagonal entry (self-affinity).
+    """
+    others = [b for b in group if b != task]
+    if not others:
+        return float(z[task, task])
+    return float(np.mean(z[others, task]))
+
+
+def build_grouping(tasks, groups, scores, **fields):
+    """Canonical `Grouping` from candidate groups (tuples of indices).
+
+    `scores(task, group)` gives a task's score in a group (higher is better)
+    or -inf where it cannot be served there. Each task is served by the
+    group where it scores highest, ties to the earliest group in canonical
+    order (sorted member indices); groups that serve nobody are dropped.
+    """
+    groups = sorted({tuple(sorted(g)) for g in groups})
+    serve, task_scores = {}, {}
+    for task in range(len(tasks)):
+        best = (-math.inf, None)
+        for index, group in enumerate(groups):
+            if task in group and scores(task, group) > best[0]:
+                best = (scores(task, group), index)
+        serve[task], task_scores[task] = best[1], best[0]
+    used = sorted(set(serve.values()))
+    renumber = {old: new for new, old in enumerate(used)}
+    sign = -1.0 if fields.get("minimize") else 1.0
+    return Grouping(
+        groups=tuple(tuple(tasks[t] for t in groups[i]) for i in used),
+        serve=types.MappingProxyType(
+            {tasks[t]: renumber[serve[t]] for t in serve}
+        ),
+        task_scores=types.MappingProxyType(
+            {tasks[t]: sign * task_scores[t] for t in task_scores}
+        ),
+        score=sign * float(np.mean(list(task_scores.values()))),
+        **fields,
+    )
+
+
+def select_groups(
+    affinity,
+    num_groups,
+    *,
+    normalize=False,
+    allow_singletons=False,
+    max_group_size=None,
+    max_exact_tasks=16,
+    search_restarts=16,
+):
+    r"""Chooses at most `num_groups` task groups that maximise served affinity.
+
+    With tasks V, affinities Z (`affinity.loc[b, a]` = Z(b→a), row = source,
+    column = target) and a budget k, find groups G_1..G_m ⊆ V, m <= k, and a
+    serving map σ: V → {1..m} with a ∈ G_σ(a), maximising
+
+        (1/|V|) Σ_a s(a, G_σ(a)),  s(a, G) = mean_{b ∈ G, b ≠ a} Z(b→a).
+
+    Groups may overlap: a task can be in a group only to help the others and
+    be served by another one. Each task is served by the chosen group where
+    it scores highest, and a group is only chosen if it serves some task.
+    Groups of one task are forbidden unless `allow_singletons`, where
+    s(a, {a}) = Z(a→a) (meaningful for affinities measured on held-out
+    data). With `normalize=True` every column is divided by its diagonal,
+    s(a, G) = mean_b Z(b→a) / Z(a→a): this maximises the same quantity whose
+    complement the transference paper minimises (t̂(b, a) = 1 − t(b, a) /
+    t(a, a)), so `score` is 1 − the mean normalised t̂ and a singleton scores
+    1. The optimum never decreases with `num_groups`; a budget of at least
+    one group per task lets every task have its best group (the unlimited
+    optimum), larger budgets change nothing.
+
+    Up to `max_exact_tasks` tasks the problem is solved exactly: the tasks a
+    group serves form a block, blocks partition the tasks, and each of the
+    2^n − 1 blocks is valued with its best helpers (one sort); a dynamic
+    program over subsets then finds the best partition into at most k
+    blocks (about k·3^n/2 additions: 16 tasks take about a second). Beyond
+    that, iterated local search over
+    partitions, and `upper_bound` comes from a size-aware LP relaxation
+    (each task served in a group of m tasks scores at most the mean of its
+    m − 1 largest incoming affinities); then `optimal` is False unless the
+    two meet.
+
+    Ties are broken deterministically: equal input gives equal output (the
+    dynamic program keeps the first maximum in bitmask order, see
+    `_grouping_solvers.solve_partition_dp`; the local search uses a fixed
+    seed). Within a grouping, a block's group is the smallest one reaching
+    its value, helpers are taken by decreasing affinity then increasing
+    input position, each task is served by the first of its best groups,
+    and groups are sorted by their members'
+    input positions.
+
+    Args:
+        affinity: Square `pandas.DataFrame`, index = source tasks, columns =
+            the same target tasks.
+        num_groups: The budget k, an integer >= 1.
+        normalize: Divide each target column by its self-affinity, which
+            must then be positive.
+        allow_singletons: Allow one-task groups, scored by self-affinity.
+        max_group_size: Optional largest number of tasks in a group.
+        max_exact_tasks: Largest task count solved exactly.
+        search_restarts: Restarts of the local search (large task counts).
+
+    Returns:
+        A `Grouping`.
+
+    Example:
+
+    >>> import pandas as pd
+    >>> z = pd.DataFrame([[1., .9, .0], [.8, 1., .1], [.0, .2, 1.]],
+    ...                  index=list("abc"), columns=list("abc"))
+    >>> select_groups(z, 1).groups
+    (('a', 'b', 'c'),)
+    >>> select_groups(z, 2).groups
+    (('a', 'b'), ('b', 'c'))
+
+    References:
+        Fifty et al., "Efficiently Identifying Task Groupings for Multi-Task
+        Learning", NeurIPS 2021. Standley et al., "Which Tasks Should Be
+        Learned Together in Multi-task Learning?", ICML 2020.
+    """
+    tasks, z = validate_affinity(affinity)
+    n = len(tasks)
+    if n == 0 or (n == 1 and not allow_singletons):
+        raise ValueError(
+            "`affinity` needs at least two tasks (one with "
+            f"allow_singletons=True). Received: tasks={tasks}"
+        )
+    max_size = _check_budget(num_groups, n, max_group_size, allow_singletons)
+    if normalize:
+        diagonal = z.diagonal().copy()
+        if (diagonal <= 0).any():
+            bad = tasks[int(np.argmax(diagonal <= 0))]
+            raise ValueError(
+                "normalize=True divides by self-affinity, which must be "
+                f"positive. Received: affinity.loc[{bad!r}, {bad!r}]="
+                f"{_plain(diagonal[tasks.index(bad)])!r}"
+            )
+        z = z / diagonal[None, :]
+
+    def block_group(mask):
+        members = np.array([(mask >> t) & 1 for t in range(n)], bool)
+        helpers = _grouping_solvers.block_value(
+            z, members, allow_singletons, max_size
+        )[1]
+        return tuple(np.flatnonzero(members)) + helpers
+
+    def scores(task, group):
+        if len(group) == 1 and not allow_singletons:
+            return -math.inf
+        return task_score(z, task, group)
+
+    bound = None
+    if num_groups >= n:
+        blocks, method = [1 << t for t in range(n)], "separable"
+    elif n <= max_exact_tasks:
+        values = _grouping_solvers.all_block_values(
+            z, allow_singletons, max_size
+        )
+        blocks, _ = _grouping_solvers.solve_partition_dp(
+            n, values, num_groups
+        )
+        method = "dynamic_program"
+    else:
+        blocks, _ = _grouping_search.local_search(
+            z, num_groups, allow_singletons, max_size, search_restarts
+        )
+        method = "local_search"
+        bound = _grouping_solvers.size_upper_bound(
+            z, num_groups, allow_singletons, max_size
+        ) / n
+    grouping = build_grouping(
+        tasks,
+        [block_group(b) for b in blocks],
+        scores,
+        optimal=True,
+        upper_bound=0.0,
+        num_groups=int(num_groups),
+        method=method,
+    )
+    slack = 1e-9 * (1 + abs(grouping.score))
+    optimal = bound is None or bound <= grouping.score + slack
+    return dataclasses.replace(
+        grouping,
+        optimal=optimal,
+        upper_bound=grouping.score if optimal else max(bound, grouping.score),
+    )
