@@ -64,6 +64,7 @@ class Grouping:
             "upper_bound": self.upper_bound,
             "gap": self.gap,
             "method": self.method,
+            "minimize": self.minimize,
         }
 
 

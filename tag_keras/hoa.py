@@ -1,0 +1,184 @@
+"""HOA-style selection: task groups from the measured losses of trained nets.
+
+Standley et al. (2020) train networks for single tasks and pairs (and maybe
+some larger groups), measure each task's validation loss in each network,
+and search for the best groups under an inference budget; a group that was
+not trained gets, for each task, the mean of that task's losses in the pairs
+it forms with the other members. This module does that search with the same
+budget semantics and result type as `select_groups`. Pure NumPy/pandas.
+"""
+
+import dataclasses
+import math
+import numbers
+
+import numpy as np
+import pandas as pd
+
+from tag_keras import _grouping_solvers
+from tag_keras import grouping as grouping_lib
+
+SEPARATOR = "|"
+# Largest task count: block values cost 3^n (HOA needs n^2 / 2 trained
+# pairs anyway, so its task counts are small).
+MAX_TASKS = 14
+_UNAVAILABLE = -1e300
+
+
+def read_performance(path):
+    """Reads a `group,task,value` CSV (group = task names joined by `|`)."""
+    return pd.read_csv(path, dtype={"group": str, "task": str})
+
+
+def _parse(performance):
+    """Returns `(tasks, {(group mask, task): value})` or raises ValueError."""
+    missing = {"group", "task", "value"} - set(performance.columns)
+    if missing:
+        raise ValueError(
+            "`performance` needs the columns group, task, value. Received: "
+            f"columns={list(performance.columns)}"
+        )
+    rows = [
+        (tuple(str(g).split(SEPARATOR)), str(t), v)
+        for g, t, v in zip(
+            performance["group"], performance["task"], performance["value"]
+        )
+    ]
+    tasks = []
+    for group, task, _ in rows:
+        for name in group + (task,):
+            if name not in tasks:
+                tasks.append(name)
+    measured = {}
+    for group, task, value in rows:
+        label = SEPARATOR.join(group)
+        if task not in group:
+            raise ValueError(
+                "Each task must belong to the group it was measured in. "
+                f"Received: group={label!r}, task={task!r}"
+            )
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or (
+            not math.isfinite(value)
+        ):
+            raise ValueError(
+                "Each value must be a finite number. Received: "
+                f"group={label!r}, task={task!r}, value={value!r}"
+            )
+        mask = sum(1 << tasks.index(t) for t in set(group))
+        key = (mask, tasks.index(task))
+        if key in measured:
+            raise ValueError(
+                "Each (group, task) may be measured once. Received a second "
+                f"row: group={label!r}, task={task!r}"
+            )
+        measured[key] = float(value)
+    return tasks, measured
+
+
+def group_losses(tasks, measured):
+    """`losses[mask, a]`: task a's (approximated) loss in group `mask`.
+
+    Measured where measured; else, for groups of two or more, the mean of
+    a's measured losses in the pairs {a, b}, b another member; NaN where
+    neither is possible (a not in the group, or a pair missing).
+    """
+    n = len(tasks)
+    members = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+    pair = np.full((n, n), np.nan)  # pair[b, a]: a's loss trained with b.
+    for (mask, a), value in measured.items():
+        if bin(mask).count("1") == 2:
+            pair[(mask ^ (1 << a)).bit_length() - 1, a] = value
+    np.fill_diagonal(pair, 0.0)  # A task's own term is left out below.
+    others = members.sum(axis=1, keepdims=True) - 1
+    missing = members @ np.isnan(pair)  # Others whose pair is missing.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        losses = (members @ np.nan_to_num(pair)) / others
+    losses[(members == 0) | (others < 1) | (missing > 0)] = np.nan
+    for (mask, a), value in measured.items():
+        losses[mask, a] = value
+    return losses
+
+
+def select_groups_from_performance(performance, num_groups, *,
+                                   max_group_size=None):
+    """Chooses at most `num_groups` networks minimising the served loss.
+
+    The problem is the one `select_groups` solves, with each task's score
+    in a group replaced by its loss there (from `group_losses`: measured,
+    or approximated from pairs), minimised: choose groups G_1..G_m, m <= k,
+    serve each task by the chosen group where its loss is lowest, minimise
+    the mean served loss. Single-task networks are allowed when they were
+    measured. Every network counts as one towards the budget (HOA's option
+    of counting single-task networks as half is not modelled). Solved
+    exactly for up to `MAX_TASKS` tasks, so `optimal` is True and
+    `upper_bound` (here the best reachable loss) equals `score`; the
+    result's `minimize` is True and `task_scores` are losses.
+
+    Args:
+        performance: `pandas.DataFrame` with columns `group` (task names
+            joined by `|`), `task` and `value` (a loss or error, lower is
+            better), one row per measured (network, task).
+        num_groups: The budget k, an integer >= 1.
+        max_group_size: Optional largest number of tasks in a group.
+
+    Returns:
+        A `grouping.Grouping`.
+
+    References:
+        Standley et al., "Which Tasks Should Be Learned Together in
+        Multi-task Learning?", ICML 2020.
+    """
+    tasks, measured = _parse(performance)
+    n = len(tasks)
+    if not 1 <= n <= MAX_TASKS:
+        raise ValueError(
+            f"`performance` must name between 1 and {MAX_TASKS} tasks. "
+            f"Received: tasks={tasks}"
+        )
+    max_size = grouping_lib._check_budget(num_groups, n, max_group_size, True)
+    scores = -group_losses(tasks, measured)  # Maximise minus the loss.
+    sizes = np.array([bin(m).count("1") for m in range(2**n)])
+    scores[sizes > max_size] = np.nan
+    values = np.full(2**n, -np.inf)
+    for mask in range(1, 2**n):  # f(S) = max over G ⊇ S, by submasks of G.
+        row = scores[mask]
+        members = np.flatnonzero((mask >> np.arange(n)) & 1)
+        pattern = (np.arange(1, 2 ** len(members))[:, None]
+                   >> np.arange(len(members))) & 1
+        sub = pattern @ (1 << members)
+        sums = pattern @ np.nan_to_num(row[members], nan=_UNAVAILABLE)
+        np.maximum.at(values, sub, np.where(sums < _UNAVAILABLE / 2,
+                                            -np.inf, sums))
+    if not np.isfinite(values[[1 << a for a in range(n)]]).all():
+        lonely = [t for a, t in enumerate(tasks) if values[1 << a] == -np.inf]
+        raise ValueError(
+            "Some tasks have no measured network (alone or in a pair) that "
+            f"could serve them. Received: tasks without one={lonely}"
+        )
+    blocks, _ = _grouping_solvers.solve_partition_dp(n, values, num_groups)
+
+    def best_group(block):  # Ties: smallest group, then smallest bitmask.
+        candidates = [
+            (-np.nansum(scores[g, members]), bin(g).count("1"), g)
+            for members in [np.flatnonzero((block >> np.arange(n)) & 1)]
+            for g in range(1, 2**n)
+            if g & block == block and not np.isnan(scores[g, members]).any()
+        ]
+        return min(candidates)[2]
+
+    def score(task, group):
+        value = scores[sum(1 << t for t in group), task]
+        return -math.inf if np.isnan(value) else float(value)
+
+    result = grouping_lib.build_grouping(
+        tasks,
+        [tuple(np.flatnonzero((best_group(b) >> np.arange(n)) & 1))
+         for b in blocks],
+        score,
+        optimal=True,
+        upper_bound=0.0,
+        num_groups=int(num_groups),
+        method="dynamic_program",
+        minimize=True,
+    )
+    return dataclasses.replace(result, upper_bound=result.score)

@@ -1,0 +1,123 @@
+"""Tests for tag_keras.hoa: selection from measured losses of trained nets."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tag_keras import hoa
+
+# Hand-made losses for three tasks: a and b gain from each other, c gains
+# from nobody and hurts a.
+_ROWS = [
+    ("a", "a", 1.0), ("b", "b", 1.0), ("c", "c", 1.0),
+    ("a|b", "a", 0.5), ("a|b", "b", 0.6),
+    ("a|c", "a", 1.2), ("a|c", "c", 0.9),
+    ("b|c", "b", 1.1), ("b|c", "c", 0.95),
+]
+
+
+def _table(rows=_ROWS):
+    return pd.DataFrame(rows, columns=["group", "task", "value"])
+
+
+def test_unmeasured_groups_average_the_pairs():
+    tasks, measured = hoa._parse(_table())
+    losses = hoa.group_losses(tasks, measured)
+    everyone = 0b111
+    np.testing.assert_allclose(losses[everyone], [0.85, 0.85, 0.925])
+    np.testing.assert_allclose(losses[0b011], [0.5, 0.6, np.nan])
+    assert np.isnan(losses[0b001, 1])  # b is not in {a}.
+
+
+@pytest.mark.parametrize(
+    "k, groups, serve, score",
+    [
+        (1, (("a", "b", "c"),), {"a": 0, "b": 0, "c": 0}, 2.625 / 3),
+        (2, (("a", "b"), ("a", "c")), {"a": 0, "b": 0, "c": 1}, 2.0 / 3),
+        (3, (("a", "b"), ("a", "c")), {"a": 0, "b": 0, "c": 1}, 2.0 / 3),
+    ],
+)
+def test_hand_made_table(k, groups, serve, score):
+    result = hoa.select_groups_from_performance(_table(), k)
+    assert result.groups == groups
+    assert dict(result.serve) == serve
+    np.testing.assert_allclose(result.score, score)
+    assert result.minimize and result.optimal
+    assert result.upper_bound == result.score
+
+
+def test_single_task_network_serves_a_task_nobody_helps():
+    rows = [r for r in _ROWS if r[0] != "a|c"] + [
+        ("a|c", "a", 1.2), ("a|c", "c", 1.5),
+    ]
+    rows = [r for r in rows if r[:2] != ("b|c", "c")] + [("b|c", "c", 1.4)]
+    result = hoa.select_groups_from_performance(_table(rows), 2)
+    assert result.groups == (("a", "b"), ("c",))
+    assert result.task_scores["c"] == 1.0
+
+
+def test_measured_triple_overrides_the_approximation():
+    rows = _ROWS + [("a|b|c", "a", 0.1), ("a|b|c", "b", 0.2),
+                    ("a|b|c", "c", 0.3)]
+    result = hoa.select_groups_from_performance(_table(rows), 1)
+    np.testing.assert_allclose(list(result.task_scores.values()),
+                               [0.1, 0.2, 0.3])
+
+
+def test_matches_brute_force_on_random_pairs():
+    rng = np.random.default_rng(0)
+    names = list("abcde")
+    rows = [(t, t, rng.uniform(0.5, 1.5)) for t in names]
+    for x, y in itertools.combinations(names, 2):
+        rows += [(f"{x}|{y}", x, rng.uniform(0.3, 1.7)),
+                 (f"{x}|{y}", y, rng.uniform(0.3, 1.7))]
+    tasks, measured = hoa._parse(_table(rows))
+    losses = hoa.group_losses(tasks, measured)
+    for k in range(1, 6):
+        best = np.inf
+        for m in range(1, k + 1):
+            for chosen in itertools.combinations(range(1, 32), m):
+                rows_ = losses[list(chosen)]
+                served = np.where(np.isnan(rows_), np.inf, rows_).min(axis=0)
+                if np.isfinite(served).all():
+                    best = min(best, served.mean())
+        result = hoa.select_groups_from_performance(_table(rows), k)
+        np.testing.assert_allclose(result.score, best)
+        assert len(result.groups) <= k
+
+
+def test_max_group_size():
+    result = hoa.select_groups_from_performance(
+        _table(), 1, max_group_size=3)
+    assert len(result.groups[0]) == 3
+    with pytest.raises(ValueError, match="cannot serve 3 tasks"):
+        hoa.select_groups_from_performance(_table(), 1, max_group_size=2)
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([("a|b", "c", 1.0)], "group='a|b', task='c'"),
+        ([("a|b", "a", float("nan"))], "value=nan"),
+        ([("a|b", "a", 1.0), ("b|a", "a", 2.0)], "measured once"),
+        ([("a|b", "a", 1.0)], "tasks without one=\\['b'\\]"),
+    ],
+)
+def test_bad_tables(rows, message):
+    with pytest.raises(ValueError, match=message):
+        hoa.select_groups_from_performance(_table(rows), 1)
+
+
+def test_missing_columns():
+    with pytest.raises(ValueError, match="group, task, value"):
+        hoa.select_groups_from_performance(pd.DataFrame({"x": [1]}), 1)
+
+
+def test_read_performance(tmp_path):
+    path = tmp_path / "perf.csv"
+    _table().to_csv(path, index=False)
+    table = hoa.read_performance(path)
+    assert hoa.select_groups_from_performance(table, 2).groups == (
+        ("a", "b"), ("a", "c"))
