@@ -1,0 +1,145 @@
+"""Tests for the `tag-select` command (tag_keras.cli) on real files."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+from tag_keras import cli
+
+_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _write_affinity(path, z, names=None):
+    names = names or [f"t{i}" for i in range(len(z))]
+    frame = pd.DataFrame(z, index=names, columns=names)
+    frame.index.name = "source"
+    frame.to_csv(path)
+    return path
+
+
+def _clusters():
+    z = np.full((4, 4), -0.01)
+    z[:2, :2] = z[2:, 2:] = 0.05
+    return z
+
+
+def _run(monkeypatch, capsys, *args):
+    """Runs the console-script entry point; returns (exit code, out, err)."""
+    monkeypatch.setattr(sys, "argv", ["tag-select", *args])
+    with flagsaver.flagsaver():
+        with pytest.raises(SystemExit) as exit_info:
+            cli.run()
+    flags.FLAGS.unparse_flags()
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_table_and_json(tmp_path, monkeypatch, capsys):
+    path = _write_affinity(tmp_path / "affinity.csv", _clusters())
+    output = tmp_path / "groups.json"
+    code, out, _ = _run(monkeypatch, capsys, f"--affinity={path}",
+                        "--num_groups=1,2,9", f"--output={output}")
+    assert code == 0
+    assert "Budget 2: 2 group(s), mean score 0.05, proven optimal" in out
+    assert "group 0: *t0 *t1" in out and "group 1: *t2 *t3" in out
+    assert "more groups cannot help" in out  # Budget 9 > 4 tasks.
+    document = json.loads(output.read_text())
+    assert document["tasks"] == ["t0", "t1", "t2", "t3"]
+    budget2 = document["results"][1]
+    assert budget2["num_groups"] == 2
+    assert budget2["groups"] == [["t0", "t1"], ["t2", "t3"]]
+    assert budget2["serve"] == {"t0": 0, "t1": 0, "t2": 1, "t3": 1}
+    assert budget2["score"] == pytest.approx(0.05)
+    assert budget2["upper_bound"] == pytest.approx(0.05)
+    assert budget2["optimal"] is True
+    assert budget2["task_scores"]["t3"] == pytest.approx(0.05)
+    assert [r["num_groups"] for r in document["results"]] == [1, 2, 9]
+
+
+def test_flags_reach_the_selector(tmp_path, monkeypatch, capsys):
+    z = _clusters()
+    np.fill_diagonal(z, 1.0)
+    path = _write_affinity(tmp_path / "a.csv", z)
+    output = tmp_path / "g.json"
+    code, out, _ = _run(
+        monkeypatch, capsys, f"--affinity={path}", "--num_groups=4",
+        "--allow_singletons", "--normalize", f"--output={output}")
+    assert code == 0
+    result = json.loads(output.read_text())["results"][0]
+    assert result["groups"] == [["t0"], ["t1"], ["t2"], ["t3"]]
+    assert result["score"] == 1.0
+    code, out, _ = _run(monkeypatch, capsys, f"--affinity={path}",
+                        "--num_groups=2", "--max_group_size=3")
+    assert code == 0 and "proven optimal" in out
+
+
+def test_performance_mode(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "perf.csv"
+    path.write_text("group,task,value\na,a,1.0\nb,b,1.0\na|b,a,0.5\n"
+                    "a|b,b,0.7\n")
+    code, out, _ = _run(monkeypatch, capsys, f"--performance={path}",
+                        "--num_groups=1")
+    assert code == 0
+    assert "mean loss 0.6, proven optimal" in out
+    assert "group 0: *a *b" in out
+
+
+def _bad_files(tmp_path):
+    text = {
+        "not_square.csv": "source,a,b\na,1,2\nb,3,4\nc,5,6\n",
+        "labels.csv": "source,a,b\na,1,2\nx,3,4\n",
+        "text.csv": "source,a,b\na,1,oops\nb,3,4\n",
+        "inf.csv": "source,a,b\na,1,inf\nb,3,4\n",
+        "one.csv": "source,a\na,1\n",
+        "empty.csv": "",
+    }
+    for name, content in text.items():
+        (tmp_path / name).write_text(content)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--affinity={d}/missing.csv"], "Affinity file not found"),
+        (["--affinity={d}/not_square.csv"], "must be square"),
+        (["--affinity={d}/labels.csv"], "same unique task names"),
+        (["--affinity={d}/text.csv"], "affinity.loc['a', 'b']='oops'"),
+        (["--affinity={d}/inf.csv"], "affinity.loc['a', 'b']=inf"),
+        (["--affinity={d}/one.csv"], "at least two tasks"),
+        (["--affinity={d}/empty.csv"], "Cannot read"),
+        (["--affinity={d}/ok.csv", "--num_groups=0"], "num_groups=0"),
+        (["--affinity={d}/ok.csv", "--num_groups=2,x"], "num_groups=2,x"),
+        (["--affinity={d}/ok.csv", "--num_groups=1", "--max_group_size=2"],
+         "cannot serve 4 tasks"),
+        ([], "exactly one of --affinity and --performance"),
+        (["--performance={d}/missing.csv"], "Performance file not found"),
+    ],
+)
+def test_bad_input(tmp_path, monkeypatch, capsys, args, message):
+    _bad_files(tmp_path)
+    _write_affinity(tmp_path / "ok.csv", _clusters())
+    args = [a.format(d=tmp_path) for a in args]
+    code, out, err = _run(monkeypatch, capsys, *args)
+    assert code == 1
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tag-select: error: ")
+    assert message in lines[0]
+
+
+def test_module_runs_as_a_subprocess(tmp_path):
+    path = _write_affinity(tmp_path / "affinity.csv", _clusters())
+    env = dict(os.environ, PYTHONPATH=str(_ROOT))
+    done = subprocess.run(
+        [sys.executable, "-m", "tag_keras.cli", f"--affinity={path}",
+         "--num_groups=2"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "group 0: *t0 *t1" in done.stdout
