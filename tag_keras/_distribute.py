@@ -46,3 +46,33 @@ def is_chief(strategy):
     if "chief" in cluster:
         return resolver.task_type == "chief"
     return resolver.task_type == "worker" and resolver.task_id == 0
+
+
+class FirstReplicaSymbolicBuild:
+    """Model mixin: build from the first replica's batch under any strategy.
+
+    Keras 3.15's TensorFlow trainer builds a distributed model from the mean
+    of the first batch over replicas, computed with one `strategy.reduce`
+    over the whole (x, y) structure, which `MultiWorkerMirroredStrategy`
+    rejects ("Attempt to convert a value (PerReplica...)"), so even a plain
+    `keras.Model` cannot `fit` there. Only shapes and dtypes matter for the
+    build, and the first replica's values have the same ones.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator, data_batch)
+        for _, _, batches in iterator:
+            data_batch = tf.nest.map_structure(
+                _first_replica, next(batches),
+                expand_composites=False,
+            )
+            break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+
+def _first_replica(value):
+    if isinstance(value, tf.distribute.DistributedValues):
+        return value.values[0]
+    return value

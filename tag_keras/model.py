@@ -12,12 +12,13 @@ from keras.src.models import functional as functional_module
 from keras.src.models import model as model_module
 
 from tag_keras import _data
+from tag_keras import _distribute
 from tag_keras import _step
 from tag_keras import affinity as affinity_lib
 from tag_keras._losses import TaskLosses
 
 
-class TaskAffinityModel(keras.Model):
+class TaskAffinityModel(_distribute.FirstReplicaSymbolicBuild, keras.Model):
     """A multi-task `keras.Model` that measures inter-task affinity in `fit`.
 
     Build it like a functional model whose outputs are a dict keyed by task

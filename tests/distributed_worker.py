@@ -1,0 +1,86 @@
+"""Trains the test model under a tf.distribute strategy (run as a process).
+
+Usage: python -m tests.distributed_worker STRATEGY METHOD OUT_PREFIX
+STRATEGY is `mirrored` (two logical CPUs), `multi_worker` (TF_CONFIG must
+be set) or `single`. Writes OUT_PREFIX.npz with the affinity, counts and
+weights of a TaskAffinityModel and the weights of a plain keras.Model
+trained the same way under the same strategy.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+STRATEGY, METHOD, OUT = sys.argv[1:4]
+if STRATEGY == "mirrored":
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+
+import keras  # noqa: E402
+
+import tag_keras  # noqa: E402
+from tag_keras import _distribute  # noqa: E402
+
+
+class PlainModel(_distribute.FirstReplicaSymbolicBuild, keras.Model):
+    """A plain keras.Model, with the package's workaround for Keras 3.15's
+    multi-worker build (see `FirstReplicaSymbolicBuild`)."""
+
+TASKS = "abc"
+
+
+def build(cls, **kwargs):
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((3,))
+    h = keras.layers.Dense(6, activation="tanh", name="trunk")(inputs)
+    outputs = {t: keras.layers.Dense(1, name=f"head_{t}")(h) for t in TASKS}
+    return cls(inputs=inputs, outputs=outputs, **kwargs)
+
+
+def dataset():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 3)).astype("float32")
+    y = {t: rng.normal(size=(16, 1)).astype("float32") for t in TASKS}
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.OFF
+    )
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(8).with_options(
+        options
+    )
+
+
+def train(strategy, cls, **kwargs):
+    with strategy.scope():
+        model = build(cls, **kwargs)
+        model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                      loss={t: "mse" for t in TASKS})
+    model.fit(dataset(), epochs=2, verbose=0)
+    return model
+
+
+if STRATEGY == "mirrored":
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+elif STRATEGY == "multi_worker":
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+else:
+    strategy = tf.distribute.get_strategy()
+
+plain = train(strategy, PlainModel)
+measured = train(strategy, tag_keras.TaskAffinityModel,
+                 affinity_every_n_steps=1, affinity_method=METHOD)
+np.savez(
+    OUT,
+    affinity=measured.affinity().to_numpy(),
+    counts=measured.affinity_counts().to_numpy(),
+    weights=np.concatenate([w.ravel() for w in measured.get_weights()
+                            if w.ndim > 0 and w.size != 9]),
+    plain=np.concatenate([w.ravel() for w in plain.get_weights()]),
+    replicas=strategy.num_replicas_in_sync,
+)
