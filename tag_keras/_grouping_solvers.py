@@ -1,4 +1,4 @@
-"""Solvers behind `select_groups`: exact MILP, local search, upper bound.
+"""Solvers behind `select_groups`: exact subset DP and an upper bound.
 
 Everything here works on task indices and a dense score matrix `z` where
 `z[b, a]` is the affinity of source `b` onto target `a`. The selection
