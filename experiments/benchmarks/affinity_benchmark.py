@@ -1,0 +1,235 @@
+"""What measuring affinity costs, measured side by side in one run.
+
+For a model and batch it times, on this machine:
+  * a plain Keras training step and a measured step for each method;
+  * the parts a lookahead step is built from: one forward pass (training
+    mode), one task's backward pass, so the bound
+    `forward + n * task_backward + n * forward`;
+  * the `fit` overhead of measuring every 1, 5, 10, 25, 50, 100 steps;
+  * with `--scaling`, step time and peak memory for 2, 4, 8, 16, 32 tasks
+    (each count in a fresh process, peak RSS from `getrusage`).
+
+Usage:
+  python -m experiments.benchmarks.affinity_benchmark --model=mlp
+  python -m experiments.benchmarks.affinity_benchmark --model=celeba \
+      --batch_size=32 --tasks=9
+  python -m experiments.benchmarks.affinity_benchmark --model=mlp --scaling
+
+Timings on a shared 2-core machine are noisy: read the ratios.
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+_MODEL = flags.DEFINE_enum("model", "mlp", ["mlp", "celeba"], "Model.")
+_TASKS = flags.DEFINE_integer("tasks", 9, "Number of tasks.", lower_bound=2)
+_BATCH = flags.DEFINE_integer("batch_size", 64, "Batch size.", lower_bound=1)
+_REPEATS = flags.DEFINE_integer("repeats", 10, "Timed calls per measure.",
+                                lower_bound=1)
+_FIT_STEPS = flags.DEFINE_integer("fit_steps", 100,
+                                  "Steps per fit in the every-N table.",
+                                  lower_bound=1)
+_SCALING = flags.DEFINE_boolean("scaling", False,
+                                "Time and memory for 2..32 tasks.")
+_ONE = flags.DEFINE_boolean("one_scaling_point", False,
+                            "Internal: run one scaling point, print JSON.")
+
+
+def _build(model_name, tasks, every, method="lookahead"):
+    import keras
+
+    import tag_keras
+
+    keras.utils.set_random_seed(0)
+    if model_name == "celeba":
+        inputs = keras.Input((64, 64, 3))
+        h = keras.layers.Conv2D(64, 3, padding="same", use_bias=False)(inputs)
+        h = keras.layers.BatchNormalization()(h)
+        h = keras.layers.ReLU()(h)
+        h = keras.layers.MaxPool2D(3, strides=2, padding="same")(h)
+        r = keras.layers.Conv2D(64, 3, padding="same", use_bias=False)(h)
+        r = keras.layers.BatchNormalization()(r)
+        r = keras.layers.ReLU()(r)
+        r = keras.layers.Conv2D(64, 3, padding="same", use_bias=False)(r)
+        r = keras.layers.BatchNormalization()(r)
+        h = keras.layers.ReLU()(keras.layers.Add()([h, r]))
+        h = keras.layers.AveragePooling2D(2)(h)
+        h = keras.layers.Flatten()(h)
+    else:
+        inputs = keras.Input((256,))
+        h = keras.layers.Dense(512, activation="relu")(inputs)
+        h = keras.layers.Dense(512, activation="relu")(h)
+    names = [f"t{i}" for i in range(tasks)]
+    outputs = {n: keras.layers.Dense(2, name=n)(h) for n in names}
+    model_cls = keras.Model if every is None else tag_keras.TaskAffinityModel
+    extra = {} if every is None else {
+        "affinity_every_n_steps": every, "affinity_method": method}
+    model = model_cls(inputs=inputs, outputs=outputs, **extra)
+    model.compile(
+        optimizer=keras.optimizers.SGD(5e-4, momentum=0.9),
+        loss={n: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+              for n in names},
+    )
+    return model, names
+
+
+def _batch(model_name, names, batch_size, steps=1):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    shape = (64, 64, 3) if model_name == "celeba" else (256,)
+    n = batch_size * steps
+    x = rng.random((n, *shape), dtype=np.float32)
+    y = {t: rng.integers(0, 2, size=(n,)).astype("int32") for t in names}
+    return x, y
+
+
+def _time(fn, repeats):
+    fn()
+    fn()  # warm-up: tracing and first-call allocations
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def _parts(model, names, x, y, repeats):
+    """Forward and one-task backward times of `model` on one batch."""
+    import tensorflow as tf
+
+    @tf.function
+    def forward(x):
+        return model(x, training=True)
+
+    @tf.function
+    def one_task_backward(x, y):
+        with tf.GradientTape() as tape:
+            out = model(x, training=True)
+            loss = tf.reduce_mean(
+                tf.keras.losses.sparse_categorical_crossentropy(
+                    y[names[0]], out[names[0]], from_logits=True))
+        return tape.gradient(loss, model.trainable_variables)
+
+    t_forward = _time(lambda: forward(x), repeats)
+    t_forward_backward = _time(lambda: one_task_backward(x, y), repeats)
+    return t_forward, t_forward_backward - t_forward
+
+
+def _step_table(model_name, tasks, batch_size, repeats):
+    x, y = _batch(model_name, [f"t{i}" for i in range(tasks)], batch_size)
+    rows = {}
+    plain, names = _build(model_name, tasks, None)
+    rows["plain step"] = _time(lambda: plain.train_on_batch(x, y), repeats)
+    forward, backward = _parts(plain, names, x, y, repeats)
+    for method in ("lookahead", "first_order", "cosine"):
+        model, _ = _build(model_name, tasks, 1, method)
+        rows[f"measured step ({method})"] = _time(
+            lambda m=model: m.train_on_batch(x, y), repeats)
+    bound = forward + tasks * backward + tasks * forward
+    print(f"\nModel {model_name}, {tasks} tasks, batch {batch_size} "
+          f"(mean of {repeats} calls):")
+    print(f"  forward (training mode)        {forward * 1e3:9.1f} ms")
+    print(f"  one task's backward            {backward * 1e3:9.1f} ms")
+    print(f"  bound F + nB + nF              {bound * 1e3:9.1f} ms")
+    for name, seconds in rows.items():
+        print(f"  {name:<30} {seconds * 1e3:9.1f} ms  "
+              f"{seconds / rows['plain step']:5.2f}x plain  "
+              f"{seconds / bound:5.2f}x bound")
+
+
+def _epoch_timer_class():
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds = time.perf_counter() - self._start
+
+    return EpochTimer
+
+
+def _EpochTimer():  # noqa: N802 (a class made after Keras is imported)
+    return _epoch_timer_class()()
+
+
+def _every_table(model_name, tasks, batch_size, steps):
+    names = [f"t{i}" for i in range(tasks)]
+    x, y = _batch(model_name, names, batch_size, steps)
+    times = {}
+    for every in (None, 1, 5, 10, 25, 50, 100):
+        model, _ = _build(model_name, tasks, every)
+        # Two epochs, timing the second: tracing happens in the first.
+        timer = _EpochTimer()
+        model.fit(x, y, batch_size=batch_size, epochs=2, verbose=0,
+                  shuffle=False, callbacks=[timer])
+        times[every] = timer.seconds
+    print(f"\nfit of {steps} steps ({model_name}, {tasks} tasks, batch "
+          f"{batch_size}):")
+    print("  measure every   seconds   overhead vs plain   speed-up vs every 1")
+    for every, seconds in times.items():
+        label = "never (plain)" if every is None else str(every)
+        print(f"  {label:<14} {seconds:8.2f}   {seconds / times[None]:8.2f}x"
+              f"          {times[1] / seconds:8.2f}x")
+
+
+def _one_scaling_point(model_name, tasks, batch_size, repeats):
+    names = [f"t{i}" for i in range(tasks)]
+    x, y = _batch(model_name, names, batch_size)
+    plain, _ = _build(model_name, tasks, None)
+    t_plain = _time(lambda: plain.train_on_batch(x, y), repeats)
+    rss_plain = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    model, _ = _build(model_name, tasks, 1)
+    t_measured = _time(lambda: model.train_on_batch(x, y), repeats)
+    rss_measured = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"tasks": tasks, "plain_s": t_plain,
+                      "measured_s": t_measured, "rss_plain_mb": rss_plain / 1024,
+                      "rss_measured_mb": rss_measured / 1024}))
+
+
+def _scaling_table(model_name, batch_size, repeats):
+    print(f"\nScaling with the number of tasks ({model_name}, batch "
+          f"{batch_size}; each in a fresh process):")
+    print("  tasks   plain ms   measured ms   ratio   peak RSS plain MB   "
+          "peak RSS measured MB")
+    for tasks in (2, 4, 8, 16, 32):
+        out = subprocess.run(
+            [sys.executable, "-m", "experiments.benchmarks.affinity_benchmark",
+             f"--model={model_name}", f"--tasks={tasks}",
+             f"--batch_size={batch_size}", f"--repeats={repeats}",
+             "--one_scaling_point"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip().splitlines()[-1]
+        r = json.loads(out)
+        print(f"  {tasks:5d}   {r['plain_s'] * 1e3:8.1f}   "
+              f"{r['measured_s'] * 1e3:11.1f}   "
+              f"{r['measured_s'] / r['plain_s']:5.1f}   "
+              f"{r['rss_plain_mb']:17.0f}   {r['rss_measured_mb']:20.0f}")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if _ONE.value:
+        _one_scaling_point(_MODEL.value, _TASKS.value, _BATCH.value,
+                           _REPEATS.value)
+        return
+    if _SCALING.value:
+        _scaling_table(_MODEL.value, _BATCH.value, _REPEATS.value)
+        return
+    _step_table(_MODEL.value, _TASKS.value, _BATCH.value, _REPEATS.value)
+    _every_table(_MODEL.value, _TASKS.value, _BATCH.value, _FIT_STEPS.value)
+
+
+if __name__ == "__main__":
+    app.run(main)
