@@ -3,17 +3,43 @@
 Measures inter-task affinity (TAG) inside an ordinary Keras `model.fit`, turns
 the affinities into task groupings for a budget of networks, and ships the
 usual multi-task baselines and training augmentations.
+
+The selector (`select_groups`, `Grouping`) needs only NumPy and SciPy and is
+imported eagerly; the names that need TensorFlow are imported on first use,
+so that `tag-select` starts quickly.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
-from tag_keras.affinity import METHODS as AFFINITY_METHODS
-from tag_keras.grouping import Grouping, select_groups
-from tag_keras.model import TaskAffinityModel
+from tag_keras.grouping import Grouping  # noqa: E402
+from tag_keras.grouping import select_groups  # noqa: E402
+from tag_keras.hoa import select_groups_from_performance  # noqa: E402
+
+# Public name -> module that defines it (imported lazily).
+_LAZY = {
+    "AFFINITY_METHODS": ("tag_keras.affinity", "METHODS"),
+    "TaskAffinityModel": ("tag_keras.model", "TaskAffinityModel"),
+}
 
 __all__ = [
     "AFFINITY_METHODS",
     "Grouping",
     "TaskAffinityModel",
     "select_groups",
+    "select_groups_from_performance",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tag_keras' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
