@@ -20,11 +20,13 @@ from tag_keras.hoa import select_groups_from_performance  # noqa: E402
 # Public name -> module that defines it (imported lazily).
 _LAZY = {
     "AFFINITY_METHODS": ("tag_keras.affinity", "METHODS"),
+    "AffinityLogger": ("tag_keras.callbacks", "AffinityLogger"),
     "TaskAffinityModel": ("tag_keras.model", "TaskAffinityModel"),
 }
 
 __all__ = [
     "AFFINITY_METHODS",
+    "AffinityLogger",
     "Grouping",
     "TaskAffinityModel",
     "select_groups",
