@@ -18,7 +18,7 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert test_command in [line.strip() for line in ci_lines]
 
 
-def test_readme_install_command_installs_and_runs_the_pipeline():
+def test_readme_install_command_installs_and_runs_the_main_job():
     install = _readme_commands()[0]
     assert "pip install -r requirements.txt -e ." in install
-    assert "python -m experiments.pipeline" in install
+    assert "python -m experiments.demo" in install
