@@ -145,22 +145,28 @@ def test_measuring_every_third_step_counts_only_those_steps():
     )
 
 
+def _fit_one_batch(model, x, y, weights):
+    """Fits one SGD step on 4 samples; returns NumPy losses and gradients."""
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss={t: "mse" for t in TASKS})
+    y = {t: v[:4] for t, v in y.items()}
+    model.fit(x[:4], y, batch_size=4, epochs=1, verbose=0)
+    losses, g_shared, _ = reference.losses_and_grads(
+        x[:4].astype(np.float64), y,
+        {"W": weights["W"].astype(np.float64),
+         "heads": {t: v.astype(np.float64)
+                   for t, v in weights["heads"].items()}},
+    )
+    return losses, g_shared
+
+
 def test_first_order_is_the_inner_product_for_sgd():
     x, y, weights = _data(seed=3)
     model = _linear_model(
         weights, affinity_every_n_steps=1, affinity_method="first_order",
         scale_by_learning_rate=False,
     )
-    model.compile(optimizer=keras.optimizers.SGD(0.1),
-                  loss={t: "mse" for t in TASKS})
-    model.fit(x[:4], {t: v[:4] for t, v in y.items()}, batch_size=4,
-              epochs=1, verbose=0)
-    losses, g_shared, _ = reference.losses_and_grads(
-        x[:4].astype(np.float64), {t: v[:4] for t, v in y.items()},
-        {"W": weights["W"].astype(np.float64),
-         "heads": {t: v.astype(np.float64)
-                   for t, v in weights["heads"].items()}},
-    )
+    losses, g_shared = _fit_one_batch(model, x, y, weights)
     expected = np.array([
         [0.1 * np.sum(g_shared[i] * g_shared[j]) / losses[j] for j in TASKS]
         for i in TASKS
@@ -173,16 +179,7 @@ def test_cosine_is_the_gradient_cosine():
     x, y, weights = _data(seed=4)
     model = _linear_model(weights, affinity_every_n_steps=1,
                           affinity_method="cosine")
-    model.compile(optimizer=keras.optimizers.SGD(0.1),
-                  loss={t: "mse" for t in TASKS})
-    model.fit(x[:4], {t: v[:4] for t, v in y.items()}, batch_size=4,
-              epochs=1, verbose=0)
-    _, g_shared, _ = reference.losses_and_grads(
-        x[:4].astype(np.float64), {t: v[:4] for t, v in y.items()},
-        {"W": weights["W"].astype(np.float64),
-         "heads": {t: v.astype(np.float64)
-                   for t, v in weights["heads"].items()}},
-    )
+    _, g_shared = _fit_one_batch(model, x, y, weights)
     flat = np.stack([g_shared[t].ravel() for t in TASKS])
     norms = np.linalg.norm(flat, axis=1)
     expected = flat @ flat.T / np.outer(norms, norms)
