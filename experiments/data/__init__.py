@@ -1,0 +1,64 @@
+"""Multi-task datasets for the experiments, behind one `load_dataset`.
+
+Every loader returns a `MultiTaskData`: unbatched train / validation / test
+`tf.data.Dataset`s of `(x, {task: int32 label})`, the task names and their
+numbers of classes, the input shape and a one-line description.
+
+* `"celeba"`: CelebA face attributes through tensorflow-datasets (needs the
+  data prepared in `data_dir` or the internet).
+* `"digits"`: attributes of scikit-learn's bundled 8×8 handwritten digits.
+* `"multi_digits"`: two overlapping digits, left and right label.
+* `"planted"`: generated tasks in planted clusters plus label-noise tasks.
+
+The last three run without the internet. Library code only: binaries read
+flags and pass values in.
+"""
+
+from experiments.data import celeba
+from experiments.data import digits
+from experiments.data import multi_digits
+from experiments.data import planted
+from experiments.data.base import DatasetUnavailableError
+from experiments.data.base import MultiTaskData
+from experiments.data.planted import planted_groups
+
+_LOADERS = {
+    "celeba": celeba.load,
+    "digits": digits.load,
+    "multi_digits": multi_digits.load,
+    "planted": planted.load,
+}
+DATASETS = tuple(_LOADERS)
+
+__all__ = [
+    "DATASETS",
+    "DatasetUnavailableError",
+    "MultiTaskData",
+    "load_dataset",
+    "planted_groups",
+]
+
+
+def load_dataset(name, *, tasks=None, data_dir=None, seed=0, **options):
+    """Loads the dataset called `name` as `MultiTaskData`.
+
+    Args:
+        name: One of `DATASETS`.
+        tasks: Task names, or `None` for the dataset's default tasks.
+        data_dir: Data directory (used by `"celeba"`, ignored by the rest).
+        seed: Seed of the split and of anything generated (ignored by
+            `"celeba"`, whose splits are fixed).
+        **options: Loader-specific keyword arguments, e.g. `num_train` for
+            `"planted"`, `shift` for `"multi_digits"`, `download` or
+            `splits` for `"celeba"` (see each module's `load`).
+
+    Raises:
+        ValueError: If `name` or a task is unknown.
+        DatasetUnavailableError: If CelebA is absent and cannot be fetched.
+    """
+    if name not in _LOADERS:
+        raise ValueError(
+            f"`name` must be one of {list(DATASETS)}. Received: name={name!r}"
+        )
+    return _LOADERS[name](tasks=tasks, data_dir=data_dir, seed=seed,
+                          **options)
