@@ -11,7 +11,6 @@ from experiments.data import base
 from experiments.data import celeba
 from experiments.data import digits
 from experiments.data import multi_digits
-from experiments.data import planted
 
 # Small enough for fast tests; every loader takes these options.
 _SMALL = {

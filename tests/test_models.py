@@ -15,10 +15,11 @@ def _images(shape, tasks=("a", "b"), classes=(2, 3), n=6):
     """A tiny image dataset (random pixels, random labels) for shapes."""
     rng = np.random.default_rng(0)
     x = rng.random((n, *shape))
-    labels = {t: rng.integers(0, c, n) for t, c in zip(tasks, classes)}
+    num_classes = dict(zip(tasks, classes, strict=True))
+    labels = {t: rng.integers(0, c, n) for t, c in num_classes.items()}
     split = base.from_arrays(x, labels)
-    return base.MultiTaskData("tiny", tuple(tasks), dict(zip(tasks, classes)),
-                              tuple(shape), split, split, split, "tiny")
+    return base.MultiTaskData("tiny", tuple(tasks), num_classes, tuple(shape),
+                              split, split, split, "tiny")
 
 
 def _planted():
@@ -123,7 +124,8 @@ def _fit_one_step(d, **build_kwargs):
     batch = d.split("train").take(4).batch(4)
     history = model.fit(batch, epochs=1, verbose=0, shuffle=False).history
     after = [w.numpy() for w in model.trainable_weights]
-    assert any(not np.array_equal(b, a) for b, a in zip(before, after))
+    assert any(not np.array_equal(b, a)
+               for b, a in zip(before, after, strict=True))
     for task in d.tasks:
         assert 0 <= history[f"{task}_accuracy"][0] <= 1
         assert np.isfinite(history[f"{task}_loss"][0])

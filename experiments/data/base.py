@@ -206,8 +206,8 @@ def stratified_split(classes, seed, validation_fraction, test_fraction):
     parts = {s: [] for s in SPLITS}
     for value in np.unique(classes):
         members = rng.permutation(np.flatnonzero(classes == value))
-        n_val = int(round(validation_fraction * len(members)))
-        n_test = int(round(test_fraction * len(members)))
+        n_val = round(validation_fraction * len(members))
+        n_test = round(test_fraction * len(members))
         parts["test"].append(members[:n_test])
         parts["validation"].append(members[n_test:n_test + n_val])
         parts["train"].append(members[n_test + n_val:])

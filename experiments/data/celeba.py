@@ -116,7 +116,7 @@ def load(*, tasks=None, data_dir=None, download=True,
 
     datasets = {
         name: split.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
-        for name, split in zip(base.SPLITS, loaded)
+        for name, split in zip(base.SPLITS, loaded, strict=True)
     }
     return base.MultiTaskData(
         name="celeba",
