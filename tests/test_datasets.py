@@ -108,6 +108,9 @@ def test_batches_shuffle_is_seeded_and_batch_size_checked():
     np.testing.assert_array_equal(np.concatenate(first),
                                   np.concatenate(again))
     assert not np.array_equal(np.concatenate(first), np.concatenate(plain))
+    unshuffled = d.batches("train", 16, shuffle=True, shuffle_buffer=1)
+    np.testing.assert_array_equal(
+        np.concatenate([x for x, _ in unshuffled]), np.concatenate(plain))
     with pytest.raises(ValueError, match="Received: batch_size=0"):
         d.batches("train", 0)
     with pytest.raises(ValueError, match="Received: split='dev'"):
