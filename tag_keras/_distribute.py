@@ -48,28 +48,47 @@ def is_chief(strategy):
     return resolver.task_type == "worker" and resolver.task_id == 0
 
 
-class FirstReplicaSymbolicBuild:
-    """Model mixin: build from the first replica's batch under any strategy.
+class MultiWorkerFixes:
+    """Model mixin: lets Keras 3.15's TensorFlow trainer fit multi-worker.
 
-    Keras 3.15's TensorFlow trainer builds a distributed model from the mean
-    of the first batch over replicas, computed with one `strategy.reduce`
-    over the whole (x, y) structure, which `MultiWorkerMirroredStrategy`
-    rejects ("Attempt to convert a value (PerReplica...)"), so even a plain
-    `keras.Model` cannot `fit` there. Only shapes and dtypes matter for the
-    build, and the first replica's values have the same ones.
+    Under `MultiWorkerMirroredStrategy` Keras 3.15 fails before and during
+    `fit`, even for a plain `keras.Model`:
+
+    * it builds the model from the mean of the first batch over replicas,
+      computed with one `strategy.reduce` over the whole (x, y) structure,
+      which the collective strategy rejects ("Attempt to convert a value
+      (PerReplica...)"). Only shapes and dtypes matter for the build, and
+      the first replica's values have the same ones;
+    * it reduces each step's (scalar) logs with
+      `strategy.reduce("MEAN", value, axis=0)`, which needs an axis. Giving
+      each log a leading axis of length one makes that reduction the mean
+      over replicas, a scalar again.
     """
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         if self._distribute_strategy is None or iterator is None:
             return super()._maybe_symbolic_build(iterator, data_batch)
         for _, _, batches in iterator:
-            data_batch = tf.nest.map_structure(
-                _first_replica, next(batches),
-                expand_composites=False,
-            )
+            data_batch = tf.nest.map_structure(_first_replica, next(batches))
             break
         with self.distribute_strategy.scope():
             self._symbolic_build(data_batch=data_batch)
+
+    def _make_function(self, step_function):
+        if not _is_multi_worker(self.distribute_strategy):
+            return super()._make_function(step_function)
+
+        def with_axis(data):
+            logs = step_function(data)
+            return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), logs)
+
+        return super()._make_function(with_axis)
+
+
+def _is_multi_worker(strategy):
+    return isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    ) and strategy.extended._in_multi_worker_mode()
 
 
 def _first_replica(value):

@@ -18,7 +18,7 @@ from tag_keras import affinity as affinity_lib
 from tag_keras._losses import TaskLosses
 
 
-class TaskAffinityModel(_distribute.FirstReplicaSymbolicBuild, keras.Model):
+class TaskAffinityModel(_distribute.MultiWorkerFixes, keras.Model):
     """A multi-task `keras.Model` that measures inter-task affinity in `fit`.
 
     Build it like a functional model whose outputs are a dict keyed by task

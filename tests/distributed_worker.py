@@ -4,7 +4,8 @@ Usage: python -m tests.distributed_worker STRATEGY METHOD OUT_PREFIX
 STRATEGY is `mirrored` (two logical CPUs), `multi_worker` (TF_CONFIG must
 be set) or `single`. Writes OUT_PREFIX.npz with the affinity, counts and
 weights of a TaskAffinityModel and the weights of a plain keras.Model
-trained the same way under the same strategy.
+trained the same way under the same strategy; the TaskAffinityModel's
+AffinityLogger writes to OUT_PREFIX_logs (on the chief only).
 """
 
 import os
@@ -28,9 +29,9 @@ import tag_keras  # noqa: E402
 from tag_keras import _distribute  # noqa: E402
 
 
-class PlainModel(_distribute.FirstReplicaSymbolicBuild, keras.Model):
+class PlainModel(_distribute.MultiWorkerFixes, keras.Model):
     """A plain keras.Model, with the package's workaround for Keras 3.15's
-    multi-worker build (see `FirstReplicaSymbolicBuild`)."""
+    multi-worker fit (see `MultiWorkerFixes`)."""
 
 TASKS = "abc"
 
@@ -56,12 +57,29 @@ def dataset():
     )
 
 
-def train(strategy, cls, **kwargs):
+def worker_dataset(context):
+    """This worker's half of each global batch of 8 (rows in order)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 3)).astype("float32")
+    y = {t: rng.normal(size=(16, 1)).astype("float32") for t in TASKS}
+    per_worker = 8 // context.num_input_pipelines
+    start = context.input_pipeline_id * per_worker
+    rows = [b * 8 + start + k for b in range(2) for k in range(per_worker)]
+    return tf.data.Dataset.from_tensor_slices(
+        (x[rows], {t: v[rows] for t, v in y.items()})
+    ).batch(per_worker)
+
+
+def train(strategy, cls, callbacks=(), **kwargs):
     with strategy.scope():
         model = build(cls, **kwargs)
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
                       loss={t: "mse" for t in TASKS})
-    model.fit(dataset(), epochs=2, verbose=0)
+    if STRATEGY == "multi_worker":
+        data = strategy.distribute_datasets_from_function(worker_dataset)
+    else:
+        data = dataset()
+    model.fit(data, epochs=2, verbose=0, callbacks=list(callbacks))
     return model
 
 
@@ -74,6 +92,7 @@ else:
 
 plain = train(strategy, PlainModel)
 measured = train(strategy, tag_keras.TaskAffinityModel,
+                 callbacks=[tag_keras.AffinityLogger(OUT + "_logs")],
                  affinity_every_n_steps=1, affinity_method=METHOD)
 np.savez(
     OUT,

@@ -66,15 +66,6 @@ def test_mirrored_strategy_measures_the_global_batch(single, tmp_path):
     _check_against_single(result, single)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Keras 3.15's TensorFlow trainer cannot fit even a plain keras.Model "
-        "under MultiWorkerMirroredStrategy: reduce_per_replica calls "
-        "strategy.reduce('MEAN', scalar_log, axis=0). Strict, so that this "
-        "test fails (and gets promoted) once Keras is fixed."
-    ),
-)
 def test_multi_worker_strategy_gives_one_matrix_on_every_worker(
     single, tmp_path
 ):
@@ -96,3 +87,34 @@ def test_multi_worker_strategy_gives_one_matrix_on_every_worker(
                                   results[1]["affinity"])
     for result in results:
         _check_against_single(result, single)
+    # Only the chief (worker 0 when the cluster has no "chief") writes files.
+    chief_matrix = tmp_path / "worker0.npz_logs" / "affinity.csv"
+    assert chief_matrix.exists()
+    assert not (tmp_path / "worker1.npz_logs").exists()
+
+
+def test_a_single_machine_is_always_the_chief():
+    from tag_keras import _distribute
+
+    class Resolver:
+        def __init__(self, task_type, task_id, cluster):
+            self.task_type, self.task_id = task_type, task_id
+            self._cluster = cluster
+
+        def cluster_spec(self):
+            import tensorflow as tf
+
+            return tf.train.ClusterSpec(self._cluster)
+
+    class Strategy:
+        def __init__(self, resolver):
+            self.cluster_resolver = resolver
+
+    workers = {"worker": ["a:1", "b:2"]}
+    with_chief = {"chief": ["c:0"], "worker": ["a:1"]}
+    assert _distribute.is_chief(Strategy(None))
+    assert _distribute.is_chief(Strategy(Resolver("worker", 0, workers)))
+    assert not _distribute.is_chief(Strategy(Resolver("worker", 1, workers)))
+    assert _distribute.is_chief(Strategy(Resolver("chief", 0, with_chief)))
+    assert not _distribute.is_chief(
+        Strategy(Resolver("worker", 0, with_chief)))
