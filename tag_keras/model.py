@@ -10,6 +10,7 @@ from keras import ops
 
 from keras.src.models import functional as functional_module
 from keras.src.models import model as model_module
+from keras.src.saving import object_registration
 
 from tag_keras import _data
 from tag_keras import _distribute
@@ -18,6 +19,7 @@ from tag_keras import affinity as affinity_lib
 from tag_keras._losses import TaskLosses
 
 
+@keras.saving.register_keras_serializable(package="tag_keras")
 class TaskAffinityModel(_distribute.MultiWorkerFixes, keras.Model):
     """A multi-task `keras.Model` that measures inter-task affinity in `fit`.
 
@@ -241,6 +243,16 @@ class TaskAffinityModel(_distribute.MultiWorkerFixes, keras.Model):
             self._create_affinity_state()
         self._runtime = _Runtime()
 
+    def get_compile_config(self):
+        # `compile` is overridden only to add checks; its config is Keras's.
+        return super().get_compile_config()
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def fit(self, *args, **kwargs):
         callbacks = kwargs.pop("callbacks", None)
         if len(args) > 5:
@@ -431,11 +443,17 @@ def _functional_variant(cls):
     keeps the public classes untouched.
     """
     if cls not in _FUNCTIONAL_VARIANTS:
-        _FUNCTIONAL_VARIANTS[cls] = type(
+        variant = type(
             cls.__name__,
             (cls, functional_module.Functional),
             {"__module__": cls.__module__, "__qualname__": cls.__qualname__},
         )
+        # Saved under the public class's registered name, so loading
+        # builds `cls` (which makes the variant again).
+        registered = keras.saving.get_registered_name(cls)
+        if registered != cls.__name__:
+            object_registration.GLOBAL_CUSTOM_NAMES[variant] = registered
+        _FUNCTIONAL_VARIANTS[cls] = variant
     return _FUNCTIONAL_VARIANTS[cls]
 
 

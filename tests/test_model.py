@@ -297,3 +297,37 @@ def test_validation_affinity_uses_the_held_out_data():
     # Same training either way.
     for u, v in zip(_state(train_only)[0], _state(held_out)[0]):
         np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5)
+
+
+def test_loss_scale_optimizer_measures_the_unscaled_step():
+    x, y = _data()
+    plain = _fit(_trunk_model(affinity_every_n_steps=1), x, y,
+                 optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    scaled = _fit(
+        _trunk_model(affinity_every_n_steps=1), x, y,
+        optimizer=keras.optimizers.LossScaleOptimizer(
+            keras.optimizers.SGD(0.05, momentum=0.9)),
+    )
+    np.testing.assert_allclose(scaled.affinity().to_numpy(),
+                               plain.affinity().to_numpy(), rtol=1e-4,
+                               atol=1e-6)
+
+
+def test_saved_model_keeps_its_settings_and_affinity(tmp_path):
+    x, y = _data()
+    model = _fit(_trunk_model(affinity_every_n_steps=2,
+                              affinity_method="first_order",
+                              shared_layers=["trunk", "bn"]), x, y)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, tag_keras.TaskAffinityModel)
+    assert loaded.affinity_every_n_steps == 2
+    assert loaded.affinity_method == "first_order"
+    assert loaded.shared_layers == ["trunk", "bn"]
+    pd.testing.assert_frame_equal(loaded.affinity(), model.affinity())
+    counts = model.affinity_counts().to_numpy()
+    loaded.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    # 3 more steps from iteration 6: steps 6 and 8 are measured.
+    np.testing.assert_array_equal(loaded.affinity_counts().to_numpy(),
+                                  counts + 2)
