@@ -229,14 +229,19 @@ class _Measurement:
                 z, target_ok = self._lookahead_matrix(rows, target)
             else:
                 z, target_ok = self._matrix(grads, batch)
-            self._record(z, self._sources_ok(grads, batch), target_ok)
-            return tf.constant(True)
+            return self._record(z, self._sources_ok(grads, batch), target_ok)
 
         if measure is True:
-            record()
+            done = record()
         elif measure is not False:
-            tf.cond(measure, record, lambda: tf.constant(False))
-        return [total[k] for k in self.connected]
+            done = tf.cond(measure, record, lambda: tf.constant(False))
+        else:
+            return [total[k] for k in self.connected]
+        # The real update must wait for every read the measurement makes of
+        # the weights and optimizer state (the lookahead's copies, the
+        # current values, the step count): ordering them by resource alone
+        # was seen to let a head's update overtake its read under load.
+        return [_after(done, total[k]) for k in self.connected]
 
     # ------------------------------------------------------------------
 
@@ -245,20 +250,21 @@ class _Measurement:
 
     def _target_batch(self, batch):
         """The batch whose losses the lookahead measures, with `before`."""
-        if self.held_out is None:
-            before = replica_sum(tf.stack([batch.losses[t] for t in self.tasks]))
-            return _Target(batch.x, batch.y, batch.sample_weight, before,
-                           self._labels_present(batch.labels, batch.weights))
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(
-            next(self.held_out)
-        )
         current = _values(self.model.trainable_variables)
-        losses, labels, weights = self._losses_with(
-            current, batch.snapshot, x, y, sample_weight
-        )
+        if self.held_out is None:
+            losses = batch.losses
+            x, y, sample_weight = batch.x, batch.y, batch.sample_weight
+            present = self._labels_present(batch.labels, batch.weights)
+        else:
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(
+                next(self.held_out)
+            )
+            losses, labels, weights = self._losses_with(
+                current, batch.snapshot, x, y, sample_weight
+            )
+            present = self._labels_present(labels, weights)
         before = replica_sum(tf.stack([losses[t] for t in self.tasks]))
-        return _Target(x, y, sample_weight, before,
-                       self._labels_present(labels, weights))
+        return _Target(x, y, sample_weight, before, present, current)
 
     def _labels_present(self, labels, weights):
         return _distribute.replica_any(tf.stack([
@@ -274,7 +280,7 @@ class _Measurement:
     def _lookahead_row(self, grads, batch, target):
         """Target losses after one real optimizer step on `grads`."""
         new_values = self.lookahead.step(self._shared(grads))
-        values = _values(self.model.trainable_variables)
+        values = list(target.current)
         for k, value in zip(self.shared, new_values):
             values[k] = value
         losses, _, _ = self._losses_with(
@@ -290,12 +296,11 @@ class _Measurement:
     def _matrix(self, grads, batch):
         """The affinity matrix from stored per-task gradients."""
         method = self.model.affinity_method
+        target = self._target_batch(batch)
         if method == "lookahead":
-            target = self._target_batch(batch)
             rows = [self._lookahead_row(grads[t], batch, target)
                     for t in self.tasks]
             return self._lookahead_matrix(rows, target)
-        target = self._target_batch(batch)
         if method == "cosine":
             flat = replica_sum(tf.stack([
                 self._flat(grads[t], kernels_only=True) for t in self.tasks
@@ -304,7 +309,7 @@ class _Measurement:
             return affinity_lib.cosine_affinity(gram), self._target_ok(target)
         # first_order: -<grad_j, step_i> with the optimizer's real step.
         unscale = 1.0 / self.model.optimizer.scale_loss(tf.constant(1.0))
-        current = [ops.convert_to_tensor(v) for v in self._shared_variables()]
+        current = [target.current[k] for k in self.shared]
         flat = replica_sum(
             tf.stack([self._flat(grads[t]) for t in self.tasks])
         ) * unscale
@@ -369,14 +374,21 @@ class _Measurement:
         model.affinity_last_step.assign(
             tf.cast(model.optimizer.iterations, "int64")
         )
+        with tf.control_dependencies([v.value for v in (
+            model.affinity_sum, model.affinity_count,
+            model.affinity_skip_count, model.affinity_last,
+            model.affinity_last_step,
+        )]):
+            return tf.identity(valid[0, 0])
 
 
 class _Target:
     """The batch the lookahead losses are measured on."""
 
-    def __init__(self, x, y, sample_weight, before, present):
+    def __init__(self, x, y, sample_weight, before, present, current):
         self.x, self.y, self.sample_weight = x, y, sample_weight
         self.before, self.present = before, present
+        self.current = current  # the trainable values before the step
 
 
 def _add_all(grads):
@@ -386,6 +398,17 @@ def _add_all(grads):
     if len(present) == 1:
         return present[0]
     return tf.add_n([_dense(g) for g in present])
+
+
+def _after(done, gradient):
+    """`gradient`, available only once `done` has been computed."""
+    if gradient is None:
+        return None
+    with tf.control_dependencies([done]):
+        if isinstance(gradient, tf.IndexedSlices):
+            return tf.IndexedSlices(tf.identity(gradient.values),
+                                    gradient.indices, gradient.dense_shape)
+        return tf.identity(gradient)
 
 
 def _dense(gradient):
