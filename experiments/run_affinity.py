@@ -33,7 +33,7 @@ from experiments import training  # noqa: E402
 AFFINITY_METHODS = ("lookahead", "first_order", "cosine")
 TRAINING_METHODS = ("mtl", "uw", "gradnorm", "pcgrad")
 
-_COMMON = training.define_common_flags("runs/affinity")
+_COMMON = training.define_common_flags()
 _AFFINITY_METHOD = flags.DEFINE_enum(
     "affinity_method", "lookahead", AFFINITY_METHODS,
     "How affinity is measured.")
@@ -140,7 +140,7 @@ def main(argv):
         print(f"run_affinity: error: {error}", file=sys.stderr)
         return 1
     config = training.config_from_flags(_COMMON)
-    out_dir = _COMMON.out_dir.value
+    out_dir = _COMMON.out_dir_or("runs/affinity")
     print(f"{data.description}; {training.describe_config(config)}")
     print(f"Training {len(data.tasks)} tasks together "
           f"({_TRAINING_METHOD.value}), measuring {_AFFINITY_METHOD.value} "

@@ -443,8 +443,14 @@ def pairs(tasks):
 
 # ----------------------------------------------------------------------
 # Flags shared by the binaries. Each binary calls `define_common_flags()`
-# once at import and keeps the returned holders module-private; only its
-# `main` reads them (through `config_from_flags`).
+# at import and keeps the returned holders module-private; only its `main`
+# reads them (through `config_from_flags`). The flags are defined once per
+# process (the pipeline imports the other binaries), and with
+# `allow_override` so that importing the binaries next to
+# `experiments.demo`, which defines `out_dir`, `epochs` and `seed` too (as
+# in one pytest process), does not raise DuplicateFlagError.
+
+_COMMON_FLAGS = []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -465,14 +471,34 @@ class CommonFlags:
     width: object
     patience: object
     lr_halving_epochs: object
+    num_groups: object
+
+    def out_dir_or(self, default):
+        """The `--out_dir` value, or `default` when the flag is not set."""
+        return self.out_dir.value or default
+
+    def budgets(self, default=(2, 3, 4)):
+        """`--num_groups` as a list of ints (`default` when not set)."""
+        if not self.num_groups.value:
+            return None if default is None else list(default)
+        try:
+            budgets = [int(b) for b in self.num_groups.value]
+        except ValueError:
+            budgets = [0]
+        if min(budgets) < 1:
+            raise DataError("--num_groups must be integers >= 1. Received: "
+                            f"{','.join(self.num_groups.value)}")
+        return budgets
 
 
-def define_common_flags(default_out_dir):
-    """Defines the common flags; returns their holders as `CommonFlags`."""
+def define_common_flags():
+    """Defines the common flags once; returns their holders."""
+    if _COMMON_FLAGS:
+        return _COMMON_FLAGS[0]
     from absl import flags
 
     per_dataset = " (default: per dataset, see training.DEFAULT_CONFIGS)"
-    return CommonFlags(
+    holders = CommonFlags(
         dataset=flags.DEFINE_enum(
             "dataset", "digits", list(data_lib.DATASETS), "Dataset."),
         tasks=flags.DEFINE_list(
@@ -483,10 +509,11 @@ def define_common_flags(default_out_dir):
             "download", True, "CelebA: let tensorflow-datasets download and "
             "prepare the data when it is absent."),
         out_dir=flags.DEFINE_string(
-            "out_dir", default_out_dir, "Directory for everything written."),
+            "out_dir", None, "Directory for everything written (default: "
+            "runs/<binary>).", allow_override=True),
         epochs=flags.DEFINE_integer(
             "epochs", None, "Largest number of epochs" + per_dataset + ".",
-            lower_bound=1),
+            lower_bound=1, allow_override=True),
         batch_size=flags.DEFINE_integer(
             "batch_size", None, "Batch size" + per_dataset + ".",
             lower_bound=1),
@@ -496,7 +523,8 @@ def define_common_flags(default_out_dir):
         momentum=flags.DEFINE_float(
             "momentum", 0.9, "SGD momentum (0.9 as the paper).",
             lower_bound=0.0, upper_bound=0.999),
-        seed=flags.DEFINE_integer("seed", 0, "Random seed."),
+        seed=flags.DEFINE_integer("seed", 0, "Random seed.",
+                                  allow_override=True),
         affinity_every_n_steps=flags.DEFINE_integer(
             "affinity_every_n_steps", 10, "Measure affinity every this many "
             "steps (10 as the paper).", lower_bound=1),
@@ -510,7 +538,12 @@ def define_common_flags(default_out_dir):
         lr_halving_epochs=flags.DEFINE_integer(
             "lr_halving_epochs", None, "Halve the learning rate every this "
             "many epochs" + per_dataset + ".", lower_bound=1),
+        num_groups=flags.DEFINE_list(
+            "num_groups", None, "Budgets: numbers of networks (default: "
+            "2,3,4; train_groups: every budget in the JSON)."),
     )
+    _COMMON_FLAGS.append(holders)
+    return holders
 
 
 def config_from_flags(common):

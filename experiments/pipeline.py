@@ -1,0 +1,221 @@
+"""The whole TAG experiment in one command, with its baselines.
+
+1. TAG: train all tasks together as a `TaskAffinityModel` measuring the
+   lookahead affinity every `--affinity_every_n_steps` steps (this run is
+   also the MTL baseline: measuring never changes training).
+2. CS: a second all-task run measuring the cosine similarity of the tasks'
+   shared gradients (kernels only, every step, as the original release).
+3. Select groups for every budget (`--num_groups`, default 2,3,4) from
+   each matrix with `tag_keras.select_groups`.
+4. Train every group needed, each distinct group once: single tasks (STL),
+   the TAG and CS groups, and `--rg_samples` random partitions per budget
+   (RG, the expected value of random groupings); with `--hoa`, also every
+   pair and the HOA groups (Standley et al.).
+5. Evaluate each task with the network that serves it and write one table.
+
+    python -m experiments.pipeline --dataset=digits --out_dir=runs/pipeline
+
+Writes in `--out_dir`: `affinity/` (AffinityLogger files of the TAG run),
+`groups.json` (the selector's output for TAG), `cosine/` (the CS run:
+`affinity/`, `groups.json`), `hoa/` (with `--hoa`), `history.csv`,
+`metrics.csv` and `run.json` of the TAG run, `results.csv` (one row per
+method and budget: per-task and total test error in %, seconds spent
+finding the groups) and `results.md` (the same table), `pipeline.json`
+(timings).
+"""
+
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from experiments import hoa as hoa_lib  # noqa: E402
+from experiments import run_affinity  # noqa: E402
+from experiments import train_groups as train_groups_lib  # noqa: E402
+from experiments import training  # noqa: E402
+
+_COMMON = training.define_common_flags()
+_RG_SAMPLES = flags.DEFINE_integer(
+    "rg_samples", 2, "Random partitions trained per budget for the RG "
+    "baseline (their mean is reported).", lower_bound=0)
+_COSINE = flags.DEFINE_bool(
+    "cosine", True, "Run the cosine-similarity (CS) baseline.")
+_HOA = flags.DEFINE_bool(
+    "hoa", False, "Run HOA too: trains every pair of tasks (n(n-1)/2 more "
+    "networks).")
+
+
+# Row order within a budget, as the paper's tables.
+_ORDER = ["CS", "HOA", "TAG"]
+
+
+def select(affinity, budgets):
+    """`select_groups` per budget; returns `(document, {budget: seconds})`."""
+    import tag_keras
+
+    groupings, seconds = [], {}
+    for budget in budgets:
+        start = time.perf_counter()
+        groupings.append(tag_keras.select_groups(affinity, budget))
+        seconds[budget] = time.perf_counter() - start
+    document = hoa_lib.groups_document(
+        list(affinity.index), groupings, mode="affinity")
+    return document, seconds
+
+
+def _write_json(path, document):
+    with open(path, "w") as handle:
+        json.dump(document, handle, indent=2)
+
+
+def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
+                 cosine=True, hoa=False, log=print):
+    """Runs the experiment; writes `out_dir`; returns the results frame.
+
+    Args:
+        data: A `MultiTaskData`.
+        config: A `training.TrainConfig` for every network.
+        out_dir: Output directory (see the module docstring).
+        budgets: Numbers of networks; budgets above the task count are
+            dropped.
+        rg_samples: Random partitions per budget (0: no RG rows).
+        cosine: Run the CS baseline.
+        hoa: Run HOA (trains every pair).
+        log: Progress output, one line per stage and per network.
+
+    Returns:
+        The `pandas.DataFrame` written as `results.csv`.
+    """
+    start = time.perf_counter()
+    os.makedirs(out_dir, exist_ok=True)
+    tasks = data.tasks
+    budgets = [b for b in budgets if b <= len(tasks)]
+    stages = 4 + bool(cosine) + bool(hoa)
+    stage = iter(range(1, stages + 1))
+    trainer = training.GroupTrainer(data, config, log=log)
+
+    log(f"[stage {next(stage)}/{stages}] TAG: training all "
+        f"{len(tasks)} tasks together, measuring lookahead affinity every "
+        f"{config.affinity_every_n_steps} steps ...")
+    tag_run, tag_affinity = run_affinity.measure(
+        data, config, out_dir, tensorboard=False)
+    trainer.add(tag_run)
+    log(f"    {tag_run.epochs} epochs in {tag_run.seconds:.1f} s")
+    tag_document, tag_select = select(tag_affinity, budgets)
+    _write_json(os.path.join(out_dir, "groups.json"), tag_document)
+    searches = {"TAG": {b: tag_run.seconds + s
+                        for b, s in tag_select.items()}}
+    chosen = {"TAG": tag_document}
+
+    if cosine:
+        log(f"[stage {next(stage)}/{stages}] CS: training all tasks "
+            "together, measuring gradient cosine similarity every step ...")
+        cs_dir = os.path.join(out_dir, "cosine")
+        cs_run, cs_affinity = run_affinity.measure(
+            data, config, cs_dir, affinity_method="cosine", every_n_steps=1,
+            tensorboard=False, write_steps=False)
+        log(f"    {cs_run.epochs} epochs in {cs_run.seconds:.1f} s")
+        cs_document, cs_select = select(cs_affinity, budgets)
+        _write_json(os.path.join(cs_dir, "groups.json"), cs_document)
+        searches["CS"] = {b: cs_run.seconds + s for b, s in cs_select.items()}
+        chosen["CS"] = cs_document
+
+    random_groupings = {
+        b: training.random_partitions(tasks, b, rg_samples,
+                                      seed=config.seed + b)
+        for b in budgets if rg_samples
+    }
+    planned = [(t,) for t in tasks]
+    for document in chosen.values():
+        planned += [tuple(g) for e in document["results"]
+                    for g in e["groups"]]
+    planned += [g for ps in random_groupings.values() for p in ps for g in p]
+    if hoa:
+        planned += training.pairs(tasks)
+    log(f"[stage {next(stage)}/{stages}] training the groups: STL, "
+        f"{', '.join(chosen)}" + (", RG" if rg_samples else "")
+        + (", HOA pairs" if hoa else "") + " (each distinct group once) ...")
+    trainer.train_all(planned)
+
+    if hoa:
+        log(f"[stage {next(stage)}/{stages}] HOA: selecting from the "
+            "singles' and pairs' validation losses, training its groups ...")
+        hoa_document = hoa_lib.run(trainer, os.path.join(out_dir, "hoa"),
+                                   budgets)
+        searches["HOA"] = hoa_document.pop("search_seconds")
+        chosen["HOA"] = hoa_document
+        trainer.train_all([tuple(g) for e in hoa_document["results"]
+                           for g in e["groups"]])
+
+    log(f"[stage {next(stage)}/{stages}] evaluating ...")
+    results = [
+        training.MethodResult("MTL", 1, dict(tag_run.test_error),
+                              groups=(tuple(tasks),)),
+        training.MethodResult(
+            "STL", len(tasks),
+            trainer.served_errors([(t,) for t in tasks],
+                                  {t: i for i, t in enumerate(tasks)}),
+            groups=tuple((t,) for t in tasks)),
+    ]
+    for budget in budgets:
+        if budget in random_groupings:
+            partitions = random_groupings[budget]
+            results.append(training.MethodResult(
+                "RG", budget,
+                training.mean_errors([
+                    trainer.served_errors(p, training.serve_partition(p))
+                    for p in partitions]),
+                samples=len(partitions)))
+        for method in sorted(chosen, key=_ORDER.index):
+            document = chosen[method]
+            results += train_groups_lib.train_groups(
+                trainer, document, budgets=[budget], method=method,
+                search_seconds=searches[method], log=lambda line: None)
+
+    frame = training.write_results(
+        results, tasks, out_dir,
+        title=f"Test error (%) on {data.description}; "
+        f"{training.describe_config(config)}")
+    seconds = time.perf_counter() - start
+    _write_json(os.path.join(out_dir, "pipeline.json"), {
+        "dataset": data.name, "tasks": list(tasks), "budgets": budgets,
+        "networks_trained": len(trainer), "wall_seconds": seconds,
+        "search_seconds": searches,
+    })
+    log(f"[stage {next(stage)}/{stages}] done: {len(trainer)} networks in "
+        f"{seconds:.0f} s")
+    return frame
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        data = training.data_from_flags(_COMMON)
+        budgets = _COMMON.budgets()
+    except training.DataError as error:
+        print(f"pipeline: error: {error}", file=sys.stderr)
+        return 1
+    config = training.config_from_flags(_COMMON)
+    out_dir = _COMMON.out_dir_or("runs/pipeline")
+    print(f"{data.description}; {training.describe_config(config)}",
+          flush=True)
+    start = time.perf_counter()
+    frame = run_pipeline(
+        data, config, out_dir, budgets=budgets, rg_samples=_RG_SAMPLES.value,
+        cosine=_COSINE.value, hoa=_HOA.value,
+        log=lambda line: print(line, flush=True))
+    print()
+    print(training.markdown_table(frame, data.tasks))
+    print(f"Wall time {time.perf_counter() - start:.0f} s. Wrote "
+          f"{out_dir}/results.csv, results.md, groups.json, affinity/")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
