@@ -1,0 +1,327 @@
+"""The experiment binaries: tiny runs of their functions, and their flags.
+
+Real tiny networks on the generated planted tasks (a few dozen examples,
+one or two epochs, width 4); the files each binary writes are read back.
+One binary per behaviour runs as a subprocess to check argument handling.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments import data as data_lib
+from experiments import hoa
+from experiments import pipeline
+from experiments import run_affinity
+from experiments import train_groups
+from experiments import training
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TASKS = ("c0_t0", "c0_t1", "c1_t0", "noise_0")
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return data_lib.load_dataset(
+        "planted", tasks=TASKS, num_train=96, num_validation=32,
+        num_test=40, num_features=6)
+
+
+@pytest.fixture(scope="module")
+def config():
+    return training.TrainConfig(epochs=2, batch_size=16, learning_rate=0.05,
+                                patience=1, lr_halving_epochs=1, width=4,
+                                affinity_every_n_steps=2)
+
+
+# ----------------------------------------------------------------------
+# training: pure parts.
+
+
+def test_default_config_per_dataset_and_overrides():
+    assert training.default_config("celeba") == training.TrainConfig(
+        epochs=100, batch_size=256, learning_rate=5e-4, patience=10,
+        lr_halving_epochs=15, width=64)
+    config = training.default_config("digits", epochs=3, width=None)
+    assert config.epochs == 3
+    assert config.width == training.DEFAULT_CONFIGS["digits"].width
+    with pytest.raises(ValueError, match="dataset"):
+        training.default_config("mnist")
+    with pytest.raises(ValueError, match="epochs"):
+        training.TrainConfig(epochs=0, batch_size=1, learning_rate=0.1)
+
+
+def test_learning_rate_is_halved_every_n_epochs():
+    config = training.TrainConfig(epochs=9, batch_size=1, learning_rate=0.8,
+                                  lr_halving_epochs=3)
+    rates = [config.learning_rate_at(e) for e in range(7)]
+    np.testing.assert_allclose(rates, [.8, .8, .8, .4, .4, .4, .2])
+
+
+@pytest.mark.parametrize("num_groups", [1, 2, 3, 4])
+def test_random_partitions(num_groups):
+    partitions = training.random_partitions(TASKS, num_groups, 5, seed=1)
+    assert len(partitions) == 5
+    for partition in partitions:
+        assert len(partition) == num_groups
+        assert all(partition)
+        members = [t for g in partition for t in g]
+        assert sorted(members) == sorted(TASKS)
+    assert partitions == training.random_partitions(TASKS, num_groups, 5, 1)
+
+
+def test_random_partitions_rejects_too_many_groups():
+    with pytest.raises(ValueError, match="num_groups"):
+        training.random_partitions(TASKS, 5, 1, seed=0)
+
+
+def test_results_table_round_trips_through_csv(tmp_path):
+    results = [
+        training.MethodResult("MTL", 1, {"a": 0.1, "b": 0.2},
+                              groups=(("a", "b"),)),
+        training.MethodResult("TAG", 2, {"a": 0.05, "b": 0.25},
+                              groups=(("a",), ("a", "b")),
+                              search_seconds=3.21),
+        training.MethodResult("RG", 2, {"a": 0.3, "b": 0.1}, samples=2),
+    ]
+    training.write_results(results, ["a", "b"], tmp_path, title="T")
+    frame = pd.read_csv(tmp_path / "results.csv")
+    assert list(frame["method"]) == ["MTL", "TAG", "RG"]
+    np.testing.assert_allclose(frame["total"], [30.0, 30.0, 40.0])
+    np.testing.assert_allclose(frame["a"], [10.0, 5.0, 30.0])
+    assert frame["groups"][1] == "a | a+b"
+    assert frame["search_seconds"][1] == 3.21
+    assert np.isnan(frame["search_seconds"][0])
+    lines = (tmp_path / "results.md").read_text().splitlines()
+    assert lines[0] == "T"
+    assert lines[2].startswith("| Method | Groups | a | b | Total |")
+    assert lines[4] == "| MTL | 1 | 10.00 | 20.00 | 30.00 |  |"
+    assert lines[5] == "| TAG | 2 | 5.00 | 25.00 | 30.00 | 3.2 s |"
+    assert lines[6].startswith("| RG (mean of 2) | 2 |")
+
+
+def test_load_data_errors_are_one_line():
+    with pytest.raises(training.DataError, match="unknown") as error:
+        training.load_data("digits", tasks=["is_even", "nope"])
+    assert "\n" not in str(error.value)
+
+
+# ----------------------------------------------------------------------
+# Training real tiny networks.
+
+
+def test_group_trainer_trains_each_group_once(tiny_data, config):
+    lines = []
+    trainer = training.GroupTrainer(tiny_data, config, log=lines.append)
+    results = trainer.train_all([("c0_t0", "c0_t1"), ("c0_t1", "c0_t0"),
+                                 ("noise_0",)])
+    assert len(trainer) == 2
+    assert [ln for ln in lines if ln.startswith("[")] == [
+        "[1/2] training group (c0_t0, c0_t1) ...",
+        "[2/2] training group (noise_0) ...",
+    ]
+    assert results[0] is results[1]
+    assert set(results[0].test_error) == {"c0_t0", "c0_t1"}
+    for error in results[0].test_error.values():
+        assert 0 <= error <= 1
+        assert error * 40 == pytest.approx(round(error * 40), abs=1e-4)
+    assert 1 <= results[0].best_epoch <= results[0].epochs <= 2
+    served = trainer.served_errors([("c0_t0", "c0_t1"), ("noise_0",)],
+                                   {"c0_t0": 0, "c0_t1": 0, "noise_0": 1})
+    assert served["noise_0"] == results[2].test_error["noise_0"]
+    assert len(trainer) == 2  # Nothing trained again.
+
+
+def test_run_affinity_writes_its_files(tiny_data, config, tmp_path):
+    result, affinity = run_affinity.measure(tiny_data, config, tmp_path)
+    for name in ("affinity/affinity.csv", "affinity/affinity_epochs.csv",
+                 "affinity/affinity_steps.csv", "history.csv",
+                 "metrics.csv", "run.json"):
+        assert (tmp_path / name).is_file(), name
+    assert list((tmp_path / "tensorboard").rglob("events.out.tfevents*"))
+    written = pd.read_csv(tmp_path / "affinity" / "affinity.csv",
+                          index_col="source")
+    assert list(written.index) == list(TASKS)
+    # The whole run's mean, not the best epoch's restored accumulators.
+    np.testing.assert_allclose(written.to_numpy(), affinity.to_numpy(),
+                               rtol=1e-6)
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert list(metrics["task"]) == list(TASKS)
+    np.testing.assert_allclose(metrics["test_error"],
+                               [result.test_error[t] for t in TASKS])
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["affinity_method"] == "lookahead"
+    assert run["epochs"] == result.epochs
+    assert len(pd.read_csv(tmp_path / "history.csv")) == result.epochs
+
+
+def test_make_strategy():
+    assert run_affinity.make_strategy("mtl") is None
+    with pytest.raises(ValueError, match="training_method"):
+        run_affinity.make_strategy("sgd")
+
+
+def test_train_groups_serves_each_task_from_its_group(tiny_data, config):
+    document = {"tasks": list(TASKS), "results": [
+        {"num_groups": 2, "groups": [["c0_t0", "c0_t1", "noise_0"],
+                                     ["c1_t0", "noise_0"]],
+         "serve": {"c0_t0": 0, "c0_t1": 0, "c1_t0": 1, "noise_0": 1}},
+        {"num_groups": 1, "groups": [list(TASKS)],
+         "serve": dict.fromkeys(TASKS, 0)},
+    ]}
+    trainer = training.GroupTrainer(tiny_data, config, log=lambda _: None)
+    results = train_groups.train_groups(trainer, document, budgets=[2],
+                                        search_seconds={2: 1.5})
+    assert len(trainer) == 2
+    (result,) = results
+    assert result.num_groups == 2 and result.search_seconds == 1.5
+    second = trainer.result(("c1_t0", "noise_0"))
+    assert result.errors["noise_0"] == second.test_error["noise_0"]
+    first = trainer.result(("c0_t0", "c0_t1", "noise_0"))
+    assert result.errors["c0_t0"] == first.test_error["c0_t0"]
+    with pytest.raises(train_groups.GroupsError, match=r"\[3\]"):
+        train_groups.train_groups(trainer, document, budgets=[3])
+
+
+def test_read_groups_rejects_bad_documents(tmp_path):
+    path = tmp_path / "groups.json"
+    path.write_text(json.dumps({"results": [
+        {"num_groups": 2, "groups": [["a"], ["b"]], "serve": {"a": 1}}]}))
+    with pytest.raises(train_groups.GroupsError, match="does not hold"):
+        train_groups.read_groups(path)
+    path.write_text("{")
+    with pytest.raises(train_groups.GroupsError, match="Cannot read"):
+        train_groups.read_groups(path)
+
+
+def test_hoa_trains_singles_and_pairs_and_selects(tiny_data, config,
+                                                  tmp_path):
+    data = tiny_data.select_tasks(TASKS[:3])
+    trainer = training.GroupTrainer(data, config, log=lambda _: None)
+    document = hoa.run(trainer, tmp_path, [1, 2])
+    assert len(trainer) == 6  # 3 singles + 3 pairs.
+    performance = pd.read_csv(tmp_path / "performance.csv")
+    assert len(performance) == 3 + 2 * 3
+    assert set(performance["group"]) == {
+        "c0_t0", "c0_t1", "c1_t0", "c0_t0|c0_t1", "c0_t0|c1_t0",
+        "c0_t1|c1_t0"}
+    row = performance[(performance["group"] == "c0_t0|c1_t0")
+                      & (performance["task"] == "c1_t0")]
+    assert row["value"].item() == pytest.approx(
+        trainer.result(("c0_t0", "c1_t0")).validation_loss["c1_t0"])
+    written = json.loads((tmp_path / "groups.json").read_text())
+    assert [r["num_groups"] for r in written["results"]] == [1, 2]
+    assert written["mode"] == "performance"
+    assert set(document["search_seconds"]) == {1, 2}
+    assert document["search_seconds"][1] >= trainer.seconds(
+        [(t,) for t in data.tasks])
+
+
+def test_pipeline_writes_one_table(tiny_data, tmp_path):
+    config = training.TrainConfig(epochs=1, batch_size=32,
+                                  learning_rate=0.05, width=4,
+                                  affinity_every_n_steps=1)
+    data = tiny_data.select_tasks(TASKS[:3])
+    lines = []
+    frame = pipeline.run_pipeline(data, config, tmp_path, budgets=(2, 5),
+                                  rg_samples=1, log=lines.append)
+    for name in ("affinity/affinity.csv", "groups.json", "results.csv",
+                 "results.md", "cosine/affinity/affinity.csv",
+                 "cosine/groups.json", "pipeline.json"):
+        assert (tmp_path / name).is_file(), name
+    results = pd.read_csv(tmp_path / "results.csv")
+    pd.testing.assert_frame_equal(results.fillna(""), frame.fillna(""),
+                                  check_dtype=False)
+    assert list(zip(results["method"], results["num_groups"])) == [
+        ("MTL", 1), ("STL", 3), ("RG", 2), ("CS", 2), ("TAG", 2)]
+    np.testing.assert_allclose(results["total"],
+                               results[list(data.tasks)].sum(axis=1),
+                               atol=1e-3)
+    groups = json.loads((tmp_path / "groups.json").read_text())
+    assert [r["num_groups"] for r in groups["results"]] == [2]
+    tag_row = results[results["method"] == "TAG"].iloc[0]
+    assert tag_row["groups"] == " | ".join(
+        "+".join(g) for g in groups["results"][0]["groups"])
+    assert tag_row["search_seconds"] > 0
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert tag_row["search_seconds"] >= round(run["seconds"], 2)
+    mtl_error = pd.read_csv(tmp_path / "metrics.csv")["test_error"]
+    np.testing.assert_allclose(
+        results.loc[0, list(data.tasks)], 100 * mtl_error, atol=1e-3)
+    assert len((tmp_path / "results.md").read_text().splitlines()) == 2 + 2 + 5
+    assert any(line.startswith("[stage 1/") for line in lines)
+    timings = json.loads((tmp_path / "pipeline.json").read_text())
+    # Each distinct group once: MTL, singles, TAG, CS and RG groups.
+    random = training.random_partitions(data.tasks, 2, 1, seed=2)[0]
+    distinct = {frozenset(g.split("+")) for g in " | ".join(
+        results["groups"].fillna("")).split(" | ") if g}
+    distinct |= {frozenset(g) for g in random}
+    assert timings["networks_trained"] == len(distinct)
+
+
+# ----------------------------------------------------------------------
+# Binaries as processes: argument handling.
+
+
+def _run(module, *args):
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, "-m", f"experiments.{module}", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_stray_arguments_and_missing_groups_are_usage_errors(tmp_path):
+    process = _run("train_groups", f"--out_dir={tmp_path}", "extra")
+    assert process.returncode != 0
+    assert "Unexpected arguments: ['extra']" in process.stderr
+    process = _run("train_groups", f"--out_dir={tmp_path}")
+    assert process.returncode != 0
+    assert "--groups is required" in process.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_absent_celeba_is_one_line_and_non_zero(tmp_path):
+    process = _run("run_affinity", "--dataset=celeba",
+                   f"--data_dir={tmp_path}", "--nodownload",
+                   f"--out_dir={tmp_path / 'out'}")
+    assert process.returncode == 1
+    assert "Traceback" not in process.stderr
+    errors = [ln for ln in process.stderr.splitlines()
+              if ln.startswith("run_affinity: error:")]
+    assert len(errors) == 1 and "CelebA" in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_groups_binary_end_to_end(tmp_path):
+    groups = tmp_path / "groups.json"
+    groups.write_text(json.dumps({"tasks": ["c0_t0", "c0_t1"], "results": [
+        {"num_groups": 1, "groups": [["c0_t0", "c0_t1"]],
+         "serve": {"c0_t0": 0, "c0_t1": 0}}]}))
+    process = _run("train_groups", "--dataset=planted", f"--groups={groups}",
+                   "--epochs=1", "--width=4", f"--out_dir={tmp_path}",
+                   "--method=Mine")
+    assert process.returncode == 0, process.stderr
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert list(results.columns[:4]) == ["method", "num_groups", "samples",
+                                         "groups"]
+    assert list(results["method"]) == ["Mine"]
+    assert "[1/1] training group (c0_t0, c0_t1) ..." in process.stdout
+    assert "| Mine | 1 |" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_pipeline_binary_with_hoa(tmp_path):
+    process = _run("pipeline", "--dataset=planted", "--epochs=2",
+                   "--width=8", "--hoa", "--num_groups=2,3",
+                   f"--out_dir={tmp_path}")
+    assert process.returncode == 0, process.stderr
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert set(results["method"]) == {"MTL", "STL", "RG", "CS", "HOA",
+                                      "TAG"}
+    assert (tmp_path / "hoa" / "performance.csv").is_file()
