@@ -197,7 +197,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
         data = training.data_from_flags(_COMMON)
-        budgets = _COMMON.budgets()
+        budgets = _COMMON.budget_list()
     except training.DataError as error:
         print(f"pipeline: error: {error}", file=sys.stderr)
         return 1

@@ -87,9 +87,9 @@ def train_groups(trainer, document, *, budgets=None, method="TAG",
     if budgets is not None:
         absent = sorted(set(budgets) - {e["num_groups"] for e in entries})
         if absent:
+            have = [e["num_groups"] for e in document["results"]]
             raise GroupsError(f"Budgets {absent} are not in the groups JSON; "
-                              "it has "
-                              f"{[e['num_groups'] for e in document['results']]}")
+                              f"it has {have}.")
     unknown = sorted({t for e in entries for g in e["groups"] for t in g}
                      - set(trainer.data.tasks))
     if unknown:
@@ -118,7 +118,7 @@ def main(argv):
         raise app.UsageError("--groups is required (the selector's JSON).")
     try:
         document = read_groups(_GROUPS.value)
-        budgets = _COMMON.budgets(default=None)
+        budgets = _COMMON.budget_list(default=None)
         tasks = _COMMON.tasks.value or document.get("tasks")
         data = training.load_data(
             _COMMON.dataset.value, tasks=tasks,

@@ -446,9 +446,11 @@ def pairs(tasks):
 # at import and keeps the returned holders module-private; only its `main`
 # reads them (through `config_from_flags`). The flags are defined once per
 # process (the pipeline imports the other binaries), and with
-# `allow_override` so that importing the binaries next to
-# `experiments.demo`, which defines `out_dir`, `epochs` and `seed` too (as
-# in one pytest process), does not raise DuplicateFlagError.
+# `allow_override` so that importing the binaries next to other modules
+# that define some of these names (`experiments.demo`: out_dir, epochs,
+# seed; the benchmarks: tasks, batch_size), as one pytest process does,
+# does not raise DuplicateFlagError. Only a binary run as `__main__`
+# parses them.
 
 _COMMON_FLAGS = []
 
@@ -471,23 +473,23 @@ class CommonFlags:
     width: object
     patience: object
     lr_halving_epochs: object
-    num_groups: object
+    budgets: object
 
     def out_dir_or(self, default):
         """The `--out_dir` value, or `default` when the flag is not set."""
         return self.out_dir.value or default
 
-    def budgets(self, default=(2, 3, 4)):
-        """`--num_groups` as a list of ints (`default` when not set)."""
-        if not self.num_groups.value:
+    def budget_list(self, default=(2, 3, 4)):
+        """`--budgets` as a list of ints (`default` when not set)."""
+        if not self.budgets.value:
             return None if default is None else list(default)
         try:
-            budgets = [int(b) for b in self.num_groups.value]
+            budgets = [int(b) for b in self.budgets.value]
         except ValueError:
             budgets = [0]
         if min(budgets) < 1:
-            raise DataError("--num_groups must be integers >= 1. Received: "
-                            f"{','.join(self.num_groups.value)}")
+            raise DataError("--budgets must be integers >= 1. Received: "
+                            f"{','.join(self.budgets.value)}")
         return budgets
 
 
@@ -498,49 +500,52 @@ def define_common_flags():
     from absl import flags
 
     per_dataset = " (default: per dataset, see training.DEFAULT_CONFIGS)"
+    override = {"allow_override": True}
     holders = CommonFlags(
         dataset=flags.DEFINE_enum(
-            "dataset", "digits", list(data_lib.DATASETS), "Dataset."),
+            "dataset", "digits", list(data_lib.DATASETS), "Dataset.",
+            **override),
         tasks=flags.DEFINE_list(
-            "tasks", None, "Tasks (default: the dataset's default tasks)."),
+            "tasks", None, "Tasks (default: the dataset's default tasks).",
+            **override),
         data_dir=flags.DEFINE_string(
-            "data_dir", None, "Data directory (CelebA: the tfds data_dir)."),
+            "data_dir", None, "Data directory (CelebA: the tfds data_dir).",
+            **override),
         download=flags.DEFINE_bool(
             "download", True, "CelebA: let tensorflow-datasets download and "
-            "prepare the data when it is absent."),
+            "prepare the data when it is absent.", **override),
         out_dir=flags.DEFINE_string(
             "out_dir", None, "Directory for everything written (default: "
-            "runs/<binary>).", allow_override=True),
+            "runs/<binary>).", **override),
         epochs=flags.DEFINE_integer(
             "epochs", None, "Largest number of epochs" + per_dataset + ".",
-            lower_bound=1, allow_override=True),
+            lower_bound=1, **override),
         batch_size=flags.DEFINE_integer(
             "batch_size", None, "Batch size" + per_dataset + ".",
-            lower_bound=1),
+            lower_bound=1, **override),
         learning_rate=flags.DEFINE_float(
             "learning_rate", None, "Initial SGD learning rate" + per_dataset
-            + ".", lower_bound=0.0),
+            + ".", lower_bound=0.0, **override),
         momentum=flags.DEFINE_float(
             "momentum", 0.9, "SGD momentum (0.9 as the paper).",
-            lower_bound=0.0, upper_bound=0.999),
-        seed=flags.DEFINE_integer("seed", 0, "Random seed.",
-                                  allow_override=True),
+            lower_bound=0.0, upper_bound=0.999, **override),
+        seed=flags.DEFINE_integer("seed", 0, "Random seed.", **override),
         affinity_every_n_steps=flags.DEFINE_integer(
             "affinity_every_n_steps", 10, "Measure affinity every this many "
-            "steps (10 as the paper).", lower_bound=1),
+            "steps (10 as the paper).", lower_bound=1, **override),
         width=flags.DEFINE_integer(
             "width", None, "Encoder width, the same for every network"
-            + per_dataset + ".", lower_bound=1),
+            + per_dataset + ".", lower_bound=1, **override),
         patience=flags.DEFINE_integer(
             "patience", None, "Early stopping patience in epochs on the "
             "validation loss; the best epoch is restored" + per_dataset
-            + ".", lower_bound=1),
+            + ".", lower_bound=1, **override),
         lr_halving_epochs=flags.DEFINE_integer(
             "lr_halving_epochs", None, "Halve the learning rate every this "
-            "many epochs" + per_dataset + ".", lower_bound=1),
-        num_groups=flags.DEFINE_list(
-            "num_groups", None, "Budgets: numbers of networks (default: "
-            "2,3,4; train_groups: every budget in the JSON)."),
+            "many epochs" + per_dataset + ".", lower_bound=1, **override),
+        budgets=flags.DEFINE_list(
+            "budgets", None, "Budgets: numbers of networks (default: "
+            "2,3,4; train_groups: every budget in the JSON).", **override),
     )
     _COMMON_FLAGS.append(holders)
     return holders

@@ -238,7 +238,8 @@ def test_pipeline_writes_one_table(tiny_data, tmp_path):
     results = pd.read_csv(tmp_path / "results.csv")
     pd.testing.assert_frame_equal(results.fillna(""), frame.fillna(""),
                                   check_dtype=False)
-    assert list(zip(results["method"], results["num_groups"])) == [
+    assert list(zip(results["method"], results["num_groups"],
+                    strict=True)) == [
         ("MTL", 1), ("STL", 3), ("RG", 2), ("CS", 2), ("TAG", 2)]
     np.testing.assert_allclose(results["total"],
                                results[list(data.tasks)].sum(axis=1),
