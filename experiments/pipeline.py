@@ -5,7 +5,7 @@
    also the MTL baseline: measuring never changes training).
 2. CS: a second all-task run measuring the cosine similarity of the tasks'
    shared gradients (kernels only, every step, as the original release).
-3. Select groups for every budget (`--num_groups`, default 2,3,4) from
+3. Select groups for every budget (`--budgets`, default 2,3,4) from
    each matrix with `tag_keras.select_groups`.
 4. Train every group needed, each distinct group once: single tasks (STL),
    the TAG and CS groups, and `--rg_samples` random partitions per budget
@@ -39,6 +39,9 @@ from experiments import run_affinity  # noqa: E402
 from experiments import train_groups as train_groups_lib  # noqa: E402
 from experiments import training  # noqa: E402
 
+# --augmentations value -> table row name.
+AUGMENTATIONS = {"uw": "UW", "gradnorm": "GradNorm", "pcgrad": "PCGrad"}
+
 _COMMON = training.define_common_flags()
 _RG_SAMPLES = flags.DEFINE_integer(
     "rg_samples", 2, "Random partitions trained per budget for the RG "
@@ -48,6 +51,10 @@ _COSINE = flags.DEFINE_bool(
 _HOA = flags.DEFINE_bool(
     "hoa", False, "Run HOA too: trains every pair of tasks (n(n-1)/2 more "
     "networks).")
+_AUGMENTATIONS = flags.DEFINE_multi_enum(
+    "augmentations", [], list(AUGMENTATIONS),
+    "All-task baselines trained with a tag_keras.mtl augmentation: uw "
+    "(uncertainty weights), gradnorm, pcgrad; repeat the flag for several.")
 
 
 # Row order within a budget, as the paper's tables.
@@ -73,8 +80,21 @@ def _write_json(path, document):
         json.dump(document, handle, indent=2)
 
 
+def train_augmented(data, config, augmentation, *, gradnorm_alpha=1.5):
+    """Trains all tasks with a `tag_keras.mtl` strategy; a `TrainResult`."""
+    import tag_keras
+
+    result, _ = training.train_network(
+        data, config, model_cls=tag_keras.TaskAffinityModel,
+        affinity_every_n_steps=0,
+        strategy=run_affinity.make_strategy(augmentation,
+                                            gradnorm_alpha=gradnorm_alpha))
+    return result
+
+
 def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
-                 cosine=True, hoa=False, log=print):
+                 cosine=True, hoa=False, augmentations=(),
+                 gradnorm_alpha=1.5, log=print):
     """Runs the experiment; writes `out_dir`; returns the results frame.
 
     Args:
@@ -86,6 +106,9 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
         rg_samples: Random partitions per budget (0: no RG rows).
         cosine: Run the CS baseline.
         hoa: Run HOA (trains every pair).
+        augmentations: Keys of `AUGMENTATIONS`: all-task baselines trained
+            with that `tag_keras.mtl` strategy (one row each).
+        gradnorm_alpha: GradNorm's alpha.
         log: Progress output, one line per stage and per network.
 
     Returns:
@@ -95,7 +118,7 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
     os.makedirs(out_dir, exist_ok=True)
     tasks = data.tasks
     budgets = [b for b in budgets if b <= len(tasks)]
-    stages = 4 + bool(cosine) + bool(hoa)
+    stages = 4 + bool(cosine) + bool(hoa) + bool(augmentations)
     stage = iter(range(1, stages + 1))
     trainer = training.GroupTrainer(data, config, log=log)
 
@@ -152,6 +175,18 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
         trainer.train_all([tuple(g) for e in hoa_document["results"]
                            for g in e["groups"]])
 
+    augmented = {}
+    if augmentations:
+        log(f"[stage {next(stage)}/{stages}] all-task baselines with "
+            f"{', '.join(AUGMENTATIONS[a] for a in augmentations)} ...")
+        for i, augmentation in enumerate(augmentations, start=1):
+            log(f"[{i}/{len(augmentations)}] training all tasks with "
+                f"{AUGMENTATIONS[augmentation]} ...")
+            augmented[augmentation] = train_augmented(
+                data, config, augmentation, gradnorm_alpha=gradnorm_alpha)
+            log(f"    {augmented[augmentation].epochs} epochs in "
+                f"{augmented[augmentation].seconds:.1f} s")
+
     log(f"[stage {next(stage)}/{stages}] evaluating ...")
     results = [
         training.MethodResult("MTL", 1, dict(tag_run.test_error),
@@ -161,6 +196,11 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
             trainer.served_errors([(t,) for t in tasks],
                                   {t: i for i, t in enumerate(tasks)}),
             groups=tuple((t,) for t in tasks)),
+    ]
+    results += [
+        training.MethodResult(AUGMENTATIONS[a], 1, dict(r.test_error),
+                              groups=(tuple(tasks),))
+        for a, r in augmented.items()
     ]
     for budget in budgets:
         if budget in random_groupings:
@@ -209,6 +249,8 @@ def main(argv):
     frame = run_pipeline(
         data, config, out_dir, budgets=budgets, rg_samples=_RG_SAMPLES.value,
         cosine=_COSINE.value, hoa=_HOA.value,
+        augmentations=_AUGMENTATIONS.value,
+        gradnorm_alpha=_COMMON.gradnorm_alpha.value,
         log=lambda line: print(line, flush=True))
     print()
     print(training.markdown_table(frame, data.tasks))

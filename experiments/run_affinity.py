@@ -40,8 +40,6 @@ _AFFINITY_METHOD = flags.DEFINE_enum(
 _TRAINING_METHOD = flags.DEFINE_enum(
     "training_method", "mtl", TRAINING_METHODS,
     "mtl: equal loss weights; uw: uncertainty weights; gradnorm; pcgrad.")
-_GRADNORM_ALPHA = flags.DEFINE_float(
-    "gradnorm_alpha", 1.5, "GradNorm's asymmetry alpha.", lower_bound=0.0)
 
 
 def make_strategy(training_method, *, gradnorm_alpha=1.5):
@@ -148,7 +146,7 @@ def main(argv):
     result, affinity = measure(
         data, config, out_dir, affinity_method=_AFFINITY_METHOD.value,
         training_method=_TRAINING_METHOD.value,
-        gradnorm_alpha=_GRADNORM_ALPHA.value)
+        gradnorm_alpha=_COMMON.gradnorm_alpha.value)
     print(f"{result.epochs} epochs (best {result.best_epoch}) in "
           f"{result.seconds:.1f} s; total test error "
           f"{100 * sum(result.test_error.values()):.2f}%")

@@ -281,6 +281,9 @@ class GroupTrainer:
         """The `TrainResult` of `tasks`, training the network if needed."""
         key = frozenset(tasks)
         if key not in self._results:
+            import keras
+
+            keras.backend.clear_session()  # Many models in one process.
             ordered = tuple(t for t in self.data.tasks if t in key)
             self._results[key], _ = train_network(self.data, self.config,
                                                   tasks=ordered)
@@ -474,6 +477,7 @@ class CommonFlags:
     patience: object
     lr_halving_epochs: object
     budgets: object
+    gradnorm_alpha: object
 
     def out_dir_or(self, default):
         """The `--out_dir` value, or `default` when the flag is not set."""
@@ -546,6 +550,9 @@ def define_common_flags():
         budgets=flags.DEFINE_list(
             "budgets", None, "Budgets: numbers of networks (default: "
             "2,3,4; train_groups: every budget in the JSON).", **override),
+        gradnorm_alpha=flags.DEFINE_float(
+            "gradnorm_alpha", 1.5, "GradNorm's asymmetry alpha (training "
+            "with gradnorm).", lower_bound=0.0, **override),
     )
     _COMMON_FLAGS.append(holders)
     return holders

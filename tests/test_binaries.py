@@ -167,6 +167,18 @@ def test_make_strategy():
         run_affinity.make_strategy("sgd")
 
 
+@pytest.mark.parametrize("augmentation", ["uw", "gradnorm", "pcgrad"])
+def test_all_task_baselines_with_an_augmentation(tiny_data, config,
+                                                 augmentation):
+    from tag_keras import mtl
+
+    if not hasattr(mtl, "UncertaintyWeights"):
+        pytest.skip("tag_keras.mtl strategies have not landed yet")
+    result = pipeline.train_augmented(tiny_data, config, augmentation)
+    assert set(result.test_error) == set(TASKS)
+    assert all(0 <= e <= 1 for e in result.test_error.values())
+
+
 def test_train_groups_serves_each_task_from_its_group(tiny_data, config):
     document = {"tasks": list(TASKS), "results": [
         {"num_groups": 2, "groups": [["c0_t0", "c0_t1", "noise_0"],
