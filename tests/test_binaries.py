@@ -296,6 +296,10 @@ def test_stray_arguments_and_missing_groups_are_usage_errors(tmp_path):
     process = _run("train_groups", f"--out_dir={tmp_path}")
     assert process.returncode != 0
     assert "--groups is required" in process.stderr
+    process = _run("hoa", "--budgets=2,x", f"--out_dir={tmp_path}")
+    assert process.returncode == 1
+    assert "hoa: error: --budgets must be integers >= 1. Received: 2,x" in (
+        process.stderr)
     assert not list(tmp_path.iterdir())
 
 
@@ -331,7 +335,7 @@ def test_train_groups_binary_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_pipeline_binary_with_hoa(tmp_path):
     process = _run("pipeline", "--dataset=planted", "--epochs=2",
-                   "--width=8", "--hoa", "--num_groups=2,3",
+                   "--width=8", "--hoa", "--budgets=2,3",
                    f"--out_dir={tmp_path}")
     assert process.returncode == 0, process.stderr
     results = pd.read_csv(tmp_path / "results.csv")
