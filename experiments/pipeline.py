@@ -10,20 +10,24 @@
 4. Train every group needed, each distinct group once: single tasks (STL),
    the TAG and CS groups, and `--rg_samples` random partitions per budget
    (RG, the expected value of random groupings); with `--hoa`, also every
-   pair and the HOA groups (Standley et al.).
+   pair and the HOA groups (Standley et al.); with `--optimal` (few tasks
+   only), every subset of tasks, and the best groups by measured test error
+   (an oracle: exhaustive search, as the paper's "optimal" rows).
 5. Evaluate each task with the network that serves it and write one table.
 
     python -m experiments.pipeline --dataset=digits --out_dir=runs/pipeline
 
 Writes in `--out_dir`: `affinity/` (AffinityLogger files of the TAG run),
 `groups.json` (the selector's output for TAG), `cosine/` (the CS run:
-`affinity/`, `groups.json`), `hoa/` (with `--hoa`), `history.csv`,
+`affinity/`, `groups.json`), `hoa/` (with `--hoa`), `optimal/` (with
+`--optimal`: `performance.csv`, `groups.json`), `history.csv`,
 `metrics.csv` and `run.json` of the TAG run, `results.csv` (one row per
 method and budget: per-task and total test error in %, seconds spent
 finding the groups) and `results.md` (the same table), `pipeline.json`
 (timings).
 """
 
+import itertools
 import json
 import os
 import sys
@@ -33,12 +37,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from experiments import hoa as hoa_lib  # noqa: E402
 from experiments import run_affinity  # noqa: E402
 from experiments import train_groups as train_groups_lib  # noqa: E402
 from experiments import training  # noqa: E402
 
+# Largest task count for --optimal (2^n - 1 networks).
+MAX_OPTIMAL_TASKS = 10
 # --augmentations value -> table row name.
 AUGMENTATIONS = {"uw": "UW", "gradnorm": "GradNorm", "pcgrad": "PCGrad"}
 
@@ -51,6 +58,10 @@ _COSINE = flags.DEFINE_bool(
 _HOA = flags.DEFINE_bool(
     "hoa", False, "Run HOA too: trains every pair of tasks (n(n-1)/2 more "
     "networks).")
+_OPTIMAL = flags.DEFINE_bool(
+    "optimal", False, "Also train every subset of tasks (2^n - 1 networks; "
+    f"at most {MAX_OPTIMAL_TASKS} tasks) and report the best groups by "
+    "test error for each budget.")
 _AUGMENTATIONS = flags.DEFINE_multi_enum(
     "augmentations", [], list(AUGMENTATIONS),
     "All-task baselines trained with a tag_keras.mtl augmentation: uw "
@@ -58,7 +69,7 @@ _AUGMENTATIONS = flags.DEFINE_multi_enum(
 
 
 # Row order within a budget, as the paper's tables.
-_ORDER = ["CS", "HOA", "TAG"]
+_ORDER = ["CS", "HOA", "TAG", "Optimal"]
 
 
 def select(affinity, budgets):
@@ -73,6 +84,28 @@ def select(affinity, budgets):
     document = hoa_lib.groups_document(
         list(affinity.index), groupings, mode="affinity")
     return document, seconds
+
+
+def best_by_test_error(trainer, groups, budgets, out_dir):
+    """The exact best groups per budget from measured test errors.
+
+    Every task's test error in every one of `groups` (all trained) goes
+    into `tag_keras.select_groups_from_performance`, which then finds, for
+    each budget, the groups with the lowest mean served test error. With
+    every subset measured this is the exhaustive optimum. Writes
+    `performance.csv` and `groups.json` in `out_dir`; returns the document.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    performance = pd.DataFrame([
+        {"group": "|".join(g), "task": t,
+         "value": trainer.result(g).test_error[t]}
+        for g in groups for t in g])
+    performance.to_csv(os.path.join(out_dir, "performance.csv"), index=False)
+    groupings, _ = hoa_lib.select(performance, budgets)
+    document = hoa_lib.groups_document(trainer.data.tasks, groupings,
+                                       mode="performance", value="test_error")
+    _write_json(os.path.join(out_dir, "groups.json"), document)
+    return document
 
 
 def _write_json(path, document):
@@ -93,7 +126,7 @@ def train_augmented(data, config, augmentation, *, gradnorm_alpha=1.5):
 
 
 def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
-                 cosine=True, hoa=False, augmentations=(),
+                 cosine=True, hoa=False, optimal=False, augmentations=(),
                  gradnorm_alpha=1.5, log=print):
     """Runs the experiment; writes `out_dir`; returns the results frame.
 
@@ -106,6 +139,8 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
         rg_samples: Random partitions per budget (0: no RG rows).
         cosine: Run the CS baseline.
         hoa: Run HOA (trains every pair).
+        optimal: Train every subset of tasks and add the best groups by
+            test error (an oracle; at most `MAX_OPTIMAL_TASKS` tasks).
         augmentations: Keys of `AUGMENTATIONS`: all-task baselines trained
             with that `tag_keras.mtl` strategy (one row each).
         gradnorm_alpha: GradNorm's alpha.
@@ -115,10 +150,15 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
         The `pandas.DataFrame` written as `results.csv`.
     """
     start = time.perf_counter()
-    os.makedirs(out_dir, exist_ok=True)
     tasks = data.tasks
+    if optimal and len(tasks) > MAX_OPTIMAL_TASKS:
+        raise ValueError(
+            f"`optimal` trains 2^n - 1 networks; it allows at most "
+            f"{MAX_OPTIMAL_TASKS} tasks. Received: {len(tasks)} tasks")
+    os.makedirs(out_dir, exist_ok=True)
     budgets = [b for b in budgets if b <= len(tasks)]
-    stages = 4 + bool(cosine) + bool(hoa) + bool(augmentations)
+    stages = 4 + bool(cosine) + bool(hoa) + bool(optimal) + bool(
+        augmentations)
     stage = iter(range(1, stages + 1))
     trainer = training.GroupTrainer(data, config, log=log)
 
@@ -174,6 +214,17 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
         chosen["HOA"] = hoa_document
         trainer.train_all([tuple(g) for e in hoa_document["results"]
                            for g in e["groups"]])
+
+    if optimal:
+        subsets = [g for size in range(1, len(tasks) + 1)
+                   for g in itertools.combinations(tasks, size)]
+        log(f"[stage {next(stage)}/{stages}] optimal: training all "
+            f"{len(subsets)} subsets of tasks ...")
+        trainer.train_all(subsets)
+        chosen["Optimal"] = best_by_test_error(
+            trainer, subsets, budgets, os.path.join(out_dir, "optimal"))
+        searches["Optimal"] = dict.fromkeys(budgets,
+                                            trainer.seconds(subsets))
 
     augmented = {}
     if augmentations:
@@ -238,6 +289,11 @@ def main(argv):
     try:
         data = training.data_from_flags(_COMMON)
         budgets = _COMMON.budget_list()
+        if _OPTIMAL.value and len(data.tasks) > MAX_OPTIMAL_TASKS:
+            raise training.DataError(
+                f"--optimal trains 2^n - 1 networks; it allows at most "
+                f"{MAX_OPTIMAL_TASKS} tasks. Received: {len(data.tasks)} "
+                "tasks (choose fewer with --tasks)")
     except training.DataError as error:
         print(f"pipeline: error: {error}", file=sys.stderr)
         return 1
@@ -248,7 +304,7 @@ def main(argv):
     start = time.perf_counter()
     frame = run_pipeline(
         data, config, out_dir, budgets=budgets, rg_samples=_RG_SAMPLES.value,
-        cosine=_COSINE.value, hoa=_HOA.value,
+        cosine=_COSINE.value, hoa=_HOA.value, optimal=_OPTIMAL.value,
         augmentations=_AUGMENTATIONS.value,
         gradnorm_alpha=_COMMON.gradnorm_alpha.value,
         log=lambda line: print(line, flush=True))

@@ -242,7 +242,8 @@ def test_pipeline_writes_one_table(tiny_data, tmp_path):
     data = tiny_data.select_tasks(TASKS[:3])
     lines = []
     frame = pipeline.run_pipeline(data, config, tmp_path, budgets=(2, 5),
-                                  rg_samples=1, log=lines.append)
+                                  rg_samples=1, optimal=True,
+                                  log=lines.append)
     for name in ("affinity/affinity.csv", "groups.json", "results.csv",
                  "results.md", "cosine/affinity/affinity.csv",
                  "cosine/groups.json", "pipeline.json"):
@@ -252,7 +253,14 @@ def test_pipeline_writes_one_table(tiny_data, tmp_path):
                                   check_dtype=False)
     assert list(zip(results["method"], results["num_groups"],
                     strict=True)) == [
-        ("MTL", 1), ("STL", 3), ("RG", 2), ("CS", 2), ("TAG", 2)]
+        ("MTL", 1), ("STL", 3), ("RG", 2), ("CS", 2), ("TAG", 2),
+        ("Optimal", 2)]
+    # Every subset was trained: the oracle is at least as good as any
+    # grouping of at most two networks made of the same networks.
+    totals = dict(zip(results["method"], results["total"], strict=True))
+    for method in ("MTL", "RG", "CS", "TAG"):
+        assert totals["Optimal"] <= totals[method] + 1e-9, method
+    assert (tmp_path / "optimal" / "performance.csv").is_file()
     np.testing.assert_allclose(results["total"],
                                results[list(data.tasks)].sum(axis=1),
                                atol=1e-3)
@@ -267,15 +275,14 @@ def test_pipeline_writes_one_table(tiny_data, tmp_path):
     mtl_error = pd.read_csv(tmp_path / "metrics.csv")["test_error"]
     np.testing.assert_allclose(
         results.loc[0, list(data.tasks)], 100 * mtl_error, atol=1e-3)
-    assert len((tmp_path / "results.md").read_text().splitlines()) == 2 + 2 + 5
+    assert len((tmp_path / "results.md").read_text().splitlines()) == 2 + 2 + 6
     assert any(line.startswith("[stage 1/") for line in lines)
     timings = json.loads((tmp_path / "pipeline.json").read_text())
-    # Each distinct group once: MTL, singles, TAG, CS and RG groups.
-    random = training.random_partitions(data.tasks, 2, 1, seed=2)[0]
-    distinct = {frozenset(g.split("+")) for g in " | ".join(
-        results["groups"].fillna("")).split(" | ") if g}
-    distinct |= {frozenset(g) for g in random}
-    assert timings["networks_trained"] == len(distinct)
+    # Each distinct group once: all 7 subsets of 3 tasks, none twice (the
+    # all-task network is the TAG run's).
+    assert timings["networks_trained"] == 7
+    trained = [line for line in lines if "] training group (" in line]
+    assert len(trained) == 6
 
 
 # ----------------------------------------------------------------------
