@@ -79,8 +79,7 @@ def train_step(model, data, measure="cond"):
         return [grads[k] for k in step.connected]
 
     def per_task(measure):
-        return step.per_task(tape, scaled, train_losses, scaled_extra, batch,
-                             measure)
+        return step.per_task(tape, scaled, scaled_extra, batch, measure)
 
     if measure == "cond":
         measure = tf.equal(optimizer.iterations % every, 0)
@@ -181,11 +180,22 @@ class _Measurement:
 
             self.lookahead = _distribute.in_cross_replica_context(create)
         self.held_out = model._held_out_iterator() if measuring else None
+        if model.strategy is not None:
+            if model.strategy.needs_task_gradients and not self.shared:
+                raise ValueError(
+                    f"{type(model.strategy).__name__} combines the gradients "
+                    "of weights shared by two or more tasks, and no "
+                    "trainable weight has a gradient from two task losses. "
+                    "Pass `shared_layers=[...]` or share an encoder. "
+                    f"Received: tasks {list(self.tasks)}."
+                )
+            model.strategy.set_shared_variables(
+                [variables[k] for k in self.shared]
+            )
 
     # ------------------------------------------------------------------
 
-    def per_task(self, tape, scaled, train_losses, scaled_extra, batch,
-                 measure):
+    def per_task(self, tape, scaled, scaled_extra, batch, measure):
         """Gradients from one backward pass per task (and affinity)."""
         model = self.model
         variables = model.trainable_variables
@@ -219,7 +229,7 @@ class _Measurement:
             combined = strategy.combine(shared_grads)
             for k, g in zip(self.shared, combined):
                 total[k] = g
-            strategy.update(train_losses, shared_grads)
+            strategy.update(batch.losses, shared_grads)
         if scaled_extra is not None:
             extra = tape.gradient(scaled_extra, variables)
             total = [_add_all([a, b]) for a, b in zip(total, extra)]

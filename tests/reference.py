@@ -4,7 +4,12 @@ A linear multi-task model `y_t = x @ W @ v_t` with MSE losses, trained by
 NumPy copies of Keras's update rules, measuring TAG affinity by hand.
 """
 
+import keras
 import numpy as np
+
+import tag_keras
+
+TASKS = ("a", "b", "c")
 
 
 class NumpyOptimizer:
@@ -118,3 +123,33 @@ def train_and_measure(x, y, weights, optimizer, batch_size, steps,
             )
         optimizer.iterations += 1
     return matrices, weights
+
+
+def data(seed=0, n=12, d=3):
+    """Inputs, labels and initial weights of the linear model."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype("float32")
+    y = {t: rng.normal(size=(n, 1)).astype("float32") for t in TASKS}
+    weights = {
+        "W": rng.normal(size=(d, 2)).astype("float32") * 0.5,
+        "heads": {t: rng.normal(size=(2, 1)).astype("float32")
+                  for t in TASKS},
+    }
+    return x, y, weights
+
+
+def linear_model(weights, **kwargs):
+    """`TaskAffinityModel` computing `x @ W @ v_t`, set to `weights`."""
+    inputs = keras.Input((weights["W"].shape[0],))
+    hidden = keras.layers.Dense(2, use_bias=False, name="shared")(inputs)
+    outputs = {
+        t: keras.layers.Dense(1, use_bias=False, name=f"head_{t}")(hidden)
+        for t in TASKS
+    }
+    model = tag_keras.TaskAffinityModel(
+        inputs=inputs, outputs=outputs, **kwargs
+    )
+    model.get_layer("shared").set_weights([weights["W"]])
+    for t in TASKS:
+        model.get_layer(f"head_{t}").set_weights([weights["heads"][t]])
+    return model

@@ -6,36 +6,10 @@ import pytest
 
 import tag_keras
 from tests import reference
+from tests.reference import data as _data
+from tests.reference import linear_model as _linear_model
 
-TASKS = ("a", "b", "c")
-
-
-def _data(seed=0, n=12, d=3):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, d)).astype("float32")
-    y = {t: rng.normal(size=(n, 1)).astype("float32") for t in TASKS}
-    weights = {
-        "W": rng.normal(size=(d, 2)).astype("float32") * 0.5,
-        "heads": {t: rng.normal(size=(2, 1)).astype("float32")
-                  for t in TASKS},
-    }
-    return x, y, weights
-
-
-def _linear_model(weights, **kwargs):
-    inputs = keras.Input((weights["W"].shape[0],))
-    hidden = keras.layers.Dense(2, use_bias=False, name="shared")(inputs)
-    outputs = {
-        t: keras.layers.Dense(1, use_bias=False, name=f"head_{t}")(hidden)
-        for t in TASKS
-    }
-    model = tag_keras.TaskAffinityModel(
-        inputs=inputs, outputs=outputs, **kwargs
-    )
-    model.get_layer("shared").set_weights([weights["W"]])
-    for t in TASKS:
-        model.get_layer(f"head_{t}").set_weights([weights["heads"][t]])
-    return model
+TASKS = reference.TASKS
 
 
 class _StepRecorder(keras.callbacks.Callback):

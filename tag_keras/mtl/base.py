@@ -23,7 +23,12 @@ class TrainingStrategy(keras.layers.Layer):
        the weighted losses once, which equals the default.
     3. `update(losses, task_gradients)` runs after `combine`, for strategies
        that keep their own state updated by their own rule (GradNorm's task
-       weights). The default does nothing.
+       weights); `losses` are the compiled losses before `weight_losses`.
+       The default does nothing.
+
+    Before the first step the model calls `build_tasks(task_names)` (create
+    variables here) and, once it knows them, `set_shared_variables(list)`
+    with the shared variables in the order of the gradient lists.
 
     Variables a strategy creates in `build_tasks` are tracked by the model:
     trainable ones are updated by the compiled optimizer through the gradient
@@ -42,6 +47,10 @@ class TrainingStrategy(keras.layers.Layer):
         """Creates the strategy's variables for these tasks, in this order."""
         self.task_names = tuple(task_names)
         self.built = True
+
+    def set_shared_variables(self, variables):
+        """Receives the shared variables (gradient list order). No-op."""
+        del variables
 
     def weight_losses(self, losses):
         """Returns `{task: loss to differentiate}` for `{task: loss}`."""

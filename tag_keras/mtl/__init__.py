@@ -1,0 +1,16 @@
+"""Multi-task training augmentations, used as `TaskAffinityModel(strategy=)`.
+
+- `UncertaintyWeights`: learned per-task loss weights (Kendall et al.).
+- `GradNorm`: task weights that balance gradient norms (Chen et al.).
+- `PCGrad`: projecting conflicting gradients (Yu et al.), optionally on
+  uncertainty-weighted losses.
+
+Each works with `model.fit`, alone or while the model measures affinity.
+"""
+
+from tag_keras.mtl.base import TrainingStrategy
+from tag_keras.mtl.gradnorm import GradNorm
+from tag_keras.mtl.pcgrad import PCGrad
+from tag_keras.mtl.uncertainty import UncertaintyWeights
+
+__all__ = ["GradNorm", "PCGrad", "TrainingStrategy", "UncertaintyWeights"]

@@ -1,0 +1,276 @@
+"""The training augmentations' update rules against NumPy computations."""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+from tag_keras import mtl
+from tag_keras.mtl.gradnorm import gradnorm_update
+from tag_keras.mtl.pcgrad import project_conflicts
+from tests import reference
+
+TASKS = reference.TASKS
+LR = 0.1
+
+
+def _numpy_project(grads, orders):
+    """PCGrad's projection in NumPy: row i visits `orders[i]`."""
+    out = []
+    for i, order in enumerate(orders):
+        g = grads[i].copy()
+        for j in order:
+            dot = g @ grads[j]
+            if dot < 0:
+                g = g - dot / (grads[j] @ grads[j]) * grads[j]
+        out.append(g)
+    return np.array(out)
+
+
+def _project(grads, orders):
+    flat = tf.constant(grads, tf.float64)
+    orders = [tf.constant(o, tf.int32) for o in orders]
+    return project_conflicts(flat, orders).numpy()
+
+
+def test_pcgrad_projects_a_known_two_task_conflict():
+    grads = np.array([[1.0, 0.0], [-1.0, 1.0]])
+    projected = _project(grads, [[1], [0]])
+    # g1 . g2 = -1: g1 - (-1 / 2) g2 = [0.5, 0.5]; g2 - (-1 / 1) g1 = [0, 1].
+    np.testing.assert_allclose(projected, [[0.5, 0.5], [0.0, 1.0]])
+    # Afterwards neither projected gradient conflicts with the other task.
+    assert projected[0] @ grads[1] >= -1e-12
+    assert projected[1] @ grads[0] >= -1e-12
+
+
+def test_pcgrad_leaves_agreeing_gradients_alone():
+    grads = np.array([[1.0, 2.0, 0.0], [0.5, 0.0, 3.0], [0.0, 1.0, 1.0]])
+    orders = [[1, 2], [0, 2], [0, 1]]
+    np.testing.assert_allclose(_project(grads, orders), grads)
+
+
+def test_pcgrad_matches_numpy_for_every_order():
+    rng = np.random.default_rng(0)
+    grads = rng.normal(size=(3, 5))
+    for orders in itertools.product(
+        *[list(itertools.permutations([j for j in range(3) if j != i]))
+          for i in range(3)]
+    ):
+        np.testing.assert_allclose(
+            _project(grads, [list(o) for o in orders]),
+            _numpy_project(grads, orders), rtol=1e-12)
+
+
+def test_gradnorm_update_step_clip_and_renormalisation():
+    w = np.array([1.0, 0.5, 2.0])
+    norms = np.array([3.0, 0.2, 1.0])       # of the weighted losses
+    losses = np.array([0.5, 1.0, 0.9])
+    initial = np.array([1.0, 1.0, 1.2])
+    alpha, lr = 1.5, 0.5
+    # By hand.
+    ratios = losses / initial
+    target = norms.mean() * (ratios / ratios.mean()) ** alpha
+    step = np.sign(norms - target) * norms / w
+    expected = np.clip(w - lr * step, 0.1, 10.0)
+    expected = expected * 3 / expected.sum()
+    # Task 0 is pushed below the clip and is clipped before renormalising.
+    assert w[0] - lr * step[0] < 0.1
+    got = gradnorm_update(tf.constant(w), tf.constant(norms),
+                          tf.constant(losses), tf.constant(initial),
+                          alpha=alpha, learning_rate=lr, clip=(0.1, 10.0))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+    assert got.numpy().sum() == pytest.approx(3.0)
+
+
+# ----------------------------------------------------------------------
+# Inside `fit`: one or two steps of the linear model against NumPy.
+
+
+def _train(strategy, steps, optimizer=None, every=0, seed=0):
+    x, y, weights = reference.data(seed=seed)
+    model = reference.linear_model(weights, strategy=strategy,
+                                   affinity_every_n_steps=every)
+    model.compile(optimizer=optimizer or keras.optimizers.SGD(LR),
+                  loss={t: "mse" for t in TASKS})
+    batch = 4
+    model.fit(x[:batch * steps], {t: v[:batch * steps] for t, v in y.items()},
+              batch_size=batch, epochs=1, shuffle=False, verbose=0)
+    return model, x, y, weights
+
+
+def _batches(x, y, steps, batch=4):
+    for s in range(steps):
+        sl = slice(s * batch, (s + 1) * batch)
+        yield (x[sl].astype(np.float64),
+               {t: v[sl].astype(np.float64) for t, v in y.items()})
+
+
+def _as64(weights):
+    return {"W": weights["W"].astype(np.float64),
+            "heads": {t: v.astype(np.float64)
+                      for t, v in weights["heads"].items()}}
+
+
+def _assert_model_weights(model, weights):
+    np.testing.assert_allclose(model.get_layer("shared").get_weights()[0],
+                               weights["W"], rtol=1e-4, atol=1e-6)
+    for t in TASKS:
+        np.testing.assert_allclose(
+            model.get_layer(f"head_{t}").get_weights()[0],
+            weights["heads"][t], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("every", [0, 1])
+def test_uncertainty_weights_scale_losses_and_learn_log_sigma(every):
+    steps = 2
+    strategy = mtl.UncertaintyWeights(initial_value=0.3, clip=(0.01, 10.0))
+    model, x, y, weights = _train(strategy, steps, every=every)
+    w = _as64(weights)
+    s = np.full(3, 0.3)
+    for xb, yb in _batches(x, y, steps):
+        losses, g_shared, g_heads = reference.losses_and_grads(xb, yb, w)
+        scale = np.exp(-2 * s)
+        ds = np.array([1 - 2 * losses[t] * scale[k]
+                       for k, t in enumerate(TASKS)])
+        w["W"] = w["W"] - LR * sum(scale[k] * g_shared[t]
+                                   for k, t in enumerate(TASKS))
+        for k, t in enumerate(TASKS):
+            w["heads"][t] = w["heads"][t] - LR * scale[k] * g_heads[t]
+        s = np.clip(s - LR * ds, 0.01, 10.0)
+    _assert_model_weights(model, w)
+    np.testing.assert_allclose(ops.convert_to_numpy(strategy.log_sigma), s, rtol=1e-4)
+    weights_now = strategy.task_weights()
+    assert list(weights_now) == list(TASKS)
+    np.testing.assert_allclose(list(weights_now.values()), np.exp(-2 * s),
+                               rtol=1e-4)
+
+
+def test_uncertainty_weights_are_clipped_after_each_update():
+    # A large step throws s out of [0.01, 10] on both sides.
+    strategy = mtl.UncertaintyWeights(initial_value=0.02, clip=(0.01, 10.0))
+    _, x, y, weights = _train(strategy, 1,
+                              optimizer=keras.optimizers.SGD(5.0))
+    (xb, yb), = _batches(x, y, 1)
+    losses, _, _ = reference.losses_and_grads(xb, yb, _as64(weights))
+    raw = np.array([0.02 - 5.0 * (1 - 2 * losses[t] * np.exp(-0.04))
+                    for t in TASKS])
+    assert raw.min() < 0.01 and raw.max() > 10.0
+    np.testing.assert_allclose(ops.convert_to_numpy(strategy.log_sigma),
+                               np.clip(raw, 0.01, 10.0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("every", [0, 1])
+def test_pcgrad_update_in_fit_matches_numpy(every):
+    steps = 2
+    model, x, y, weights = _train(mtl.PCGrad(shuffle=False), steps,
+                                  every=every)
+    w = _as64(weights)
+    for xb, yb in _batches(x, y, steps):
+        _, g_shared, g_heads = reference.losses_and_grads(xb, yb, w)
+        flat = np.array([g_shared[t].ravel() for t in TASKS])
+        orders = [[j for j in range(3) if j != i] for i in range(3)]
+        projected = _numpy_project(flat, orders)
+        w["W"] = w["W"] - LR * projected.sum(0).reshape(w["W"].shape)
+        for t in TASKS:
+            w["heads"][t] = w["heads"][t] - LR * g_heads[t]
+    _assert_model_weights(model, w)
+
+
+def test_pcgrad_shuffled_update_is_one_of_the_orders():
+    model, x, y, weights = _train(mtl.PCGrad(seed=3), 1)
+    w = _as64(weights)
+    (xb, yb), = _batches(x, y, 1)
+    _, g_shared, _ = reference.losses_and_grads(xb, yb, w)
+    flat = np.array([g_shared[t].ravel() for t in TASKS])
+    candidates = []
+    for orders in itertools.product(
+        *[list(itertools.permutations([j for j in range(3) if j != i]))
+          for i in range(3)]
+    ):
+        total = _numpy_project(flat, orders).sum(0)
+        candidates.append(w["W"] - LR * total.reshape(w["W"].shape))
+    got = model.get_layer("shared").get_weights()[0]
+    assert min(np.abs(got - c).max() for c in candidates) < 1e-5
+
+
+def test_pcgrad_with_uncertainty_weights_projects_weighted_gradients():
+    strategy = mtl.PCGrad(mtl.UncertaintyWeights(initial_value=0.4),
+                          shuffle=False)
+    model, x, y, weights = _train(strategy, 1)
+    w = _as64(weights)
+    (xb, yb), = _batches(x, y, 1)
+    _, g_shared, _ = reference.losses_and_grads(xb, yb, w)
+    scale = np.exp(-0.8)
+    flat = np.array([scale * g_shared[t].ravel() for t in TASKS])
+    orders = [[j for j in range(3) if j != i] for i in range(3)]
+    total = _numpy_project(flat, orders).sum(0)
+    np.testing.assert_allclose(
+        model.get_layer("shared").get_weights()[0],
+        w["W"] - LR * total.reshape(w["W"].shape), rtol=1e-4, atol=1e-6)
+    assert ops.convert_to_numpy(strategy.loss_weighting.log_sigma)[0] != 0.4
+
+
+def test_gradnorm_in_fit_matches_numpy_over_two_steps():
+    steps, alpha, rate = 2, 1.0, 0.05
+    strategy = mtl.GradNorm(alpha=alpha, learning_rate=rate)
+    model, x, y, weights = _train(strategy, steps)
+    w = _as64(weights)
+    task_w = np.ones(3)
+    initial = None
+    for xb, yb in _batches(x, y, steps):
+        losses, g_shared, g_heads = reference.losses_and_grads(xb, yb, w)
+        loss = np.array([losses[t] for t in TASKS])
+        initial = loss if initial is None else initial
+        norms = np.array([task_w[k] * np.linalg.norm(g_shared[t])
+                          for k, t in enumerate(TASKS)])
+        new_w = gradnorm_update(
+            tf.constant(task_w), tf.constant(norms), tf.constant(loss),
+            tf.constant(initial), alpha=alpha, learning_rate=rate,
+            clip=(0.1, 10.0)).numpy()
+        w["W"] = w["W"] - LR * sum(task_w[k] * g_shared[t]
+                                   for k, t in enumerate(TASKS))
+        for k, t in enumerate(TASKS):
+            w["heads"][t] = w["heads"][t] - LR * task_w[k] * g_heads[t]
+        task_w = new_w
+    _assert_model_weights(model, w)
+    np.testing.assert_allclose(strategy.task_weight.numpy(), task_w,
+                               rtol=1e-4)
+    assert not np.allclose(task_w, 1.0)
+    # The weights are model state: saved and restored with it.
+    paths = [v.path for v in model.non_trainable_variables]
+    assert any(p.endswith("task_weight") for p in paths)
+
+
+@pytest.mark.parametrize("make", [
+    mtl.UncertaintyWeights, mtl.GradNorm, mtl.PCGrad,
+    lambda: mtl.PCGrad(mtl.UncertaintyWeights()),
+])
+def test_each_strategy_trains_while_measuring_affinity(make):
+    model, *_ = _train(make(), 3, every=1)
+    affinity = model.affinity()
+    assert np.isfinite(affinity.to_numpy()).all()
+    assert model.affinity_counts().to_numpy().min() == 3
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="initial_value"):
+        mtl.UncertaintyWeights(initial_value=0.0)
+    with pytest.raises(ValueError, match="clip"):
+        mtl.UncertaintyWeights(clip=(1.0, 0.5))
+    with pytest.raises(ValueError, match="alpha"):
+        mtl.GradNorm(alpha=-1)
+    with pytest.raises(ValueError, match="learning_rate"):
+        mtl.GradNorm(learning_rate=0)
+    with pytest.raises(ValueError, match="clip"):
+        mtl.GradNorm(clip=(0.0, 1.0))
+    with pytest.raises(TypeError, match="loss_weighting"):
+        mtl.PCGrad(loss_weighting="uw")
+
+
+def test_gradnorm_kernel_names_a_shared_layer():
+    model, *_ = _train(mtl.GradNorm(kernel="shared"), 1)
+    with pytest.raises(ValueError, match="head_a"):
+        _train(mtl.GradNorm(kernel="head_a"), 1)
