@@ -17,6 +17,7 @@ from tag_keras import _distribute
 from tag_keras import affinity as affinity_lib
 from tag_keras._distribute import replica_sum
 from tag_keras.lookahead import OptimizerLookahead
+from tag_keras.mtl.base import StepContext
 
 
 def train_step(model, data, measure="cond"):
@@ -37,7 +38,11 @@ def train_step(model, data, measure="cond"):
     if not every:
         measure = False
     snapshot = None
-    if measure is not False and model.affinity_method == "lookahead":
+    uses_lookahead = model.strategy is not None and getattr(
+        model.strategy, "uses_lookahead", False)
+    if uses_lookahead or (
+        measure is not False and model.affinity_method == "lookahead"
+    ):
         # Read before the forward pass, so the lookahead forward reuses the
         # same random state (dropout masks) as the real one.
         snapshot = _values(model.non_trainable_variables)
@@ -169,7 +174,11 @@ class _Measurement:
         if not optimizer.built:
             optimizer.build(variables)
         self.lookahead = None
-        if measuring and model.affinity_method != "cosine":
+        strategy_lookahead = model.strategy is not None and getattr(
+            model.strategy, "uses_lookahead", False)
+        if strategy_lookahead or (
+            measuring and model.affinity_method != "cosine"
+        ):
             # Created eagerly, outside the traced step (the optimizer's
             # config is read as Python values).
             def create():
@@ -224,9 +233,17 @@ class _Measurement:
 
         total = [_add_all([grads[t][k] for t in self.tasks])
                  for k in range(len(variables))]
+        barrier = None
         if strategy is not None:
             shared_grads = {t: self._shared(grads[t]) for t in self.tasks}
-            combined = strategy.combine(shared_grads)
+            if strategy.needs_step_context:
+                combined = strategy.combine(shared_grads,
+                                            self._context(batch))
+                # Every real update waits for the candidates' lookaheads,
+                # which read the current weights and optimizer state.
+                barrier = tf.group(*[g for g in combined if g is not None])
+            else:
+                combined = strategy.combine(shared_grads)
             for k, g in zip(self.shared, combined):
                 total[k] = g
             strategy.update(batch.losses, shared_grads)
@@ -241,12 +258,14 @@ class _Measurement:
                 z, target_ok = self._matrix(grads, batch)
             return self._record(z, self._sources_ok(grads, batch), target_ok)
 
+        waits = [] if barrier is None else [barrier]
         if measure is True:
-            done = record()
+            waits.append(record())
         elif measure is not False:
-            done = tf.cond(measure, record, lambda: tf.constant(False))
-        else:
+            waits.append(tf.cond(measure, record, lambda: tf.constant(False)))
+        if not waits:
             return [total[k] for k in self.connected]
+        done = tf.group(*waits)
         # The real update must wait for every read the measurement makes of
         # the weights and optimizer state (the lookahead's copies, the
         # current values, the step count): ordering them by resource alone
@@ -258,10 +277,22 @@ class _Measurement:
     def _shared(self, grads):
         return [grads[k] for k in self.shared]
 
-    def _target_batch(self, batch):
+    def _context(self, batch):
+        """The `StepContext` a strategy's `combine` receives."""
+        target = self._target_batch(batch, held_out=False)
+        lookahead = None
+        if self.lookahead is not None:
+            def lookahead(shared_grads):
+                return self._lookahead_losses(shared_grads, batch, target)
+        return StepContext(
+            target.before, self._target_ok(target), lookahead,
+            lambda shared_grads: replica_sum(self._flat_shared(shared_grads)),
+        )
+
+    def _target_batch(self, batch, held_out=True):
         """The batch whose losses the lookahead measures, with `before`."""
         current = _values(self.model.trainable_variables)
-        if self.held_out is None:
+        if self.held_out is None or not held_out:
             losses = batch.losses
             x, y, sample_weight = batch.x, batch.y, batch.sample_weight
             present = self._labels_present(batch.labels, batch.weights)
@@ -289,7 +320,11 @@ class _Measurement:
 
     def _lookahead_row(self, grads, batch, target):
         """Target losses after one real optimizer step on `grads`."""
-        new_values = self.lookahead.step(self._shared(grads))
+        return self._lookahead_losses(self._shared(grads), batch, target)
+
+    def _lookahead_losses(self, shared_grads, batch, target):
+        """Target losses after one real optimizer step on shared grads."""
+        new_values = self.lookahead.step(shared_grads)
         values = list(target.current)
         for k, value in zip(self.shared, new_values):
             values[k] = value
@@ -339,8 +374,11 @@ class _Measurement:
         return [variables[k] for k in self.shared]
 
     def _flat(self, grads, kernels_only=False):
+        return self._flat_shared(self._shared(grads), kernels_only)
+
+    def _flat_shared(self, shared_grads, kernels_only=False):
         parts = []
-        for variable, g in zip(self._shared_variables(), self._shared(grads)):
+        for variable, g in zip(self._shared_variables(), shared_grads):
             if kernels_only and self.model.cosine_kernels_only and len(
                 variable.shape
             ) < 2:

@@ -476,10 +476,14 @@ class _EpochAffinity(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.model.epoch_affinity = None
+        if self.model.strategy is not None:
+            self.model.strategy.on_epoch_begin()
         if hasattr(self.model, "affinity_sum"):
             self._start = self.model.affinity_totals()
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.model.strategy is not None:
+            self.model.strategy.on_epoch_end()
         if self._start is None or not hasattr(self.model, "affinity_sum"):
             self._start = None
             return

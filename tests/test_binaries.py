@@ -170,10 +170,6 @@ def test_make_strategy():
 @pytest.mark.parametrize("augmentation", ["uw", "gradnorm", "pcgrad"])
 def test_all_task_baselines_with_an_augmentation(tiny_data, config,
                                                  augmentation):
-    from tag_keras import mtl
-
-    if not hasattr(mtl, "UncertaintyWeights"):
-        pytest.skip("tag_keras.mtl strategies have not landed yet")
     result = pipeline.train_augmented(tiny_data, config, augmentation)
     assert set(result.test_error) == set(TASKS)
     assert all(0 <= e <= 1 for e in result.test_error.values())

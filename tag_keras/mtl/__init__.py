@@ -4,13 +4,21 @@
 - `GradNorm`: task weights that balance gradient norms (Chen et al.).
 - `PCGrad`: projecting conflicting gradients (Yu et al.), optionally on
   uncertainty-weighted losses.
+- `ITMTL`: picks each step's shared update among candidate gradients by
+  lookahead affinity (or its first-order approximation); `CandidateLogger`
+  writes which candidate won.
 
 Each works with `model.fit`, alone or while the model measures affinity.
 """
 
 from tag_keras.mtl.base import TrainingStrategy
 from tag_keras.mtl.gradnorm import GradNorm
+from tag_keras.mtl.it_mtl import CandidateLogger
+from tag_keras.mtl.it_mtl import ITMTL
 from tag_keras.mtl.pcgrad import PCGrad
 from tag_keras.mtl.uncertainty import UncertaintyWeights
 
-__all__ = ["GradNorm", "PCGrad", "TrainingStrategy", "UncertaintyWeights"]
+__all__ = [
+    "CandidateLogger", "GradNorm", "ITMTL", "PCGrad", "TrainingStrategy",
+    "UncertaintyWeights",
+]

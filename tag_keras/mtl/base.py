@@ -43,6 +43,13 @@ class TrainingStrategy(keras.layers.Layer):
     #: (n backward passes), not only on the steps where it measures affinity.
     needs_task_gradients = False
 
+    #: When True `combine` is called as `combine(task_gradients, context)`
+    #: with a `StepContext`: this step's task losses and, when
+    #: `uses_lookahead` is also True, lookahead steps of the compiled
+    #: optimizer on candidate gradients (IT-MTL).
+    needs_step_context = False
+    uses_lookahead = False
+
     def build_tasks(self, task_names):
         """Creates the strategy's variables for these tasks, in this order."""
         self.task_names = tuple(task_names)
@@ -73,3 +80,50 @@ class TrainingStrategy(keras.layers.Layer):
     def update(self, losses, task_gradients):
         """Updates the strategy's own state after the gradients are known."""
         del losses, task_gradients
+
+    def loss_multipliers(self):
+        """`[n]` factors `weight_losses` multiplies each task's loss by.
+
+        The gradient of task `i`'s weighted loss with respect to a shared
+        weight is its multiplier times the gradient of its compiled loss.
+        None means all ones.
+        """
+        return None
+
+    def on_epoch_begin(self):
+        """Called by `TaskAffinityModel.fit` before any other callback."""
+
+    def on_epoch_end(self):
+        """Called by `TaskAffinityModel.fit` before any other callback."""
+
+
+class StepContext:
+    """What a training step offers `combine` beyond the task gradients.
+
+    Attributes:
+        losses: `[n]` global-batch compiled losses of the tasks (before any
+            weighting), in task order.
+        usable: `[n]` booleans: the task's loss is positive and finite and
+            the batch has its labels.
+    """
+
+    def __init__(self, losses, usable, lookahead=None, flatten=None):
+        self.losses, self.usable = losses, usable
+        self._lookahead, self._flatten = lookahead, flatten
+
+    def lookahead(self, shared_gradients):
+        """`[n]` task losses on this batch after one real optimizer step.
+
+        The step is the compiled optimizer's, with its current state, on
+        `shared_gradients` (one per shared variable); task heads keep their
+        values. Nothing the model or optimizer owns is written.
+        """
+        if self._lookahead is None:
+            raise ValueError(
+                "This strategy did not ask for lookahead steps: set "
+                "`uses_lookahead = True`.")
+        return self._lookahead(shared_gradients)
+
+    def flatten(self, shared_gradients):
+        """One float32 vector of the shared gradients, summed over replicas."""
+        return self._flatten(shared_gradients)

@@ -99,6 +99,9 @@ class GradNorm(TrainingStrategy):
         w.assign(tf.where(ok, new, w))
         initial.assign(initial_value)
 
+    def loss_multipliers(self):
+        return self.task_weight.value
+
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha,
                 "learning_rate": self.learning_rate, "clip": self.clip,

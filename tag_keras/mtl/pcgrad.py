@@ -55,25 +55,42 @@ class PCGrad(TrainingStrategy):
         return self.loss_weighting.weight_losses(losses)
 
     def combine(self, task_gradients):
-        tasks = list(task_gradients)
-        flat, shapes = _flatten(task_gradients, tasks)
-        n = len(tasks)
-        orders = [self._order(i, n) for i in range(n)]
-        projected = project_conflicts(flat, orders)
-        total = tf.add_n(tf.unstack(projected))
-        return _unflatten(total, shapes)
+        orders = random_orders(len(task_gradients), self.seed_generator,
+                               self.shuffle)
+        return projected_sum(task_gradients, orders)
 
-    def _order(self, i, n):
-        others = tf.constant([j for j in range(n) if j != i], tf.int32)
-        if not self.shuffle or n <= 2:
-            return others
-        seed = self.seed_generator.next()
-        return tf.random.experimental.stateless_shuffle(
-            others, seed=tf.cast(seed, tf.int64)
-        )
+    def loss_multipliers(self):
+        if self.loss_weighting is None:
+            return None
+        return self.loss_weighting.loss_multipliers()
 
     def get_config(self):
         return {**super().get_config(), "shuffle": self.shuffle}
+
+
+def random_orders(n, seed_generator, shuffle=True):
+    """For each of `n` tasks, the other tasks in the order PCGrad visits."""
+    orders = []
+    for i in range(n):
+        others = tf.constant([j for j in range(n) if j != i], tf.int32)
+        if shuffle and n > 2:
+            seed = tf.cast(seed_generator.next(), tf.int64)
+            others = tf.random.experimental.stateless_shuffle(others, seed)
+        orders.append(others)
+    return orders
+
+
+def projected_sum(task_gradients, orders):
+    """PCGrad's shared update: the sum of the projected task gradients.
+
+    Args:
+        task_gradients: `{task: [gradient or None per shared variable]}`.
+        orders: From `random_orders`, in the dict's task order.
+    """
+    tasks = list(task_gradients)
+    flat, shapes = _flatten(task_gradients, tasks)
+    total = tf.reduce_sum(project_conflicts(flat, orders), axis=0)
+    return _unflatten(total, shapes)
 
 
 def project_conflicts(flat, orders):

@@ -78,6 +78,9 @@ class UncertaintyWeights(TrainingStrategy):
         values = ops.convert_to_numpy(ops.exp(-2.0 * self.log_sigma))
         return dict(zip(self.task_names, values.tolist()))
 
+    def loss_multipliers(self):
+        return ops.exp(-2.0 * self.log_sigma)
+
     def get_config(self):
         return {**super().get_config(), "initial_value": self.initial_value,
                 "clip": self.clip}

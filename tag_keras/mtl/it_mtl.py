@@ -1,0 +1,335 @@
+"""IT-MTL: each step's shared update chosen by lookahead affinity.
+
+Increased-Transfer MTL (Fifty et al., 2021) builds several candidate
+gradients for the shared weights at every step, measures for each the total
+lookahead affinity `Z = sum_j (1 - L_j(after) / L_j(before))` on the
+training batch, and applies the best one; task heads update as usual. The
+lookahead is the one `TaskAffinityModel` measures affinity with: the
+compiled optimizer's real next step, state included, on copies.
+"""
+
+import csv
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tag_keras import _distribute
+from tag_keras.mtl import pcgrad
+from tag_keras.mtl.base import TrainingStrategy
+
+ALL = "all"
+PCGRAD = "pcgrad"
+EACH = "each"
+_KEYWORDS = (ALL, PCGRAD, EACH)
+
+
+class ITMTL(TrainingStrategy):
+    """Picks each step's shared update among candidate gradients.
+
+    Candidates (`candidates=`), each one of:
+
+    - `"all"`: the sum of the task gradients (plain multi-task learning);
+    - `"pcgrad"`: the PCGrad gradient (see `PCGrad`);
+    - `"each"`: every single-task gradient, one candidate per task;
+    - a task name, or a tuple of task names: the sum of those tasks'
+      gradients.
+
+    By default, as in the paper: for two tasks each task alone and both
+    together; otherwise `"all"` and `"pcgrad"`. With `loss_weighting` (for
+    example `UncertaintyWeights()`, giving IT-UW-PCGrad) every candidate is
+    built from the weighted losses' gradients.
+
+    `first_order=True` skips the lookahead forward passes and picks the
+    candidate with the largest inner product with the gradient of the
+    log-product loss `sum_j log L_j` (that is `sum_j grad L_j / L_j`).
+
+    Which candidate won is kept in model weights (`counts()`), per epoch in
+    `epoch_counts` (set before other callbacks see the epoch's end), and is
+    written to CSV by `CandidateLogger`.
+
+    Args:
+        candidates: The candidate list, or None for the defaults.
+        first_order: Use the first-order approximation.
+        loss_weighting: Optional loss-weighting strategy.
+        seed: Seed of the PCGrad candidate's random projection order.
+        name: Optional layer name.
+    """
+
+    needs_task_gradients = True
+    needs_step_context = True
+
+    def __init__(self, candidates=None, first_order=False,
+                 loss_weighting=None, seed=None, name=None):
+        super().__init__(name=name)
+        if candidates is not None:
+            candidates = _check_candidates(candidates)
+        if loss_weighting is not None and not isinstance(
+            loss_weighting, TrainingStrategy
+        ):
+            raise TypeError(
+                "`loss_weighting` must be a tag_keras.mtl strategy such as "
+                "UncertaintyWeights(). Received: "
+                f"{type(loss_weighting).__name__}.")
+        self.candidates = candidates
+        self.first_order = bool(first_order)
+        self.uses_lookahead = not self.first_order
+        self.loss_weighting = loss_weighting
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.epoch_counts = None
+        self._epoch_start = None
+
+    # ------------------------------------------------------------------
+
+    def build_tasks(self, task_names):
+        super().build_tasks(task_names)
+        self._resolved = _resolve(self.candidates, self.task_names)
+        if self.loss_weighting is not None:
+            self.loss_weighting.build_tasks(task_names)
+        m = len(self._resolved)
+
+        def state(name, shape, fill, dtype):
+            return self.add_weight(
+                shape=shape, initializer=keras.initializers.Constant(fill),
+                dtype=dtype, trainable=False,
+                aggregation="only_first_replica", name=name)
+
+        self.choice_counts = state("choice_counts", (m,), 0.0, "float64")
+        self.last_scores = state("last_scores", (m,), float("nan"),
+                                 "float64")
+        self.last_choice = state("last_choice", (), -1, "int64")
+
+    @property
+    def candidate_labels(self):
+        """The candidates' names, in the order of `counts()`."""
+        return [label for label, _ in self._resolved]
+
+    def counts(self):
+        """`{candidate: steps it was chosen}` over all training so far."""
+        values = np.asarray(self.choice_counts.numpy(), np.int64)
+        return dict(zip(self.candidate_labels, values.tolist()))
+
+    def on_epoch_begin(self):
+        self.epoch_counts = None
+        self._epoch_start = self.counts()
+
+    def on_epoch_end(self):
+        if self._epoch_start is None:
+            return
+        now = self.counts()
+        self.epoch_counts = {k: now[k] - self._epoch_start[k] for k in now}
+
+    # ------------------------------------------------------------------
+
+    def weight_losses(self, losses):
+        if self.loss_weighting is None:
+            return dict(losses)
+        return self.loss_weighting.weight_losses(losses)
+
+    def loss_multipliers(self):
+        if self.loss_weighting is None:
+            return None
+        return self.loss_weighting.loss_multipliers()
+
+    def update(self, losses, task_gradients):
+        if self.loss_weighting is not None:
+            self.loss_weighting.update(losses, task_gradients)
+
+    def combine(self, task_gradients, context):
+        candidates = [self._candidate(tasks, task_gradients)
+                      for _, tasks in self._resolved]
+        candidates = _fill_missing(candidates)
+        if self.first_order:
+            scores = self._first_order_scores(candidates, task_gradients,
+                                              context)
+        else:
+            scores = tf.stack([
+                total_affinity(context.lookahead(c), context.losses,
+                               context.usable)
+                for c in candidates
+            ])
+        choice = best_candidate(scores)
+        with tf.control_dependencies([self._record(choice, scores)]):
+            return [
+                None if per_variable[0] is None
+                else tf.gather(tf.stack(per_variable), choice)
+                for per_variable in zip(*candidates)
+            ]
+
+    def _candidate(self, tasks, task_gradients):
+        if tasks == PCGRAD:
+            orders = pcgrad.random_orders(len(self.task_names),
+                                          self.seed_generator)
+            return pcgrad.projected_sum(
+                {t: task_gradients[t] for t in self.task_names}, orders)
+        lists = [task_gradients[t] for t in tasks]
+        return [_sum(per_variable) for per_variable in zip(*lists)]
+
+    def _first_order_scores(self, candidates, task_gradients, context):
+        flat = tf.stack([context.flatten(task_gradients[t])
+                         for t in self.task_names])
+        multipliers = self.loss_multipliers()
+        scale = tf.cast(context.losses, tf.float32)
+        if multipliers is not None:
+            scale = scale * tf.cast(multipliers, tf.float32)
+        # grad of sum_j log L_j = sum_j grad(w_j L_j) / (w_j L_j).
+        inverse = tf.where(context.usable,
+                           1.0 / tf.where(context.usable, scale, 1.0), 0.0)
+        log_product = tf.linalg.matvec(flat, inverse, transpose_a=True)
+        stacked = tf.stack([context.flatten(c) for c in candidates])
+        return tf.linalg.matvec(stacked, log_product)
+
+    def _record(self, choice, scores):
+        # Every replica holds the same choice (the scores are global-batch
+        # sums); the variables keep the first replica's.
+        self.choice_counts.assign_add(
+            tf.one_hot(choice, len(self._resolved), dtype="float64"))
+        self.last_scores.assign(tf.cast(scores, "float64"))
+        self.last_choice.assign(tf.cast(choice, "int64"))
+        return [v.value for v in (self.choice_counts, self.last_scores,
+                                  self.last_choice)]
+
+    def get_config(self):
+        return {**super().get_config(), "candidates": self.candidates,
+                "first_order": self.first_order}
+
+
+def total_affinity(after, before, usable):
+    """`sum_j (1 - after_j / before_j)` over the usable tasks."""
+    before = tf.cast(before, tf.float32)
+    after = tf.cast(after, tf.float32)
+    safe = tf.where(usable, before, tf.ones_like(before))
+    terms = tf.where(usable, 1.0 - after / safe, tf.zeros_like(after))
+    return tf.reduce_sum(terms)
+
+
+def best_candidate(scores):
+    """Index of the largest score; non-finite scores never win."""
+    scores = tf.cast(scores, tf.float32)
+    finite = tf.math.is_finite(scores)
+    masked = tf.where(finite, scores, tf.fill(tf.shape(scores), -np.inf))
+    best = tf.argmax(masked, output_type=tf.int32)
+    return tf.where(tf.reduce_any(finite), best, 0)
+
+
+def _check_candidates(candidates):
+    if isinstance(candidates, str):
+        candidates = [candidates]
+    candidates = list(candidates)
+    if not candidates:
+        raise ValueError(
+            "IT-MTL needs at least one candidate gradient, e.g. "
+            "candidates=['all', 'pcgrad']. Received: candidates=[].")
+    checked = []
+    for c in candidates:
+        if isinstance(c, str):
+            checked.append(c)
+        elif isinstance(c, (tuple, list)) and c and all(
+            isinstance(t, str) for t in c
+        ):
+            checked.append(tuple(c))
+        else:
+            raise TypeError(
+                "Each candidate must be 'all', 'pcgrad', 'each', a task "
+                f"name or a tuple of task names. Received: {c!r}.")
+    return checked
+
+
+def _resolve(candidates, tasks):
+    """`[(label, tasks or PCGRAD)]` for these task names."""
+    if candidates is None:
+        if len(tasks) == 2:
+            candidates = [(tasks[0],), (tasks[1],), ALL]
+        else:
+            candidates = [ALL, PCGRAD]
+    resolved = []
+    for c in candidates:
+        if c == ALL:
+            resolved.append((ALL, tuple(tasks)))
+        elif c == PCGRAD:
+            resolved.append((PCGRAD, PCGRAD))
+        elif c == EACH:
+            resolved.extend((t, (t,)) for t in tasks)
+        else:
+            subset = (c,) if isinstance(c, str) else tuple(c)
+            unknown = [t for t in subset if t not in tasks]
+            if unknown:
+                raise ValueError(
+                    f"IT-MTL candidate {c!r} names unknown tasks {unknown}. "
+                    f"Tasks: {list(tasks)}; keywords: {list(_KEYWORDS)}.")
+            resolved.append(("+".join(subset), subset))
+    labels = [label for label, _ in resolved]
+    repeated = sorted({x for x in labels if labels.count(x) > 1})
+    if repeated:
+        raise ValueError(
+            f"IT-MTL candidates repeat {repeated}. Received: "
+            f"candidates={candidates!r}.")
+    return resolved
+
+
+def _sum(grads):
+    present = [g for g in grads if g is not None]
+    if not present:
+        return None
+    return tf.add_n([tf.convert_to_tensor(g) for g in present])
+
+
+def _fill_missing(candidates):
+    """Zeros where a candidate lacks a variable another candidate has."""
+    filled = [list(c) for c in candidates]
+    for k in range(len(filled[0])):
+        present = next((c[k] for c in filled if c[k] is not None), None)
+        if present is None:
+            continue
+        for c in filled:
+            if c[k] is None:
+                c[k] = tf.zeros_like(present)
+    return filled
+
+
+class CandidateLogger(keras.callbacks.Callback):
+    """Writes how often each IT-MTL candidate won, one CSV row per epoch.
+
+    Columns: `epoch`, `steps`, then one per candidate label. Only the chief
+    worker writes. Rows are flushed as they are written.
+
+    Args:
+        path: The CSV file.
+        append: Keep existing rows (for resumed training) instead of
+            starting a new file.
+    """
+
+    def __init__(self, path, append=False):
+        super().__init__()
+        self.path = os.fspath(path)
+        self.append = append
+
+    def _strategy(self):
+        strategy = getattr(self.model, "strategy", None)
+        if not isinstance(strategy, ITMTL):
+            raise ValueError(
+                "CandidateLogger needs a TaskAffinityModel trained with "
+                "strategy=tag_keras.mtl.ITMTL(...). Received: a model with "
+                f"strategy={type(strategy).__name__}.")
+        return strategy
+
+    def on_train_begin(self, logs=None):
+        self._strategy()
+        self._writes = _distribute.is_chief(self.model.distribute_strategy)
+        if self._writes:
+            directory = os.path.dirname(self.path)
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            if not self.append or not os.path.exists(self.path):
+                with open(self.path, "w", newline="") as f:
+                    csv.writer(f).writerow(
+                        ["epoch", "steps", *self._strategy().candidate_labels])
+
+    def on_epoch_end(self, epoch, logs=None):
+        counts = self._strategy().epoch_counts
+        if not self._writes or counts is None:
+            return
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow(
+                [epoch, sum(counts.values()), *counts.values()])
