@@ -17,6 +17,7 @@ from tag_keras import _distribute
 from tag_keras import _step
 from tag_keras import affinity as affinity_lib
 from tag_keras._losses import TaskLosses
+from tag_keras.mtl import base as mtl_base
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
@@ -144,6 +145,15 @@ class TaskAffinityModel(_distribute.MultiWorkerFixes, keras.Model):
         self.cosine_kernels_only = bool(cosine_kernels_only)
         self._affinity_data = affinity_data
         self._affinity_batch_size = affinity_batch_size
+        strategy = mtl_base.deserialize(strategy)
+        if strategy is not None and not isinstance(
+            strategy, mtl_base.TrainingStrategy
+        ):
+            raise TypeError(
+                "`strategy` must be a tag_keras.mtl strategy such as "
+                "tag_keras.mtl.PCGrad(). Received: "
+                f"strategy={strategy!r}."
+            )
         self.strategy = strategy
         self.epoch_affinity = None
         self._runtime = _Runtime()
@@ -325,6 +335,7 @@ class TaskAffinityModel(_distribute.MultiWorkerFixes, keras.Model):
             scale_by_learning_rate=self.scale_by_learning_rate,
             shared_layers=self.shared_layers,
             cosine_kernels_only=self.cosine_kernels_only,
+            strategy=mtl_base.serialize(self.strategy),
             task_names=None if self._task_names is None else list(
                 self._task_names
             ),

@@ -274,3 +274,42 @@ def test_gradnorm_kernel_names_a_shared_layer():
     model, *_ = _train(mtl.GradNorm(kernel="shared"), 1)
     with pytest.raises(ValueError, match="head_a"):
         _train(mtl.GradNorm(kernel="head_a"), 1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: mtl.UncertaintyWeights(initial_value=0.2),
+    lambda: mtl.GradNorm(alpha=0.5, kernel="shared"),
+    lambda: mtl.PCGrad(mtl.UncertaintyWeights(), seed=4),
+    lambda: mtl.ITMTL(["all", ("a", "b")], first_order=True,
+                      loss_weighting=mtl.GradNorm()),
+])
+def test_strategy_is_saved_and_loaded_with_the_model(make, tmp_path):
+    import warnings
+
+    model, x, y, _ = _train(make(), 2, optimizer=keras.optimizers.SGD(
+        LR, momentum=0.9))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # e.g. optimizer state skipped
+        loaded = keras.models.load_model(path)
+    assert type(loaded.strategy) is type(model.strategy)
+    config = model.strategy.get_config()
+    loaded_config = loaded.strategy.get_config()
+    for key in ("name", "trainable", "dtype"):
+        config.pop(key, None), loaded_config.pop(key, None)
+    assert loaded_config == config
+    for a, b in zip(model.strategy.weights, loaded.strategy.weights):
+        np.testing.assert_array_equal(ops.convert_to_numpy(a),
+                                      ops.convert_to_numpy(b))
+    for a, b in zip(model.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(ops.convert_to_numpy(a),
+                                      ops.convert_to_numpy(b))
+    loaded.fit(x[:4], {t: v[:4] for t, v in y.items()}, batch_size=4,
+               verbose=0)
+
+
+def test_model_rejects_a_strategy_that_is_not_one():
+    _, _, weights = reference.data()
+    with pytest.raises(TypeError, match="strategy"):
+        reference.linear_model(weights, strategy="pcgrad")

@@ -35,8 +35,11 @@ class TrainingStrategy(keras.layers.Layer):
     of the total loss (uncertainty weights), non-trainable ones are saved with
     the model's weights and restored by `keras.callbacks.BackupAndRestore`.
 
+    Subclasses registered with `keras.saving.register_keras_serializable`
+    and a complete `get_config` are saved and loaded with the model.
+
     Args:
-        name: Optional layer name.
+        **kwargs: Layer arguments such as `name`.
     """
 
     #: When True the model computes one gradient per task on every step
@@ -127,3 +130,17 @@ class StepContext:
     def flatten(self, shared_gradients):
         """One float32 vector of the shared gradients, summed over replicas."""
         return self._flatten(shared_gradients)
+
+
+def serialize(strategy):
+    """A strategy's Keras config (None stays None)."""
+    if strategy is None:
+        return None
+    return keras.saving.serialize_keras_object(strategy)
+
+
+def deserialize(strategy):
+    """A strategy from `serialize`'s output; strategies pass through."""
+    if isinstance(strategy, dict):
+        strategy = keras.saving.deserialize_keras_object(strategy)
+    return strategy

@@ -7,6 +7,7 @@ from keras import ops
 from tag_keras.mtl.base import TrainingStrategy
 
 
+@keras.saving.register_keras_serializable(package="tag_keras")
 class GradNorm(TrainingStrategy):
     """Learns task weights `w` so weighted gradient norms train at one pace.
 
@@ -33,14 +34,14 @@ class GradNorm(TrainingStrategy):
         kernel: Optional name of the shared layer whose kernel gives the
             norms; by default the last shared weight of rank 2 or more in
             the model's variable order (the last shared layer's kernel).
-        name: Optional layer name.
+        **kwargs: Layer arguments such as `name`.
     """
 
     needs_task_gradients = True
 
     def __init__(self, alpha=1.5, learning_rate=0.01, clip=(0.1, 10.0),
-                 kernel=None, name=None):
-        super().__init__(name=name)
+                 kernel=None, **kwargs):
+        super().__init__(**kwargs)
         if not alpha >= 0:
             raise ValueError(f"`alpha` must be >= 0. Received: alpha={alpha}.")
         if not learning_rate > 0:

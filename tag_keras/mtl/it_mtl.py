@@ -18,6 +18,8 @@ import tensorflow as tf
 from tag_keras import _distribute
 from tag_keras.mtl import pcgrad
 from tag_keras.mtl.base import TrainingStrategy
+from tag_keras.mtl.base import deserialize
+from tag_keras.mtl.base import serialize
 
 ALL = "all"
 PCGRAD = "pcgrad"
@@ -25,6 +27,7 @@ EACH = "each"
 _KEYWORDS = (ALL, PCGRAD, EACH)
 
 
+@keras.saving.register_keras_serializable(package="tag_keras")
 class ITMTL(TrainingStrategy):
     """Picks each step's shared update among candidate gradients.
 
@@ -54,15 +57,16 @@ class ITMTL(TrainingStrategy):
         first_order: Use the first-order approximation.
         loss_weighting: Optional loss-weighting strategy.
         seed: Seed of the PCGrad candidate's random projection order.
-        name: Optional layer name.
+        **kwargs: Layer arguments such as `name`.
     """
 
     needs_task_gradients = True
     needs_step_context = True
 
     def __init__(self, candidates=None, first_order=False,
-                 loss_weighting=None, seed=None, name=None):
-        super().__init__(name=name)
+                 loss_weighting=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        loss_weighting = deserialize(loss_weighting)
         if candidates is not None:
             candidates = _check_candidates(candidates)
         if loss_weighting is not None and not isinstance(
@@ -76,6 +80,7 @@ class ITMTL(TrainingStrategy):
         self.first_order = bool(first_order)
         self.uses_lookahead = not self.first_order
         self.loss_weighting = loss_weighting
+        self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.epoch_counts = None
         self._epoch_start = None
@@ -121,6 +126,10 @@ class ITMTL(TrainingStrategy):
         self.epoch_counts = {k: now[k] - self._epoch_start[k] for k in now}
 
     # ------------------------------------------------------------------
+
+    def set_shared_variables(self, variables):
+        if self.loss_weighting is not None:
+            self.loss_weighting.set_shared_variables(variables)
 
     def weight_losses(self, losses):
         if self.loss_weighting is None:
@@ -192,7 +201,8 @@ class ITMTL(TrainingStrategy):
 
     def get_config(self):
         return {**super().get_config(), "candidates": self.candidates,
-                "first_order": self.first_order}
+                "first_order": self.first_order, "seed": self.seed,
+                "loss_weighting": serialize(self.loss_weighting)}
 
 
 def total_affinity(after, before, usable):

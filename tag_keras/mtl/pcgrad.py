@@ -4,8 +4,11 @@ import keras
 import tensorflow as tf
 
 from tag_keras.mtl.base import TrainingStrategy
+from tag_keras.mtl.base import deserialize
+from tag_keras.mtl.base import serialize
 
 
+@keras.saving.register_keras_serializable(package="tag_keras")
 class PCGrad(TrainingStrategy):
     """Removes the conflicting part of each task's shared gradient.
 
@@ -24,14 +27,15 @@ class PCGrad(TrainingStrategy):
         shuffle: Visit the other tasks in a fresh random order for each task
             and step (the published rule); False keeps task order.
         seed: Seed of that order.
-        name: Optional layer name.
+        **kwargs: Layer arguments such as `name`.
     """
 
     needs_task_gradients = True
 
     def __init__(self, loss_weighting=None, shuffle=True, seed=None,
-                 name=None):
-        super().__init__(name=name)
+                 **kwargs):
+        super().__init__(**kwargs)
+        loss_weighting = deserialize(loss_weighting)
         if loss_weighting is not None and not isinstance(
             loss_weighting, TrainingStrategy
         ):
@@ -42,12 +46,17 @@ class PCGrad(TrainingStrategy):
             )
         self.loss_weighting = loss_weighting
         self.shuffle = bool(shuffle)
+        self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build_tasks(self, task_names):
         super().build_tasks(task_names)
         if self.loss_weighting is not None:
             self.loss_weighting.build_tasks(task_names)
+
+    def set_shared_variables(self, variables):
+        if self.loss_weighting is not None:
+            self.loss_weighting.set_shared_variables(variables)
 
     def weight_losses(self, losses):
         if self.loss_weighting is None:
@@ -59,13 +68,19 @@ class PCGrad(TrainingStrategy):
                                self.shuffle)
         return projected_sum(task_gradients, orders)
 
+    def update(self, losses, task_gradients):
+        if self.loss_weighting is not None:
+            self.loss_weighting.update(losses, task_gradients)
+
     def loss_multipliers(self):
         if self.loss_weighting is None:
             return None
         return self.loss_weighting.loss_multipliers()
 
     def get_config(self):
-        return {**super().get_config(), "shuffle": self.shuffle}
+        return {**super().get_config(), "shuffle": self.shuffle,
+                "seed": self.seed,
+                "loss_weighting": serialize(self.loss_weighting)}
 
 
 def random_orders(n, seed_generator, shuffle=True):

@@ -6,6 +6,7 @@ from keras import ops
 from tag_keras.mtl.base import TrainingStrategy
 
 
+@keras.saving.register_keras_serializable(package="tag_keras")
 class UncertaintyWeights(TrainingStrategy):
     """Learns one log standard deviation `s` per task.
 
@@ -22,11 +23,11 @@ class UncertaintyWeights(TrainingStrategy):
     Args:
         initial_value: Starting `s` of every task (inside `clip`).
         clip: `(low, high)` bounds of `s`, or None for no bounds.
-        name: Optional layer name.
+        **kwargs: Layer arguments such as `name`.
     """
 
-    def __init__(self, initial_value=0.01, clip=(0.01, 10.0), name=None):
-        super().__init__(name=name)
+    def __init__(self, initial_value=0.01, clip=(0.01, 10.0), **kwargs):
+        super().__init__(**kwargs)
         if clip is not None:
             low, high = (float(c) for c in clip)
             if not low < high:
@@ -86,6 +87,7 @@ class UncertaintyWeights(TrainingStrategy):
                 "clip": self.clip}
 
 
+@keras.saving.register_keras_serializable(package="tag_keras")
 class _Clip(keras.constraints.Constraint):
     def __init__(self, low, high):
         self.low, self.high = low, high
