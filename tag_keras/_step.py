@@ -94,7 +94,6 @@ def train_step(model, data, measure="cond"):
         grads = per_task(True) if measure else plain()
     else:
         grads = tf.cond(measure, lambda: per_task(True), plain)
-    del tape
     optimizer.apply(grads, [variables[k] for k in step.connected])
     return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 

@@ -100,6 +100,58 @@ class TrainingStrategy(keras.layers.Layer):
         """Called by `TaskAffinityModel.fit` before any other callback."""
 
 
+class WeightedStrategy(TrainingStrategy):
+    """A strategy that combines gradients of optionally weighted losses.
+
+    Delegates loss weighting (and its own state and update) to the
+    `loss_weighting` strategy, e.g. `UncertaintyWeights()`.
+
+    Args:
+        loss_weighting: None, a strategy, or its serialized config.
+        **kwargs: Layer arguments such as `name`.
+    """
+
+    def __init__(self, loss_weighting=None, **kwargs):
+        super().__init__(**kwargs)
+        loss_weighting = deserialize(loss_weighting)
+        if loss_weighting is not None and not isinstance(
+            loss_weighting, TrainingStrategy
+        ):
+            raise TypeError(
+                "`loss_weighting` must be a tag_keras.mtl strategy such as "
+                "UncertaintyWeights(). Received: "
+                f"{type(loss_weighting).__name__}."
+            )
+        self.loss_weighting = loss_weighting
+
+    def build_tasks(self, task_names):
+        super().build_tasks(task_names)
+        if self.loss_weighting is not None:
+            self.loss_weighting.build_tasks(task_names)
+
+    def set_shared_variables(self, variables):
+        if self.loss_weighting is not None:
+            self.loss_weighting.set_shared_variables(variables)
+
+    def weight_losses(self, losses):
+        if self.loss_weighting is None:
+            return dict(losses)
+        return self.loss_weighting.weight_losses(losses)
+
+    def update(self, losses, task_gradients):
+        if self.loss_weighting is not None:
+            self.loss_weighting.update(losses, task_gradients)
+
+    def loss_multipliers(self):
+        if self.loss_weighting is None:
+            return None
+        return self.loss_weighting.loss_multipliers()
+
+    def get_config(self):
+        return {**super().get_config(),
+                "loss_weighting": serialize(self.loss_weighting)}
+
+
 class StepContext:
     """What a training step offers `combine` beyond the task gradients.
 

@@ -17,9 +17,7 @@ import tensorflow as tf
 
 from tag_keras import _distribute
 from tag_keras.mtl import pcgrad
-from tag_keras.mtl.base import TrainingStrategy
-from tag_keras.mtl.base import deserialize
-from tag_keras.mtl.base import serialize
+from tag_keras.mtl.base import WeightedStrategy
 
 ALL = "all"
 PCGRAD = "pcgrad"
@@ -28,7 +26,7 @@ _KEYWORDS = (ALL, PCGRAD, EACH)
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
-class ITMTL(TrainingStrategy):
+class ITMTL(WeightedStrategy):
     """Picks each step's shared update among candidate gradients.
 
     Candidates (`candidates=`), each one of:
@@ -65,21 +63,12 @@ class ITMTL(TrainingStrategy):
 
     def __init__(self, candidates=None, first_order=False,
                  loss_weighting=None, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        loss_weighting = deserialize(loss_weighting)
+        super().__init__(loss_weighting, **kwargs)
         if candidates is not None:
             candidates = _check_candidates(candidates)
-        if loss_weighting is not None and not isinstance(
-            loss_weighting, TrainingStrategy
-        ):
-            raise TypeError(
-                "`loss_weighting` must be a tag_keras.mtl strategy such as "
-                "UncertaintyWeights(). Received: "
-                f"{type(loss_weighting).__name__}.")
         self.candidates = candidates
         self.first_order = bool(first_order)
         self.uses_lookahead = not self.first_order
-        self.loss_weighting = loss_weighting
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.epoch_counts = None
@@ -90,8 +79,6 @@ class ITMTL(TrainingStrategy):
     def build_tasks(self, task_names):
         super().build_tasks(task_names)
         self._resolved = _resolve(self.candidates, self.task_names)
-        if self.loss_weighting is not None:
-            self.loss_weighting.build_tasks(task_names)
         m = len(self._resolved)
 
         def state(name, shape, fill, dtype):
@@ -126,24 +113,6 @@ class ITMTL(TrainingStrategy):
         self.epoch_counts = {k: now[k] - self._epoch_start[k] for k in now}
 
     # ------------------------------------------------------------------
-
-    def set_shared_variables(self, variables):
-        if self.loss_weighting is not None:
-            self.loss_weighting.set_shared_variables(variables)
-
-    def weight_losses(self, losses):
-        if self.loss_weighting is None:
-            return dict(losses)
-        return self.loss_weighting.weight_losses(losses)
-
-    def loss_multipliers(self):
-        if self.loss_weighting is None:
-            return None
-        return self.loss_weighting.loss_multipliers()
-
-    def update(self, losses, task_gradients):
-        if self.loss_weighting is not None:
-            self.loss_weighting.update(losses, task_gradients)
 
     def combine(self, task_gradients, context):
         candidates = [self._candidate(tasks, task_gradients)
@@ -201,8 +170,7 @@ class ITMTL(TrainingStrategy):
 
     def get_config(self):
         return {**super().get_config(), "candidates": self.candidates,
-                "first_order": self.first_order, "seed": self.seed,
-                "loss_weighting": serialize(self.loss_weighting)}
+                "first_order": self.first_order, "seed": self.seed}
 
 
 def total_affinity(after, before, usable):

@@ -3,13 +3,11 @@
 import keras
 import tensorflow as tf
 
-from tag_keras.mtl.base import TrainingStrategy
-from tag_keras.mtl.base import deserialize
-from tag_keras.mtl.base import serialize
+from tag_keras.mtl.base import WeightedStrategy
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
-class PCGrad(TrainingStrategy):
+class PCGrad(WeightedStrategy):
     """Removes the conflicting part of each task's shared gradient.
 
     For every task `i`, in a random order of the other tasks `j`: when the
@@ -34,53 +32,19 @@ class PCGrad(TrainingStrategy):
 
     def __init__(self, loss_weighting=None, shuffle=True, seed=None,
                  **kwargs):
-        super().__init__(**kwargs)
-        loss_weighting = deserialize(loss_weighting)
-        if loss_weighting is not None and not isinstance(
-            loss_weighting, TrainingStrategy
-        ):
-            raise TypeError(
-                "`loss_weighting` must be a tag_keras.mtl strategy such as "
-                "UncertaintyWeights(). Received: "
-                f"{type(loss_weighting).__name__}."
-            )
-        self.loss_weighting = loss_weighting
+        super().__init__(loss_weighting, **kwargs)
         self.shuffle = bool(shuffle)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def build_tasks(self, task_names):
-        super().build_tasks(task_names)
-        if self.loss_weighting is not None:
-            self.loss_weighting.build_tasks(task_names)
-
-    def set_shared_variables(self, variables):
-        if self.loss_weighting is not None:
-            self.loss_weighting.set_shared_variables(variables)
-
-    def weight_losses(self, losses):
-        if self.loss_weighting is None:
-            return dict(losses)
-        return self.loss_weighting.weight_losses(losses)
 
     def combine(self, task_gradients):
         orders = random_orders(len(task_gradients), self.seed_generator,
                                self.shuffle)
         return projected_sum(task_gradients, orders)
 
-    def update(self, losses, task_gradients):
-        if self.loss_weighting is not None:
-            self.loss_weighting.update(losses, task_gradients)
-
-    def loss_multipliers(self):
-        if self.loss_weighting is None:
-            return None
-        return self.loss_weighting.loss_multipliers()
-
     def get_config(self):
         return {**super().get_config(), "shuffle": self.shuffle,
-                "seed": self.seed,
-                "loss_weighting": serialize(self.loss_weighting)}
+                "seed": self.seed}
 
 
 def random_orders(n, seed_generator, shuffle=True):
