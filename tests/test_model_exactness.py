@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import pytest
 
-import tag_keras
 from tests import reference
 from tests.reference import data as _data
 from tests.reference import linear_model as _linear_model
