@@ -16,8 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-STRATEGY, METHOD, OUT = sys.argv[1:4]
-if STRATEGY == "mirrored":
+if __name__ == "__main__" and sys.argv[1] == "mirrored":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2
@@ -70,12 +69,12 @@ def worker_dataset(context):
     ).batch(per_worker)
 
 
-def train(strategy, cls, callbacks=(), **kwargs):
+def train(strategy, cls, callbacks=(), multi_worker=False, **kwargs):
     with strategy.scope():
         model = build(cls, **kwargs)
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
                       loss={t: "mse" for t in TASKS})
-    if STRATEGY == "multi_worker":
+    if multi_worker:
         data = strategy.distribute_datasets_from_function(worker_dataset)
     else:
         data = dataset()
@@ -83,23 +82,29 @@ def train(strategy, cls, callbacks=(), **kwargs):
     return model
 
 
-if STRATEGY == "mirrored":
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-elif STRATEGY == "multi_worker":
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-else:
-    strategy = tf.distribute.get_strategy()
+def main(name, method, out):
+    if name == "mirrored":
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    elif name == "multi_worker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    multi_worker = name == "multi_worker"
+    plain = train(strategy, PlainModel, multi_worker=multi_worker)
+    measured = train(strategy, tag_keras.TaskAffinityModel,
+                     callbacks=[tag_keras.AffinityLogger(out + "_logs")],
+                     multi_worker=multi_worker, affinity_every_n_steps=1,
+                     affinity_method=method)
+    np.savez(
+        out,
+        affinity=measured.affinity().to_numpy(),
+        counts=measured.affinity_counts().to_numpy(),
+        weights=np.concatenate([w.ravel() for w in measured.get_weights()
+                                if w.ndim > 0 and w.size != 9]),
+        plain=np.concatenate([w.ravel() for w in plain.get_weights()]),
+        replicas=strategy.num_replicas_in_sync,
+    )
 
-plain = train(strategy, PlainModel)
-measured = train(strategy, tag_keras.TaskAffinityModel,
-                 callbacks=[tag_keras.AffinityLogger(OUT + "_logs")],
-                 affinity_every_n_steps=1, affinity_method=METHOD)
-np.savez(
-    OUT,
-    affinity=measured.affinity().to_numpy(),
-    counts=measured.affinity_counts().to_numpy(),
-    weights=np.concatenate([w.ravel() for w in measured.get_weights()
-                            if w.ndim > 0 and w.size != 9]),
-    plain=np.concatenate([w.ravel() for w in plain.get_weights()]),
-    replicas=strategy.num_replicas_in_sync,
-)
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

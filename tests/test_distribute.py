@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,6 +92,65 @@ def test_multi_worker_strategy_gives_one_matrix_on_every_worker(
     chief_matrix = tmp_path / "worker0.npz_logs" / "affinity.csv"
     assert chief_matrix.exists()
     assert not (tmp_path / "worker1.npz_logs").exists()
+
+
+def _resume_worker(strategy, out, kill_at=None, env=None):
+    args = [strategy, str(out)] + ([] if kill_at is None else [str(kill_at)])
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.resume_worker", *args],
+        cwd=_ROOT, env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _cluster_env():
+    cluster = {"worker": [f"localhost:{p}" for p in _free_ports(2)]}
+    return [{"TF_CONFIG": json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        for i in range(2)]
+
+
+def test_a_killed_worker_resumes_without_losing_or_duplicating_rows(
+    tmp_path
+):
+    reference = tmp_path / "single"
+    _finish(_resume_worker("single", reference))
+    out = tmp_path / "cluster"
+    # Worker 1 is killed (SIGKILL) as epoch 2 starts, after the backup of
+    # epoch 1; the chief then waits for it forever, so the test stops it
+    # too, as a cluster manager restarting the job would.
+    workers = [_resume_worker("multi_worker", out, kill_at=2, env=env)
+               for env in _cluster_env()]
+    workers[1].communicate(timeout=600)
+    assert workers[1].returncode == -9
+    workers[0].kill()
+    workers[0].communicate(timeout=60)
+    interrupted = pd.read_csv(out / "logs" / "affinity_epochs.csv")
+    assert set(interrupted.epoch) == {0, 1}
+    # Both workers restart (on new ports) and resume from the backup.
+    workers = [_resume_worker("multi_worker", out, env=env)
+               for env in _cluster_env()]
+    for worker in workers:
+        _finish(worker)
+    epochs = pd.read_csv(out / "logs" / "affinity_epochs.csv")
+    assert epochs.groupby("epoch").size().to_dict() == dict.fromkeys(
+        range(4), 9)
+    steps = pd.read_csv(out / "logs" / "affinity_steps.csv")
+    assert sorted(set(steps.step)) == list(range(8))
+    assert steps.groupby("step").size().eq(9).all()
+    single = pd.read_csv(reference / "logs" / "affinity_steps.csv")
+    np.testing.assert_allclose(
+        steps.sort_values(["step", "source", "target"]).affinity,
+        single.sort_values(["step", "source", "target"]).affinity,
+        rtol=1e-3, atol=1e-5)
+    result, expected = (np.load(out / "result_0.npz"),
+                        np.load(reference / "result_0.npz"))
+    np.testing.assert_array_equal(result["counts"], expected["counts"])
+    np.testing.assert_allclose(result["affinity"], expected["affinity"],
+                               rtol=1e-3, atol=1e-5)
+    matrix = pd.read_csv(out / "logs" / "affinity.csv", index_col="source")
+    np.testing.assert_allclose(matrix.to_numpy(), result["affinity"],
+                               rtol=1e-6)
 
 
 def test_a_single_machine_is_always_the_chief():
