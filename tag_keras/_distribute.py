@@ -15,6 +15,12 @@ def replica_sum(value):
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
+def num_replicas():
+    """Replicas of the current step (1 outside `tf.distribute`)."""
+    context = tf.distribute.get_replica_context()
+    return 1 if context is None else context.num_replicas_in_sync
+
+
 def replica_any(flag):
     """True when `flag` holds on any replica."""
     return replica_sum(tf.cast(flag, "float32")) > 0

@@ -94,6 +94,23 @@ def test_multi_worker_strategy_gives_one_matrix_on_every_worker(
     assert not (tmp_path / "worker1.npz_logs").exists()
 
 
+def test_training_strategies_use_the_global_batch(tmp_path):
+    """UW, GradNorm, PCGrad and IT-MTL train the same on two replicas."""
+    runs = {}
+    for name in ("single", "mirrored"):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.mtl_worker", name,
+             str(tmp_path / name)],
+            cwd=_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        _finish(process)
+        runs[name] = np.load(tmp_path / f"{name}.npz")
+    assert int(runs["mirrored"]["replicas"]) == 2
+    for key in ("uw", "gradnorm", "pcgrad", "itmtl", "itmtl_first_order"):
+        np.testing.assert_allclose(runs["mirrored"][key], runs["single"][key],
+                                   rtol=1e-4, atol=1e-5, err_msg=key)
+
+
 def _resume_worker(strategy, out, kill_at=None, env=None):
     args = [strategy, str(out)] + ([] if kill_at is None else [str(kill_at)])
     return subprocess.Popen(

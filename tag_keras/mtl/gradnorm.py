@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tag_keras._distribute import replica_sum
 from tag_keras.mtl.base import TrainingStrategy
 
 
@@ -60,12 +61,14 @@ class GradNorm(TrainingStrategy):
     def build_tasks(self, task_names):
         super().build_tasks(task_names)
         n = len(self.task_names)
+        # Computed from global-batch values, identical on every replica.
         self.task_weight = self.add_weight(
             shape=(n,), initializer="ones", trainable=False,
-            name="task_weight")
+            aggregation="only_first_replica", name="task_weight")
         self.initial_losses = self.add_weight(
             shape=(n,), initializer=keras.initializers.Constant(float("nan")),
-            trainable=False, name="initial_losses")
+            trainable=False, aggregation="only_first_replica",
+            name="initial_losses")
 
     def weight_losses(self, losses):
         return {
@@ -76,6 +79,7 @@ class GradNorm(TrainingStrategy):
 
     def set_shared_variables(self, variables):
         self._kernel_index = _kernel_index(variables, self.kernel)
+        self._kernel_shape = tuple(variables[self._kernel_index].shape)
 
     def update(self, losses, task_gradients):
         index = self._kernel_index
@@ -83,17 +87,22 @@ class GradNorm(TrainingStrategy):
             raise ValueError("GradNorm learns from the shared layers' "
                              "gradients: use it as TaskAffinityModel's "
                              "`strategy`.")
-        norms = []
+        kernels = []
         for task in self.task_names:
             g = task_gradients[task][index]
-            norms.append(tf.zeros([]) if g is None else tf.norm(
-                tf.cast(tf.convert_to_tensor(g), tf.float32)))
-        loss = tf.stack([tf.cast(losses[t], tf.float32)
-                         for t in self.task_names])
+            kernels.append(tf.zeros(self._kernel_shape, tf.float32)
+                           if g is None else
+                           tf.cast(tf.convert_to_tensor(g), tf.float32))
+        # Global-batch gradients and losses (sums over replicas).
+        kernels = replica_sum(tf.stack(kernels))
+        norms = tf.norm(
+            tf.reshape(kernels, [len(self.task_names), -1]), axis=1)
+        loss = replica_sum(tf.stack([tf.cast(losses[t], tf.float32)
+                                     for t in self.task_names]))
         w, initial = self.task_weight, self.initial_losses
         initial_value = tf.where(tf.math.is_nan(initial), loss, initial)
         new = gradnorm_update(
-            tf.convert_to_tensor(w), tf.stack(norms), loss, initial_value,
+            tf.convert_to_tensor(w), norms, loss, initial_value,
             alpha=self.alpha, learning_rate=self.learning_rate,
             clip=self.clip)
         ok = tf.reduce_all(tf.math.is_finite(new))

@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from tag_keras._distribute import num_replicas
+from tag_keras._distribute import replica_sum
 from tag_keras.mtl.base import WeightedStrategy
 
 
@@ -68,8 +70,11 @@ def projected_sum(task_gradients, orders):
     """
     tasks = list(task_gradients)
     flat, shapes = _flatten(task_gradients, tasks)
+    # Under tf.distribute: project the global-batch gradients, and return
+    # one replica's share, as the optimizer sums over replicas.
+    flat = replica_sum(flat)
     total = tf.reduce_sum(project_conflicts(flat, orders), axis=0)
-    return _unflatten(total, shapes)
+    return _unflatten(total / num_replicas(), shapes)
 
 
 def project_conflicts(flat, orders):

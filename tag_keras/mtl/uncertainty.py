@@ -2,6 +2,7 @@
 
 import keras
 from keras import ops
+from keras.src.losses import loss as loss_module
 
 from tag_keras.mtl.base import TrainingStrategy
 
@@ -71,7 +72,10 @@ class UncertaintyWeights(TrainingStrategy):
         weighted = {}
         for task, variable in zip(self.task_names, self.log_sigmas):
             s = ops.cast(variable, losses[task].dtype)
-            weighted[task] = losses[task] * ops.exp(-2.0 * s) + s
+            # Under tf.distribute each replica's loss is already divided by
+            # the number of replicas; the additive term must be as well.
+            weighted[task] = (losses[task] * ops.exp(-2.0 * s)
+                              + loss_module.scale_loss_for_distribution(s))
         return weighted
 
     def task_weights(self):
