@@ -134,10 +134,8 @@ def train_method(data, config, method, out_dir):
         kwargs = {"model_cls": tag_keras.TaskAffinityModel,
                   "affinity_every_n_steps": 0, "strategy": strategy}
         if isinstance(strategy, mtl.ITMTL):
-            name = method.name.replace(" ", "_").replace("(", "").replace(
-                ")", "")
-            callbacks.append(mtl.CandidateLogger(os.path.join(
-                out_dir, "candidates", f"{name}_seed{config.seed}.csv")))
+            callbacks.append(mtl.CandidateLogger(
+                _candidates_path(out_dir, method.name, config.seed)))
     result, _ = training.train_network(data, config, callbacks=callbacks,
                                        **kwargs)
     for task in data.tasks:
@@ -145,6 +143,32 @@ def train_method(data, config, method, out_dir):
     row["ms_per_step"] = _median_ms(timer.seconds)
     row["epochs"] = result.epochs
     return row
+
+
+def _candidates_path(out_dir, name, seed):
+    name = name.replace(" ", "_").replace("(", "").replace(")", "")
+    return os.path.join(out_dir, "candidates", f"{name}_seed{seed}.csv")
+
+
+def candidate_wins(out_dir, methods, seeds):
+    """Steps each IT-MTL candidate won, summed over seeds and epochs.
+
+    Returns:
+        `{method: {candidate: steps}}` for the methods that logged choices.
+    """
+    wins = {}
+    for name in methods:
+        total = None
+        for seed in range(seeds):
+            path = _candidates_path(out_dir, name, seed)
+            if not os.path.exists(path):
+                continue
+            counts = pd.read_csv(path).drop(columns=["epoch", "steps"]).sum()
+            total = counts if total is None else total.add(counts,
+                                                           fill_value=0)
+        if total is not None:
+            wins[name] = {k: int(v) for k, v in total.items()}
+    return wins
 
 
 def summarize(runs, tasks, order=METHOD_NAMES):
@@ -216,6 +240,11 @@ def run(data, config, out_dir, *, seeds=3, methods=METHOD_NAMES, log=print):
     summary = summarize(selected, data.tasks)
     summary.to_csv(os.path.join(out_dir, "summary.csv"))
     table = markdown(summary, data.tasks)
+    wins = candidate_wins(out_dir, methods, seeds)
+    if wins:
+        table += "\nSteps each candidate won (all seeds):\n\n" + "".join(
+            f"- {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+            + "\n" for name, counts in wins.items())
     with open(os.path.join(out_dir, "results.md"), "w") as handle:
         handle.write(f"# IT-MTL on {data.description}\n\n"
                      f"{training.describe_config(config)}; seeds "

@@ -44,6 +44,10 @@ def test_tiny_comparison_writes_tables_and_resumes(two_tasks, tmp_path,
         np.std(mtl_rows, ddof=1) / np.sqrt(2))
     table = (tmp_path / "results.md").read_text()
     assert "| IT-MTL (first order) |" in table and " ± " in table
+    wins = it_mtl.candidate_wins(str(tmp_path), METHODS, 2)
+    assert set(wins) == {"IT-MTL", "IT-MTL (first order)"}
+    assert sum(wins["IT-MTL"].values()) == 2 * 4   # 2 seeds x 4 steps
+    assert "- IT-MTL: c0_t0 " in table
     candidates = pd.read_csv(tmp_path / "candidates" / "IT-MTL_seed1.csv")
     assert list(candidates.columns) == ["epoch", "steps", "c0_t0", "c1_t0",
                                         "all"]
