@@ -14,6 +14,8 @@ groups approximated by averaging pairs).
 
 Writes in `--out_dir`: `performance.csv`, `groups.json` (the format of
 `tag-select --output`) and `hoa.json` (training and selection seconds).
+`--distribution` trains every network under a `tf.distribute` strategy
+(the batch size is global; with several workers only the chief writes).
 """
 
 import json
@@ -90,21 +92,25 @@ def run(trainer, out_dir, budgets, *, value="validation_loss"):
 
     The document has an extra `search_seconds` entry: `{budget: training
     seconds of all singles and pairs + that budget's selection seconds}`.
+    Under a multi-worker `trainer.distribution` only the chief writes.
     """
-    os.makedirs(out_dir, exist_ok=True)
     performance, train_seconds = measure_performance(trainer, value=value)
-    performance.to_csv(os.path.join(out_dir, "performance.csv"), index=False)
     groupings, select_seconds = select(performance, budgets)
     document = groups_document(trainer.data.tasks, groupings,
                                mode="performance", value=value)
     search = {b: train_seconds + s for b, s in select_seconds.items()}
-    with open(os.path.join(out_dir, "groups.json"), "w") as handle:
-        json.dump(document, handle, indent=2)
-    with open(os.path.join(out_dir, "hoa.json"), "w") as handle:
-        json.dump({"train_seconds": train_seconds,
-                   "select_seconds": select_seconds,
-                   "networks": len(trainer.data.tasks) + len(
-                       training.pairs(trainer.data.tasks))}, handle, indent=2)
+    with training.output_dir(out_dir, trainer.distribution) as writable:
+        os.makedirs(writable, exist_ok=True)
+        performance.to_csv(os.path.join(writable, "performance.csv"),
+                           index=False)
+        with open(os.path.join(writable, "groups.json"), "w") as handle:
+            json.dump(document, handle, indent=2)
+        with open(os.path.join(writable, "hoa.json"), "w") as handle:
+            json.dump({"train_seconds": train_seconds,
+                       "select_seconds": select_seconds,
+                       "networks": len(trainer.data.tasks) + len(
+                           training.pairs(trainer.data.tasks))},
+                      handle, indent=2)
     return {**document, "search_seconds": search}
 
 
@@ -112,6 +118,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
+        distribution = training.distribution_from_flags(_COMMON)
         data = training.data_from_flags(_COMMON)
         budgets = _COMMON.budget_list()
     except training.DataError as error:
@@ -120,16 +127,18 @@ def main(argv):
     config = training.config_from_flags(_COMMON)
     out_dir = _COMMON.out_dir_or("runs/hoa")
     n = len(data.tasks)
-    print(f"{data.description}; {training.describe_config(config)}")
+    print(f"{data.description}; {training.describe_config(config)}"
+          f"{training.describe_distribution(distribution)}")
     print(f"HOA: training {n} single-task and {n * (n - 1) // 2} pair "
           "networks ...")
-    document = run(training.GroupTrainer(data, config), out_dir, budgets,
-                   value=_HOA_VALUE.value)
+    trainer = training.GroupTrainer(data, config, distribution=distribution)
+    document = run(trainer, out_dir, budgets, value=_HOA_VALUE.value)
     for entry in document["results"]:
         print(f"Budget {entry['num_groups']}: "
               + " | ".join("+".join(g) for g in entry["groups"])
               + f" (mean {_HOA_VALUE.value} {entry['score']:.4f})")
-    print(f"Wrote {out_dir}/performance.csv, groups.json, hoa.json")
+    if training.is_chief(distribution):
+        print(f"Wrote {out_dir}/performance.csv, groups.json, hoa.json")
     return 0
 
 

@@ -24,7 +24,9 @@ Writes in `--out_dir`: `affinity/` (AffinityLogger files of the TAG run),
 `metrics.csv` and `run.json` of the TAG run, `results.csv` (one row per
 method and budget: per-task and total test error in %, seconds spent
 finding the groups) and `results.md` (the same table), `pipeline.json`
-(timings).
+(timings). `--distribution` trains every network under a `tf.distribute`
+strategy (the batch size is global; with several workers only the chief
+writes).
 """
 
 import itertools
@@ -93,18 +95,21 @@ def best_by_test_error(trainer, groups, budgets, out_dir):
     into `tag_keras.select_groups_from_performance`, which then finds, for
     each budget, the groups with the lowest mean served test error. With
     every subset measured this is the exhaustive optimum. Writes
-    `performance.csv` and `groups.json` in `out_dir`; returns the document.
+    `performance.csv` and `groups.json` in `out_dir` (on the chief only,
+    under a multi-worker `trainer.distribution`); returns the document.
     """
-    os.makedirs(out_dir, exist_ok=True)
     performance = pd.DataFrame([
         {"group": "|".join(g), "task": t,
          "value": trainer.result(g).test_error[t]}
         for g in groups for t in g])
-    performance.to_csv(os.path.join(out_dir, "performance.csv"), index=False)
     groupings, _ = hoa_lib.select(performance, budgets)
     document = hoa_lib.groups_document(trainer.data.tasks, groupings,
                                        mode="performance", value="test_error")
-    _write_json(os.path.join(out_dir, "groups.json"), document)
+    with training.output_dir(out_dir, trainer.distribution) as writable:
+        os.makedirs(writable, exist_ok=True)
+        performance.to_csv(os.path.join(writable, "performance.csv"),
+                           index=False)
+        _write_json(os.path.join(writable, "groups.json"), document)
     return document
 
 
@@ -113,13 +118,18 @@ def _write_json(path, document):
         json.dump(document, handle, indent=2)
 
 
-def train_augmented(data, config, augmentation, *, gradnorm_alpha=1.5):
-    """Trains all tasks with a `tag_keras.mtl` strategy; a `TrainResult`."""
+def train_augmented(data, config, augmentation, *, gradnorm_alpha=1.5,
+                    distribution=None):
+    """Trains all tasks with a `tag_keras.mtl` strategy; a `TrainResult`.
+
+    `distribution` is the `tf.distribute.Strategy` to train under (None for
+    none), not to be confused with the `tag_keras.mtl` training strategy.
+    """
     import tag_keras
 
     result, _ = training.train_network(
         data, config, model_cls=tag_keras.TaskAffinityModel,
-        affinity_every_n_steps=0,
+        distribution=distribution, affinity_every_n_steps=0,
         strategy=run_affinity.make_strategy(augmentation,
                                             gradnorm_alpha=gradnorm_alpha))
     return result
@@ -127,7 +137,7 @@ def train_augmented(data, config, augmentation, *, gradnorm_alpha=1.5):
 
 def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
                  cosine=True, hoa=False, optimal=False, augmentations=(),
-                 gradnorm_alpha=1.5, log=print):
+                 gradnorm_alpha=1.5, distribution=None, log=print):
     """Runs the experiment; writes `out_dir`; returns the results frame.
 
     Args:
@@ -144,11 +154,26 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
         augmentations: Keys of `AUGMENTATIONS`: all-task baselines trained
             with that `tag_keras.mtl` strategy (one row each).
         gradnorm_alpha: GradNorm's alpha.
+        distribution: A `tf.distribute.Strategy` every network is trained
+            under (`training.make_distribution`); None for none. Under
+            several workers every worker runs this function and only the
+            chief writes `out_dir`.
         log: Progress output, one line per stage and per network.
 
     Returns:
         The `pandas.DataFrame` written as `results.csv`.
     """
+    with training.output_dir(out_dir, distribution) as writable:
+        return _run_pipeline(
+            data, config, writable, budgets=budgets, rg_samples=rg_samples,
+            cosine=cosine, hoa=hoa, optimal=optimal,
+            augmentations=augmentations, gradnorm_alpha=gradnorm_alpha,
+            distribution=distribution, log=log)
+
+
+def _run_pipeline(data, config, out_dir, *, budgets, rg_samples, cosine,
+                  hoa, optimal, augmentations, gradnorm_alpha, distribution,
+                  log):
     start = time.perf_counter()
     tasks = data.tasks
     if optimal and len(tasks) > MAX_OPTIMAL_TASKS:
@@ -160,13 +185,14 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
     stages = 4 + bool(cosine) + bool(hoa) + bool(optimal) + bool(
         augmentations)
     stage = iter(range(1, stages + 1))
-    trainer = training.GroupTrainer(data, config, log=log)
+    trainer = training.GroupTrainer(data, config, distribution=distribution,
+                                    log=log)
 
     log(f"[stage {next(stage)}/{stages}] TAG: training all "
         f"{len(tasks)} tasks together, measuring lookahead affinity every "
         f"{config.affinity_every_n_steps} steps ...")
     tag_run, tag_affinity = run_affinity.measure(
-        data, config, out_dir, tensorboard=False)
+        data, config, out_dir, tensorboard=False, distribution=distribution)
     trainer.add(tag_run)
     log(f"    {tag_run.epochs} epochs in {tag_run.seconds:.1f} s")
     tag_document, tag_select = select(tag_affinity, budgets)
@@ -181,7 +207,7 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
         cs_dir = os.path.join(out_dir, "cosine")
         cs_run, cs_affinity = run_affinity.measure(
             data, config, cs_dir, affinity_method="cosine", every_n_steps=1,
-            tensorboard=False, write_steps=False)
+            tensorboard=False, write_steps=False, distribution=distribution)
         log(f"    {cs_run.epochs} epochs in {cs_run.seconds:.1f} s")
         cs_document, cs_select = select(cs_affinity, budgets)
         _write_json(os.path.join(cs_dir, "groups.json"), cs_document)
@@ -234,7 +260,8 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
             log(f"[{i}/{len(augmentations)}] training all tasks with "
                 f"{AUGMENTATIONS[augmentation]} ...")
             augmented[augmentation] = train_augmented(
-                data, config, augmentation, gradnorm_alpha=gradnorm_alpha)
+                data, config, augmentation, gradnorm_alpha=gradnorm_alpha,
+                distribution=distribution)
             log(f"    {augmented[augmentation].epochs} epochs in "
                 f"{augmented[augmentation].seconds:.1f} s")
 
@@ -277,6 +304,7 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
         "dataset": data.name, "tasks": list(tasks), "budgets": budgets,
         "networks_trained": len(trainer), "wall_seconds": seconds,
         "search_seconds": searches,
+        "distribution": training.distribution_info(distribution),
     })
     log(f"[stage {next(stage)}/{stages}] done: {len(trainer)} networks in "
         f"{seconds:.0f} s")
@@ -287,6 +315,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
+        distribution = training.distribution_from_flags(_COMMON)
         data = training.data_from_flags(_COMMON)
         budgets = _COMMON.budget_list()
         if _OPTIMAL.value and len(data.tasks) > MAX_OPTIMAL_TASKS:
@@ -299,19 +328,24 @@ def main(argv):
         return 1
     config = training.config_from_flags(_COMMON)
     out_dir = _COMMON.out_dir_or("runs/pipeline")
-    print(f"{data.description}; {training.describe_config(config)}",
-          flush=True)
+    print(f"{data.description}; {training.describe_config(config)}"
+          f"{training.describe_distribution(distribution)}", flush=True)
     start = time.perf_counter()
     frame = run_pipeline(
         data, config, out_dir, budgets=budgets, rg_samples=_RG_SAMPLES.value,
         cosine=_COSINE.value, hoa=_HOA.value, optimal=_OPTIMAL.value,
         augmentations=_AUGMENTATIONS.value,
         gradnorm_alpha=_COMMON.gradnorm_alpha.value,
+        distribution=distribution,
         log=lambda line: print(line, flush=True))
     print()
     print(training.markdown_table(frame, data.tasks))
-    print(f"Wall time {time.perf_counter() - start:.0f} s. Wrote "
-          f"{out_dir}/results.csv, results.md, groups.json, affinity/")
+    print(f"Wall time {time.perf_counter() - start:.0f} s.", end=" ")
+    if training.is_chief(distribution):
+        print(f"Wrote {out_dir}/results.csv, results.md, groups.json, "
+              "affinity/")
+    else:
+        print("Not the chief: wrote no file.")
     return 0
 
 

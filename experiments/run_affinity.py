@@ -15,6 +15,8 @@ Writes in `--out_dir`: `affinity/` (AffinityLogger: affinity.csv,
 affinity_epochs.csv, affinity_steps.csv, TensorBoard events),
 `tensorboard/` (losses and metrics), `history.csv` (per epoch),
 `metrics.csv` (task, test_error, validation_loss) and `run.json`.
+`--distribution` trains under a `tf.distribute` strategy (the batch size is
+global; with several workers only the chief writes).
 """
 
 import dataclasses
@@ -61,7 +63,7 @@ def make_strategy(training_method, *, gradnorm_alpha=1.5):
 
 def measure(data, config, out_dir, *, affinity_method="lookahead",
             training_method="mtl", gradnorm_alpha=1.5, every_n_steps=None,
-            tensorboard=True, write_steps=True):
+            tensorboard=True, write_steps=True, distribution=None):
     """Trains all tasks of `data` together, measuring affinity.
 
     Args:
@@ -75,19 +77,36 @@ def measure(data, config, out_dir, *, affinity_method="lookahead",
             `config.affinity_every_n_steps`).
         tensorboard: Also write Keras's TensorBoard logs.
         write_steps: Write `affinity/affinity_steps.csv`.
+        distribution: A `tf.distribute.Strategy` to train under
+            (`training.make_distribution`); None for none. Under several
+            workers only the chief writes `out_dir`.
 
     Returns:
         `(TrainResult, affinity DataFrame)`; the matrix is the mean over the
         whole run, as in `affinity/affinity.csv`.
     """
-    import keras
-
-    import tag_keras
-
     if affinity_method not in AFFINITY_METHODS:
         raise ValueError(
             f"`affinity_method` must be one of {list(AFFINITY_METHODS)}. "
             f"Received: affinity_method={affinity_method!r}")
+    if every_n_steps is None:
+        every_n_steps = config.affinity_every_n_steps
+    with training.output_dir(out_dir, distribution) as writable:
+        result = _measure_into(
+            data, config, writable, affinity_method=affinity_method,
+            training_method=training_method, gradnorm_alpha=gradnorm_alpha,
+            every_n_steps=every_n_steps, tensorboard=tensorboard,
+            write_steps=write_steps, distribution=distribution)
+    return result, result.affinity
+
+
+def _measure_into(data, config, out_dir, *, affinity_method,
+                  training_method, gradnorm_alpha, every_n_steps,
+                  tensorboard, write_steps, distribution):
+    import keras
+
+    import tag_keras
+
     os.makedirs(out_dir, exist_ok=True)
     callbacks = [
         tag_keras.AffinityLogger(os.path.join(out_dir, "affinity"),
@@ -97,18 +116,15 @@ def measure(data, config, out_dir, *, affinity_method="lookahead",
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(
             os.path.join(out_dir, "tensorboard")))
-    if every_n_steps is None:
-        every_n_steps = config.affinity_every_n_steps
     result, model = training.train_network(
         data, config, model_cls=tag_keras.TaskAffinityModel,
-        callbacks=callbacks,
+        callbacks=callbacks, distribution=distribution,
         affinity_every_n_steps=every_n_steps,
         affinity_method=affinity_method,
         cosine_kernels_only=affinity_method == "cosine",
         strategy=make_strategy(training_method,
                                gradnorm_alpha=gradnorm_alpha))
     del model
-    affinity = result.affinity
     pd.DataFrame({
         "task": list(result.tasks),
         "test_error": [result.test_error[t] for t in result.tasks],
@@ -121,38 +137,43 @@ def measure(data, config, out_dir, *, affinity_method="lookahead",
             "affinity_method": affinity_method,
             "training_method": training_method,
             "affinity_every_n_steps": every_n_steps,
+            "distribution": training.distribution_info(distribution),
             "config": dataclasses.asdict(config),
             "epochs": result.epochs, "best_epoch": result.best_epoch,
             "seconds": result.seconds,
             "total_test_error_percent": 100 * sum(result.test_error.values()),
         }, handle, indent=2)
-    return result, affinity
+    return result
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
+        distribution = training.distribution_from_flags(_COMMON)
         data = training.data_from_flags(_COMMON)
     except training.DataError as error:
         print(f"run_affinity: error: {error}", file=sys.stderr)
         return 1
     config = training.config_from_flags(_COMMON)
     out_dir = _COMMON.out_dir_or("runs/affinity")
-    print(f"{data.description}; {training.describe_config(config)}")
+    print(f"{data.description}; {training.describe_config(config)}"
+          f"{training.describe_distribution(distribution)}")
     print(f"Training {len(data.tasks)} tasks together "
           f"({_TRAINING_METHOD.value}), measuring {_AFFINITY_METHOD.value} "
           f"affinity every {config.affinity_every_n_steps} steps ...")
     result, affinity = measure(
         data, config, out_dir, affinity_method=_AFFINITY_METHOD.value,
         training_method=_TRAINING_METHOD.value,
-        gradnorm_alpha=_COMMON.gradnorm_alpha.value)
+        gradnorm_alpha=_COMMON.gradnorm_alpha.value,
+        distribution=distribution)
     print(f"{result.epochs} epochs (best {result.best_epoch}) in "
           f"{result.seconds:.1f} s; total test error "
           f"{100 * sum(result.test_error.values()):.2f}%")
     print(affinity.round(4).to_string())
-    print(f"Wrote {out_dir}/affinity/, tensorboard/, history.csv, "
-          "metrics.csv, run.json")
+    if training.is_chief(distribution):
+        print(f"Wrote {out_dir}/affinity/, tensorboard/, history.csv, "
+              "metrics.csv, run.json")
     return 0
 
 

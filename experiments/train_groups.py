@@ -14,7 +14,9 @@ the network of the group that serves it.
 
 Writes in `--out_dir`: `results.csv` (method, num_groups, samples, groups,
 one column per task with its test error in %, total, search_seconds) and
-`results.md` (the same as a markdown table).
+`results.md` (the same as a markdown table). `--distribution` trains every
+network under a `tf.distribute` strategy (the batch size is global; with
+several workers each reads `--groups` and only the chief writes).
 """
 
 import json
@@ -117,6 +119,7 @@ def main(argv):
     if not _GROUPS.value:
         raise app.UsageError("--groups is required (the selector's JSON).")
     try:
+        distribution = training.distribution_from_flags(_COMMON)
         document = read_groups(_GROUPS.value)
         budgets = _COMMON.budget_list(default=None)
         tasks = _COMMON.tasks.value or document.get("tasks")
@@ -125,20 +128,24 @@ def main(argv):
             data_dir=_COMMON.data_dir.value, seed=_COMMON.seed.value,
             download=_COMMON.download.value)
         config = training.config_from_flags(_COMMON)
-        print(f"{data.description}; {training.describe_config(config)}")
-        trainer = training.GroupTrainer(data, config)
+        print(f"{data.description}; {training.describe_config(config)}"
+              f"{training.describe_distribution(distribution)}")
+        trainer = training.GroupTrainer(data, config,
+                                        distribution=distribution)
         results = train_groups(trainer, document, budgets=budgets,
                                method=_METHOD.value)
     except (training.DataError, GroupsError) as error:
         print(f"train_groups: error: {error}", file=sys.stderr)
         return 1
     out_dir = _COMMON.out_dir_or("runs/groups")
-    os.makedirs(out_dir, exist_ok=True)
-    frame = training.write_results(
-        results, data.tasks, out_dir,
-        title=f"Test error (%) on {data.description}")
+    with training.output_dir(out_dir, distribution) as writable:
+        os.makedirs(writable, exist_ok=True)
+        frame = training.write_results(
+            results, data.tasks, writable,
+            title=f"Test error (%) on {data.description}")
     print(training.markdown_table(frame, data.tasks))
-    print(f"Wrote {out_dir}/results.csv and {out_dir}/results.md")
+    if training.is_chief(distribution):
+        print(f"Wrote {out_dir}/results.csv and {out_dir}/results.md")
     return 0
 
 

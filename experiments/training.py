@@ -13,11 +13,22 @@ ones for the bundled and generated data so a whole pipeline runs in
 minutes on two CPU cores. `GroupTrainer` trains each distinct group once
 and remembers it, so methods and budgets that choose the same group share
 one network. Library code: the binaries read flags and pass values in.
+
+Every network can be trained under a `tf.distribute` strategy
+(`make_distribution`): it is built and compiled in the strategy's scope,
+the batch size is the global batch, and under several workers only the
+chief's files are kept (`output_dir`).
 """
 
+import contextlib
 import dataclasses
+import functools
 import itertools
+import json
 import math
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 
@@ -102,7 +113,7 @@ def default_config(dataset, **overrides):
 
 
 class DataError(Exception):
-    """The dataset cannot be loaded; the message is one line for users."""
+    """The dataset or a setting is unusable; the message is one line."""
 
 
 def load_data(name, *, tasks=None, data_dir=None, seed=0, download=True):
@@ -115,6 +126,114 @@ def load_data(name, *, tasks=None, data_dir=None, seed=0, download=True):
         raise DataError(" ".join(str(error).split())) from None
     except ValueError as error:
         raise DataError(" ".join(str(error).split())) from None
+
+
+# --distribution values: no strategy, one machine's devices, several machines.
+DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
+
+
+def make_distribution(name):
+    """The `tf.distribute` strategy called `name`; None for `"default"`.
+
+    * `"default"`: no strategy (TensorFlow's default device placement).
+    * `"mirrored"`: `MirroredStrategy` over every local GPU, or over every
+      logical CPU device when there is no GPU (one CPU unless the process
+      configured more).
+    * `"multi_worker"`: `MultiWorkerMirroredStrategy`, with the cluster and
+      this worker's place in it read from the `TF_CONFIG` environment
+      variable. Create it before any other TensorFlow operation runs.
+
+    Raises:
+        ValueError: If `name` is not one of `DISTRIBUTIONS`.
+        DataError: For `"multi_worker"`, if `TF_CONFIG` is unset or not a
+            JSON object with a `cluster` (one line).
+    """
+    if name not in DISTRIBUTIONS:
+        raise ValueError(f"`name` must be one of {list(DISTRIBUTIONS)}. "
+                         f"Received: name={name!r}")
+    if name == "default":
+        return None
+    import tensorflow as tf
+
+    if name == "mirrored":
+        devices = (tf.config.list_logical_devices("GPU")
+                   or tf.config.list_logical_devices("CPU"))
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    raw = os.environ.get("TF_CONFIG", "")
+    try:
+        cluster = json.loads(raw).get("cluster") if raw.strip() else None
+    except (ValueError, AttributeError):
+        cluster = None
+    if not cluster:
+        shown = repr(" ".join(raw.split())[:200]) if raw else "(unset)"
+        raise DataError(
+            "multi_worker reads the cluster from the TF_CONFIG environment "
+            "variable, a JSON object with `cluster` and `task` (see "
+            f"README). Received: TF_CONFIG={shown}")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_chief(distribution):
+    """Whether this process keeps its files (always, without a strategy)."""
+    if distribution is None:
+        return True
+    from tag_keras import _distribute
+
+    return _distribute.is_chief(distribution)
+
+
+@contextlib.contextmanager
+def output_dir(out_dir, distribution=None):
+    """Yields the directory this process writes into.
+
+    `out_dir` on the chief (and without a strategy). Under a multi-worker
+    strategy every worker runs the same code in lockstep; the others write
+    into a new temporary directory that is removed on exit, as Keras's
+    callbacks do, so only the chief's files exist and `out_dir` is not
+    even created on the other workers.
+    """
+    if is_chief(distribution):
+        yield out_dir
+        return
+    scratch = tempfile.mkdtemp(prefix="tag_keras_worker_")
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@functools.cache
+def distributed_model_class(model_cls):
+    """`model_cls`, made to fit under any strategy as it fits without one.
+
+    Two things of Keras 3.15's TensorFlow trainer are changed, both only
+    when the model has a `tf.distribute` strategy:
+
+    * its symbolic build before `fit` iterates the training dataset once,
+      which advances a reshuffling dataset by one epoch, so a distributed
+      run would see epoch k+1's order at epoch k. The build here reads
+      only the dataset's `element_spec` (shapes and dtypes are all it
+      needs), so every epoch sees the batches of the single-device run;
+    * `tag_keras._distribute.MultiWorkerFixes` (already a base of
+      `TaskAffinityModel`) lets a plain `keras.Model` fit under
+      `MultiWorkerMirroredStrategy` at all.
+    """
+    from tag_keras import _distribute
+
+    bases = (model_cls,)
+    if not issubclass(model_cls, _distribute.MultiWorkerFixes):
+        bases = (_distribute.MultiWorkerFixes, model_cls)
+
+    class Distributed(*bases):
+        def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+            if self._distribute_strategy is None or iterator is None:
+                return super()._maybe_symbolic_build(iterator, data_batch)
+            spec = iterator.data_adapter.get_tf_dataset().element_spec
+            with self.distribute_strategy.scope():
+                self._symbolic_build(data_batch=spec)
+
+    Distributed.__name__ = Distributed.__qualname__ = model_cls.__name__
+    return Distributed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,17 +298,20 @@ def _affinity_keeper():
 
 
 def train_network(data, config, *, tasks=None, model_cls=None, callbacks=(),
-                  verbose=0, **model_kwargs):
+                  verbose=0, distribution=None, **model_kwargs):
     """Builds, compiles, trains and evaluates one network.
 
     Args:
         data: A `MultiTaskData`.
-        config: A `TrainConfig`.
+        config: A `TrainConfig` (`batch_size` is the global batch).
         tasks: The group's tasks (`None` for all of `data.tasks`).
         model_cls: `keras.Model` (default) or `tag_keras.TaskAffinityModel`.
         callbacks: More Keras callbacks; they run before early stopping,
             so an `AffinityLogger` sees the whole run's affinity.
         verbose: Keras `fit` verbosity.
+        distribution: A `tf.distribute.Strategy` (see `make_distribution`)
+            whose scope builds and compiles the model (of
+            `distributed_model_class(model_cls)`); None for none.
         **model_kwargs: Passed to the model, e.g. `affinity_method`.
 
     Returns:
@@ -204,15 +326,19 @@ def train_network(data, config, *, tasks=None, model_cls=None, callbacks=(),
 
     tasks = tuple(data.tasks if tasks is None else tasks)
     group = data.select_tasks(tasks) if tasks != tuple(data.tasks) else data
+    model_cls = keras.Model if model_cls is None else model_cls
+    scope = contextlib.nullcontext()
+    if distribution is not None:
+        model_cls = distributed_model_class(model_cls)
+        scope = distribution.scope()
     keras.utils.set_random_seed(config.seed)
-    model = models.build_model(
-        group, width=config.width,
-        model_cls=keras.Model if model_cls is None else model_cls,
-        **model_kwargs)
-    model.compile(
-        optimizer=keras.optimizers.SGD(config.learning_rate,
-                                       momentum=config.momentum),
-        **models.compile_kwargs(group))
+    with scope:
+        model = models.build_model(group, width=config.width,
+                                   model_cls=model_cls, **model_kwargs)
+        model.compile(
+            optimizer=keras.optimizers.SGD(config.learning_rate,
+                                           momentum=config.momentum),
+            **models.compile_kwargs(group))
     keep = []
     if hasattr(model, "affinity"):
         keep = [_affinity_keeper()]
@@ -258,12 +384,15 @@ class GroupTrainer:
     Args:
         data: A `MultiTaskData`.
         config: A `TrainConfig`.
+        distribution: A `tf.distribute.Strategy` every network is trained
+            under (see `make_distribution`); None for none.
         log: Called with one line per network (default `print`).
     """
 
-    def __init__(self, data, config, *, log=print):
+    def __init__(self, data, config, *, distribution=None, log=print):
         self.data = data
         self.config = config
+        self.distribution = distribution
         self._log = log
         self._results = {}
 
@@ -285,8 +414,9 @@ class GroupTrainer:
 
             keras.backend.clear_session()  # Many models in one process.
             ordered = tuple(t for t in self.data.tasks if t in key)
-            self._results[key], _ = train_network(self.data, self.config,
-                                                  tasks=ordered)
+            self._results[key], _ = train_network(
+                self.data, self.config, tasks=ordered,
+                distribution=self.distribution)
         return self._results[key]
 
     def train_all(self, groups):
@@ -427,8 +557,6 @@ def write_results(results, tasks, out_dir, *, title=None):
     The CSV has columns method, num_groups, samples, groups, one per task
     (test error in %), total (%) and search_seconds.
     """
-    import os
-
     frame = results_frame(results, tasks)
     frame.to_csv(os.path.join(out_dir, "results.csv"), index=False)
     text = markdown_table(frame, tasks)
@@ -478,6 +606,7 @@ class CommonFlags:
     lr_halving_epochs: object
     budgets: object
     gradnorm_alpha: object
+    distribution: object
 
     def out_dir_or(self, default):
         """The `--out_dir` value, or `default` when the flag is not set."""
@@ -553,6 +682,14 @@ def define_common_flags():
         gradnorm_alpha=flags.DEFINE_float(
             "gradnorm_alpha", 1.5, "GradNorm's asymmetry alpha (training "
             "with gradnorm).", lower_bound=0.0, **override),
+        distribution=flags.DEFINE_enum(
+            "distribution", "default", list(DISTRIBUTIONS),
+            "tf.distribute strategy of every network: default (none), "
+            "mirrored (MirroredStrategy over this machine's GPUs, or its "
+            "logical CPUs without GPU), multi_worker "
+            "(MultiWorkerMirroredStrategy; the cluster comes from TF_CONFIG "
+            "and only the chief writes files). --batch_size is the global "
+            "batch.", **override),
     )
     _COMMON_FLAGS.append(holders)
     return holders
@@ -574,11 +711,55 @@ def config_from_flags(common):
     )
 
 
+def distribution_from_flags(common):
+    """The `--distribution` strategy; raises `DataError` (one line).
+
+    Call it from `main` before anything else touches TensorFlow (a
+    multi-worker strategy must be created first).
+    """
+    name = common.distribution.value
+    if name != "default":
+        import tensorflow as tf
+
+        # One INFO line per collective otherwise; the binaries print the
+        # strategy and its replicas themselves.
+        tf.get_logger().setLevel("WARNING")
+    try:
+        return make_distribution(name)
+    except (DataError, ValueError) as error:
+        raise DataError(f"--distribution={name}: {error}") from None
+
+
 def data_from_flags(common):
     """Loads the dataset the flags name; raises `DataError` (one line)."""
     return load_data(common.dataset.value, tasks=common.tasks.value,
                      data_dir=common.data_dir.value, seed=common.seed.value,
                      download=common.download.value)
+
+
+def distribution_info(distribution):
+    """`{"strategy": name, "replicas": n, "chief": bool}`; None for none."""
+    if distribution is None:
+        return None
+    import tensorflow as tf
+
+    name = type(distribution).__name__
+    if isinstance(distribution, tf.distribute.MultiWorkerMirroredStrategy):
+        name = "MultiWorkerMirroredStrategy"  # Its class is an alias.
+    return {"strategy": name,
+            "replicas": distribution.num_replicas_in_sync,
+            "chief": is_chief(distribution)}
+
+
+def describe_distribution(distribution):
+    """`""`, or `"; MirroredStrategy, 2 replicas"` and the like."""
+    info = distribution_info(distribution)
+    if info is None:
+        return ""
+    replicas = info["replicas"]
+    return (f"; {info['strategy']}, {replicas} "
+            f"replica{'s' if replicas != 1 else ''}"
+            + ("" if info["chief"] else " (not the chief: writes no file)"))
 
 
 def describe_config(config):
