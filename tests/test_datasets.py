@@ -312,3 +312,13 @@ def test_celeba_failed_download_raises_a_clear_error(tmp_path, monkeypatch):
         data.load_dataset("celeba", data_dir=str(tmp_path))
     assert calls == [False, True]
     assert "internet" in str(info.value)
+
+
+def test_celeba_builder_can_start_a_download():
+    # Preparing a tfds dataset first reads the builder's checksums file
+    # through importlib_resources, which tensorflow-datasets 4.9.10 does
+    # not declare: without it every download fails with ModuleNotFoundError
+    # before reaching the network (requirements.txt pins it).
+    builder_cls = tfds.builder_cls("celeb_a")
+    assert builder_cls.code_path
+    assert builder_cls._checksums_path
