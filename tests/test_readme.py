@@ -21,4 +21,16 @@ def test_ci_runs_exactly_the_readme_test_command():
 def test_readme_install_command_installs_and_runs_the_main_job():
     install = _readme_commands()[0]
     assert "pip install -r requirements.txt -e ." in install
-    assert "python -m experiments.demo" in install
+    assert install.endswith(
+        "python -m experiments.pipeline --dataset=digits "
+        "--out_dir=runs/digits")
+
+
+def test_readme_has_a_command_for_every_binary():
+    commands = "\n".join(_readme_commands())
+    for module in ("demo", "run_affinity", "train_groups", "hoa",
+                   "pipeline"):
+        assert f"python -m experiments.{module} --" in commands, module
+    assert "tag-select --affinity=" in commands
+    for value in ("mirrored", "multi_worker"):
+        assert f"--distribution={value} " in commands, value
