@@ -182,6 +182,10 @@ def is_chief(distribution):
     return _distribute.is_chief(distribution)
 
 
+# Scratch directories of non-chief workers, while they are in use.
+_SCRATCH_DIRS = []
+
+
 @contextlib.contextmanager
 def output_dir(out_dir, distribution=None):
     """Yields the directory this process writes into.
@@ -190,16 +194,27 @@ def output_dir(out_dir, distribution=None):
     strategy every worker runs the same code in lockstep; the others write
     into a new temporary directory that is removed on exit, as Keras's
     callbacks do, so only the chief's files exist and `out_dir` is not
-    even created on the other workers.
+    even created on the other workers. A directory inside such a scratch
+    directory (a nested call, e.g. the pipeline's `cosine/` run) is used
+    as it is, so the layout below it is the chief's.
     """
-    if is_chief(distribution):
+    if is_chief(distribution) or _in_scratch(out_dir):
         yield out_dir
         return
     scratch = tempfile.mkdtemp(prefix="tag_keras_worker_")
+    _SCRATCH_DIRS.append(scratch)
     try:
         yield scratch
     finally:
+        _SCRATCH_DIRS.remove(scratch)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _in_scratch(path):
+    path = os.path.realpath(path)
+    return any(
+        os.path.commonpath([path, os.path.realpath(s)]) == os.path.realpath(s)
+        for s in _SCRATCH_DIRS)
 
 
 @functools.cache

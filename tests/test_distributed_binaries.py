@@ -161,7 +161,7 @@ def test_multi_worker_run_affinity_only_the_chief_writes(default_run,
 def test_multi_worker_pipeline_trains_plain_group_networks(tmp_path):
     flags = ("--dataset=planted", "--tasks=c0_t0,c0_t1,c1_t0", "--epochs=1",
              "--width=4", "--batch_size=100", "--budgets=2",
-             "--rg_samples=1", "--nocosine")
+             "--rg_samples=1")
     reference = tmp_path / "default"
     _finish(_start("pipeline", *flags, f"--out_dir={reference}"))
     chief, other = tmp_path / "worker0", tmp_path / "worker1"
@@ -169,7 +169,7 @@ def test_multi_worker_pipeline_trains_plain_group_networks(tmp_path):
     assert not other.exists()
     results, expected = (pd.read_csv(d / "results.csv")
                          for d in (chief, reference))
-    assert list(results["method"]) == ["MTL", "STL", "RG", "TAG"]
+    assert list(results["method"]) == ["MTL", "STL", "RG", "CS", "TAG"]
     assert list(results["groups"].fillna("")) == list(
         expected["groups"].fillna(""))
     tasks = ["c0_t0", "c0_t1", "c1_t0"]
@@ -245,5 +245,11 @@ def test_only_the_chief_writes_into_out_dir(tmp_path):
     with training.output_dir(out_dir, _Strategy(1)) as writable:
         assert pathlib.Path(writable) != out_dir
         (pathlib.Path(writable) / "results.csv").write_text("x")
+        # A nested call (the pipeline's cosine/ run) keeps the layout.
+        inner = os.path.join(writable, "cosine")
+        with training.output_dir(inner, _Strategy(1)) as nested:
+            assert nested == inner
+            os.makedirs(nested)
+        assert os.path.isdir(inner)
     assert not pathlib.Path(writable).exists()
     assert not out_dir.exists()
