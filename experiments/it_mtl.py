@@ -74,9 +74,7 @@ METHOD_NAMES = (
 )
 
 _COMMON = training.define_common_flags()
-_SEEDS = flags.DEFINE_integer(
-    "seeds", 3, "Runs per method, seeds 0..seeds-1 (10 in the paper).",
-    lower_bound=1)
+_SEEDS = training.define_seeds_flag()
 _METHODS = flags.DEFINE_multi_enum(
     "methods", list(METHOD_NAMES), list(METHOD_NAMES),
     "Methods to compare (repeat the flag for several).")

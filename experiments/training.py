@@ -599,6 +599,7 @@ def pairs(tasks):
 # parses them.
 
 _COMMON_FLAGS = []
+_SEEDS_FLAG = []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -708,6 +709,24 @@ def define_common_flags():
     )
     _COMMON_FLAGS.append(holders)
     return holders
+
+
+def define_seeds_flag():
+    """`--seeds`, shared by the binaries that repeat runs over seeds.
+
+    One definition (and one holder) however many such binaries a process
+    imports, as absl allows a flag name once.
+    """
+    if _SEEDS_FLAG:
+        return _SEEDS_FLAG[0]
+    from absl import flags
+
+    holder = flags.DEFINE_integer(
+        "seeds", 3, "Runs per method, with seeds 0..seeds-1 (initial "
+        "weights, shuffling; the data split is fixed). Results already "
+        "on disk are reused, so raising it adds seeds.", lower_bound=1)
+    _SEEDS_FLAG.append(holder)
+    return holder
 
 
 def config_from_flags(common):

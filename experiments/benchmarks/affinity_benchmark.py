@@ -12,7 +12,7 @@ For a model and batch it times, on this machine:
 Usage:
   python -m experiments.benchmarks.affinity_benchmark --model=mlp
   python -m experiments.benchmarks.affinity_benchmark --model=celeba \
-      --batch_size=32 --tasks=9
+      --batch=32 --num_tasks=9
   python -m experiments.benchmarks.affinity_benchmark --model=mlp --scaling
 
 Timings on a shared 2-core machine are noisy: read the ratios.
@@ -31,8 +31,9 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 _MODEL = flags.DEFINE_enum("model", "mlp", ["mlp", "celeba"], "Model.")
-_TASKS = flags.DEFINE_integer("tasks", 9, "Number of tasks.", lower_bound=2)
-_BATCH = flags.DEFINE_integer("batch_size", 64, "Batch size.", lower_bound=1)
+_TASKS = flags.DEFINE_integer("num_tasks", 9, "Number of tasks.",
+                              lower_bound=2)
+_BATCH = flags.DEFINE_integer("batch", 64, "Batch size.", lower_bound=1)
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed calls per measure.",
                                 lower_bound=1)
 _FIT_STEPS = flags.DEFINE_integer("fit_steps", 100,
@@ -205,8 +206,8 @@ def _scaling_table(model_name, batch_size, repeats):
     for tasks in (2, 4, 8, 16, 32):
         out = subprocess.run(
             [sys.executable, "-m", "experiments.benchmarks.affinity_benchmark",
-             f"--model={model_name}", f"--tasks={tasks}",
-             f"--batch_size={batch_size}", f"--repeats={repeats}",
+             f"--model={model_name}", f"--num_tasks={tasks}",
+             f"--batch={batch_size}", f"--repeats={repeats}",
              "--one_scaling_point"],
             capture_output=True, text=True, check=True,
         ).stdout.strip().splitlines()[-1]

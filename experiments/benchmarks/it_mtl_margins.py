@@ -17,12 +17,13 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 
-_EPOCHS = flags.DEFINE_integer("epochs", 4, "Training epochs.",
-                               lower_bound=1)
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of weights and shuffling.")
+from experiments import training  # noqa: E402
+
+# --epochs (default 4 here) and --seed (weights, shuffling) are the
+# binaries' common flags.
+_COMMON = training.define_common_flags()
 _TIE = 1e-5  # relative score difference below which candidates coincide
 
 
@@ -31,7 +32,6 @@ def record_scores(data, config, strategy):
     import keras
 
     import tag_keras
-    from experiments import training
 
     class Recorder(keras.callbacks.Callback):
         rows = []
@@ -49,12 +49,12 @@ def record_scores(data, config, strategy):
 
 def main(argv):
     del argv
-    from experiments import training
     from tag_keras import mtl
 
     data = training.load_data("multi_digits")
-    config = training.default_config("multi_digits", epochs=_EPOCHS.value,
-                                     seed=_SEED.value)
+    config = training.default_config(
+        "multi_digits", epochs=_COMMON.epochs.value or 4,
+        seed=_COMMON.seed.value)
     left, right = data.tasks
     scores = record_scores(data, config, mtl.ITMTL([(left,), (right,),
                                                     "all"]))

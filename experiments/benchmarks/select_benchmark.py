@@ -8,8 +8,8 @@ other, a little noise, some negative transfer. 9 and 16 tasks are solved
 exactly; 40 (every CelebA attribute) by local search with an upper bound.
 
     python -m experiments.benchmarks.select_benchmark
-    python -m experiments.benchmarks.select_benchmark --tasks=9,16,40 \
-        --num_groups=2,3,4 --seeds=0,1,2
+    python -m experiments.benchmarks.select_benchmark --task_counts=9,16,40 \
+        --num_groups=2,3,4 --matrix_seeds=0,1,2
 """
 
 import time
@@ -21,9 +21,9 @@ import pandas as pd
 
 from tag_keras import grouping
 
-_TASKS = flags.DEFINE_list("tasks", ["9", "16", "40"], "Task counts.")
+_TASKS = flags.DEFINE_list("task_counts", ["9", "16", "40"], "Task counts.")
 _NUM_GROUPS = flags.DEFINE_list("num_groups", ["2", "3", "4"], "Budgets.")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Matrix seeds.")
+_SEEDS = flags.DEFINE_list("matrix_seeds", ["0", "1", "2"], "Matrix seeds.")
 
 
 def realistic_affinity(n, seed):
