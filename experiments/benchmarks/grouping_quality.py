@@ -46,6 +46,8 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from experiments import training  # noqa: E402
+from experiments.benchmarks import (  # noqa: E402
+    grouping_quality_report as gq_report)
 
 # Seven of the nine digit attributes: arithmetic ones and shape ones.
 DIGITS_TASKS = ("is_even", "is_prime", "greater_than_4", "has_closed_loop",
@@ -65,9 +67,7 @@ _PLANTED_TASKS = flags.DEFINE_list(
     "planted_tasks", None, "Planted tasks (default: all seven).")
 _DIGITS_TASKS = flags.DEFINE_list(
     "digits_tasks", list(DIGITS_TASKS), "Digits tasks.")
-_SEEDS = flags.DEFINE_list(
-    "seeds", ["0", "1", "2"], "Training seeds (initial weights, shuffling);"
-    " the data split is fixed (seed 0).")
+_SEEDS = training.define_seeds_flag()
 _BUDGETS = flags.DEFINE_list(
     "budgets", None, "Budgets: numbers of networks (default: 2,3,4).",
     **_override)
@@ -152,11 +152,6 @@ def subsets(tasks):
                                key=lambda m: (bin(m).count("1"), m))]
 
 
-def seed_dir(out_dir, dataset, seed):
-    """Where one task set's units of work for `seed` are cached."""
-    return os.path.join(out_dir, "cache", dataset, f"seed_{seed}")
-
-
 def write_json(path, document):
     """Writes `document` to `path` atomically (temp file, then rename)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -227,7 +222,7 @@ class SeedWork:
         self.task_set = task_set
         self.seed = seed
         self.config = dataclasses.replace(task_set.config, seed=seed)
-        self.dir = seed_dir(out_dir, task_set.name, seed)
+        self.dir = gq_report.seed_dir(out_dir, task_set.name, seed)
         self.train = train
         self._log = log
         self.networks_trained = 0
@@ -344,8 +339,6 @@ def run_benchmark(task_sets, out_dir, *, seeds, budgets=(2, 3, 4),
         `{"networks_trained": int, "runs_trained": int, "seeds_reported":
         {dataset: [seeds]}}`.
     """
-    from experiments.benchmarks import grouping_quality_report as report
-
     runs = variants(frequencies, tag_every)
     counts = {"networks_trained": 0, "runs_trained": 0,
               "seeds_reported": {}}
@@ -367,7 +360,7 @@ def run_benchmark(task_sets, out_dir, *, seeds, budgets=(2, 3, 4),
                     "reported")
                 continue
             done[task_set.name][seed] = complete
-            report.write_report(
+            gq_report.write_report(
                 task_sets, done, out_dir, budgets=budgets,
                 frequencies=frequencies, tag_every=tag_every,
                 command=command)
@@ -410,7 +403,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
-        seeds = [int(s) for s in _SEEDS.value]
+        seeds = list(range(_SEEDS.value))
         budgets = _ints(_BUDGETS.value or ["2", "3", "4"], "budgets")
         frequencies = _ints(_FREQUENCIES.value, "frequencies")
         task_sets = load_task_sets(

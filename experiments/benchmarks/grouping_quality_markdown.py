@@ -129,7 +129,7 @@ def _groups_table(results, dataset, budgets):
 
 
 def _partner_table(partners, dataset):
-    table, correlations, _ = partners[dataset]
+    table, correlations, _, share = partners[dataset]
     rows = [[r.task, r.predicted, f"{r.affinity:.3g}",
              f"{r.error_predicted:.2f}", r.rank_predicted,
              f"{r.best} ({r.error_best:.2f})",
@@ -147,6 +147,15 @@ def _partner_table(partners, dataset):
              "and the measured benefit to a of training with b (alone − in "
              "the pair): " + ", ".join(
                  f"{k} {v:.2f}" for k, v in correlations.items()) + ".\n")
+    if share is not None:
+        text += (
+            "\nHow much of the per-step affinity depends on the source at "
+            "all: in the every-step run, a term common to every source "
+            "(the mean over sources for that step and target) explains "
+            f"{100 * share:.0f}% of the variance of the per-step cross-task"
+            " affinities Z(b → a, t) (mean over seeds); partners are told "
+            "apart by the remaining "
+            f"{100 * (1 - share):.0f}% only.\n")
     return text
 
 

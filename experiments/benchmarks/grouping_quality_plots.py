@@ -160,8 +160,6 @@ def frequency_figure(ablation, summary, path):
 def write_figures(task_sets, done, out_dir, *, summary, ablation, partners,
                   tag_every):
     """Writes every figure; returns `{dataset: [file names]}`."""
-    from experiments.benchmarks import grouping_quality as gq
-
     del partners  # The table says it better than a figure.
     written = {}
     for task_set in task_sets:
@@ -179,9 +177,8 @@ def write_figures(task_sets, done, out_dir, *, summary, ablation, partners,
                          summary[summary["dataset"] == name],
                          os.path.join(out_dir, files[2]))
         seed = min(seeds_done)
-        path = os.path.join(gq.seed_dir(out_dir, name, seed), "runs",
-                            "lookahead_every_1", "affinity",
-                            "affinity_epochs.csv")
+        path = report.every_step_file(out_dir, name, seed,
+                                      "affinity_epochs.csv")
         if os.path.exists(path):
             files.insert(1, f"{name}_affinity_epochs.png")
             epochs_figure(tasks, pd.read_csv(path),

@@ -363,6 +363,22 @@ def partners(tasks, seeds_done, tag_every):
     return pd.DataFrame(rows), correlations, z
 
 
+def common_share(steps):
+    """How much of the per-step cross-task affinity ignores the source.
+
+    The share of the variance of Z(b→a, t) over steps t, targets a and
+    sources b ≠ a that the per-(step, target) mean over sources explains:
+    near 1 when every source's lookahead changes a target's loss alike
+    (e.g. when a shared term of the step, such as the momentum slot,
+    dominates each task's own gradient), so that only the small rest can
+    tell partners apart.
+    """
+    cross = steps[steps["source"] != steps["target"]]
+    common = cross.groupby(["step", "target"])["affinity"].transform("mean")
+    return float(1 - (cross["affinity"] - common).var()
+                 / cross["affinity"].var())
+
+
 # ----------------------------------------------------------------------
 # Files.
 
@@ -370,7 +386,8 @@ def partners(tasks, seeds_done, tag_every):
 def _long_tables(task_sets, done, tag_every):
     networks, runs, affinity = [], [], []
     for task_set in task_sets:
-        for seed, (nets, records) in sorted(done[task_set.name].items()):
+        for seed, (nets, records) in sorted(
+                done.get(task_set.name, {}).items()):
             for group, r in nets.items():
                 networks += [{
                     "dataset": task_set.name, "seed": seed,
@@ -399,11 +416,19 @@ def _long_tables(task_sets, done, tag_every):
             pd.DataFrame(affinity))
 
 
-def _steps_frame(out_dir, dataset, seed):
-    from experiments.benchmarks import grouping_quality as gq
+def seed_dir(out_dir, dataset, seed):
+    """Where one task set's units of work for `seed` are cached."""
+    return os.path.join(out_dir, "cache", dataset, f"seed_{seed}")
 
-    path = os.path.join(gq.seed_dir(out_dir, dataset, seed), "runs",
-                        "lookahead_every_1", "affinity", "affinity_steps.csv")
+
+def every_step_file(out_dir, dataset, seed, name):
+    """A file of the every-step lookahead run's `AffinityLogger`."""
+    return os.path.join(seed_dir(out_dir, dataset, seed), "runs",
+                        "lookahead_every_1", "affinity", name)
+
+
+def _steps_frame(out_dir, dataset, seed):
+    path = every_step_file(out_dir, dataset, seed, "affinity_steps.csv")
     return pd.read_csv(path) if os.path.exists(path) else None
 
 
@@ -432,17 +457,21 @@ def write_report(task_sets, done, out_dir, *, budgets, frequencies,
         if not seeds_done:
             continue
         usable = [b for b in budgets if b <= len(task_set.tasks)]
+        shares = []
         for seed, (nets, runs) in sorted(seeds_done.items()):
+            steps = _steps_frame(out_dir, task_set.name, seed)
             rows, more = evaluate_seed(
                 task_set.tasks, nets, runs, usable, tag_every=tag_every,
-                frequencies=frequencies,
-                steps=_steps_frame(out_dir, task_set.name, seed))
+                frequencies=frequencies, steps=steps)
+            if steps is not None:
+                shares.append(common_share(steps))
             results += [{"dataset": task_set.name, "seed": seed, **r}
                         for r in rows]
             ablation += [{"dataset": task_set.name, "seed": seed, **r}
                          for r in more]
-        partner_tables[task_set.name] = partners(task_set.tasks, seeds_done,
-                                                 tag_every)
+        partner_tables[task_set.name] = (
+            *partners(task_set.tasks, seeds_done, tag_every),
+            float(np.mean(shares)) if shares else None)
     results, ablation = pd.DataFrame(results), pd.DataFrame(ablation)
     summary = summarize(results)
     networks, runs, affinity = _long_tables(task_sets, done, tag_every)
@@ -451,7 +480,7 @@ def write_report(task_sets, done, out_dir, *, budgets, frequencies,
                         ("runs", runs), ("affinity", affinity)):
         frame.to_csv(os.path.join(out_dir, f"{name}.csv"), index=False,
                      float_format="%.6g")
-    pd.concat([t.assign(dataset=d) for d, (t, _, _) in partner_tables.items()]
+    pd.concat([t[0].assign(dataset=d) for d, t in partner_tables.items()]
               ).to_csv(os.path.join(out_dir, "partners.csv"), index=False,
                        float_format="%.6g")
     figures = plots.write_figures(task_sets, done, out_dir, summary=summary,
