@@ -221,31 +221,19 @@ def _in_scratch(path):
 def distributed_model_class(model_cls):
     """`model_cls`, made to fit under any strategy as it fits without one.
 
-    Two things of Keras 3.15's TensorFlow trainer are changed, both only
-    when the model has a `tf.distribute` strategy:
-
-    * its symbolic build before `fit` iterates the training dataset once,
-      which advances a reshuffling dataset by one epoch, so a distributed
-      run would see epoch k+1's order at epoch k. The build here reads
-      only the dataset's `element_spec` (shapes and dtypes are all it
-      needs), so every epoch sees the batches of the single-device run;
-    * `tag_keras._distribute.MultiWorkerFixes` (already a base of
-      `TaskAffinityModel`) lets a plain `keras.Model` fit under
-      `MultiWorkerMirroredStrategy` at all.
+    Adds `tag_keras._distribute.MultiWorkerFixes` (already a base of
+    `TaskAffinityModel`): under a strategy, the model is built from the
+    dataset's shapes without consuming a shuffle (every epoch sees the
+    batches of the single-device run), and a plain `keras.Model` can fit
+    under `MultiWorkerMirroredStrategy` at all.
     """
     from tag_keras import _distribute
 
-    bases = (model_cls,)
-    if not issubclass(model_cls, _distribute.MultiWorkerFixes):
-        bases = (_distribute.MultiWorkerFixes, model_cls)
+    if issubclass(model_cls, _distribute.MultiWorkerFixes):
+        return model_cls
 
-    class Distributed(*bases):
-        def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-            if self._distribute_strategy is None or iterator is None:
-                return super()._maybe_symbolic_build(iterator, data_batch)
-            spec = iterator.data_adapter.get_tf_dataset().element_spec
-            with self.distribute_strategy.scope():
-                self._symbolic_build(data_batch=spec)
+    class Distributed(_distribute.MultiWorkerFixes, model_cls):
+        pass
 
     Distributed.__name__ = Distributed.__qualname__ = model_cls.__name__
     return Distributed

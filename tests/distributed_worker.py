@@ -43,7 +43,13 @@ def build(cls, **kwargs):
     return cls(inputs=inputs, outputs=outputs, **kwargs)
 
 
-def dataset():
+def dataset(shuffle=True):
+    """Global batches of 8 from 16 rows.
+
+    With `shuffle`, reshuffled every epoch (seeded): a distributed fit must
+    not consume an epoch of it before training (Keras 3.15's build does;
+    `MultiWorkerFixes` builds from the element spec instead).
+    """
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, 3)).astype("float32")
     y = {t: rng.normal(size=(16, 1)).astype("float32") for t in TASKS}
@@ -51,22 +57,18 @@ def dataset():
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.OFF
     )
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(8).with_options(
-        options
-    )
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        data = data.shuffle(16, seed=1, reshuffle_each_iteration=True)
+    return data.batch(8).with_options(options)
 
 
-def worker_dataset(context):
-    """This worker's half of each global batch of 8 (rows in order)."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(16, 3)).astype("float32")
-    y = {t: rng.normal(size=(16, 1)).astype("float32") for t in TASKS}
+def worker_dataset(context, shuffle=True):
+    """This worker's part of each global batch of `dataset(shuffle)`."""
     per_worker = 8 // context.num_input_pipelines
     start = context.input_pipeline_id * per_worker
-    rows = [b * 8 + start + k for b in range(2) for k in range(per_worker)]
-    return tf.data.Dataset.from_tensor_slices(
-        (x[rows], {t: v[rows] for t, v in y.items()})
-    ).batch(per_worker)
+    return dataset(shuffle).map(lambda *batch: tf.nest.map_structure(
+        lambda v: v[start:start + per_worker], batch))
 
 
 def train(strategy, cls, callbacks=(), multi_worker=False, **kwargs):

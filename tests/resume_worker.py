@@ -50,10 +50,12 @@ def main():
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
                       loss={t: "mse" for t in common.TASKS})
     if STRATEGY == "multi_worker":
+        # In order: a restarted worker's dataset would start its shuffle
+        # afresh, unlike the uninterrupted single-device run.
         data = strategy.distribute_datasets_from_function(
-            common.worker_dataset)
+            lambda context: common.worker_dataset(context, shuffle=False))
     else:
-        data = common.dataset()
+        data = common.dataset(shuffle=False)
     callbacks = [
         # Keras 3's BackupAndRestore is not multi-worker aware: workers
         # sharing one directory would write the same file. Each worker keeps
