@@ -41,18 +41,24 @@ def headline(summary, dataset, budgets):
         get = part["test_error"]
         oracle = gq_report.captured(summary, dataset, budget,
                                     reference="Test oracle")
+        share = gq_report.captured(summary, dataset, budget)
+        caveat = ""
+        if share is not None and share > 1:
+            caveat = (" Above 100%: TAG's groups beat, on test, the groups"
+                      " chosen by every network's validation loss, whose "
+                      "own test improvement is small.")
         lines.append(
             f"* budget {budget}: MTL {get['MTL']:.2f}, Optimal "
             f"{get['Optimal']:.2f} (test oracle {get['Test oracle']:.2f}), "
             f"TAG {get['TAG']:.2f}, HOA {get['HOA']:.2f}, RG "
             f"{get['RG']:.2f}: TAG captures "
-            f"{_percent(gq_report.captured(summary, dataset, budget))} of the "
+            f"{_percent(share)} of the "
             "optimal improvement over MTL ("
             f"{_percent(oracle)}"
             " of the test oracle's), at "
             f"{100 * part.loc['TAG', 'cost_fraction']:.1f}% of the "
             "exhaustive search's compute (HOA "
-            f"{100 * part.loc['HOA', 'cost_fraction']:.1f}%).")
+            f"{100 * part.loc['HOA', 'cost_fraction']:.1f}%)." + caveat)
     return lines
 
 
