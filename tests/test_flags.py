@@ -17,7 +17,7 @@ def _modules(package):
 
 
 def test_every_binary_imports_in_one_process():
-    names = _modules(experiments) + _modules(benchmarks)
+    names = ["tag_keras.cli"] + _modules(experiments) + _modules(benchmarks)
     assert "experiments.it_mtl" in names
     assert "experiments.benchmarks.grouping_quality" in names
     for name in names:

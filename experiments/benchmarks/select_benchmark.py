@@ -9,7 +9,7 @@ exactly; 40 (every CelebA attribute) by local search with an upper bound.
 
     python -m experiments.benchmarks.select_benchmark
     python -m experiments.benchmarks.select_benchmark --task_counts=9,16,40 \
-        --num_groups=2,3,4 --matrix_seeds=0,1,2
+        --group_counts=2,3,4 --matrix_seeds=0,1,2
 """
 
 import time
@@ -22,7 +22,8 @@ import pandas as pd
 from tag_keras import grouping
 
 _TASKS = flags.DEFINE_list("task_counts", ["9", "16", "40"], "Task counts.")
-_NUM_GROUPS = flags.DEFINE_list("num_groups", ["2", "3", "4"], "Budgets.")
+_NUM_GROUPS = flags.DEFINE_list("group_counts", ["2", "3", "4"],
+                                "Budgets (numbers of groups).")
 _SEEDS = flags.DEFINE_list("matrix_seeds", ["0", "1", "2"], "Matrix seeds.")
 
 
