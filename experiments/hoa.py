@@ -29,11 +29,13 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from experiments import common_flags  # noqa: E402
+from experiments import distribution as distribution_lib  # noqa: E402
 from experiments import training  # noqa: E402
 
 HOA_VALUES = ("validation_loss", "test_error")
 
-_COMMON = training.define_common_flags()
+_COMMON = common_flags.define_common_flags()
 _HOA_VALUE = flags.DEFINE_enum(
     "hoa_value", "validation_loss", HOA_VALUES,
     "The performance HOA minimises: each task's validation loss (as "
@@ -99,7 +101,7 @@ def run(trainer, out_dir, budgets, *, value="validation_loss"):
     document = groups_document(trainer.data.tasks, groupings,
                                mode="performance", value=value)
     search = {b: train_seconds + s for b, s in select_seconds.items()}
-    with training.output_dir(out_dir, trainer.distribution) as writable:
+    with distribution_lib.output_dir(out_dir, trainer.distribution) as writable:
         os.makedirs(writable, exist_ok=True)
         performance.to_csv(os.path.join(writable, "performance.csv"),
                            index=False)
@@ -118,17 +120,17 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
-        distribution = training.distribution_from_flags(_COMMON)
-        data = training.data_from_flags(_COMMON)
+        distribution = common_flags.distribution_from_flags(_COMMON)
+        data = common_flags.data_from_flags(_COMMON)
         budgets = _COMMON.budget_list()
     except training.DataError as error:
         print(f"hoa: error: {error}", file=sys.stderr)
         return 1
-    config = training.config_from_flags(_COMMON)
+    config = common_flags.config_from_flags(_COMMON)
     out_dir = _COMMON.out_dir_or("runs/hoa")
     n = len(data.tasks)
     print(f"{data.description}; {training.describe_config(config)}"
-          f"{training.describe_distribution(distribution)}")
+          f"{distribution_lib.describe_distribution(distribution)}")
     print(f"HOA: training {n} single-task and {n * (n - 1) // 2} pair "
           "networks ...")
     trainer = training.GroupTrainer(data, config, distribution=distribution)
@@ -137,7 +139,7 @@ def main(argv):
         print(f"Budget {entry['num_groups']}: "
               + " | ".join("+".join(g) for g in entry["groups"])
               + f" (mean {_HOA_VALUE.value} {entry['score']:.4f})")
-    if training.is_chief(distribution):
+    if distribution_lib.is_chief(distribution):
         print(f"Wrote {out_dir}/performance.csv, groups.json, hoa.json")
     return 0
 

@@ -28,6 +28,7 @@ from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from experiments import common_flags  # noqa: E402
 from experiments import training  # noqa: E402
 
 
@@ -73,8 +74,8 @@ METHOD_NAMES = (
     "IT-MTL (first order)",
 )
 
-_COMMON = training.define_common_flags()
-_SEEDS = training.define_seeds_flag()
+_COMMON = common_flags.define_common_flags()
+_SEEDS = common_flags.define_seeds_flag()
 _METHODS = flags.DEFINE_multi_enum(
     "methods", list(METHOD_NAMES), list(METHOD_NAMES),
     "Methods to compare (repeat the flag for several).")
@@ -257,8 +258,8 @@ def main(argv):
     if not flags.FLAGS["dataset"].present:
         flags.FLAGS.dataset = "multi_digits"
     try:
-        data = training.data_from_flags(_COMMON)
-        config = training.config_from_flags(_COMMON)
+        data = common_flags.data_from_flags(_COMMON)
+        config = common_flags.config_from_flags(_COMMON)
         out_dir = _COMMON.out_dir_or("runs/it_mtl")
         print(f"{data.description}; {training.describe_config(config)}")
         summary = run(data, config, out_dir, seeds=_SEEDS.value,

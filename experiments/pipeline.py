@@ -41,7 +41,10 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from experiments import common_flags  # noqa: E402
+from experiments import distribution as distribution_lib  # noqa: E402
 from experiments import hoa as hoa_lib  # noqa: E402
+from experiments import results as results_lib  # noqa: E402
 from experiments import run_affinity  # noqa: E402
 from experiments import train_groups as train_groups_lib  # noqa: E402
 from experiments import training  # noqa: E402
@@ -51,7 +54,7 @@ MAX_OPTIMAL_TASKS = 10
 # --augmentations value -> table row name.
 AUGMENTATIONS = {"uw": "UW", "gradnorm": "GradNorm", "pcgrad": "PCGrad"}
 
-_COMMON = training.define_common_flags()
+_COMMON = common_flags.define_common_flags()
 _RG_SAMPLES = flags.DEFINE_integer(
     "rg_samples", 2, "Random partitions trained per budget for the RG "
     "baseline (their mean is reported).", lower_bound=0)
@@ -105,7 +108,7 @@ def best_by_test_error(trainer, groups, budgets, out_dir):
     groupings, _ = hoa_lib.select(performance, budgets)
     document = hoa_lib.groups_document(trainer.data.tasks, groupings,
                                        mode="performance", value="test_error")
-    with training.output_dir(out_dir, trainer.distribution) as writable:
+    with distribution_lib.output_dir(out_dir, trainer.distribution) as writable:
         os.makedirs(writable, exist_ok=True)
         performance.to_csv(os.path.join(writable, "performance.csv"),
                            index=False)
@@ -155,7 +158,7 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
             with that `tag_keras.mtl` strategy (one row each).
         gradnorm_alpha: GradNorm's alpha.
         distribution: A `tf.distribute.Strategy` every network is trained
-            under (`training.make_distribution`); None for none. Under
+            under (`distribution.make_distribution`); None for none. Under
             several workers every worker runs this function and only the
             chief writes `out_dir`.
         log: Progress output, one line per stage and per network.
@@ -163,7 +166,7 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
     Returns:
         The `pandas.DataFrame` written as `results.csv`.
     """
-    with training.output_dir(out_dir, distribution) as writable:
+    with distribution_lib.output_dir(out_dir, distribution) as writable:
         return _run_pipeline(
             data, config, writable, budgets=budgets, rg_samples=rg_samples,
             cosine=cosine, hoa=hoa, optimal=optimal,
@@ -267,25 +270,25 @@ def _run_pipeline(data, config, out_dir, *, budgets, rg_samples, cosine,
 
     log(f"[stage {next(stage)}/{stages}] evaluating ...")
     results = [
-        training.MethodResult("MTL", 1, dict(tag_run.test_error),
+        results_lib.MethodResult("MTL", 1, dict(tag_run.test_error),
                               groups=(tuple(tasks),)),
-        training.MethodResult(
+        results_lib.MethodResult(
             "STL", len(tasks),
             trainer.served_errors([(t,) for t in tasks],
                                   {t: i for i, t in enumerate(tasks)}),
             groups=tuple((t,) for t in tasks)),
     ]
     results += [
-        training.MethodResult(AUGMENTATIONS[a], 1, dict(r.test_error),
+        results_lib.MethodResult(AUGMENTATIONS[a], 1, dict(r.test_error),
                               groups=(tuple(tasks),))
         for a, r in augmented.items()
     ]
     for budget in budgets:
         if budget in random_groupings:
             partitions = random_groupings[budget]
-            results.append(training.MethodResult(
+            results.append(results_lib.MethodResult(
                 "RG", budget,
-                training.mean_errors([
+                results_lib.mean_errors([
                     trainer.served_errors(p, training.serve_partition(p))
                     for p in partitions]),
                 samples=len(partitions)))
@@ -295,7 +298,7 @@ def _run_pipeline(data, config, out_dir, *, budgets, rg_samples, cosine,
                 trainer, document, budgets=[budget], method=method,
                 search_seconds=searches[method], log=lambda line: None)
 
-    frame = training.write_results(
+    frame = results_lib.write_results(
         results, tasks, out_dir,
         title=f"Test error (%) on {data.description}; "
         f"{training.describe_config(config)}")
@@ -304,7 +307,7 @@ def _run_pipeline(data, config, out_dir, *, budgets, rg_samples, cosine,
         "dataset": data.name, "tasks": list(tasks), "budgets": budgets,
         "networks_trained": len(trainer), "wall_seconds": seconds,
         "search_seconds": searches,
-        "distribution": training.distribution_info(distribution),
+        "distribution": distribution_lib.distribution_info(distribution),
     })
     log(f"[stage {next(stage)}/{stages}] done: {len(trainer)} networks in "
         f"{seconds:.0f} s")
@@ -315,8 +318,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
-        distribution = training.distribution_from_flags(_COMMON)
-        data = training.data_from_flags(_COMMON)
+        distribution = common_flags.distribution_from_flags(_COMMON)
+        data = common_flags.data_from_flags(_COMMON)
         budgets = _COMMON.budget_list()
         if _OPTIMAL.value and len(data.tasks) > MAX_OPTIMAL_TASKS:
             raise training.DataError(
@@ -326,10 +329,10 @@ def main(argv):
     except training.DataError as error:
         print(f"pipeline: error: {error}", file=sys.stderr)
         return 1
-    config = training.config_from_flags(_COMMON)
+    config = common_flags.config_from_flags(_COMMON)
     out_dir = _COMMON.out_dir_or("runs/pipeline")
     print(f"{data.description}; {training.describe_config(config)}"
-          f"{training.describe_distribution(distribution)}", flush=True)
+          f"{distribution_lib.describe_distribution(distribution)}", flush=True)
     start = time.perf_counter()
     frame = run_pipeline(
         data, config, out_dir, budgets=budgets, rg_samples=_RG_SAMPLES.value,
@@ -339,9 +342,9 @@ def main(argv):
         distribution=distribution,
         log=lambda line: print(line, flush=True))
     print()
-    print(training.markdown_table(frame, data.tasks))
+    print(results_lib.markdown_table(frame, data.tasks))
     print(f"Wall time {time.perf_counter() - start:.0f} s.", end=" ")
-    if training.is_chief(distribution):
+    if distribution_lib.is_chief(distribution):
         print(f"Wrote {out_dir}/results.csv, results.md, groups.json, "
               "affinity/")
     else:

@@ -30,12 +30,14 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from experiments import common_flags  # noqa: E402
+from experiments import distribution as distribution_lib  # noqa: E402
 from experiments import training  # noqa: E402
 
 AFFINITY_METHODS = ("lookahead", "first_order", "cosine")
 TRAINING_METHODS = ("mtl", "uw", "gradnorm", "pcgrad")
 
-_COMMON = training.define_common_flags()
+_COMMON = common_flags.define_common_flags()
 _AFFINITY_METHOD = flags.DEFINE_enum(
     "affinity_method", "lookahead", AFFINITY_METHODS,
     "How affinity is measured.")
@@ -78,7 +80,7 @@ def measure(data, config, out_dir, *, affinity_method="lookahead",
         tensorboard: Also write Keras's TensorBoard logs.
         write_steps: Write `affinity/affinity_steps.csv`.
         distribution: A `tf.distribute.Strategy` to train under
-            (`training.make_distribution`); None for none. Under several
+            (`distribution.make_distribution`); None for none. Under several
             workers only the chief writes `out_dir`.
 
     Returns:
@@ -91,7 +93,7 @@ def measure(data, config, out_dir, *, affinity_method="lookahead",
             f"Received: affinity_method={affinity_method!r}")
     if every_n_steps is None:
         every_n_steps = config.affinity_every_n_steps
-    with training.output_dir(out_dir, distribution) as writable:
+    with distribution_lib.output_dir(out_dir, distribution) as writable:
         result = _measure_into(
             data, config, writable, affinity_method=affinity_method,
             training_method=training_method, gradnorm_alpha=gradnorm_alpha,
@@ -137,7 +139,7 @@ def _measure_into(data, config, out_dir, *, affinity_method,
             "affinity_method": affinity_method,
             "training_method": training_method,
             "affinity_every_n_steps": every_n_steps,
-            "distribution": training.distribution_info(distribution),
+            "distribution": distribution_lib.distribution_info(distribution),
             "config": dataclasses.asdict(config),
             "epochs": result.epochs, "best_epoch": result.best_epoch,
             "seconds": result.seconds,
@@ -150,15 +152,15 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
-        distribution = training.distribution_from_flags(_COMMON)
-        data = training.data_from_flags(_COMMON)
+        distribution = common_flags.distribution_from_flags(_COMMON)
+        data = common_flags.data_from_flags(_COMMON)
     except training.DataError as error:
         print(f"run_affinity: error: {error}", file=sys.stderr)
         return 1
-    config = training.config_from_flags(_COMMON)
+    config = common_flags.config_from_flags(_COMMON)
     out_dir = _COMMON.out_dir_or("runs/affinity")
     print(f"{data.description}; {training.describe_config(config)}"
-          f"{training.describe_distribution(distribution)}")
+          f"{distribution_lib.describe_distribution(distribution)}")
     print(f"Training {len(data.tasks)} tasks together "
           f"({_TRAINING_METHOD.value}), measuring {_AFFINITY_METHOD.value} "
           f"affinity every {config.affinity_every_n_steps} steps ...")
@@ -171,7 +173,7 @@ def main(argv):
           f"{result.seconds:.1f} s; total test error "
           f"{100 * sum(result.test_error.values()):.2f}%")
     print(affinity.round(4).to_string())
-    if training.is_chief(distribution):
+    if distribution_lib.is_chief(distribution):
         print(f"Wrote {out_dir}/affinity/, tensorboard/, history.csv, "
               "metrics.csv, run.json")
     return 0

@@ -28,9 +28,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from experiments import common_flags  # noqa: E402
+from experiments import distribution as distribution_lib  # noqa: E402
+from experiments import results as results_lib  # noqa: E402
 from experiments import training  # noqa: E402
 
-_COMMON = training.define_common_flags()
+_COMMON = common_flags.define_common_flags()
 _GROUPS = flags.DEFINE_string(
     "groups", None, "The selector's JSON (tag-select --output=...); "
     "required.")
@@ -82,7 +85,7 @@ def train_groups(trainer, document, *, budgets=None, method="TAG",
         log: Progress output.
 
     Returns:
-        A list of `training.MethodResult`, one per budget.
+        A list of `results_lib.MethodResult`, one per budget.
     """
     entries = [e for e in document["results"]
                if budgets is None or e["num_groups"] in budgets]
@@ -105,7 +108,7 @@ def train_groups(trainer, document, *, budgets=None, method="TAG",
     for entry in entries:
         groups = tuple(tuple(g) for g in entry["groups"])
         budget = entry["num_groups"]
-        results.append(training.MethodResult(
+        results.append(results_lib.MethodResult(
             method=method, num_groups=budget,
             errors=trainer.served_errors(groups, entry["serve"]),
             groups=groups,
@@ -119,7 +122,7 @@ def main(argv):
     if not _GROUPS.value:
         raise app.UsageError("--groups is required (the selector's JSON).")
     try:
-        distribution = training.distribution_from_flags(_COMMON)
+        distribution = common_flags.distribution_from_flags(_COMMON)
         document = read_groups(_GROUPS.value)
         budgets = _COMMON.budget_list(default=None)
         tasks = _COMMON.tasks.value or document.get("tasks")
@@ -127,9 +130,9 @@ def main(argv):
             _COMMON.dataset.value, tasks=tasks,
             data_dir=_COMMON.data_dir.value, seed=_COMMON.seed.value,
             download=_COMMON.download.value)
-        config = training.config_from_flags(_COMMON)
+        config = common_flags.config_from_flags(_COMMON)
         print(f"{data.description}; {training.describe_config(config)}"
-              f"{training.describe_distribution(distribution)}")
+              f"{distribution_lib.describe_distribution(distribution)}")
         trainer = training.GroupTrainer(data, config,
                                         distribution=distribution)
         results = train_groups(trainer, document, budgets=budgets,
@@ -138,13 +141,13 @@ def main(argv):
         print(f"train_groups: error: {error}", file=sys.stderr)
         return 1
     out_dir = _COMMON.out_dir_or("runs/groups")
-    with training.output_dir(out_dir, distribution) as writable:
+    with distribution_lib.output_dir(out_dir, distribution) as writable:
         os.makedirs(writable, exist_ok=True)
-        frame = training.write_results(
+        frame = results_lib.write_results(
             results, data.tasks, writable,
             title=f"Test error (%) on {data.description}")
-    print(training.markdown_table(frame, data.tasks))
-    if training.is_chief(distribution):
+    print(results_lib.markdown_table(frame, data.tasks))
+    if distribution_lib.is_chief(distribution):
         print(f"Wrote {out_dir}/results.csv and {out_dir}/results.md")
     return 0
 

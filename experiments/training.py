@@ -1,4 +1,4 @@
-"""Training, evaluation and result tables shared by the experiment binaries.
+"""Training and evaluation shared by the experiment binaries.
 
 The protocol of the TAG paper's CelebA experiments, for any task group:
 one network per group (the encoder of the all-task model, one head per
@@ -15,27 +15,22 @@ and remembers it, so methods and budgets that choose the same group share
 one network. Library code: the binaries read flags and pass values in.
 
 Every network can be trained under a `tf.distribute` strategy
-(`make_distribution`): it is built and compiled in the strategy's scope,
-the batch size is the global batch, and under several workers only the
-chief's files are kept (`output_dir`).
+(`experiments.distribution`): it is built and compiled in the strategy's
+scope and the batch size is the global batch. Result tables are in
+`experiments.results`, the binaries' shared flags in
+`experiments.common_flags`.
 """
 
 import contextlib
 import dataclasses
-import functools
 import itertools
-import json
-import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 
 import numpy as np
-import pandas as pd
 
 from experiments import data as data_lib
+from experiments import distribution as distribution_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,117 +123,6 @@ def load_data(name, *, tasks=None, data_dir=None, seed=0, download=True):
         raise DataError(" ".join(str(error).split())) from None
 
 
-# --distribution values: no strategy, one machine's devices, several machines.
-DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
-
-
-def make_distribution(name):
-    """The `tf.distribute` strategy called `name`; None for `"default"`.
-
-    * `"default"`: no strategy (TensorFlow's default device placement).
-    * `"mirrored"`: `MirroredStrategy` over every local GPU, or over every
-      logical CPU device when there is no GPU (one CPU unless the process
-      configured more).
-    * `"multi_worker"`: `MultiWorkerMirroredStrategy`, with the cluster and
-      this worker's place in it read from the `TF_CONFIG` environment
-      variable. Create it before any other TensorFlow operation runs.
-
-    Raises:
-        ValueError: If `name` is not one of `DISTRIBUTIONS`.
-        DataError: For `"multi_worker"`, if `TF_CONFIG` is unset or not a
-            JSON object with a `cluster` (one line).
-    """
-    if name not in DISTRIBUTIONS:
-        raise ValueError(f"`name` must be one of {list(DISTRIBUTIONS)}. "
-                         f"Received: name={name!r}")
-    if name == "default":
-        return None
-    import tensorflow as tf
-
-    if name == "mirrored":
-        devices = (tf.config.list_logical_devices("GPU")
-                   or tf.config.list_logical_devices("CPU"))
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
-    raw = os.environ.get("TF_CONFIG", "")
-    try:
-        cluster = json.loads(raw).get("cluster") if raw.strip() else None
-    except (ValueError, AttributeError):
-        cluster = None
-    if not cluster:
-        shown = repr(" ".join(raw.split())[:200]) if raw else "(unset)"
-        raise DataError(
-            "multi_worker reads the cluster from the TF_CONFIG environment "
-            "variable, a JSON object with `cluster` and `task` (see "
-            f"README). Received: TF_CONFIG={shown}")
-    return tf.distribute.MultiWorkerMirroredStrategy()
-
-
-def is_chief(distribution):
-    """Whether this process keeps its files (always, without a strategy)."""
-    if distribution is None:
-        return True
-    from tag_keras import _distribute
-
-    return _distribute.is_chief(distribution)
-
-
-# Scratch directories of non-chief workers, while they are in use.
-_SCRATCH_DIRS = []
-
-
-@contextlib.contextmanager
-def output_dir(out_dir, distribution=None):
-    """Yields the directory this process writes into.
-
-    `out_dir` on the chief (and without a strategy). Under a multi-worker
-    strategy every worker runs the same code in lockstep; the others write
-    into a new temporary directory that is removed on exit, as Keras's
-    callbacks do, so only the chief's files exist and `out_dir` is not
-    even created on the other workers. A directory inside such a scratch
-    directory (a nested call, e.g. the pipeline's `cosine/` run) is used
-    as it is, so the layout below it is the chief's.
-    """
-    if is_chief(distribution) or _in_scratch(out_dir):
-        yield out_dir
-        return
-    scratch = tempfile.mkdtemp(prefix="tag_keras_worker_")
-    _SCRATCH_DIRS.append(scratch)
-    try:
-        yield scratch
-    finally:
-        _SCRATCH_DIRS.remove(scratch)
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _in_scratch(path):
-    path = os.path.realpath(path)
-    return any(
-        os.path.commonpath([path, os.path.realpath(s)]) == os.path.realpath(s)
-        for s in _SCRATCH_DIRS)
-
-
-@functools.cache
-def distributed_model_class(model_cls):
-    """`model_cls`, made to fit under any strategy as it fits without one.
-
-    Adds `tag_keras._distribute.MultiWorkerFixes` (already a base of
-    `TaskAffinityModel`): under a strategy, the model is built from the
-    dataset's shapes without consuming a shuffle (every epoch sees the
-    batches of the single-device run), and a plain `keras.Model` can fit
-    under `MultiWorkerMirroredStrategy` at all.
-    """
-    from tag_keras import _distribute
-
-    if issubclass(model_cls, _distribute.MultiWorkerFixes):
-        return model_cls
-
-    class Distributed(_distribute.MultiWorkerFixes, model_cls):
-        pass
-
-    Distributed.__name__ = Distributed.__qualname__ = model_cls.__name__
-    return Distributed
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
     """What one trained network gave.
@@ -312,9 +196,10 @@ def train_network(data, config, *, tasks=None, model_cls=None, callbacks=(),
         callbacks: More Keras callbacks; they run before early stopping,
             so an `AffinityLogger` sees the whole run's affinity.
         verbose: Keras `fit` verbosity.
-        distribution: A `tf.distribute.Strategy` (see `make_distribution`)
-            whose scope builds and compiles the model (of
-            `distributed_model_class(model_cls)`); None for none.
+        distribution: A `tf.distribute.Strategy` (see
+            `distribution.make_distribution`) whose scope builds and
+            compiles the model (of `distributed_model_class(model_cls)`);
+            None for none.
         **model_kwargs: Passed to the model, e.g. `affinity_method`.
 
     Returns:
@@ -332,7 +217,7 @@ def train_network(data, config, *, tasks=None, model_cls=None, callbacks=(),
     model_cls = keras.Model if model_cls is None else model_cls
     scope = contextlib.nullcontext()
     if distribution is not None:
-        model_cls = distributed_model_class(model_cls)
+        model_cls = distribution_lib.distributed_model_class(model_cls)
         scope = distribution.scope()
     keras.utils.set_random_seed(config.seed)
     with scope:
@@ -380,7 +265,7 @@ def format_group(tasks):
 class GroupTrainer:
     """Trains each distinct task group once and remembers the result.
 
-    Groups are keys by their set of tasks: `(a, b)` and `(b, a)` are one
+    Groups are keyed by their set of tasks: `(a, b)` and `(b, a)` are one
     network. Results of networks trained elsewhere (e.g. the all-task
     measurement run) can be added with `add`.
 
@@ -388,7 +273,8 @@ class GroupTrainer:
         data: A `MultiTaskData`.
         config: A `TrainConfig`.
         distribution: A `tf.distribute.Strategy` every network is trained
-            under (see `make_distribution`); None for none.
+            under (see
+            `distribution.make_distribution`); None for none.
         log: Called with one line per network (default `print`).
     """
 
@@ -479,309 +365,9 @@ def random_partitions(tasks, num_groups, num_samples, seed):
     return partitions
 
 
-# ----------------------------------------------------------------------
-# Result tables.
-
-
-@dataclasses.dataclass(frozen=True)
-class MethodResult:
-    """One row of a comparison table.
-
-    Attributes:
-        method: E.g. "MTL", "STL", "RG", "CS", "TAG", "HOA".
-        num_groups: The budget (networks at inference).
-        errors: Task -> test error (fraction), served by the chosen groups
-            (for RG, the mean over the sampled groupings).
-        groups: The groups, as tuples of task names ((), for RG).
-        search_seconds: Wall time spent finding the groups (training for
-            the affinities or performances, plus selection); None if none.
-        samples: How many groupings were averaged (RG).
-    """
-
-    method: str
-    num_groups: int
-    errors: Mapping
-    groups: tuple = ()
-    search_seconds: float | None = None
-    samples: int = 1
-
-    @property
-    def total(self):
-        """Total test error in percent (sum over tasks, as the paper)."""
-        return 100 * sum(self.errors.values())
-
-
-def mean_errors(list_of_errors):
-    """Task-wise mean of several `{task: error}`."""
-    tasks = list(list_of_errors[0])
-    return {t: float(np.mean([e[t] for e in list_of_errors])) for t in tasks}
-
-
-def results_frame(results, tasks):
-    """One row per method and budget: per-task and total test error (%)."""
-    rows = []
-    for r in results:
-        row = {"method": r.method, "num_groups": r.num_groups,
-               "samples": r.samples,
-               "groups": " | ".join("+".join(g) for g in r.groups)}
-        row.update({t: round(100 * r.errors[t], 4) for t in tasks})
-        row["total"] = round(r.total, 4)
-        row["search_seconds"] = (None if r.search_seconds is None
-                                 else round(r.search_seconds, 2))
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["method", "num_groups", "samples",
-                                       "groups", *tasks, "total",
-                                       "search_seconds"])
-
-
-def markdown_table(frame, tasks):
-    """A results frame as a markdown table shaped like the paper's."""
-    header = ["Method", "Groups", *tasks, "Total", "Search time"]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
-    for row in frame.to_dict("records"):
-        method = row["method"]
-        if row["samples"] > 1:
-            method += f" (mean of {row['samples']})"
-        search = row["search_seconds"]
-        search = "" if search is None or (
-            isinstance(search, float) and math.isnan(search)) else (
-            f"{search:.1f} s")
-        cells = [method, str(row["num_groups"])]
-        cells += [f"{row[t]:.2f}" for t in tasks]
-        cells += [f"{row['total']:.2f}", search]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def write_results(results, tasks, out_dir, *, title=None):
-    """Writes `results.csv` and `results.md` in `out_dir`; returns the frame.
-
-    The CSV has columns method, num_groups, samples, groups, one per task
-    (test error in %), total (%) and search_seconds.
-    """
-    frame = results_frame(results, tasks)
-    frame.to_csv(os.path.join(out_dir, "results.csv"), index=False)
-    text = markdown_table(frame, tasks)
-    if title:
-        text = f"{title}\n\n{text}"
-    with open(os.path.join(out_dir, "results.md"), "w") as handle:
-        handle.write(text)
-    return frame
-
-
 def pairs(tasks):
     """Every pair of tasks, in task order."""
     return list(itertools.combinations(tasks, 2))
-
-
-# ----------------------------------------------------------------------
-# Flags shared by the binaries. Each binary calls `define_common_flags()`
-# at import and keeps the returned holders module-private; only its `main`
-# reads them (through `config_from_flags`). The flags are defined once per
-# process (the pipeline imports the other binaries), and with
-# `allow_override` so that importing the binaries next to other modules
-# that define some of these names (`experiments.demo`: out_dir, epochs,
-# seed; the benchmarks: tasks, batch_size), as one pytest process does,
-# does not raise DuplicateFlagError. Only a binary run as `__main__`
-# parses them.
-
-_COMMON_FLAGS = []
-_SEEDS_FLAG = []
-
-
-@dataclasses.dataclass(frozen=True)
-class CommonFlags:
-    """The absl flag holders every experiment binary defines."""
-
-    dataset: object
-    tasks: object
-    data_dir: object
-    download: object
-    out_dir: object
-    epochs: object
-    batch_size: object
-    learning_rate: object
-    momentum: object
-    seed: object
-    affinity_every_n_steps: object
-    width: object
-    patience: object
-    lr_halving_epochs: object
-    budgets: object
-    gradnorm_alpha: object
-    distribution: object
-
-    def out_dir_or(self, default):
-        """The `--out_dir` value, or `default` when the flag is not set."""
-        return self.out_dir.value or default
-
-    def budget_list(self, default=(2, 3, 4)):
-        """`--budgets` as a list of ints (`default` when not set)."""
-        if not self.budgets.value:
-            return None if default is None else list(default)
-        try:
-            budgets = [int(b) for b in self.budgets.value]
-        except ValueError:
-            budgets = [0]
-        if min(budgets) < 1:
-            raise DataError("--budgets must be integers >= 1. Received: "
-                            f"{','.join(self.budgets.value)}")
-        return budgets
-
-
-def define_common_flags():
-    """Defines the common flags once; returns their holders."""
-    if _COMMON_FLAGS:
-        return _COMMON_FLAGS[0]
-    from absl import flags
-
-    per_dataset = " (default: per dataset, see training.DEFAULT_CONFIGS)"
-    override = {"allow_override": True}
-    holders = CommonFlags(
-        dataset=flags.DEFINE_enum(
-            "dataset", "digits", list(data_lib.DATASETS), "Dataset.",
-            **override),
-        tasks=flags.DEFINE_list(
-            "tasks", None, "Tasks (default: the dataset's default tasks).",
-            **override),
-        data_dir=flags.DEFINE_string(
-            "data_dir", None, "Data directory (CelebA: the tfds data_dir).",
-            **override),
-        download=flags.DEFINE_bool(
-            "download", True, "CelebA: let tensorflow-datasets download and "
-            "prepare the data when it is absent.", **override),
-        out_dir=flags.DEFINE_string(
-            "out_dir", None, "Directory for everything written (default: "
-            "runs/<binary>).", **override),
-        epochs=flags.DEFINE_integer(
-            "epochs", None, "Largest number of epochs" + per_dataset + ".",
-            lower_bound=1, **override),
-        batch_size=flags.DEFINE_integer(
-            "batch_size", None, "Batch size" + per_dataset + ".",
-            lower_bound=1, **override),
-        learning_rate=flags.DEFINE_float(
-            "learning_rate", None, "Initial SGD learning rate" + per_dataset
-            + ".", lower_bound=0.0, **override),
-        momentum=flags.DEFINE_float(
-            "momentum", 0.9, "SGD momentum (0.9 as the paper).",
-            lower_bound=0.0, upper_bound=0.999, **override),
-        seed=flags.DEFINE_integer("seed", 0, "Random seed.", **override),
-        affinity_every_n_steps=flags.DEFINE_integer(
-            "affinity_every_n_steps", 10, "Measure affinity every this many "
-            "steps (10 as the paper).", lower_bound=1, **override),
-        width=flags.DEFINE_integer(
-            "width", None, "Encoder width, the same for every network"
-            + per_dataset + ".", lower_bound=1, **override),
-        patience=flags.DEFINE_integer(
-            "patience", None, "Early stopping patience in epochs on the "
-            "validation loss; the best epoch is restored" + per_dataset
-            + ".", lower_bound=1, **override),
-        lr_halving_epochs=flags.DEFINE_integer(
-            "lr_halving_epochs", None, "Halve the learning rate every this "
-            "many epochs" + per_dataset + ".", lower_bound=1, **override),
-        budgets=flags.DEFINE_list(
-            "budgets", None, "Budgets: numbers of networks (default: "
-            "2,3,4; train_groups: every budget in the JSON).", **override),
-        gradnorm_alpha=flags.DEFINE_float(
-            "gradnorm_alpha", 1.5, "GradNorm's asymmetry alpha (training "
-            "with gradnorm).", lower_bound=0.0, **override),
-        distribution=flags.DEFINE_enum(
-            "distribution", "default", list(DISTRIBUTIONS),
-            "tf.distribute strategy of every network: default (none), "
-            "mirrored (MirroredStrategy over this machine's GPUs, or its "
-            "logical CPUs without GPU), multi_worker "
-            "(MultiWorkerMirroredStrategy; the cluster comes from TF_CONFIG "
-            "and only the chief writes files). --batch_size is the global "
-            "batch.", **override),
-    )
-    _COMMON_FLAGS.append(holders)
-    return holders
-
-
-def define_seeds_flag():
-    """`--seeds`, shared by the binaries that repeat runs over seeds.
-
-    One definition (and one holder) however many such binaries a process
-    imports, as absl allows a flag name once.
-    """
-    if _SEEDS_FLAG:
-        return _SEEDS_FLAG[0]
-    from absl import flags
-
-    holder = flags.DEFINE_integer(
-        "seeds", 3, "Runs per method, with seeds 0..seeds-1 (initial "
-        "weights, shuffling; the data split is fixed). Results already "
-        "on disk are reused, so raising it adds seeds.", lower_bound=1)
-    _SEEDS_FLAG.append(holder)
-    return holder
-
-
-def config_from_flags(common):
-    """`TrainConfig` from the flag values (call from `main` only)."""
-    return default_config(
-        common.dataset.value,
-        epochs=common.epochs.value,
-        batch_size=common.batch_size.value,
-        learning_rate=common.learning_rate.value,
-        momentum=common.momentum.value,
-        seed=common.seed.value,
-        affinity_every_n_steps=common.affinity_every_n_steps.value,
-        width=common.width.value,
-        patience=common.patience.value,
-        lr_halving_epochs=common.lr_halving_epochs.value,
-    )
-
-
-def distribution_from_flags(common):
-    """The `--distribution` strategy; raises `DataError` (one line).
-
-    Call it from `main` before anything else touches TensorFlow (a
-    multi-worker strategy must be created first).
-    """
-    name = common.distribution.value
-    if name != "default":
-        import tensorflow as tf
-
-        # One INFO line per collective otherwise; the binaries print the
-        # strategy and its replicas themselves.
-        tf.get_logger().setLevel("WARNING")
-    try:
-        return make_distribution(name)
-    except (DataError, ValueError) as error:
-        raise DataError(f"--distribution={name}: {error}") from None
-
-
-def data_from_flags(common):
-    """Loads the dataset the flags name; raises `DataError` (one line)."""
-    return load_data(common.dataset.value, tasks=common.tasks.value,
-                     data_dir=common.data_dir.value, seed=common.seed.value,
-                     download=common.download.value)
-
-
-def distribution_info(distribution):
-    """`{"strategy": name, "replicas": n, "chief": bool}`; None for none."""
-    if distribution is None:
-        return None
-    import tensorflow as tf
-
-    name = type(distribution).__name__
-    if isinstance(distribution, tf.distribute.MultiWorkerMirroredStrategy):
-        name = "MultiWorkerMirroredStrategy"  # Its class is an alias.
-    return {"strategy": name,
-            "replicas": distribution.num_replicas_in_sync,
-            "chief": is_chief(distribution)}
-
-
-def describe_distribution(distribution):
-    """`""`, or `"; MirroredStrategy, 2 replicas"` and the like."""
-    info = distribution_info(distribution)
-    if info is None:
-        return ""
-    replicas = info["replicas"]
-    return (f"; {info['strategy']}, {replicas} "
-            f"replica{'s' if replicas != 1 else ''}"
-            + ("" if info["chief"] else " (not the chief: writes no file)"))
 
 
 def describe_config(config):

@@ -26,7 +26,8 @@ class NumpyOptimizer:
         other = NumpyOptimizer(self.kind, self.learning_rate, **self.config)
         other.iterations = self.iterations
         other.slots = {
-            k: {n: a.copy() for n, a in v.items()} for k, v in self.slots.items()
+            k: {n: a.copy() for n, a in v.items()}
+            for k, v in self.slots.items()
         }
         return other
 

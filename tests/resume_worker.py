@@ -4,8 +4,8 @@ Usage: python -m tests.resume_worker STRATEGY OUT_DIR [KILL_AT_EPOCH]
 STRATEGY is `multi_worker` (TF_CONFIG must be set) or `single` (the same
 global batches on one device). Worker 1 of a multi-worker cluster kills
 itself with SIGKILL at the start of epoch KILL_AT_EPOCH when it is given.
-Backups go to OUT_DIR/backup_<task index>, the logger writes OUT_DIR/logs (chief only),
-and a finished run saves OUT_DIR/result_<task index>.npz.
+Backups go to OUT_DIR/backup_<task index>, the logger writes OUT_DIR/logs
+(chief only), and a finished run saves OUT_DIR/result_<task index>.npz.
 """
 
 import json

@@ -18,6 +18,7 @@ import pytest
 from experiments import data as data_lib
 from experiments import hoa
 from experiments import pipeline
+from experiments import results as results_lib
 from experiments import run_affinity
 from experiments import train_groups
 from experiments import training
@@ -83,14 +84,14 @@ def test_random_partitions_rejects_too_many_groups():
 
 def test_results_table_round_trips_through_csv(tmp_path):
     results = [
-        training.MethodResult("MTL", 1, {"a": 0.1, "b": 0.2},
+        results_lib.MethodResult("MTL", 1, {"a": 0.1, "b": 0.2},
                               groups=(("a", "b"),)),
-        training.MethodResult("TAG", 2, {"a": 0.05, "b": 0.25},
+        results_lib.MethodResult("TAG", 2, {"a": 0.05, "b": 0.25},
                               groups=(("a",), ("a", "b")),
                               search_seconds=3.21),
-        training.MethodResult("RG", 2, {"a": 0.3, "b": 0.1}, samples=2),
+        results_lib.MethodResult("RG", 2, {"a": 0.3, "b": 0.1}, samples=2),
     ]
-    training.write_results(results, ["a", "b"], tmp_path, title="T")
+    results_lib.write_results(results, ["a", "b"], tmp_path, title="T")
     frame = pd.read_csv(tmp_path / "results.csv")
     assert list(frame["method"]) == ["MTL", "TAG", "RG"]
     np.testing.assert_allclose(frame["total"], [30.0, 30.0, 40.0])

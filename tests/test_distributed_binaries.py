@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import training
+from experiments import distribution as distribution_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Tiny planted run: 2000 training examples in 10 global batches of 200,
@@ -209,16 +209,16 @@ def test_bad_distribution_values_are_one_line_errors(tmp_path):
 
 
 def test_make_distribution_checks_its_arguments(monkeypatch):
-    assert training.make_distribution("default") is None
+    assert distribution_lib.make_distribution("default") is None
     with pytest.raises(ValueError, match=r"Received: name='tpu'"):
-        training.make_distribution("tpu")
+        distribution_lib.make_distribution("tpu")
     monkeypatch.setenv("TF_CONFIG", "{not json")
-    with pytest.raises(training.DataError,
+    with pytest.raises(ValueError,
                        match=r"Received: TF_CONFIG='\{not json'"):
-        training.make_distribution("multi_worker")
+        distribution_lib.make_distribution("multi_worker")
     monkeypatch.setenv("TF_CONFIG", '{"task": {"type": "worker"}}')
-    with pytest.raises(training.DataError, match="cluster"):
-        training.make_distribution("multi_worker")
+    with pytest.raises(ValueError, match="cluster"):
+        distribution_lib.make_distribution("multi_worker")
 
 
 class _Resolver:
@@ -238,16 +238,16 @@ class _Strategy:
 
 def test_only_the_chief_writes_into_out_dir(tmp_path):
     out_dir = tmp_path / "out"
-    with training.output_dir(out_dir) as writable:
+    with distribution_lib.output_dir(out_dir) as writable:
         assert writable == out_dir
-    with training.output_dir(out_dir, _Strategy(0)) as writable:
+    with distribution_lib.output_dir(out_dir, _Strategy(0)) as writable:
         assert writable == out_dir
-    with training.output_dir(out_dir, _Strategy(1)) as writable:
+    with distribution_lib.output_dir(out_dir, _Strategy(1)) as writable:
         assert pathlib.Path(writable) != out_dir
         (pathlib.Path(writable) / "results.csv").write_text("x")
         # A nested call (the pipeline's cosine/ run) keeps the layout.
         inner = os.path.join(writable, "cosine")
-        with training.output_dir(inner, _Strategy(1)) as nested:
+        with distribution_lib.output_dir(inner, _Strategy(1)) as nested:
             assert nested == inner
             os.makedirs(nested)
         assert os.path.isdir(inner)

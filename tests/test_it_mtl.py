@@ -24,7 +24,8 @@ def _numpy_run(x, y, weights, first_order):
     """IT-MTL by hand: per step the scores, the choice; the final weights."""
     opt = reference.NumpyOptimizer("sgd", LR, momentum=MOMENTUM)
     w = {"W": weights["W"].astype(np.float64),
-         "heads": {t: v.astype(np.float64) for t, v in weights["heads"].items()}}
+         "heads": {t: v.astype(np.float64)
+                   for t, v in weights["heads"].items()}}
     scores, choices = [], []
     for step in range(STEPS):
         sl = slice(step * BATCH, (step + 1) * BATCH)

@@ -141,7 +141,8 @@ def test_uncertainty_weights_scale_losses_and_learn_log_sigma(every):
             w["heads"][t] = w["heads"][t] - LR * scale[k] * g_heads[t]
         s = np.clip(s - LR * ds, 0.01, 10.0)
     _assert_model_weights(model, w)
-    np.testing.assert_allclose(ops.convert_to_numpy(strategy.log_sigma), s, rtol=1e-4)
+    np.testing.assert_allclose(ops.convert_to_numpy(strategy.log_sigma), s,
+                               rtol=1e-4)
     weights_now = strategy.task_weights()
     assert list(weights_now) == list(TASKS)
     np.testing.assert_allclose(list(weights_now.values()), np.exp(-2 * s),

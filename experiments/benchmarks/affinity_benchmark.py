@@ -194,7 +194,8 @@ def _one_scaling_point(model_name, tasks, batch_size, repeats):
     t_measured = _time(lambda: model.train_on_batch(x, y), repeats)
     rss_measured = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"tasks": tasks, "plain_s": t_plain,
-                      "measured_s": t_measured, "rss_plain_mb": rss_plain / 1024,
+                      "measured_s": t_measured,
+                      "rss_plain_mb": rss_plain / 1024,
                       "rss_measured_mb": rss_measured / 1024}))
 
 

@@ -45,6 +45,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from experiments import common_flags  # noqa: E402
 from experiments import training  # noqa: E402
 from experiments.benchmarks import (  # noqa: E402
     grouping_quality_report as gq_report)
@@ -67,7 +68,7 @@ _PLANTED_TASKS = flags.DEFINE_list(
     "planted_tasks", None, "Planted tasks (default: all seven).")
 _DIGITS_TASKS = flags.DEFINE_list(
     "digits_tasks", list(DIGITS_TASKS), "Digits tasks.")
-_SEEDS = training.define_seeds_flag()
+_SEEDS = common_flags.define_seeds_flag()
 _BUDGETS = flags.DEFINE_list(
     "budgets", None, "Budgets: numbers of networks (default: 2,3,4).",
     **_override)

@@ -19,11 +19,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments import common_flags  # noqa: E402
 from experiments import training  # noqa: E402
 
 # --epochs (default 4 here) and --seed (weights, shuffling) are the
 # binaries' common flags.
-_COMMON = training.define_common_flags()
+_COMMON = common_flags.define_common_flags()
 _TIE = 1e-5  # relative score difference below which candidates coincide
 
 
