@@ -5,6 +5,7 @@ one or two epochs, width 4); the files each binary writes are read back.
 One binary per behaviour runs as a subprocess to check argument handling.
 """
 
+import concurrent.futures
 import json
 import os
 import pathlib
@@ -294,13 +295,16 @@ def _run(module, *args):
 
 
 def test_stray_arguments_and_missing_groups_are_usage_errors(tmp_path):
-    process = _run("train_groups", f"--out_dir={tmp_path}", "extra")
-    assert process.returncode != 0
-    assert "Unexpected arguments: ['extra']" in process.stderr
-    process = _run("train_groups", f"--out_dir={tmp_path}")
-    assert process.returncode != 0
-    assert "--groups is required" in process.stderr
-    process = _run("hoa", "--budgets=2,x", f"--out_dir={tmp_path}")
+    # The three processes at once (each mostly imports TensorFlow).
+    with concurrent.futures.ThreadPoolExecutor() as pool:
+        stray, missing, process = pool.map(lambda args: _run(*args), [
+            ("train_groups", f"--out_dir={tmp_path}", "extra"),
+            ("train_groups", f"--out_dir={tmp_path}"),
+            ("hoa", "--budgets=2,x", f"--out_dir={tmp_path}")])
+    assert stray.returncode != 0
+    assert "Unexpected arguments: ['extra']" in stray.stderr
+    assert missing.returncode != 0
+    assert "--groups is required" in missing.stderr
     assert process.returncode == 1
     assert "hoa: error: --budgets must be integers >= 1. Received: 2,x" in (
         process.stderr)

@@ -96,15 +96,16 @@ def test_multi_worker_strategy_gives_one_matrix_on_every_worker(
 
 def test_training_strategies_use_the_global_batch(tmp_path):
     """UW, GradNorm, PCGrad and IT-MTL train the same on two replicas."""
-    runs = {}
-    for name in ("single", "mirrored"):
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.mtl_worker", name,
-             str(tmp_path / name)],
-            cwd=_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True)
+    names = ("single", "mirrored")
+    # Both processes at once: each spends most of its time tracing, on one
+    # core.
+    processes = [subprocess.Popen(
+        [sys.executable, "-m", "tests.mtl_worker", name, str(tmp_path / name)],
+        cwd=_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True) for name in names]
+    for process in processes:
         _finish(process)
-        runs[name] = np.load(tmp_path / f"{name}.npz")
+    runs = {name: np.load(tmp_path / f"{name}.npz") for name in names}
     assert int(runs["mirrored"]["replicas"]) == 2
     for key in ("uw", "gradnorm", "pcgrad", "itmtl", "itmtl_first_order"):
         np.testing.assert_allclose(runs["mirrored"][key], runs["single"][key],
@@ -131,7 +132,7 @@ def test_a_killed_worker_resumes_without_losing_or_duplicating_rows(
     tmp_path
 ):
     reference = tmp_path / "single"
-    _finish(_resume_worker("single", reference))
+    reference_run = _resume_worker("single", reference)  # Beside the cluster.
     out = tmp_path / "cluster"
     # Worker 1 is killed (SIGKILL) as epoch 2 starts, after the backup of
     # epoch 1; the chief then waits for it forever, so the test stops it
@@ -147,7 +148,7 @@ def test_a_killed_worker_resumes_without_losing_or_duplicating_rows(
     # Both workers restart (on new ports) and resume from the backup.
     workers = [_resume_worker("multi_worker", out, env=env)
                for env in _cluster_env()]
-    for worker in workers:
+    for worker in [*workers, reference_run]:
         _finish(worker)
     epochs = pd.read_csv(out / "logs" / "affinity_epochs.csv")
     assert epochs.groupby("epoch").size().to_dict() == dict.fromkeys(
