@@ -191,3 +191,25 @@ def data_from_flags(common):
         common.dataset.value, tasks=common.tasks.value,
         data_dir=common.data_dir.value, seed=common.seed.value,
         download=common.download.value)
+
+
+def reject_unused_flags(program, names, reason):
+    """Stops a binary given flags that it defines but does not use.
+
+    A process defines every flag of the modules it imports (the pipeline
+    imports the other binaries), so `--helpfull` lists some that this
+    binary ignores; setting one is a usage error rather than silently
+    without effect.
+
+    Raises:
+        absl.app.UsageError: Naming each of `names` set on the command line.
+    """
+    from absl import app
+    from absl import flags
+
+    given = [f"--{n}" for n in names if n in flags.FLAGS
+             and flags.FLAGS[n].present]
+    if given:
+        raise app.UsageError(
+            f"{program} does not use {', '.join(given)} ({reason}); "
+            "remove it.")

@@ -255,6 +255,12 @@ def run(data, config, out_dir, *, seeds=3, methods=METHOD_NAMES, log=print):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    common_flags.reject_unused_flags(
+        "it_mtl",
+        ("distribution", "budgets", "affinity_every_n_steps",
+         "gradnorm_alpha"),
+        "it trains its methods on one device, without GradNorm, and "
+        "measures no affinity matrix")
     if not flags.FLAGS["dataset"].present:
         flags.FLAGS.dataset = "multi_digits"
     try:

@@ -49,6 +49,9 @@ from experiments import run_affinity  # noqa: E402
 from experiments import train_groups as train_groups_lib  # noqa: E402
 from experiments import training  # noqa: E402
 
+# Flags of the imported binaries that the pipeline does not use.
+_IGNORED_FLAGS = ("affinity_method", "training_method", "groups", "method",
+                  "hoa_value")
 # Largest task count for --optimal (2^n - 1 networks).
 MAX_OPTIMAL_TASKS = 10
 # --augmentations value -> table row name.
@@ -99,13 +102,17 @@ def best_by_test_error(trainer, groups, budgets, out_dir):
     each budget, the groups with the lowest mean served test error. With
     every subset measured this is the exhaustive optimum. Writes
     `performance.csv` and `groups.json` in `out_dir` (on the chief only,
-    under a multi-worker `trainer.distribution`); returns the document.
+    under a multi-worker `trainer.distribution`).
+
+    Returns:
+        `(document, {budget: training seconds of every group + that
+        budget's selection seconds})`.
     """
     performance = pd.DataFrame([
         {"group": "|".join(g), "task": t,
          "value": trainer.result(g).test_error[t]}
         for g in groups for t in g])
-    groupings, _ = hoa_lib.select(performance, budgets)
+    groupings, select_seconds = hoa_lib.select(performance, budgets)
     document = hoa_lib.groups_document(trainer.data.tasks, groupings,
                                        mode="performance", value="test_error")
     with distribution_lib.output_dir(out_dir, trainer.distribution) as writable:
@@ -113,7 +120,8 @@ def best_by_test_error(trainer, groups, budgets, out_dir):
         performance.to_csv(os.path.join(writable, "performance.csv"),
                            index=False)
         _write_json(os.path.join(writable, "groups.json"), document)
-    return document
+    train_seconds = trainer.seconds(groups)
+    return document, {b: train_seconds + select_seconds[b] for b in budgets}
 
 
 def _write_json(path, document):
@@ -250,10 +258,8 @@ def _run_pipeline(data, config, out_dir, *, budgets, rg_samples, cosine,
         log(f"[stage {next(stage)}/{stages}] optimal: training all "
             f"{len(subsets)} subsets of tasks ...")
         trainer.train_all(subsets)
-        chosen["Optimal"] = best_by_test_error(
+        chosen["Optimal"], searches["Optimal"] = best_by_test_error(
             trainer, subsets, budgets, os.path.join(out_dir, "optimal"))
-        searches["Optimal"] = dict.fromkeys(budgets,
-                                            trainer.seconds(subsets))
 
     augmented = {}
     if augmentations:
@@ -317,6 +323,11 @@ def _run_pipeline(data, config, out_dir, *, budgets, rg_samples, cosine,
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    common_flags.reject_unused_flags(
+        "pipeline", _IGNORED_FLAGS,
+        "flags of the binaries it runs; the pipeline measures lookahead "
+        "affinity and CS, trains plain all-task networks, and HOA selects "
+        "by validation loss")
     try:
         distribution = common_flags.distribution_from_flags(_COMMON)
         data = common_flags.data_from_flags(_COMMON)

@@ -270,6 +270,10 @@ def test_pipeline_writes_one_table(tiny_data, tmp_path):
     assert tag_row["search_seconds"] > 0
     run = json.loads((tmp_path / "run.json").read_text())
     assert tag_row["search_seconds"] >= round(run["seconds"], 2)
+    # The oracle's search: all seven networks (the TAG run's among them)
+    # and its selection.
+    optimal_row = results[results["method"] == "Optimal"].iloc[0]
+    assert optimal_row["search_seconds"] > run["seconds"]
     mtl_error = pd.read_csv(tmp_path / "metrics.csv")["test_error"]
     np.testing.assert_allclose(
         results.loc[0, list(data.tasks)], 100 * mtl_error, atol=1e-3)
@@ -295,12 +299,24 @@ def _run(module, *args):
 
 
 def test_stray_arguments_and_missing_groups_are_usage_errors(tmp_path):
-    # The three processes at once (each mostly imports TensorFlow).
+    # The processes at once (each mostly imports TensorFlow).
     with concurrent.futures.ThreadPoolExecutor() as pool:
-        stray, missing, process = pool.map(lambda args: _run(*args), [
-            ("train_groups", f"--out_dir={tmp_path}", "extra"),
-            ("train_groups", f"--out_dir={tmp_path}"),
-            ("hoa", "--budgets=2,x", f"--out_dir={tmp_path}")])
+        stray, missing, process, pipeline_unused, it_mtl_unused = pool.map(
+            lambda args: _run(*args), [
+                ("train_groups", f"--out_dir={tmp_path}", "extra"),
+                ("train_groups", f"--out_dir={tmp_path}"),
+                ("hoa", "--budgets=2,x", f"--out_dir={tmp_path}"),
+                ("pipeline", "--hoa_value=test_error",
+                 "--training_method=uw", f"--out_dir={tmp_path}"),
+                ("it_mtl", "--distribution=mirrored",
+                 f"--out_dir={tmp_path}")])
+    # Flags a process defines (from the modules it imports) but the binary
+    # would ignore are refused.
+    assert pipeline_unused.returncode != 0
+    assert ("pipeline does not use --training_method, --hoa_value (flags "
+            "of the binaries it runs") in pipeline_unused.stderr
+    assert it_mtl_unused.returncode != 0
+    assert "it_mtl does not use --distribution (" in it_mtl_unused.stderr
     assert stray.returncode != 0
     assert "Unexpected arguments: ['extra']" in stray.stderr
     assert missing.returncode != 0
