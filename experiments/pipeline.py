@@ -121,7 +121,7 @@ def best_by_test_error(trainer, groups, budgets, out_dir):
                            index=False)
         _write_json(os.path.join(writable, "groups.json"), document)
     train_seconds = trainer.seconds(groups)
-    return document, {b: train_seconds + select_seconds[b] for b in budgets}
+    return document, {b: train_seconds + s for b, s in select_seconds.items()}
 
 
 def _write_json(path, document):
@@ -277,7 +277,7 @@ def _run_pipeline(data, config, out_dir, *, budgets, rg_samples, cosine,
     log(f"[stage {next(stage)}/{stages}] evaluating ...")
     results = [
         results_lib.MethodResult("MTL", 1, dict(tag_run.test_error),
-                              groups=(tuple(tasks),)),
+                                 groups=(tuple(tasks),)),
         results_lib.MethodResult(
             "STL", len(tasks),
             trainer.served_errors([(t,) for t in tasks],
@@ -286,7 +286,7 @@ def _run_pipeline(data, config, out_dir, *, budgets, rg_samples, cosine,
     ]
     results += [
         results_lib.MethodResult(AUGMENTATIONS[a], 1, dict(r.test_error),
-                              groups=(tuple(tasks),))
+                                 groups=(tuple(tasks),))
         for a, r in augmented.items()
     ]
     for budget in budgets:

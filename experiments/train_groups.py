@@ -85,7 +85,7 @@ def train_groups(trainer, document, *, budgets=None, method="TAG",
         log: Progress output.
 
     Returns:
-        A list of `results_lib.MethodResult`, one per budget.
+        A list of `experiments.results.MethodResult`, one per budget.
     """
     entries = [e for e in document["results"]
                if budgets is None or e["num_groups"] in budgets]

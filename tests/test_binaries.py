@@ -86,10 +86,10 @@ def test_random_partitions_rejects_too_many_groups():
 def test_results_table_round_trips_through_csv(tmp_path):
     results = [
         results_lib.MethodResult("MTL", 1, {"a": 0.1, "b": 0.2},
-                              groups=(("a", "b"),)),
+                                 groups=(("a", "b"),)),
         results_lib.MethodResult("TAG", 2, {"a": 0.05, "b": 0.25},
-                              groups=(("a",), ("a", "b")),
-                              search_seconds=3.21),
+                                 groups=(("a",), ("a", "b")),
+                                 search_seconds=3.21),
         results_lib.MethodResult("RG", 2, {"a": 0.3, "b": 0.1}, samples=2),
     ]
     results_lib.write_results(results, ["a", "b"], tmp_path, title="T")
