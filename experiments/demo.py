@@ -1,98 +1,36 @@
 """A small end-to-end run: measure affinity on planted tasks, choose groups.
 
-Generated data with a known answer: two clusters of tasks whose labels come
-from two different directions of the input (tasks in a cluster share one,
-each with its own 10% of flipped labels), plus one task of pure label
-noise. One `fit` of a `TaskAffinityModel` writes
-the affinity files; `select_groups` then picks groups for 2 and 3 networks.
-
     python -m experiments.demo --out_dir=runs/demo
+
+The work is `experiments.lib.demo.run` (generated tasks in two known
+clusters plus a noise task; one `fit`; groups for 2 and 3 networks).
 """
 
-import json
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-import numpy as np  # noqa: E402
 
-_OUT_DIR = flags.DEFINE_string("out_dir", "runs/demo", "Output directory.")
-_EPOCHS = flags.DEFINE_integer("epochs", 4, "Training epochs.", lower_bound=1)
+from experiments import common_flags  # noqa: E402
+from experiments.lib import demo as demo_lib  # noqa: E402
+
+DEFAULT_EPOCHS = 4
+
+_COMMON = common_flags.define_common_flags(("out_dir", "epochs", "seed"))
 _SAMPLES = flags.DEFINE_integer("samples", 2000, "Training samples.",
                                 lower_bound=16)
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
-
-
-def planted_tasks(samples, seed, features=16, tasks_per_cluster=3):
-    """Inputs and binary labels: two clusters of related tasks and noise."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(samples, features)).astype("float32")
-    labels, clusters = {}, {}
-    for cluster in range(2):
-        direction = rng.normal(size=features)
-        for k in range(tasks_per_cluster):
-            name = f"c{cluster}_t{k}"
-            flips = rng.random(samples) < 0.1
-            labels[name] = ((x @ direction > 0) ^ flips).astype("int32")
-            clusters[name] = cluster
-    labels["noise"] = rng.integers(0, 2, size=samples).astype("int32")
-    clusters["noise"] = None
-    return x, labels, clusters
-
-
-def run(out_dir, epochs, samples, seed):
-    """Trains once, writes `affinity/` and `groups.json`; returns groupings."""
-    import keras
-
-    import tag_keras
-
-    keras.utils.set_random_seed(seed)
-    x, labels, clusters = planted_tasks(samples, seed)
-    inputs = keras.Input((x.shape[1],))
-    h = keras.layers.Dense(32, activation="relu", name="shared_1")(inputs)
-    h = keras.layers.Dense(32, activation="relu", name="shared_2")(h)
-    outputs = {t: keras.layers.Dense(2, name=t)(h) for t in labels}
-    model = tag_keras.TaskAffinityModel(
-        inputs=inputs, outputs=outputs, affinity_every_n_steps=10
-    )
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
-        loss={t: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-              for t in labels},
-    )
-    start = time.perf_counter()
-    model.fit(x, labels, batch_size=64, epochs=epochs, verbose=0,
-              callbacks=[tag_keras.AffinityLogger(
-                  os.path.join(out_dir, "affinity"))])
-    print(f"Measured affinity in {time.perf_counter() - start:.1f} s "
-          f"({epochs} epochs, every 10 steps).")
-    affinity = model.affinity()
-    print(affinity.round(4).to_string())
-    results = []
-    for k in (2, 3):
-        grouping = tag_keras.select_groups(affinity, num_groups=k)
-        results.append(grouping)
-        print(f"\n{k} networks: groups {grouping.groups}, serve "
-              f"{grouping.serve}, score {grouping.score:.4f}, "
-              f"{'proven optimal' if grouping.optimal else 'not proven'}")
-    with open(os.path.join(out_dir, "groups.json"), "w") as handle:
-        json.dump({"tasks": list(affinity.index),
-                   "planted_clusters": clusters,
-                   "results": [g.to_dict() for g in results]},
-                  handle, indent=2)
-    return results
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    os.makedirs(_OUT_DIR.value, exist_ok=True)
-    run(_OUT_DIR.value, _EPOCHS.value, _SAMPLES.value, _SEED.value)
-    print(f"\nWrote {_OUT_DIR.value}/affinity/ and {_OUT_DIR.value}/"
-          "groups.json")
+    out_dir = _COMMON.out_dir.value or "runs/demo"
+    os.makedirs(out_dir, exist_ok=True)
+    demo_lib.run(out_dir, _COMMON.epochs.value or DEFAULT_EPOCHS,
+                 _SAMPLES.value, _COMMON.seed.value)
+    print(f"\nWrote {out_dir}/affinity/ and {out_dir}/groups.json")
 
 
 if __name__ == "__main__":

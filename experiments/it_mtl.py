@@ -1,279 +1,52 @@
 """IT-MTL against the multi-task baselines on MultiDigits (two tasks).
 
-The transference paper's MultiMNIST comparison on the bundled digits:
-single-task models, MTL, PCGrad, UW-MTL, UW-PCGrad, IT-MTL, IT-UW-PCGrad
-and IT-MTL's first-order variant, each trained with the protocol of
-`experiments.training` (SGD with momentum, LR halving, early stopping with
-best-weights restore) for `--seeds` seeds (10 in the paper), reporting the
-mean ± standard error of each task's test accuracy and the median wall
-time of one training step.
-
     python -m experiments.it_mtl --seeds=3 --out_dir=runs/it_mtl
 
-Writes in `--out_dir`: `runs.csv` (one row per method and seed; rerunning
-skips the rows already there), `summary.csv` and `results.md` (the table),
-and `candidates/<method>_seed<k>.csv` (which IT-MTL candidate won, per
-epoch).
+STL, MTL, PCGrad, UW-MTL, UW-PCGrad, IT-MTL, IT-UW-PCGrad and IT-MTL's
+first-order variant (`--methods`), each for `--seeds` seeds; the work and
+the files written in `--out_dir` (runs.csv, resumable; summary.csv;
+results.md; candidates/) are `experiments.lib.it_mtl.run`'s.
 """
 
-import dataclasses
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from experiments import common_flags  # noqa: E402
-from experiments import training  # noqa: E402
+from experiments.lib import it_mtl as it_mtl_lib  # noqa: E402
+from experiments.lib import training  # noqa: E402
 
-
-@dataclasses.dataclass(frozen=True)
-class Method:
-    """How one compared method trains.
-
-    Attributes:
-        name: Row label, as in the paper's table.
-        strategy: `tasks -> tag_keras.mtl strategy` (None: plain Keras).
-        single_task: One network per task.
-    """
-
-    name: str
-    strategy: object = None
-    single_task: bool = False
-
-
-def _methods():
-    from tag_keras import mtl
-
-    def it_candidates(tasks):
-        # The paper's two-task set: each task alone and both together.
-        return [(t,) for t in tasks] + ["all"]
-
-    return {m.name: m for m in [
-        Method("STL", single_task=True),
-        Method("MTL"),
-        Method("PCGrad", lambda tasks: mtl.PCGrad()),
-        Method("UW-MTL", lambda tasks: mtl.UncertaintyWeights()),
-        Method("UW-PCGrad",
-               lambda tasks: mtl.PCGrad(mtl.UncertaintyWeights())),
-        Method("IT-MTL", lambda tasks: mtl.ITMTL(it_candidates(tasks))),
-        Method("IT-UW-PCGrad", lambda tasks: mtl.ITMTL(
-            ["all", "pcgrad"], loss_weighting=mtl.UncertaintyWeights())),
-        Method("IT-MTL (first order)", lambda tasks: mtl.ITMTL(
-            it_candidates(tasks), first_order=True)),
-    ]}
-
-
-METHOD_NAMES = (
-    "STL", "MTL", "PCGrad", "UW-MTL", "UW-PCGrad", "IT-MTL", "IT-UW-PCGrad",
-    "IT-MTL (first order)",
-)
-
-_COMMON = common_flags.define_common_flags()
-_SEEDS = common_flags.define_seeds_flag()
+_COMMON = common_flags.define_common_flags(
+    common_flags.DATA + common_flags.TRAINING + ("out_dir", "seeds"))
 _METHODS = flags.DEFINE_multi_enum(
-    "methods", list(METHOD_NAMES), list(METHOD_NAMES),
+    "methods", list(it_mtl_lib.METHOD_NAMES), list(it_mtl_lib.METHOD_NAMES),
     "Methods to compare (repeat the flag for several).")
-
-
-def _step_timer():
-    import keras
-
-    class StepTimer(keras.callbacks.Callback):
-        """Wall time of each training step (`train_function` call)."""
-
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.seconds.append(time.perf_counter() - self._start)
-
-    return StepTimer()
-
-
-def _median_ms(seconds):
-    # The first steps trace the training function.
-    steady = seconds[5:] if len(seconds) > 10 else seconds
-    return 1000 * float(np.median(steady))
-
-
-def train_method(data, config, method, out_dir):
-    """Trains `method` once; returns one result row (a dict)."""
-    import tag_keras
-    from tag_keras import mtl
-
-    row = {"method": method.name, "seed": config.seed}
-    if method.single_task:
-        timings, epochs = [], 0
-        for task in data.tasks:
-            timer = _step_timer()
-            result, _ = training.train_network(data, config, tasks=(task,),
-                                               callbacks=[timer])
-            row[f"{task}_accuracy"] = 100 * (1 - result.test_error[task])
-            timings.append(_median_ms(timer.seconds))
-            epochs += result.epochs
-        # One step of each task's network: the cost of a step of STL.
-        row["ms_per_step"] = float(sum(timings))
-        row["epochs"] = epochs / len(data.tasks)
-        return row
-    timer = _step_timer()
-    callbacks = [timer]
-    kwargs = {}
-    if method.strategy is not None:
-        strategy = method.strategy(data.tasks)
-        kwargs = {"model_cls": tag_keras.TaskAffinityModel,
-                  "affinity_every_n_steps": 0, "strategy": strategy}
-        if isinstance(strategy, mtl.ITMTL):
-            callbacks.append(mtl.CandidateLogger(
-                _candidates_path(out_dir, method.name, config.seed)))
-    result, _ = training.train_network(data, config, callbacks=callbacks,
-                                       **kwargs)
-    for task in data.tasks:
-        row[f"{task}_accuracy"] = 100 * (1 - result.test_error[task])
-    row["ms_per_step"] = _median_ms(timer.seconds)
-    row["epochs"] = result.epochs
-    return row
-
-
-def _candidates_path(out_dir, name, seed):
-    name = name.replace(" ", "_").replace("(", "").replace(")", "")
-    return os.path.join(out_dir, "candidates", f"{name}_seed{seed}.csv")
-
-
-def candidate_wins(out_dir, methods, seeds):
-    """Steps each IT-MTL candidate won, summed over seeds and epochs.
-
-    Returns:
-        `{method: {candidate: steps}}` for the methods that logged choices.
-    """
-    wins = {}
-    for name in methods:
-        total = None
-        for seed in range(seeds):
-            path = _candidates_path(out_dir, name, seed)
-            if not os.path.exists(path):
-                continue
-            counts = pd.read_csv(path).drop(columns=["epoch", "steps"]).sum()
-            total = counts if total is None else total.add(counts,
-                                                           fill_value=0)
-        if total is not None:
-            wins[name] = {k: int(v) for k, v in total.items()}
-    return wins
-
-
-def summarize(runs, tasks, order=METHOD_NAMES):
-    """Mean ± standard error per method: a DataFrame indexed by method."""
-    rows = []
-    for name in [m for m in order if m in set(runs["method"])]:
-        group = runs[runs["method"] == name]
-        row = {"method": name, "runs": len(group)}
-        for task in tasks:
-            values = group[f"{task}_accuracy"].to_numpy(float)
-            row[f"{task}_mean"] = values.mean()
-            row[f"{task}_se"] = (values.std(ddof=1) / np.sqrt(len(values))
-                                 if len(values) > 1 else float("nan"))
-        row["ms_per_step"] = float(group["ms_per_step"].median())
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("method")
-
-
-def markdown(summary, tasks):
-    """The paper-shaped table: accuracy (%) mean ± SE, time per step."""
-    header = ["Method", *[f"{t.capitalize()} accuracy (%)" for t in tasks],
-              "ms / step", "runs"]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "---|" * len(header)]
-    for name, row in summary.iterrows():
-        cells = [name]
-        for task in tasks:
-            se = row[f"{task}_se"]
-            se = "" if np.isnan(se) else f" ± {se:.2f}"
-            cells.append(f"{row[f'{task}_mean']:.2f}{se}")
-        cells += [f"{row['ms_per_step']:.1f}", str(int(row["runs"]))]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def run(data, config, out_dir, *, seeds=3, methods=METHOD_NAMES, log=print):
-    """Trains every method for every seed (resuming); writes the tables.
-
-    Returns:
-        The summary DataFrame.
-    """
-    if len(data.tasks) < 2:
-        raise ValueError("IT-MTL compares multi-task methods: give two or "
-                         f"more tasks. Received: tasks={list(data.tasks)}.")
-    registry = _methods()
-    unknown = [m for m in methods if m not in registry]
-    if unknown:
-        raise ValueError(f"Unknown methods {unknown}. Choose from "
-                         f"{list(METHOD_NAMES)}.")
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "runs.csv")
-    runs = pd.read_csv(path) if os.path.exists(path) else pd.DataFrame(
-        columns=["method", "seed"])
-    done = set(zip(runs["method"], runs["seed"].astype(int)))
-    for seed in range(seeds):
-        for name in methods:
-            if (name, seed) in done:
-                continue
-            log(f"{name}, seed {seed} ...")
-            row = train_method(data, dataclasses.replace(config, seed=seed),
-                               registry[name], out_dir)
-            runs = pd.concat([runs, pd.DataFrame([row])], ignore_index=True)
-            runs.to_csv(path, index=False)
-            accuracies = ", ".join(f"{t} {row[f'{t}_accuracy']:.2f}%"
-                                   for t in data.tasks)
-            log(f"  {accuracies}; {row['ms_per_step']:.1f} ms/step")
-    selected = runs[runs["method"].isin(methods)
-                    & (runs["seed"].astype(int) < seeds)]
-    summary = summarize(selected, data.tasks)
-    summary.to_csv(os.path.join(out_dir, "summary.csv"))
-    table = markdown(summary, data.tasks)
-    wins = candidate_wins(out_dir, methods, seeds)
-    if wins:
-        table += "\nSteps each candidate won (all seeds):\n\n" + "".join(
-            f"- {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
-            + "\n" for name, counts in wins.items())
-    with open(os.path.join(out_dir, "results.md"), "w") as handle:
-        handle.write(f"# IT-MTL on {data.description}\n\n"
-                     f"{training.describe_config(config)}; seeds "
-                     f"0..{seeds - 1}; test accuracy, mean ± standard "
-                     "error over seeds.\n\n" + table)
-    return summary
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    common_flags.reject_unused_flags(
-        "it_mtl",
-        ("distribution", "budgets", "affinity_every_n_steps",
-         "gradnorm_alpha"),
-        "it trains its methods on one device, without GradNorm, and "
-        "measures no affinity matrix")
-    if not flags.FLAGS["dataset"].present:
-        flags.FLAGS.dataset = "multi_digits"
+    # Its own default dataset: the paper's MultiMNIST comparison.
+    dataset = (_COMMON.dataset.value if flags.FLAGS["dataset"].present
+               else "multi_digits")
     try:
-        data = common_flags.data_from_flags(_COMMON)
-        config = common_flags.config_from_flags(_COMMON)
-        out_dir = _COMMON.out_dir_or("runs/it_mtl")
+        data = common_flags.data_from_flags(_COMMON, dataset=dataset)
+        training.check_multi_task(data.tasks, "IT-MTL's comparison")
+        config = common_flags.config_from_flags(_COMMON, dataset=dataset)
+        out_dir = _COMMON.out_dir.value or "runs/it_mtl"
+        training.check_out_dir(out_dir)
         print(f"{data.description}; {training.describe_config(config)}")
-        summary = run(data, config, out_dir, seeds=_SEEDS.value,
-                      methods=list(dict.fromkeys(_METHODS.value)))
+        summary = it_mtl_lib.run(data, config, out_dir,
+                                 seeds=_COMMON.seeds.value,
+                                 methods=list(dict.fromkeys(_METHODS.value)))
     except (training.DataError, ValueError) as error:
         print(f"it_mtl: error: {error}", file=sys.stderr)
         return 1
-    print(markdown(summary, data.tasks))
+    print(it_mtl_lib.markdown(summary, data.tasks))
     print(f"Wrote {out_dir}/runs.csv, summary.csv, results.md, candidates/")
     return 0
 

@@ -2,26 +2,36 @@
 
 Measures inter-task affinity (TAG) inside an ordinary Keras `model.fit`, turns
 the affinities into task groupings for a budget of networks, and ships the
-usual multi-task baselines and training augmentations.
+usual multi-task baselines and training methods.
 
-The selector (`select_groups`, `Grouping`) needs only NumPy and SciPy and is
-imported eagerly; the names that need TensorFlow are imported on first use,
-so that `tag-select` starts quickly.
+Folders, in the order data flows through them:
+
+* `measure/`: TensorFlow side. `TaskAffinityModel`, its train step, the
+  per-task gradients, the estimators and the accumulated state.
+* `callbacks.py`: `AffinityLogger` writes the matrices (CSV, TensorBoard).
+* `select/`: NumPy side, never imports TensorFlow. `select_groups`, HOA,
+  the solvers, the groups document and `tag-select`.
+* `mtl/`: training methods (`training_method=`), one per file.
+
+The selector needs only NumPy and SciPy and is imported eagerly; the names
+that need TensorFlow are imported on first use, so `tag-select` starts
+quickly.
 """
 
 import importlib
 
 __version__ = "0.1.0"
 
-from tag_keras.grouping import Grouping  # noqa: E402
-from tag_keras.grouping import select_groups  # noqa: E402
-from tag_keras.hoa import select_groups_from_performance  # noqa: E402
+from tag_keras.select import Grouping  # noqa: E402
+from tag_keras.select import select_groups  # noqa: E402
+from tag_keras.select import select_groups_from_performance  # noqa: E402
 
 # Public name -> module that defines it (imported lazily).
 _LAZY = {
-    "AFFINITY_METHODS": ("tag_keras.affinity", "METHODS"),
+    "AFFINITY_METHODS": ("tag_keras.measure.affinity", "METHODS"),
     "AffinityLogger": ("tag_keras.callbacks", "AffinityLogger"),
-    "TaskAffinityModel": ("tag_keras.model", "TaskAffinityModel"),
+    "TaskAffinityModel": ("tag_keras.measure.model", "TaskAffinityModel"),
+    "TaskGradients": ("tag_keras.measure.gradients", "TaskGradients"),
 }
 
 __all__ = [
@@ -29,6 +39,7 @@ __all__ = [
     "AffinityLogger",
     "Grouping",
     "TaskAffinityModel",
+    "TaskGradients",
     "select_groups",
     "select_groups_from_performance",
 ]

@@ -34,10 +34,17 @@ class AffinityLogger(keras.callbacks.Callback):
       a heatmap image `affinity/matrix`.
 
     Rows are flushed as they are written. When training resumes (e.g. with
-    `keras.callbacks.BackupAndRestore`) at epoch e, rows of epochs >= e are
-    dropped before new rows are appended, so every epoch and step appears
-    once; a fresh run from epoch 0 starts the files anew. Under a
-    multi-worker strategy only the chief writes.
+    `keras.callbacks.BackupAndRestore`) at epoch e, rows of epochs >= e,
+    and step rows after the last step the restored model had measured, are
+    dropped before new rows are appended, so every epoch and every (step,
+    source, target) appears once; a fresh run from epoch 0 starts the files
+    anew. Under a multi-worker strategy only the chief writes. Files get
+    the permissions the umask gives (as `open` does).
+
+    `affinity` holds the whole run's matrix as last written: the model's
+    `fit_affinity`, read at each epoch end, so a later rollback of the
+    model's weights, such as `EarlyStopping(restore_best_weights=True)`,
+    does not change it whatever the order of the callbacks.
 
     Args:
         log_dir: Directory for the files (created if missing).
@@ -68,6 +75,7 @@ class AffinityLogger(keras.callbacks.Callback):
         self._last_step = None
         self._epoch = None
         self._active = False
+        self.affinity = None
 
     # ------------------------------------------------------------------
 
@@ -80,6 +88,7 @@ class AffinityLogger(keras.callbacks.Callback):
         self._active = _distribute.is_chief(self.model.distribute_strategy)
         self._files = None
         self._last_step = None
+        self.affinity = None
         if self._active and self.write_steps and (
             self.model.steps_per_execution > 1
         ):
@@ -93,10 +102,16 @@ class AffinityLogger(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         if self._active and self._files is None:
+            # Read here, after every `on_train_begin` (BackupAndRestore
+            # restores the model there): a restored run's last measured
+            # step was written by the run that measured it.
+            last = self.model.last_step_affinity()
+            self._last_step = None if last is None else last[0]
             os.makedirs(self.log_dir, exist_ok=True)
             self._files = {_EPOCHS: self._open(_EPOCHS, epoch)}
             if self.write_steps:
-                self._files[_STEPS] = self._open(_STEPS, epoch)
+                self._files[_STEPS] = self._open(_STEPS, epoch,
+                                                 self._last_step)
 
     def on_train_batch_end(self, batch, logs=None):
         if not (self._active and self.write_steps and self._files):
@@ -114,11 +129,13 @@ class AffinityLogger(keras.callbacks.Callback):
         if frame is not None:
             self._write_rows(_EPOCHS, [epoch], frame)
             self._write_tensorboard(epoch, frame)
-        self._write_matrix()
+        self.affinity = self.model.fit_affinity
+        if self.affinity is not None:
+            self._write_matrix(self.affinity)
 
     def on_train_end(self, logs=None):
-        if self._active and self._files:
-            self._write_matrix()
+        if self._active and self._files and self.affinity is not None:
+            self._write_matrix(self.affinity)
         for handle in (self._files or {}).values():
             handle.close()
         self._files = None
@@ -128,8 +145,12 @@ class AffinityLogger(keras.callbacks.Callback):
 
     # ------------------------------------------------------------------
 
-    def _open(self, name, epoch):
-        """Opens `name` for appending, keeping only rows of earlier epochs."""
+    def _open(self, name, epoch, last_step=None):
+        """Opens `name` for appending, keeping only rows already measured.
+
+        Kept: rows of epochs before `epoch` and, for the step file, of
+        steps up to `last_step` (None: none).
+        """
         path = os.path.join(self.log_dir, name)
         header = (["step", "epoch"] if name == _STEPS else ["epoch"]) + [
             "source", "target", "affinity"
@@ -140,6 +161,9 @@ class AffinityLogger(keras.callbacks.Callback):
                 rows = list(csv.reader(handle))
             column = header.index("epoch")
             kept = [r for r in rows[1:] if r and int(r[column]) < epoch]
+            if name == _STEPS:
+                kept = [r for r in rows[1:] if r and last_step is not None
+                        and int(r[0]) <= last_step]
         text = io.StringIO()
         csv.writer(text).writerows([header, *kept])
         _replace(path, text.getvalue())
@@ -157,8 +181,7 @@ class AffinityLogger(keras.callbacks.Callback):
                     )
         handle.flush()
 
-    def _write_matrix(self):
-        frame = self.model.affinity()
+    def _write_matrix(self, frame):
         _replace(
             os.path.join(self.log_dir, _MATRIX),
             frame.to_csv(index_label="source"),
@@ -186,6 +209,10 @@ def _replace(path, text):
     handle, temp = tempfile.mkstemp(dir=directory, suffix=".tmp")
     with os.fdopen(handle, "w", newline="") as out:
         out.write(text)
+    # mkstemp creates the file 0600; give it what `open` would (the umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
     os.replace(temp, path)
 
 

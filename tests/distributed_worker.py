@@ -25,10 +25,10 @@ if __name__ == "__main__" and sys.argv[1] == "mirrored":
 import keras  # noqa: E402
 
 import tag_keras  # noqa: E402
-from tag_keras import _distribute  # noqa: E402
+from tag_keras import _keras_private  # noqa: E402
 
 
-class PlainModel(_distribute.MultiWorkerFixes, keras.Model):
+class PlainModel(_keras_private.MultiWorkerFixes, keras.Model):
     """A plain keras.Model, with the package's workaround for Keras 3.15's
     multi-worker fit (see `MultiWorkerFixes`)."""
 

@@ -41,12 +41,14 @@ def main(name, out):
     for key, make in STRATEGIES.items():
         with strategy.scope():
             model = common.build(tag_keras.TaskAffinityModel,
-                                 strategy=make(), affinity_every_n_steps=2)
+                                 training_method=make(),
+                                 affinity_every_n_steps=2)
             model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
                           loss={t: "mse" for t in common.TASKS})
         model.fit(common.dataset(), epochs=3, verbose=0)
         values = model.get_weights() + [
-            keras.ops.convert_to_numpy(v) for v in model.strategy.weights]
+            keras.ops.convert_to_numpy(v)
+            for v in model.training_method.weights]
         results[key] = np.concatenate(
             [np.ravel(v).astype(np.float64) for v in values])
     np.savez(out, replicas=strategy.num_replicas_in_sync, **results)

@@ -19,10 +19,10 @@ import pytest
 from experiments import data as data_lib
 from experiments import hoa
 from experiments import pipeline
-from experiments import results as results_lib
+from experiments.lib import results as results_lib
 from experiments import run_affinity
 from experiments import train_groups
-from experiments import training
+from experiments.lib import training
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TASKS = ("c0_t0", "c0_t1", "c1_t0", "noise_0")

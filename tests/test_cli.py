@@ -12,7 +12,7 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from tag_keras import cli
+from tag_keras.select import cli
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import distribution as distribution_lib
+from experiments.lib import distribution as distribution_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Tiny planted run: 2000 training examples in 10 global batches of 200,

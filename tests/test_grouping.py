@@ -1,4 +1,4 @@
-"""Tests for tag_keras.grouping.select_groups, checked against brute force."""
+"""Tests for tag_keras.select_groups, checked against brute force."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tag_keras import grouping
+from tag_keras.select import grouping
 
 
 def _frame(z):

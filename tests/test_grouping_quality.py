@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from experiments import data as data_lib
-from experiments import training
+from experiments.lib import training
 from experiments.benchmarks import grouping_quality as gq
 from experiments.benchmarks import grouping_quality_report as gq_report
 

@@ -1,4 +1,4 @@
-"""Tests for tag_keras.hoa: selection from measured losses of trained nets."""
+"""Tests for tag_keras.select.performance: HOA selection from losses."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tag_keras import hoa
+from tag_keras.select import performance as hoa
 
 # Hand-made losses for three tasks: a and b gain from each other, c gains
 # from nobody and hurts a.

@@ -11,7 +11,7 @@ import pytest
 
 from experiments import data as data_lib
 from experiments import it_mtl
-from experiments import training
+from experiments.lib import training
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 METHODS = ["STL", "MTL", "IT-MTL", "IT-MTL (first order)"]

@@ -7,7 +7,7 @@ import tensorflow_datasets as tfds
 
 import tag_keras
 from experiments import data
-from experiments import models
+from experiments.lib import models
 from experiments.data import base
 
 

@@ -91,7 +91,7 @@ def test_gradnorm_update_step_clip_and_renormalisation():
 
 def _train(strategy, steps, optimizer=None, every=0, seed=0):
     x, y, weights = reference.data(seed=seed)
-    model = reference.linear_model(weights, strategy=strategy,
+    model = reference.linear_model(weights, training_method=strategy,
                                    affinity_every_n_steps=every)
     model.compile(optimizer=optimizer or keras.optimizers.SGD(LR),
                   loss={t: "mse" for t in TASKS})
@@ -294,13 +294,14 @@ def test_strategy_is_saved_and_loaded_with_the_model(make, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")   # e.g. optimizer state skipped
         loaded = keras.models.load_model(path)
-    assert type(loaded.strategy) is type(model.strategy)
-    config = model.strategy.get_config()
-    loaded_config = loaded.strategy.get_config()
+    assert type(loaded.training_method) is type(model.training_method)
+    config = model.training_method.get_config()
+    loaded_config = loaded.training_method.get_config()
     for key in ("name", "trainable", "dtype"):
         config.pop(key, None), loaded_config.pop(key, None)
     assert loaded_config == config
-    for a, b in zip(model.strategy.weights, loaded.strategy.weights):
+    for a, b in zip(model.training_method.weights,
+                    loaded.training_method.weights):
         np.testing.assert_array_equal(ops.convert_to_numpy(a),
                                       ops.convert_to_numpy(b))
     for a, b in zip(model.optimizer.variables, loaded.optimizer.variables):
@@ -310,7 +311,7 @@ def test_strategy_is_saved_and_loaded_with_the_model(make, tmp_path):
                verbose=0)
 
 
-def test_model_rejects_a_strategy_that_is_not_one():
+def test_model_rejects_a_training_method_that_is_not_one():
     _, _, weights = reference.data()
-    with pytest.raises(TypeError, match="strategy"):
-        reference.linear_model(weights, strategy="pcgrad")
+    with pytest.raises(TypeError, match="training_method"):
+        reference.linear_model(weights, training_method="pcgrad")

@@ -30,6 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from experiments.lib import timing  # noqa: E402
+
 _MODEL = flags.DEFINE_enum("model", "mlp", ["mlp", "celeba"], "Model.")
 _TASKS = flags.DEFINE_integer("num_tasks", 9, "Number of tasks.",
                               lower_bound=2)
@@ -147,23 +149,6 @@ def _step_table(model_name, tasks, batch_size, repeats):
               f"{seconds / bound:5.2f}x bound")
 
 
-def _epoch_timer_class():
-    import keras
-
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds = time.perf_counter() - self._start
-
-    return EpochTimer
-
-
-def _EpochTimer():  # noqa: N802 (a class made after Keras is imported)
-    return _epoch_timer_class()()
-
-
 def _every_table(model_name, tasks, batch_size, steps):
     names = [f"t{i}" for i in range(tasks)]
     x, y = _batch(model_name, names, batch_size, steps)
@@ -171,10 +156,10 @@ def _every_table(model_name, tasks, batch_size, steps):
     for every in (None, 1, 5, 10, 25, 50, 100):
         model, _ = _build(model_name, tasks, every)
         # Two epochs, timing the second: tracing happens in the first.
-        timer = _EpochTimer()
+        timer = timing.EpochTimer()
         model.fit(x, y, batch_size=batch_size, epochs=2, verbose=0,
                   shuffle=False, callbacks=[timer])
-        times[every] = timer.seconds
+        times[every] = timer.seconds[-1]
     print(f"\nfit of {steps} steps ({model_name}, {tasks} tasks, batch "
           f"{batch_size}):")
     print("  measure every   seconds   overhead vs plain   speed-up vs every 1")

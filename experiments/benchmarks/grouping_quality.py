@@ -46,9 +46,12 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from experiments import common_flags  # noqa: E402
-from experiments import training  # noqa: E402
+from experiments.lib import timing  # noqa: E402
+from experiments.lib import training  # noqa: E402
 from experiments.benchmarks import (  # noqa: E402
     grouping_quality_report as gq_report)
+from experiments.benchmarks import (  # noqa: E402
+    grouping_quality_write as gq_write)
 
 # Seven of the nine digit attributes: arithmetic ones and shape ones.
 DIGITS_TASKS = ("is_even", "is_prime", "greater_than_4", "has_closed_loop",
@@ -58,26 +61,17 @@ TAG_EVERY = 10
 FREQUENCIES = (1, 5, 10, 25, 50, 100)
 DEFAULT_OUT_DIR = "experiments/benchmarks/results/grouping_quality"
 
-_override = {"allow_override": True}  # Names shared with training's flags.
-_OUT_DIR = flags.DEFINE_string(
-    "out_dir", None, f"Results folder (default: {DEFAULT_OUT_DIR}).",
-    **_override)
+_COMMON = common_flags.define_common_flags(
+    ("out_dir", "budgets", "epochs", "seeds"))
 _DATASETS = flags.DEFINE_list(
     "datasets", ["planted", "digits"], "Task sets: planted, digits.")
 _PLANTED_TASKS = flags.DEFINE_list(
     "planted_tasks", None, "Planted tasks (default: all seven).")
 _DIGITS_TASKS = flags.DEFINE_list(
     "digits_tasks", list(DIGITS_TASKS), "Digits tasks.")
-_SEEDS = common_flags.define_seeds_flag()
-_BUDGETS = flags.DEFINE_list(
-    "budgets", None, "Budgets: numbers of networks (default: 2,3,4).",
-    **_override)
 _FREQUENCIES = flags.DEFINE_list(
     "frequencies", [str(f) for f in FREQUENCIES],
     "Measure affinity every this many steps, one run each (the ablation).")
-_EPOCHS = flags.DEFINE_integer(
-    "epochs", None, "Largest number of epochs of every network (default: "
-    "per dataset, training.DEFAULT_CONFIGS).", lower_bound=1, **_override)
 _REPORT_ONLY = flags.DEFINE_bool(
     "report_only", False, "Train nothing: write the report from the seeds "
     "whose every unit of work is cached.")
@@ -170,29 +164,6 @@ def read_json(path):
         return json.load(handle)
 
 
-def _epoch_timer():
-    """A callback keeping each epoch's wall time and the steps per epoch."""
-    import keras
-
-    class EpochTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds, self.steps = [], []
-            self._start = None
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-            self.steps.append(0)
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.steps[-1] += 1
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self._start)
-
-    return EpochTimer()
-
-
 def _record(result, timer):
     return {
         "tasks": list(result.tasks),
@@ -244,7 +215,7 @@ class SeedWork:
         import keras
 
         keras.backend.clear_session()  # Many models in one process.
-        timer = _epoch_timer()
+        timer = timing.EpochTimer()
         result, _ = training.train_network(self.task_set.data, self.config,
                                            tasks=group, callbacks=[timer])
         record = _record(result, timer)
@@ -276,7 +247,7 @@ class SeedWork:
         import tag_keras
 
         keras.backend.clear_session()
-        data, timer = self.task_set.data, _epoch_timer()
+        data, timer = self.task_set.data, timing.EpochTimer()
         callbacks, kwargs = [timer], {}
         if variant.method != "plain":
             callbacks.insert(0, tag_keras.AffinityLogger(
@@ -361,7 +332,7 @@ def run_benchmark(task_sets, out_dir, *, seeds, budgets=(2, 3, 4),
                     "reported")
                 continue
             done[task_set.name][seed] = complete
-            gq_report.write_report(
+            gq_write.write_report(
                 task_sets, done, out_dir, budgets=budgets,
                 frequencies=frequencies, tag_every=tag_every,
                 command=command)
@@ -404,16 +375,16 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
-        seeds = list(range(_SEEDS.value))
-        budgets = _ints(_BUDGETS.value or ["2", "3", "4"], "budgets")
+        seeds = list(range(_COMMON.seeds.value))
+        budgets = _ints(_COMMON.budgets.value or ["2", "3", "4"], "budgets")
         frequencies = _ints(_FREQUENCIES.value, "frequencies")
         task_sets = load_task_sets(
             _DATASETS.value, planted_tasks=_PLANTED_TASKS.value,
-            digits_tasks=_DIGITS_TASKS.value, epochs=_EPOCHS.value)
+            digits_tasks=_DIGITS_TASKS.value, epochs=_COMMON.epochs.value)
     except (training.DataError, ValueError) as error:
         print(f"grouping_quality: error: {error}", file=sys.stderr)
         return 1
-    out_dir = _OUT_DIR.value or DEFAULT_OUT_DIR
+    out_dir = _COMMON.out_dir.value or DEFAULT_OUT_DIR
     command = "python -m experiments.benchmarks.grouping_quality " + " ".join(
         shlex.quote(a) for a in sys.argv[1:])
     for task_set in task_sets:

@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 
-from experiments import training
+from experiments.lib import training
 from experiments.benchmarks import grouping_quality_report as gq_report
 
 _SELECTED = ("Optimal", "Test oracle", "TAG", "TAG first-order",

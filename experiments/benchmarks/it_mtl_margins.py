@@ -20,11 +20,11 @@ from absl import app  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments import common_flags  # noqa: E402
-from experiments import training  # noqa: E402
+from experiments.lib import training  # noqa: E402
 
 # --epochs (default 4 here) and --seed (weights, shuffling) are the
 # binaries' common flags.
-_COMMON = common_flags.define_common_flags()
+_COMMON = common_flags.define_common_flags(("epochs", "seed"))
 _TIE = 1e-5  # relative score difference below which candidates coincide
 
 
@@ -43,7 +43,7 @@ def record_scores(data, config, strategy):
     recorder = Recorder()
     recorder.rows = []
     training.train_network(data, config, model_cls=tag_keras.TaskAffinityModel,
-                           affinity_every_n_steps=0, strategy=strategy,
+                           affinity_every_n_steps=0, training_method=strategy,
                            callbacks=[recorder])
     return np.array(recorder.rows)
 

@@ -19,7 +19,7 @@ from absl import flags
 import numpy as np
 import pandas as pd
 
-from tag_keras import grouping
+from tag_keras.select import grouping
 
 _TASKS = flags.DEFINE_list("task_counts", ["9", "16", "40"], "Task counts.")
 _NUM_GROUPS = flags.DEFINE_list("group_counts", ["2", "3", "4"],

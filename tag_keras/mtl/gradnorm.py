@@ -5,11 +5,11 @@ import tensorflow as tf
 from keras import ops
 
 from tag_keras._distribute import replica_sum
-from tag_keras.mtl.base import TrainingStrategy
+from tag_keras.mtl.base import TrainingMethod
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
-class GradNorm(TrainingStrategy):
+class GradNorm(TrainingMethod):
     """Learns task weights `w` so weighted gradient norms train at one pace.
 
     Each step, with `G_i` the norm of the gradient of `w_i L_i` with respect
@@ -79,22 +79,17 @@ class GradNorm(TrainingStrategy):
 
     def set_shared_variables(self, variables):
         self._kernel_index = _kernel_index(variables, self.kernel)
-        self._kernel_shape = tuple(variables[self._kernel_index].shape)
 
-    def update(self, losses, task_gradients):
+    def update(self, losses, gradients):
         index = self._kernel_index
         if index is None:
             raise ValueError("GradNorm learns from the shared layers' "
                              "gradients: use it as TaskAffinityModel's "
-                             "`strategy`.")
-        kernels = []
-        for task in self.task_names:
-            g = task_gradients[task][index]
-            kernels.append(tf.zeros(self._kernel_shape, tf.float32)
-                           if g is None else
-                           tf.cast(tf.convert_to_tensor(g), tf.float32))
+                             "`training_method`.")
         # Global-batch gradients and losses (sums over replicas).
-        kernels = replica_sum(tf.stack(kernels))
+        kernels = replica_sum(tf.stack([
+            tf.cast(gradients.of(t)[index], tf.float32)
+            for t in self.task_names]))
         norms = tf.norm(
             tf.reshape(kernels, [len(self.task_names), -1]), axis=1)
         loss = replica_sum(tf.stack([tf.cast(losses[t], tf.float32)

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tag_keras import _distribute
 from tag_keras.mtl import pcgrad
-from tag_keras.mtl.base import WeightedStrategy
+from tag_keras.mtl.base import WeightedMethod
 
 ALL = "all"
 PCGRAD = "pcgrad"
@@ -26,7 +26,7 @@ _KEYWORDS = (ALL, PCGRAD, EACH)
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
-class ITMTL(WeightedStrategy):
+class ITMTL(WeightedMethod):
     """Picks each step's shared update among candidate gradients.
 
     Candidates (`candidates=`), each one of:
@@ -53,13 +53,12 @@ class ITMTL(WeightedStrategy):
     Args:
         candidates: The candidate list, or None for the defaults.
         first_order: Use the first-order approximation.
-        loss_weighting: Optional loss-weighting strategy.
+        loss_weighting: Optional loss-weighting method.
         seed: Seed of the PCGrad candidate's random projection order.
         **kwargs: Layer arguments such as `name`.
     """
 
     needs_task_gradients = True
-    needs_step_context = True
 
     def __init__(self, candidates=None, first_order=False,
                  loss_weighting=None, seed=None, **kwargs):
@@ -68,7 +67,6 @@ class ITMTL(WeightedStrategy):
             candidates = _check_candidates(candidates)
         self.candidates = candidates
         self.first_order = bool(first_order)
-        self.uses_lookahead = not self.first_order
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.epoch_counts = None
@@ -114,13 +112,11 @@ class ITMTL(WeightedStrategy):
 
     # ------------------------------------------------------------------
 
-    def combine(self, task_gradients, context):
-        candidates = [self._candidate(tasks, task_gradients)
+    def combine(self, gradients, context):
+        candidates = [self._candidate(tasks, gradients)
                       for _, tasks in self._resolved]
-        candidates = _fill_missing(candidates)
         if self.first_order:
-            scores = self._first_order_scores(candidates, task_gradients,
-                                              context)
+            scores = self._first_order_scores(candidates, gradients, context)
         else:
             scores = tf.stack([
                 total_affinity(context.lookahead(c), context.losses,
@@ -129,24 +125,18 @@ class ITMTL(WeightedStrategy):
             ])
         choice = best_candidate(scores)
         with tf.control_dependencies([self._record(choice, scores)]):
-            return [
-                None if per_variable[0] is None
-                else tf.gather(tf.stack(per_variable), choice)
-                for per_variable in zip(*candidates)
-            ]
+            return [tf.gather(tf.stack(per_variable), choice)
+                    for per_variable in zip(*candidates)]
 
-    def _candidate(self, tasks, task_gradients):
+    def _candidate(self, tasks, gradients):
         if tasks == PCGRAD:
             orders = pcgrad.random_orders(len(self.task_names),
                                           self.seed_generator)
-            return pcgrad.projected_sum(
-                {t: task_gradients[t] for t in self.task_names}, orders)
-        lists = [task_gradients[t] for t in tasks]
-        return [_sum(per_variable) for per_variable in zip(*lists)]
+            return pcgrad.projected_sum(gradients, orders)
+        return gradients.sum(tasks)
 
-    def _first_order_scores(self, candidates, task_gradients, context):
-        flat = tf.stack([context.flatten(task_gradients[t])
-                         for t in self.task_names])
+    def _first_order_scores(self, candidates, gradients, context):
+        flat = gradients.global_flat()
         multipliers = self.loss_multipliers()
         scale = tf.cast(context.losses, tf.float32)
         if multipliers is not None:
@@ -155,7 +145,8 @@ class ITMTL(WeightedStrategy):
         inverse = tf.where(context.usable,
                            1.0 / tf.where(context.usable, scale, 1.0), 0.0)
         log_product = tf.linalg.matvec(flat, inverse, transpose_a=True)
-        stacked = tf.stack([context.flatten(c) for c in candidates])
+        stacked = _distribute.replica_sum(
+            tf.stack([gradients.flatten(c) for c in candidates]))
         return tf.linalg.matvec(stacked, log_product)
 
     def _record(self, choice, scores):
@@ -246,26 +237,6 @@ def _resolve(candidates, tasks):
     return resolved
 
 
-def _sum(grads):
-    present = [g for g in grads if g is not None]
-    if not present:
-        return None
-    return tf.add_n([tf.convert_to_tensor(g) for g in present])
-
-
-def _fill_missing(candidates):
-    """Zeros where a candidate lacks a variable another candidate has."""
-    filled = [list(c) for c in candidates]
-    for k in range(len(filled[0])):
-        present = next((c[k] for c in filled if c[k] is not None), None)
-        if present is None:
-            continue
-        for c in filled:
-            if c[k] is None:
-                c[k] = tf.zeros_like(present)
-    return filled
-
-
 class CandidateLogger(keras.callbacks.Callback):
     """Writes how often each IT-MTL candidate won, one CSV row per epoch.
 
@@ -283,17 +254,17 @@ class CandidateLogger(keras.callbacks.Callback):
         self.path = os.fspath(path)
         self.append = append
 
-    def _strategy(self):
-        strategy = getattr(self.model, "strategy", None)
-        if not isinstance(strategy, ITMTL):
+    def _method(self):
+        method = getattr(self.model, "training_method", None)
+        if not isinstance(method, ITMTL):
             raise ValueError(
                 "CandidateLogger needs a TaskAffinityModel trained with "
-                "strategy=tag_keras.mtl.ITMTL(...). Received: a model with "
-                f"strategy={type(strategy).__name__}.")
-        return strategy
+                "training_method=tag_keras.mtl.ITMTL(...). Received: a "
+                f"model with training_method={type(method).__name__}.")
+        return method
 
     def on_train_begin(self, logs=None):
-        self._strategy()
+        self._method()
         self._writes = _distribute.is_chief(self.model.distribute_strategy)
         if self._writes:
             directory = os.path.dirname(self.path)
@@ -302,10 +273,10 @@ class CandidateLogger(keras.callbacks.Callback):
             if not self.append or not os.path.exists(self.path):
                 with open(self.path, "w", newline="") as f:
                     csv.writer(f).writerow(
-                        ["epoch", "steps", *self._strategy().candidate_labels])
+                        ["epoch", "steps", *self._method().candidate_labels])
 
     def on_epoch_end(self, epoch, logs=None):
-        counts = self._strategy().epoch_counts
+        counts = self._method().epoch_counts
         if not self._writes or counts is None:
             return
         with open(self.path, "a", newline="") as f:

@@ -3,13 +3,11 @@
 import keras
 import tensorflow as tf
 
-from tag_keras._distribute import num_replicas
-from tag_keras._distribute import replica_sum
-from tag_keras.mtl.base import WeightedStrategy
+from tag_keras.mtl.base import WeightedMethod
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
-class PCGrad(WeightedStrategy):
+class PCGrad(WeightedMethod):
     """Removes the conflicting part of each task's shared gradient.
 
     For every task `i`, in a random order of the other tasks `j`: when the
@@ -21,7 +19,7 @@ class PCGrad(WeightedStrategy):
     Needs one backward pass per task on every step.
 
     Args:
-        loss_weighting: Optional strategy whose `weight_losses` weights the
+        loss_weighting: Optional method whose `weight_losses` weights the
             task losses before their gradients are projected, e.g.
             `UncertaintyWeights()` (the original release's UW-PCGrad).
         shuffle: Visit the other tasks in a fresh random order for each task
@@ -39,10 +37,11 @@ class PCGrad(WeightedStrategy):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def combine(self, task_gradients):
-        orders = random_orders(len(task_gradients), self.seed_generator,
+    def combine(self, gradients, context):
+        del context
+        orders = random_orders(len(gradients), self.seed_generator,
                                self.shuffle)
-        return projected_sum(task_gradients, orders)
+        return projected_sum(gradients, orders)
 
     def get_config(self):
         return {**super().get_config(), "shuffle": self.shuffle,
@@ -61,20 +60,19 @@ def random_orders(n, seed_generator, shuffle=True):
     return orders
 
 
-def projected_sum(task_gradients, orders):
+def projected_sum(gradients, orders):
     """PCGrad's shared update: the sum of the projected task gradients.
 
+    Under tf.distribute the global-batch gradients are projected, and this
+    replica's share of the sum is returned (the optimizer sums replicas).
+
     Args:
-        task_gradients: `{task: [gradient or None per shared variable]}`.
-        orders: From `random_orders`, in the dict's task order.
+        gradients: The step's `TaskGradients`.
+        orders: From `random_orders`, in task order.
     """
-    tasks = list(task_gradients)
-    flat, shapes = _flatten(task_gradients, tasks)
-    # Under tf.distribute: project the global-batch gradients, and return
-    # one replica's share, as the optimizer sums over replicas.
-    flat = replica_sum(flat)
-    total = tf.reduce_sum(project_conflicts(flat, orders), axis=0)
-    return _unflatten(total / num_replicas(), shapes)
+    total = tf.reduce_sum(project_conflicts(gradients.global_flat(), orders),
+                          axis=0)
+    return gradients.replica_share(total)
 
 
 def project_conflicts(flat, orders):
@@ -98,43 +96,3 @@ def project_conflicts(flat, orders):
             g = tf.where(conflict, g - dot / safe * other, g)
         rows.append(g)
     return tf.stack(rows)
-
-
-def _flatten(task_gradients, tasks):
-    """`[n, d]` gradients (None as zeros) and each variable's shape."""
-    lists = [task_gradients[t] for t in tasks]
-    shapes = []
-    for per_variable in zip(*lists):
-        present = next((g for g in per_variable if g is not None), None)
-        shapes.append(None if present is None else present.shape)
-    rows = []
-    for grads in lists:
-        parts = []
-        for g, shape in zip(grads, shapes):
-            if shape is None:
-                continue
-            if g is None:
-                g = tf.zeros(shape, _dtype(lists))
-            parts.append(tf.reshape(tf.convert_to_tensor(g), [-1]))
-        rows.append(tf.concat(parts, 0))
-    return tf.stack(rows), shapes
-
-
-def _unflatten(vector, shapes):
-    out, start = [], 0
-    for shape in shapes:
-        if shape is None:
-            out.append(None)
-            continue
-        size = shape.num_elements()
-        out.append(tf.reshape(vector[start:start + size], shape))
-        start += size
-    return out
-
-
-def _dtype(lists):
-    for grads in lists:
-        for g in grads:
-            if g is not None:
-                return g.dtype
-    return tf.float32

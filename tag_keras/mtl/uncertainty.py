@@ -2,13 +2,13 @@
 
 import keras
 from keras import ops
-from keras.src.losses import loss as loss_module
 
-from tag_keras.mtl.base import TrainingStrategy
+from tag_keras import _keras_private
+from tag_keras.mtl.base import TrainingMethod
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
-class UncertaintyWeights(TrainingStrategy):
+class UncertaintyWeights(TrainingMethod):
     """Learns one log standard deviation `s` per task.
 
     Each task's loss `L` becomes `L * exp(-2 s) + s`; the compiled optimizer
@@ -18,7 +18,7 @@ class UncertaintyWeights(TrainingStrategy):
 
     ```python
     model = tag_keras.TaskAffinityModel(
-        inputs, outputs, strategy=tag_keras.mtl.UncertaintyWeights())
+        inputs, outputs, training_method=tag_keras.mtl.UncertaintyWeights())
     ```
 
     Args:
@@ -75,7 +75,7 @@ class UncertaintyWeights(TrainingStrategy):
             # Under tf.distribute each replica's loss is already divided by
             # the number of replicas; the additive term must be as well.
             weighted[task] = (losses[task] * ops.exp(-2.0 * s)
-                              + loss_module.scale_loss_for_distribution(s))
+                              + _keras_private.scale_loss_for_distribution(s))
         return weighted
 
     def task_weights(self):

@@ -1,30 +1,28 @@
 """Per-task losses, computed exactly as `compile(loss=..., loss_weights=...)`.
 
 Keras's `CompileLoss` only returns the total. `TaskLosses` walks the same
-built loss entries (`CompileLoss._flat_losses`: the loss object, its weight
-and the output it reads) and returns one weighted loss per task, updating
-the per-output loss trackers (`<task>_loss` in the logs) as Keras does.
+built loss entries (the loss object, its weight and the output it reads;
+`_keras_private.loss_entries`) and returns one weighted loss per task,
+updating the per-output loss trackers (`<task>_loss` in the logs) as Keras
+does.
 """
 
 from keras import ops
 from keras import tree
-from keras.src.losses import loss as loss_module
+
+from tag_keras import _keras_private
 
 
 class TaskLosses:
     """Computes `{task: loss_weight * loss(y_true, y_pred, sample_weight)}`.
 
     Args:
-        compile_loss: The model's `CompileLoss` (`model._compile_loss`).
+        compile_loss: The model's `CompileLoss`
+            (`_keras_private.compile_loss(model)`).
     """
 
     def __init__(self, compile_loss):
         self._compile_loss = compile_loss
-
-    def tasks(self, y_true, y_pred):
-        """The output names that have a compiled loss."""
-        self._build(y_true, y_pred)
-        return tuple(entry.path[0] for entry in self._compile_loss._flat_losses)
 
     def __call__(self, y_true, y_pred, sample_weight=None, track=True):
         """Returns `(losses, labels, weights)` dicts keyed by task.
@@ -39,28 +37,25 @@ class TaskLosses:
         y_true = by_task(y_true, y_pred, "y")
         sample_weight = by_task(sample_weight, y_pred, "sample_weight")
         self._build(y_true, y_pred)
+        entries = _keras_private.loss_entries(self._compile_loss)
         trackers = self._compile_loss.metrics
-        if len(trackers) != len(self._compile_loss._flat_losses):
-            trackers = [None] * len(self._compile_loss._flat_losses)
+        if len(trackers) != len(entries):
+            trackers = [None] * len(entries)
         losses, labels, weights = {}, {}, {}
-        for entry, tracker in zip(self._compile_loss._flat_losses, trackers):
-            task = entry.path[0]
+        for (task, loss_fn, loss_weight), tracker in zip(entries, trackers):
             y_t, y_p = y_true[task], y_pred[task]
             weight = (
                 sample_weight.get(task)
                 if isinstance(sample_weight, dict)
                 else sample_weight
             )
-            value = ops.cast(
-                entry.loss(y_t, y_p, weight), dtype=self._compile_loss.dtype
-            )
+            value = ops.cast(loss_fn(y_t, y_p, weight),
+                             dtype=self._compile_loss.dtype)
             if track and tracker is not None:
-                tracker.update_state(
-                    loss_module.unscale_loss_for_distribution(value),
-                    sample_weight=tree.flatten(y_p)[0].shape[0],
-                )
-            if entry.loss_weights is not None:
-                value = ops.multiply(value, entry.loss_weights)
+                _keras_private.track_task_loss(
+                    tracker, value, tree.flatten(y_p)[0].shape[0])
+            if loss_weight is not None:
+                value = ops.multiply(value, loss_weight)
             losses[task], labels[task], weights[task] = value, y_t, weight
         return losses, labels, weights
 

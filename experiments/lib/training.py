@@ -24,13 +24,14 @@ scope and the batch size is the global batch. Result tables are in
 import contextlib
 import dataclasses
 import itertools
+import os
 import time
 from collections.abc import Mapping
 
 import numpy as np
 
 from experiments import data as data_lib
-from experiments import distribution as distribution_lib
+from experiments.lib import distribution as distribution_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +112,29 @@ class DataError(Exception):
     """The dataset or a setting is unusable; the message is one line."""
 
 
+def check_out_dir(path):
+    """Raises `DataError` unless `path` is, or can become, a directory.
+
+    Called before any work, so that a typo does not cost a training run.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise DataError(f"--out_dir must be a directory; {path} is a file. "
+                        f"Received: out_dir={path}")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise DataError(f"--out_dir cannot be created: {parent} is not a "
+                        f"writable directory. Received: out_dir={path}")
+
+
+def check_multi_task(tasks, what="Measuring affinity"):
+    """Raises `DataError` unless there are two or more `tasks`."""
+    if len(tasks) < 2:
+        raise DataError(f"{what} needs at least two tasks. Received: "
+                        f"tasks={list(tasks)} (give more with --tasks)")
+
+
 def load_data(name, *, tasks=None, data_dir=None, seed=0, download=True):
     """`data.load_dataset`, with failures as a one-line `DataError`."""
     options = {"download": download} if name == "celeba" else {}
@@ -167,23 +191,6 @@ def per_task(logs, tasks, name):
     return {t: float(logs[f"{t}_{name}"]) for t in tasks}
 
 
-def _affinity_keeper():
-    """A callback reading the model's affinity at the end of `fit`.
-
-    Placed before `EarlyStopping`, it runs before the best-weights restore,
-    which also restores the affinity accumulators (they are model weights).
-    """
-    import keras
-
-    class KeepAffinity(keras.callbacks.Callback):
-        affinity = None
-
-        def on_train_end(self, logs=None):
-            self.affinity = self.model.affinity()
-
-    return KeepAffinity()
-
-
 def train_network(data, config, *, tasks=None, model_cls=None, callbacks=(),
                   verbose=0, distribution=None, **model_kwargs):
     """Builds, compiles, trains and evaluates one network.
@@ -193,8 +200,7 @@ def train_network(data, config, *, tasks=None, model_cls=None, callbacks=(),
         config: A `TrainConfig` (`batch_size` is the global batch).
         tasks: The group's tasks (`None` for all of `data.tasks`).
         model_cls: `keras.Model` (default) or `tag_keras.TaskAffinityModel`.
-        callbacks: More Keras callbacks; they run before early stopping,
-            so an `AffinityLogger` sees the whole run's affinity.
+        callbacks: More Keras callbacks.
         verbose: Keras `fit` verbosity.
         distribution: A `tf.distribute.Strategy` (see
             `distribution.make_distribution`) whose scope builds and
@@ -204,13 +210,14 @@ def train_network(data, config, *, tasks=None, model_cls=None, callbacks=(),
 
     Returns:
         `(TrainResult, model)`. For a `TaskAffinityModel`, the mean affinity
-        over the whole run is `TrainResult.affinity`: after `fit`,
-        `model.affinity()` is the best epoch's (early stopping restores the
-        accumulators with the weights, they are model weights).
+        over the whole run is `TrainResult.affinity` (the model's
+        `fit_affinity`): after `fit`, `model.affinity()` is the best
+        epoch's (early stopping restores the accumulators with the
+        weights, they are model weights).
     """
     import keras
 
-    from experiments import models
+    from experiments.lib import models
 
     tasks = tuple(data.tasks if tasks is None else tasks)
     group = data.select_tasks(tasks) if tasks != tuple(data.tasks) else data
@@ -227,16 +234,13 @@ def train_network(data, config, *, tasks=None, model_cls=None, callbacks=(),
             optimizer=keras.optimizers.SGD(config.learning_rate,
                                            momentum=config.momentum),
             **models.compile_kwargs(group))
-    keep = []
-    if hasattr(model, "affinity"):
-        keep = [_affinity_keeper()]
     start = time.perf_counter()
     history = model.fit(
         group.batches("train", config.batch_size, shuffle=True,
                       seed=config.seed),
         validation_data=group.batches("validation", config.eval_batch_size),
         epochs=config.epochs, verbose=verbose, shuffle=False,
-        callbacks=[*callbacks, *keep, *fit_callbacks(config)])
+        callbacks=[*callbacks, *fit_callbacks(config)])
     seconds = time.perf_counter() - start
     val_losses = history.history["val_loss"]
     validation = model.evaluate(
@@ -252,7 +256,7 @@ def train_network(data, config, *, tasks=None, model_cls=None, callbacks=(),
         epochs=len(val_losses),
         best_epoch=int(np.nanargmin(val_losses)) + 1,
         seconds=seconds,
-        affinity=keep[0].affinity if keep else None,
+        affinity=getattr(model, "fit_affinity", None),
     )
     return result, model
 

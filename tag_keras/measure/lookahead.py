@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from tag_keras import _distribute
+from tag_keras import _keras_private
 
 _SHADOW_SCOPE = "tag_shadow_{}"
 
@@ -66,7 +67,8 @@ class OptimizerLookahead:
             var_list=[
                 shadow
                 for shadow, variable in zip(self.shadows, self.variables)
-                if not self.optimizer._use_weight_decay(variable)
+                if not _keras_private.uses_weight_decay(self.optimizer,
+                                                        variable)
             ]
         )
         with keras.name_scope(self.clone.name, caller=self.clone):
@@ -101,12 +103,25 @@ class OptimizerLookahead:
         self.clone.apply(gradients, self.shadows)
         return [tf.identity(shadow.value) for shadow in self.shadows]
 
-
     def _copy_state(self):
         for shadow, variable in zip(self.shadows, self.variables):
             shadow.assign(variable)
         for clone_variable, real_variable in self._state_pairs:
             clone_variable.assign(real_variable)
+
+
+def make_lookahead(optimizer, variables, distribution):
+    """An `OptimizerLookahead`, created outside any traced function.
+
+    Called while a step is traced: the shadows and the clone's state are
+    made eagerly (the optimizer's config is read as Python values), once,
+    in `distribution`'s scope and cross-replica context.
+    """
+    def create():
+        with tf.init_scope(), distribution.scope():
+            return OptimizerLookahead(optimizer, variables)
+
+    return _distribute.in_cross_replica_context(create)
 
 
 def _unwrap_loss_scale(optimizer):
@@ -139,7 +154,7 @@ def _clone_optimizer(optimizer, variables):
     # Share the learning-rate object itself (a Variable that callbacks such
     # as ReduceLROnPlateau assign to, or a schedule evaluated at the copied
     # iteration count), so the clone always uses this step's rate.
-    clone._learning_rate = optimizer._learning_rate
+    _keras_private.share_learning_rate(clone, optimizer)
     return clone
 
 

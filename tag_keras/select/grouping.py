@@ -11,8 +11,8 @@ import types
 import numpy as np
 import pandas as pd
 
-from tag_keras import _grouping_search
-from tag_keras import _grouping_solvers
+from tag_keras.select import _search
+from tag_keras.select import _solvers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,7 +220,7 @@ def select_groups(
 
     Ties are broken deterministically: equal input gives equal output (the
     dynamic program keeps the first maximum in bitmask order, see
-    `_grouping_solvers.solve_partition_dp`; the local search uses a fixed
+    `_solvers.solve_partition_dp`; the local search uses a fixed
     seed). Within a grouping, a block's group is the smallest one reaching
     its value, helpers are taken by decreasing affinity then increasing
     input position, each task is served by the first of its best groups,
@@ -277,7 +277,7 @@ def select_groups(
 
     def block_group(mask):
         members = np.array([(mask >> t) & 1 for t in range(n)], bool)
-        helpers = _grouping_solvers.block_value(
+        helpers = _solvers.block_value(
             z, members, allow_singletons, max_size
         )[1]
         return tuple(np.flatnonzero(members)) + helpers
@@ -291,19 +291,19 @@ def select_groups(
     if num_groups >= n:
         blocks, method = [1 << t for t in range(n)], "separable"
     elif n <= max_exact_tasks:
-        values = _grouping_solvers.all_block_values(
+        values = _solvers.all_block_values(
             z, allow_singletons, max_size
         )
-        blocks, _ = _grouping_solvers.solve_partition_dp(
+        blocks, _ = _solvers.solve_partition_dp(
             n, values, num_groups
         )
         method = "dynamic_program"
     else:
-        blocks, _ = _grouping_search.local_search(
+        blocks, _ = _search.local_search(
             z, num_groups, allow_singletons, max_size, search_restarts
         )
         method = "local_search"
-        bound = _grouping_solvers.size_upper_bound(
+        bound = _solvers.size_upper_bound(
             z, num_groups, allow_singletons, max_size
         ) / n
     grouping = build_grouping(

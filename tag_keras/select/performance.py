@@ -15,8 +15,8 @@ import numbers
 import numpy as np
 import pandas as pd
 
-from tag_keras import _grouping_solvers
-from tag_keras import grouping as grouping_lib
+from tag_keras.select import _solvers
+from tag_keras.select import grouping as grouping_lib
 
 SEPARATOR = "|"
 # Largest task count: block values cost 3^n (HOA needs n^2 / 2 trained
@@ -155,7 +155,7 @@ def select_groups_from_performance(performance, num_groups, *,
             "Some tasks have no measured network (alone or in a pair) that "
             f"could serve them. Received: tasks without one={lonely}"
         )
-    blocks, _ = _grouping_solvers.solve_partition_dp(n, values, num_groups)
+    blocks, _ = _solvers.solve_partition_dp(n, values, num_groups)
 
     def best_group(block):  # Ties: smallest group, then smallest bitmask.
         candidates = [

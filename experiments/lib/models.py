@@ -22,7 +22,8 @@ Encoders (`ENCODERS`):
 Example:
 
 >>> import tag_keras
->>> from experiments import data, models
+>>> from experiments import data
+from experiments.lib import models
 >>> digits = data.load_dataset("digits")
 >>> model = models.build_model(digits, model_cls=tag_keras.TaskAffinityModel,
 ...                            affinity_every_n_steps=10)

@@ -1,7 +1,8 @@
 """Held-out batches for validation affinity, cycled forever."""
 
 import tensorflow as tf
-from keras.src.trainers import data_adapters
+
+from tag_keras import _keras_private
 
 
 def cycle(data, batch_size):
@@ -21,10 +22,8 @@ def cycle(data, batch_size):
         dataset = data
     else:
         x, y, sample_weight = _split(data)
-        adapter = data_adapters.get_data_adapter(
-            x, y, sample_weight, batch_size=batch_size, shuffle=False
-        )
-        dataset = adapter.get_tf_dataset()
+        dataset = _keras_private.dataset_from_arrays(x, y, sample_weight,
+                                                     batch_size)
     return iter(dataset.repeat())
 
 

@@ -10,7 +10,7 @@ from a generator with a fixed seed, so equal inputs give equal outputs.
 
 import numpy as np
 
-from tag_keras import _grouping_solvers
+from tag_keras.select import _solvers
 
 _TOLERANCE = 1e-12
 
@@ -29,7 +29,7 @@ class _Blocks:
             members = np.array(
                 [(mask >> t) & 1 for t in range(self._z.shape[0])], bool
             )
-            self._cache[mask] = _grouping_solvers.block_value(
+            self._cache[mask] = _solvers.block_value(
                 self._z, members, self._allow_singletons, self._max_group_size
             )[0]
         return self._cache[mask]

@@ -110,16 +110,33 @@ def has_labels(y_true, sample_weight=None):
     return present
 
 
+def mean_of(sums, counts):
+    """Elementwise `sums / counts`; NaN where the count is zero."""
+    sums = np.asarray(sums, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def stderr_of(sums, squares, counts):
+    """Standard error of the mean from running sums and sums of squares.
+
+    `sqrt(var / count)` with `var` the sample variance (ddof = 1); NaN
+    where the count is below two.
+    """
+    sums = np.asarray(sums, dtype=np.float64)
+    squares = np.asarray(squares, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
+    safe = np.maximum(counts, 2)
+    variance = np.maximum(squares - sums * sums / safe, 0.0) / (safe - 1)
+    return np.where(counts >= 2, np.sqrt(variance / safe), np.nan)
+
+
 def mean_matrix(sums, counts, task_names):
     """The mean affinity as a DataFrame (index = source, columns = target).
 
     Pairs with a zero count are NaN: they were never measured.
     """
-    sums = np.asarray(sums, dtype=np.float64)
-    counts = np.asarray(counts, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    return as_frame(means, task_names)
+    return as_frame(mean_of(sums, counts), task_names)
 
 
 def as_frame(matrix, task_names):

@@ -1,0 +1,16 @@
+"""Flag-free library of the experiments: what the binaries run.
+
+* `training`: the training protocol (`TrainConfig`, `train_network`,
+  `GroupTrainer`), `distribution`: tf.distribute and chief-only output,
+  `models`: the networks, `timing`: wall-time callbacks, `progress`: the
+  per-epoch progress lines.
+* `measure`: one all-task run measuring affinity (run_affinity).
+* `hoa`: every single task and pair, then HOA selection.
+* `groups`: training the groups of a groups document (train_groups).
+* `pipeline`: the whole experiment and its baselines.
+* `it_mtl`, `demo`: those binaries' logic.
+* `results`: the comparison tables.
+
+Library code: never reads flags; the binaries (`experiments/*.py`) parse
+them and call these functions, and never import one another.
+"""

@@ -1,0 +1,100 @@
+"""HOA (Standley et al.): train every single task and pair, then select.
+
+Trains one network per task and per pair of tasks (n + n(n-1)/2 networks,
+each the size of the all-task model, protocol of `training`), writes each
+task's measured performance in each network as `performance.csv`
+(`group,task,value`, group = task names joined by `|`, value = validation
+loss by default, lower is better), and selects groups for each budget with
+`tag_keras.select_groups_from_performance` (higher-order groups
+approximated by averaging pairs).
+
+Writes in `out_dir`: `performance.csv`, `groups.json` (the groups document
+of `tag_keras.select.document`) and `hoa.json` (training and selection
+seconds).
+"""
+
+import json
+import os
+import time
+
+import pandas as pd
+
+from experiments.lib import distribution as distribution_lib
+from experiments.lib import training
+from tag_keras import select as select_lib
+
+HOA_VALUES = ("validation_loss", "test_error")
+
+def measure_performance(trainer, *, value="validation_loss"):
+    """Trains every single task and pair; returns `(DataFrame, seconds)`.
+
+    Args:
+        trainer: A `training.GroupTrainer`; groups it already holds (e.g.
+            the single tasks of the STL baseline) are not trained again.
+        value: "validation_loss" or "test_error".
+
+    Returns:
+        The `group,task,value` table and the total training seconds of its
+        networks (cached ones included, as HOA would have trained them).
+    """
+    if value not in HOA_VALUES:
+        raise ValueError(f"`value` must be one of {list(HOA_VALUES)}. "
+                         f"Received: value={value!r}")
+    tasks = trainer.data.tasks
+    groups = [(t,) for t in tasks] + training.pairs(tasks)
+    trainer.train_all(groups)
+    rows = []
+    for group in groups:
+        result = trainer.result(group)
+        measured = (result.validation_loss if value == "validation_loss"
+                    else result.test_error)
+        rows += [{"group": "|".join(group), "task": t, "value": measured[t]}
+                 for t in group]
+    return pd.DataFrame(rows), trainer.seconds(groups)
+
+
+def select(performance, budgets):
+    """HOA selection per budget; returns `([Grouping], {budget: seconds})`."""
+    return timed_selection(select_lib.select_groups_from_performance,
+                           performance, budgets)
+
+
+def timed_selection(selector, source, budgets):
+    """`selector(source, budget)` per budget, each timed.
+
+    Returns:
+        `([Grouping per budget], {budget: seconds})`.
+    """
+    groupings, seconds = [], {}
+    for budget in budgets:
+        start = time.perf_counter()
+        groupings.append(selector(source, budget))
+        seconds[budget] = time.perf_counter() - start
+    return groupings, seconds
+
+
+def run(trainer, out_dir, budgets, *, value="validation_loss"):
+    """Measures, selects and writes the files; returns the groups JSON.
+
+    The document has an extra `search_seconds` entry: `{budget: training
+    seconds of all singles and pairs + that budget's selection seconds}`.
+    Under a multi-worker `trainer.distribution` only the chief writes.
+    """
+    performance, train_seconds = measure_performance(trainer, value=value)
+    groupings, select_seconds = select(performance, budgets)
+    document = select_lib.groups_document(
+        trainer.data.tasks, groupings, mode="performance", value=value)
+    search = {b: train_seconds + s for b, s in select_seconds.items()}
+    with distribution_lib.output_dir(out_dir, trainer.distribution) as writable:
+        os.makedirs(writable, exist_ok=True)
+        performance.to_csv(os.path.join(writable, "performance.csv"),
+                           index=False)
+        select_lib.write_groups(os.path.join(writable, "groups.json"),
+                                document)
+        with open(os.path.join(writable, "hoa.json"), "w") as handle:
+            json.dump({"train_seconds": train_seconds,
+                       "select_seconds": select_seconds,
+                       "networks": len(trainer.data.tasks) + len(
+                           training.pairs(trainer.data.tasks))},
+                      handle, indent=2)
+    return {**document, "search_seconds": search}

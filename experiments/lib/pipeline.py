@@ -1,0 +1,324 @@
+"""The whole TAG experiment, with its baselines, as stages.
+
+1. TAG: train all tasks together as a `TaskAffinityModel` measuring the
+   lookahead affinity every `config.affinity_every_n_steps` steps (this
+   run is also the MTL baseline: measuring never changes training).
+2. CS: a second all-task run measuring the cosine similarity of the tasks'
+   shared gradients (kernels only, every step, as the original release).
+3. Select groups for every budget from each matrix with
+   `tag_keras.select_groups` (the matrix the run's `AffinityLogger` wrote:
+   the model's `fit_affinity`).
+4. Train every group needed, each distinct group once: single tasks (STL),
+   the TAG and CS groups, and `rg_samples` random partitions per budget
+   (RG, the expected value of random groupings); with `hoa`, also every
+   pair and the HOA groups (Standley et al.); with `optimal` (few tasks
+   only), every subset of tasks, and the best groups by measured test error
+   (an oracle: exhaustive search, as the paper's "optimal" rows).
+5. Evaluate each task with the network that serves it and write one table.
+
+Writes in `out_dir`: `affinity/` (AffinityLogger files of the TAG run),
+`groups.json` (the selector's output for TAG), `cosine/` (the CS run:
+`affinity/`, `groups.json`), `hoa/` (with `hoa`), `optimal/` (with
+`optimal`: `performance.csv`, `groups.json`), `history.csv`, `metrics.csv`
+and `run.json` of the TAG run, `results.csv` (one row per method and
+budget: per-task and total test error in %, seconds spent finding the
+groups) and `results.md` (the same table), `pipeline.json` (timings).
+"""
+
+import itertools
+import json
+import os
+import time
+
+import pandas as pd
+
+from experiments.lib import distribution as distribution_lib
+from experiments.lib import groups as groups_lib
+from experiments.lib import hoa as hoa_lib
+from experiments.lib import measure as measure_lib
+from experiments.lib import results as results_lib
+from experiments.lib import training
+from tag_keras import select as select_lib
+
+# Largest task count for `optimal` (2^n - 1 networks).
+MAX_OPTIMAL_TASKS = 10
+# `augmentations` value -> table row name.
+AUGMENTATIONS = {"uw": "UW", "gradnorm": "GradNorm", "pcgrad": "PCGrad"}
+# Row order within a budget, as the paper's tables.
+_ORDER = ["CS", "HOA", "TAG", "Optimal"]
+
+
+def select(affinity, budgets):
+    """`select_groups` per budget; returns `(document, {budget: seconds})`."""
+    groupings, seconds = hoa_lib.timed_selection(
+        select_lib.select_groups, affinity, budgets)
+    document = select_lib.groups_document(list(affinity.index), groupings,
+                                          mode="affinity")
+    return document, seconds
+
+
+def best_by_test_error(trainer, groups, budgets, out_dir):
+    """The exact best groups per budget from measured test errors.
+
+    Every task's test error in every one of `groups` (all trained) goes
+    into `tag_keras.select_groups_from_performance`, which then finds, for
+    each budget, the groups with the lowest mean served test error. With
+    every subset measured this is the exhaustive optimum. Writes
+    `performance.csv` and `groups.json` in `out_dir` (on the chief only,
+    under a multi-worker `trainer.distribution`).
+
+    Returns:
+        `(document, {budget: training seconds of every group + that
+        budget's selection seconds})`.
+    """
+    performance = pd.DataFrame([
+        {"group": "|".join(g), "task": t,
+         "value": trainer.result(g).test_error[t]}
+        for g in groups for t in g])
+    groupings, select_seconds = hoa_lib.select(performance, budgets)
+    document = select_lib.groups_document(
+        trainer.data.tasks, groupings, mode="performance", value="test_error")
+    with distribution_lib.output_dir(out_dir, trainer.distribution) as writable:
+        os.makedirs(writable, exist_ok=True)
+        performance.to_csv(os.path.join(writable, "performance.csv"),
+                           index=False)
+        select_lib.write_groups(os.path.join(writable, "groups.json"),
+                                document)
+    train_seconds = trainer.seconds(groups)
+    return document, {b: train_seconds + s for b, s in select_seconds.items()}
+
+
+def train_augmented(data, config, augmentation, *, gradnorm_alpha=1.5,
+                    distribution=None):
+    """Trains all tasks with a `tag_keras.mtl` method; a `TrainResult`.
+
+    `distribution` is the `tf.distribute.Strategy` to train under (None for
+    none), not to be confused with the `tag_keras.mtl` training method.
+    """
+    import tag_keras
+
+    result, _ = training.train_network(
+        data, config, model_cls=tag_keras.TaskAffinityModel,
+        distribution=distribution, affinity_every_n_steps=0,
+        training_method=measure_lib.make_training_method(
+            augmentation, gradnorm_alpha=gradnorm_alpha))
+    return result
+
+
+def check_options(tasks, *, optimal=False, augmentations=()):
+    """Raises `training.DataError` for options these tasks cannot run."""
+    training.check_multi_task(tasks, "The pipeline")
+    if optimal and len(tasks) > MAX_OPTIMAL_TASKS:
+        raise training.DataError(
+            f"--optimal trains 2^n - 1 networks; it allows at most "
+            f"{MAX_OPTIMAL_TASKS} tasks. Received: {len(tasks)} tasks "
+            "(choose fewer with --tasks)")
+    unknown = [a for a in augmentations if a not in AUGMENTATIONS]
+    if unknown:
+        raise training.DataError(
+            f"Unknown augmentations {unknown}; choose from "
+            f"{list(AUGMENTATIONS)}")
+
+
+def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
+                 cosine=True, hoa=False, optimal=False, augmentations=(),
+                 gradnorm_alpha=1.5, distribution=None, log=print):
+    """Runs the experiment; writes `out_dir`; returns the results frame.
+
+    Args:
+        data: A `MultiTaskData`.
+        config: A `training.TrainConfig` for every network.
+        out_dir: Output directory (see the module docstring).
+        budgets: Numbers of networks; budgets above the task count are
+            dropped.
+        rg_samples: Random partitions per budget (0: no RG rows).
+        cosine: Run the CS baseline.
+        hoa: Run HOA (trains every pair).
+        optimal: Train every subset of tasks and add the best groups by
+            test error (an oracle; at most `MAX_OPTIMAL_TASKS` tasks).
+        augmentations: Keys of `AUGMENTATIONS`: all-task baselines trained
+            with that `tag_keras.mtl` method (one row each).
+        gradnorm_alpha: GradNorm's alpha.
+        distribution: A `tf.distribute.Strategy` every network is trained
+            under (`distribution.make_distribution`); None for none. Under
+            several workers every worker runs this function and only the
+            chief writes `out_dir`.
+        log: Progress output, one line per stage and per network.
+
+    Returns:
+        The `pandas.DataFrame` written as `results.csv`.
+    """
+    try:
+        check_options(data.tasks, optimal=optimal, augmentations=augmentations)
+    except training.DataError as error:
+        raise ValueError(str(error)) from None
+    with distribution_lib.output_dir(out_dir, distribution) as writable:
+        run = _Run(data, config, writable, distribution, log,
+                   [b for b in budgets if b <= len(data.tasks)],
+                   stages=4 + bool(cosine) + bool(hoa) + bool(optimal)
+                   + bool(augmentations))
+        tag_run = run.measure("TAG", "lookahead", writable)
+        if cosine:
+            run.measure("CS", "cosine", os.path.join(writable, "cosine"))
+        random_groupings = run.train_planned(rg_samples, hoa)
+        if hoa:
+            run.hoa()
+        if optimal:
+            run.optimal()
+        augmented = run.augmented(augmentations, gradnorm_alpha)
+        results = run.evaluate(tag_run, augmented, random_groupings)
+        return run.write(results)
+
+
+class _Run:
+    """One pipeline run: its trainer, the chosen groups, the stage count."""
+
+    def __init__(self, data, config, out_dir, distribution, log, budgets,
+                 stages):
+        self.data, self.config, self.out_dir = data, config, out_dir
+        self.distribution, self.log, self.budgets = distribution, log, budgets
+        self.start = time.perf_counter()
+        os.makedirs(out_dir, exist_ok=True)
+        self.trainer = training.GroupTrainer(
+            data, config, distribution=distribution, log=log)
+        self.chosen, self.searches = {}, {}
+        self._stages, self._stage = stages, 0
+
+    def stage(self, text):
+        self._stage += 1
+        self.log(f"[stage {self._stage}/{self._stages}] {text}")
+
+    def measure(self, method, affinity_method, out_dir):
+        """An all-task run measuring affinity; selects groups from it."""
+        if affinity_method == "cosine":
+            self.stage("CS: training all tasks together, measuring gradient "
+                       "cosine similarity every step ...")
+            options = {"every_n_steps": 1, "write_steps": False}
+        else:
+            self.stage(f"TAG: training all {len(self.data.tasks)} tasks "
+                       "together, measuring lookahead affinity every "
+                       f"{self.config.affinity_every_n_steps} steps ...")
+            options = {}
+        result, affinity = measure_lib.measure(
+            self.data, self.config, out_dir, affinity_method=affinity_method,
+            tensorboard=False, distribution=self.distribution, **options)
+        if method == "TAG":
+            self.trainer.add(result)
+        self.log(f"    {result.epochs} epochs in {result.seconds:.1f} s")
+        document, seconds = select(affinity, self.budgets)
+        select_lib.write_groups(os.path.join(out_dir, "groups.json"),
+                                document)
+        self.searches[method] = {b: result.seconds + s
+                                 for b, s in seconds.items()}
+        self.chosen[method] = document
+        return result
+
+    def train_planned(self, rg_samples, hoa):
+        """Trains STL, the chosen groups, RG (and HOA's pairs)."""
+        tasks = self.data.tasks
+        random_groupings = {
+            b: training.random_partitions(tasks, b, rg_samples,
+                                          seed=self.config.seed + b)
+            for b in self.budgets if rg_samples}
+        planned = [(t,) for t in tasks]
+        for document in self.chosen.values():
+            planned += [tuple(g) for e in document["results"]
+                        for g in e["groups"]]
+        planned += [g for ps in random_groupings.values() for p in ps
+                    for g in p]
+        if hoa:
+            planned += training.pairs(tasks)
+        self.stage(f"training the groups: STL, {', '.join(self.chosen)}"
+                   + (", RG" if rg_samples else "")
+                   + (", HOA pairs" if hoa else "")
+                   + " (each distinct group once) ...")
+        self.trainer.train_all(planned)
+        return random_groupings
+
+    def hoa(self):
+        self.stage("HOA: selecting from the singles' and pairs' validation "
+                   "losses, training its groups ...")
+        document = hoa_lib.run(self.trainer, os.path.join(self.out_dir, "hoa"),
+                               self.budgets)
+        self.searches["HOA"] = document.pop("search_seconds")
+        self.chosen["HOA"] = document
+        self.trainer.train_all([tuple(g) for e in document["results"]
+                                for g in e["groups"]])
+
+    def optimal(self):
+        tasks = self.data.tasks
+        subsets = [g for size in range(1, len(tasks) + 1)
+                   for g in itertools.combinations(tasks, size)]
+        self.stage(f"optimal: training all {len(subsets)} subsets of tasks "
+                   "...")
+        self.trainer.train_all(subsets)
+        self.chosen["Optimal"], self.searches["Optimal"] = best_by_test_error(
+            self.trainer, subsets, self.budgets,
+            os.path.join(self.out_dir, "optimal"))
+
+    def augmented(self, augmentations, gradnorm_alpha):
+        """All-task networks trained with `tag_keras.mtl` methods."""
+        if not augmentations:
+            return {}
+        self.stage("all-task baselines with "
+                   f"{', '.join(AUGMENTATIONS[a] for a in augmentations)} ...")
+        results = {}
+        for i, augmentation in enumerate(augmentations, start=1):
+            self.log(f"[{i}/{len(augmentations)}] training all tasks with "
+                     f"{AUGMENTATIONS[augmentation]} ...")
+            results[augmentation] = train_augmented(
+                self.data, self.config, augmentation,
+                gradnorm_alpha=gradnorm_alpha, distribution=self.distribution)
+            self.log(f"    {results[augmentation].epochs} epochs in "
+                     f"{results[augmentation].seconds:.1f} s")
+        return results
+
+    def evaluate(self, tag_run, augmented, random_groupings):
+        """One `MethodResult` per method and budget."""
+        self.stage("evaluating ...")
+        tasks, trainer = self.data.tasks, self.trainer
+        results = [
+            results_lib.MethodResult("MTL", 1, dict(tag_run.test_error),
+                                     groups=(tuple(tasks),)),
+            results_lib.MethodResult(
+                "STL", len(tasks),
+                trainer.served_errors([(t,) for t in tasks],
+                                      {t: i for i, t in enumerate(tasks)}),
+                groups=tuple((t,) for t in tasks)),
+        ]
+        results += [results_lib.MethodResult(
+            AUGMENTATIONS[a], 1, dict(r.test_error), groups=(tuple(tasks),))
+            for a, r in augmented.items()]
+        for budget in self.budgets:
+            if budget in random_groupings:
+                partitions = random_groupings[budget]
+                results.append(results_lib.MethodResult(
+                    "RG", budget, results_lib.mean_errors([
+                        trainer.served_errors(p, training.serve_partition(p))
+                        for p in partitions]),
+                    samples=len(partitions)))
+            for method in sorted(self.chosen, key=_ORDER.index):
+                results += groups_lib.train_groups(
+                    trainer, self.chosen[method], budgets=[budget],
+                    method=method, search_seconds=self.searches[method],
+                    log=lambda line: None)
+        return results
+
+    def write(self, results):
+        """Writes the tables and `pipeline.json`; returns the frame."""
+        frame = results_lib.write_results(
+            results, self.data.tasks, self.out_dir,
+            title=f"Test error (%) on {self.data.description}; "
+            f"{training.describe_config(self.config)}")
+        seconds = time.perf_counter() - self.start
+        with open(os.path.join(self.out_dir, "pipeline.json"), "w") as handle:
+            json.dump({
+                "dataset": self.data.name, "tasks": list(self.data.tasks),
+                "budgets": self.budgets,
+                "networks_trained": len(self.trainer),
+                "wall_seconds": seconds, "search_seconds": self.searches,
+                "distribution": distribution_lib.distribution_info(
+                    self.distribution),
+            }, handle, indent=2)
+        self.stage(f"done: {len(self.trainer)} networks in {seconds:.0f} s")
+        return frame

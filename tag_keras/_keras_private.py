@@ -1,0 +1,223 @@
+"""Every use of a private Keras API, each with the reason it is needed.
+
+Keras 3 offers no public way to do the few things below; they are reached
+from this module only, and `tests/test_keras_private.py` fails if a Keras
+release changes any of them. `setup.py` pins Keras to the minor versions
+those tests pass on (`TESTED_KERAS`).
+"""
+
+import tensorflow as tf
+from keras.src.losses import loss as loss_module
+from keras.src.models import functional as functional_module
+from keras.src.models import model as model_module
+from keras.src.saving import object_registration
+from keras.src.trainers import data_adapters
+
+#: Keras minor versions whose private APIs below are tested.
+TESTED_KERAS = ("3.15",)
+
+#: The functional model class: `TaskAffinityModel(inputs=, outputs=)` mixes
+#: it in per user class (`keras.Model` rewrites class bases instead).
+Functional = functional_module.Functional
+
+
+def is_functional_call(args, kwargs):
+    """Whether `Model(...)` arguments build a functional model.
+
+    Reason: `keras.Model.__new__` decides this with the same private test.
+    """
+    return model_module.functional_init_arguments(args, kwargs)
+
+
+def init_trainer(model):
+    """What `keras.Model.__init__` does before `Functional.__init__`.
+
+    Reason: the functional variant skips `keras.Model.__init__` (which would
+    rewrite the class hierarchy) but needs the trainer's state.
+    """
+    model_module.Trainer.__init__(model)
+
+
+def register_saved_name(variant, registered_name):
+    """Saves `variant` under `registered_name`, so loading builds its base.
+
+    Reason: `keras.saving` has no public way to alias a class's name.
+    """
+    object_registration.GLOBAL_CUSTOM_NAMES[variant] = registered_name
+
+
+def call_in_training(model, x):
+    """`model(x)` in training mode, as Keras's `train_step` calls it.
+
+    Reason: Keras passes `training=True` only when `call` accepts it,
+    which the private `_call_has_training_arg` records.
+    """
+    if model._call_has_training_arg:
+        return model(x, training=True)
+    return model(x)
+
+
+def stateless_call_in_training(model, trainable, non_trainable, x):
+    """`model.stateless_call` in training mode; returns the outputs only."""
+    kwargs = {"training": True} if model._call_has_training_arg else {}
+    outputs, _ = model.stateless_call(trainable, non_trainable, x, **kwargs)
+    return outputs
+
+
+def compile_loss(model):
+    """The model's built `CompileLoss` (per-output losses and trackers).
+
+    Reason: Keras computes only the total loss publicly; the per-task
+    losses are its entries (`_flat_losses`: loss, weight, output path).
+    """
+    return model._compile_loss
+
+
+def loss_entries(compile_loss_object):
+    """`[(task, loss_fn, loss_weight)]`, built, in Keras's flattened order."""
+    return [(entry.path[0], entry.loss, entry.loss_weights)
+            for entry in compile_loss_object._flat_losses]
+
+
+def track_total_loss(model, total, batch_size):
+    """Updates the `loss` tracker as Keras's `compute_loss` does.
+
+    Reason: the tracker (`_loss_tracker`) and the unscaling of a replica's
+    share of the loss are private.
+    """
+    model._loss_tracker.update_state(
+        loss_module.unscale_loss_for_distribution(total),
+        sample_weight=batch_size)
+
+
+def track_task_loss(tracker, value, batch_size):
+    """Updates one `<task>_loss` tracker as `CompileLoss` does."""
+    tracker.update_state(loss_module.unscale_loss_for_distribution(value),
+                         sample_weight=batch_size)
+
+
+def scale_loss_for_distribution(value):
+    """A replica's share of a loss term (divided by the replica count).
+
+    Reason: Keras divides each replica's loss this way; an additive loss
+    term (uncertainty weights' `s`) must be scaled like the losses.
+    """
+    return loss_module.scale_loss_for_distribution(value)
+
+
+def additional_losses(model):
+    """The model's `add_loss` terms, each reduced as `compute_loss` does."""
+    return [model._aggregate_additional_loss(v) for v in model.losses]
+
+
+def flat_layers(model):
+    """Every layer of `model`, nested ones included.
+
+    Reason: the public `model.layers` lists direct children only.
+    """
+    return list(model._flatten_layers())
+
+
+def dataset_from_arrays(x, y, sample_weight, batch_size):
+    """A `tf.data.Dataset` batching arrays exactly as `model.fit` does."""
+    adapter = data_adapters.get_data_adapter(
+        x, y, sample_weight, batch_size=batch_size, shuffle=False)
+    return adapter.get_tf_dataset()
+
+
+def uses_weight_decay(optimizer, variable):
+    """Whether `optimizer` applies weight decay to `variable`.
+
+    Reason: the exclusion lists set by `exclude_from_weight_decay` are
+    read only through this private method.
+    """
+    return optimizer._use_weight_decay(variable)
+
+
+def share_learning_rate(clone, optimizer):
+    """Makes `clone` use `optimizer`'s learning-rate object itself.
+
+    Reason: a schedule or a Variable assigned by callbacks must give the
+    clone this step's rate; `learning_rate` is a read-only property.
+    """
+    clone._learning_rate = optimizer._learning_rate
+
+
+class MultiWorkerFixes:
+    """Model mixin: Keras 3.15's TensorFlow trainer under any strategy.
+
+    Under a `tf.distribute` strategy Keras 3.15 builds the model before
+    `fit` from the first batch of the training data, which (1) advances a
+    reshuffling dataset by one epoch, so that epoch k of a distributed run
+    sees the order of epoch k + 1 of the same run on one device, and (2)
+    under `MultiWorkerMirroredStrategy` fails outright: it averages that
+    batch over replicas with one `strategy.reduce` over the whole (x, y)
+    structure, which the collective strategy rejects. Only shapes and
+    dtypes matter for the build: this mixin builds from the dataset's
+    `element_spec` (one replica's, for an already distributed dataset) and
+    reads no data. Keras 3.15 also reduces each multi-worker step's scalar
+    logs with `strategy.reduce("MEAN", value, axis=0)`, which needs an
+    axis: each log gets a leading axis of length one.
+
+    Reason: both fixes override private trainer hooks
+    (`_maybe_symbolic_build`, `_make_function`).
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator, data_batch)
+        data_batch = _element_spec(iterator)
+        if data_batch is None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(_first_replica,
+                                                   next(batches))
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def _make_function(self, step_function):
+        if not _is_multi_worker(self.distribute_strategy):
+            return super()._make_function(step_function)
+
+        def with_axis(data):
+            logs = step_function(data)
+            return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), logs)
+
+        return super()._make_function(with_axis)
+
+
+def make_function(model, step_function):
+    """`step_function` traced and wrapped as Keras wraps `train_step`.
+
+    Reason: Keras's `_make_function` applies `jit_compile`, the
+    distribution strategy and `steps_per_execution` to a step function.
+    """
+    return model._make_function(step_function)
+
+
+def _is_multi_worker(strategy):
+    return isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    ) and strategy.extended._in_multi_worker_mode()
+
+
+def _element_spec(iterator):
+    """One replica's element spec of the training data, or None."""
+    adapter = getattr(iterator, "data_adapter", None)
+    if adapter is None:
+        return None
+    spec = getattr(adapter.get_tf_dataset(), "element_spec", None)
+    if spec is None:
+        return None
+    return tf.nest.map_structure(_first_replica_spec, spec)
+
+
+def _first_replica_spec(spec):
+    replicas = getattr(spec, "_value_specs", None)  # PerReplicaSpec
+    return spec if replicas is None else replicas[0]
+
+
+def _first_replica(value):
+    if isinstance(value, tf.distribute.DistributedValues):
+        return value.values[0]
+    return value

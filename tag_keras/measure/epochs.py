@@ -1,0 +1,68 @@
+"""`EpochAffinity`: the per-epoch matrix, set before user callbacks run."""
+
+import warnings
+
+import keras
+
+from tag_keras.measure import affinity as affinity_lib
+
+
+class EpochAffinity(keras.callbacks.Callback):
+    """Sets `model.epoch_affinity` and `model.fit_affinity` at epoch ends.
+
+    `TaskAffinityModel.fit` puts it first, so every other callback sees
+    them. `fit_affinity` is the mean over every step measured so far, read
+    at the end of the last epoch: it keeps the whole run's matrix when a
+    later callback rolls the weights (and the affinity state with them)
+    back, as `EarlyStopping(restore_best_weights=True)` does.
+
+    Also tells the model's training method that an epoch begins or ends,
+    and warns once per `fit` when pairs were skipped.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._start = None
+        self._warned = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        model = self.model
+        model.epoch_affinity = None
+        if model.training_method is not None:
+            model.training_method.on_epoch_begin()
+        self._start = (model.affinity_totals()
+                       if model.has_task_names else None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        model = self.model
+        if model.training_method is not None:
+            model.training_method.on_epoch_end()
+        if not model.has_task_names:
+            return
+        sums, counts = model.affinity_totals()
+        model.fit_affinity = affinity_lib.mean_matrix(sums, counts,
+                                                      model.task_names)
+        if self._start is not None:
+            sums, counts = sums - self._start[0], counts - self._start[1]
+        if counts.sum() > 0:
+            model.epoch_affinity = affinity_lib.mean_matrix(
+                sums, counts, model.task_names)
+        self._warn_skips_once()
+
+    def on_train_end(self, logs=None):
+        self._warn_skips_once()
+
+    def _warn_skips_once(self):
+        if self._warned or not self.model.has_task_names:
+            return
+        skipped = self.model.affinity_state.skips.numpy()
+        if skipped.sum() > 0:
+            self._warned = True
+            warnings.warn(
+                f"Affinity: {int((skipped > 0).sum())} (source, target) "
+                f"pairs were skipped on some measured steps "
+                f"({int(skipped.sum())} skips in all) because a task had no "
+                "labels in the batch or a zero or non-finite loss. Skipped "
+                "pairs do not enter the averages; see "
+                "`model.affinity_skipped()` and `affinity_counts()`.",
+                stacklevel=2)

@@ -1,0 +1,124 @@
+"""`TaskGradients`: each task's gradient of the shared weights, one value.
+
+Every consumer of per-task gradients (the affinity estimators, the
+lookahead, every `tag_keras.mtl` training method) takes this value instead
+of `{task: [gradient or None per variable]}`, so that zero-filling,
+flattening, unflattening, subset sums and sums over replicas are written
+once, here.
+"""
+
+import tensorflow as tf
+
+from tag_keras import _distribute
+
+
+class TaskGradients:
+    """Dense per-task gradients of the shared variables.
+
+    Built once per step from one backward pass per task. A task whose loss
+    does not depend on a shared variable has a zero gradient for it.
+    Gradients are the values passed to the optimizer: a replica's share
+    under `tf.distribute`, scaled by a loss-scale optimizer's scale.
+
+    Args:
+        tasks: Task names, in matrix order.
+        variables: The shared variables, in gradient order.
+        gradients: `{task: [gradient or None per shared variable]}`.
+        kernel_mask: Optional booleans, one per variable: which variables
+            `flat(kernels_only=True)` keeps.
+
+    Example:
+
+    ```python
+    g = TaskGradients(("a", "b"), shared, {"a": [ga], "b": [gb]})
+    g.sum()                  # the all-task update, one tensor per variable
+    g.sum(["a"])             # task a's gradient
+    g.global_flat()          # [2, d] float32, summed over replicas
+    g.unflatten(vector)      # back to one tensor per variable
+    ```
+    """
+
+    def __init__(self, tasks, variables, gradients, kernel_mask=None):
+        self.tasks = tuple(tasks)
+        self.variables = list(variables)
+        self._lists = {t: [_dense_or_zeros(g, v)
+                           for g, v in zip(gradients[t], self.variables)]
+                       for t in self.tasks}
+        self._kernel_mask = kernel_mask
+        self._global = {}
+
+    def __len__(self):
+        return len(self.tasks)
+
+    def of(self, task):
+        """Task `task`'s gradient: one dense tensor per shared variable."""
+        return list(self._lists[task])
+
+    def sum(self, tasks=None):
+        """The sum of `tasks`' gradients (all tasks by default)."""
+        tasks = self.tasks if tasks is None else tuple(tasks)
+        return [tf.add_n([self._lists[t][k] for t in tasks])
+                if len(tasks) > 1 else self._lists[tasks[0]][k]
+                for k in range(len(self.variables))]
+
+    def scaled_sum(self, weights):
+        """`sum_i weights[i] * g_i`, with `weights` a `[n]` tensor."""
+        return [tf.add_n([tf.cast(weights[i], g.dtype) * g for i, g in
+                          enumerate(self._lists[t][k] for t in self.tasks)])
+                for k in range(len(self.variables))]
+
+    def flat(self, task=None, kernels_only=False):
+        """float32 `[n, d]` (or `[d]` for one task) of this replica's values."""
+        tasks = self.tasks if task is None else (task,)
+        rows = [self.flatten(self._lists[t], kernels_only) for t in tasks]
+        return rows[0] if task is not None else tf.stack(rows)
+
+    def global_flat(self, kernels_only=False):
+        """float32 `[n, d]` summed over replicas: the global-batch values."""
+        if kernels_only not in self._global:
+            self._global[kernels_only] = _distribute.replica_sum(
+                self.flat(kernels_only=kernels_only))
+        return self._global[kernels_only]
+
+    def flatten(self, per_variable, kernels_only=False):
+        """One float32 vector of a list shaped like the shared variables."""
+        parts = [tf.reshape(tf.cast(g, tf.float32), [-1])
+                 for k, g in enumerate(per_variable)
+                 if not kernels_only or self._is_kernel(k)]
+        return tf.concat(parts, axis=0)
+
+    def unflatten(self, vector):
+        """A `[d]` vector as one tensor per shared variable (their dtypes)."""
+        out, start = [], 0
+        for variable in self.variables:
+            size = variable.shape.num_elements()
+            part = tf.reshape(vector[start:start + size], variable.shape)
+            out.append(tf.cast(part, variable.dtype))
+            start += size
+        return out
+
+    def replica_share(self, global_vector):
+        """A global-batch `[d]` update as this replica's share, unflattened.
+
+        The optimizer sums the replicas' gradients, so a method that
+        computes the update from `global_flat()` returns its share.
+        """
+        return self.unflatten(global_vector / _distribute.num_replicas())
+
+    def finite(self):
+        """`[n]` booleans: the task's gradient is finite on every replica."""
+        flags = [tf.reduce_all([tf.reduce_all(tf.math.is_finite(g))
+                                for g in self._lists[t]])
+                 for t in self.tasks]
+        return _distribute.replica_all(tf.stack(flags))
+
+    def _is_kernel(self, k):
+        return self._kernel_mask is None or self._kernel_mask[k]
+
+
+def _dense_or_zeros(gradient, variable):
+    if gradient is None:
+        return tf.zeros(variable.shape, variable.dtype)
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.convert_to_tensor(gradient)
+    return gradient

@@ -1,0 +1,381 @@
+"""TaskAffinityModel: a Keras model whose training step measures affinity.
+
+Affinity methods (`affinity_method=`), row = source task (whose gradient is
+applied), column = target task (whose loss is measured):
+
+* `"lookahead"` (default), the exact TAG affinity
+  `Z(i→j) = 1 - L_j(θs after a real optimizer step on ∇L_i) / L_j(θs)`.
+  The step is the compiled optimizer's own update (momentum, Adam moments,
+  iteration count, this step's scheduled learning rate), made on shadow
+  copies of the shared weights by a clone of the optimizer; the lookahead
+  forward pass runs in training mode and its BatchNorm statistics are
+  thrown away. Task-specific weights never move.
+* `"first_order"`, its Taylor approximation `-<∇L_j, Δθs_i> / L_j`, where
+  `Δθs_i` is the same optimizer step (for plain SGD, `lr <∇L_j, ∇L_i> /
+  L_j`); no lookahead forward pass.
+* `"cosine"`, the cosine similarity of the two tasks' shared gradients (the
+  CS baseline); `cosine_kernels_only=True` keeps weight tensors of rank > 1
+  only, as the original release does.
+
+The running sums live in the model's `AffinityState` layer (non-trainable
+weights), so checkpoints and `keras.callbacks.BackupAndRestore` keep them.
+
+Skipped pairs: a task whose labels in the batch are all masked (NaN labels
+or zero sample weights), or whose loss is zero or not finite, is left out
+as a source and as a target for that step; so is any pair whose affinity is
+not finite. Skips are counted (`affinity_skipped()`), and a warning is
+given once; they never enter the averages.
+"""
+
+import functools
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tag_keras import _keras_private
+from tag_keras.measure import affinity as affinity_lib
+from tag_keras.measure import held_out
+from tag_keras.measure import shared as shared_lib
+from tag_keras.measure import step as step_lib
+from tag_keras.measure.epochs import EpochAffinity
+from tag_keras.measure.state import AffinityState
+from tag_keras.mtl import base as mtl_base
+
+
+@keras.saving.register_keras_serializable(package="tag_keras")
+class TaskAffinityModel(_keras_private.MultiWorkerFixes, keras.Model):
+    """A multi-task `keras.Model` that measures inter-task affinity in `fit`.
+
+    Build it like a functional model whose outputs are a dict keyed by task
+    name (or subclass it with a `call` that returns such a dict), compile it
+    with one loss per task, and fit it as usual. Training is what a plain
+    `keras.Model` with the same compile arguments does; in addition, every
+    `affinity_every_n_steps` steps the model measures, on the current batch,
+    how a step on each task's gradient changes every task's loss (see the
+    module docstring for the methods). `affinity()` is the mean over all
+    measured steps; during `fit`, `epoch_affinity` holds the mean over the
+    epoch that just ended and `fit_affinity` the mean over every step
+    measured up to it (both set before any user callback's `on_epoch_end`;
+    `fit_affinity` is not rolled back by `EarlyStopping`'s restore).
+
+    Args:
+        affinity_every_n_steps: Measure on steps 0, n, 2n, ... (the
+            optimizer's iteration count). 0 never measures.
+        affinity_method: `"lookahead"`, `"first_order"` or `"cosine"`.
+        scale_by_learning_rate: Divide lookahead and first-order affinities
+            by the step's learning rate, as the original release does.
+        shared_layers: Optional names of the layers whose weights are
+            shared. By default, the trainable weights that two or more task
+            losses depend on.
+        affinity_data: Optional held-out data on which the lookahead losses
+            are measured (validation affinity): a batched `tf.data.Dataset`,
+            a `keras.utils.PyDataset`, a generator or an `(x, y)` /
+            `(x, y, sample_weight)` tuple of arrays. It is cycled.
+        affinity_batch_size: Batch size used when `affinity_data` is arrays.
+        cosine_kernels_only: With `"cosine"`, use only weight tensors of
+            rank > 1 (kernels, not biases or normalisation vectors).
+        training_method: Optional `tag_keras.mtl.TrainingMethod`
+            (uncertainty weights, GradNorm, PCGrad, IT-MTL) that turns
+            per-task losses and gradients into the update. Not to be
+            confused with a `tf.distribute` strategy.
+        task_names: Optional task order for the matrices. Defaults to the
+            output dict's order, restricted to outputs with a compiled loss.
+        **kwargs: Passed to `keras.Model` (`inputs`, `outputs`, `name`, ...).
+
+    Example:
+
+    ```python
+    inputs = keras.Input(shape=(3,))
+    trunk = keras.layers.Dense(8, activation="relu")(inputs)
+    model = tag_keras.TaskAffinityModel(
+        inputs=inputs,
+        outputs={"a": keras.layers.Dense(1)(trunk),
+                 "b": keras.layers.Dense(1)(trunk)},
+        affinity_every_n_steps=1)
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                  loss={"a": "mse", "b": "mse"})
+    model.fit(x, {"a": y_a, "b": y_b}, epochs=2)
+    model.affinity()   # DataFrame, index = source, columns = target
+    ```
+    """
+
+    def __new__(cls, *args, **kwargs):
+        if _keras_private.is_functional_call(args, kwargs) and not issubclass(
+                cls, _keras_private.Functional):
+            cls = _functional_variant(cls)
+        return super().__new__(cls, *args, **kwargs)
+
+    def __init__(self, *args, affinity_every_n_steps=10,
+                 affinity_method="lookahead", scale_by_learning_rate=True,
+                 shared_layers=None, affinity_data=None,
+                 affinity_batch_size=32, cosine_kernels_only=False,
+                 training_method=None, task_names=None, **kwargs):
+        training_method = _training_method(training_method, kwargs)
+        _validate_arguments(affinity_every_n_steps, affinity_method,
+                            shared_layers, affinity_data, task_names)
+        if _keras_private.is_functional_call(args, kwargs):
+            # What `keras.Model.__init__` does, minus rewriting the class
+            # hierarchy (see `_functional_variant`).
+            _keras_private.init_trainer(self)
+        super().__init__(*args, **kwargs)
+        self.affinity_every_n_steps = int(affinity_every_n_steps)
+        self.affinity_method = affinity_method
+        self.scale_by_learning_rate = bool(scale_by_learning_rate)
+        self.shared_layers = (None if shared_layers is None
+                              else list(shared_layers))
+        self.cosine_kernels_only = bool(cosine_kernels_only)
+        self._affinity_data = affinity_data
+        self._affinity_batch_size = affinity_batch_size
+        self.training_method = training_method
+        self.epoch_affinity = None
+        self.fit_affinity = None
+        self.next_train_step = None
+        self._train_step = None
+        self._task_names = None
+        outputs = getattr(self, "_outputs_struct", None)
+        if outputs is not None and not isinstance(outputs, dict):
+            raise TypeError(
+                "TaskAffinityModel needs the model's outputs to be a dict "
+                "keyed by task name, e.g. outputs={'a': head_a, 'b': head_b}. "
+                f"Received: outputs of type {type(outputs).__name__}.")
+        if self.shared_layers is not None and self.built:
+            shared_lib.check_layer_names(self, self.shared_layers)
+        self._decide_task_names(task_names or outputs)
+
+    # Public API --------------------------------------------------------
+
+    @property
+    def task_names(self):
+        """The task names, in the order of the affinity matrices."""
+        if self._task_names is None:
+            raise ValueError(
+                "The task names are not known yet: compile the model with a "
+                "loss dict keyed by task, pass `task_names=`, or train it.")
+        return self._task_names
+
+    @property
+    def has_task_names(self):
+        """Whether the task names (and the affinity state) exist yet."""
+        return self._task_names is not None
+
+    @property
+    def shared_variables(self):
+        """The trainable variables treated as shared (known after a step)."""
+        if self._train_step is None or self._train_step.parts is None:
+            raise ValueError(
+                "The shared variables are found when the first training step "
+                "is traced: call `fit` or `train_on_batch` first.")
+        return self._train_step.parts.shared.pick(self.trainable_variables)
+
+    def affinity(self):
+        """Mean affinity over all measured steps (DataFrame, NaN = never)."""
+        return self._frame(self._state("affinity").mean())
+
+    def affinity_stderr(self):
+        """Standard error of each mean: std (ddof=1) / sqrt(count)."""
+        return self._frame(self._state("affinity_stderr").stderr())
+
+    def affinity_counts(self):
+        """How many steps entered each pair's mean (DataFrame of ints)."""
+        counts = self._state("affinity_counts").counts.numpy()
+        return self._frame(counts.astype(np.int64))
+
+    def affinity_skipped(self):
+        """How many measured steps skipped each pair (DataFrame of ints)."""
+        skips = self._state("affinity_skipped").skips.numpy()
+        return self._frame(skips.astype(np.int64))
+
+    def last_step_affinity(self):
+        """`(step, DataFrame)` of the last measured step, or None.
+
+        `step` is the 0-based training step (the optimizer's iteration count
+        before that step's update); skipped pairs are NaN.
+        """
+        last = self._state("last_step_affinity").last_measured()
+        return None if last is None else (last[0], self._frame(last[1]))
+
+    def affinity_totals(self):
+        """`(sums, counts)` arrays: a snapshot to take differences of."""
+        return self._state("affinity_totals").totals()
+
+    # Keras hooks -------------------------------------------------------
+
+    def compile(self, *args, **kwargs):
+        super().compile(*args, **kwargs)
+        if type(self).compute_loss is not keras.Model.compute_loss:
+            raise NotImplementedError(
+                "TaskAffinityModel computes one loss per task from "
+                "`compile(loss=...)`; overriding `compute_loss` is not "
+                f"supported. Received: a {type(self).__name__} that overrides "
+                "it.")
+        if isinstance(kwargs.get("loss"), dict):
+            self._decide_task_names(kwargs["loss"])
+        self._train_step = step_lib.TrainStep(self)
+
+    def get_compile_config(self):
+        # `compile` is overridden only to add checks; its config is Keras's.
+        return super().get_compile_config()
+
+    def compile_from_config(self, config):
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def fit(self, *args, **kwargs):
+        callbacks = kwargs.pop("callbacks", None)
+        if len(args) > 5:
+            args, callbacks = args[:5] + args[6:], args[5]
+        tracker = EpochAffinity()
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            callbacks.callbacks.insert(0, tracker)
+            tracker.set_model(self)
+        else:
+            callbacks = [tracker, *(callbacks or [])]
+        self.next_train_step = None
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def train_step(self, data):
+        if self._plain_only():
+            return super().train_step(data)
+        return self._train_step(data, measure=self.affinity_every_n_steps > 0)
+
+    def make_train_function(self, force=False):
+        """Measured and plain steps, chosen per step (`step.make_train_...`)."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        if self._plain_only():
+            return super().make_train_function(force)
+        plain = super().train_step
+        if self.training_method is not None:
+            plain = functools.partial(self._train_step, measure=False)
+        self.train_function = step_lib.make_train_function(
+            self, functools.partial(self._train_step, measure=True), plain)
+        return self.train_function
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "affinity_every_n_steps": self.affinity_every_n_steps,
+            "affinity_method": self.affinity_method,
+            "scale_by_learning_rate": self.scale_by_learning_rate,
+            "shared_layers": self.shared_layers,
+            "cosine_kernels_only": self.cosine_kernels_only,
+            "training_method": mtl_base.serialize(self.training_method),
+            "task_names": (None if self._task_names is None
+                           else list(self._task_names)),
+        }
+
+    # Used by the train step --------------------------------------------
+
+    def task_names_for(self, outputs):
+        """The task names, decided from `outputs` (keys) if still open."""
+        self._decide_task_names(outputs)
+        return self.task_names
+
+    def held_out_batches(self):
+        """An endless iterator of `affinity_data` batches, or None."""
+        if self._affinity_data is None:
+            return None
+        with tf.init_scope():  # The traced steps advance it.
+            return held_out.cycle(self._affinity_data,
+                                  self._affinity_batch_size)
+
+    # Internals ---------------------------------------------------------
+
+    def _decide_task_names(self, names):
+        """The one place task names are set; creates the affinity state."""
+        if self._task_names is not None or not names:
+            return
+        names = tuple(names)
+        if len(set(names)) != len(names):
+            raise ValueError("`task_names` must be distinct. Received: "
+                             f"task_names={list(names)}.")
+        self._task_names = names
+        self.affinity_state = AffinityState(len(names), name="affinity_state")
+        method = self.training_method
+        if method is not None and not method.built:
+            method.build_tasks(names)
+
+    def _plain_only(self):
+        return self.affinity_every_n_steps == 0 and self.training_method is None
+
+    def _state(self, method):
+        if self._task_names is None:
+            raise ValueError(
+                f"`{method}()` needs the task names: compile the model with a "
+                "loss dict keyed by task, pass `task_names=`, or train it "
+                "first.")
+        return self.affinity_state
+
+    def _frame(self, matrix):
+        return affinity_lib.as_frame(matrix, self.task_names)
+
+
+_FUNCTIONAL_VARIANTS = {}
+
+
+def _functional_variant(cls):
+    """`cls` with `Functional` mixed in, for `cls(inputs=..., outputs=...)`.
+
+    `keras.Model.__init__` makes a subclass functional by rewriting the
+    `__bases__` of the class and all its ancestors, which would turn
+    `TaskAffinityModel` itself into a functional class for good. A derived
+    class per user class keeps the public classes untouched; it is saved
+    under the public class's registered name.
+    """
+    if cls not in _FUNCTIONAL_VARIANTS:
+        variant = type(cls.__name__, (cls, _keras_private.Functional),
+                       {"__module__": cls.__module__,
+                        "__qualname__": cls.__qualname__})
+        registered = keras.saving.get_registered_name(cls)
+        if registered != cls.__name__:
+            _keras_private.register_saved_name(variant, registered)
+        _FUNCTIONAL_VARIANTS[cls] = variant
+    return _FUNCTIONAL_VARIANTS[cls]
+
+
+def _training_method(method, kwargs):
+    """`training_method=`, or the former `strategy=` (a config, on load)."""
+    if "strategy" in kwargs:
+        legacy = kwargs.pop("strategy")
+        if method is not None and legacy is not None:
+            raise ValueError("Pass `training_method` only (`strategy` is its "
+                             "former name). Received: both.")
+        method = legacy if method is None else method
+    method = mtl_base.deserialize(method)
+    if method is not None and not isinstance(method, mtl_base.TrainingMethod):
+        raise TypeError(
+            "`training_method` must be a tag_keras.mtl method such as "
+            "tag_keras.mtl.PCGrad(). Received: "
+            f"training_method={method!r}.")
+    return method
+
+
+def _validate_arguments(every, method, shared_layers, affinity_data, tasks):
+    if isinstance(every, bool) or not isinstance(every, (int, np.integer)):
+        raise TypeError(
+            "`affinity_every_n_steps` must be a non-negative integer. "
+            f"Received: affinity_every_n_steps={every!r}.")
+    if every < 0:
+        raise ValueError(
+            "`affinity_every_n_steps` must be >= 0 (0 never measures). "
+            f"Received: affinity_every_n_steps={every}.")
+    if method not in affinity_lib.METHODS:
+        raise ValueError(
+            f"`affinity_method` must be one of {list(affinity_lib.METHODS)}. "
+            f"Received: affinity_method={method!r}.")
+    if shared_layers is not None and (
+            isinstance(shared_layers, str)
+            or not all(isinstance(n, str) for n in shared_layers)):
+        raise TypeError("`shared_layers` must be a list of layer names. "
+                        f"Received: shared_layers={shared_layers!r}.")
+    if affinity_data is not None and method != "lookahead":
+        raise ValueError(
+            "`affinity_data` (held-out affinity) needs "
+            "affinity_method='lookahead'. Received: "
+            f"affinity_method={method!r}.")
+    if tasks is not None and (isinstance(tasks, str)
+                              or len(set(tasks)) != len(tasks)):
+        raise ValueError("`task_names` must be a list of distinct names. "
+                         f"Received: task_names={tasks!r}.")

@@ -1,0 +1,73 @@
+"""Which trainable variables are shared: found from the tasks' gradients."""
+
+from tag_keras import _keras_private
+
+
+class SharedVariables:
+    """Indices into `model.trainable_variables`, found at the first trace.
+
+    Attributes:
+        connected: Variables that receive any gradient (the optimizer
+            updates only these, as Keras does for a `None` gradient).
+        shared: Variables shared by the tasks: those two or more task
+            losses depend on, or the weights of `shared_layers` when given.
+        kernels: For each shared variable, whether it is a kernel (rank of
+            two or more), for the cosine baseline's `kernels_only`.
+    """
+
+    def __init__(self, connected, shared, kernels):
+        self.connected, self.shared, self.kernels = connected, shared, kernels
+
+    def pick(self, values, which="shared"):
+        """The entries of a list over all trainable variables."""
+        return [values[k] for k in getattr(self, which)]
+
+
+def discover(model, tape, scaled, scaled_extra, tasks, shared_layers=None):
+    """Finds the connected and shared variables from one step's tape.
+
+    Args:
+        model: The model; `model.trainable_variables` is indexed.
+        tape: A persistent tape of the forward pass and losses.
+        scaled: `{task: scaled loss}`.
+        scaled_extra: The scaled sum of `add_loss` terms, or None.
+        tasks: The task names.
+        shared_layers: Optional layer names whose weights are shared.
+    """
+    variables = model.trainable_variables
+    depends = [[g is not None for g in tape.gradient(scaled[t], variables)]
+               for t in tasks]
+    extra = [False] * len(variables)
+    if scaled_extra is not None:
+        extra = [g is not None for g in tape.gradient(scaled_extra, variables)]
+    connected = [k for k in range(len(variables))
+                 if extra[k] or any(d[k] for d in depends)]
+    if shared_layers is not None:
+        ids = layer_variable_ids(model, shared_layers)
+        shared = [k for k, v in enumerate(variables) if id(v) in ids]
+    else:
+        shared = [k for k in range(len(variables))
+                  if sum(d[k] for d in depends) >= 2]
+    kernels = [len(variables[k].shape) >= 2 for k in shared]
+    return SharedVariables(connected, shared, kernels)
+
+
+def check_layer_names(model, names):
+    """Raises if `names` (the `shared_layers` argument) are not layers."""
+    known = [layer.name for layer in _keras_private.flat_layers(model)]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(
+            f"`shared_layers` names layers the model does not have: "
+            f"{unknown}. Valid layer names: {known}. Received: "
+            f"shared_layers={list(names)}.")
+
+
+def layer_variable_ids(model, names):
+    """`id`s of the trainable variables of the layers called `names`."""
+    check_layer_names(model, names)
+    ids = set()
+    for layer in _keras_private.flat_layers(model):
+        if layer.name in names:
+            ids.update(id(v) for v in layer.trainable_variables)
+    return ids

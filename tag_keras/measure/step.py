@@ -1,0 +1,289 @@
+"""The training step of `TaskAffinityModel` (TensorFlow graph mode).
+
+Reads like Keras's own `train_step`: unpack, forward pass and per-task
+losses under a tape, gradients, `optimizer.apply`, metrics. On a measured
+step (or under a training method that needs them) the gradients are one
+backward pass per task; their sum is the update, so training needs no extra
+backward pass, and the `Meter` records the affinity from the same
+`TaskGradients`. Other steps differentiate the total loss once.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from tag_keras import _keras_private
+from tag_keras.measure import affinity as affinity_lib
+from tag_keras.measure import estimators
+from tag_keras.measure import shared as shared_lib
+from tag_keras.measure import target as target_lib
+from tag_keras.measure.gradients import TaskGradients
+from tag_keras.measure.lookahead import make_lookahead
+from tag_keras.measure.losses import TaskLosses
+from tag_keras.measure.meter import Meter
+from tag_keras.mtl.base import StepContext
+
+
+class TrainStep:
+    """The training step of one compiled `TaskAffinityModel`.
+
+    Args:
+        model: The compiled model.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.method = model.training_method
+        self.task_losses = TaskLosses(_keras_private.compile_loss(model))
+        self.parts = None  # `StepParts`, built at the first trace.
+
+    def __call__(self, data, measure):
+        """One step on `data`; `measure` (a Python bool) records affinity."""
+        model, optimizer = self.model, self.model.optimizer
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        per_task = measure or (self.method is not None
+                               and self.method.needs_task_gradients)
+        # Read before the forward pass, so the lookahead forward reuses the
+        # same random state (dropout masks) as the real one.
+        before = (target_lib.snapshot(model.non_trainable_variables)
+                  if per_task else None)
+        # The first trace also finds the shared variables from the tape.
+        persistent = per_task or self.parts is None
+        with tf.GradientTape(persistent=persistent) as tape:
+            y_pred = _keras_private.call_in_training(model, x)
+            _check_outputs(y_pred)
+            losses, labels, weights = self.task_losses(y, y_pred,
+                                                       sample_weight)
+            train_losses = (losses if self.method is None
+                            else self.method.weight_losses(losses))
+            extra = _keras_private.additional_losses(model)
+            total = sum(train_losses.values())
+            if extra:
+                total = ops.sum([total, *extra])
+            _keras_private.track_total_loss(
+                model, total, tf.shape(tf.nest.flatten(x)[0])[0])
+            scaled = {t: optimizer.scale_loss(v)
+                      for t, v in train_losses.items()}
+            extra = optimizer.scale_loss(ops.sum(extra)) if extra else None
+            scaled_total = optimizer.scale_loss(total)
+        parts = self._parts(tape, scaled, extra, y_pred)
+        variables = parts.shared.pick(model.trainable_variables, "connected")
+        if per_task:
+            batch = target_lib.Batch(x, y, sample_weight, losses, labels,
+                                     weights, before)
+            grads = self._per_task(parts, tape, scaled, extra, batch, measure)
+        else:
+            grads = tape.gradient(scaled_total, variables)
+        optimizer.apply(grads, variables)
+        return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def _per_task(self, parts, tape, scaled, extra, batch, measure):
+        """One backward pass per task; the update; the measurement."""
+        variables = self.model.trainable_variables
+        if len(batch.snapshot) != len(self.model.non_trainable_variables):
+            # The first trace created state (the affinity state, a method's
+            # variables) after the snapshot was taken.
+            batch.snapshot = target_lib.snapshot(
+                self.model.non_trainable_variables)
+        full = {t: tape.gradient(scaled[t], variables) for t in parts.tasks}
+        gradients = parts.task_gradients(full)
+        total = [_add([full[t][k] for t in parts.tasks])
+                 for k in range(len(variables))]
+        waits = []
+        if self.method is not None:
+            combined = self.method.combine(gradients, parts.context(batch))
+            for k, g in zip(parts.shared.shared, combined):
+                total[k] = g
+            self.method.update(batch.losses, gradients)
+            # The real update waits for the candidates' lookaheads, which
+            # read the current weights and optimizer state.
+            waits.append(tf.group(*combined))
+        if extra is not None:
+            total = [_add(pair) for pair in zip(
+                total, tape.gradient(extra, variables))]
+        if measure:
+            waits.append(parts.meter().record(
+                gradients, parts.targets.make(batch),
+                parts.source_ok(gradients, batch),
+                self.model.optimizer.iterations))
+        grads = parts.shared.pick(total, "connected")
+        if not waits:
+            return grads
+        # The real update must wait for every read the measurement makes of
+        # the weights and optimizer state (ordering by resource alone was
+        # seen to let a head's update overtake its read under load).
+        done = tf.group(*waits)
+        return [_after(done, g) for g in grads]
+
+    def _parts(self, tape, scaled, extra, y_pred):
+        if self.parts is None:
+            self.parts = StepParts(self.model, self.task_losses, tape,
+                                   scaled, extra, y_pred)
+        return self.parts
+
+
+class StepParts:
+    """What every step of one compiled model shares, found at first trace:
+    the tasks, the shared variables, the target batches, the lookahead and
+    the meter (both made on first use, outside the traced step)."""
+
+    def __init__(self, model, task_losses, tape, scaled, extra, y_pred):
+        self.model = model
+        self.tasks = model.task_names_for([t for t in y_pred if t in scaled])
+        missing = [t for t in self.tasks if t not in scaled]
+        if missing:
+            raise ValueError(
+                f"Tasks {missing} have no loss: compile the model with one "
+                f"loss per task. Tasks with a loss: {list(scaled)}. "
+                f"Received: task_names={list(self.tasks)}.")
+        measuring = model.affinity_every_n_steps > 0
+        self.shared = shared_lib.discover(
+            model, tape, scaled, extra, self.tasks, model.shared_layers)
+        if not self.shared.shared and (measuring or
+                                       model.training_method is not None):
+            raise _no_shared_error(model, self.tasks)
+        held_out = model.held_out_batches() if measuring else None
+        self.targets = target_lib.TargetBatches(
+            model, task_losses, self.tasks, self.shared, held_out)
+        self._lookahead = self._meter = None
+        if model.training_method is not None:
+            model.training_method.set_shared_variables(
+                self.shared.pick(model.trainable_variables))
+
+    def task_gradients(self, full):
+        """The shared part of `{task: gradients of every variable}`."""
+        return TaskGradients(
+            self.tasks, self.shared.pick(self.model.trainable_variables),
+            {t: self.shared.pick(full[t]) for t in self.tasks},
+            kernel_mask=self.shared.kernels)
+
+    def lookahead(self):
+        """The `OptimizerLookahead` of the shared variables (made once)."""
+        if self._lookahead is None:
+            optimizer = self.model.optimizer
+            if not optimizer.built:
+                optimizer.build(self.model.trainable_variables)
+            self._lookahead = make_lookahead(
+                self.model.optimizer,
+                self.shared.pick(self.model.trainable_variables),
+                self.model.distribute_strategy)
+        return self._lookahead
+
+    def meter(self):
+        """The `Meter` of the model's affinity method (made once)."""
+        if self._meter is None:
+            model = self.model
+            method = model.affinity_method
+            self._meter = Meter(estimators.make_estimator(
+                method, None if method == "cosine" else self.lookahead(),
+                optimizer=model.optimizer,
+                scale_by_learning_rate=model.scale_by_learning_rate,
+                kernels_only=model.cosine_kernels_only), model.affinity_state)
+        return self._meter
+
+    def context(self, batch):
+        """The `StepContext` a training method's `combine` receives."""
+        target = self.targets.make(batch, use_held_out=False)
+
+        def lookahead(shared_gradients):
+            return target.losses_at(self.lookahead().step(shared_gradients))
+
+        return StepContext(target.before, target.ok, lookahead)
+
+    def source_ok(self, gradients, batch):
+        """`[n]`: the task can be a source (labels, usable loss and grads)."""
+        losses = self.targets.stack(batch.losses)
+        labelled = self.targets.labelled(batch.labels, batch.weights)
+        return (affinity_lib.usable_loss(losses) & labelled
+                & gradients.finite())
+
+
+def _no_shared_error(model, tasks):
+    if len(tasks) < 2:
+        return ValueError(
+            "Affinity and multi-task training methods need at least two "
+            f"tasks. Received: task_names={list(tasks)}.")
+    return ValueError(
+        "Affinity needs weights shared by two or more tasks, and no "
+        "trainable weight has a gradient from two task losses. Pass "
+        "`shared_layers=[...]` or share an encoder. Received: tasks "
+        f"{list(tasks)}.")
+
+
+def _check_outputs(y_pred):
+    if not isinstance(y_pred, dict):
+        raise TypeError(
+            "TaskAffinityModel needs `call` to return a dict keyed by task "
+            f"name. Received: an output of type {type(y_pred).__name__}.")
+
+
+def _add(grads):
+    present = [g for g in grads if g is not None]
+    if not present:
+        return None
+    if len(present) == 1:
+        return present[0]
+    return tf.add_n([_dense(g) for g in present])
+
+
+def _after(done, gradient):
+    """`gradient`, available only once `done` has been computed."""
+    if gradient is None:
+        return None
+    with tf.control_dependencies([done]):
+        if isinstance(gradient, tf.IndexedSlices):
+            return tf.IndexedSlices(tf.identity(gradient.values),
+                                    gradient.indices, gradient.dense_shape)
+        return tf.identity(gradient)
+
+
+def _dense(gradient):
+    """Embedding gradients come as IndexedSlices; sums need dense tensors."""
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.convert_to_tensor(gradient)
+    return gradient
+
+
+def make_train_function(model, measured, plain):
+    """A train function choosing the measured or plain step per step.
+
+    Deciding in Python keeps unmeasured steps exactly Keras's step, and is
+    required under `tf.distribute`, which does not support the optimizer's
+    cross-replica synchronisation inside a `tf.cond`. With
+    `steps_per_execution > 1` one traced function decides with `tf.cond`.
+
+    Args:
+        model: The model.
+        measured: `step(data)` that measures.
+        plain: `step(data)` that does not.
+    """
+    every = model.affinity_every_n_steps
+    if model.steps_per_execution > 1:
+        if model.distribute_strategy.num_replicas_in_sync > 1:
+            raise ValueError(
+                "Measuring affinity under a distribution strategy needs "
+                "steps_per_execution=1. Received: steps_per_execution="
+                f"{model.steps_per_execution}.")
+
+        def either(data):
+            due = tf.equal(model.optimizer.iterations % max(every, 1), 0)
+            if every == 0:
+                return plain(data)
+            return tf.cond(due, lambda: measured(data), lambda: plain(data))
+
+        return _keras_private.make_function(model, either)
+    measured_fn = _keras_private.make_function(model, measured)
+    plain_fn = _keras_private.make_function(model, plain)
+
+    def function(iterator):
+        # `fit` resets the count to None; it is read once per `fit`.
+        if model.next_train_step is None:
+            model.next_train_step = int(
+                ops.convert_to_numpy(model.optimizer.iterations))
+        due = every > 0 and model.next_train_step % every == 0
+        logs = (measured_fn if due else plain_fn)(iterator)
+        model.next_train_step += 1
+        return logs
+
+    return function
+

@@ -1,0 +1,28 @@
+"""Selection: from measured affinities or performances to task groups.
+
+Holds `select_groups` and `Grouping` (groups from an affinity matrix, exact
+up to 16 tasks), `select_groups_from_performance` (HOA: groups from the
+measured losses of trained networks), the exact solvers and the local
+search behind them, the groups document (`document`: write, read,
+validate) and the `tag-select` command (`cli`).
+
+May import NumPy, SciPy, pandas and absl (the command only). Never imports
+TensorFlow, Keras or `tag_keras.measure`: selection runs on a CSV, on a
+machine without TensorFlow, and starts in a fraction of a second.
+"""
+
+from tag_keras.select.document import GroupsDocumentError
+from tag_keras.select.document import groups_document
+from tag_keras.select.document import read_groups
+from tag_keras.select.document import validate_groups
+from tag_keras.select.document import write_groups
+from tag_keras.select.grouping import Grouping
+from tag_keras.select.grouping import select_groups
+from tag_keras.select.performance import read_performance
+from tag_keras.select.performance import select_groups_from_performance
+
+__all__ = [
+    "Grouping", "GroupsDocumentError", "groups_document", "read_groups",
+    "read_performance", "select_groups", "select_groups_from_performance",
+    "validate_groups", "write_groups",
+]
