@@ -26,7 +26,9 @@ setuptools.setup(
     # build they need (tensorflow, tensorflow-cpu, tensorflow[and-cuda]);
     # the extras below name them, requirements.txt pins what CI uses.
     install_requires=[
-        "keras>=3.10",
+        # tag_keras._keras_private reaches a few Keras internals; each is
+        # tested (tests/test_keras_private.py) on these minor versions.
+        "keras>=3.15,<3.16",
         "numpy>=1.26",
         "pandas>=2.0",
         "scipy>=1.11",

@@ -64,6 +64,15 @@ def stateless_call_in_training(model, trainable, non_trainable, x):
     return outputs
 
 
+def functional_outputs(model):
+    """A functional model's output structure (a dict for multi-task), or
+    None for a subclassed model.
+
+    Reason: `Functional` keeps the structure it was built with privately.
+    """
+    return getattr(model, "_outputs_struct", None)
+
+
 def compile_loss(model):
     """The model's built `CompileLoss` (per-output losses and trackers).
 

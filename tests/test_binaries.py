@@ -17,12 +17,13 @@ import pandas as pd
 import pytest
 
 from experiments import data as data_lib
-from experiments import hoa
-from experiments import pipeline
+from experiments.lib import groups as groups_lib
+from experiments.lib import hoa
+from experiments.lib import measure as measure_lib
+from experiments.lib import pipeline
 from experiments.lib import results as results_lib
-from experiments import run_affinity
-from experiments import train_groups
 from experiments.lib import training
+from tag_keras import select as select_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TASKS = ("c0_t0", "c0_t1", "c1_t0", "noise_0")
@@ -141,7 +142,7 @@ def test_group_trainer_trains_each_group_once(tiny_data, config):
 
 
 def test_run_affinity_writes_its_files(tiny_data, config, tmp_path):
-    result, affinity = run_affinity.measure(tiny_data, config, tmp_path)
+    result, affinity = measure_lib.measure(tiny_data, config, tmp_path)
     for name in ("affinity/affinity.csv", "affinity/affinity_epochs.csv",
                  "affinity/affinity_steps.csv", "history.csv",
                  "metrics.csv", "run.json"):
@@ -164,9 +165,9 @@ def test_run_affinity_writes_its_files(tiny_data, config, tmp_path):
 
 
 def test_make_strategy():
-    assert run_affinity.make_strategy("mtl") is None
+    assert measure_lib.make_training_method("mtl") is None
     with pytest.raises(ValueError, match="training_method"):
-        run_affinity.make_strategy("sgd")
+        measure_lib.make_training_method("sgd")
 
 
 @pytest.mark.parametrize("augmentation", ["uw", "gradnorm", "pcgrad"])
@@ -186,7 +187,7 @@ def test_train_groups_serves_each_task_from_its_group(tiny_data, config):
          "serve": dict.fromkeys(TASKS, 0)},
     ]}
     trainer = training.GroupTrainer(tiny_data, config, log=lambda _: None)
-    results = train_groups.train_groups(trainer, document, budgets=[2],
+    results = groups_lib.train_groups(trainer, document, budgets=[2],
                                         search_seconds={2: 1.5})
     assert len(trainer) == 2
     (result,) = results
@@ -195,19 +196,19 @@ def test_train_groups_serves_each_task_from_its_group(tiny_data, config):
     assert result.errors["noise_0"] == second.test_error["noise_0"]
     first = trainer.result(("c0_t0", "c0_t1", "noise_0"))
     assert result.errors["c0_t0"] == first.test_error["c0_t0"]
-    with pytest.raises(train_groups.GroupsError, match=r"\[3\]"):
-        train_groups.train_groups(trainer, document, budgets=[3])
+    with pytest.raises(select_lib.GroupsDocumentError, match=r"\[3\]"):
+        groups_lib.train_groups(trainer, document, budgets=[3])
 
 
 def test_read_groups_rejects_bad_documents(tmp_path):
     path = tmp_path / "groups.json"
     path.write_text(json.dumps({"results": [
         {"num_groups": 2, "groups": [["a"], ["b"]], "serve": {"a": 1}}]}))
-    with pytest.raises(train_groups.GroupsError, match="does not hold"):
-        train_groups.read_groups(path)
+    with pytest.raises(select_lib.GroupsDocumentError, match="does not hold"):
+        select_lib.read_groups(path)
     path.write_text("{")
-    with pytest.raises(train_groups.GroupsError, match="Cannot read"):
-        train_groups.read_groups(path)
+    with pytest.raises(select_lib.GroupsDocumentError, match="Cannot read"):
+        select_lib.read_groups(path)
 
 
 def test_hoa_trains_singles_and_pairs_and_selects(tiny_data, config,
@@ -310,13 +311,13 @@ def test_stray_arguments_and_missing_groups_are_usage_errors(tmp_path):
                  "--training_method=uw", f"--out_dir={tmp_path}"),
                 ("it_mtl", "--distribution=mirrored",
                  f"--out_dir={tmp_path}")])
-    # Flags a process defines (from the modules it imports) but the binary
-    # would ignore are refused.
+    # A binary defines only the flags it uses (it imports no other
+    # binary), so another binary's flag is unknown, not silently ignored.
     assert pipeline_unused.returncode != 0
-    assert ("pipeline does not use --training_method, --hoa_value (flags "
-            "of the binaries it runs") in pipeline_unused.stderr
+    assert "Unknown command line flag 'hoa_value'" in pipeline_unused.stderr
     assert it_mtl_unused.returncode != 0
-    assert "it_mtl does not use --distribution (" in it_mtl_unused.stderr
+    assert "Unknown command line flag 'distribution'" in (
+        it_mtl_unused.stderr)
     assert stray.returncode != 0
     assert "Unexpected arguments: ['extra']" in stray.stderr
     assert missing.returncode != 0
@@ -325,6 +326,25 @@ def test_stray_arguments_and_missing_groups_are_usage_errors(tmp_path):
     assert "hoa: error: --budgets must be integers >= 1. Received: 2,x" in (
         process.stderr)
     assert not list(tmp_path.iterdir())
+
+
+def test_bad_tasks_and_out_dir_fail_before_writing(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    with concurrent.futures.ThreadPoolExecutor() as pool:
+        one_task, file_out, hoa_one = pool.map(lambda args: _run(*args), [
+            ("pipeline", "--tasks=is_even", f"--out_dir={tmp_path / 'p'}"),
+            ("run_affinity", f"--out_dir={a_file}"),
+            ("hoa", "--tasks=is_even", f"--out_dir={tmp_path / 'h'}")])
+    for process, program in ((one_task, "pipeline"), (hoa_one, "hoa")):
+        assert process.returncode == 1
+        assert "Traceback" not in process.stderr
+        assert (f"{program}: error: " in process.stderr
+                and "needs at least two tasks" in process.stderr)
+    assert file_out.returncode == 1
+    assert "Traceback" not in file_out.stderr
+    assert "--out_dir must be a directory" in file_out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
 
 def test_absent_celeba_is_one_line_and_non_zero(tmp_path):

@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from experiments import demo
+from experiments.lib import demo
 
 
 def test_demo_writes_affinity_and_groups(tmp_path):

@@ -24,11 +24,28 @@ def test_every_binary_imports_in_one_process():
         importlib.import_module(name)
 
 
-def test_seeds_is_one_flag_for_every_binary():
+def test_a_shared_flag_is_one_holder_for_every_binary():
     from absl import flags
 
     from experiments import it_mtl
+    from experiments import pipeline
     from experiments.benchmarks import grouping_quality
 
-    assert it_mtl._SEEDS is grouping_quality._SEEDS
+    assert it_mtl._COMMON.seeds is grouping_quality._COMMON.seeds
+    assert pipeline._COMMON.epochs is grouping_quality._COMMON.epochs
     assert isinstance(flags.FLAGS["seeds"].value, int)
+
+
+def test_no_binary_imports_another():
+    import ast
+    import pathlib
+
+    binaries = {m.split(".")[-1] for m in _modules(experiments)} - {
+        "common_flags", "data", "lib", "benchmarks"}
+    for path in pathlib.Path(experiments.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module in (
+                    "experiments",):
+                imported = {a.name for a in node.names}
+                assert not imported & binaries, (path.name, imported)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from experiments import data as data_lib
-from experiments import it_mtl
+from experiments.lib import it_mtl
 from experiments.lib import training
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

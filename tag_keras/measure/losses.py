@@ -22,7 +22,7 @@ class TaskLosses:
     """
 
     def __init__(self, compile_loss):
-        self._compile_loss = compile_loss
+        self._loss_object = compile_loss
 
     def __call__(self, y_true, y_pred, sample_weight=None, track=True):
         """Returns `(losses, labels, weights)` dicts keyed by task.
@@ -37,8 +37,8 @@ class TaskLosses:
         y_true = by_task(y_true, y_pred, "y")
         sample_weight = by_task(sample_weight, y_pred, "sample_weight")
         self._build(y_true, y_pred)
-        entries = _keras_private.loss_entries(self._compile_loss)
-        trackers = self._compile_loss.metrics
+        entries = _keras_private.loss_entries(self._loss_object)
+        trackers = self._loss_object.metrics
         if len(trackers) != len(entries):
             trackers = [None] * len(entries)
         losses, labels, weights = {}, {}, {}
@@ -50,7 +50,7 @@ class TaskLosses:
                 else sample_weight
             )
             value = ops.cast(loss_fn(y_t, y_p, weight),
-                             dtype=self._compile_loss.dtype)
+                             dtype=self._loss_object.dtype)
             if track and tracker is not None:
                 _keras_private.track_task_loss(
                     tracker, value, tree.flatten(y_p)[0].shape[0])
@@ -60,8 +60,8 @@ class TaskLosses:
         return losses, labels, weights
 
     def _build(self, y_true, y_pred):
-        if not self._compile_loss.built:
-            self._compile_loss.build(by_task(y_true, y_pred, "y"), y_pred)
+        if not self._loss_object.built:
+            self._loss_object.build(by_task(y_true, y_pred, "y"), y_pred)
 
 
 def by_task(values, y_pred, name):

@@ -133,7 +133,7 @@ class TaskAffinityModel(_keras_private.MultiWorkerFixes, keras.Model):
         self.next_train_step = None
         self._train_step = None
         self._task_names = None
-        outputs = getattr(self, "_outputs_struct", None)
+        outputs = _keras_private.functional_outputs(self)
         if outputs is not None and not isinstance(outputs, dict):
             raise TypeError(
                 "TaskAffinityModel needs the model's outputs to be a dict "

@@ -1,0 +1,138 @@
+"""Every private Keras API tag_keras uses still behaves as it relies on.
+
+`tag_keras._keras_private` is the only module that reaches Keras
+internals; a Keras release that changes one of them fails here first.
+"""
+
+import inspect
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tag_keras
+from tag_keras import _keras_private as private
+
+
+def _model(dropout=0.0):
+    inputs = keras.Input((3,))
+    h = keras.layers.Dense(4, name="trunk")(inputs)
+    h = keras.layers.Dropout(dropout)(h)
+    return keras.Model(inputs, {"a": keras.layers.Dense(1, name="a")(h),
+                                "b": keras.layers.Dense(1, name="b")(h)})
+
+
+def test_the_installed_keras_is_a_tested_version():
+    minor = ".".join(keras.__version__.split(".")[:2])
+    assert minor in private.TESTED_KERAS
+
+
+def test_functional_arguments_and_the_functional_variant():
+    inputs = keras.Input((3,))
+    outputs = {"a": keras.layers.Dense(1)(inputs)}
+    assert private.is_functional_call((), {"inputs": inputs,
+                                           "outputs": outputs})
+    assert private.is_functional_call((inputs, outputs), {})
+    assert not private.is_functional_call((), {"name": "x"})
+    model = tag_keras.TaskAffinityModel(inputs=inputs, outputs=outputs)
+    assert isinstance(model, private.Functional)
+    assert type(model) is not tag_keras.TaskAffinityModel
+    assert keras.saving.get_registered_name(type(model)) == (
+        "tag_keras>TaskAffinityModel")
+    assert "train_function" in vars(model)  # What `init_trainer` sets.
+    assert list(private.functional_outputs(model)) == ["a"]
+    assert private.functional_outputs(keras.Sequential()) is None
+
+
+def test_calls_in_training_mode_use_dropout():
+    model = _model(dropout=0.9)
+    x = np.ones((64, 3), "float32")
+    keras.utils.set_random_seed(0)
+    inference = model(x)["a"]
+    training = private.call_in_training(model, x)["a"]
+    assert not np.allclose(inference, training)
+    stateless = private.stateless_call_in_training(
+        model, [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables], x)
+    assert not np.allclose(inference, stateless["a"])
+
+
+def test_compile_loss_entries_and_trackers():
+    model = _model()
+    model.compile(optimizer="sgd", loss={"a": "mse", "b": "mae"},
+                  loss_weights={"a": 2.0, "b": 1.0})
+    x = np.ones((4, 3), "float32")
+    y = {"a": np.zeros((4, 1)), "b": np.zeros((4, 1))}
+    compile_loss = private.compile_loss(model)
+    compile_loss.build(y, model(x))
+    entries = private.loss_entries(compile_loss)
+    assert sorted(task for task, _, _ in entries) == ["a", "b"]
+    assert dict((t, w) for t, _, w in entries) == {"a": 2.0, "b": 1.0}
+    assert all(callable(fn) for _, fn, _ in entries)
+    private.track_total_loss(model, tf.constant(3.0), 4)
+    assert float(model._loss_tracker.result()) == 3.0
+    tracker = compile_loss.metrics[0]
+    private.track_task_loss(tracker, tf.constant(5.0), 4)
+    assert float(tracker.result()) == 5.0
+
+
+def test_loss_scaling_for_distribution_is_identity_on_one_device():
+    assert float(private.scale_loss_for_distribution(tf.constant(3.0))) == 3.0
+
+
+def test_additional_losses_and_nested_layers():
+    class WithLoss(keras.layers.Layer):
+        def call(self, x):
+            self.add_loss(keras.ops.sum(x))
+            return x
+
+    inner = keras.Sequential([keras.layers.Dense(2, name="deep")],
+                             name="inner")
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, {"a": WithLoss()(inner(inputs))})
+    model(np.ones((1, 2), "float32"))
+    assert len(private.additional_losses(model)) == 1
+    assert "deep" in [layer.name for layer in private.flat_layers(model)]
+    assert "deep" not in [layer.name for layer in model.layers]
+
+
+def test_dataset_from_arrays_batches_like_fit():
+    dataset = private.dataset_from_arrays(
+        np.arange(10.0).reshape(5, 2), np.arange(5.0), None, 2)
+    sizes = [int(tf.shape(x)[0]) for x, *_ in dataset]
+    assert sizes == [2, 2, 1]
+
+
+def test_optimizer_internals_the_lookahead_uses():
+    kernel = keras.Variable(np.ones((2, 2)), name="kernel")
+    bias = keras.Variable(np.ones(2), name="bias")
+    optimizer = keras.optimizers.AdamW(0.1, weight_decay=0.1)
+    optimizer.exclude_from_weight_decay(var_list=[bias])
+    optimizer.build([kernel, bias])
+    assert private.uses_weight_decay(optimizer, kernel)
+    assert not private.uses_weight_decay(optimizer, bias)
+    clone = keras.optimizers.AdamW.from_config(optimizer.get_config())
+    private.share_learning_rate(clone, optimizer)
+    optimizer.learning_rate.assign(0.5)
+    assert float(clone.learning_rate) == 0.5
+
+
+@pytest.mark.parametrize("hook", ["_maybe_symbolic_build", "_symbolic_build",
+                                  "_make_function"])
+def test_the_trainer_hooks_multi_worker_fixes_override_exist(hook):
+    assert callable(getattr(keras.Model, hook))
+    if hook == "_maybe_symbolic_build":
+        parameters = inspect.signature(keras.Model._maybe_symbolic_build)
+        assert list(parameters.parameters)[1:] == ["iterator", "data_batch"]
+
+
+def test_no_other_module_imports_keras_internals():
+    import pathlib
+
+    root = pathlib.Path(tag_keras.__file__).parent
+    users = [p.relative_to(root).as_posix() for p in root.rglob("*.py")
+             if any(s in p.read_text() for s in (
+                 "keras.src", "._call_has", "_outputs_struct",
+                 "._compile_loss", "._loss_tracker"))]
+    assert users == ["_keras_private.py"]
