@@ -74,7 +74,7 @@ _SPECS = {
 #: What a binary that trains networks on a dataset uses.
 DATA = ("dataset", "tasks", "data_dir", "download")
 TRAINING = ("epochs", "batch_size", "learning_rate", "momentum", "seed",
-            "width", "patience", "lr_halving_epochs")
+            "width", "patience", "lr_halving_epochs", "verbose")
 
 _DEFINED = {}
 
@@ -131,7 +131,7 @@ def config_from_flags(common, dataset=None):
         name: value(common, name)
         for name in ("epochs", "batch_size", "learning_rate", "momentum",
                      "seed", "affinity_every_n_steps", "width", "patience",
-                     "lr_halving_epochs")})
+                     "lr_halving_epochs", "verbose")})
 
 
 def distribution_from_flags(common):

@@ -43,6 +43,10 @@ _OPTIMAL = flags.DEFINE_bool(
     "optimal", False, "Also train every subset of tasks (2^n - 1 networks; "
     f"at most {pipeline_lib.MAX_OPTIMAL_TASKS} tasks) and report the best "
     "groups by test error for each budget.")
+_STABILITY = flags.DEFINE_integer(
+    "stability_resamples", 100, "Resamples of the TAG run's measured steps "
+    "for each budget's split / keep-together verdict and stability (0: "
+    "none; at least 10).", lower_bound=0)
 _AUGMENTATIONS = flags.DEFINE_multi_enum(
     "augmentations", [], list(pipeline_lib.AUGMENTATIONS),
     "All-task baselines trained with a tag_keras.mtl method: uw "
@@ -60,6 +64,10 @@ def main(argv):
                                    augmentations=_AUGMENTATIONS.value)
         out_dir = _COMMON.out_dir.value or "runs/pipeline"
         training.check_out_dir(out_dir)
+        if 0 < _STABILITY.value < 10:
+            raise training.DataError(
+                "--stability_resamples must be 0 or at least 10. Received: "
+                f"{_STABILITY.value}")
     except training.DataError as error:
         print(f"pipeline: error: {error}", file=sys.stderr)
         return 1
@@ -72,7 +80,7 @@ def main(argv):
         cosine=_COSINE.value, hoa=_HOA.value, optimal=_OPTIMAL.value,
         augmentations=_AUGMENTATIONS.value,
         gradnorm_alpha=_COMMON.gradnorm_alpha.value,
-        distribution=distribution,
+        stability_resamples=_STABILITY.value, distribution=distribution,
         log=lambda line: print(line, flush=True))
     print()
     print(results_lib.markdown_table(frame, data.tasks))

@@ -1,9 +1,6 @@
 """AffinityLogger: the affinity matrices as CSV files and TensorBoard events."""
 
-import csv
-import io
 import os
-import tempfile
 import warnings
 
 import keras
@@ -11,10 +8,14 @@ import numpy as np
 import tensorflow as tf
 
 from tag_keras import _distribute
+from tag_keras import _files
+from tag_keras import figures
 
 _STEPS = "affinity_steps.csv"
 _EPOCHS = "affinity_epochs.csv"
 _MATRIX = "affinity.csv"
+_STDERR = "affinity_stderr.csv"
+_FIGURE = "affinity.png"
 
 
 class AffinityLogger(keras.callbacks.Callback):
@@ -24,12 +25,19 @@ class AffinityLogger(keras.callbacks.Callback):
 
     * `affinity.csv`: the training-level mean matrix, first column `source`,
       replaced atomically at every epoch end and at the end of training.
+    * `affinity_stderr.csv`: the standard error of each mean (standard
+      deviation, ddof = 1, of the per-step values over the square root of
+      their count; NaN below two steps), same layout, at every epoch end.
     * `affinity_epochs.csv`: `epoch,source,target,affinity`, one row per pair
       measured in the epoch (pairs never measured in an epoch are left out).
     * `affinity_steps.csv`: `step,epoch,source,target,affinity` for every
       measured step (skipped pairs left out); `write_steps=False` turns it
       off. With `steps_per_execution > 1` only the last measured step of
       each execution is visible to callbacks.
+    * `affinity.png` at the end of training: the matrix (diverging colours
+      centred at 0, values written for up to 12 tasks) beside its view
+      centred per target column, which is what the grouping compares;
+      `figure=False` turns it off.
     * TensorBoard events: scalars `affinity/<source>-><target>` per epoch and
       a heatmap image `affinity/matrix`.
 
@@ -50,6 +58,7 @@ class AffinityLogger(keras.callbacks.Callback):
         log_dir: Directory for the files (created if missing).
         write_steps: Whether to write `affinity_steps.csv`.
         tensorboard: Whether to write TensorBoard events.
+        figure: Whether to write `affinity.png` at the end of training.
 
     Example:
 
@@ -60,7 +69,8 @@ class AffinityLogger(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, log_dir, write_steps=True, tensorboard=True):
+    def __init__(self, log_dir, write_steps=True, tensorboard=True,
+                 figure=True):
         super().__init__()
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
             raise ValueError(
@@ -70,8 +80,9 @@ class AffinityLogger(keras.callbacks.Callback):
         self.log_dir = os.fspath(log_dir)
         self.write_steps = write_steps
         self.tensorboard = tensorboard
+        self.figure = figure
         self._files = None
-        self._writer = None
+        self._events = _Events(self.log_dir) if tensorboard else None
         self._last_step = None
         self._epoch = None
         self._active = False
@@ -128,68 +139,64 @@ class AffinityLogger(keras.callbacks.Callback):
         frame = self.model.epoch_affinity
         if frame is not None:
             self._write_rows(_EPOCHS, [epoch], frame)
-            self._write_tensorboard(epoch, frame)
+            if self._events is not None:
+                self._events.write(epoch, frame)
         self.affinity = self.model.fit_affinity
         if self.affinity is not None:
             self._write_matrix(self.affinity)
+            self._write_matrix(self.model.affinity_stderr(), _STDERR)
 
     def on_train_end(self, logs=None):
         if self._active and self._files and self.affinity is not None:
             self._write_matrix(self.affinity)
+            if self.figure:
+                figures.write_affinity_png(
+                    self.affinity, os.path.join(self.log_dir, _FIGURE))
         for handle in (self._files or {}).values():
             handle.close()
         self._files = None
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if self._events is not None:
+            self._events.close()
 
     # ------------------------------------------------------------------
 
     def _open(self, name, epoch, last_step=None):
-        """Opens `name` for appending, keeping only rows already measured.
+        """`name` as a `RowFile`, keeping only rows already measured.
 
         Kept: rows of epochs before `epoch` and, for the step file, of
         steps up to `last_step` (None: none).
         """
-        path = os.path.join(self.log_dir, name)
-        header = (["step", "epoch"] if name == _STEPS else ["epoch"]) + [
-            "source", "target", "affinity"
-        ]
-        kept = []
-        if os.path.exists(path):
-            with open(path, newline="") as handle:
-                rows = list(csv.reader(handle))
-            column = header.index("epoch")
-            kept = [r for r in rows[1:] if r and int(r[column]) < epoch]
-            if name == _STEPS:
-                kept = [r for r in rows[1:] if r and last_step is not None
-                        and int(r[0]) <= last_step]
-        text = io.StringIO()
-        csv.writer(text).writerows([header, *kept])
-        _replace(path, text.getvalue())
-        return open(path, "a", newline="")
+        if name == _STEPS:
+            header = ["step", "epoch", "source", "target", "affinity"]
+
+            def keep(row):
+                return last_step is not None and int(row[0]) <= last_step
+        else:
+            header = ["epoch", "source", "target", "affinity"]
+
+            def keep(row):
+                return int(row[0]) < epoch
+        return _files.RowFile(os.path.join(self.log_dir, name), header, keep)
 
     def _write_rows(self, name, prefix, frame):
-        handle = self._files[name]
-        writer = csv.writer(handle)
-        for source in frame.index:
-            for target in frame.columns:
-                value = frame.loc[source, target]
-                if np.isfinite(value):
-                    writer.writerow(
-                        [*prefix, source, target, repr(float(value))]
-                    )
-        handle.flush()
+        self._files[name].write(
+            [*prefix, source, target, repr(float(frame.loc[source, target]))]
+            for source in frame.index for target in frame.columns
+            if np.isfinite(frame.loc[source, target]))
 
-    def _write_matrix(self, frame):
-        _replace(
-            os.path.join(self.log_dir, _MATRIX),
-            frame.to_csv(index_label="source"),
-        )
+    def _write_matrix(self, frame, name=_MATRIX):
+        _files.replace_atomically(os.path.join(self.log_dir, name),
+                                  frame.to_csv(index_label="source"))
 
-    def _write_tensorboard(self, epoch, frame):
-        if not self.tensorboard:
-            return
+
+class _Events:
+    """TensorBoard events of the per-epoch matrices, the writer made lazily."""
+
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self._writer = None
+
+    def write(self, epoch, frame):
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
         with self._writer.as_default(step=epoch):
@@ -199,42 +206,12 @@ class AffinityLogger(keras.callbacks.Callback):
                     if np.isfinite(value):
                         tf.summary.scalar(f"affinity/{source}->{target}",
                                           value)
-            tf.summary.image("affinity/matrix", _heatmap(frame)[None])
+            image = tf.io.decode_png(figures.affinity_png_bytes(frame),
+                                     channels=3)
+            tf.summary.image("affinity/matrix", image[None])
         self._writer.flush()
 
-
-def _replace(path, text):
-    """Writes `text` to `path` atomically (temp file + rename)."""
-    directory = os.path.dirname(path) or "."
-    handle, temp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    with os.fdopen(handle, "w", newline="") as out:
-        out.write(text)
-    # mkstemp creates the file 0600; give it what `open` would (the umask).
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temp, 0o666 & ~umask)
-    os.replace(temp, path)
-
-
-def _heatmap(frame):
-    """An RGB uint8 image of the matrix (matplotlib, Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    n = len(frame)
-    figure, axes = plt.subplots(figsize=(1.0 + 0.6 * n, 1.0 + 0.6 * n))
-    values = frame.to_numpy(dtype=float)
-    limit = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
-    image = axes.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit)
-    axes.set_xticks(range(n), frame.columns, rotation=90)
-    axes.set_yticks(range(n), frame.index)
-    axes.set_xlabel("target")
-    axes.set_ylabel("source")
-    figure.colorbar(image, ax=axes)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return tf.io.decode_png(buffer.getvalue(), channels=3)
+    def close(self):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

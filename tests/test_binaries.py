@@ -9,6 +9,7 @@ import concurrent.futures
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -107,6 +108,13 @@ def test_results_table_round_trips_through_csv(tmp_path):
     assert lines[4] == "| MTL | 1 | 10.00 | 20.00 | 30.00 |  |"
     assert lines[5] == "| TAG | 2 | 5.00 | 25.00 | 30.00 | 3.2 s |"
     assert lines[6].startswith("| RG (mean of 2) | 2 |")
+    assert lines[-1] == ("![Total test error per method and budget]"
+                         "(results.png)")
+    from matplotlib import image
+
+    pixels = image.imread(tmp_path / "results.png")
+    assert pixels.shape[:2] == (400, 650)
+    assert pixels[..., :3].std() > 0.05  # Not blank.
 
 
 def test_load_data_errors_are_one_line():
@@ -125,10 +133,11 @@ def test_group_trainer_trains_each_group_once(tiny_data, config):
     results = trainer.train_all([("c0_t0", "c0_t1"), ("c0_t1", "c0_t0"),
                                  ("noise_0",)])
     assert len(trainer) == 2
-    assert [ln for ln in lines if ln.startswith("[")] == [
-        "[1/2] training group (c0_t0, c0_t1) ...",
-        "[2/2] training group (noise_0) ...",
-    ]
+    progress = [ln for ln in lines if ln.startswith("[")]
+    assert progress[0] == "[1/2] training group (c0_t0, c0_t1) ..."
+    # Later networks: the time so far and the ETA of the rest.
+    assert re.fullmatch(r"\[2/2\] training group \(noise_0\) \.\.\.; "
+                        r"\d+ s so far, ETA \d+ s", progress[1])
     assert results[0] is results[1]
     assert set(results[0].test_error) == {"c0_t0", "c0_t1"}
     for error in results[0].test_error.values():
@@ -278,7 +287,10 @@ def test_pipeline_writes_one_table(tiny_data, tmp_path):
     mtl_error = pd.read_csv(tmp_path / "metrics.csv")["test_error"]
     np.testing.assert_allclose(
         results.loc[0, list(data.tasks)], 100 * mtl_error, atol=1e-3)
-    assert len((tmp_path / "results.md").read_text().splitlines()) == 2 + 2 + 6
+    # Title, blank, header, rule, six rows, blank, the figure.
+    assert len((tmp_path / "results.md").read_text().splitlines()) == (
+        2 + 2 + 6 + 2)
+    assert (tmp_path / "results.png").is_file()
     assert any(line.startswith("[stage 1/") for line in lines)
     timings = json.loads((tmp_path / "pipeline.json").read_text())
     # Each distinct group once: all 7 subsets of 3 tasks, none twice (the

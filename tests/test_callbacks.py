@@ -12,13 +12,13 @@ import tensorflow as tf
 import tag_keras
 
 
-def _model():
+def _model(every=1):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((3,))
     h = keras.layers.Dense(4, activation="tanh", name="trunk")(inputs)
     outputs = {t: keras.layers.Dense(1, name=f"head_{t}")(h) for t in "ab"}
     model = tag_keras.TaskAffinityModel(
-        inputs=inputs, outputs=outputs, affinity_every_n_steps=1
+        inputs=inputs, outputs=outputs, affinity_every_n_steps=every
     )
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
                   loss={"a": "mse", "b": "mse"})
@@ -93,28 +93,46 @@ def test_files_and_events_hold_the_model_values(tmp_path):
     assert tf.io.decode_png(png).shape[-1] == 3
 
 
-def test_resuming_keeps_every_epoch_and_step_once(tmp_path):
+class _Interrupt(keras.callbacks.Callback):
+    """Raises at the start of epoch 2, or after its second batch."""
+
+    def __init__(self, where):
+        super().__init__()
+        self.where, self.epoch = where, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        if epoch == 2 and self.where == "epoch boundary":
+            raise RuntimeError("interrupted")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 2 and batch == 1 and self.where == "mid-epoch":
+            raise RuntimeError("interrupted")
+
+
+@pytest.mark.parametrize("every", [1, 3])
+@pytest.mark.parametrize("where", ["epoch boundary", "mid-epoch"])
+def test_resuming_keeps_every_epoch_and_step_once(tmp_path, every, where):
     x, y = _data()
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
-
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 2:
-                raise RuntimeError("interrupted")
-
     with pytest.raises(RuntimeError):
-        _model().fit(x, y, batch_size=4, epochs=4, shuffle=False, verbose=0,
-                     callbacks=[backup, tag_keras.AffinityLogger(tmp_path),
-                                Interrupt()])
-    resumed = _model()
+        _model(every).fit(
+            x, y, batch_size=4, epochs=4, shuffle=False, verbose=0,
+            callbacks=[backup, tag_keras.AffinityLogger(tmp_path),
+                       _Interrupt(where)])
+    resumed = _model(every)
     resumed.fit(x, y, batch_size=4, epochs=4, shuffle=False, verbose=0,
                 callbacks=[backup, tag_keras.AffinityLogger(tmp_path)])
     epochs = pd.read_csv(tmp_path / "affinity_epochs.csv")
     assert epochs.groupby("epoch").size().to_dict() == {0: 4, 1: 4, 2: 4,
                                                         3: 4}
     steps = pd.read_csv(tmp_path / "affinity_steps.csv")
-    assert sorted(set(steps.step)) == list(range(12))
+    # 3 steps per epoch, 4 epochs: every (step, source, target) once.
+    assert sorted(set(steps.step)) == list(range(0, 12, every))
+    assert not steps.duplicated(["step", "source", "target"]).any()
     assert steps.groupby("step").size().eq(4).all()
+    # Each step under the epoch it belongs to.
+    assert (steps.epoch == steps.step // 3).all()
     matrix = pd.read_csv(tmp_path / "affinity.csv", index_col="source")
     np.testing.assert_allclose(matrix.to_numpy(),
                                resumed.affinity().to_numpy())
@@ -132,3 +150,63 @@ def test_steps_file_can_be_switched_off(tmp_path):
 def test_bad_log_dir_is_a_clear_error():
     with pytest.raises(ValueError, match="log_dir=''"):
         tag_keras.AffinityLogger("")
+
+
+def test_files_respect_the_umask_and_the_figure_is_drawn(tmp_path):
+    from matplotlib import image
+
+    x, y = _data()
+    old = os.umask(0o022)
+    try:
+        _model().fit(x, y, batch_size=4, epochs=1, verbose=0,
+                     callbacks=[tag_keras.AffinityLogger(tmp_path)])
+    finally:
+        os.umask(old)
+    for name in ("affinity.csv", "affinity_epochs.csv", "affinity_steps.csv",
+                 "affinity.png"):
+        assert os.stat(tmp_path / name).st_mode & 0o777 == 0o644, name
+    pixels = image.imread(tmp_path / "affinity.png")
+    assert pixels.shape[0] > 100 and pixels.shape[1] > 200
+    assert pixels[..., :3].std() > 0.05  # Not blank.
+
+
+def test_the_logger_keeps_the_whole_run_under_early_stopping(tmp_path):
+    x, y = _data()
+    model = _model()
+    # Early stopping with the best weights restored rolls the affinity
+    # state back with them; the logger (in either order) keeps the run's.
+    stop = keras.callbacks.EarlyStopping(monitor="loss", patience=0,
+                                         restore_best_weights=True)
+    record = _Record()
+    logger = tag_keras.AffinityLogger(tmp_path)
+    model.compile(optimizer=keras.optimizers.SGD(2.0),  # Diverges.
+                  loss={"a": "mse", "b": "mse"})
+    model.fit(x, y, batch_size=4, epochs=4, verbose=0,
+              callbacks=[stop, record, logger])
+    written = pd.read_csv(tmp_path / "affinity.csv", index_col="source")
+    assert model.fit_affinity is not None
+    np.testing.assert_allclose(written.to_numpy(),
+                               model.fit_affinity.to_numpy())
+    np.testing.assert_allclose(logger.affinity.to_numpy(),
+                               model.fit_affinity.to_numpy())
+    counts = pd.read_csv(tmp_path / "affinity_steps.csv").step.nunique()
+    assert counts == len(record.steps)
+
+
+def test_standard_errors_match_numpy_on_the_per_step_values(tmp_path):
+    x, y = _data()
+    model = _model()
+    model.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0,
+              callbacks=[tag_keras.AffinityLogger(tmp_path)])
+    steps = pd.read_csv(tmp_path / "affinity_steps.csv")
+    written = pd.read_csv(tmp_path / "affinity_stderr.csv",
+                          index_col="source")
+    for (source, target), rows in steps.groupby(["source", "target"]):
+        values = rows["affinity"].to_numpy()
+        expected = values.std(ddof=1) / np.sqrt(len(values))
+        assert len(values) == 9
+        np.testing.assert_allclose(
+            model.affinity_stderr().loc[source, target], expected,
+            rtol=1e-6)
+        np.testing.assert_allclose(written.loc[source, target], expected,
+                                   rtol=1e-6)

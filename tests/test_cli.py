@@ -50,7 +50,9 @@ def test_table_and_json(tmp_path, monkeypatch, capsys):
     assert code == 0
     assert "Budget 2: 2 group(s), mean score 0.05, proven optimal" in out
     assert "group 0: *t0 *t1" in out and "group 1: *t2 *t3" in out
-    assert "more groups cannot help" in out  # Budget 9 > 4 tasks.
+    # Budget 9: the optimum uses two groups, and the note says so.
+    assert ("(a budget of 2 already reaches this score: budget 9 uses only "
+            "2 groups; more cannot help)") in out
     document = json.loads(output.read_text())
     assert document["tasks"] == ["t0", "t1", "t2", "t3"]
     budget2 = document["results"][1]
@@ -99,6 +101,7 @@ def _bad_files(tmp_path):
         "text.csv": "source,a,b\na,1,oops\nb,3,4\n",
         "inf.csv": "source,a,b\na,1,inf\nb,3,4\n",
         "one.csv": "source,a\na,1\n",
+        "no_source.csv": "a,b\n1,2\n3,4\n",
         "empty.csv": "",
     }
     for name, content in text.items():
@@ -109,6 +112,13 @@ def _bad_files(tmp_path):
     "args, message",
     [
         (["--affinity={d}/missing.csv"], "Affinity file not found"),
+        (["--affinity={d}"], "--affinity is a directory; give the CSV in it"),
+        (["--affinity={d}/no_source.csv"], "has no `source` column"),
+        (["--affinity={d}/ok.csv", "--output={d}"], "--output is a directory"),
+        (["--affinity={d}/ok.csv", "--output={d}/ok.csv/x.json"],
+         "Cannot create the folder of --output"),
+        (["--performance={d}/ok.csv", "--plot={d}/p.png"],
+         "--plot: need an affinity matrix"),
         (["--affinity={d}/not_square.csv"], "must be square"),
         (["--affinity={d}/labels.csv"], "same unique task names"),
         (["--affinity={d}/text.csv"], "affinity.loc['a', 'b']='oops'"),
@@ -133,6 +143,25 @@ def test_bad_input(tmp_path, monkeypatch, capsys, args, message):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tag-select: error: ")
     assert message in lines[0]
+
+
+def test_output_folder_is_made_budgets_once_and_the_plot(tmp_path,
+                                                         monkeypatch, capsys):
+    from matplotlib import image
+
+    path = _write_affinity(tmp_path / "affinity.csv", _clusters())
+    output = tmp_path / "new" / "deeper" / "groups.json"
+    plot = tmp_path / "figures" / "affinity.png"
+    code, out, _ = _run(monkeypatch, capsys, f"--affinity={path}",
+                        "--num_groups=2,2,1", f"--output={output}",
+                        f"--plot={plot}")
+    assert code == 0
+    assert out.count("Budget 2:") == 1
+    document = json.loads(output.read_text())
+    assert [r["num_groups"] for r in document["results"]] == [1, 2]
+    pixels = image.imread(plot)
+    assert pixels.shape[0] > 100 and pixels.shape[1] > 200
+    assert pixels[..., :3].std() > 0.05  # Not blank.
 
 
 def test_module_runs_as_a_subprocess(tmp_path):

@@ -331,3 +331,61 @@ def test_saved_model_keeps_its_settings_and_affinity(tmp_path):
     # 3 more steps from iteration 6: steps 6 and 8 are measured.
     np.testing.assert_array_equal(loaded.affinity_counts().to_numpy(),
                                   counts + 2)
+
+
+@pytest.mark.parametrize("every", [0, 1])
+def test_nan_labels_are_masked_and_training_stays_finite(every):
+    x, y = _data(n=12)
+    # Batch 0: c half labelled; batch 1: c has no label; batch 2: a has one.
+    y["c"][[0, 1, 4, 5, 6, 7]] = np.nan
+    y["a"][[8, 9, 10]] = np.nan
+    model = _fit(_trunk_model(affinity_every_n_steps=every), x, y, epochs=3,
+                 optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+    assert all(np.isfinite(w).all() for w in _state(model)[0])
+    # The same fit with the masked labels zero-filled and weighted by hand:
+    # NaN examples weigh 0, the others batch / labelled, per batch.
+    filled, weights = {}, {}
+    for t in "abc":
+        present = ~np.isnan(y[t][:, 0])
+        weight = np.zeros(12, "float32")
+        for start in range(0, 12, 4):
+            batch = present[start:start + 4]
+            if batch.any():
+                weight[start:start + 4] = batch * 4.0 / batch.sum()
+        filled[t], weights[t] = np.nan_to_num(y[t]), weight
+    by_hand = _fit(_trunk_model(affinity_every_n_steps=every), x, filled,
+                   epochs=3, sample_weight=weights,
+                   optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+    for a, b in zip(_state(model)[0], _state(by_hand)[0]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    history = model.evaluate(x, y, batch_size=4, return_dict=True,
+                             verbose=0)
+    assert np.isfinite(list(history.values())).all()
+    if every:
+        counts = model.affinity_counts()
+        # c has no label in batch 1 of each epoch: skipped there only.
+        assert counts.loc["c", "c"] == 6 and counts.loc["a", "b"] == 9
+        assert np.isfinite(model.affinity().to_numpy()).all()
+
+
+def test_a_task_that_bypasses_the_shared_weights_is_marked_not_zero():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3,))
+    h = keras.layers.Dense(4, name="trunk")(inputs)
+    outputs = {"a": keras.layers.Dense(1)(h), "b": keras.layers.Dense(1)(h),
+               "alone": keras.layers.Dense(1)(inputs)}
+    model = tag_keras.TaskAffinityModel(inputs=inputs, outputs=outputs,
+                                        affinity_every_n_steps=1)
+    model.compile(optimizer="sgd", loss={t: "mse" for t in outputs})
+    x, y = _data()
+    y["alone"] = y.pop("c")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    messages = [str(w.message) for w in caught
+                if "bypass" in str(w.message)]
+    assert len(messages) == 1 and "['alone']" in messages[0]
+    affinity = model.affinity()
+    assert affinity.loc["alone"].isna().all()
+    assert affinity["alone"].isna().all()
+    assert np.isfinite(affinity.loc[["a", "b"], ["a", "b"]].to_numpy()).all()

@@ -2,8 +2,8 @@
 
 * `training`: the training protocol (`TrainConfig`, `train_network`,
   `GroupTrainer`), `distribution`: tf.distribute and chief-only output,
-  `models`: the networks, `timing`: wall-time callbacks, `progress`: the
-  per-epoch progress lines.
+  `models`: the networks, `timing`: wall-time and per-epoch progress
+  callbacks.
 * `measure`: one all-task run measuring affinity (run_affinity).
 * `hoa`: every single task and pair, then HOA selection.
 * `groups`: training the groups of a groups document (train_groups).
@@ -12,5 +12,7 @@
 * `results`: the comparison tables.
 
 Library code: never reads flags; the binaries (`experiments/*.py`) parse
-them and call these functions, and never import one another.
+them and call these functions, and never import one another. May import
+`experiments.data`, `tag_keras` and TensorFlow/Keras; never a binary or
+`absl.flags`.
 """

@@ -65,5 +65,6 @@ def train_groups(trainer, document, *, budgets=None, method="TAG",
             method=method, num_groups=budget,
             errors=trainer.served_errors(groups, entry["serve"]),
             groups=groups,
-            search_seconds=(search_seconds or {}).get(budget)))
+            search_seconds=(search_seconds or {}).get(budget),
+            verdict=entry.get("verdict", "")))
     return results

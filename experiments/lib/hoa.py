@@ -81,20 +81,41 @@ def run(trainer, out_dir, budgets, *, value="validation_loss"):
     Under a multi-worker `trainer.distribution` only the chief writes.
     """
     performance, train_seconds = measure_performance(trainer, value=value)
+
+    def summary(select_seconds):
+        return {"hoa.json": {
+            "train_seconds": train_seconds, "select_seconds": select_seconds,
+            "networks": len(trainer.data.tasks) + len(
+                training.pairs(trainer.data.tasks))}}
+
+    document, select_seconds = select_and_write(
+        trainer, performance, budgets, out_dir, value=value, extra=summary)
+    search = {b: train_seconds + s for b, s in select_seconds.items()}
+    return {**document, "search_seconds": search}
+
+
+def select_and_write(trainer, performance, budgets, out_dir, *, value,
+                     extra=None):
+    """Selects from `performance` per budget and writes the files.
+
+    Writes `performance.csv`, `groups.json` and, with `extra` (a function
+    of the selection seconds giving `{file name: JSON-ready dict}`), more
+    JSON files in `out_dir`, on the chief only under a multi-worker
+    `trainer.distribution`.
+
+    Returns:
+        `(groups document, {budget: selection seconds})`.
+    """
     groupings, select_seconds = select(performance, budgets)
     document = select_lib.groups_document(
         trainer.data.tasks, groupings, mode="performance", value=value)
-    search = {b: train_seconds + s for b, s in select_seconds.items()}
     with distribution_lib.output_dir(out_dir, trainer.distribution) as writable:
         os.makedirs(writable, exist_ok=True)
         performance.to_csv(os.path.join(writable, "performance.csv"),
                            index=False)
         select_lib.write_groups(os.path.join(writable, "groups.json"),
                                 document)
-        with open(os.path.join(writable, "hoa.json"), "w") as handle:
-            json.dump({"train_seconds": train_seconds,
-                       "select_seconds": select_seconds,
-                       "networks": len(trainer.data.tasks) + len(
-                           training.pairs(trainer.data.tasks))},
-                      handle, indent=2)
-    return {**document, "search_seconds": search}
+        for name, content in (extra(select_seconds) if extra else {}).items():
+            with open(os.path.join(writable, name), "w") as handle:
+                json.dump(content, handle, indent=2)
+    return document, select_seconds

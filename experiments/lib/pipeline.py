@@ -39,6 +39,7 @@ from experiments.lib import measure as measure_lib
 from experiments.lib import results as results_lib
 from experiments.lib import training
 from tag_keras import select as select_lib
+from tag_keras.select import stability as stability_lib
 
 # Largest task count for `optimal` (2^n - 1 networks).
 MAX_OPTIMAL_TASKS = 10
@@ -48,12 +49,24 @@ AUGMENTATIONS = {"uw": "UW", "gradnorm": "GradNorm", "pcgrad": "PCGrad"}
 _ORDER = ["CS", "HOA", "TAG", "Optimal"]
 
 
-def select(affinity, budgets):
-    """`select_groups` per budget; returns `(document, {budget: seconds})`."""
+def select(affinity, budgets, steps=None, resamples=100):
+    """`select_groups` per budget; returns `(document, {budget: seconds})`.
+
+    With `steps` (the run's per-step table), each result also carries the
+    verdict and stability of `tag_keras.select.stability` from
+    `resamples` resamples (their time is not part of the search seconds).
+    """
     groupings, seconds = hoa_lib.timed_selection(
         select_lib.select_groups, affinity, budgets)
-    document = select_lib.groups_document(list(affinity.index), groupings,
-                                          mode="affinity")
+    stabilities = None
+    if steps is not None:
+        assessed = stability_lib.assess(steps, budgets,
+                                        tasks=list(affinity.index),
+                                        resamples=resamples)
+        stabilities = [assessed[b][1] for b in budgets]
+    document = select_lib.groups_document(
+        list(affinity.index), groupings, stabilities=stabilities,
+        mode="affinity")
     return document, seconds
 
 
@@ -75,15 +88,8 @@ def best_by_test_error(trainer, groups, budgets, out_dir):
         {"group": "|".join(g), "task": t,
          "value": trainer.result(g).test_error[t]}
         for g in groups for t in g])
-    groupings, select_seconds = hoa_lib.select(performance, budgets)
-    document = select_lib.groups_document(
-        trainer.data.tasks, groupings, mode="performance", value="test_error")
-    with distribution_lib.output_dir(out_dir, trainer.distribution) as writable:
-        os.makedirs(writable, exist_ok=True)
-        performance.to_csv(os.path.join(writable, "performance.csv"),
-                           index=False)
-        select_lib.write_groups(os.path.join(writable, "groups.json"),
-                                document)
+    document, select_seconds = hoa_lib.select_and_write(
+        trainer, performance, budgets, out_dir, value="test_error")
     train_seconds = trainer.seconds(groups)
     return document, {b: train_seconds + s for b, s in select_seconds.items()}
 
@@ -122,7 +128,8 @@ def check_options(tasks, *, optimal=False, augmentations=()):
 
 def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
                  cosine=True, hoa=False, optimal=False, augmentations=(),
-                 gradnorm_alpha=1.5, distribution=None, log=print):
+                 gradnorm_alpha=1.5, stability_resamples=100,
+                 distribution=None, log=print):
     """Runs the experiment; writes `out_dir`; returns the results frame.
 
     Args:
@@ -139,6 +146,9 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
         augmentations: Keys of `AUGMENTATIONS`: all-task baselines trained
             with that `tag_keras.mtl` method (one row each).
         gradnorm_alpha: GradNorm's alpha.
+        stability_resamples: Resamples of the TAG run's measured steps for
+            each budget's verdict (split / keep together) and stability
+            (`tag_keras.select.stability`); 0 for none.
         distribution: A `tf.distribute.Strategy` every network is trained
             under (`distribution.make_distribution`); None for none. Under
             several workers every worker runs this function and only the
@@ -157,6 +167,7 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
                    [b for b in budgets if b <= len(data.tasks)],
                    stages=4 + bool(cosine) + bool(hoa) + bool(optimal)
                    + bool(augmentations))
+        run.stability_resamples = stability_resamples
         tag_run = run.measure("TAG", "lookahead", writable)
         if cosine:
             run.measure("CS", "cosine", os.path.join(writable, "cosine"))
@@ -168,6 +179,13 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
         augmented = run.augmented(augmentations, gradnorm_alpha)
         results = run.evaluate(tag_run, augmented, random_groupings)
         return run.write(results)
+
+
+def _steps_table(out_dir):
+    """The run's `affinity/affinity_steps.csv`, or None where it is absent
+    (a worker that is not the chief writes no file)."""
+    path = os.path.join(out_dir, "affinity", "affinity_steps.csv")
+    return pd.read_csv(path) if os.path.exists(path) else None
 
 
 class _Run:
@@ -183,6 +201,7 @@ class _Run:
             data, config, distribution=distribution, log=log)
         self.chosen, self.searches = {}, {}
         self._stages, self._stage = stages, 0
+        self.stability_resamples = 0
 
     def stage(self, text):
         self._stage += 1
@@ -202,10 +221,14 @@ class _Run:
         result, affinity = measure_lib.measure(
             self.data, self.config, out_dir, affinity_method=affinity_method,
             tensorboard=False, distribution=self.distribution, **options)
+        steps = None
         if method == "TAG":
             self.trainer.add(result)
+            if self.stability_resamples:
+                steps = _steps_table(out_dir)
         self.log(f"    {result.epochs} epochs in {result.seconds:.1f} s")
-        document, seconds = select(affinity, self.budgets)
+        document, seconds = select(affinity, self.budgets, steps,
+                                   self.stability_resamples)
         select_lib.write_groups(os.path.join(out_dir, "groups.json"),
                                 document)
         self.searches[method] = {b: result.seconds + s

@@ -27,6 +27,9 @@ class MethodResult:
         search_seconds: Wall time spent finding the groups (training for
             the affinities or performances, plus selection); None if none.
         samples: How many groupings were averaged (RG).
+        verdict: For a grouping chosen from measured affinities with its
+            stability assessed: "split" or "keep together"
+            (`tag_keras.select.stability`); "" otherwise.
     """
 
     method: str
@@ -35,6 +38,7 @@ class MethodResult:
     groups: tuple = ()
     search_seconds: float | None = None
     samples: int = 1
+    verdict: str = ""
 
     @property
     def total(self):
@@ -59,15 +63,18 @@ def results_frame(results, tasks):
         row["total"] = round(r.total, 4)
         row["search_seconds"] = (None if r.search_seconds is None
                                  else round(r.search_seconds, 2))
+        row["verdict"] = r.verdict
         rows.append(row)
     return pd.DataFrame(rows, columns=["method", "num_groups", "samples",
                                        "groups", *tasks, "total",
-                                       "search_seconds"])
+                                       "search_seconds", "verdict"])
 
 
 def markdown_table(frame, tasks):
     """A results frame as a markdown table shaped like the paper's."""
-    header = ["Method", "Groups", *tasks, "Total", "Search time"]
+    verdicts = "verdict" in frame and frame["verdict"].fillna("").any()
+    header = ["Method", "Groups", *tasks, "Total", "Search time"] + (
+        ["Verdict"] if verdicts else [])
     lines = ["| " + " | ".join(header) + " |",
              "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     for row in frame.to_dict("records"):
@@ -81,19 +88,60 @@ def markdown_table(frame, tasks):
         cells = [method, str(row["num_groups"])]
         cells += [f"{row[t]:.2f}" for t in tasks]
         cells += [f"{row['total']:.2f}", search]
+        if verdicts:
+            verdict = row["verdict"]
+            cells.append(verdict if isinstance(verdict, str) else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def write_figure(frame, path):
+    """A PNG of the total test error per method and budget.
+
+    One line per method over the budgets; the all-task network (MTL, and
+    any all-task baseline with one network) and STL are horizontal
+    reference lines.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(6.5, 4))
+    budgets = sorted(frame.loc[frame["num_groups"] > 1, "num_groups"]
+                     .unique())
+    styles = {"MTL": ("black", "--"), "STL": ("grey", ":")}
+    for method, rows in frame.groupby("method", sort=False):
+        if method in styles or rows["num_groups"].max() == 1:
+            color, style = styles.get(method, (None, "-."))
+            axes.axhline(rows["total"].iloc[0], color=color, linestyle=style,
+                         label=f"{method} ({rows['num_groups'].iloc[0]} "
+                         "network" + ("s)" if method == "STL" else ")"))
+            continue
+        rows = rows.sort_values("num_groups")
+        axes.plot(rows["num_groups"], rows["total"], marker="o",
+                  label=method)
+    axes.set_xticks(budgets)
+    axes.set_xlabel("networks (budget)")
+    axes.set_ylabel("total test error (%)")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)
+
+
 def write_results(results, tasks, out_dir, *, title=None):
-    """Writes `results.csv` and `results.md` in `out_dir`; returns the frame.
+    """Writes `results.csv`, `results.md` and `results.png` in `out_dir`.
 
     The CSV has columns method, num_groups, samples, groups, one per task
-    (test error in %), total (%) and search_seconds.
+    (test error in %), total (%) and search_seconds; the figure
+    (`write_figure`) is embedded in the markdown. Returns the frame.
     """
     frame = results_frame(results, tasks)
     frame.to_csv(os.path.join(out_dir, "results.csv"), index=False)
+    write_figure(frame, os.path.join(out_dir, "results.png"))
     text = markdown_table(frame, tasks)
+    text += "\n![Total test error per method and budget](results.png)\n"
     if title:
         text = f"{title}\n\n{text}"
     with open(os.path.join(out_dir, "results.md"), "w") as handle:

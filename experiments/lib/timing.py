@@ -43,3 +43,36 @@ class StepTimer(keras.callbacks.Callback):
         """Median step time in ms, the first (tracing) steps left out."""
         steady = self.seconds[5:] if len(self.seconds) > 10 else self.seconds
         return 1000 * float(np.median(steady))
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """Prints one line per epoch: losses, seconds per epoch, the ETA.
+
+    The ETA is for this network: the mean epoch time so far times the
+    epochs left before `epochs` (early stopping may end sooner).
+
+    Args:
+        epochs: The largest number of epochs of the fit.
+        label: Printed first (e.g. the network's tasks).
+        log: Where the line goes (default `print`).
+    """
+
+    def __init__(self, epochs, label="", log=print):
+        super().__init__()
+        self.epochs, self.label, self.log = epochs, label, log
+        self._start = None
+        self._seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._seconds.append(time.perf_counter() - self._start)
+        logs = logs or {}
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in logs.items()
+                           if k.endswith("loss"))
+        mean = float(np.mean(self._seconds))
+        left = max(self.epochs - epoch - 1, 0)
+        prefix = f"{self.label} " if self.label else ""
+        self.log(f"    {prefix}epoch {epoch + 1}/{self.epochs}: {losses}; "
+                 f"{self._seconds[-1]:.1f} s/epoch, ETA {mean * left:.0f} s")

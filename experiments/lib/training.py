@@ -34,6 +34,10 @@ from experiments import data as data_lib
 from experiments.lib import distribution as distribution_lib
 
 
+#: `TrainConfig.verbose` values.
+VERBOSITY = ("silent", "lines", "bar")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How one network is trained.
@@ -51,6 +55,9 @@ class TrainConfig:
         affinity_every_n_steps: Measure affinity every this many steps in
             the all-task measurement runs (10 in the paper).
         eval_batch_size: Batch size of validation and test evaluation.
+        verbose: How `fit` reports progress (not part of the protocol):
+            "silent", "lines" (one line per epoch with the losses, seconds
+            per epoch and the network's ETA) or "bar" (Keras's bar).
     """
 
     epochs: int
@@ -63,8 +70,12 @@ class TrainConfig:
     seed: int = 0
     affinity_every_n_steps: int = 10
     eval_batch_size: int = 512
+    verbose: str = "silent"
 
     def __post_init__(self):
+        if self.verbose not in VERBOSITY:
+            raise ValueError(f"`verbose` must be one of {list(VERBOSITY)}. "
+                             f"Received: verbose={self.verbose!r}")
         for name in ("epochs", "batch_size", "patience", "lr_halving_epochs",
                      "eval_batch_size"):
             if getattr(self, name) < 1:
@@ -192,7 +203,7 @@ def per_task(logs, tasks, name):
 
 
 def train_network(data, config, *, tasks=None, model_cls=None, callbacks=(),
-                  verbose=0, distribution=None, **model_kwargs):
+                  distribution=None, **model_kwargs):
     """Builds, compiles, trains and evaluates one network.
 
     Args:
@@ -201,7 +212,6 @@ def train_network(data, config, *, tasks=None, model_cls=None, callbacks=(),
         tasks: The group's tasks (`None` for all of `data.tasks`).
         model_cls: `keras.Model` (default) or `tag_keras.TaskAffinityModel`.
         callbacks: More Keras callbacks.
-        verbose: Keras `fit` verbosity.
         distribution: A `tf.distribute.Strategy` (see
             `distribution.make_distribution`) whose scope builds and
             compiles the model (of `distributed_model_class(model_cls)`);
@@ -234,13 +244,20 @@ def train_network(data, config, *, tasks=None, model_cls=None, callbacks=(),
             optimizer=keras.optimizers.SGD(config.learning_rate,
                                            momentum=config.momentum),
             **models.compile_kwargs(group))
+    progress = []
+    if config.verbose == "lines":
+        from experiments.lib import timing
+
+        progress = [timing.EpochProgress(config.epochs,
+                                         label=format_group(tasks))]
     start = time.perf_counter()
     history = model.fit(
         group.batches("train", config.batch_size, shuffle=True,
                       seed=config.seed),
         validation_data=group.batches("validation", config.eval_batch_size),
-        epochs=config.epochs, verbose=verbose, shuffle=False,
-        callbacks=[*callbacks, *fit_callbacks(config)])
+        epochs=config.epochs, verbose=int(config.verbose == "bar"),
+        shuffle=False,
+        callbacks=[*callbacks, *progress, *fit_callbacks(config)])
     seconds = time.perf_counter() - start
     val_losses = history.history["val_loss"]
     validation = model.evaluate(
@@ -319,9 +336,14 @@ class GroupTrainer:
             if frozenset(group) not in self and frozenset(group) not in {
                     frozenset(g) for g in todo}:
                 todo.append(tuple(t for t in self.data.tasks if t in group))
+        start = time.perf_counter()
         for i, group in enumerate(todo, start=1):
+            elapsed = time.perf_counter() - start
+            eta = ("" if i == 1 else
+                   f"; {elapsed:.0f} s so far, ETA "
+                   f"{elapsed / (i - 1) * (len(todo) - i + 1):.0f} s")
             self._log(f"[{i}/{len(todo)}] training group {format_group(group)}"
-                      " ...")
+                      f" ...{eta}")
             result = self.result(group)
             self._log(f"    {result.epochs} epochs (best {result.best_epoch})"
                       f" in {result.seconds:.1f} s, test error "

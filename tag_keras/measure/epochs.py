@@ -25,6 +25,16 @@ class EpochAffinity(keras.callbacks.Callback):
         self._start = None
         self._warned = False
 
+    @classmethod
+    def first_in(cls, callbacks, model):
+        """`callbacks` (a list or a `CallbackList`) with a new one first."""
+        tracker = cls()
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            callbacks.callbacks.insert(0, tracker)
+            tracker.set_model(model)
+            return callbacks
+        return [tracker, *(callbacks or [])]
+
     def on_epoch_begin(self, epoch, logs=None):
         model = self.model
         model.epoch_affinity = None

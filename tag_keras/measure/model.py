@@ -27,8 +27,6 @@ not finite. Skips are counted (`affinity_skipped()`), and a warning is
 given once; they never enter the averages.
 """
 
-import functools
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -36,15 +34,17 @@ import tensorflow as tf
 from tag_keras import _keras_private
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import held_out
+from tag_keras.measure import labels
 from tag_keras.measure import shared as shared_lib
 from tag_keras.measure import step as step_lib
 from tag_keras.measure.epochs import EpochAffinity
-from tag_keras.measure.state import AffinityState
+from tag_keras.measure.readout import AffinityReadout
 from tag_keras.mtl import base as mtl_base
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
-class TaskAffinityModel(_keras_private.MultiWorkerFixes, keras.Model):
+class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
+                        keras.Model):
     """A multi-task `keras.Model` that measures inter-task affinity in `fit`.
 
     Build it like a functional model whose outputs are a dict keyed by task
@@ -143,21 +143,7 @@ class TaskAffinityModel(_keras_private.MultiWorkerFixes, keras.Model):
             shared_lib.check_layer_names(self, self.shared_layers)
         self._decide_task_names(task_names or outputs)
 
-    # Public API --------------------------------------------------------
-
-    @property
-    def task_names(self):
-        """The task names, in the order of the affinity matrices."""
-        if self._task_names is None:
-            raise ValueError(
-                "The task names are not known yet: compile the model with a "
-                "loss dict keyed by task, pass `task_names=`, or train it.")
-        return self._task_names
-
-    @property
-    def has_task_names(self):
-        """Whether the task names (and the affinity state) exist yet."""
-        return self._task_names is not None
+    # Public API (the matrices: `AffinityReadout`) ----------------------
 
     @property
     def shared_variables(self):
@@ -167,37 +153,6 @@ class TaskAffinityModel(_keras_private.MultiWorkerFixes, keras.Model):
                 "The shared variables are found when the first training step "
                 "is traced: call `fit` or `train_on_batch` first.")
         return self._train_step.parts.shared.pick(self.trainable_variables)
-
-    def affinity(self):
-        """Mean affinity over all measured steps (DataFrame, NaN = never)."""
-        return self._frame(self._state("affinity").mean())
-
-    def affinity_stderr(self):
-        """Standard error of each mean: std (ddof=1) / sqrt(count)."""
-        return self._frame(self._state("affinity_stderr").stderr())
-
-    def affinity_counts(self):
-        """How many steps entered each pair's mean (DataFrame of ints)."""
-        counts = self._state("affinity_counts").counts.numpy()
-        return self._frame(counts.astype(np.int64))
-
-    def affinity_skipped(self):
-        """How many measured steps skipped each pair (DataFrame of ints)."""
-        skips = self._state("affinity_skipped").skips.numpy()
-        return self._frame(skips.astype(np.int64))
-
-    def last_step_affinity(self):
-        """`(step, DataFrame)` of the last measured step, or None.
-
-        `step` is the 0-based training step (the optimizer's iteration count
-        before that step's update); skipped pairs are NaN.
-        """
-        last = self._state("last_step_affinity").last_measured()
-        return None if last is None else (last[0], self._frame(last[1]))
-
-    def affinity_totals(self):
-        """`(sums, counts)` arrays: a snapshot to take differences of."""
-        return self._state("affinity_totals").totals()
 
     # Keras hooks -------------------------------------------------------
 
@@ -226,31 +181,30 @@ class TaskAffinityModel(_keras_private.MultiWorkerFixes, keras.Model):
         callbacks = kwargs.pop("callbacks", None)
         if len(args) > 5:
             args, callbacks = args[:5] + args[6:], args[5]
-        tracker = EpochAffinity()
-        if isinstance(callbacks, keras.callbacks.CallbackList):
-            callbacks.callbacks.insert(0, tracker)
-            tracker.set_model(self)
-        else:
-            callbacks = [tracker, *(callbacks or [])]
         self.next_train_step = None
-        return super().fit(*args, callbacks=callbacks, **kwargs)
+        return super().fit(*args, callbacks=EpochAffinity.first_in(
+            callbacks, self), **kwargs)
 
     def train_step(self, data):
-        if self._plain_only():
-            return super().train_step(data)
-        return self._train_step(data, measure=self.affinity_every_n_steps > 0)
+        return self.step(data, measure=self.affinity_every_n_steps > 0)
+
+    def test_step(self, data):
+        return super().test_step(labels.mask_missing_in_batch(data))
+
+    def step(self, data, measure):
+        """One training step, measured or not (NaN labels masked)."""
+        data = labels.mask_missing_in_batch(data)
+        if measure or self.training_method is not None:
+            return self._train_step(data, measure=measure)
+        return keras.Model.train_step(self, data)
 
     def make_train_function(self, force=False):
         """Measured and plain steps, chosen per step (`step.make_train_...`)."""
         if self.train_function is not None and not force:
             return self.train_function
-        if self._plain_only():
+        if self.affinity_every_n_steps == 0:
             return super().make_train_function(force)
-        plain = super().train_step
-        if self.training_method is not None:
-            plain = functools.partial(self._train_step, measure=False)
-        self.train_function = step_lib.make_train_function(
-            self, functools.partial(self._train_step, measure=True), plain)
+        self.train_function = step_lib.make_train_function(self)
         return self.train_function
 
     def get_config(self):
@@ -268,11 +222,6 @@ class TaskAffinityModel(_keras_private.MultiWorkerFixes, keras.Model):
 
     # Used by the train step --------------------------------------------
 
-    def task_names_for(self, outputs):
-        """The task names, decided from `outputs` (keys) if still open."""
-        self._decide_task_names(outputs)
-        return self.task_names
-
     def held_out_batches(self):
         """An endless iterator of `affinity_data` batches, or None."""
         if self._affinity_data is None:
@@ -281,35 +230,6 @@ class TaskAffinityModel(_keras_private.MultiWorkerFixes, keras.Model):
             return held_out.cycle(self._affinity_data,
                                   self._affinity_batch_size)
 
-    # Internals ---------------------------------------------------------
-
-    def _decide_task_names(self, names):
-        """The one place task names are set; creates the affinity state."""
-        if self._task_names is not None or not names:
-            return
-        names = tuple(names)
-        if len(set(names)) != len(names):
-            raise ValueError("`task_names` must be distinct. Received: "
-                             f"task_names={list(names)}.")
-        self._task_names = names
-        self.affinity_state = AffinityState(len(names), name="affinity_state")
-        method = self.training_method
-        if method is not None and not method.built:
-            method.build_tasks(names)
-
-    def _plain_only(self):
-        return self.affinity_every_n_steps == 0 and self.training_method is None
-
-    def _state(self, method):
-        if self._task_names is None:
-            raise ValueError(
-                f"`{method}()` needs the task names: compile the model with a "
-                "loss dict keyed by task, pass `task_names=`, or train it "
-                "first.")
-        return self.affinity_state
-
-    def _frame(self, matrix):
-        return affinity_lib.as_frame(matrix, self.task_names)
 
 
 _FUNCTIONAL_VARIANTS = {}

@@ -13,10 +13,13 @@ class SharedVariables:
             losses depend on, or the weights of `shared_layers` when given.
         kernels: For each shared variable, whether it is a kernel (rank of
             two or more), for the cosine baseline's `kernels_only`.
+        attached: For each task, whether its loss depends on any shared
+            variable (a head that bypasses the shared weights does not).
     """
 
-    def __init__(self, connected, shared, kernels):
+    def __init__(self, connected, shared, kernels, attached):
         self.connected, self.shared, self.kernels = connected, shared, kernels
+        self.attached = attached
 
     def pick(self, values, which="shared"):
         """The entries of a list over all trainable variables."""
@@ -49,7 +52,8 @@ def discover(model, tape, scaled, scaled_extra, tasks, shared_layers=None):
         shared = [k for k in range(len(variables))
                   if sum(d[k] for d in depends) >= 2]
     kernels = [len(variables[k].shape) >= 2 for k in shared]
-    return SharedVariables(connected, shared, kernels)
+    attached = [any(d[k] for k in shared) for d in depends]
+    return SharedVariables(connected, shared, kernels, attached)
 
 
 def check_layer_names(model, names):

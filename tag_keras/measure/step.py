@@ -8,10 +8,13 @@ backward pass, and the `Meter` records the affinity from the same
 `TaskGradients`. Other steps differentiate the total loss once.
 """
 
+import warnings
+
 import keras
 import tensorflow as tf
 from keras import ops
 
+from tag_keras import _distribute
 from tag_keras import _keras_private
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import estimators
@@ -101,12 +104,13 @@ class TrainStep:
         if extra is not None:
             total = [_add(pair) for pair in zip(
                 total, tape.gradient(extra, variables))]
-        if measure:
-            waits.append(parts.meter().record(
-                gradients, parts.targets.make(batch),
-                parts.source_ok(gradients, batch),
-                self.model.optimizer.iterations))
         grads = parts.shared.pick(total, "connected")
+        if measure:
+            # A step whose update is not finite is not counted at all.
+            source_ok = parts.source_ok(gradients, batch) & _finite(grads)
+            waits.append(parts.meter().record(
+                gradients, parts.targets.make(batch), source_ok,
+                self.model.optimizer.iterations))
         if not waits:
             return grads
         # The real update must wait for every read the measurement makes of
@@ -142,6 +146,15 @@ class StepParts:
         if not self.shared.shared and (measuring or
                                        model.training_method is not None):
             raise _no_shared_error(model, self.tasks)
+        detached = [t for t, a in zip(self.tasks, self.shared.attached)
+                    if not a]
+        if measuring and detached:
+            warnings.warn(
+                f"Tasks {detached} do not depend on the shared weights (their "
+                "heads bypass them), so a shared step cannot change their "
+                "loss nor theirs the others': their rows and columns of the "
+                "affinity matrix are left out (NaN), not reported as zeros.",
+                stacklevel=2)
         held_out = model.held_out_batches() if measuring else None
         self.targets = target_lib.TargetBatches(
             model, task_losses, self.tasks, self.shared, held_out)
@@ -195,7 +208,7 @@ class StepParts:
         losses = self.targets.stack(batch.losses)
         labelled = self.targets.labelled(batch.labels, batch.weights)
         return (affinity_lib.usable_loss(losses) & labelled
-                & gradients.finite())
+                & gradients.finite() & tf.constant(self.shared.attached))
 
 
 def _no_shared_error(model, tasks):
@@ -215,6 +228,13 @@ def _check_outputs(y_pred):
         raise TypeError(
             "TaskAffinityModel needs `call` to return a dict keyed by task "
             f"name. Received: an output of type {type(y_pred).__name__}.")
+
+
+def _finite(grads):
+    """True when every gradient is finite on every replica."""
+    flags = [tf.reduce_all(tf.math.is_finite(_dense(g)))
+             for g in grads if g is not None]
+    return _distribute.replica_all(tf.reduce_all(flags))
 
 
 def _add(grads):
@@ -244,7 +264,7 @@ def _dense(gradient):
     return gradient
 
 
-def make_train_function(model, measured, plain):
+def make_train_function(model):
     """A train function choosing the measured or plain step per step.
 
     Deciding in Python keeps unmeasured steps exactly Keras's step, and is
@@ -253,11 +273,16 @@ def make_train_function(model, measured, plain):
     `steps_per_execution > 1` one traced function decides with `tf.cond`.
 
     Args:
-        model: The model.
-        measured: `step(data)` that measures.
-        plain: `step(data)` that does not.
+        model: The model; `model.step(data, measure)` is one step.
     """
     every = model.affinity_every_n_steps
+
+    def measured(data):
+        return model.step(data, measure=True)
+
+    def plain(data):
+        return model.step(data, measure=False)
+
     if model.steps_per_execution > 1:
         if model.distribute_strategy.num_replicas_in_sync > 1:
             raise ValueError(
@@ -266,9 +291,7 @@ def make_train_function(model, measured, plain):
                 f"{model.steps_per_execution}.")
 
         def either(data):
-            due = tf.equal(model.optimizer.iterations % max(every, 1), 0)
-            if every == 0:
-                return plain(data)
+            due = tf.equal(model.optimizer.iterations % every, 0)
             return tf.cond(due, lambda: measured(data), lambda: plain(data))
 
         return _keras_private.make_function(model, either)

@@ -61,7 +61,9 @@ class TargetBatches:
             losses, labels, weights = self._losses(
                 current, batch.snapshot, x, y, sample_weight)
         before = self.stack(losses)
-        ok = affinity_lib.usable_loss(before) & self.labelled(labels, weights)
+        ok = (affinity_lib.usable_loss(before)
+              & self.labelled(labels, weights)
+              & tf.constant(self.shared.attached))
 
         def losses_at(shared_values):
             values = list(current)

@@ -8,7 +8,6 @@ lookahead is the one `TaskAffinityModel` measures affinity with: the
 compiled optimizer's real next step, state included, on copies.
 """
 
-import csv
 import os
 
 import keras
@@ -16,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tag_keras import _distribute
+from tag_keras import _files
 from tag_keras.mtl import pcgrad
 from tag_keras.mtl.base import WeightedMethod
 
@@ -253,6 +253,7 @@ class CandidateLogger(keras.callbacks.Callback):
         super().__init__()
         self.path = os.fspath(path)
         self.append = append
+        self._file = None
 
     def _method(self):
         method = getattr(self.model, "training_method", None)
@@ -264,21 +265,23 @@ class CandidateLogger(keras.callbacks.Callback):
         return method
 
     def on_train_begin(self, logs=None):
-        self._method()
-        self._writes = _distribute.is_chief(self.model.distribute_strategy)
-        if self._writes:
+        labels = self._method().candidate_labels
+        self._file = None
+        if _distribute.is_chief(self.model.distribute_strategy):
             directory = os.path.dirname(self.path)
             if directory:
                 os.makedirs(directory, exist_ok=True)
-            if not self.append or not os.path.exists(self.path):
-                with open(self.path, "w", newline="") as f:
-                    csv.writer(f).writerow(
-                        ["epoch", "steps", *self._method().candidate_labels])
+            self._file = _files.RowFile(
+                self.path, ["epoch", "steps", *labels],
+                keep=(lambda row: True) if self.append else None)
 
     def on_epoch_end(self, epoch, logs=None):
         counts = self._method().epoch_counts
-        if not self._writes or counts is None:
+        if self._file is None or counts is None:
             return
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow(
-                [epoch, sum(counts.values()), *counts.values()])
+        self._file.write([[epoch, sum(counts.values()), *counts.values()]])
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+            self._file = None

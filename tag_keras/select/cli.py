@@ -2,7 +2,7 @@
 
     tag-select --affinity=runs/celeba/affinity.csv --num_groups=2,3,4 \\
         [--output=groups.json] [--normalize] [--allow_singletons] \\
-        [--max_group_size=N]
+        [--max_group_size=N] [--plot=affinity.png] [--stability=200]
     tag-select --performance=losses.csv --num_groups=2,3   # HOA-style
 
 Also `python -m tag_keras.cli`. Bad input ends with a one-line error on
@@ -20,6 +20,7 @@ import pandas as pd
 from tag_keras.select import document as document_lib
 from tag_keras.select import grouping
 from tag_keras.select import performance as performance_lib
+from tag_keras.select import stability as stability_lib
 
 _AFFINITY = flags.DEFINE_string(
     "affinity", None, "CSV of the affinity matrix: first column = source "
@@ -31,6 +32,18 @@ _PERFORMANCE = flags.DEFINE_string(
 _NUM_GROUPS = flags.DEFINE_list(
     "num_groups", ["2", "3", "4"], "Budgets: largest numbers of groups.")
 _OUTPUT = flags.DEFINE_string("output", None, "Optional JSON output path.")
+_STABILITY = flags.DEFINE_integer(
+    "stability", 0, "Resamples of the measured steps for each budget's "
+    "stability and split / keep-together verdict (0: off; 200 is a good "
+    "start). Needs the per-step values (--steps).", lower_bound=0)
+_STEPS = flags.DEFINE_string(
+    "steps", None, "The per-step affinity CSV for --stability (default: "
+    "affinity_steps.csv beside --affinity).")
+_SEED = flags.DEFINE_integer(
+    "stability_seed", 0, "Seed of the --stability resampling.")
+_PLOT = flags.DEFINE_string(
+    "plot", None, "Optional PNG path: the affinity matrix beside its view "
+    "centred per target column (with --affinity).")
 _NORMALIZE = flags.DEFINE_bool(
     "normalize", False, "Divide affinities by the target's self-affinity.")
 _ALLOW_SINGLETONS = flags.DEFINE_bool(
@@ -47,6 +60,10 @@ class InputError(ValueError):
 def load_affinity(path):
     """Reads an affinity CSV written by AffinityLogger (or alike)."""
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise InputError(
+            f"--affinity is a directory; give the CSV in it, e.g. "
+            f"{path / 'affinity.csv'}. Received: affinity={path}")
     if not path.is_file():
         raise InputError(f"Affinity file not found. Received: affinity={path}")
     try:
@@ -54,6 +71,13 @@ def load_affinity(path):
     except (ValueError, OSError) as error:  # Empty or unparsable CSV.
         message = str(error).splitlines()[0] if str(error) else type(error)
         raise InputError(f"Cannot read {path} as CSV: {message}") from None
+    if len(frame.columns) == len(frame.index) - 1 and (
+            frame.index.name not in (None, "source")):
+        raise InputError(
+            f"{path} has no `source` column: its first column must hold the "
+            "source task names (AffinityLogger writes `source`), then one "
+            f"column per target. Received: columns="
+            f"{[frame.index.name, *map(str, frame.columns)]}")
     if len(frame.index) < 2:
         raise InputError(
             "The affinity matrix needs at least two tasks. Received: "
@@ -76,7 +100,23 @@ def parse_budgets(values):
         budgets.append(budget)
     if not budgets:
         raise InputError("Give at least one budget. Received: num_groups=")
-    return budgets
+    return sorted(set(budgets))
+
+
+def load_steps(path, affinity_path):
+    """The per-step table for --stability; raises `InputError`."""
+    path = pathlib.Path(path or pathlib.Path(affinity_path).parent
+                        / "affinity_steps.csv")
+    if not path.is_file():
+        raise InputError(
+            "--stability needs the per-step values (affinity_steps.csv, "
+            "written by AffinityLogger with write_steps=True); pass --steps. "
+            f"Received: steps={path}")
+    try:
+        return pd.read_csv(path)
+    except (ValueError, OSError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error)
+        raise InputError(f"Cannot read {path} as CSV: {message}") from None
 
 
 def select(tasks_source, budgets, *, performance=False, **options):
@@ -104,12 +144,14 @@ def format_result(result, tasks):
                   f"gap {result.gap:.3g} ({relative:.1%})")
     lines = [f"Budget {result.num_groups}: {len(result.groups)} group(s), "
              f"mean {kind} {result.score:.6g}, {status} [{result.method}]"]
-    if result.num_groups >= len(tasks):
+    if len(result.groups) < result.num_groups and result.optimal:
+        lines.append(f"  (a budget of {len(result.groups)} already reaches "
+                     f"this score: budget {result.num_groups} uses only "
+                     f"{len(result.groups)} groups; more cannot help)")
+    elif result.num_groups > len(tasks):
         lines.append(f"  (a budget of {len(tasks)} already gives every task "
-                     "its best group; more groups cannot help)")
-    elif len(result.groups) < result.num_groups and result.optimal:
-        lines.append(f"  (only {len(result.groups)} groups are useful; "
-                     "more cannot help)")
+                     f"its best group; budget {result.num_groups} cannot "
+                     "help more)")
     for index, group in enumerate(result.groups):
         members = " ".join(
             f"*{t}" if result.serve[t] == index else t for t in group)
@@ -123,63 +165,98 @@ def format_result(result, tasks):
     return "\n".join(lines)
 
 
-def check_output(path):
-    """Fails before any work if `--output` cannot be written.
+def check_output(path, flag="output"):
+    """Fails before any work if `--output` (or `--plot`) cannot be written.
 
     A missing parent folder is created; a directory, or a folder that
     cannot be written, is an error naming the path.
     """
     path = pathlib.Path(path)
     if path.is_dir():
-        raise InputError(f"--output is a directory; give a file path such as "
-                         f"{path / 'groups.json'}. Received: output={path}")
+        raise InputError(f"--{flag} is a directory; give a file path. "
+                         f"Received: {flag}={path}")
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputError(f"Cannot create the folder of --output: "
-                         f"{error.strerror}. Received: output={path}") from None
+        raise InputError(f"Cannot create the folder of --{flag}: "
+                         f"{error.strerror}. Received: {flag}={path}") from None
     if not os.access(parent, os.W_OK) or (
             path.exists() and not os.access(path, os.W_OK)):
-        raise InputError(f"--output is not writable. Received: output={path}")
+        raise InputError(f"--{flag} is not writable. Received: {flag}={path}")
+
+
+def _inputs():
+    """Every input checked before any work; raises `InputError`.
+
+    Returns:
+        `(source, budgets, options, settings, steps or None)`.
+    """
+    if (_AFFINITY.value is None) == (_PERFORMANCE.value is None):
+        raise InputError("Give exactly one of --affinity and --performance.")
+    budgets = parse_budgets(_NUM_GROUPS.value)
+    for flag, value in (("output", _OUTPUT.value), ("plot", _PLOT.value)):
+        if value:
+            check_output(value, flag)
+    affinity_only = [f"--{name}" for name, given in (
+        ("plot", _PLOT.value), ("stability", _STABILITY.value)) if given]
+    if _PERFORMANCE.value is not None:
+        if affinity_only:
+            raise InputError(f"{', '.join(affinity_only)}: need an affinity "
+                             "matrix; give --affinity. Received: "
+                             "--performance")
+        path = pathlib.Path(_PERFORMANCE.value)
+        if not path.is_file():
+            raise InputError(
+                f"Performance file not found. Received: performance={path}")
+        options = {"max_group_size": _MAX_GROUP_SIZE.value}
+        return (performance_lib.read_performance(path), budgets, options,
+                {"mode": "performance"}, None)
+    if _STABILITY.value and _NORMALIZE.value:
+        raise InputError("--stability scores groupings on the raw matrix; "
+                         "it cannot be combined with --normalize.")
+    if 0 < _STABILITY.value < 10:
+        raise InputError("--stability needs at least 10 resamples. "
+                         f"Received: stability={_STABILITY.value}")
+    source = load_affinity(_AFFINITY.value)
+    steps = (load_steps(_STEPS.value, _AFFINITY.value) if _STABILITY.value
+             else None)
+    options = {"normalize": _NORMALIZE.value,
+               "allow_singletons": _ALLOW_SINGLETONS.value,
+               "max_group_size": _MAX_GROUP_SIZE.value}
+    return source, budgets, options, {"mode": "affinity", **options}, steps
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
-        if (_AFFINITY.value is None) == (_PERFORMANCE.value is None):
-            raise InputError("Give exactly one of --affinity and "
-                             "--performance.")
-        budgets = parse_budgets(_NUM_GROUPS.value)
-        if _OUTPUT.value:
-            check_output(_OUTPUT.value)
-        if _PERFORMANCE.value is not None:
-            path = pathlib.Path(_PERFORMANCE.value)
-            if not path.is_file():
-                raise InputError(
-                    f"Performance file not found. Received: performance={path}")
-            source = performance_lib.read_performance(path)
-            options = {"max_group_size": _MAX_GROUP_SIZE.value}
-            settings = {"mode": "performance"}
-        else:
-            source = load_affinity(_AFFINITY.value)
-            options = {"normalize": _NORMALIZE.value,
-                       "allow_singletons": _ALLOW_SINGLETONS.value,
-                       "max_group_size": _MAX_GROUP_SIZE.value}
-            settings = {"mode": "affinity", **options}
+        source, budgets, options, settings, steps = _inputs()
         tasks, results = select(
             source, budgets, performance=_PERFORMANCE.value is not None,
             **options)
+        stabilities = None
+        if steps is not None:
+            assessed = stability_lib.assess(
+                steps, budgets, tasks=tasks, resamples=_STABILITY.value,
+                seed=_SEED.value, **options)
+            stabilities = [assessed[b][1] for b in budgets]
     except (ValueError, TypeError) as error:
         print(f"tag-select: error: {error}", file=sys.stderr)
         return 1
-    print("\n\n".join(format_result(r, tasks) for r in results))
+    print("\n\n".join(
+        format_result(r, tasks)
+        + ("" if stabilities is None else "\n" + stabilities[k].describe())
+        for k, r in enumerate(results)))
     if _OUTPUT.value:
-        document_lib.write_groups(
-            _OUTPUT.value,
-            document_lib.groups_document(tasks, results, **settings))
+        document_lib.write_groups(_OUTPUT.value, document_lib.groups_document(
+            tasks, results, stabilities=stabilities, **settings))
         print(f"\nWrote {_OUTPUT.value}")
+    if _PLOT.value:
+        from tag_keras import figures
+
+        figures.write_affinity_png(source, _PLOT.value)
+        print(f"Wrote {_PLOT.value}")
     return 0
 
 

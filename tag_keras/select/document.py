@@ -13,6 +13,8 @@ format, so that every writer and reader agree on it.
 import json
 import os
 
+from tag_keras import _files
+
 #: Keys every result entry carries.
 REQUIRED_RESULT_KEYS = ("num_groups", "groups", "serve")
 
@@ -21,20 +23,25 @@ class GroupsDocumentError(ValueError):
     """A groups document is unusable; the message is one line."""
 
 
-def groups_document(tasks, groupings, **settings):
+def groups_document(tasks, groupings, *, stabilities=None, **settings):
     """The document for `Grouping`s (one per budget) and the settings used.
 
     Args:
         tasks: The task names, in matrix order.
         groupings: `Grouping` results, one per budget.
+        stabilities: Optional `stability.Stability` per grouping: each
+            result then carries `"verdict"` and a `"stability"` object.
         **settings: JSON-ready settings recorded next to the results (for
             example `mode="affinity"`, `normalize=False`).
 
     Returns:
         The document as a dict, already validated.
     """
-    document = {"tasks": list(tasks), **settings,
-                "results": [g.to_dict() for g in groupings]}
+    results = [g.to_dict() for g in groupings]
+    for result, stability in zip(results, stabilities or ()):
+        result.update(verdict=stability.verdict,
+                      stability=stability.to_dict())
+    document = {"tasks": list(tasks), **settings, "results": results}
     return validate_groups(document)
 
 
@@ -45,12 +52,8 @@ def write_groups(path, document):
     atomically, so a reader never sees half a document.
     """
     validate_groups(document, source=os.fspath(path))
-    directory = os.path.dirname(os.fspath(path)) or "."
-    os.makedirs(directory, exist_ok=True)
-    temporary = f"{os.fspath(path)}.tmp"
-    with open(temporary, "w") as handle:
-        json.dump(document, handle, indent=2)
-    os.replace(temporary, path)
+    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+    _files.replace_atomically(path, json.dumps(document, indent=2))
 
 
 def read_groups(path):

@@ -98,10 +98,15 @@ def validate_affinity(affinity):
     z = values.to_numpy(dtype=float)
     if not np.isfinite(z).all():
         bad = np.argwhere(~np.isfinite(z))[0]
+        hint = ""
+        if np.isnan(z[bad[0], bad[1]]):
+            hint = (" (NaN: never measured, e.g. a task whose head bypasses "
+                    "the shared weights or that was never labelled; leave "
+                    "that task out)")
         raise ValueError(
             "`affinity` must hold finite numbers. Received: affinity.loc["
             f"{rows[bad[0]]!r}, {rows[bad[1]]!r}]="
-            f"{_plain(affinity.loc[rows[bad[0]], rows[bad[1]]])!r}"
+            f"{_plain(affinity.loc[rows[bad[0]], rows[bad[1]]])!r}{hint}"
         )
     return rows, z
 
@@ -174,6 +179,36 @@ def build_grouping(tasks, groups, scores, **fields):
         score=sign * float(np.mean(list(task_scores.values()))),
         **fields,
     )
+
+
+def _normalized(z, tasks):
+    """`z` divided by each target's self-affinity (which must be > 0)."""
+    diagonal = z.diagonal().copy()
+    if (diagonal <= 0).any():
+        bad = tasks[int(np.argmax(diagonal <= 0))]
+        raise ValueError(
+            "normalize=True divides by self-affinity, which must be "
+            f"positive. Received: affinity.loc[{bad!r}, {bad!r}]="
+            f"{_plain(diagonal[tasks.index(bad)])!r}"
+        )
+    return z / diagonal[None, :]
+
+
+def _solve(z, num_groups, allow_singletons, max_size, max_exact_tasks,
+           search_restarts):
+    """`(blocks, method, upper bound or None when exact)` for `z`."""
+    n = len(z)
+    if num_groups >= n:
+        return [1 << t for t in range(n)], "separable", None
+    if n <= max_exact_tasks:
+        values = _solvers.all_block_values(z, allow_singletons, max_size)
+        blocks, _ = _solvers.solve_partition_dp(n, values, num_groups)
+        return blocks, "dynamic_program", None
+    blocks, _ = _search.local_search(
+        z, num_groups, allow_singletons, max_size, search_restarts)
+    bound = _solvers.size_upper_bound(
+        z, num_groups, allow_singletons, max_size) / n
+    return blocks, "local_search", bound
 
 
 def select_groups(
@@ -265,15 +300,9 @@ def select_groups(
         )
     max_size = _check_budget(num_groups, n, max_group_size, allow_singletons)
     if normalize:
-        diagonal = z.diagonal().copy()
-        if (diagonal <= 0).any():
-            bad = tasks[int(np.argmax(diagonal <= 0))]
-            raise ValueError(
-                "normalize=True divides by self-affinity, which must be "
-                f"positive. Received: affinity.loc[{bad!r}, {bad!r}]="
-                f"{_plain(diagonal[tasks.index(bad)])!r}"
-            )
-        z = z / diagonal[None, :]
+        z = _normalized(z, tasks)
+    blocks, method, bound = _solve(z, num_groups, allow_singletons, max_size,
+                                   max_exact_tasks, search_restarts)
 
     def block_group(mask):
         members = np.array([(mask >> t) & 1 for t in range(n)], bool)
@@ -287,25 +316,6 @@ def select_groups(
             return -math.inf
         return task_score(z, task, group)
 
-    bound = None
-    if num_groups >= n:
-        blocks, method = [1 << t for t in range(n)], "separable"
-    elif n <= max_exact_tasks:
-        values = _solvers.all_block_values(
-            z, allow_singletons, max_size
-        )
-        blocks, _ = _solvers.solve_partition_dp(
-            n, values, num_groups
-        )
-        method = "dynamic_program"
-    else:
-        blocks, _ = _search.local_search(
-            z, num_groups, allow_singletons, max_size, search_restarts
-        )
-        method = "local_search"
-        bound = _solvers.size_upper_bound(
-            z, num_groups, allow_singletons, max_size
-        ) / n
     grouping = build_grouping(
         tasks,
         [block_group(b) for b in blocks],

@@ -1,0 +1,71 @@
+"""Partial labels: examples whose label is NaN are masked, per task.
+
+Keras's losses turn a NaN label into a NaN loss, a NaN gradient and NaN
+weights. `mask_missing_labels` runs before every training and evaluation
+step of a `TaskAffinityModel`: for each task with float labels, an example
+whose label (any entry of it) is NaN gets label 0 and sample weight 0, and
+the labelled examples get weight `batch / labelled`, so a loss reduced by
+the mean over the batch (Keras's default, `sum_over_batch_size`) is the
+mean over the labelled examples, exactly as Keras treats a mask. A batch
+without NaN labels gives the same loss as without masking (weights of
+exactly one). A task with no label in a batch has a zero loss there: it
+does not train, and the affinity step skips it.
+"""
+
+import keras
+import tensorflow as tf
+
+
+def mask_missing_in_batch(data):
+    """A batch `(x, y, sample_weight)` with NaN labels masked."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    y, sample_weight = mask_missing_labels(y, sample_weight)
+    return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+
+
+def mask_missing_labels(y, sample_weight):
+    """`(y, sample_weight)` with NaN labels masked (see the module).
+
+    Args:
+        y: Labels as a dict keyed by task; anything else is returned as is.
+        sample_weight: None, one tensor for every task, or a dict.
+
+    Returns:
+        `(y, sample_weight)`: dicts for the tasks with float labels
+        (others unchanged).
+    """
+    if not isinstance(y, dict) or not any(
+            tf.convert_to_tensor(v).dtype.is_floating for v in y.values()):
+        return y, sample_weight
+    labels, weights = {}, {}
+    for task, values in y.items():
+        weight = (sample_weight.get(task) if isinstance(sample_weight, dict)
+                  else sample_weight)
+        values = tf.convert_to_tensor(values)
+        if not values.dtype.is_floating:
+            labels[task], weights[task] = values, weight
+            continue
+        missing = tf.math.is_nan(values)
+        present = _per_example(~missing)
+        mask = tf.cast(present, values.dtype)
+        total = tf.cast(tf.size(mask), values.dtype)
+        mask = mask * tf.math.divide_no_nan(total, tf.reduce_sum(mask))
+        labels[task] = tf.where(missing, tf.zeros_like(values), values)
+        if weight is None:
+            weights[task] = mask
+        else:
+            weight = tf.convert_to_tensor(weight)
+            shape = [-1] + [1] * (weight.shape.rank - 1)
+            weights[task] = weight * tf.cast(tf.reshape(mask, shape),
+                                             weight.dtype)
+    if isinstance(sample_weight, dict):
+        weights.update({t: w for t, w in sample_weight.items()
+                        if t not in weights})
+    return labels, weights
+
+
+def _per_example(present):
+    """`[batch]`: every entry of the example's label is present."""
+    if present.shape.rank is None or present.shape.rank <= 1:
+        return present
+    return tf.reduce_all(present, axis=list(range(1, present.shape.rank)))
