@@ -82,9 +82,47 @@ def losses_and_grads(x, y, weights):
     return losses, grad_shared, grad_heads
 
 
+def _tentative(optimizer, shared, grad, step_kind):
+    """The shared weights after a source's tentative step."""
+    if step_kind == "sgd":
+        return shared - optimizer.rate() * grad
+    return optimizer.copy().update("W", shared, grad)
+
+
+def _affinity(xb, yb, weights, losses, g_shared, optimizer, step_kind,
+              method):
+    """One step's `[n, n]` matrix, before any learning-rate scaling."""
+    tasks = list(weights["heads"])
+    reference, before = weights["W"], losses
+    if step_kind == "increment":
+        reference = optimizer.copy().update(
+            "W", weights["W"], np.zeros_like(weights["W"]))
+        if method == "lookahead":
+            before, _, _ = losses_and_grads(
+                xb, yb, {"W": reference, "heads": weights["heads"]})
+    z = np.zeros((len(tasks), len(tasks)))
+    for i, source in enumerate(tasks):
+        shared = _tentative(optimizer, weights["W"], g_shared[source],
+                            step_kind)
+        if method == "first_order":
+            for j, target in enumerate(tasks):
+                z[i, j] = -np.sum(g_shared[target] * (shared - reference)) / (
+                    losses[target])
+            continue
+        after, _, _ = losses_and_grads(
+            xb, yb, {"W": shared, "heads": weights["heads"]})
+        for j, target in enumerate(tasks):
+            z[i, j] = 1.0 - after[target] / before[target]
+    return z
+
+
 def train_and_measure(x, y, weights, optimizer, batch_size, steps,
-                      scale_by_learning_rate, every=1):
+                      scale_by_learning_rate, every=1, step_kind="optimizer",
+                      method="lookahead"):
     """Trains with summed gradients; returns per-step affinity matrices.
+
+    `step_kind` is `TaskAffinityModel(lookahead_step=...)`, `method` its
+    `affinity_method` ("lookahead" or "first_order").
 
     Returns:
         `(matrices, weights)`: `matrices[step]` is an `[n, n]` array for every
@@ -104,15 +142,8 @@ def train_and_measure(x, y, weights, optimizer, batch_size, steps,
         yb = {t: v[b * batch_size:(b + 1) * batch_size] for t, v in y.items()}
         losses, g_shared, g_heads = losses_and_grads(xb, yb, weights)
         if every and step % every == 0:
-            z = np.zeros((len(tasks), len(tasks)))
-            for i, source in enumerate(tasks):
-                look = optimizer.copy()
-                shared = look.update("W", weights["W"], g_shared[source])
-                after, _, _ = losses_and_grads(
-                    xb, yb, {"W": shared, "heads": weights["heads"]}
-                )
-                for j, target in enumerate(tasks):
-                    z[i, j] = 1.0 - after[target] / losses[target]
+            z = _affinity(xb, yb, weights, losses, g_shared, optimizer,
+                          step_kind, method)
             if scale_by_learning_rate:
                 z /= optimizer.rate()
             matrices[step] = z

@@ -98,6 +98,42 @@ def test_lookahead_matches_numpy_over_consecutive_steps(name, scale):
     assert model.affinity().index.name == "source"
 
 
+@pytest.mark.parametrize("step_kind", ["sgd", "increment"])
+@pytest.mark.parametrize("method", ["lookahead", "first_order"])
+@pytest.mark.parametrize("name", ["momentum", "adam"])
+def test_lookahead_step_kinds_match_numpy(step_kind, method, name):
+    x, y, weights = _data(seed=1)
+    make_keras, make_numpy = OPTIMIZERS[name]
+    model = _linear_model(weights, affinity_every_n_steps=1,
+                          affinity_method=method, lookahead_step=step_kind)
+    model.compile(optimizer=make_keras(), loss={t: "mse" for t in TASKS})
+    recorder = _StepRecorder()
+    model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
+              callbacks=[recorder])
+    expected, final = reference.train_and_measure(
+        x, y, weights, make_numpy(), batch_size=4, steps=6,
+        scale_by_learning_rate=True, step_kind=step_kind, method=method)
+    assert sorted(recorder.matrices) == list(range(6))
+    for step, matrix in expected.items():
+        np.testing.assert_allclose(
+            recorder.matrices[step], matrix, rtol=3e-3, atol=3e-5,
+            err_msg=f"step {step}")
+    # The kinds differ from the optimizer's step once there is momentum.
+    optimizer_step, _ = reference.train_and_measure(
+        x, y, weights, make_numpy(), batch_size=4, steps=6,
+        scale_by_learning_rate=True, method=method)
+    assert not np.allclose(optimizer_step[5], expected[5], rtol=1e-2)
+    # Measuring never changes training, whatever the step.
+    np.testing.assert_allclose(model.get_layer("shared").get_weights()[0],
+                               final["W"], rtol=1e-4, atol=1e-5)
+
+
+def test_an_unknown_lookahead_step_is_refused():
+    _, _, weights = _data()
+    with pytest.raises(ValueError, match="lookahead_step='adam'"):
+        _linear_model(weights, lookahead_step="adam")
+
+
 def test_measuring_every_third_step_counts_only_those_steps():
     x, y, weights = _data()
     model = _linear_model(weights, affinity_every_n_steps=3)

@@ -11,49 +11,102 @@ from tag_keras.measure import affinity as affinity_lib
 
 #: The methods `TaskAffinityModel(affinity_method=...)` accepts.
 METHODS = affinity_lib.METHODS
+#: The tentative steps `TaskAffinityModel(lookahead_step=...)` accepts.
+STEPS = ("optimizer", "sgd", "increment")
+
+
+class TentativeStep:
+    """A source's tentative update of the shared weights.
+
+    * `"optimizer"`: the compiled optimizer's real next step, its state
+      (momentum, Adam moments, iteration count) included: `θs + Δ(g_i)`.
+    * `"sgd"`: the paper's plain step with this step's rate, `θs − lr g_i`
+      (what the release's Taskonomy code runs in effect).
+    * `"increment"`: the optimizer's step as well, but measured against the
+      state-only step `θs + Δ(0)` instead of `θs`, which cancels the move
+      every source shares (most of it the momentum velocity).
+
+    Args:
+        kind: One of `STEPS`.
+        lookahead: The `OptimizerLookahead` of the shared variables.
+    """
+
+    def __init__(self, kind, lookahead):
+        if kind not in STEPS:
+            raise ValueError(f"`lookahead_step` must be one of {list(STEPS)}."
+                             f" Received: lookahead_step={kind!r}.")
+        self.kind, self.lookahead = kind, lookahead
+
+    def values(self, gradients, target):
+        """The shared weights after the source's step (`gradients`)."""
+        if self.kind == "sgd":
+            return self.lookahead.sgd_step(gradients, target.shared_values)
+        return self.lookahead.step(gradients)
+
+    def reference_values(self, target):
+        """The shared weights the step is compared with: `θs`, or for
+        `"increment"` the state-only step `θs + Δ(0)`."""
+        if self.kind != "increment":
+            return target.shared_values
+        return self.lookahead.state_step()
+
+    def reference_losses(self, target, values):
+        """The target losses at `reference_values` (one forward pass for
+        `"increment"`)."""
+        if self.kind != "increment":
+            return target.before
+        return target.losses_at(values)
 
 
 class LookaheadEstimator:
     """TAG: `1 - L_j(θs after a real optimizer step on g_i) / L_j(θs)`.
 
     Args:
-        lookahead: The `OptimizerLookahead` of the shared variables.
+        step: The `TentativeStep` (its lookahead gives the learning rate).
         scale_by_learning_rate: Divide by this step's learning rate.
     """
 
-    def __init__(self, lookahead, scale_by_learning_rate=True):
-        self.lookahead = lookahead
+    def __init__(self, step, scale_by_learning_rate=True):
+        self.step = step
+        self.lookahead = step.lookahead
         self.scale_by_learning_rate = scale_by_learning_rate
 
     def matrix(self, gradients, target):
-        rows = [target.losses_at(self.lookahead.step(gradients.of(t)))
+        before = self.step.reference_losses(
+            target, self.step.reference_values(target))
+        rows = [target.losses_at(self.step.values(gradients.of(t), target))
                 for t in gradients.tasks]
         return affinity_lib.lookahead_affinity(
-            target.before, tf.stack(rows), _rate(self))
+            before, tf.stack(rows), _rate(self))
 
 
 class FirstOrderEstimator:
-    """Its Taylor approximation `-<∇L_j, Δθs_i> / L_j`, `Δθs_i` the real step.
+    """Its Taylor approximation `-<∇L_j, Δθs_i> / L_j`, `Δθs_i` the step.
+
+    No lookahead forward pass: `L_j` and `∇L_j` are at `θs`, also for
+    `"increment"`, whose `Δθs_i = Δ(g_i) − Δ(0)`.
 
     Args:
-        lookahead: The `OptimizerLookahead` giving each source's step.
+        step: The `TentativeStep` giving each source's step `Δθs_i` (for
+            `"increment"`, `Δ(g_i) − Δ(0)`).
         optimizer: The compiled optimizer (its `scale_loss` gives the
             gradients' scale under a loss-scale optimizer).
         scale_by_learning_rate: Divide by this step's learning rate.
     """
 
-    def __init__(self, lookahead, optimizer, scale_by_learning_rate=True):
-        self.lookahead = lookahead
+    def __init__(self, step, optimizer, scale_by_learning_rate=True):
+        self.step = step
+        self.lookahead = step.lookahead
         self.optimizer = optimizer
         self.scale_by_learning_rate = scale_by_learning_rate
 
     def matrix(self, gradients, target):
         scale = self.optimizer.scale_loss(tf.constant(1.0))
         flat = gradients.global_flat() / tf.cast(scale, tf.float32)
-        current = target.shared_values
+        current = self.step.reference_values(target)
         steps = []
         for task in gradients.tasks:
-            new_values = self.lookahead.step(gradients.of(task))
+            new_values = self.step.values(gradients.of(task), target)
             steps.append(gradients.flatten(
                 [n - c for n, c in zip(new_values, current)]))
         dots = tf.matmul(tf.stack(steps), flat, transpose_b=True)
@@ -80,12 +133,15 @@ class CosineEstimator:
 
 
 def make_estimator(method, lookahead=None, *, optimizer=None,
-                   scale_by_learning_rate=True, kernels_only=False):
-    """The estimator of `method` (one of `METHODS`)."""
+                   scale_by_learning_rate=True, kernels_only=False,
+                   step="optimizer"):
+    """The estimator of `method` (one of `METHODS`), with `step` (one of
+    `STEPS`) as each source's tentative update."""
     if method == "lookahead":
-        return LookaheadEstimator(lookahead, scale_by_learning_rate)
+        return LookaheadEstimator(TentativeStep(step, lookahead),
+                                  scale_by_learning_rate)
     if method == "first_order":
-        return FirstOrderEstimator(lookahead, optimizer,
+        return FirstOrderEstimator(TentativeStep(step, lookahead), optimizer,
                                    scale_by_learning_rate)
     if method == "cosine":
         return CosineEstimator(kernels_only)

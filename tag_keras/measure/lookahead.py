@@ -103,6 +103,28 @@ class OptimizerLookahead:
         self.clone.apply(gradients, self.shadows)
         return [tf.identity(shadow.value) for shadow in self.shadows]
 
+    def sgd_step(self, gradients, values):
+        """`values - lr * gradients`: the paper's plain step, this step's lr.
+
+        Args:
+            gradients: One gradient per variable (as passed to the compiled
+                optimizer: scaled by a loss-scale optimizer's scale).
+            values: The variables' current values.
+        """
+        rate = self.optimizer.learning_rate
+        out = []
+        for value, g in zip(values, gradients):
+            if self.loss_scale is not None:
+                g = g / tf.cast(self.loss_scale, g.dtype)
+            out.append(value - tf.cast(rate, value.dtype) * tf.cast(
+                g, value.dtype))
+        return out
+
+    def state_step(self):
+        """The values after the optimizer's step on zero gradients: the
+        move its state (momentum, Adam moments, weight decay) makes alone."""
+        return self.step([None] * len(self.variables))
+
     def _copy_state(self):
         for shadow, variable in zip(self.shadows, self.variables):
             shadow.assign(variable)

@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from tag_keras import _keras_private
 from tag_keras.measure import affinity as affinity_lib
+from tag_keras.measure import estimators
 from tag_keras.measure import held_out
 from tag_keras.measure import labels
 from tag_keras.measure import shared as shared_lib
@@ -81,6 +82,13 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
             confused with a `tf.distribute` strategy.
         task_names: Optional task order for the matrices. Defaults to the
             output dict's order, restricted to outputs with a compiled loss.
+        lookahead_step: Each source's tentative step, for `"lookahead"`
+            and `"first_order"`: `"optimizer"` (default; the compiled
+            optimizer's real step with its state, as the release's CelebA
+            code), `"sgd"` (the paper's `θs − lr g_i` with this step's
+            rate), or `"increment"` (the optimizer's step measured against
+            its state-only step `θs + Δ(0)`, which cancels the momentum
+            move every source shares).
         **kwargs: Passed to `keras.Model` (`inputs`, `outputs`, `name`, ...).
 
     Example:
@@ -110,10 +118,15 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
                  affinity_method="lookahead", scale_by_learning_rate=True,
                  shared_layers=None, affinity_data=None,
                  affinity_batch_size=32, cosine_kernels_only=False,
-                 training_method=None, task_names=None, **kwargs):
+                 training_method=None, task_names=None,
+                 lookahead_step="optimizer", **kwargs):
         training_method = _training_method(training_method, kwargs)
         _validate_arguments(affinity_every_n_steps, affinity_method,
                             shared_layers, affinity_data, task_names)
+        if lookahead_step not in estimators.STEPS:
+            raise ValueError(
+                f"`lookahead_step` must be one of {list(estimators.STEPS)}. "
+                f"Received: lookahead_step={lookahead_step!r}.")
         if _keras_private.is_functional_call(args, kwargs):
             # What `keras.Model.__init__` does, minus rewriting the class
             # hierarchy (see `_functional_variant`).
@@ -121,6 +134,7 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
         super().__init__(*args, **kwargs)
         self.affinity_every_n_steps = int(affinity_every_n_steps)
         self.affinity_method = affinity_method
+        self.lookahead_step = lookahead_step
         self.scale_by_learning_rate = bool(scale_by_learning_rate)
         self.shared_layers = (None if shared_layers is None
                               else list(shared_layers))
@@ -212,6 +226,7 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
             **super().get_config(),
             "affinity_every_n_steps": self.affinity_every_n_steps,
             "affinity_method": self.affinity_method,
+            "lookahead_step": self.lookahead_step,
             "scale_by_learning_rate": self.scale_by_learning_rate,
             "shared_layers": self.shared_layers,
             "cosine_kernels_only": self.cosine_kernels_only,

@@ -191,7 +191,8 @@ class StepParts:
                 method, None if method == "cosine" else self.lookahead(),
                 optimizer=model.optimizer,
                 scale_by_learning_rate=model.scale_by_learning_rate,
-                kernels_only=model.cosine_kernels_only), model.affinity_state)
+                kernels_only=model.cosine_kernels_only,
+                step=model.lookahead_step), model.affinity_state)
         return self._meter
 
     def context(self, batch):
