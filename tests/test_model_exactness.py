@@ -22,6 +22,15 @@ class _StepRecorder(keras.callbacks.Callback):
             self.matrices[last[0]] = last[1].to_numpy()
 
 
+def _fit_recorded(model, optimizer, x, y):
+    """Two epochs of batch 4; returns the model and its step matrices."""
+    model.compile(optimizer=optimizer, loss={t: "mse" for t in TASKS})
+    recorder = _StepRecorder()
+    model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
+              callbacks=[recorder])
+    return model, recorder
+
+
 OPTIMIZERS = {
     "sgd": (lambda: keras.optimizers.SGD(0.1),
             lambda: reference.NumpyOptimizer("sgd", 0.1)),
@@ -67,13 +76,9 @@ OPTIMIZERS = {
 def test_lookahead_matches_numpy_over_consecutive_steps(name, scale):
     x, y, weights = _data()
     make_keras, make_numpy = OPTIMIZERS[name]
-    model = _linear_model(
-        weights, affinity_every_n_steps=1, scale_by_learning_rate=scale
-    )
-    model.compile(optimizer=make_keras(), loss={t: "mse" for t in TASKS})
-    recorder = _StepRecorder()
-    model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
-              callbacks=[recorder])
+    model, recorder = _fit_recorded(
+        _linear_model(weights, affinity_every_n_steps=1,
+                      scale_by_learning_rate=scale), make_keras(), x, y)
 
     expected, final = reference.train_and_measure(
         x, y, weights, make_numpy(), batch_size=4, steps=6,
@@ -104,12 +109,10 @@ def test_lookahead_matches_numpy_over_consecutive_steps(name, scale):
 def test_lookahead_step_kinds_match_numpy(step_kind, method, name):
     x, y, weights = _data(seed=1)
     make_keras, make_numpy = OPTIMIZERS[name]
-    model = _linear_model(weights, affinity_every_n_steps=1,
-                          affinity_method=method, lookahead_step=step_kind)
-    model.compile(optimizer=make_keras(), loss={t: "mse" for t in TASKS})
-    recorder = _StepRecorder()
-    model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
-              callbacks=[recorder])
+    model, recorder = _fit_recorded(
+        _linear_model(weights, affinity_every_n_steps=1,
+                      affinity_method=method, lookahead_step=step_kind),
+        make_keras(), x, y)
     expected, final = reference.train_and_measure(
         x, y, weights, make_numpy(), batch_size=4, steps=6,
         scale_by_learning_rate=True, step_kind=step_kind, method=method)

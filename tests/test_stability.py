@@ -1,16 +1,13 @@
 """Stability and the split / keep-together verdict (tag_keras.select)."""
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from absl import flags
-from absl.testing import flagsaver
 
-from tag_keras.select import cli
 from tag_keras.select import stability
+from tests.test_cli import _run
 
 TASKS = [f"t{i}" for i in range(6)]
 
@@ -98,16 +95,6 @@ def test_bad_arguments(kwargs, message):
 def test_a_table_without_the_step_columns_is_refused():
     with pytest.raises(ValueError, match=r"lacks the columns \['step'\]"):
         stability.assess(_steps(_noise()).drop(columns="step"), 2)
-
-
-def _run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["tag-select", *args])
-    with flagsaver.flagsaver():
-        with pytest.raises(SystemExit) as exit_info:
-            cli.run()
-    flags.FLAGS.unparse_flags()
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 def test_tag_select_stability_writes_the_verdict(tmp_path, monkeypatch,

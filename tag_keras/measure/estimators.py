@@ -3,6 +3,8 @@
 `estimator.matrix(gradients, target)` takes the step's `TaskGradients` and
 `Target` and returns the `[n, n]` affinity matrix, row = source task (whose
 gradient is applied), column = target task (whose loss is measured).
+`estimator.start(target)` gives the same as a `Session` fed one source's
+gradient at a time, which the train step uses.
 """
 
 import tensorflow as tf
@@ -72,12 +74,56 @@ class LookaheadEstimator:
         self.scale_by_learning_rate = scale_by_learning_rate
 
     def matrix(self, gradients, target):
-        before = self.step.reference_losses(
-            target, self.step.reference_values(target))
-        rows = [target.losses_at(self.step.values(gradients.of(t), target))
-                for t in gradients.tasks]
+        session = self.start(target)
+        for task in gradients.tasks:
+            session.add(gradients.of(task))
+        return session.matrix(gradients)
+
+    def start(self, target):
+        """A `Session` computing each source's row as its gradient comes."""
+        return _Rows(self, target)
+
+
+class Session:
+    """One step's measurement, fed each source's shared gradient in turn.
+
+    `add(shared_gradients)` returns the tensors the next source's backward
+    pass should wait for (a lookahead row: computing each row right after
+    its gradient, as the measured step does, keeps one source's lookahead
+    in flight at a time); `matrix(gradients)` returns the `[n, n]` matrix.
+    This default computes everything in `matrix`.
+    """
+
+    def __init__(self, estimator, target):
+        self.estimator, self.target = estimator, target
+
+    def add(self, shared_gradients):
+        del shared_gradients
+        return []
+
+    def matrix(self, gradients):
+        return self.estimator.matrix(gradients, self.target)
+
+
+class _Rows(Session):
+    """The lookahead estimator's session: one row of losses per source."""
+
+    def __init__(self, estimator, target):
+        super().__init__(estimator, target)
+        self.rows = []
+
+    def add(self, shared_gradients):
+        step, target = self.estimator.step, self.target
+        self.rows.append(target.losses_at(step.values(shared_gradients,
+                                                      target)))
+        return [self.rows[-1]]
+
+    def matrix(self, gradients):
+        del gradients
+        step, target = self.estimator.step, self.target
+        before = step.reference_losses(target, step.reference_values(target))
         return affinity_lib.lookahead_affinity(
-            before, tf.stack(rows), _rate(self))
+            before, tf.stack(self.rows), _rate(self.estimator))
 
 
 class FirstOrderEstimator:
@@ -113,6 +159,9 @@ class FirstOrderEstimator:
         return affinity_lib.first_order_affinity(dots, target.before,
                                                  _rate(self))
 
+    def start(self, target):
+        return Session(self, target)
+
 
 class CosineEstimator:
     """The CS baseline: cosine similarity of the shared gradients.
@@ -130,6 +179,9 @@ class CosineEstimator:
         flat = gradients.global_flat(kernels_only=self.kernels_only)
         gram = tf.matmul(flat, flat, transpose_b=True)
         return affinity_lib.cosine_affinity(gram)
+
+    def start(self, target):
+        return Session(self, target)
 
 
 def make_estimator(method, lookahead=None, *, optimizer=None,

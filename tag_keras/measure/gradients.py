@@ -41,7 +41,7 @@ class TaskGradients:
     def __init__(self, tasks, variables, gradients, kernel_mask=None):
         self.tasks = tuple(tasks)
         self.variables = list(variables)
-        self._lists = {t: [_dense_or_zeros(g, v)
+        self._lists = {t: [dense_or_zeros(g, v)
                            for g, v in zip(gradients[t], self.variables)]
                        for t in self.tasks}
         self._kernel_mask = kernel_mask
@@ -116,7 +116,8 @@ class TaskGradients:
         return self._kernel_mask is None or self._kernel_mask[k]
 
 
-def _dense_or_zeros(gradient, variable):
+def dense_or_zeros(gradient, variable):
+    """`gradient` as a dense tensor; zeros of the variable's shape for None."""
     if gradient is None:
         return tf.zeros(variable.shape, variable.dtype)
     if isinstance(gradient, tf.IndexedSlices):

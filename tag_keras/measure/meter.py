@@ -34,3 +34,12 @@ class Meter:
         """
         z = self.estimator.matrix(gradients, target)
         return self.state.record(z, source_ok, target.ok, step)
+
+    def start(self, target):
+        """The estimator's `Session` for one step on `target`."""
+        return self.estimator.start(target)
+
+    def record_session(self, session, gradients, source_ok, step):
+        """`record` for a session already fed every source's gradient."""
+        z = session.matrix(gradients)
+        return self.state.record(z, source_ok, session.target.ok, step)

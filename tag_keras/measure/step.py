@@ -20,6 +20,7 @@ from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import estimators
 from tag_keras.measure import shared as shared_lib
 from tag_keras.measure import target as target_lib
+from tag_keras.measure import gradients as gradients_lib
 from tag_keras.measure.gradients import TaskGradients
 from tag_keras.measure.lookahead import make_lookahead
 from tag_keras.measure.losses import TaskLosses
@@ -88,7 +89,17 @@ class TrainStep:
             # variables) after the snapshot was taken.
             batch.snapshot = target_lib.snapshot(
                 self.model.non_trainable_variables)
-        full = {t: tape.gradient(scaled[t], variables) for t in parts.tasks}
+        session = None
+        if measure:
+            session = parts.meter().start(parts.targets.make(batch))
+        full, after = {}, []
+        for task in parts.tasks:
+            # Each source's lookahead row right after its gradient (and
+            # before the next backward pass), one source in flight.
+            with tf.control_dependencies(after):
+                full[task] = tape.gradient(scaled[task], variables)
+            if session is not None:
+                after = session.add(parts.dense_shared(full[task]))
         gradients = parts.task_gradients(full)
         total = [_add([full[t][k] for t in parts.tasks])
                  for k in range(len(variables))]
@@ -108,8 +119,8 @@ class TrainStep:
         if measure:
             # A step whose update is not finite is not counted at all.
             source_ok = parts.source_ok(gradients, batch) & _finite(grads)
-            waits.append(parts.meter().record(
-                gradients, parts.targets.make(batch), source_ok,
+            waits.append(parts.meter().record_session(
+                session, gradients, source_ok,
                 self.model.optimizer.iterations))
         if not waits:
             return grads
@@ -162,6 +173,12 @@ class StepParts:
         if model.training_method is not None:
             model.training_method.set_shared_variables(
                 self.shared.pick(model.trainable_variables))
+
+    def dense_shared(self, grads):
+        """The shared part of one task's gradients, dense, zeros for None."""
+        shared = self.shared.pick(self.model.trainable_variables)
+        return [gradients_lib.dense_or_zeros(g, v)
+                for g, v in zip(self.shared.pick(grads), shared)]
 
     def task_gradients(self, full):
         """The shared part of `{task: gradients of every variable}`."""
