@@ -385,6 +385,10 @@ def test_train_groups_binary_end_to_end(tmp_path):
                                          "groups"]
     assert list(results["method"]) == ["Mine"]
     assert "[1/1] training group (c0_t0, c0_t1) ..." in process.stdout
+    # --verbose=lines (the default): a line per epoch with losses and ETA.
+    assert re.search(r"\(c0_t0, c0_t1\) epoch 1/1: loss [0-9.]+, val_loss "
+                     r"[0-9.]+, c0_t0_loss .*; [0-9.]+ s/epoch, ETA 0 s",
+                     process.stdout)
     assert "| Mine | 1 |" in (tmp_path / "results.md").read_text()
 
 

@@ -45,7 +45,7 @@ class StepTimer(keras.callbacks.Callback):
         return 1000 * float(np.median(steady))
 
 
-class EpochProgress(keras.callbacks.Callback):
+class EpochProgress(EpochTimer):
     """Prints one line per epoch: losses, seconds per epoch, the ETA.
 
     The ETA is for this network: the mean epoch time so far times the
@@ -60,19 +60,15 @@ class EpochProgress(keras.callbacks.Callback):
     def __init__(self, epochs, label="", log=print):
         super().__init__()
         self.epochs, self.label, self.log = epochs, label, log
-        self._start = None
-        self._seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self._seconds.append(time.perf_counter() - self._start)
+        super().on_epoch_end(epoch, logs)
         logs = logs or {}
-        losses = ", ".join(f"{k} {v:.4g}" for k, v in logs.items()
-                           if k.endswith("loss"))
-        mean = float(np.mean(self._seconds))
+        totals = [k for k in ("loss", "val_loss") if k in logs]
+        tasks = [k for k in logs if k.endswith("_loss") and k not in totals]
+        losses = ", ".join(f"{k} {logs[k]:.4g}" for k in totals + tasks)
+        mean = float(np.mean(self.seconds))
         left = max(self.epochs - epoch - 1, 0)
         prefix = f"{self.label} " if self.label else ""
         self.log(f"    {prefix}epoch {epoch + 1}/{self.epochs}: {losses}; "
-                 f"{self._seconds[-1]:.1f} s/epoch, ETA {mean * left:.0f} s")
+                 f"{self.seconds[-1]:.1f} s/epoch, ETA {mean * left:.0f} s")
