@@ -7,6 +7,7 @@ A leaf module: `tag_keras.callbacks` draws `affinity.png` with it and
 import io
 
 import numpy as np
+import pandas as pd
 
 #: Values are written in the cells up to this many tasks.
 ANNOTATE_UP_TO = 12
@@ -22,13 +23,19 @@ def _pyplot():
 
 
 def column_centred(frame):
-    """Each target column minus its mean over sources.
+    """Each target column minus its mean over the other sources.
 
     Selection is invariant to adding a constant to a target's column (every
-    group's score for that target moves by it), so this view shows what the
-    grouping sees: which sources help a target more than the others.
+    group's score for that target moves by it), and a group's score for a
+    target uses the other members only, so this view shows what the
+    grouping sees: which sources help a target more than the others. The
+    diagonal (self-affinity, not used unless singletons are allowed) is
+    left blank.
     """
-    return frame - frame.mean(axis=0)
+    values = frame.to_numpy(dtype=float).copy()
+    np.fill_diagonal(values, np.nan)
+    centred = values - np.nanmean(values, axis=0, keepdims=True)
+    return pd.DataFrame(centred, index=frame.index, columns=frame.columns)
 
 
 def affinity_figure(frame, title=None):
@@ -45,7 +52,8 @@ def affinity_figure(frame, title=None):
     size = 1.5 + 0.55 * n
     figure, axes = pyplot.subplots(1, 2, figsize=(2 * size + 1.5, size))
     panels = ((frame, "affinity (row = source, column = target)"),
-              (column_centred(frame), "centred per target column"))
+              (column_centred(frame),
+               "centred per target column (other sources)"))
     for ax, (values, label) in zip(axes, panels):
         _heatmap(ax, figure, values, label)
     if title:

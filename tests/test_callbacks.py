@@ -210,3 +210,18 @@ def test_standard_errors_match_numpy_on_the_per_step_values(tmp_path):
             rtol=1e-6)
         np.testing.assert_allclose(written.loc[source, target], expected,
                                    rtol=1e-6)
+
+
+def test_the_centred_view_is_what_selection_compares():
+    from tag_keras import figures
+
+    frame = pd.DataFrame([[9.0, 1.0, 2.0], [3.0, 9.0, 4.0], [5.0, 7.0, 9.0]],
+                         index=list("abc"), columns=list("abc"))
+    centred = figures.column_centred(frame)
+    assert np.isnan(np.diag(centred.to_numpy())).all()
+    # Column a: sources b (3) and c (5) around their mean 4.
+    assert centred.loc["b", "a"] == -1.0 and centred.loc["c", "a"] == 1.0
+    # Adding a constant to a column changes nothing.
+    shifted = frame.copy()
+    shifted["b"] += 100.0
+    pd.testing.assert_frame_equal(figures.column_centred(shifted), centred)

@@ -108,9 +108,8 @@ def write_figure(frame, path):
     from matplotlib import pyplot
 
     figure, axes = pyplot.subplots(figsize=(6.5, 4))
-    budgets = sorted(frame.loc[frame["num_groups"] > 1, "num_groups"]
-                     .unique())
     styles = {"MTL": ("black", "--"), "STL": ("grey", ":")}
+    budgets = set()
     for method, rows in frame.groupby("method", sort=False):
         if method in styles or rows["num_groups"].max() == 1:
             color, style = styles.get(method, (None, "-."))
@@ -119,9 +118,10 @@ def write_figure(frame, path):
                          "network" + ("s)" if method == "STL" else ")"))
             continue
         rows = rows.sort_values("num_groups")
+        budgets.update(rows["num_groups"])
         axes.plot(rows["num_groups"], rows["total"], marker="o",
                   label=method)
-    axes.set_xticks(budgets)
+    axes.set_xticks(sorted(budgets))
     axes.set_xlabel("networks (budget)")
     axes.set_ylabel("total test error (%)")
     axes.legend(fontsize=8)
