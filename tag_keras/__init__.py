@@ -30,6 +30,7 @@ from tag_keras.select import select_groups_from_performance  # noqa: E402
 _LAZY = {
     "AFFINITY_METHODS": ("tag_keras.measure.affinity", "METHODS"),
     "AffinityLogger": ("tag_keras.callbacks", "AffinityLogger"),
+    "AffinityMeter": ("tag_keras.measure.custom_loop", "AffinityMeter"),
     "TaskAffinityModel": ("tag_keras.measure.model", "TaskAffinityModel"),
     "TaskGradients": ("tag_keras.measure.gradients", "TaskGradients"),
 }
@@ -37,6 +38,7 @@ _LAZY = {
 __all__ = [
     "AFFINITY_METHODS",
     "AffinityLogger",
+    "AffinityMeter",
     "Grouping",
     "TaskAffinityModel",
     "TaskGradients",

@@ -11,7 +11,8 @@ The data path, one module each:
           -> `meter` -> `state` (`AffinityState`: sums, squares, counts)
           -> `epochs` (the per-epoch matrix) -> `tag_keras.callbacks`.
 
-`model.TaskAffinityModel` ties them into `model.fit`.
+`model.TaskAffinityModel` ties them into `model.fit`;
+`custom_loop.AffinityMeter` gives the same to a hand-written loop.
 
 May import TensorFlow, Keras, `tag_keras.mtl` (the training methods the
 step drives) and the leaf modules `tag_keras._distribute` and
@@ -19,10 +20,11 @@ step drives) and the leaf modules `tag_keras._distribute` and
 """
 
 from tag_keras.measure.affinity import METHODS
+from tag_keras.measure.custom_loop import AffinityMeter
 from tag_keras.measure.gradients import TaskGradients
 from tag_keras.measure.meter import Meter
 from tag_keras.measure.model import TaskAffinityModel
 from tag_keras.measure.state import AffinityState
 
-__all__ = ["AffinityState", "METHODS", "Meter", "TaskAffinityModel",
-           "TaskGradients"]
+__all__ = ["AffinityMeter", "AffinityState", "METHODS", "Meter",
+           "TaskAffinityModel", "TaskGradients"]

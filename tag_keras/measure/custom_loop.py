@@ -1,0 +1,187 @@
+"""`AffinityMeter`: inter-task affinity in a custom training loop.
+
+The same measurement `TaskAffinityModel` makes inside `fit` (the same
+`TaskGradients`, estimators, `Meter` and `AffinityState`), for a loop that
+computes its own per-task losses and applies its own updates: a hand-written
+`tf.function` step, a reinforcement-learning loop, a critic's loss.
+"""
+
+import tensorflow as tf
+
+from tag_keras import _distribute
+from tag_keras.measure import affinity as affinity_lib
+from tag_keras.measure import estimators
+from tag_keras.measure.gradients import TaskGradients
+from tag_keras.measure.lookahead import make_lookahead
+from tag_keras.measure.meter import Meter
+from tag_keras.measure.readout import AffinityReadout
+from tag_keras.measure.target import Target
+
+
+class AffinityMeter(AffinityReadout):
+    """Measures affinity where the loop, not `fit`, computes the losses.
+
+    Call `measure` on a step, with each task's gradient of the shared
+    variables and a function giving the tasks' losses on the same batch at
+    other values of the shared variables, before the loop applies its
+    update. The lookahead is `optimizer`'s real next step on copies, as in
+    `TaskAffinityModel` (nothing the loop owns is written); `affinity()`,
+    `affinity_stderr()`, `affinity_counts()`, `last_step_affinity()` read
+    the accumulated state, and `end_epoch()` sets `epoch_affinity` and
+    `fit_affinity` so that an `AffinityLogger` can write the same files:
+
+    ```python
+    logger = tag_keras.AffinityLogger("runs/loop")
+    logger.set_model(meter)
+    logger.on_train_begin()
+    for epoch in range(epochs):
+        logger.on_epoch_begin(epoch)
+        for batch, data in enumerate(dataset):
+            train_step(data)                  # calls meter.measure(...)
+            logger.on_train_batch_end(batch)
+        meter.end_epoch()
+        logger.on_epoch_end(epoch)
+    logger.on_train_end()
+    ```
+
+    Args:
+        shared_variables: The variables every task's loss depends on.
+        optimizer: The built `keras.optimizers.Optimizer` that updates them.
+        task_names: The task names, in matrix order.
+        affinity_method: `"lookahead"`, `"first_order"` or `"cosine"`.
+        lookahead_step: `"optimizer"`, `"sgd"` or `"increment"` (see
+            `TaskAffinityModel`).
+        scale_by_learning_rate: Divide by this step's learning rate.
+        cosine_kernels_only: With `"cosine"`, weight tensors of rank > 1
+            only.
+
+    Example (in a `tf.function` step; `model` maps `x` to a dict of task
+    outputs, `encoder` holds the shared layers):
+
+    ```python
+    meter = tag_keras.AffinityMeter(encoder.trainable_variables, optimizer,
+                                    ["a", "b"])
+    with tf.GradientTape(persistent=True) as tape:
+        losses = task_losses(model(x, training=True), y)
+    shared = encoder.trainable_variables
+    grads = {t: tape.gradient(losses[t], shared) for t in losses}
+
+    def losses_at(values):
+        trainable = [values[shared_ids.index(id(v))] if id(v) in shared_ids
+                     else v for v in model.trainable_variables]
+        out, _ = model.stateless_call(trainable, model.non_trainable_variables,
+                                      x, training=True)
+        return task_losses(out, y)
+
+    done = meter.measure(grads, losses, losses_at)
+    with tf.control_dependencies([done]):
+        optimizer.apply(...)              # the loop's own update
+    ```
+    """
+
+    def __init__(self, shared_variables, optimizer, task_names, *,
+                 affinity_method="lookahead", lookahead_step="optimizer",
+                 scale_by_learning_rate=True, cosine_kernels_only=False):
+        if affinity_method not in affinity_lib.METHODS:
+            raise ValueError(
+                f"`affinity_method` must be one of "
+                f"{list(affinity_lib.METHODS)}. Received: "
+                f"affinity_method={affinity_method!r}.")
+        if lookahead_step not in estimators.STEPS:
+            raise ValueError(
+                f"`lookahead_step` must be one of {list(estimators.STEPS)}. "
+                f"Received: lookahead_step={lookahead_step!r}.")
+        self.shared_variables = list(shared_variables)
+        if not self.shared_variables:
+            raise ValueError("`shared_variables` must name at least one "
+                             "variable. Received: shared_variables=[].")
+        names = list(task_names)
+        if isinstance(task_names, str) or len(names) < 2:
+            raise ValueError("Affinity needs at least two tasks. Received: "
+                             f"task_names={task_names!r}.")
+        self.optimizer = optimizer
+        self.affinity_method, self.lookahead_step = (affinity_method,
+                                                     lookahead_step)
+        self.scale_by_learning_rate = bool(scale_by_learning_rate)
+        self.cosine_kernels_only = bool(cosine_kernels_only)
+        self.training_method = None
+        self.epoch_affinity = self.fit_affinity = None
+        self.steps_per_execution = 1
+        self._task_names, self._meter, self._epoch_start = None, None, None
+        self._decide_task_names(names)
+
+    @property
+    def distribute_strategy(self):
+        """The current `tf.distribute` strategy (for `AffinityLogger`)."""
+        return tf.distribute.get_strategy()
+
+    def measure(self, gradients, losses, losses_at, step=None):
+        """Measures one step; returns a tensor to wait on before updating.
+
+        Args:
+            gradients: `{task: [gradient or None per shared variable]}`, as
+                the loop would pass them to `optimizer` (a replica's share
+                under `tf.distribute`).
+            losses: `{task: scalar loss}` on this batch (a replica's share).
+            losses_at: `values -> {task: loss}`: the tasks' losses on the
+                same batch with the shared variables set to `values` (one
+                tensor per shared variable) and everything else unchanged;
+                it must not write any variable (use `stateless_call`).
+            step: The step number recorded (default: the optimizer's
+                iteration count).
+        """
+        tasks = self.task_names
+        missing = [t for t in tasks if t not in gradients or t not in losses]
+        if missing:
+            raise ValueError(
+                f"`gradients` and `losses` need every task; {missing} are "
+                f"missing. Received: gradients for {sorted(gradients)}, "
+                f"losses for {sorted(losses)}.")
+        task_gradients = TaskGradients(
+            tasks, self.shared_variables, gradients,
+            kernel_mask=[len(v.shape) >= 2 for v in self.shared_variables])
+
+        def stack(values):
+            return _distribute.replica_sum(tf.stack(
+                [tf.cast(values[t], tf.float32) for t in tasks]))
+
+        before = stack(losses)
+        target = Target(tasks, before, affinity_lib.usable_loss(before),
+                        [tf.identity(v) for v in self.shared_variables],
+                        lambda values: stack(losses_at(values)))
+        source_ok = target.ok & task_gradients.finite()
+        iterations = self.optimizer.iterations if step is None else step
+        return self._meter_for_method().record(task_gradients, target,
+                                               source_ok, iterations)
+
+    def end_epoch(self):
+        """Sets `epoch_affinity` (since the last call) and `fit_affinity`."""
+        sums, counts = self.affinity_totals()
+        self.fit_affinity = affinity_lib.mean_matrix(sums, counts,
+                                                     self.task_names)
+        if self._epoch_start is not None:
+            sums = sums - self._epoch_start[0]
+            counts = counts - self._epoch_start[1]
+        self.epoch_affinity = (affinity_lib.mean_matrix(
+            sums, counts, self.task_names) if counts.sum() > 0 else None)
+        self._epoch_start = self.affinity_totals()
+
+    def _meter_for_method(self):
+        if self._meter is None:
+            lookahead = None
+            if self.affinity_method != "cosine":
+                if not self.optimizer.built:
+                    raise ValueError(
+                        "The optimizer must be built before measuring: call "
+                        "`optimizer.build(trainable_variables)` first. "
+                        f"Received: optimizer={self.optimizer!r} (not "
+                        "built).")
+                lookahead = make_lookahead(self.optimizer,
+                                           self.shared_variables,
+                                           tf.distribute.get_strategy())
+            self._meter = Meter(estimators.make_estimator(
+                self.affinity_method, lookahead, optimizer=self.optimizer,
+                scale_by_learning_rate=self.scale_by_learning_rate,
+                kernels_only=self.cosine_kernels_only,
+                step=self.lookahead_step), self.affinity_state)
+        return self._meter
