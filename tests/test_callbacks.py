@@ -225,3 +225,24 @@ def test_the_centred_view_is_what_selection_compares():
     shifted = frame.copy()
     shifted["b"] += 100.0
     pd.testing.assert_frame_equal(figures.column_centred(shifted), centred)
+
+
+def test_steps_per_execution_measures_every_step_and_says_what_it_writes(
+        tmp_path):
+    x, y = _data()
+    x, y = np.concatenate([x, x]), {t: np.concatenate([v, v])
+                                    for t, v in y.items()}
+    one = _model(every=2)
+    one.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    several = _model(every=2)
+    several.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                    loss={"a": "mse", "b": "mse"}, steps_per_execution=3)
+    with pytest.warns(UserWarning, match="only the last measured step"):
+        several.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0,
+                    callbacks=[tag_keras.AffinityLogger(tmp_path)])
+    # 5 steps, measured at 0, 2 and 4, in executions {0, 1, 2} and {3, 4}.
+    np.testing.assert_array_equal(several.affinity_counts().to_numpy(), 3)
+    np.testing.assert_allclose(several.affinity().to_numpy(),
+                               one.affinity().to_numpy(), rtol=1e-5)
+    steps = pd.read_csv(tmp_path / "affinity_steps.csv")
+    assert sorted(set(steps.step)) == [2, 4]
