@@ -11,7 +11,8 @@ numbers of classes, the input shape and a one-line description.
 * `"planted"`: generated tasks in planted clusters plus label-noise tasks.
 
 The last three run without the internet. Library code only: binaries read
-flags and pass values in.
+flags and pass values in. May import NumPy, TensorFlow, tensorflow-datasets
+and scikit-learn; never `tag_keras`, `experiments.lib` or a binary.
 """
 
 from experiments.data import celeba
