@@ -65,7 +65,7 @@ class _Scores(keras.callbacks.Callback):
 
 def _fit(strategy, every=0, callbacks=(), seed=0, epochs=1):
     x, y, weights = reference.data(seed=seed)
-    kwargs = {} if strategy is None else {"strategy": strategy}
+    kwargs = {} if strategy is None else {"training_method": strategy}
     model = reference.linear_model(weights, affinity_every_n_steps=every,
                                    **kwargs)
     model.compile(optimizer=keras.optimizers.SGD(LR, momentum=MOMENTUM),
@@ -125,6 +125,21 @@ def test_default_candidates():
     assert labels == ["left", "right", "all"]
     labels = [label for label, _ in it_mtl._resolve(None, ("a", "b", "c"))]
     assert labels == ["all", "pcgrad"]
+
+
+def test_leave_one_out_and_subset_candidates():
+    tasks = ("a", "b", "c")
+    resolved = it_mtl._resolve(["leave_one_out", "all"], tasks)
+    assert resolved == [("b+c", ("b", "c")), ("a+c", ("a", "c")),
+                        ("a+b", ("a", "b")), ("all", tasks)]
+    labels = [label for label, _ in it_mtl._resolve(["subsets"], tasks)]
+    assert labels == ["a", "b", "c", "a+b", "a+c", "b+c", "a+b+c"]
+    with pytest.raises(ValueError, match="at most 6 tasks. Received: 7"):
+        it_mtl._resolve(["subsets"], tuple("abcdefg"))
+    method = mtl.ITMTL(["leave_one_out", "all"])
+    _fit(method, epochs=1)
+    assert sum(method.counts().values()) == STEPS
+    assert list(method.counts()) == ["b+c", "a+c", "a+b", "all"]
 
 
 def test_candidate_logger_writes_each_epochs_wins(tmp_path):

@@ -311,6 +311,16 @@ def test_strategy_is_saved_and_loaded_with_the_model(make, tmp_path):
                verbose=0)
 
 
+def test_the_former_strategy_keyword_still_works():
+    _, _, weights = reference.data()
+    method = mtl.PCGrad()
+    model = reference.linear_model(weights, strategy=method)
+    assert model.training_method is method
+    with pytest.raises(ValueError, match="former name"):
+        reference.linear_model(weights, strategy=mtl.PCGrad(),
+                               training_method=mtl.PCGrad())
+
+
 def test_model_rejects_a_training_method_that_is_not_one():
     _, _, weights = reference.data()
     with pytest.raises(TypeError, match="training_method"):

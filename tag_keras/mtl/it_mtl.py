@@ -8,6 +8,7 @@ lookahead is the one `TaskAffinityModel` measures affinity with: the
 compiled optimizer's real next step, state included, on copies.
 """
 
+import itertools
 import os
 
 import keras
@@ -22,7 +23,11 @@ from tag_keras.mtl.base import WeightedMethod
 ALL = "all"
 PCGRAD = "pcgrad"
 EACH = "each"
-_KEYWORDS = (ALL, PCGRAD, EACH)
+LEAVE_ONE_OUT = "leave_one_out"
+SUBSETS = "subsets"
+_KEYWORDS = (ALL, PCGRAD, EACH, LEAVE_ONE_OUT, SUBSETS)
+#: Most tasks for `"subsets"` (2^n - 1 candidates, one lookahead each).
+MAX_SUBSET_TASKS = 6
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
@@ -34,6 +39,10 @@ class ITMTL(WeightedMethod):
     - `"all"`: the sum of the task gradients (plain multi-task learning);
     - `"pcgrad"`: the PCGrad gradient (see `PCGrad`);
     - `"each"`: every single-task gradient, one candidate per task;
+    - `"leave_one_out"`: for every task, the sum of the others' gradients
+      (with `"all"`, the set {[m] - {i}} ∪ [m] the paper recommends);
+    - `"subsets"`: every non-empty subset of tasks (2^n - 1 candidates; at
+      most `MAX_SUBSET_TASKS` tasks);
     - a task name, or a tuple of task names: the sum of those tasks'
       gradients.
 
@@ -220,6 +229,18 @@ def _resolve(candidates, tasks):
             resolved.append((PCGRAD, PCGRAD))
         elif c == EACH:
             resolved.extend((t, (t,)) for t in tasks)
+        elif c == LEAVE_ONE_OUT:
+            resolved.extend(("+".join(s), s) for s in (
+                tuple(o for o in tasks if o != t) for t in tasks))
+        elif c == SUBSETS:
+            if len(tasks) > MAX_SUBSET_TASKS:
+                raise ValueError(
+                    f"IT-MTL candidates='subsets' makes 2^n - 1 lookaheads "
+                    f"per step; it allows at most {MAX_SUBSET_TASKS} tasks. "
+                    f"Received: {len(tasks)} tasks.")
+            resolved.extend(("+".join(s), s) for size in range(
+                1, len(tasks) + 1) for s in itertools.combinations(tasks,
+                                                                   size))
         else:
             subset = (c,) if isinstance(c, str) else tuple(c)
             unknown = [t for t in subset if t not in tasks]
