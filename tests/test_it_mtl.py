@@ -20,7 +20,7 @@ def _numpy_candidates(g):
             "c": g["c"], "a+b": g["a"] + g["b"]}
 
 
-def _numpy_run(x, y, weights, first_order):
+def _numpy_run(x, y, weights, first_order, heads_first=False):
     """IT-MTL by hand: per step the scores, the choice; the final weights."""
     opt = reference.NumpyOptimizer("sgd", LR, momentum=MOMENTUM)
     w = {"W": weights["W"].astype(np.float64),
@@ -37,12 +37,18 @@ def _numpy_run(x, y, weights, first_order):
             log_product = sum(g_shared[t] / losses[t] for t in TASKS)
             z = [float(np.sum(c * log_product)) for c in candidates.values()]
         else:
+            heads, before = w["heads"], losses
+            if heads_first:
+                heads = {t: opt.copy().update(t, w["heads"][t], g_heads[t])
+                         for t in TASKS}
+                before, _, _ = reference.losses_and_grads(
+                    xb, yb, {"W": w["W"], "heads": heads})
             z = []
             for c in candidates.values():
                 shared = opt.copy().update("W", w["W"], c)
                 after, _, _ = reference.losses_and_grads(
-                    xb, yb, {"W": shared, "heads": w["heads"]})
-                z.append(sum(1 - after[t] / losses[t] for t in TASKS))
+                    xb, yb, {"W": shared, "heads": heads})
+                z.append(sum(1 - after[t] / before[t] for t in TASKS))
         best = int(np.argmax(z))
         scores.append(z)
         choices.append(best)
@@ -106,6 +112,20 @@ def test_choice_and_scores_match_numpy(first_order, every):
     expected = {label: choices.count(k)
                 for k, label in enumerate(strategy.candidate_labels)}
     assert strategy.counts() == expected
+
+
+def test_heads_first_scores_with_the_moved_heads_as_numpy():
+    strategy = mtl.ITMTL(CANDIDATES, update_heads_first=True)
+    recorder = _Scores(strategy)
+    model, x, y, weights = _fit(strategy, callbacks=[recorder])
+    scores, choices, w = _numpy_run(x, y, weights, False, heads_first=True)
+    np.testing.assert_allclose(np.array(recorder.scores), scores, rtol=1e-4,
+                               atol=1e-6)
+    assert recorder.choices == choices
+    _assert_weights(model, w)
+    plain, _, _ = _numpy_run(x, y, weights, False)
+    assert not np.allclose(plain, scores, rtol=1e-3)
+    assert strategy.get_config()["update_heads_first"] is True
 
 
 def test_a_single_all_task_candidate_trains_as_plain_mtl():

@@ -148,7 +148,7 @@ class AffinityMeter(AffinityReadout):
         before = stack(losses)
         target = Target(tasks, before, affinity_lib.usable_loss(before),
                         [tf.identity(v) for v in self.shared_variables],
-                        lambda values: stack(losses_at(values)))
+                        lambda values, heads=None: stack(losses_at(values)))
         source_ok = target.ok & task_gradients.finite()
         iterations = self.optimizer.iterations if step is None else step
         return self._meter_for_method().record(task_gradients, target,

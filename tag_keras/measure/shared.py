@@ -15,11 +15,13 @@ class SharedVariables:
             two or more), for the cosine baseline's `kernels_only`.
         attached: For each task, whether its loss depends on any shared
             variable (a head that bypasses the shared weights does not).
+        heads: The connected variables that are not shared (task heads).
     """
 
     def __init__(self, connected, shared, kernels, attached):
         self.connected, self.shared, self.kernels = connected, shared, kernels
         self.attached = attached
+        self.heads = [k for k in connected if k not in set(shared)]
 
     def pick(self, values, which="shared"):
         """The entries of a list over all trainable variables."""

@@ -105,7 +105,9 @@ class TrainStep:
                  for k in range(len(variables))]
         waits = []
         if self.method is not None:
-            combined = self.method.combine(gradients, parts.context(batch))
+            combined = self.method.combine(
+                gradients, parts.context(batch, parts.shared.pick(
+                    total, "heads") if self.method.lookahead_heads else None))
             for k, g in zip(parts.shared.shared, combined):
                 total[k] = g
             self.method.update(batch.losses, gradients)
@@ -169,7 +171,7 @@ class StepParts:
         held_out = model.held_out_batches() if measuring else None
         self.targets = target_lib.TargetBatches(
             model, task_losses, self.tasks, self.shared, held_out)
-        self._lookahead = self._meter = None
+        self._lookahead = self._meter = self._head_lookahead = None
         if model.training_method is not None:
             model.training_method.set_shared_variables(
                 self.shared.pick(model.trainable_variables))
@@ -190,13 +192,7 @@ class StepParts:
     def lookahead(self):
         """The `OptimizerLookahead` of the shared variables (made once)."""
         if self._lookahead is None:
-            optimizer = self.model.optimizer
-            if not optimizer.built:
-                optimizer.build(self.model.trainable_variables)
-            self._lookahead = make_lookahead(
-                self.model.optimizer,
-                self.shared.pick(self.model.trainable_variables),
-                self.model.distribute_strategy)
+            self._lookahead = self._make_lookahead("shared")
         return self._lookahead
 
     def meter(self):
@@ -212,14 +208,38 @@ class StepParts:
                 step=model.lookahead_step), model.affinity_state)
         return self._meter
 
-    def context(self, batch):
-        """The `StepContext` a training method's `combine` receives."""
+    def context(self, batch, head_gradients=None):
+        """The `StepContext` a training method's `combine` receives.
+
+        With `head_gradients` (one per head variable), the lookahead moves
+        the heads by the optimizer's step on them too, and `losses` are the
+        losses with the moved heads and the current shared weights.
+        """
         target = self.targets.make(batch, use_held_out=False)
+        heads, before = None, target.before
+        if head_gradients is not None:
+            heads = self.head_lookahead().step(head_gradients)
+            before = target.losses_at(target.shared_values, heads)
 
         def lookahead(shared_gradients):
-            return target.losses_at(self.lookahead().step(shared_gradients))
+            return target.losses_at(self.lookahead().step(shared_gradients),
+                                    heads)
 
-        return StepContext(target.before, target.ok, lookahead)
+        return StepContext(before, target.ok, lookahead)
+
+    def head_lookahead(self):
+        """An `OptimizerLookahead` of the head variables (made once)."""
+        if self._head_lookahead is None:
+            self._head_lookahead = self._make_lookahead("heads")
+        return self._head_lookahead
+
+    def _make_lookahead(self, which):
+        optimizer = self.model.optimizer
+        if not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        return make_lookahead(
+            optimizer, self.shared.pick(self.model.trainable_variables, which),
+            self.model.distribute_strategy)
 
     def source_ok(self, gradients, batch):
         """`[n]`: the task can be a source (labels, usable loss and grads)."""

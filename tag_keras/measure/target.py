@@ -24,14 +24,15 @@ class Target:
         self.shared_values = shared_values
         self._losses_at = losses_at
 
-    def losses_at(self, shared_values):
+    def losses_at(self, shared_values, head_values=None):
         """`[n]` global-batch losses with the shared weights replaced.
 
-        Task heads keep their values; the forward pass runs in training
-        mode from the step's non-trainable state, and its updates of that
-        state (BatchNorm statistics) are thrown away.
+        Task heads keep their values unless `head_values` (one per
+        `SharedVariables.heads` entry) replace them too; the forward pass
+        runs in training mode from the step's non-trainable state, and its
+        updates of that state (BatchNorm statistics) are thrown away.
         """
-        return self._losses_at(shared_values)
+        return self._losses_at(shared_values, head_values)
 
 
 class TargetBatches:
@@ -65,9 +66,11 @@ class TargetBatches:
               & self.labelled(labels, weights)
               & tf.constant(self.shared.attached))
 
-        def losses_at(shared_values):
+        def losses_at(shared_values, head_values=None):
             values = list(current)
             for k, value in zip(self.shared.shared, shared_values):
+                values[k] = value
+            for k, value in zip(self.shared.heads, head_values or ()):
                 values[k] = value
             after, _, _ = self._losses(values, batch.snapshot, x, y,
                                        sample_weight)

@@ -45,6 +45,11 @@ class TrainingMethod(keras.layers.Layer):
     #: step), not only the steps where the model measures affinity.
     needs_task_gradients = False
 
+    #: True when `StepContext.lookahead` also moves the task heads by their
+    #: own optimizer step, before and after the shared step alike (IT-MTL's
+    #: Algorithm 1: heads first).
+    lookahead_heads = False
+
     def build_tasks(self, task_names):
         """Creates the method's variables for these tasks, in this order."""
         self.task_names = tuple(task_names)

@@ -64,18 +64,27 @@ class ITMTL(WeightedMethod):
         first_order: Use the first-order approximation.
         loss_weighting: Optional loss-weighting method.
         seed: Seed of the PCGrad candidate's random projection order.
+        update_heads_first: As the transference paper's Algorithm 1, score
+            each candidate with the task heads already moved by their own
+            optimizer step: `Z = sum_j 1 - L_j(θs', θj') / L_j(θs, θj')`
+            with `θj'` the heads after that step. False (the default, as
+            this package's committed IT-MTL results) keeps the heads at
+            their current values. Not used with `first_order`.
         **kwargs: Layer arguments such as `name`.
     """
 
     needs_task_gradients = True
 
     def __init__(self, candidates=None, first_order=False,
-                 loss_weighting=None, seed=None, **kwargs):
+                 loss_weighting=None, seed=None, update_heads_first=False,
+                 **kwargs):
         super().__init__(loss_weighting, **kwargs)
         if candidates is not None:
             candidates = _check_candidates(candidates)
         self.candidates = candidates
         self.first_order = bool(first_order)
+        self.update_heads_first = bool(update_heads_first)
+        self.lookahead_heads = self.update_heads_first and not first_order
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.epoch_counts = None
@@ -170,7 +179,8 @@ class ITMTL(WeightedMethod):
 
     def get_config(self):
         return {**super().get_config(), "candidates": self.candidates,
-                "first_order": self.first_order, "seed": self.seed}
+                "first_order": self.first_order, "seed": self.seed,
+                "update_heads_first": self.update_heads_first}
 
 
 def total_affinity(after, before, usable):
