@@ -147,11 +147,11 @@ class AffinityLogger(keras.callbacks.Callback):
             self._write_matrix(self.model.affinity_stderr(), _STDERR)
 
     def on_train_end(self, logs=None):
-        if self._active and self._files and self.affinity is not None:
-            self._write_matrix(self.affinity)
-            if self.figure:
-                figures.write_affinity_png(
-                    self.affinity, os.path.join(self.log_dir, _FIGURE))
+        # `affinity.csv` was written with this matrix at the last epoch end.
+        if self._active and self._files and self.affinity is not None and (
+                self.figure):
+            figures.write_affinity_png(
+                self.affinity, os.path.join(self.log_dir, _FIGURE))
         for handle in (self._files or {}).values():
             handle.close()
         self._files = None

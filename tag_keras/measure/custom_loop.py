@@ -65,6 +65,7 @@ class AffinityMeter(AffinityReadout):
         losses = task_losses(model(x, training=True), y)
     shared = encoder.trainable_variables
     grads = {t: tape.gradient(losses[t], shared) for t in losses}
+    shared_ids = [id(v) for v in shared]
 
     def losses_at(values):
         trainable = [values[shared_ids.index(id(v))] if id(v) in shared_ids
@@ -82,15 +83,7 @@ class AffinityMeter(AffinityReadout):
     def __init__(self, shared_variables, optimizer, task_names, *,
                  affinity_method="lookahead", lookahead_step="optimizer",
                  scale_by_learning_rate=True, cosine_kernels_only=False):
-        if affinity_method not in affinity_lib.METHODS:
-            raise ValueError(
-                f"`affinity_method` must be one of "
-                f"{list(affinity_lib.METHODS)}. Received: "
-                f"affinity_method={affinity_method!r}.")
-        if lookahead_step not in estimators.STEPS:
-            raise ValueError(
-                f"`lookahead_step` must be one of {list(estimators.STEPS)}. "
-                f"Received: lookahead_step={lookahead_step!r}.")
+        estimators.check_settings(affinity_method, lookahead_step)
         self.shared_variables = list(shared_variables)
         if not self.shared_variables:
             raise ValueError("`shared_variables` must name at least one "
@@ -156,32 +149,21 @@ class AffinityMeter(AffinityReadout):
 
     def end_epoch(self):
         """Sets `epoch_affinity` (since the last call) and `fit_affinity`."""
-        sums, counts = self.affinity_totals()
-        self.fit_affinity = affinity_lib.mean_matrix(sums, counts,
-                                                     self.task_names)
-        if self._epoch_start is not None:
-            sums = sums - self._epoch_start[0]
-            counts = counts - self._epoch_start[1]
-        self.epoch_affinity = (affinity_lib.mean_matrix(
-            sums, counts, self.task_names) if counts.sum() > 0 else None)
+        self.epoch_affinity, self.fit_affinity = self.epoch_matrices(
+            self._epoch_start)
         self._epoch_start = self.affinity_totals()
 
     def _meter_for_method(self):
         if self._meter is None:
-            lookahead = None
-            if self.affinity_method != "cosine":
-                if not self.optimizer.built:
-                    raise ValueError(
-                        "The optimizer must be built before measuring: call "
-                        "`optimizer.build(trainable_variables)` first. "
-                        f"Received: optimizer={self.optimizer!r} (not "
-                        "built).")
-                lookahead = make_lookahead(self.optimizer,
-                                           self.shared_variables,
-                                           tf.distribute.get_strategy())
-            self._meter = Meter(estimators.make_estimator(
-                self.affinity_method, lookahead, optimizer=self.optimizer,
-                scale_by_learning_rate=self.scale_by_learning_rate,
-                kernels_only=self.cosine_kernels_only,
-                step=self.lookahead_step), self.affinity_state)
+            self._meter = Meter.for_settings(
+                self, self._lookahead, self.optimizer, self.affinity_state)
         return self._meter
+
+    def _lookahead(self):
+        if not self.optimizer.built:
+            raise ValueError(
+                "The optimizer must be built before measuring: call "
+                "`optimizer.build(trainable_variables)` first. Received: "
+                f"optimizer={self.optimizer!r} (not built).")
+        return make_lookahead(self.optimizer, self.shared_variables,
+                              tf.distribute.get_strategy())

@@ -4,7 +4,6 @@ import warnings
 
 import keras
 
-from tag_keras.measure import affinity as affinity_lib
 
 
 class EpochAffinity(keras.callbacks.Callback):
@@ -49,14 +48,8 @@ class EpochAffinity(keras.callbacks.Callback):
             model.training_method.on_epoch_end()
         if not model.has_task_names:
             return
-        sums, counts = model.affinity_totals()
-        model.fit_affinity = affinity_lib.mean_matrix(sums, counts,
-                                                      model.task_names)
-        if self._start is not None:
-            sums, counts = sums - self._start[0], counts - self._start[1]
-        if counts.sum() > 0:
-            model.epoch_affinity = affinity_lib.mean_matrix(
-                sums, counts, model.task_names)
+        model.epoch_affinity, model.fit_affinity = model.epoch_matrices(
+            self._start)
         self._warn_skips_once()
 
     def on_train_end(self, logs=None):

@@ -17,6 +17,18 @@ METHODS = affinity_lib.METHODS
 STEPS = ("optimizer", "sgd", "increment")
 
 
+def check_settings(affinity_method, lookahead_step):
+    """Raises `ValueError` for an unknown method or tentative step."""
+    if affinity_method not in METHODS:
+        raise ValueError(
+            f"`affinity_method` must be one of {list(METHODS)}. Received: "
+            f"affinity_method={affinity_method!r}.")
+    if lookahead_step not in STEPS:
+        raise ValueError(
+            f"`lookahead_step` must be one of {list(STEPS)}. Received: "
+            f"lookahead_step={lookahead_step!r}.")
+
+
 class TentativeStep:
     """A source's tentative update of the shared weights.
 
@@ -34,9 +46,6 @@ class TentativeStep:
     """
 
     def __init__(self, kind, lookahead):
-        if kind not in STEPS:
-            raise ValueError(f"`lookahead_step` must be one of {list(STEPS)}."
-                             f" Received: lookahead_step={kind!r}.")
         self.kind, self.lookahead = kind, lookahead
 
     def values(self, gradients, target):

@@ -61,17 +61,10 @@ class TaskGradients:
                 if len(tasks) > 1 else self._lists[tasks[0]][k]
                 for k in range(len(self.variables))]
 
-    def scaled_sum(self, weights):
-        """`sum_i weights[i] * g_i`, with `weights` a `[n]` tensor."""
-        return [tf.add_n([tf.cast(weights[i], g.dtype) * g for i, g in
-                          enumerate(self._lists[t][k] for t in self.tasks)])
-                for k in range(len(self.variables))]
-
-    def flat(self, task=None, kernels_only=False):
-        """float32 `[n, d]` (or `[d]` for one task) of this replica's values."""
-        tasks = self.tasks if task is None else (task,)
-        rows = [self.flatten(self._lists[t], kernels_only) for t in tasks]
-        return rows[0] if task is not None else tf.stack(rows)
+    def flat(self, kernels_only=False):
+        """float32 `[n, d]` of this replica's values, one row per task."""
+        return tf.stack([self.flatten(self._lists[t], kernels_only)
+                         for t in self.tasks])
 
     def global_flat(self, kernels_only=False):
         """float32 `[n, d]` summed over replicas: the global-batch values."""

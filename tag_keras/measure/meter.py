@@ -4,6 +4,8 @@
 model and no `train_step`, so a custom training loop can use it as is.
 """
 
+from tag_keras.measure import estimators
+
 
 class Meter:
     """Computes one step's affinity matrix and adds it to the state.
@@ -22,6 +24,27 @@ class Meter:
 
     def __init__(self, estimator, state):
         self.estimator, self.state = estimator, state
+
+    @classmethod
+    def for_settings(cls, settings, lookahead, optimizer, state):
+        """The `Meter` of `settings`' affinity method.
+
+        Args:
+            settings: A `TaskAffinityModel` or `AffinityMeter`: its
+                `affinity_method`, `lookahead_step`, `scale_by_learning_rate`
+                and `cosine_kernels_only`.
+            lookahead: A function making the `OptimizerLookahead` (called
+                unless the method is `"cosine"`).
+            optimizer: The optimizer that updates the shared variables.
+            state: The `AffinityState` to record into.
+        """
+        method = settings.affinity_method
+        return cls(estimators.make_estimator(
+            method, None if method == "cosine" else lookahead(),
+            optimizer=optimizer,
+            scale_by_learning_rate=settings.scale_by_learning_rate,
+            kernels_only=settings.cosine_kernels_only,
+            step=settings.lookahead_step), state)
 
     def record(self, gradients, target, source_ok, step):
         """Measures on `target` and records; returns a tensor to wait on.

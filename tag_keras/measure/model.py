@@ -32,7 +32,6 @@ import numpy as np
 import tensorflow as tf
 
 from tag_keras import _keras_private
-from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import estimators
 from tag_keras.measure import held_out
 from tag_keras.measure import labels
@@ -121,12 +120,9 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
                  training_method=None, task_names=None,
                  lookahead_step="optimizer", **kwargs):
         training_method = _training_method(training_method, kwargs)
+        estimators.check_settings(affinity_method, lookahead_step)
         _validate_arguments(affinity_every_n_steps, affinity_method,
                             shared_layers, affinity_data, task_names)
-        if lookahead_step not in estimators.STEPS:
-            raise ValueError(
-                f"`lookahead_step` must be one of {list(estimators.STEPS)}. "
-                f"Received: lookahead_step={lookahead_step!r}.")
         if _keras_private.is_functional_call(args, kwargs):
             # What `keras.Model.__init__` does, minus rewriting the class
             # hierarchy (see `_functional_variant`).
@@ -296,10 +292,6 @@ def _validate_arguments(every, method, shared_layers, affinity_data, tasks):
         raise ValueError(
             "`affinity_every_n_steps` must be >= 0 (0 never measures). "
             f"Received: affinity_every_n_steps={every}.")
-    if method not in affinity_lib.METHODS:
-        raise ValueError(
-            f"`affinity_method` must be one of {list(affinity_lib.METHODS)}. "
-            f"Received: affinity_method={method!r}.")
     if shared_layers is not None and (
             isinstance(shared_layers, str)
             or not all(isinstance(n, str) for n in shared_layers)):

@@ -61,6 +61,21 @@ class AffinityReadout:
         """`(sums, counts)` arrays: a snapshot to take differences of."""
         return self._state("affinity_totals").totals()
 
+    def epoch_matrices(self, start):
+        """`(epoch mean or None, whole-run mean)` as DataFrames.
+
+        The epoch mean is over the steps since `start` (an
+        `affinity_totals()` snapshot; None: since the beginning), None
+        when none was measured.
+        """
+        sums, counts = self.affinity_totals()
+        whole = affinity_lib.mean_matrix(sums, counts, self.task_names)
+        if start is not None:
+            sums, counts = sums - start[0], counts - start[1]
+        epoch = (affinity_lib.mean_matrix(sums, counts, self.task_names)
+                 if counts.sum() > 0 else None)
+        return epoch, whole
+
     def task_names_for(self, outputs):
         """The task names, decided from `outputs` (keys) if still open."""
         self._decide_task_names(outputs)

@@ -16,8 +16,6 @@ from keras import ops
 
 from tag_keras import _distribute
 from tag_keras import _keras_private
-from tag_keras.measure import affinity as affinity_lib
-from tag_keras.measure import estimators
 from tag_keras.measure import shared as shared_lib
 from tag_keras.measure import target as target_lib
 from tag_keras.measure import gradients as gradients_lib
@@ -92,15 +90,16 @@ class TrainStep:
         session = None
         if measure:
             session = parts.meter().start(parts.targets.make(batch))
-        full, after = {}, []
+        full, shared, after = {}, {}, []
         for task in parts.tasks:
             # Each source's lookahead row right after its gradient (and
             # before the next backward pass), one source in flight.
             with tf.control_dependencies(after):
                 full[task] = tape.gradient(scaled[task], variables)
+            shared[task] = parts.dense_shared(full[task])
             if session is not None:
-                after = session.add(parts.dense_shared(full[task]))
-        gradients = parts.task_gradients(full)
+                after = session.add(shared[task])
+        gradients = parts.task_gradients(shared)
         total = [_add([full[t][k] for t in parts.tasks])
                  for k in range(len(variables))]
         waits = []
@@ -182,12 +181,11 @@ class StepParts:
         return [gradients_lib.dense_or_zeros(g, v)
                 for g, v in zip(self.shared.pick(grads), shared)]
 
-    def task_gradients(self, full):
-        """The shared part of `{task: gradients of every variable}`."""
+    def task_gradients(self, shared):
+        """`TaskGradients` of `{task: dense shared gradients}`."""
         return TaskGradients(
             self.tasks, self.shared.pick(self.model.trainable_variables),
-            {t: self.shared.pick(full[t]) for t in self.tasks},
-            kernel_mask=self.shared.kernels)
+            shared, kernel_mask=self.shared.kernels)
 
     def lookahead(self):
         """The `OptimizerLookahead` of the shared variables (made once)."""
@@ -198,14 +196,9 @@ class StepParts:
     def meter(self):
         """The `Meter` of the model's affinity method (made once)."""
         if self._meter is None:
-            model = self.model
-            method = model.affinity_method
-            self._meter = Meter(estimators.make_estimator(
-                method, None if method == "cosine" else self.lookahead(),
-                optimizer=model.optimizer,
-                scale_by_learning_rate=model.scale_by_learning_rate,
-                kernels_only=model.cosine_kernels_only,
-                step=model.lookahead_step), model.affinity_state)
+            self._meter = Meter.for_settings(
+                self.model, self.lookahead, self.model.optimizer,
+                self.model.affinity_state)
         return self._meter
 
     def context(self, batch, head_gradients=None):
@@ -243,10 +236,9 @@ class StepParts:
 
     def source_ok(self, gradients, batch):
         """`[n]`: the task can be a source (labels, usable loss and grads)."""
-        losses = self.targets.stack(batch.losses)
-        labelled = self.targets.labelled(batch.labels, batch.weights)
-        return (affinity_lib.usable_loss(losses) & labelled
-                & gradients.finite() & tf.constant(self.shared.attached))
+        _, usable = self.targets.usable(batch.losses, batch.labels,
+                                        batch.weights)
+        return usable & gradients.finite()
 
 
 def _no_shared_error(model, tasks):

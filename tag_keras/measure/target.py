@@ -53,7 +53,7 @@ class TargetBatches:
 
     def make(self, batch, use_held_out=True):
         """The `Target` of this step's `batch` (a `Batch`)."""
-        current = _values(self.model.trainable_variables)
+        current = snapshot(self.model.trainable_variables)
         x, y, sample_weight = batch.x, batch.y, batch.sample_weight
         losses, labels, weights = batch.losses, batch.labels, batch.weights
         if self.held_out is not None and use_held_out:
@@ -61,10 +61,7 @@ class TargetBatches:
                 next(self.held_out))
             losses, labels, weights = self._losses(
                 current, batch.snapshot, x, y, sample_weight)
-        before = self.stack(losses)
-        ok = (affinity_lib.usable_loss(before)
-              & self.labelled(labels, weights)
-              & tf.constant(self.shared.attached))
+        before, ok = self.usable(losses, labels, weights)
 
         def losses_at(shared_values, head_values=None):
             values = list(current)
@@ -84,11 +81,18 @@ class TargetBatches:
         return _distribute.replica_sum(tf.stack([losses[t]
                                                  for t in self.tasks]))
 
-    def labelled(self, labels, weights):
-        """`[n]`: the task has a label in the batch on some replica."""
-        return _distribute.replica_any(tf.stack([
+    def usable(self, losses, labels, weights):
+        """`([n] global-batch losses, [n] usable)` of a batch.
+
+        Usable: a label in the batch on some replica, a finite non-zero
+        loss, and a loss that depends on the shared weights.
+        """
+        before = self.stack(losses)
+        labelled = _distribute.replica_any(tf.stack([
             affinity_lib.has_labels(labels[t], weights[t])
             for t in self.tasks]))
+        return before, (affinity_lib.usable_loss(before) & labelled
+                        & tf.constant(self.shared.attached))
 
     def _losses(self, trainable, non_trainable, x, y, sample_weight):
         y_pred = _keras_private.stateless_call_in_training(
@@ -106,10 +110,6 @@ class Batch:
         self.snapshot = snapshot  # non-trainable values before the step
 
 
-def _values(variables):
-    return [tf.identity(keras.ops.convert_to_tensor(v)) for v in variables]
-
-
 def snapshot(variables):
     """The current values of `variables`, read now."""
-    return _values(variables)
+    return [tf.identity(keras.ops.convert_to_tensor(v)) for v in variables]
