@@ -12,6 +12,7 @@ Folders, in the order data flows through them:
 * `select/`: NumPy side, never imports TensorFlow. `select_groups`, HOA,
   the solvers, the groups document and `tag-select`.
 * `mtl/`: training methods (`training_method=`), one per file.
+* `diagnostics/`: optimisation-trajectory measures and `TrajectoryLogger`.
 
 The selector needs only NumPy and SciPy and is imported eagerly; the names
 that need TensorFlow are imported on first use, so `tag-select` starts
@@ -47,7 +48,13 @@ __all__ = [
 ]
 
 
+# Subpackages that need TensorFlow, imported on first use.
+_LAZY_MODULES = ("diagnostics", "mtl")
+
+
 def __getattr__(name):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"tag_keras.{name}")
     if name in _LAZY:
         module, attribute = _LAZY[name]
         value = getattr(importlib.import_module(module), attribute)

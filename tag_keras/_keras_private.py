@@ -64,6 +64,17 @@ def stateless_call_in_training(model, trainable, non_trainable, x):
     return outputs
 
 
+def stateless_call_for_inference(model, trainable, non_trainable, x):
+    """`model.stateless_call` in inference mode; returns the outputs only.
+
+    Reason: as `call_in_training`, `training=` is passed only when `call`
+    accepts it (the private `_call_has_training_arg`).
+    """
+    kwargs = {"training": False} if model._call_has_training_arg else {}
+    outputs, _ = model.stateless_call(trainable, non_trainable, x, **kwargs)
+    return outputs
+
+
 def functional_outputs(model):
     """A functional model's output structure (a dict for multi-task), or
     None for a subclassed model.

@@ -56,6 +56,10 @@ def test_calls_in_training_mode_use_dropout():
         model, [v.value for v in model.trainable_variables],
         [v.value for v in model.non_trainable_variables], x)
     assert not np.allclose(inference, stateless["a"])
+    stateless = private.stateless_call_for_inference(
+        model, [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables], x)
+    np.testing.assert_allclose(inference, stateless["a"])
 
 
 def test_compile_loss_entries_and_trackers():
