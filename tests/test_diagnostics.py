@@ -423,3 +423,25 @@ def test_trajectory_logger_writes_rows_events_and_resumes(tmp_path):
     gap = diagnostics.generalization_gap(tmp_path, again, "b", bins=4)
     assert gap["count_a"].sum() == 2
     assert np.allclose(gap["gap"][gap["count_a"] > 0], 0.0)
+
+
+def test_measures_under_mirrored_strategy_equal_the_plain_models():
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo), TF_CPP_MIN_LOG_LEVEL="3",
+               TAG_TEST_LOGICAL_CPUS="2")
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.logical_cpus",
+         "tests.diagnostics_worker"], cwd=repo, env=env, capture_output=True,
+        text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    for name, value in result["plain"].items():
+        np.testing.assert_allclose(result["distributed"][name], value,
+                                   rtol=1e-5, err_msg=name)

@@ -36,7 +36,7 @@ from tag_keras.diagnostics.gap import read_trajectory
 from tag_keras.diagnostics.gap import summarize
 from tag_keras.diagnostics.per_example import fisher_trace
 from tag_keras.diagnostics.per_example import gradient_coherence
-from tag_keras.diagnostics.sharpness import sharpness
+from tag_keras.diagnostics.worst_case import sharpness
 from tag_keras.diagnostics.trajectory import MEASURES
 from tag_keras.diagnostics.trajectory import TrajectoryLogger
 

@@ -16,7 +16,7 @@ from tag_keras.diagnostics.conflict import gradient_conflict_of
 from tag_keras.diagnostics.evaluation import loss_and_error
 from tag_keras.diagnostics.per_example import fisher_trace_of
 from tag_keras.diagnostics.per_example import gradient_coherence_of
-from tag_keras.diagnostics.sharpness import sharpness_of
+from tag_keras.diagnostics.worst_case import sharpness_of
 
 #: The measure groups `TrajectoryLogger(measures=...)` accepts.
 MEASURES = ("loss", "error", "conflict", "sharpness", "fisher", "coherence")
@@ -59,6 +59,8 @@ class TrajectoryLogger(keras.callbacks.Callback):
         test_data: Test data, read the same way.
         every_n_epochs: Measure every this many epochs.
         measures: Which of `MEASURES` to write.
+        tasks: The tasks to measure (default: all; conflict's multi-task
+            gradient always sums every task).
         validation_data: Optional validation data (for `val_loss`,
             `val_error`: the paper picks checkpoints by validation).
         max_samples: Examples per task read from each data set (2048 in
@@ -79,10 +81,11 @@ class TrajectoryLogger(keras.callbacks.Callback):
     """
 
     def __init__(self, log_dir, train_data, test_data, every_n_epochs=1,
-                 measures=MEASURES, *, validation_data=None, max_samples=2048,
+                 measures=MEASURES, *, tasks=None, validation_data=None,
+                 max_samples=2048,
                  rho=1e-3, sharpness_steps=20, sharpness_batch_size=128,
                  fisher_batch_size=16, fisher_samples=8,
-                 coherence_batch_size=128, tensorboard=True):
+                 coherence_batch_size=16, tensorboard=True):
         super().__init__()
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
             raise ValueError("`log_dir` must be a non-empty directory path. "
@@ -103,6 +106,7 @@ class TrajectoryLogger(keras.callbacks.Callback):
         self.log_dir = os.fspath(log_dir)
         self.every_n_epochs = every_n_epochs
         self.measures = measures
+        self.tasks = None if tasks is None else list(tasks)
         self._data = {"train": train_data, "test": test_data,
                       "val": validation_data}
         self.max_samples = max_samples
@@ -114,6 +118,7 @@ class TrajectoryLogger(keras.callbacks.Callback):
             coherence_batch_size=coherence_batch_size)
         self.tensorboard = tensorboard
         self._view = self._examples = self._conflict_batches = None
+        self._tasks = None
         self._file = self._writer = None
         self._active = False
 
@@ -152,7 +157,7 @@ class TrajectoryLogger(keras.callbacks.Callback):
         """`{(task, measure): value}` at the model's current weights."""
         self._prepare()
         view, settings, values = self._view, self._settings, {}
-        for task in view.tasks:
+        for task in self._tasks:
             train_x, train_y = self._examples["train"][task]
             for split, examples in self._examples.items():
                 if examples is None or task not in examples:
@@ -182,7 +187,7 @@ class TrajectoryLogger(keras.callbacks.Callback):
                     settings["coherence_batch_size"])
         if "conflict" in self.measures and self._conflict_batches:
             frame = gradient_conflict_of(view, self._conflict_batches,
-                                         view.tasks)
+                                         self._tasks)
             for task, row in frame.iterrows():
                 for column, name in (("cosine_to_total", "conflict"),
                                      ("conflict_rate", "conflict_rate"),
@@ -195,6 +200,9 @@ class TrajectoryLogger(keras.callbacks.Callback):
         if self._view is not None:
             return
         view = TaskView(self.model, self._data["train"])
+        self._tasks = view.tasks if self.tasks is None else self.tasks
+        for task in self._tasks:
+            view.check_task(task, "tasks")
         self._examples = {}
         for split, data in self._data.items():
             if data is None:
@@ -202,7 +210,7 @@ class TrajectoryLogger(keras.callbacks.Callback):
             self._examples[split] = {
                 task: _data.task_examples(data, view.tasks, task,
                                           self.max_samples)
-                for task in view.tasks}
+                for task in self._tasks}
         if len(view.tasks) >= 2 and view.shared_variables:
             batch = self._settings["sharpness_batch_size"]
             self._conflict_batches = list(_data.batches(

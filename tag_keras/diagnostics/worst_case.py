@@ -1,4 +1,4 @@
-"""Elementwise-adaptive worst-case ℓ∞ sharpness of one task's loss."""
+"""Worst-case sharpness: elementwise-adaptive ℓ∞ sharpness of a task."""
 
 import numpy as np
 import tensorflow as tf
