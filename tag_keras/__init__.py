@@ -13,6 +13,7 @@ Folders, in the order data flows through them:
   the solvers, the groups document and `tag-select`.
 * `mtl/`: training methods (`training_method=`), one per file.
 * `diagnostics/`: optimisation-trajectory measures and `TrajectoryLogger`.
+* `transfer/`: covariance similarity and SVD task weights.
 
 The selector needs only NumPy and SciPy and is imported eagerly; the names
 that need TensorFlow are imported on first use, so `tag-select` starts
@@ -49,7 +50,7 @@ __all__ = [
 
 
 # Subpackages that need TensorFlow, imported on first use.
-_LAZY_MODULES = ("diagnostics", "mtl")
+_LAZY_MODULES = ("diagnostics", "mtl", "transfer")
 
 
 def __getattr__(name):
