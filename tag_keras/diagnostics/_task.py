@@ -22,7 +22,7 @@ from keras import ops
 from keras import tree
 
 from tag_keras import _keras_private
-from tag_keras.diagnostics import _data
+from tag_keras import _data
 
 #: How far exp(−loss) summed over a head's labels may be from 1.
 _PROBABILITY_TOLERANCE = 1e-3

@@ -5,7 +5,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import ops
 
-from tag_keras.diagnostics import _data
+from tag_keras import _data
 from tag_keras.diagnostics._task import TaskView
 from tag_keras.diagnostics._task import batch_function
 

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from tag_keras.diagnostics import _data
+from tag_keras import _data
 from tag_keras.diagnostics._task import batch_function
 
 

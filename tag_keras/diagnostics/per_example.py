@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from keras import tree
 
-from tag_keras.diagnostics import _data
+from tag_keras import _data
 from tag_keras.diagnostics._task import TaskView
 from tag_keras.diagnostics._task import batch_function
 from tag_keras.diagnostics.conflict import _check_positive

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tag_keras import _distribute
 from tag_keras import _files
-from tag_keras.diagnostics import _data
+from tag_keras import _data
 from tag_keras.diagnostics._task import TaskView
 from tag_keras.diagnostics.conflict import _check_positive
 from tag_keras.diagnostics.conflict import gradient_conflict_of

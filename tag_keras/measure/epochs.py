@@ -34,6 +34,10 @@ class EpochAffinity(keras.callbacks.Callback):
             return callbacks
         return [tracker, *(callbacks or [])]
 
+    def on_train_begin(self, logs=None):
+        if self.model.training_method is not None:
+            self.model.training_method.attach(self.model)
+
     def on_epoch_begin(self, epoch, logs=None):
         model = self.model
         model.epoch_affinity = None

@@ -4,6 +4,8 @@
 - `GradNorm`: task weights that balance gradient norms (Chen et al.).
 - `PCGrad`: projecting conflicting gradients (Yu et al.), optionally on
   uncertainty-weighted losses.
+- `SVDTaskWeights`: task-loss weights from Algorithm 2 of Wu et al.
+  (`tag_keras.transfer.svd_task_weights`), recomputed every n epochs.
 - `ITMTL`: picks each step's shared update among candidate gradients by
   lookahead affinity (or its first-order approximation); `CandidateLogger`
   writes which candidate won.
@@ -12,9 +14,9 @@ One method per file, one protocol (`base.TrainingMethod`): `weight_losses`,
 `combine(gradients, context)` on the step's `TaskGradients`, `update`.
 Each works with `model.fit`, alone or while the model measures affinity.
 
-May import TensorFlow, Keras and the leaf modules `tag_keras._distribute`
-and `tag_keras._keras_private`; never `tag_keras.measure` (which drives the
-methods) or `tag_keras.select`.
+May import TensorFlow, Keras, the leaf modules `tag_keras._distribute`,
+`tag_keras._keras_private` and `tag_keras._data`, and `tag_keras.transfer`;
+never `tag_keras.measure` (which drives the methods) or `tag_keras.select`.
 """
 
 from tag_keras.mtl.base import StepContext
@@ -24,9 +26,11 @@ from tag_keras.mtl.gradnorm import GradNorm
 from tag_keras.mtl.it_mtl import CandidateLogger
 from tag_keras.mtl.it_mtl import ITMTL
 from tag_keras.mtl.pcgrad import PCGrad
+from tag_keras.mtl.svd_weights import SVDTaskWeights
 from tag_keras.mtl.uncertainty import UncertaintyWeights
 
 __all__ = [
-    "CandidateLogger", "GradNorm", "ITMTL", "PCGrad", "StepContext",
-    "TrainingMethod", "TrainingStrategy", "UncertaintyWeights",
+    "CandidateLogger", "GradNorm", "ITMTL", "PCGrad", "SVDTaskWeights",
+    "StepContext", "TrainingMethod", "TrainingStrategy",
+    "UncertaintyWeights",
 ]

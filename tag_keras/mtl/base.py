@@ -86,6 +86,15 @@ class TrainingMethod(keras.layers.Layer):
         """
         return None
 
+    def attach(self, model):
+        """Called by `TaskAffinityModel.fit` at train begin with the model.
+
+        For methods that read the model between steps (SVD task weights
+        recompute from its representation); keep it untracked (e.g. a
+        `weakref`), a layer must not own its model. Default: no-op.
+        """
+        del model
+
     def on_epoch_begin(self):
         """Called by `TaskAffinityModel.fit` before any other callback."""
 

@@ -86,7 +86,7 @@ def task_covariance_similarity(model, data, layer=None, energy=0.99,
     import pandas as pd
     from keras import tree
 
-    from tag_keras.diagnostics import _data
+    from tag_keras import _data
 
     _check_energy(energy)
     outputs = _output_names(model)

@@ -2,8 +2,9 @@
 
 `data` may be arrays `(x, y)` or `(x, y, sample_weight)`, a batched
 `tf.data.Dataset` or a `keras.utils.PyDataset`, as for `model.fit`. Labels
-become a dict keyed by task. Nothing here is traced: the measures read at
-most a few thousand examples, as NumPy arrays.
+become a dict keyed by task. Nothing here is traced: the diagnostics, the
+transfer tools and SVD task weights read at most a few thousand examples,
+as NumPy arrays. A leaf module (TensorFlow, Keras and NumPy only).
 """
 
 import keras
