@@ -158,3 +158,82 @@ def test_svd_task_weights_errors():
         with pytest.raises(ValueError, match=message) as info:
             call()
         assert "\n" not in str(info.value)
+
+
+# -------------------------------------------------------------- alignment
+
+
+def _aligned_model(with_alignment=True, d=4):
+    inputs = {f"x_{t}": keras.Input((d,), name=f"x_{t}") for t in "ab"}
+    shared = keras.layers.Dense(3, name="shared")
+    outputs = {}
+    for task in "ab":
+        x = inputs[f"x_{task}"]
+        if with_alignment:
+            x = transfer.CovarianceAlignment(name=f"align_{task}")(x)
+        outputs[task] = keras.layers.Dense(1, name=task)(shared(x))
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9),
+                  loss="binary_crossentropy")
+    return model
+
+
+def _two_inputs(n=64, d=4):
+    rng = np.random.default_rng(0)
+    x = {f"x_{t}": rng.normal(size=(n, d)).astype("float32") for t in "ab"}
+    y = {"a": (x["x_a"][:, 0] > 0).astype("float32"),
+         "b": (x["x_b"][:, 1] > 0).astype("float32")}
+    return x, y
+
+
+def test_alignment_starts_as_the_identity(tmp_path):
+    x, _ = _two_inputs()
+    aligned, plain = _aligned_model(), _aligned_model(False)
+    for name in ("shared", "a", "b"):
+        plain.get_layer(name).set_weights(
+            aligned.get_layer(name).get_weights())
+    np.testing.assert_array_equal(
+        aligned.get_layer("align_a").kernel.numpy(), np.eye(4))
+    for task in "ab":
+        np.testing.assert_allclose(aligned.predict(x, verbose=0)[task],
+                                   plain.predict(x, verbose=0)[task])
+    path = tmp_path / "aligned.keras"
+    aligned.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded.get_layer("align_b"),
+                      transfer.CovarianceAlignment)
+
+
+def test_alignment_schedule_alternates_what_trains():
+    x, y = _two_inputs()
+    model = _aligned_model()
+    before = {layer.name: [v.numpy().copy() for v in layer.weights]
+              for layer in model.layers if layer.weights}
+    moved = []
+
+    class Moved(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            changed = set()
+            for layer in self.model.layers:
+                if layer.name in before and any(
+                        not np.array_equal(v.numpy(), old) for v, old in
+                        zip(layer.weights, before[layer.name])):
+                    changed.add(layer.name)
+                    before[layer.name] = [v.numpy().copy()
+                                          for v in layer.weights]
+            moved.append(changed)
+
+    schedule = transfer.AlignmentSchedule(["align_a", "align_b"],
+                                          ["shared"], period=3,
+                                          align_epochs=1)
+    model.fit(x, y, epochs=5, batch_size=16, verbose=0,
+              callbacks=[schedule, Moved()])
+    assert schedule.phases == ["align", "shared", "shared", "align",
+                               "shared"]
+    assert moved[0] == {"align_a", "align_b", "a", "b"}
+    assert moved[1] == moved[2] == {"shared", "a", "b"}
+    assert moved[3] == {"align_a", "align_b", "a", "b"}
+    assert all(model.get_layer(n).trainable for n in ("shared", "align_a"))
+    with pytest.raises(ValueError, match="Received: period=2, "
+                       "align_epochs=3"):
+        transfer.AlignmentSchedule([], [], period=2, align_epochs=3)
