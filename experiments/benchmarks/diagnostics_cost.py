@@ -68,7 +68,7 @@ def main(argv):
     del argv
     from experiments import data as data_lib
     from tag_keras import diagnostics
-    from tag_keras.diagnostics import _data
+    from tag_keras import _data
     from tag_keras.diagnostics import _task
     from tag_keras.diagnostics import conflict
     from tag_keras.diagnostics import per_example

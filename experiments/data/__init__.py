@@ -10,7 +10,9 @@ numbers of classes, the input shape and a one-line description.
 * `"multi_digits"`: two overlapping digits, left and right label.
 * `"planted"`: generated tasks in planted clusters plus label-noise tasks.
 
-The last three run without the internet. Library code only: binaries read
+The last three run without the internet. `transfer_tasks` generates the
+information-transfer paper's synthetic source / target pairs (one input
+per task, so not a `MultiTaskData`). Library code only: binaries read
 flags and pass values in. May import NumPy, TensorFlow, tensorflow-datasets
 and scikit-learn; never `tag_keras`, `experiments.lib` or a binary.
 """

@@ -51,8 +51,9 @@ class AlignmentSchedule(keras.callbacks.Callback):
     layers train (with everything else, e.g. the task heads); in the
     other epochs the alignment layers are frozen and the shared layers
     train with the heads. Layers named in neither list keep their
-    `trainable` setting. The train function is rebuilt at each switch
-    (the optimizer keeps its state for every variable).
+    `trainable` setting. Each phase's train function is traced once and
+    swapped in at each switch (the optimizer keeps its state for every
+    variable).
 
     Args:
         alignment_layers: Names of the `CovarianceAlignment` layers.
@@ -73,7 +74,7 @@ class AlignmentSchedule(keras.callbacks.Callback):
         self.alignment_layers = list(alignment_layers)
         self.shared_layers = list(shared_layers)
         self.period, self.align_epochs = period, align_epochs
-        self.phases = []
+        self.phases, self._functions = [], {}
 
     def phase(self, epoch):
         """`"align"` or `"shared"`: what trains in `epoch`."""
@@ -92,7 +93,7 @@ class AlignmentSchedule(keras.callbacks.Callback):
         # The optimizer must know every variable either phase trains.
         if not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
-        self.phases = []
+        self.phases, self._functions = [], {}
 
     def on_epoch_begin(self, epoch, logs=None):
         phase = self.phase(epoch)
@@ -103,7 +104,15 @@ class AlignmentSchedule(keras.callbacks.Callback):
             self.model.get_layer(name).trainable = phase == "align"
         for name in self.shared_layers:
             self.model.get_layer(name).trainable = phase == "shared"
-        self.model.make_train_function(force=True)
+        # Each phase's step is traced once (its variable list is fixed
+        # at tracing) and reused at every later switch.
+        if phase in self._functions:
+            self.model.train_function = self._functions[phase]
+        else:
+            # Keras's `make_train_function` sets `train_function` (and
+            # may return None).
+            self.model.make_train_function(force=True)
+            self._functions[phase] = self.model.train_function
         self.phases.append(phase)
 
     def on_train_end(self, logs=None):
