@@ -445,3 +445,80 @@ def test_measures_under_mirrored_strategy_equal_the_plain_models():
     for name, value in result["plain"].items():
         np.testing.assert_allclose(result["distributed"][name], value,
                                    rtol=1e-5, err_msg=name)
+
+
+# ------------------------------------------------------------ landscapes
+
+
+def _linear_shared(seed=0):
+    inputs = keras.Input((3,))
+    h = keras.layers.Dense(2, use_bias=False, name="trunk")(inputs)
+    model = keras.Model(inputs, {
+        "a": keras.layers.Dense(1, use_bias=False, name="a")(h),
+        "b": keras.layers.Dense(1, use_bias=False, name="b")(h)})
+    rng = np.random.default_rng(seed)
+    for variable in model.trainable_variables:
+        variable.assign(rng.normal(size=variable.shape).astype("float32"))
+    model.compile(keras.optimizers.SGD(0.05), loss={"a": "mse", "b": "mse"})
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(16, 3)).astype("float32")
+    y = {t: rng.normal(size=(16, 1)).astype("float32") for t in "ab"}
+    return model, x, y
+
+
+def test_loss_along_updates_against_numpy():
+    model, x, y = _linear_shared()
+    w = _kernel(model, "trunk")
+    heads = {t: _kernel(model, t) for t in "ab"}
+    x64 = x.astype(np.float64)
+
+    def loss(weights, task):
+        return np.mean((x64 @ weights @ heads[task] - y[task]) ** 2)
+
+    grads = {t: 2 * x64.T @ (x64 @ w @ heads[t] - y[t]) @ heads[t].T / 16
+             for t in "ab"}
+    grads["total"] = grads["a"] + grads["b"]
+    frame = diagnostics.loss_along_updates(model, (x, y), extent=3.0,
+                                           points=4)
+    assert len(frame) == 3 * 4 * 2
+    for source, gradient in grads.items():
+        for step in (0.0, 1.0, 3.0):
+            for target in "ab":
+                row = frame[(frame["source"] == source)
+                            & (frame["step"] == step)
+                            & (frame["target"] == target)]
+                assert float(row["loss"].iloc[0]) == pytest.approx(
+                    loss(w - step * 0.05 * gradient, target), rel=1e-4)
+    before = [v.numpy().copy() for v in model.variables]
+    diagnostics.loss_surface(model, (x, y), points=3)
+    for old, new in zip(before, model.variables):
+        np.testing.assert_array_equal(old, new.numpy())
+
+
+def test_loss_surface_moves_each_filter_by_its_norm():
+    from tag_keras.diagnostics import landscape
+
+    weights = np.arange(1, 7, dtype="float32").reshape(3, 2)
+    direction = landscape._filter_normalised(weights,
+                                             np.random.default_rng(0))
+    np.testing.assert_allclose(np.linalg.norm(direction, axis=0),
+                               np.linalg.norm(weights, axis=0), rtol=1e-6)
+    assert not landscape._filter_normalised(
+        np.ones(3), np.random.default_rng(0)).any()
+    model, x, y = _linear_shared()
+    frame = diagnostics.loss_surface(model, (x, y), span=0.1, points=3,
+                                     seed=4)
+    assert sorted(frame["a"].unique()) == pytest.approx([-0.1, 0.0, 0.1])
+    rng = np.random.default_rng(4)
+    theta = [v.numpy() for v in model.trainable_variables]
+    d1, d2 = ([landscape._filter_normalised(t, rng) for t in theta]
+              for _ in range(2))
+    moved = [t + 0.1 * a - 0.1 * b for t, a, b in zip(theta, d1, d2)]
+    names = [v.path.split("/")[0] for v in model.trainable_variables]
+    kernels = dict(zip(names, moved))
+    expected = np.mean((x @ kernels["trunk"] @ kernels["a"] - y["a"]) ** 2)
+    row = frame[np.isclose(frame["a"], 0.1) & np.isclose(frame["b"], -0.1)
+                & (frame["task"] == "a")]
+    assert float(row["loss"].iloc[0]) == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="Received: span=0"):
+        diagnostics.loss_surface(model, (x, y), span=0)

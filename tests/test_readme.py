@@ -29,7 +29,8 @@ def test_readme_install_command_installs_and_runs_the_main_job():
 def test_readme_has_a_command_for_every_binary():
     commands = "\n".join(_readme_commands())
     for module in ("demo", "run_affinity", "train_groups", "hoa",
-                   "pipeline", "it_mtl", "trajectories", "transfer"):
+                   "pipeline", "it_mtl", "trajectories", "transfer",
+                   "landscapes"):
         assert f"python -m experiments.{module} --" in commands, module
     assert "tag-select --affinity=" in commands
     for value in ("mirrored", "multi_worker"):

@@ -91,3 +91,21 @@ def test_binary_rejects_an_unknown_target(tmp_path):
     assert done.returncode == 1
     assert "trajectories: error:" in done.stderr
     assert "Received: targets=['nope']" in done.stderr
+
+
+def test_landscapes_write_lines_and_surfaces(tiny_data, tmp_path):
+    from experiments.lib import landscapes
+
+    config = training.TrainConfig(epochs=2, batch_size=16, learning_rate=0.05,
+                                  patience=2, width=4)
+    lines, surface = landscapes.run(tiny_data, config, str(tmp_path),
+                                    at_epochs=(1,), points=3,
+                                    log=lambda _: None)
+    for name in ("lines_epoch1", "lines_final", "surface_epoch1",
+                 "surface_final"):
+        assert (tmp_path / f"{name}.csv").exists()
+        assert (tmp_path / f"{name}.png").stat().st_size > 0
+    assert set(lines["source"]) == set(TASKS) | {"total"}
+    assert len(surface) == 3 * 3 * len(TASKS)
+    written = pd.read_csv(tmp_path / "lines_final.csv")
+    assert np.allclose(written["loss"], lines["loss"])

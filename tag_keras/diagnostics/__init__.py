@@ -21,6 +21,8 @@ in its training set S_k.
   `trajectory.csv` and TensorBoard.
 * `generalization_gap`, `summarize`: two trajectories compared at matched
   training loss; the paper's per-run summaries.
+* `loss_along_updates`, `loss_surface`: loss landscapes around the weights
+  (the transference paper, section 4.2).
 
 Under `tf.distribute` the measures run on the chief's copy of the
 variables (`TrajectoryLogger` measures on the chief only).
@@ -34,6 +36,8 @@ from tag_keras.diagnostics.conflict import gradient_conflict
 from tag_keras.diagnostics.gap import generalization_gap
 from tag_keras.diagnostics.gap import read_trajectory
 from tag_keras.diagnostics.gap import summarize
+from tag_keras.diagnostics.landscape import loss_along_updates
+from tag_keras.diagnostics.landscape import loss_surface
 from tag_keras.diagnostics.per_example import fisher_trace
 from tag_keras.diagnostics.per_example import gradient_coherence
 from tag_keras.diagnostics.worst_case import sharpness
@@ -47,6 +51,8 @@ __all__ = [
     "generalization_gap",
     "gradient_coherence",
     "gradient_conflict",
+    "loss_along_updates",
+    "loss_surface",
     "read_trajectory",
     "sharpness",
     "summarize",
