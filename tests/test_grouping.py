@@ -248,7 +248,8 @@ def test_local_search_and_bound_bracket_the_optimum(n):
     for seed, k in [(0, 2), (1, 3), (2, 4)]:
         z = _random(n, seed, "negative")
         exact = grouping.select_groups(_frame(z), k)
-        approx = grouping.select_groups(_frame(z), k, max_exact_tasks=0)
+        approx = grouping.select_groups(_frame(z), k, max_exact_tasks=0,
+                                        max_proven_tasks=0)
         assert approx.method == "local_search"
         _check_valid(approx, z, k)
         assert approx.score <= exact.score + 1e-12
@@ -308,3 +309,118 @@ def test_to_dict_has_the_json_names():
                 "optimal", "upper_bound"]:
         assert key in entry
     assert entry["groups"] == [list(g) for g in result.groups]
+
+
+# ------------------------------------------------ column generation
+
+
+@pytest.mark.parametrize("n", [8, 10, 12])
+@pytest.mark.parametrize("kind", ["negative", "clustered"])
+def test_column_generation_proves_the_dynamic_programs_optimum(n, kind):
+    for seed, k, options in [(0, 2, {}), (1, 3, {"allow_singletons": True}),
+                             (2, 4, {"max_group_size": 5})]:
+        if kind == "clustered":
+            from experiments.benchmarks.select_benchmark import (
+                realistic_affinity)
+            z = realistic_affinity(n, seed).to_numpy()
+        else:
+            z = _random(n, seed, "negative")
+        exact = grouping.select_groups(_frame(z), k, **options)
+        proven = grouping.select_groups(_frame(z), k, max_exact_tasks=0,
+                                        **options)
+        assert proven.method == "column_generation"
+        _check_valid(proven, z, k, **options)
+        assert proven.optimal
+        assert proven.score == pytest.approx(exact.score, abs=1e-12)
+
+
+def test_reduced_cost_fixing_finds_the_optimum_from_a_poor_start():
+    from tag_keras.select import _columns, _solvers
+
+    for seed in range(4):
+        n, k = 11, 3
+        z = _random(n, seed, "negative")
+        values = _solvers.all_block_values(z, False, n)
+        _, optimum = _solvers.solve_partition_dp(n, values, k)
+        labels = np.random.default_rng(seed).permutation(n) % k
+        start = [sum(1 << t for t in range(n) if labels[t] == b)
+                 for b in range(k)]
+        blocks, total, bound, proven = _columns.prove(
+            z, k, False, n, start, _columns.Deadline(None))
+        assert proven and total == pytest.approx(optimum, abs=1e-9)
+        assert sorted(blocks) == sorted(set(blocks))
+        assert sum(blocks) == 2**n - 1 and len(blocks) <= k
+        assert bound == pytest.approx(total)
+
+
+def test_bounds_stay_valid_when_time_runs_out():
+    import time
+
+    for seed in range(3):
+        z = _random(12, seed, "negative")
+        exact = grouping.select_groups(_frame(z), 3)
+        rushed = grouping.select_groups(_frame(z), 3, max_exact_tasks=0,
+                                        time_limit=1e-6)
+        assert rushed.score <= exact.score + 1e-12
+        assert rushed.upper_bound >= exact.score - 1e-12
+        assert rushed.optimal == (rushed.upper_bound == rushed.score)
+    # The local search beyond the proof's reach uses the time it is given
+    # and stops then.
+    z = _random(30, 0, "negative")
+    messages = []
+    start = time.perf_counter()
+    result = grouping.select_groups(_frame(z), 3, time_limit=1.5,
+                                    progress=messages.append)
+    elapsed = time.perf_counter() - start
+    assert 1.5 <= elapsed < 2.5 + 1.0
+    assert result.method == "local_search"
+    assert messages and messages[-1].startswith("local search: restart")
+    assert result.upper_bound >= result.score
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), True,
+                                   "10"])
+def test_bad_time_limits_are_refused(value):
+    z = _random(5, 0, "negative")
+    with pytest.raises(ValueError, match="Received: time_limit=") as info:
+        grouping.select_groups(_frame(z), 2, time_limit=value)
+    assert "\n" not in str(info.value)
+
+
+class _StopAfter:
+    """A deadline that passes after `calls` checks (left: a little)."""
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def passed(self):
+        self.calls -= 1
+        return self.calls < 0
+
+    def left(self):
+        return 0.01
+
+
+def test_the_bound_after_any_pricing_round_is_valid():
+    from tag_keras.select import _columns, _search, _solvers
+
+    for seed in range(4):
+        n, k = 12, 3
+        z = _random(n, seed, "negative")
+        values = _solvers.all_block_values(z, False, n)
+        _, optimum = _solvers.solve_partition_dp(n, values, k)
+        labels = np.random.default_rng(seed).permutation(n) % k
+        start = [sum(1 << t for t in range(n) if labels[t] == b)
+                 for b in range(k)]
+        for rounds in (1, 2, 3):
+            # One check while valuing the blocks, then one per round.
+            blocks, total, bound, proven = _columns.prove(
+                z, k, False, n, start, _StopAfter(rounds))
+            assert bound >= optimum - 1e-9
+            assert total <= optimum + 1e-9
+            if not proven:
+                assert bound >= total
+    incumbent, _ = _search.local_search(z, k, False, n)
+    _, _, bound, proven = _columns.prove(z, k, False, n, incumbent,
+                                         _StopAfter(0))
+    assert bound is None and not proven

@@ -114,9 +114,15 @@ def _random_labels(rng, n, num_blocks):
 
 
 def local_search(
-    z, num_groups, allow_singletons, max_group_size, restarts=16, seed=0
+    z, num_groups, allow_singletons, max_group_size, restarts=16, seed=0,
+    deadline=None, progress=None,
 ):
     """Returns `(blocks as bitmasks, summed objective)` of the best labelling.
+
+    Runs `restarts` restarts, or, given a `deadline`
+    (`_columns.Deadline`) with a limit, restarts until it passes (at
+    least one labelling is always improved). `progress(restart, best)` is
+    called after each restart when given.
 
     Only labellings whose blocks have at most `max_group_size` tasks are
     visited (moves that break the limit are worth -inf), so a feasible start
@@ -131,7 +137,13 @@ def local_search(
     if start is None:
         start = _random_labels(rng, n, num_blocks)
     best_labels, best = _improve(blocks, start, num_blocks)
-    for restart in range(restarts):
+    timed = deadline is not None and deadline.left() is not None
+    restart = -1
+    while True:
+        restart += 1
+        if (timed and deadline.passed()) or (not timed
+                                               and restart >= restarts):
+            break
         if restart % 2 == 0:
             start = _random_labels(rng, n, num_blocks)
         else:  # Perturb the best: relabel a quarter of the tasks.
@@ -146,5 +158,7 @@ def local_search(
         labels, value = _improve(blocks, start, num_blocks)
         if value > best + _TOLERANCE * (1 + abs(best)):
             best_labels, best = labels, value
+        if progress is not None:
+            progress(restart + 1, best)
     masks = [m for m in _masks(best_labels, num_blocks) if m]
     return masks, best

@@ -52,7 +52,15 @@ def block_value(z, members, allow_singletons, max_group_size):
 def all_block_values(z, allow_singletons, max_group_size):
     """Returns f(S) for every bitmask S of the tasks (-inf for S = ∅)."""
     n = z.shape[0]
-    masks = np.arange(2**n, dtype=np.int64)
+    values = mask_values(z, np.arange(2**n, dtype=np.int64),
+                         allow_singletons, max_group_size)
+    values[0] = -np.inf
+    return values
+
+
+def mask_values(z, masks, allow_singletons, max_group_size):
+    """f(S) for each bitmask in `masks` (vectorised `block_value`)."""
+    n = z.shape[0]
     members = ((masks[:, None] >> np.arange(n)) & 1).astype(bool)
     totals = members.astype(float) @ z.T  # totals[S, h] = sum_{a in S} z[h, a]
     sizes = members.sum(axis=1)
@@ -76,7 +84,7 @@ def all_block_values(z, allow_singletons, max_group_size):
             # Strict ">" keeps the smallest group on ties, as block_value.
             better = valid & (candidate > values)
             values[better] = candidate[better]
-    values[0] = -np.inf
+    values[sizes == 0] = -np.inf
     return values
 
 

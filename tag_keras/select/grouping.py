@@ -11,6 +11,7 @@ import types
 import numpy as np
 import pandas as pd
 
+from tag_keras.select import _columns
 from tag_keras.select import _search
 from tag_keras.select import _solvers
 
@@ -32,7 +33,8 @@ class Grouping:
         num_groups: The budget: at most this many groups were allowed.
         method: How the grouping was found: "dynamic_program" (exact),
             "separable" (budget of at least one group per task: exact, each
-            task with its best group), or "local_search".
+            task with its best group), "column_generation" (exact when
+            `optimal`), or "local_search".
         minimize: False for affinities (higher is better); True for losses
             (`select_groups_from_performance`).
     """
@@ -109,6 +111,17 @@ def validate_affinity(affinity):
             f"{_plain(affinity.loc[rows[bad[0]], rows[bad[1]]])!r}{hint}"
         )
     return rows, z
+
+
+def _check_time_limit(time_limit):
+    if time_limit is None:
+        return
+    if isinstance(time_limit, bool) or not isinstance(
+            time_limit, numbers.Real) or not (
+            math.isfinite(time_limit) and time_limit > 0):
+        raise ValueError(
+            "`time_limit` must be a positive number of seconds or None. "
+            f"Received: time_limit={time_limit!r}")
 
 
 def _check_budget(num_groups, n, max_group_size, allow_singletons):
@@ -195,7 +208,7 @@ def _normalized(z, tasks):
 
 
 def _solve(z, num_groups, allow_singletons, max_size, max_exact_tasks,
-           search_restarts):
+           max_proven_tasks, search_restarts, deadline, progress):
     """`(blocks, method, upper bound or None when exact)` for `z`."""
     n = len(z)
     if num_groups >= n:
@@ -204,8 +217,30 @@ def _solve(z, num_groups, allow_singletons, max_size, max_exact_tasks,
         values = _solvers.all_block_values(z, allow_singletons, max_size)
         blocks, _ = _solvers.solve_partition_dp(n, values, num_groups)
         return blocks, "dynamic_program", None
+
+    def report(restart, best):
+        progress(f"local search: restart {restart}, score {best / n:.6g}")
+
+    if n <= max_proven_tasks:
+        blocks, _ = _search.local_search(
+            z, num_groups, allow_singletons, max_size, search_restarts)
+        if progress is not None:
+            progress(f"column generation over {2**n - 1} blocks ...")
+        blocks, total, bound, proven = _columns.prove(
+            z, num_groups, allow_singletons, max_size, blocks, deadline)
+        if progress is not None:
+            bound_text = "none" if bound is None else f"{bound / n:.6g}"
+            progress(f"column generation: score {total / n:.6g}, bound "
+                     f"{bound_text}, {'proven' if proven else 'not proven'}")
+        if proven:
+            return blocks, "column_generation", None
+        if bound is None:  # Time ran out before the LP: the size bound.
+            bound = _solvers.size_upper_bound(
+                z, num_groups, allow_singletons, max_size)
+        return blocks, "column_generation", bound / n
     blocks, _ = _search.local_search(
-        z, num_groups, allow_singletons, max_size, search_restarts)
+        z, num_groups, allow_singletons, max_size, search_restarts,
+        deadline=deadline, progress=None if progress is None else report)
     bound = _solvers.size_upper_bound(
         z, num_groups, allow_singletons, max_size) / n
     return blocks, "local_search", bound
@@ -219,7 +254,10 @@ def select_groups(
     allow_singletons=False,
     max_group_size=None,
     max_exact_tasks=16,
+    max_proven_tasks=24,
     search_restarts=16,
+    time_limit=None,
+    progress=None,
 ):
     r"""Chooses at most `num_groups` task groups that maximise served affinity.
 
@@ -246,9 +284,14 @@ def select_groups(
     group serves form a block, blocks partition the tasks, and each of the
     2^n − 1 blocks is valued with its best helpers (one sort); a dynamic
     program over subsets then finds the best partition into at most k
-    blocks (about k·3^n/2 additions: 16 tasks take about a second). Beyond
-    that, iterated local search over
-    partitions, and `upper_bound` comes from a size-aware LP relaxation
+    blocks (about k·3^n/2 additions: 16 tasks take about a second). Up to
+    `max_proven_tasks` (24) the same set-partitioning problem is solved by
+    column generation with exact pricing over every block and reduced-cost
+    fixing into a MILP (`_columns`, HiGHS), from a local-search incumbent:
+    `optimal` is True when that proves it within `time_limit`, else
+    `upper_bound` is the LP bound reached. Beyond that, iterated local
+    search over partitions (for `search_restarts` restarts, or until
+    `time_limit`), and `upper_bound` comes from a size-aware LP relaxation
     (each task served in a group of m tasks scores at most the mean of its
     m − 1 largest incoming affinities); then `optimal` is False unless the
     two meet.
@@ -270,8 +313,16 @@ def select_groups(
             must then be positive.
         allow_singletons: Allow one-task groups, scored by self-affinity.
         max_group_size: Optional largest number of tasks in a group.
-        max_exact_tasks: Largest task count solved exactly.
-        search_restarts: Restarts of the local search (large task counts).
+        max_exact_tasks: Largest task count solved by the dynamic program.
+        max_proven_tasks: Largest task count solved by column generation.
+        search_restarts: Restarts of the local search (large task counts)
+            when there is no `time_limit`.
+        time_limit: None, or seconds the search may use (beyond the
+            dynamic program): the local search restarts until then and the
+            proof stops then, returning the best grouping and bound found,
+            with `optimal` and `upper_bound` true to what was proven.
+        progress: None, or a callable receiving one-line progress messages
+            (current score and bound) during long searches.
 
     Returns:
         A `Grouping`.
@@ -299,10 +350,13 @@ def select_groups(
             f"allow_singletons=True). Received: tasks={tasks}"
         )
     max_size = _check_budget(num_groups, n, max_group_size, allow_singletons)
+    _check_time_limit(time_limit)
     if normalize:
         z = _normalized(z, tasks)
-    blocks, method, bound = _solve(z, num_groups, allow_singletons, max_size,
-                                   max_exact_tasks, search_restarts)
+    blocks, method, bound = _solve(
+        z, num_groups, allow_singletons, max_size, max_exact_tasks,
+        max_proven_tasks, search_restarts, _columns.Deadline(time_limit),
+        progress)
 
     def block_group(mask):
         members = np.array([(mask >> t) & 1 for t in range(n)], bool)
