@@ -172,3 +172,28 @@ def test_module_runs_as_a_subprocess(tmp_path):
          "--num_groups=2"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert "group 0: *t0 *t1" in done.stdout
+
+
+def test_time_limit_and_progress(tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(0)
+    names = [f"t{i}" for i in range(18)]
+    z = pd.DataFrame(rng.normal(0, 0.01, size=(18, 18)), index=names,
+                     columns=names)
+    path = tmp_path / "affinity.csv"
+    z.to_csv(path, index_label="source")
+    code, out, err = _run(monkeypatch, capsys, f"--affinity={path}",
+                          "--num_groups=2", "--time_limit=30", "--progress")
+    assert code == 0
+    assert "[column_generation]" in out and "proven optimal" in out
+    assert "column generation: score" in err
+    for value in ("0", "-3"):
+        code, _, err = _run(monkeypatch, capsys, f"--affinity={path}",
+                            f"--time_limit={value}")
+        assert code == 1
+        assert f"Received: time_limit={float(value)}" in err
+    performance = tmp_path / "perf.csv"
+    performance.write_text("group,task,value\na,a,0.1\nb,b,0.2\na|b,a,0.1\n"
+                           "a|b,b,0.1\n")
+    code, _, err = _run(monkeypatch, capsys, f"--performance={performance}",
+                        "--time_limit=5")
+    assert code == 1 and "--time_limit: need an affinity matrix" in err

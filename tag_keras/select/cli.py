@@ -2,7 +2,8 @@
 
     tag-select --affinity=runs/celeba/affinity.csv --num_groups=2,3,4 \\
         [--output=groups.json] [--normalize] [--allow_singletons] \\
-        [--max_group_size=N] [--plot=affinity.png] [--stability=200]
+        [--max_group_size=N] [--plot=affinity.png] [--stability=200] \\
+        [--time_limit=60] [--progress]
     tag-select --performance=losses.csv --num_groups=2,3   # HOA-style
 
 Also `python -m tag_keras.cli`. Bad input ends with a one-line error on
@@ -51,6 +52,13 @@ _ALLOW_SINGLETONS = flags.DEFINE_bool(
     "self-affinity (use with affinity measured on held-out data).")
 _MAX_GROUP_SIZE = flags.DEFINE_integer(
     "max_group_size", None, "Optional largest group size.")
+_TIME_LIMIT = flags.DEFINE_float(
+    "time_limit", None, "Seconds each budget's search may use beyond the "
+    "exact dynamic program (17+ tasks): the best grouping and the proven "
+    "bound when it runs out (default: no limit).")
+_PROGRESS = flags.DEFINE_bool(
+    "progress", False, "Print the search's progress (score, bound) to "
+    "stderr.")
 
 
 class InputError(ValueError):
@@ -119,8 +127,13 @@ def load_steps(path, affinity_path):
         raise InputError(f"Cannot read {path} as CSV: {message}") from None
 
 
-def select(tasks_source, budgets, *, performance=False, **options):
-    """Returns `(tasks, [Grouping per budget])`; raises on bad input."""
+def select(tasks_source, budgets, *, performance=False, search=None,
+           **options):
+    """Returns `(tasks, [Grouping per budget])`; raises on bad input.
+
+    `search` holds `select_groups`'s `time_limit` and `progress` (affinity
+    only).
+    """
     results = []
     for budget in budgets:
         if performance:
@@ -128,7 +141,7 @@ def select(tasks_source, budgets, *, performance=False, **options):
                 tasks_source, budget, **options))
         else:
             results.append(grouping.select_groups(
-                tasks_source, budget, **options))
+                tasks_source, budget, **options, **(search or {})))
     tasks = list(results[0].serve)
     return tasks, results
 
@@ -198,8 +211,13 @@ def _inputs():
     for flag, value in (("output", _OUTPUT.value), ("plot", _PLOT.value)):
         if value:
             check_output(value, flag)
+    if _TIME_LIMIT.value is not None and not _TIME_LIMIT.value > 0:
+        raise InputError("--time_limit must be a positive number of "
+                         f"seconds. Received: time_limit={_TIME_LIMIT.value}")
     affinity_only = [f"--{name}" for name, given in (
-        ("plot", _PLOT.value), ("stability", _STABILITY.value)) if given]
+        ("plot", _PLOT.value), ("stability", _STABILITY.value),
+        ("time_limit", _TIME_LIMIT.value is not None),
+        ("progress", _PROGRESS.value)) if given]
     if _PERFORMANCE.value is not None:
         if affinity_only:
             raise InputError(f"{', '.join(affinity_only)}: need an affinity "
@@ -232,8 +250,12 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
         source, budgets, options, settings, steps = _inputs()
+        search = {"time_limit": _TIME_LIMIT.value}
+        if _PROGRESS.value:
+            search["progress"] = lambda line: print(line, file=sys.stderr)
         tasks, results = select(
             source, budgets, performance=_PERFORMANCE.value is not None,
+            search=None if _PERFORMANCE.value is not None else search,
             **options)
         stabilities = None
         if steps is not None:
