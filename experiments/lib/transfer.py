@@ -95,14 +95,15 @@ def train_pair(source, target, method, *, kind="linear", width=10,
 
     keras.utils.set_random_seed(seed)
     d = source.x_train.shape[1]
+    # The target's examples repeated to the source's count, for every
+    # method: one input per task, batches that hold both, and STL makes
+    # as many steps on the target's examples as MTL does.
+    index = np.resize(np.arange(len(target.y_train)), len(source.y_train))
     if method == "STL":
-        tasks, x, y = ("target",), {"x_target": target.x_train}, {
-            "target": target.y_train}
+        tasks = ("target",)
+        x, y = {"x_target": target.x_train[index]}, {
+            "target": target.y_train[index]}
     else:
-        # The target's examples repeated to the source's count: one input
-        # per task, batches that hold both.
-        index = np.resize(np.arange(len(target.y_train)),
-                          len(source.y_train))
         tasks = ("source", "target")
         x = {"x_source": source.x_train, "x_target": target.x_train[index]}
         y = {"source": source.y_train, "target": target.y_train[index]}
