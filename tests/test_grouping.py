@@ -344,17 +344,25 @@ def test_column_generation_proves_the_dynamic_programs_optimum(n, kind):
         assert proven.score == pytest.approx(exact.score, abs=1e-12)
 
 
+def _optimum_and_poor_start(n, k, seed):
+    """A random matrix, its optimum (dynamic program), a random partition."""
+    from tag_keras.select import _solvers
+
+    z = _random(n, seed, "negative")
+    values = _solvers.all_block_values(z, False, n)
+    _, optimum = _solvers.solve_partition_dp(n, values, k)
+    labels = np.random.default_rng(seed).permutation(n) % k
+    start = [sum(1 << t for t in range(n) if labels[t] == b)
+             for b in range(k)]
+    return z, optimum, start
+
+
 def test_reduced_cost_fixing_finds_the_optimum_from_a_poor_start():
-    from tag_keras.select import _columns, _solvers
+    from tag_keras.select import _columns
 
     for seed in range(4):
         n, k = 11, 3
-        z = _random(n, seed, "negative")
-        values = _solvers.all_block_values(z, False, n)
-        _, optimum = _solvers.solve_partition_dp(n, values, k)
-        labels = np.random.default_rng(seed).permutation(n) % k
-        start = [sum(1 << t for t in range(n) if labels[t] == b)
-                 for b in range(k)]
+        z, optimum, start = _optimum_and_poor_start(n, k, seed)
         blocks, total, bound, proven = _columns.prove(
             z, k, False, n, start, _columns.Deadline(None))
         assert proven and total == pytest.approx(optimum, abs=1e-9)
@@ -412,16 +420,11 @@ class _StopAfter:
 
 
 def test_the_bound_after_any_pricing_round_is_valid():
-    from tag_keras.select import _columns, _search, _solvers
+    from tag_keras.select import _columns, _search
 
     for seed in range(4):
         n, k = 12, 3
-        z = _random(n, seed, "negative")
-        values = _solvers.all_block_values(z, False, n)
-        _, optimum = _solvers.solve_partition_dp(n, values, k)
-        labels = np.random.default_rng(seed).permutation(n) % k
-        start = [sum(1 << t for t in range(n) if labels[t] == b)
-                 for b in range(k)]
+        z, optimum, start = _optimum_and_poor_start(n, k, seed)
         for rounds in (1, 2, 3):
             # One check while valuing the blocks, then one per round.
             blocks, total, bound, proven = _columns.prove(
