@@ -3,11 +3,11 @@
 Side by side in one process, on the digits model (LeNet, width 16, batch
 32, the bundled 8×8 digits, 9 tasks):
 
-  * one training epoch of `fit` (median of `--repeats`);
+  * one training epoch of `fit` (median of `--timed_calls`);
   * each measure for one task on the whole training set (1,078 examples;
     the paper's 2,048 cap does not bind), traced once and then timed
-    (median of `--repeats` calls);
-  * `fit` for `--epochs` epochs with `TrajectoryLogger` measuring every
+    (median of `--timed_calls` calls);
+  * `fit` for `--fit_epochs` epochs with `TrajectoryLogger` measuring every
     epoch, in several settings, against the same fit without it.
 
 Usage:
@@ -26,9 +26,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per measure.",
+_REPEATS = flags.DEFINE_integer("timed_calls", 3, "Timed calls per measure.",
                                 lower_bound=1)
-_EPOCHS = flags.DEFINE_integer("epochs", 4, "Epochs per fit in the logger "
+_EPOCHS = flags.DEFINE_integer("fit_epochs", 4, "Epochs per fit in the logger "
                                "table.", lower_bound=1)
 _TASK = "is_even"
 

@@ -6,13 +6,13 @@ the release's division by the learning rate they are larger, but the scale
 does not matter to the selector), tasks in a few clusters that help each
 other, a little noise, some negative transfer. Up to 16 tasks the dynamic
 program solves it, up to 24 column generation proves the optimum (or
-stops at `--time_limit` with a bound), beyond that (40: every CelebA
-attribute) local search uses `--time_limit` and reports the LP bound.
+stops at `--search_seconds` with a bound), beyond that (40: every CelebA
+attribute) local search uses `--search_seconds` and reports the LP bound.
 
     python -m experiments.benchmarks.select_benchmark
     python -m experiments.benchmarks.select_benchmark \
         --task_counts=9,16,20,24,32,40 --group_counts=2,3,4 \
-        --matrix_seeds=0 --time_limit=60
+        --matrix_seeds=0 --search_seconds=60
 """
 
 import time
@@ -28,7 +28,7 @@ _TASKS = flags.DEFINE_list("task_counts", ["9", "16", "40"], "Task counts.")
 _NUM_GROUPS = flags.DEFINE_list("group_counts", ["2", "3", "4"],
                                 "Budgets (numbers of groups).")
 _SEEDS = flags.DEFINE_list("matrix_seeds", ["0", "1", "2"], "Matrix seeds.")
-_TIME_LIMIT = flags.DEFINE_float("time_limit", None, "Seconds per "
+_TIME_LIMIT = flags.DEFINE_float("search_seconds", None, "Seconds per "
                                  "selection beyond the dynamic program.",
                                  lower_bound=0.0)
 
