@@ -11,7 +11,7 @@ Side by side in one process, on the digits model (LeNet, width 16, batch
     epoch, in several settings, against the same fit without it.
 
 Usage:
-  python -m experiments.benchmarks.diagnostics_cost
+  python -m experiments.benchmarks.diagnostics_cost --fit_epochs=4
 
 Timings on a shared 2-core machine are noisy: read the ratios.
 """
@@ -118,17 +118,23 @@ def main(argv):
          dict(max_samples=256, sharpness_steps=5)),
     ]
     with tempfile.TemporaryDirectory() as directory:
-        plain = _fit_seconds(data, epochs, [])
-        print(f"\nfit, {epochs} epochs: {plain:.2f} s without a logger\n")
-        print(f"| TrajectoryLogger every epoch ({epochs} epochs) | s | "
-              "fit time / plain fit |")
-        print("|---|---|---|")
+        plain = [_fit_seconds(data, e, []) for e in (epochs, 2 * epochs)]
+        print(f"\nfit without a logger: {plain[0]:.2f} s ({epochs} epochs), "
+              f"{plain[1]:.2f} s ({2 * epochs})\n")
+        print(f"| TrajectoryLogger every epoch | s, {epochs} epochs | "
+              f"whole fit / plain ({epochs} epochs) | marginal per epoch / "
+              "plain |")
+        print("|---|---|---|---|")
         for index, (name, kwargs) in enumerate(settings):
-            logger = diagnostics.TrajectoryLogger(
-                os.path.join(directory, str(index)), source, test,
-                tensorboard=False, **kwargs)
-            seconds = _fit_seconds(data, epochs, [logger])
-            print(f"| {name} | {seconds:.2f} | {seconds / plain:.2f}x |")
+            seconds = []
+            for count in (epochs, 2 * epochs):
+                logger = diagnostics.TrajectoryLogger(
+                    os.path.join(directory, f"{index}_{count}"), source,
+                    test, tensorboard=False, **kwargs)
+                seconds.append(_fit_seconds(data, count, [logger]))
+            marginal = (seconds[1] - seconds[0]) / (plain[1] - plain[0])
+            print(f"| {name} | {seconds[0]:.2f} | "
+                  f"{seconds[0] / plain[0]:.2f}x | {marginal:.1f}x |")
 
 
 if __name__ == "__main__":

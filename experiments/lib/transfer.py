@@ -332,7 +332,9 @@ def markdown(frame, digits=4):
         cells = []
         for column in columns:
             value = row[column]
-            if isinstance(value, (float, np.floating)):
+            if column in ("width", "seeds"):
+                cells.append(str(int(value)))
+            elif isinstance(value, (float, np.floating)):
                 se = row.get(f"{column} se", np.nan)
                 cell = f"{value:.{digits}f}"
                 if np.isfinite(se):
