@@ -73,6 +73,31 @@ def first_batch(data):
     return tree.map_structure(np.asarray, x), y
 
 
+def examples(data, tasks, max_samples):
+    """`(x, y)`: the first `max_samples` examples, `y` a dict by task.
+
+    Labels keep their NaN (missing) entries.
+    """
+    xs, ys, total = [], {t: [] for t in tasks}, 0
+    for x, y, _ in batches(data, 256, tasks):
+        xs.append(x)
+        for task in tasks:
+            ys[task].append(y[task])
+        total += len(tree.flatten(x)[0])
+        if total >= max_samples:
+            break
+    if not total:
+        raise ValueError("`data` holds no examples. Received: empty data "
+                         f"of type {type(data).__name__}.")
+    x = tree.map_structure(lambda *a: np.concatenate(a)[:max_samples], *xs)
+    return x, {t: np.concatenate(v)[:max_samples] for t, v in ys.items()}
+
+
+def slice_inputs(x, part):
+    """`x` (any structure of arrays) cut to the rows `part`."""
+    return tree.map_structure(lambda a: a[part], x)
+
+
 def slices(x, y, batch_size):
     """Yields `(x, y)` slices of `batch_size` examples (the last shorter)."""
     size = len(y)

@@ -522,3 +522,22 @@ def test_loss_surface_moves_each_filter_by_its_norm():
     assert float(row["loss"].iloc[0]) == pytest.approx(expected, rel=1e-4)
     with pytest.raises(ValueError, match="Received: span=0"):
         diagnostics.loss_surface(model, (x, y), span=0)
+
+
+def test_one_pass_evaluation_equals_per_task_evaluation():
+    from tag_keras import _data as data_lib
+    from tag_keras.diagnostics import _task
+    from tag_keras.diagnostics import evaluation
+
+    model = _heads_model()
+    x, y = _data()
+    y = dict(y, a=y["a"].copy())
+    y["a"][::3] = np.nan
+    view = _task.TaskView(model, (x, y))
+    together = evaluation.losses_and_errors(view, ["a", "b"], x, y,
+                                            batch_size=7)
+    for task in "ab":
+        alone = evaluation.loss_and_error(
+            view, task, *data_lib.task_examples((x, y), ["a", "b"], task,
+                                                100))
+        assert together[task] == pytest.approx(alone, rel=1e-6)

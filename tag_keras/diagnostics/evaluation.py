@@ -30,6 +30,65 @@ def loss_and_error(view, task, x, y, batch_size=256):
     return loss, error
 
 
+def losses_and_errors(view, tasks, x, y, batch_size=256):
+    """`{task: (mean loss, error)}` with one forward pass per batch.
+
+    As `loss_and_error` for each of `tasks`, each over the examples of
+    `(x, y)` labelled for it (`y` a dict keyed by task; NaN = missing);
+    a task without a labelled example is left out.
+    """
+    evaluate = view.cached(("evaluate_all", tuple(tasks)),
+                           lambda: _evaluate_all_fn(view, tasks))
+    losses = {t: [] for t in tasks}
+    wrong = {t: [] for t in tasks}
+    size = len(next(iter(y.values())))
+    labels = {t: np.asarray(y[t]) for t in tasks}
+    for start in range(0, size, batch_size):
+        part = slice(start, start + batch_size)
+        kept = {t: _data.labelled(labels[t][part]) for t in tasks}
+        filled = {t: np.where(_expand(kept[t], labels[t][part]),
+                              labels[t][part], 0).astype(labels[t].dtype)
+                  for t in tasks}
+        outputs = evaluate(_data.slice_inputs(x, part), filled)
+        for task in tasks:
+            per_example, candidates = (v.numpy() for v in outputs[task])
+            keep = kept[task]
+            losses[task].append(per_example[keep])
+            if view.is_classifier(task):
+                predicted = candidates[keep].argmin(axis=1)
+                wrong[task].append(
+                    predicted != view.classes(task, filled[task][keep]))
+    result = {}
+    for task in tasks:
+        values = np.concatenate(losses[task])
+        if not len(values):
+            continue
+        error = (float(np.concatenate(wrong[task]).mean())
+                 if view.is_classifier(task) else np.nan)
+        result[task] = (float(values.mean()), error)
+    return result
+
+
+def _expand(keep, labels):
+    return keep.reshape((-1,) + (1,) * (labels.ndim - 1))
+
+
+def _evaluate_all_fn(view, tasks):
+    @batch_function
+    def evaluate(x, y):
+        y_pred = view.outputs(x)
+        result = {}
+        for task in tasks:
+            losses = view.example_losses(task, y[task], y_pred[task])
+            candidates = (view.candidate_losses(task, y_pred[task])
+                          if view.is_classifier(task)
+                          else tf.zeros([tf.shape(losses)[0], 0]))
+            result[task] = (losses, candidates)
+        return result
+
+    return evaluate
+
+
 def _evaluate_fn(view, task):
     classifier = view.is_classifier(task)
 

@@ -13,7 +13,7 @@ from tag_keras import _data
 from tag_keras.diagnostics._task import TaskView
 from tag_keras.diagnostics.conflict import _check_positive
 from tag_keras.diagnostics.conflict import gradient_conflict_of
-from tag_keras.diagnostics.evaluation import loss_and_error
+from tag_keras.diagnostics.evaluation import losses_and_errors
 from tag_keras.diagnostics.per_example import fisher_trace_of
 from tag_keras.diagnostics.per_example import gradient_coherence_of
 from tag_keras.diagnostics.worst_case import sharpness_of
@@ -32,9 +32,9 @@ class TrajectoryLogger(keras.callbacks.Callback):
     `trajectory.csv` (`epoch,task,measure,value`, flushed per row) and a
     TensorBoard scalar `<measure>/<task>`. The `measures` groups write:
 
-    * `"loss"`: `loss` (training loss on up to `max_samples` training
-      examples labelled for the task) and `test_loss`; with
-      `validation_data`, `val_loss`.
+    * `"loss"`: `loss` (training loss on the task's labelled examples
+      among the first `max_samples` training examples) and `test_loss`
+      (the same on the test data); with `validation_data`, `val_loss`.
     * `"error"`: `error` (test error), `train_error`, and `val_error` with
       `validation_data`; classification heads only (see
       `tag_keras.diagnostics.fisher_trace` for how they are recognised).
@@ -118,7 +118,7 @@ class TrajectoryLogger(keras.callbacks.Callback):
             coherence_batch_size=coherence_batch_size)
         self.tensorboard = tensorboard
         self._view = self._examples = self._conflict_batches = None
-        self._tasks = None
+        self._tasks = self._splits = None
         self._file = self._writer = None
         self._active = False
 
@@ -157,19 +157,22 @@ class TrajectoryLogger(keras.callbacks.Callback):
         """`{(task, measure): value}` at the model's current weights."""
         self._prepare()
         view, settings, values = self._view, self._settings, {}
+        names = {"train": ("loss", "train_error"),
+                 "test": ("test_loss", "error"),
+                 "val": ("val_loss", "val_error")}
+        if {"loss", "error"} & set(self.measures):
+            for split, (x, y) in self._splits.items():
+                results = losses_and_errors(view, self._tasks, x, y)
+                for task, (loss, error) in results.items():
+                    loss_name, error_name = names[split]
+                    if "loss" in self.measures:
+                        values[task, loss_name] = loss
+                    if "error" in self.measures and view.is_classifier(task):
+                        values[task, error_name] = error
         for task in self._tasks:
-            train_x, train_y = self._examples["train"][task]
-            for split, examples in self._examples.items():
-                if examples is None or task not in examples:
-                    continue
-                loss, error = loss_and_error(view, task, *examples[task])
-                prefix = {"train": "", "test": "test_", "val": "val_"}[split]
-                if "loss" in self.measures:
-                    values[task, prefix + "loss"] = loss
-                if "error" in self.measures and view.is_classifier(task):
-                    name = {"train": "train_error", "test": "error",
-                            "val": "val_error"}[split]
-                    values[task, name] = error
+            if not {"sharpness", "fisher", "coherence"} & set(self.measures):
+                break
+            train_x, train_y = self._examples[task]
             if "sharpness" in self.measures:
                 values[task, "sharpness"] = sharpness_of(
                     view, task, train_x, train_y, settings["rho"],
@@ -203,13 +206,16 @@ class TrajectoryLogger(keras.callbacks.Callback):
         self._tasks = view.tasks if self.tasks is None else self.tasks
         for task in self._tasks:
             view.check_task(task, "tasks")
+        # Loss and error: the first `max_samples` examples of each split,
+        # every task evaluated in one forward pass.
+        self._splits = {
+            split: _data.examples(data, view.tasks, self.max_samples)
+            for split, data in self._data.items() if data is not None}
         self._examples = {}
-        for split, data in self._data.items():
-            if data is None:
-                continue
-            self._examples[split] = {
-                task: _data.task_examples(data, view.tasks, task,
-                                          self.max_samples)
+        if {"sharpness", "fisher", "coherence"} & set(self.measures):
+            self._examples = {
+                task: _data.task_examples(self._data["train"], view.tasks,
+                                          task, self.max_samples)
                 for task in self._tasks}
         if len(view.tasks) >= 2 and view.shared_variables:
             batch = self._settings["sharpness_batch_size"]
