@@ -246,7 +246,7 @@ def test_gradnorm_in_fit_matches_numpy_over_two_steps():
 
 
 @pytest.mark.parametrize("make", [
-    mtl.UncertaintyWeights, mtl.GradNorm, mtl.PCGrad,
+    mtl.UncertaintyWeights, mtl.GradNorm, mtl.PCGrad, mtl.MGDA,
     lambda: mtl.PCGrad(mtl.UncertaintyWeights()),
 ])
 def test_each_strategy_trains_while_measuring_affinity(make):
@@ -283,6 +283,7 @@ def test_gradnorm_kernel_names_a_shared_layer():
     lambda: mtl.PCGrad(mtl.UncertaintyWeights(), seed=4),
     lambda: mtl.ITMTL(["all", ("a", "b")], first_order=True,
                       loss_weighting=mtl.GradNorm()),
+    lambda: mtl.MGDA(iterations=50),
 ])
 def test_strategy_is_saved_and_loaded_with_the_model(make, tmp_path):
     import warnings
@@ -325,3 +326,73 @@ def test_model_rejects_a_training_method_that_is_not_one():
     _, _, weights = reference.data()
     with pytest.raises(TypeError, match="training_method"):
         reference.linear_model(weights, training_method="pcgrad")
+
+
+# ----------------------------------------------------------------------
+# MGDA
+
+
+def _min_norm_numpy(gram):
+    """The min-norm weights by SciPy's SLSQP on the simplex."""
+    from scipy import optimize
+
+    n = len(gram)
+    result = optimize.minimize(
+        lambda a: a @ gram @ a, np.full(n, 1.0 / n), jac=lambda a: 2 * gram @ a,
+        bounds=[(0, 1)] * n, method="SLSQP", options={"ftol": 1e-14},
+        constraints=[{"type": "eq", "fun": lambda a: a.sum() - 1}])
+    return result.x
+
+
+def test_min_norm_weights_two_tasks_closed_form():
+    from tag_keras.mtl.mgda import min_norm_weights
+
+    g = np.array([[1.0, 0.0], [-1.0, 1.0]])
+    alpha = min_norm_weights(g @ g.T).numpy()
+    # min over b of ‖b g1 + (1 - b) g2‖²: b = (g2·g2 - g1·g2) / ‖g1 - g2‖²
+    beta = (2.0 + 1.0) / 5.0
+    np.testing.assert_allclose(alpha, [beta, 1 - beta], rtol=1e-6)
+    # Agreeing gradients with one inside the other's cone: a vertex.
+    g = np.array([[1.0, 0.0], [2.0, 0.0]])
+    np.testing.assert_allclose(min_norm_weights(g @ g.T).numpy(), [1, 0])
+
+
+@pytest.mark.parametrize("n", [3, 4, 6])
+def test_min_norm_weights_match_a_qp_solver(n):
+    from tag_keras.mtl.mgda import min_norm_weights
+
+    rng = np.random.default_rng(n)
+    for _ in range(3):
+        g = rng.normal(size=(n, 5)) + 0.3
+        gram = g @ g.T
+        alpha = min_norm_weights(gram, iterations=2000,
+                                 tolerance=1e-9).numpy().astype(np.float64)
+        assert alpha.min() >= -1e-7
+        assert alpha.sum() == pytest.approx(1.0, abs=1e-5)
+        expected = _min_norm_numpy(gram)
+        assert alpha @ gram @ alpha == pytest.approx(
+            expected @ gram @ expected, rel=1e-3, abs=1e-6)
+        # KKT, up to Frank-Wolfe's slow tail: no vertex lies much lower
+        # along Gα than the point.
+        product = gram @ alpha
+        assert product.min() >= alpha @ product - 5e-3 * abs(
+            alpha @ product) - 1e-6
+
+
+def test_mgda_update_in_fit_matches_numpy():
+    steps = 2
+    model, x, y, weights = _train(mtl.MGDA(iterations=2000, tolerance=1e-9),
+                                  steps)
+    w = _as64(weights)
+    for xb, yb in _batches(x, y, steps):
+        _, g_shared, g_heads = reference.losses_and_grads(xb, yb, w)
+        flat = np.array([g_shared[t].ravel() for t in TASKS])
+        alpha = _min_norm_numpy(flat @ flat.T)
+        update = 3 * alpha @ flat
+        w["W"] = w["W"] - LR * update.reshape(w["W"].shape)
+        for t in TASKS:
+            w["heads"][t] = w["heads"][t] - LR * g_heads[t]
+    got = model.get_layer("shared").get_weights()[0]
+    np.testing.assert_allclose(got, w["W"], rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match="Received: iterations=0"):
+        mtl.MGDA(iterations=0)

@@ -4,6 +4,8 @@
 - `GradNorm`: task weights that balance gradient norms (Chen et al.).
 - `PCGrad`: projecting conflicting gradients (Yu et al.), optionally on
   uncertainty-weighted losses.
+- `MGDA`: the min-norm point of the task gradients' convex hull (Sener &
+  Koltun), on the shared parameters.
 - `SVDTaskWeights`: task-loss weights from Algorithm 2 of Wu et al.
   (`tag_keras.transfer.svd_task_weights`), recomputed every n epochs.
 - `ITMTL`: picks each step's shared update among candidate gradients by
@@ -25,12 +27,14 @@ from tag_keras.mtl.base import TrainingStrategy
 from tag_keras.mtl.gradnorm import GradNorm
 from tag_keras.mtl.it_mtl import CandidateLogger
 from tag_keras.mtl.it_mtl import ITMTL
+from tag_keras.mtl.mgda import MGDA
 from tag_keras.mtl.pcgrad import PCGrad
 from tag_keras.mtl.svd_weights import SVDTaskWeights
 from tag_keras.mtl.uncertainty import UncertaintyWeights
 
 __all__ = [
-    "CandidateLogger", "GradNorm", "ITMTL", "PCGrad", "SVDTaskWeights",
+    "CandidateLogger", "GradNorm", "ITMTL", "MGDA", "PCGrad",
+    "SVDTaskWeights",
     "StepContext", "TrainingMethod", "TrainingStrategy",
     "UncertaintyWeights",
 ]
