@@ -29,6 +29,8 @@ STRATEGIES = {
     "itmtl": lambda: mtl.ITMTL(["all", "pcgrad", "a", ("b", "c")]),
     "itmtl_first_order": lambda: mtl.ITMTL(["all", "pcgrad", "a"],
                                            first_order=True),
+    "mgda": lambda: mtl.MGDA(),
+    "mgda_ub": lambda: mtl.MGDA(upper_bound=True),
 }
 
 

@@ -95,7 +95,8 @@ def test_multi_worker_strategy_gives_one_matrix_on_every_worker(
 
 
 def test_training_strategies_use_the_global_batch(tmp_path):
-    """UW, GradNorm, PCGrad and IT-MTL train the same on two replicas."""
+    """UW, GradNorm, PCGrad, IT-MTL and MGDA train the same on two
+    replicas."""
     names = ("single", "mirrored")
     # Both processes at once: each spends most of its time tracing, on one
     # core.
@@ -107,7 +108,8 @@ def test_training_strategies_use_the_global_batch(tmp_path):
         _finish(process)
     runs = {name: np.load(tmp_path / f"{name}.npz") for name in names}
     assert int(runs["mirrored"]["replicas"]) == 2
-    for key in ("uw", "gradnorm", "pcgrad", "itmtl", "itmtl_first_order"):
+    for key in ("uw", "gradnorm", "pcgrad", "itmtl", "itmtl_first_order",
+                "mgda", "mgda_ub"):
         np.testing.assert_allclose(runs["mirrored"][key], runs["single"][key],
                                    rtol=1e-4, atol=1e-5, err_msg=key)
 

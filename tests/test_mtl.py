@@ -284,6 +284,7 @@ def test_gradnorm_kernel_names_a_shared_layer():
     lambda: mtl.ITMTL(["all", ("a", "b")], first_order=True,
                       loss_weighting=mtl.GradNorm()),
     lambda: mtl.MGDA(iterations=50),
+    lambda: mtl.MGDA(upper_bound=True),
 ])
 def test_strategy_is_saved_and_loaded_with_the_model(make, tmp_path):
     import warnings
@@ -396,3 +397,27 @@ def test_mgda_update_in_fit_matches_numpy():
     np.testing.assert_allclose(got, w["W"], rtol=1e-3, atol=1e-5)
     with pytest.raises(ValueError, match="Received: iterations=0"):
         mtl.MGDA(iterations=0)
+
+
+def test_mgda_ub_weights_come_from_the_representation_gradients():
+    steps = 2
+    model, x, y, weights = _train(
+        mtl.MGDA(upper_bound=True, iterations=2000, tolerance=1e-9), steps)
+    w = _as64(weights)
+    for xb, yb in _batches(x, y, steps):
+        _, g_shared, g_heads = reference.losses_and_grads(xb, yb, w)
+        hidden = xb @ w["W"]
+        # ∇_hidden of each task's mean squared error, flattened.
+        rep = np.array([(2.0 * (hidden @ w["heads"][t] - yb[t]) / len(xb)
+                         @ w["heads"][t].T).ravel() for t in TASKS])
+        alpha = _min_norm_numpy(rep @ rep.T)
+        flat = np.array([g_shared[t].ravel() for t in TASKS])
+        w["W"] = w["W"] - LR * (3 * alpha @ flat).reshape(w["W"].shape)
+        for t in TASKS:
+            w["heads"][t] = w["heads"][t] - LR * g_heads[t]
+    got = model.get_layer("shared").get_weights()[0]
+    np.testing.assert_allclose(got, w["W"], rtol=1e-3, atol=1e-5)
+    # The representation can be named; an unknown name is refused.
+    _train(mtl.MGDA(upper_bound=True, representation_layer="shared"), 1)
+    with pytest.raises(ValueError, match="Received: layer='nope'"):
+        _train(mtl.MGDA(upper_bound=True, representation_layer="nope"), 1)

@@ -23,6 +23,7 @@ from tag_keras.measure.gradients import TaskGradients
 from tag_keras.measure.lookahead import make_lookahead
 from tag_keras.measure.losses import TaskLosses
 from tag_keras.measure.meter import Meter
+from tag_keras.mtl import base as mtl_base
 from tag_keras.mtl.base import StepContext
 
 
@@ -38,6 +39,13 @@ class TrainStep:
         self.method = model.training_method
         self.task_losses = TaskLosses(_keras_private.compile_loss(model))
         self.parts = None  # `StepParts`, built at the first trace.
+        # A method that reads the shared representation's gradients gets
+        # the forward pass through a functional copy that also returns it.
+        self.forward = None
+        if self.method is not None and self.method.needs_representation:
+            self.forward = keras.Model(model.input, [
+                model.output, mtl_base.representation_tensor(
+                    model, self.method.representation_layer)])
 
     def __call__(self, data, measure):
         """One step on `data`; `measure` (a Python bool) records affinity."""
@@ -51,8 +59,12 @@ class TrainStep:
                   if per_task else None)
         # The first trace also finds the shared variables from the tape.
         persistent = per_task or self.parts is None
+        representation = None
         with tf.GradientTape(persistent=persistent) as tape:
-            y_pred = _keras_private.call_in_training(model, x)
+            if self.forward is None:
+                y_pred = _keras_private.call_in_training(model, x)
+            else:
+                y_pred, representation = self.forward(x, training=True)
             _check_outputs(y_pred)
             losses, labels, weights = self.task_losses(y, y_pred,
                                                        sample_weight)
@@ -73,13 +85,15 @@ class TrainStep:
         if per_task:
             batch = target_lib.Batch(x, y, sample_weight, losses, labels,
                                      weights, before)
-            grads = self._per_task(parts, tape, scaled, extra, batch, measure)
+            grads = self._per_task(parts, tape, scaled, extra, batch, measure,
+                                   representation)
         else:
             grads = tape.gradient(scaled_total, variables)
         optimizer.apply(grads, variables)
         return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def _per_task(self, parts, tape, scaled, extra, batch, measure):
+    def _per_task(self, parts, tape, scaled, extra, batch, measure,
+                  representation=None):
         """One backward pass per task; the update; the measurement."""
         variables = self.model.trainable_variables
         if len(batch.snapshot) != len(self.model.non_trainable_variables):
@@ -104,9 +118,15 @@ class TrainStep:
                  for k in range(len(variables))]
         waits = []
         if self.method is not None:
+            gram = None
+            if representation is not None:
+                def gram():
+                    return _representation_gram(tape, scaled, parts.tasks,
+                                                representation)
             combined = self.method.combine(
                 gradients, parts.context(batch, parts.shared.pick(
-                    total, "heads") if self.method.lookahead_heads else None))
+                    total, "heads") if self.method.lookahead_heads else None,
+                    gram))
             for k, g in zip(parts.shared.shared, combined):
                 total[k] = g
             self.method.update(batch.losses, gradients)
@@ -201,7 +221,7 @@ class StepParts:
                 self.model.affinity_state)
         return self._meter
 
-    def context(self, batch, head_gradients=None):
+    def context(self, batch, head_gradients=None, representation_gram=None):
         """The `StepContext` a training method's `combine` receives.
 
         With `head_gradients` (one per head variable), the lookahead moves
@@ -218,7 +238,7 @@ class StepParts:
             return target.losses_at(self.lookahead().step(shared_gradients),
                                     heads)
 
-        return StepContext(before, target.ok, lookahead)
+        return StepContext(before, target.ok, lookahead, representation_gram)
 
     def head_lookahead(self):
         """An `OptimizerLookahead` of the head variables (made once)."""
@@ -239,6 +259,15 @@ class StepParts:
         _, usable = self.targets.usable(batch.losses, batch.labels,
                                         batch.weights)
         return usable & gradients.finite()
+
+
+def _representation_gram(tape, scaled, tasks, representation):
+    """`[n, n]` global-batch Gram matrix of the tasks' gradients with
+    respect to the representation (each replica's block summed)."""
+    rows = [tf.reshape(tf.cast(tape.gradient(scaled[t], representation),
+                               tf.float32), [-1]) for t in tasks]
+    local = tf.stack(rows)
+    return _distribute.replica_sum(tf.matmul(local, local, transpose_b=True))
 
 
 def _no_shared_error(model, tasks):

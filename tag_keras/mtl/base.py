@@ -50,6 +50,15 @@ class TrainingMethod(keras.layers.Layer):
     #: Algorithm 1: heads first).
     lookahead_heads = False
 
+    #: True when `combine` reads `StepContext.representation_gram()`: the
+    #: model then runs its forward pass through a functional copy that
+    #: also returns the shared representation (`representation_layer`).
+    needs_representation = False
+
+    #: With `needs_representation`: the layer whose output is the shared
+    #: representation, or None for the one tensor every head reads.
+    representation_layer = None
+
     def build_tasks(self, task_names):
         """Creates the method's variables for these tasks, in this order."""
         self.task_names = tuple(task_names)
@@ -168,9 +177,20 @@ class StepContext:
             the batch has its labels.
     """
 
-    def __init__(self, losses, usable, lookahead):
+    def __init__(self, losses, usable, lookahead, representation_gram=None):
         self.losses, self.usable = losses, usable
         self._lookahead = lookahead
+        self._representation_gram = representation_gram
+
+    def representation_gram(self):
+        """`[n, n]` inner products of the tasks' gradients with respect to
+        the shared representation, over the global batch (methods with
+        `needs_representation` only)."""
+        if self._representation_gram is None:
+            raise ValueError(
+                "representation_gram() needs a method with "
+                "needs_representation = True.")
+        return self._representation_gram()
 
     def lookahead(self, shared_gradients):
         """`[n]` task losses on this batch after one real optimizer step.
@@ -194,3 +214,33 @@ def deserialize(method):
     if isinstance(method, dict):
         method = keras.saving.deserialize_keras_object(method)
     return method
+
+
+def representation_tensor(model, layer=None):
+    """The symbolic tensor of a functional model's shared representation.
+
+    The output of the layer named `layer`, or (None) the one tensor every
+    output layer reads.
+
+    Raises:
+        ValueError: for an unknown layer, or heads that read different
+            tensors.
+    """
+    from keras import tree
+
+    if layer is not None:
+        names = [item.name for item in model.layers]
+        if layer not in names:
+            raise ValueError(f"Unknown layer {layer!r}; the model's layers: "
+                             f"{names}. Received: layer={layer!r}.")
+        return model.get_layer(layer).output
+    outputs = {id(t) for t in tree.flatten(model.output)}
+    inputs = [item.input for item in model.layers
+              if any(id(t) in outputs for t in tree.flatten(item.output))]
+    if not inputs or len({id(t) for t in inputs}) != 1 or isinstance(
+            inputs[0], (list, dict, tuple)):
+        raise ValueError(
+            "The task heads do not read one common tensor: name the layer "
+            "whose output is the shared representation. Received: "
+            "layer=None.")
+    return inputs[0]

@@ -17,14 +17,24 @@ class MGDA(TrainingMethod):
     multiple-gradient descent algorithm). The factor n keeps the step's
     scale that of the plain sum when all gradients agree. α is found
     exactly for two tasks and by Frank-Wolfe on the Gram matrix otherwise
-    (Sener & Koltun's Algorithm 2), `iterations` steps at most. This is
-    MGDA on the shared parameters; the upper-bound variant (MGDA-UB),
-    which computes α from the gradients of the shared representation, is
-    not implemented. Task heads update with their own gradients.
+    (Sener & Koltun's Algorithm 2), `iterations` steps at most. Task heads
+    update with their own gradients.
+
+    `upper_bound=True` is MGDA-UB: α minimises ‖Σ α_i ∇_Z L_i‖² with Z the
+    shared representation (the heads' common input, or the output of
+    `representation_layer`) over the global batch, the paper's cheaper
+    upper bound; the update is still n · Σ α_i g_i on the shared weights.
+    Here the per-task shared gradients are computed anyway (this step
+    needs them), so MGDA-UB saves no time over MGDA; it gives the UB
+    variant's weights. It needs a functional model.
 
     Needs one backward pass per task on every step.
 
     Args:
+        upper_bound: Weights from the representation's gradients (MGDA-UB)
+            instead of the shared weights' (MGDA).
+        representation_layer: With `upper_bound`, the layer whose output
+            is the shared representation (None: the heads' common input).
         iterations: Frank-Wolfe steps (three or more tasks).
         tolerance: Stop when a step changes α by less than this.
         **kwargs: Layer arguments such as `name`.
@@ -37,8 +47,12 @@ class MGDA(TrainingMethod):
 
     needs_task_gradients = True
 
-    def __init__(self, iterations=250, tolerance=1e-6, **kwargs):
+    def __init__(self, upper_bound=False, representation_layer=None,
+                 iterations=250, tolerance=1e-6, **kwargs):
         super().__init__(**kwargs)
+        self.upper_bound = bool(upper_bound)
+        self.needs_representation = self.upper_bound
+        self.representation_layer = representation_layer
         if isinstance(iterations, bool) or not isinstance(
                 iterations, int) or iterations < 1:
             raise ValueError("`iterations` must be a positive integer. "
@@ -49,17 +63,18 @@ class MGDA(TrainingMethod):
         self.iterations, self.tolerance = iterations, float(tolerance)
 
     def combine(self, gradients, context):
-        del context
         flat = gradients.global_flat()
-        alpha = min_norm_weights(tf.matmul(flat, flat, transpose_b=True),
-                                 self.iterations, self.tolerance)
+        gram = (context.representation_gram() if self.upper_bound
+                else tf.matmul(flat, flat, transpose_b=True))
+        alpha = min_norm_weights(gram, self.iterations, self.tolerance)
         n = tf.cast(tf.shape(flat)[0], flat.dtype)
         total = n * tf.linalg.matvec(flat, alpha, transpose_a=True)
         return gradients.replica_share(total)
 
     def get_config(self):
-        return {**super().get_config(), "iterations": self.iterations,
-                "tolerance": self.tolerance}
+        return {**super().get_config(), "upper_bound": self.upper_bound,
+                "representation_layer": self.representation_layer,
+                "iterations": self.iterations, "tolerance": self.tolerance}
 
 
 def min_norm_weights(gram, iterations=250, tolerance=1e-6):

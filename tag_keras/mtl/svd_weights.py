@@ -5,10 +5,10 @@ import weakref
 import keras
 import numpy as np
 from keras import ops
-from keras import tree
 
 from tag_keras import _data
 from tag_keras.mtl.base import TrainingMethod
+from tag_keras.mtl.base import representation_tensor
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
@@ -132,28 +132,8 @@ class SVDTaskWeights(TrainingMethod):
     def _features(self, model):
         if self._holder.features is None:
             self._holder.features = keras.Model(
-                model.input, self._representation(model))
+                model.input, representation_tensor(model, self.layer))
         return self._holder.features
-
-    def _representation(self, model):
-        if self.layer is not None:
-            names = [layer.name for layer in model.layers]
-            if self.layer not in names:
-                raise ValueError(
-                    f"Unknown layer {self.layer!r}; the model's layers: "
-                    f"{names}. Received: layer={self.layer!r}.")
-            return model.get_layer(self.layer).output
-        outputs = {id(t) for t in tree.flatten(model.output)}
-        inputs = [layer.input for layer in model.layers
-                  if any(id(t) in outputs
-                         for t in tree.flatten(layer.output))]
-        if len({id(t) for t in inputs}) != 1 or isinstance(inputs[0],
-                                                           (list, dict)):
-            raise ValueError(
-                "The task heads do not read one common tensor: name the "
-                "layer whose output is the shared representation with "
-                "`SVDTaskWeights(layer=...)`. Received: layer=None.")
-        return inputs[0]
 
     def get_config(self):
         return {**super().get_config(), "rank": self.rank,
