@@ -2,8 +2,9 @@
 
     python -m experiments.it_mtl --seeds=3 --out_dir=runs/it_mtl
 
-STL, MTL, PCGrad, UW-MTL, UW-PCGrad, IT-MTL, IT-UW-PCGrad and IT-MTL's
-first-order variant (`--methods`), each for `--seeds` seeds; the work and
+STL, MTL, PCGrad, UW-MTL, UW-PCGrad, IT-MTL, IT-UW-PCGrad, IT-MTL's
+first-order variant, IT-UW-MTL, first-order IT-UW-PCGrad, MGDA and MGDA-UB
+(`--methods`), each for `--seeds` seeds; the work and
 the files written in `--out_dir` (runs.csv, resumable; summary.csv;
 results.md; candidates/) are `experiments.lib.it_mtl.run`'s.
 """

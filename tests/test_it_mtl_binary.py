@@ -15,6 +15,7 @@ from experiments.lib import training
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 METHODS = ["STL", "MTL", "IT-MTL", "IT-MTL (first order)"]
+NEW_METHODS = ["IT-UW-MTL", "IT-UW-PCGrad (first order)", "MGDA", "MGDA-UB"]
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +90,16 @@ def test_bad_method_and_one_task_are_errors(two_tasks, tmp_path):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert process.returncode != 0
     assert "--methods" in process.stderr and "SGD" in process.stderr
+
+
+def test_the_added_methods_train(two_tasks, tmp_path):
+    config = training.TrainConfig(epochs=1, batch_size=16, learning_rate=0.05,
+                                  patience=1, width=4)
+    summary = it_mtl.run(two_tasks, config, str(tmp_path), seeds=1,
+                         methods=NEW_METHODS, log=lambda _: None)
+    assert list(summary.index) == NEW_METHODS
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    for task in two_tasks.tasks:
+        assert runs[f"{task}_accuracy"].between(0, 100).all()
+    assert (tmp_path / "candidates" /
+            "IT-UW-PCGrad_first_order_seed0.csv").exists()

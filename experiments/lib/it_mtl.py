@@ -1,8 +1,9 @@
 """IT-MTL against the multi-task baselines on MultiDigits (two tasks).
 
 The transference paper's MultiMNIST comparison on the bundled digits:
-single-task models, MTL, PCGrad, UW-MTL, UW-PCGrad, IT-MTL, IT-UW-PCGrad
-and IT-MTL's first-order variant, each trained with the protocol of
+single-task models, MTL, PCGrad, UW-MTL, UW-PCGrad, IT-MTL, IT-UW-PCGrad,
+IT-MTL's first-order variant, IT-UW-MTL, first-order IT-UW-PCGrad, MGDA
+and MGDA-UB, each trained with the protocol of
 `training` (SGD with momentum, LR halving, early stopping with
 best-weights restore) for `seeds` seeds (10 in the paper), reporting the
 mean ± standard error of each task's test accuracy and the median wall
@@ -59,12 +60,20 @@ def _methods():
             ["all", "pcgrad"], loss_weighting=mtl.UncertaintyWeights())),
         Method("IT-MTL (first order)", lambda tasks: mtl.ITMTL(
             it_candidates(tasks), first_order=True)),
+        Method("IT-UW-MTL", lambda tasks: mtl.ITMTL(
+            it_candidates(tasks), loss_weighting=mtl.UncertaintyWeights())),
+        Method("IT-UW-PCGrad (first order)", lambda tasks: mtl.ITMTL(
+            ["all", "pcgrad"], first_order=True,
+            loss_weighting=mtl.UncertaintyWeights())),
+        Method("MGDA", lambda tasks: mtl.MGDA()),
+        Method("MGDA-UB", lambda tasks: mtl.MGDA(upper_bound=True)),
     ]}
 
 
 METHOD_NAMES = (
     "STL", "MTL", "PCGrad", "UW-MTL", "UW-PCGrad", "IT-MTL", "IT-UW-PCGrad",
-    "IT-MTL (first order)",
+    "IT-MTL (first order)", "IT-UW-MTL", "IT-UW-PCGrad (first order)",
+    "MGDA", "MGDA-UB",
 )
 
 def train_method(data, config, method, out_dir):
