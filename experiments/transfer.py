@@ -25,6 +25,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from experiments import common_flags  # noqa: E402
+from experiments.lib import tables  # noqa: E402
 from experiments.lib import training  # noqa: E402
 from experiments.lib import transfer  # noqa: E402
 
@@ -78,7 +79,7 @@ def main(argv):
     except (training.DataError, ValueError) as error:
         print(f"transfer: error: {error}", file=sys.stderr)
         return 1
-    table = transfer.markdown(summary)
+    table = tables.markdown(summary)
     with open(os.path.join(out_dir, f"{name}.md"), "w") as handle:
         handle.write(table)
     print(table)

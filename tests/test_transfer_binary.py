@@ -11,6 +11,7 @@ import pytest
 
 from experiments import data as data_lib
 from experiments.data import transfer_tasks
+from experiments.lib import tables
 from experiments.lib import training
 from experiments.lib import transfer as transfer_lib
 from tag_keras import transfer
@@ -61,7 +62,7 @@ def test_similarity_experiment_writes_rows_and_resumes(tmp_path,
         index="seed", columns="method", values="target_loss")
     assert summary.loc[1, "benefit of alignment"] == pytest.approx(
         (wide["MTL"] - wide["MTL+align"]).mean())
-    assert "±" in transfer_lib.markdown(summary)
+    assert "±" in tables.markdown(summary)
     trained = []
     monkeypatch.setattr(transfer_lib, "train_pair",
                         lambda *a, **k: trained.append(a))

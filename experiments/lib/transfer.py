@@ -14,7 +14,7 @@ summary table:
 * `capacity`: digits, the all-task network against one network per task
   while the shared width sweeps.
 
-`markdown` renders the summaries for `results.md`.
+`experiments.lib.tables.markdown` renders the summaries.
 """
 
 import dataclasses
@@ -23,30 +23,8 @@ import os
 import numpy as np
 import pandas as pd
 
+from experiments.lib import tables
 from experiments.lib import training
-
-
-def _resume(path, columns):
-    if os.path.exists(path):
-        return pd.read_csv(path)
-    return pd.DataFrame(columns=columns)
-
-
-def _append(path, frame, row):
-    frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True)
-    frame.to_csv(path, index=False)
-    return frame
-
-
-def mean_se(values):
-    """`(mean, standard error)` of finite values (SE NaN below two)."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if not len(values):
-        return np.nan, np.nan
-    se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else (
-        np.nan)
-    return float(values.mean()), float(se)
 
 
 # ---------------------------------------------------------- similarity
@@ -130,7 +108,7 @@ def similarity(out_dir, *, seeds=5, kind="linear", epochs=60, width=10,
     from tag_keras import transfer
 
     path = os.path.join(out_dir, f"similarity_{kind}.csv")
-    runs = _resume(path, ["condition", "seed", "method"])
+    runs = tables.resume(path, ["condition", "seed", "method"])
     done = set(zip(runs["condition"], runs["seed"].astype(int),
                    runs["method"]))
     for seed in range(seeds):
@@ -147,7 +125,7 @@ def similarity(out_dir, *, seeds=5, kind="linear", epochs=60, width=10,
                 loss = train_pair(source, target, method, kind=kind,
                                   width=width, epochs=epochs, seed=seed)
                 log(f"{kind} {name} seed {seed} {method}: {loss:.4f}")
-                runs = _append(path, runs, {
+                runs = tables.append(path, runs, {
                     "condition": name, "seed": seed, "method": method,
                     "similarity": score, "target_loss": loss})
     return similarity_summary(runs)
@@ -167,13 +145,13 @@ def similarity_summary(runs):
                "seeds": len(wide)}
         for method in PAIR_METHODS:
             if method in wide:
-                row[method], row[f"{method} se"] = mean_se(wide[method])
+                row[method], row[f"{method} se"] = tables.mean_se(wide[method])
         if {"STL", "MTL"} <= set(wide):
-            row["benefit of MTL"], row["benefit of MTL se"] = mean_se(
+            row["benefit of MTL"], row["benefit of MTL se"] = tables.mean_se(
                 wide["STL"] - wide["MTL"])
         if {"MTL", "MTL+align"} <= set(wide):
             row["benefit of alignment"], row["benefit of alignment se"] = (
-                mean_se(wide["MTL"] - wide["MTL+align"]))
+                tables.mean_se(wide["MTL"] - wide["MTL+align"]))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -219,7 +197,7 @@ def label_noise(data, config, out_dir, *, noisy_task, fractions=(0.2, 0.4),
     from tag_keras import mtl
 
     path = os.path.join(out_dir, "label_noise.csv")
-    runs = _resume(path, ["fraction", "seed", "method"])
+    runs = tables.resume(path, ["fraction", "seed", "method"])
     done = set(zip(runs["fraction"].astype(float), runs["seed"].astype(int),
                    runs["method"]))
     clean = [t for t in data.tasks if t != noisy_task]
@@ -249,7 +227,7 @@ def label_noise(data, config, out_dir, *, noisy_task, fractions=(0.2, 0.4),
                     row["noisy_task_weight"] = weights[noisy_task]
                 log(f"noise {fraction} seed {seed} {method}: clean error "
                     f"{row['clean_error']:.4f}")
-                runs = _append(path, runs, row)
+                runs = tables.append(path, runs, row)
     return noise_summary(runs)
 
 
@@ -264,12 +242,13 @@ def noise_summary(runs):
                 continue
             row = {"fraction": fraction, "method": method,
                    "seeds": int(wide[method].notna().sum())}
-            row["clean error"], row["clean error se"] = mean_se(wide[method])
+            row["clean error"], row["clean error se"] = tables.mean_se(
+                wide[method])
             if method != "MTL" and "MTL" in wide:
-                row["minus MTL"], row["minus MTL se"] = mean_se(
+                row["minus MTL"], row["minus MTL se"] = tables.mean_se(
                     wide[method] - wide["MTL"])
             if method == "SVD" and "UW" in wide:
-                row["minus UW"], row["minus UW se"] = mean_se(
+                row["minus UW"], row["minus UW se"] = tables.mean_se(
                     wide["SVD"] - wide["UW"])
             if method == "SVD":
                 weights = group.loc[group["method"] == "SVD",
@@ -286,7 +265,7 @@ def capacity(data, config, out_dir, *, widths=(2, 4, 8, 16, 32), seeds=2,
              log=print):
     """The capacity sweep (see the module); returns its summary."""
     path = os.path.join(out_dir, "capacity.csv")
-    runs = _resume(path, ["width", "seed", "network"])
+    runs = tables.resume(path, ["width", "seed", "network"])
     done = set(zip(runs["width"].astype(int), runs["seed"].astype(int),
                    runs["network"]))
     networks = [("all", tuple(data.tasks))] + [(t, (t,)) for t in data.tasks]
@@ -301,7 +280,7 @@ def capacity(data, config, out_dir, *, widths=(2, 4, 8, 16, 32), seeds=2,
                 total = float(sum(result.test_error.values()))
                 log(f"width {width} seed {seed} {name}: total error "
                     f"{total:.4f}")
-                runs = _append(path, runs, {"width": width, "seed": seed,
+                runs = tables.append(path, runs, {"width": width, "seed": seed,
                                             "network": name,
                                             "total_error": total})
     return capacity_summary(runs)
@@ -315,34 +294,10 @@ def capacity_summary(runs):
                                      values="total_error")
         single = per_seed.drop(columns="all").sum(axis=1)
         row = {"width": int(width), "seeds": len(per_seed)}
-        row["all-task"], row["all-task se"] = mean_se(per_seed["all"])
-        row["single-task sum"], row["single-task sum se"] = mean_se(single)
-        row["all minus single"], row["all minus single se"] = mean_se(
+        row["all-task"], row["all-task se"] = tables.mean_se(per_seed["all"])
+        row["single-task sum"], row["single-task sum se"] = (
+            tables.mean_se(single))
+        row["all minus single"], row["all minus single se"] = tables.mean_se(
             per_seed["all"] - single)
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def markdown(frame, digits=4):
-    """A DataFrame as a Markdown table, `x` and `x se` as `x ± se`."""
-    columns = [c for c in frame.columns if not c.endswith(" se")]
-    lines = ["| " + " | ".join(columns) + " |",
-             "|" + "---|" * len(columns)]
-    for _, row in frame.iterrows():
-        cells = []
-        for column in columns:
-            value = row[column]
-            if column in ("width", "seeds"):
-                cells.append(str(int(value)))
-            elif isinstance(value, (float, np.floating)):
-                se = row.get(f"{column} se", np.nan)
-                cell = f"{value:.{digits}f}"
-                if np.isfinite(se):
-                    star = "*" if abs(value) > 2 * se and (
-                        "benefit" in column or "minus" in column) else ""
-                    cell += f" ± {se:.{digits}f}{star}"
-                cells.append(cell)
-            else:
-                cells.append(str(value))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"

@@ -1,0 +1,132 @@
+"""Ablations of TAG from the paper (Fifty et al., 2021, section 5).
+
+* `measurement`: how much the affinity matrix depends on how it is
+  measured. Per seed, one all-task run measures every step on the
+  training batches and a second (same seed, so the same training path:
+  measuring never changes training) every step on validation batches.
+  Measuring every n steps is the every-step record subsampled to the
+  steps divisible by n. Reported: Pearson r over the off-diagonal entries
+  of each matrix against the every-step, training-batch matrix.
+* `wider`: the all-task network at 1x, 2x, 3x and 4x the encoder width
+  (the paper's baselines without a latency constraint): total test error.
+
+Each writes `<name>.csv` (resumable) and returns a summary table.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+import pandas as pd
+
+from experiments.lib import tables
+from experiments.lib import training
+
+FREQUENCIES = (1, 5, 10, 25, 50)
+
+
+def _every_step_run(data, config, out_dir, held_out):
+    """Trains the all-task network measuring every step; returns the
+    per-step table (`affinity_steps.csv`)."""
+    import tag_keras
+
+    log_dir = os.path.join(out_dir, "validation" if held_out else "train")
+    steps_path = os.path.join(log_dir, "affinity_steps.csv")
+    if not os.path.exists(os.path.join(log_dir, "affinity.csv")):
+        kwargs = {}
+        if held_out:
+            kwargs["affinity_data"] = data.batches("validation",
+                                                   config.batch_size)
+        training.train_network(
+            data, config, model_cls=tag_keras.TaskAffinityModel,
+            affinity_every_n_steps=1,
+            callbacks=[tag_keras.AffinityLogger(log_dir, tensorboard=False,
+                                                figure=False)],
+            **kwargs)
+    return pd.read_csv(steps_path)
+
+
+def _matrix(steps, every=1):
+    """Mean matrix over the steps divisible by `every`."""
+    chosen = steps[steps["step"] % every == 0]
+    return chosen.pivot_table(index="source", columns="target",
+                              values="affinity", aggfunc="mean")
+
+
+def _off_diagonal(matrix, tasks):
+    matrix = matrix.reindex(index=tasks, columns=tasks).to_numpy()
+    return matrix[~np.eye(len(tasks), dtype=bool)]
+
+
+def measurement(data, config, out_dir, *, seeds=3,
+                frequencies=FREQUENCIES, log=print):
+    """The measurement ablation (see the module); returns its summary."""
+    from scipy import stats
+
+    path = os.path.join(out_dir, "measurement.csv")
+    rows = tables.resume(path, ["seed", "comparison", "pearson_r"])
+    done = set(rows["seed"].astype(int)) if len(rows) else set()
+    tasks = list(data.tasks)
+    for seed in range(seeds):
+        if seed in done:
+            continue
+        seeded = dataclasses.replace(config, seed=seed)
+        base = os.path.join(out_dir, "runs", f"seed{seed}")
+        log(f"seed {seed}: measuring every step (training batches) ...")
+        train_steps = _every_step_run(data, seeded, base, held_out=False)
+        log(f"seed {seed}: measuring every step (validation batches) ...")
+        val_steps = _every_step_run(data, seeded, base, held_out=True)
+        reference = _off_diagonal(_matrix(train_steps), tasks)
+        new = []
+        for every in frequencies[1:]:
+            other = _off_diagonal(_matrix(train_steps, every), tasks)
+            new.append({"seed": seed,
+                        "comparison": f"every {every} steps vs every step",
+                        "pearson_r": stats.pearsonr(reference, other)[0]})
+        other = _off_diagonal(_matrix(val_steps), tasks)
+        new.append({"seed": seed,
+                    "comparison": "validation vs training batches",
+                    "pearson_r": stats.pearsonr(reference, other)[0]})
+        rows = pd.concat([rows, pd.DataFrame(new)], ignore_index=True)
+        rows.to_csv(path, index=False)
+    summary = []
+    for comparison, group in rows.groupby("comparison", sort=False):
+        mean, se = tables.mean_se(group["pearson_r"])
+        summary.append({"comparison": comparison, "pearson r": mean,
+                        "pearson r se": se, "seeds": len(group)})
+    return pd.DataFrame(summary)
+
+
+def wider(data, config, out_dir, *, factors=(1, 2, 3, 4), seeds=3,
+          log=print):
+    """The wider all-task networks (see the module); returns the summary."""
+    path = os.path.join(out_dir, "wider.csv")
+    rows = tables.resume(path, ["factor", "seed", "total_error"])
+    done = set(zip(rows["factor"].astype(int), rows["seed"].astype(int)))
+    width = config.width
+    for seed in range(seeds):
+        for factor in factors:
+            if (factor, seed) in done:
+                continue
+            result, _ = training.train_network(
+                data, dataclasses.replace(config, seed=seed,
+                                          width=width * factor))
+            total = 100 * float(sum(result.test_error.values()))
+            log(f"width {width * factor} seed {seed}: total test error "
+                f"{total:.2f}")
+            rows = pd.concat([rows, pd.DataFrame([{
+                "factor": factor, "width": width * factor, "seed": seed,
+                "total_error": total}])], ignore_index=True)
+            rows.to_csv(path, index=False)
+    summary = []
+    base = rows[rows["factor"] == 1].set_index("seed")["total_error"]
+    for factor, group in rows.groupby("factor"):
+        values = group.set_index("seed")["total_error"]
+        mean, se = tables.mean_se(values)
+        diff, diff_se = tables.mean_se(values - base.reindex(values.index))
+        summary.append({"width": f"{int(factor)}x ({int(width * factor)})",
+                        "total test error (%)": mean,
+                        "total test error (%) se": se,
+                        "minus 1x": diff, "minus 1x se": diff_se,
+                        "seeds": len(group)})
+    return pd.DataFrame(summary)

@@ -1,0 +1,63 @@
+"""The TAG ablations: tiny runs, their files, resuming."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from experiments import data as data_lib
+from experiments.lib import ablations
+from experiments.lib import training
+
+TASKS = ("c0_t0", "c0_t1", "c1_t0")
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return data_lib.load_dataset(
+        "planted", tasks=TASKS, num_train=64, num_validation=32, num_test=40,
+        num_features=6)
+
+
+def test_measurement_correlates_subsampled_and_held_out_matrices(
+        tiny_data, tmp_path, monkeypatch):
+    config = training.TrainConfig(epochs=2, batch_size=8, learning_rate=0.05,
+                                  patience=2, width=4)
+    summary = ablations.measurement(tiny_data, config, str(tmp_path),
+                                    seeds=1, frequencies=(1, 2, 4),
+                                    log=lambda _: None)
+    rows = pd.read_csv(tmp_path / "measurement.csv")
+    assert list(rows["comparison"]) == [
+        "every 2 steps vs every step", "every 4 steps vs every step",
+        "validation vs training batches"]
+    # Recompute one correlation from the written per-step values.
+    steps = pd.read_csv(tmp_path / "runs" / "seed0" / "train" /
+                        "affinity_steps.csv")
+    assert sorted(steps["step"].unique()) == list(range(16))
+
+    def off_diagonal(chosen):
+        matrix = chosen.pivot_table(index="source", columns="target",
+                                    values="affinity").reindex(
+            index=list(TASKS), columns=list(TASKS)).to_numpy()
+        return matrix[~np.eye(3, dtype=bool)]
+
+    expected = stats.pearsonr(off_diagonal(steps),
+                              off_diagonal(steps[steps["step"] % 4 == 0]))[0]
+    assert rows.loc[1, "pearson_r"] == pytest.approx(expected)
+    assert summary.loc[2, "seeds"] == 1
+    # Resuming trains nothing.
+    monkeypatch.setattr(ablations.training, "train_network",
+                        lambda *a, **k: pytest.fail("trained again"))
+    ablations.measurement(tiny_data, config, str(tmp_path), seeds=1,
+                          frequencies=(1, 2, 4), log=lambda _: None)
+
+
+def test_wider_networks_scale_the_width(tiny_data, tmp_path):
+    config = training.TrainConfig(epochs=1, batch_size=16, learning_rate=0.05,
+                                  patience=1, width=2)
+    summary = ablations.wider(tiny_data, config, str(tmp_path),
+                              factors=(1, 2), seeds=2, log=lambda _: None)
+    rows = pd.read_csv(tmp_path / "wider.csv")
+    assert sorted(rows["width"].unique()) == [2, 4]
+    assert list(summary["width"]) == ["1x (2)", "2x (4)"]
+    assert summary.loc[0, "minus 1x"] == 0.0
