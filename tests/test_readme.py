@@ -30,7 +30,7 @@ def test_readme_has_a_command_for_every_binary():
     commands = "\n".join(_readme_commands())
     for module in ("demo", "run_affinity", "train_groups", "hoa",
                    "pipeline", "it_mtl", "trajectories", "transfer",
-                   "landscapes"):
+                   "landscapes", "ablations"):
         assert f"python -m experiments.{module} --" in commands, module
     assert "tag-select --affinity=" in commands
     for value in ("mirrored", "multi_worker"):
