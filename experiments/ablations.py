@@ -49,10 +49,7 @@ def main(argv):
     except (training.DataError, ValueError) as error:
         print(f"ablations: error: {error}", file=sys.stderr)
         return 1
-    table = tables.markdown(summary)
-    with open(os.path.join(out_dir, f"{name}.md"), "w") as handle:
-        handle.write(table)
-    print(table)
+    print(tables.write_markdown(out_dir, name, summary))
     print(f"Wrote {out_dir}/{name}.csv and {name}.md")
     return 0
 

@@ -55,3 +55,11 @@ def markdown(frame, digits=4):
                 cells.append(str(value))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def write_markdown(out_dir, name, summary):
+    """Writes `summary` as `<out_dir>/<name>.md`; returns the table."""
+    table = markdown(summary)
+    with open(os.path.join(out_dir, f"{name}.md"), "w") as handle:
+        handle.write(table)
+    return table
