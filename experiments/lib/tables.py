@@ -41,7 +41,8 @@ def markdown(frame, digits=4):
         cells = []
         for column in columns:
             value = row[column]
-            if column in ("width", "seeds"):
+            if column in ("width", "seeds") and isinstance(
+                    value, (int, float, np.integer, np.floating)):
                 cells.append(str(int(value)))
             elif isinstance(value, (float, np.floating)):
                 se = row.get(f"{column} se", np.nan)
