@@ -4,10 +4,13 @@
         --out_dir=experiments/benchmarks/results/ablations
     python -m experiments.ablations --ablation=wider --seeds=3 \
         --out_dir=experiments/benchmarks/results/ablations
+    python -m experiments.ablations --ablation=pcgrad --seeds=3 \
+        --out_dir=experiments/benchmarks/results/ablations
 
 `measurement`: Pearson r of the affinity measured every 5, 10, 25, 50
 steps, and on validation batches, against every step on training batches.
-`wider`: the all-task network at 1x-4x the encoder width. The work and the
+`wider`: the all-task network at 1x-4x the encoder width. `pcgrad`: TAG's
+groups trained plainly and with PCGrad. The work and the
 files (`<name>.csv`, resumable; `<name>.md`) are
 `experiments.lib.ablations`'s.
 """
@@ -28,7 +31,8 @@ from experiments.lib import tables  # noqa: E402
 _COMMON = common_flags.define_common_flags(
     common_flags.DATA + common_flags.TRAINING + ("out_dir", "seeds"))
 _ABLATION = flags.DEFINE_enum("ablation", "measurement",
-                              ["measurement", "wider"], "Which ablation.")
+                              ["measurement", "wider", "pcgrad"],
+                              "Which ablation.")
 
 
 def main(argv):
@@ -44,7 +48,7 @@ def main(argv):
         os.makedirs(out_dir, exist_ok=True)
         print(f"{data.description}; {training.describe_config(config)}")
         run = {"measurement": ablations.measurement,
-               "wider": ablations.wider}[name]
+               "wider": ablations.wider, "pcgrad": ablations.pcgrad}[name]
         summary = run(data, config, out_dir, seeds=_COMMON.seeds.value)
     except (training.DataError, ValueError) as error:
         print(f"ablations: error: {error}", file=sys.stderr)

@@ -61,3 +61,20 @@ def test_wider_networks_scale_the_width(tiny_data, tmp_path):
     assert sorted(rows["width"].unique()) == [2, 4]
     assert list(summary["width"]) == ["1x (2)", "2x (4)"]
     assert summary.loc[0, "minus 1x"] == 0.0
+
+
+def test_tag_groups_with_and_without_pcgrad(tiny_data, tmp_path):
+    config = training.TrainConfig(epochs=1, batch_size=16, learning_rate=0.05,
+                                  patience=1, width=4,
+                                  affinity_every_n_steps=1)
+    summary = ablations.pcgrad(tiny_data, config, str(tmp_path), seeds=1,
+                               budgets=(2,), log=lambda _: None)
+    rows = pd.read_csv(tmp_path / "pcgrad.csv")
+    assert sorted(rows["method"]) == ["TAG", "TAG+PCGrad"]
+    # The same groups for both methods, each with two or more tasks.
+    assert rows["groups"].nunique() == 1
+    assert all(len(g.split("|")) >= 2 for g in rows["groups"][0].split())
+    plain, projected = rows.set_index("method")["total_error"][
+        ["TAG", "TAG+PCGrad"]]
+    assert summary.loc[0, "PCGrad minus plain"] == pytest.approx(
+        projected - plain)

@@ -9,6 +9,10 @@
   of each matrix against the every-step, training-batch matrix.
 * `wider`: the all-task network at 1x, 2x, 3x and 4x the encoder width
   (the paper's baselines without a latency constraint): total test error.
+* `pcgrad`: per seed, TAG's groups (measured every
+  `config.affinity_every_n_steps` steps, chosen for budgets 2, 3, 4), each
+  trained plainly and with PCGrad: the served total test error (the
+  paper's complementarity result), and the all-task network's.
 
 Each writes `<name>.csv` (resumable) and returns a summary table.
 """
@@ -129,4 +133,59 @@ def wider(data, config, out_dir, *, factors=(1, 2, 3, 4), seeds=3,
                         "total test error (%) se": se,
                         "minus 1x": diff, "minus 1x se": diff_se,
                         "seeds": len(group)})
+    return pd.DataFrame(summary)
+
+
+def pcgrad(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4), log=print):
+    """TAG's groups trained with and without PCGrad; returns the summary."""
+    import tag_keras
+    from experiments.lib import measure as measure_lib
+    from tag_keras import mtl
+
+    path = os.path.join(out_dir, "pcgrad.csv")
+    rows = tables.resume(path, ["seed", "budget", "method"])
+    done = set(zip(rows["seed"].astype(int), rows["budget"].astype(int),
+                   rows["method"]))
+    for seed in range(seeds):
+        wanted = [(seed, b, m) for b in budgets for m in ("TAG", "TAG+PCGrad")]
+        if all(key in done for key in wanted):
+            continue
+        seeded = dataclasses.replace(config, seed=seed)
+        log(f"seed {seed}: measuring affinity ...")
+        result, affinity = measure_lib.measure(
+            data, seeded, os.path.join(out_dir, "runs", f"seed{seed}"),
+            tensorboard=False, write_steps=False)
+        all_task = 100 * float(sum(result.test_error.values()))
+        trainers = {
+            "TAG": training.GroupTrainer(data, seeded, log=log),
+            "TAG+PCGrad": training.GroupTrainer(
+                data, seeded, log=log, training_method=mtl.PCGrad)}
+        new = []
+        for budget in budgets:
+            grouping = tag_keras.select_groups(affinity, budget)
+            for method, trainer in trainers.items():
+                trainer.train_all(grouping.groups)
+                errors = trainer.served_errors(grouping.groups,
+                                               grouping.serve)
+                new.append({"seed": seed, "budget": budget,
+                            "method": method,
+                            "total_error": 100 * sum(errors.values()),
+                            "all_task_error": all_task,
+                            "groups": " ".join(
+                                "|".join(g) for g in grouping.groups)})
+        rows = pd.concat([rows, pd.DataFrame(new)], ignore_index=True)
+        rows.to_csv(path, index=False)
+    summary = []
+    for budget, group in rows.groupby("budget"):
+        wide = group.pivot_table(index="seed", columns="method",
+                                 values="total_error")
+        row = {"budget": int(budget), "seeds": len(wide)}
+        row["TAG"], row["TAG se"] = tables.mean_se(wide["TAG"])
+        row["TAG+PCGrad"], row["TAG+PCGrad se"] = tables.mean_se(
+            wide["TAG+PCGrad"])
+        row["PCGrad minus plain"], row["PCGrad minus plain se"] = (
+            tables.mean_se(wide["TAG+PCGrad"] - wide["TAG"]))
+        all_task = group.groupby("seed")["all_task_error"].first()
+        row["all-task"], row["all-task se"] = tables.mean_se(all_task)
+        summary.append(row)
     return pd.DataFrame(summary)

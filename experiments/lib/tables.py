@@ -41,7 +41,7 @@ def markdown(frame, digits=4):
         cells = []
         for column in columns:
             value = row[column]
-            if column in ("width", "seeds") and isinstance(
+            if column in ("width", "seeds", "budget") and isinstance(
                     value, (int, float, np.integer, np.floating)):
                 cells.append(str(int(value)))
             elif isinstance(value, (float, np.floating)):

@@ -297,13 +297,18 @@ class GroupTrainer:
             under (see
             `distribution.make_distribution`); None for none.
         log: Called with one line per network (default `print`).
+        training_method: None, or a function returning a new
+            `tag_keras.mtl` method for each network (e.g. `mtl.PCGrad`);
+            every group must then have two or more tasks.
     """
 
-    def __init__(self, data, config, *, distribution=None, log=print):
+    def __init__(self, data, config, *, distribution=None, log=print,
+                 training_method=None):
         self.data = data
         self.config = config
         self.distribution = distribution
         self._log = log
+        self._training_method = training_method
         self._results = {}
 
     def __contains__(self, tasks):
@@ -324,9 +329,16 @@ class GroupTrainer:
 
             keras.backend.clear_session()  # Many models in one process.
             ordered = tuple(t for t in self.data.tasks if t in key)
+            kwargs = {}
+            if self._training_method is not None:
+                import tag_keras
+
+                kwargs = {"model_cls": tag_keras.TaskAffinityModel,
+                          "affinity_every_n_steps": 0,
+                          "training_method": self._training_method()}
             self._results[key], _ = train_network(
                 self.data, self.config, tasks=ordered,
-                distribution=self.distribution)
+                distribution=self.distribution, **kwargs)
         return self._results[key]
 
     def train_all(self, groups):
