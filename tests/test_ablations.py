@@ -78,3 +78,29 @@ def test_tag_groups_with_and_without_pcgrad(tiny_data, tmp_path):
         ["TAG", "TAG+PCGrad"]]
     assert summary.loc[0, "PCGrad minus plain"] == pytest.approx(
         projected - plain)
+
+
+def test_groups_from_other_settings_train_under_the_base_one(
+        tiny_data, tmp_path, monkeypatch):
+    config = training.TrainConfig(epochs=1, batch_size=16, learning_rate=0.05,
+                                  patience=1, width=4,
+                                  affinity_every_n_steps=1)
+    seen = []
+    original = ablations.training.train_network
+
+    def spy(data, config, **kwargs):
+        seen.append((config.batch_size, config.learning_rate,
+                     kwargs.get("model_cls") is not None))
+        return original(data, config, **kwargs)
+
+    monkeypatch.setattr(ablations.training, "train_network", spy)
+    summary = ablations.settings(tiny_data, config, str(tmp_path), seeds=1,
+                                 budgets=(2,), log=lambda _: None)
+    measured = [(b, lr) for b, lr, affinity in seen if affinity]
+    assert measured == [(16, 0.05), (8, 0.05), (16, 0.1)]
+    # Every group network trains under the base setting.
+    assert all((b, lr) == (16, 0.05) for b, lr, affinity in seen
+               if not affinity)
+    assert list(summary["setting"]) == ["base", "half batch",
+                                        "double learning rate"]
+    assert summary.loc[0, "same groups as base"] == 1

@@ -9,6 +9,10 @@
   of each matrix against the every-step, training-batch matrix.
 * `wider`: the all-task network at 1x, 2x, 3x and 4x the encoder width
   (the paper's baselines without a latency constraint): total test error.
+* `settings`: per seed, affinity measured under the base setting, at half
+  the batch size and at twice the learning rate; each setting's TAG groups
+  (budgets 2, 3, 4) trained under the base setting (the paper's Table 3):
+  served total test error.
 * `pcgrad`: per seed, TAG's groups (measured every
   `config.affinity_every_n_steps` steps, chosen for budgets 2, 3, 4), each
   trained plainly and with PCGrad: the served total test error (the
@@ -188,4 +192,68 @@ def pcgrad(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4), log=print):
         all_task = group.groupby("seed")["all_task_error"].first()
         row["all-task"], row["all-task se"] = tables.mean_se(all_task)
         summary.append(row)
+    return pd.DataFrame(summary)
+
+
+#: The measuring settings of the `settings` ablation: name -> changes.
+SETTINGS = {
+    "base": {},
+    "half batch": {"batch_size": 0.5},
+    "double learning rate": {"learning_rate": 2.0},
+}
+
+
+def settings(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4),
+             log=print):
+    """Groups found under other measuring settings; returns the summary."""
+    import tag_keras
+    from experiments.lib import measure as measure_lib
+
+    path = os.path.join(out_dir, "settings.csv")
+    rows = tables.resume(path, ["seed", "budget", "setting"])
+    done = set(rows["seed"].astype(int)) if len(rows) else set()
+    for seed in range(seeds):
+        if seed in done:
+            continue
+        seeded = dataclasses.replace(config, seed=seed)
+        trainer = training.GroupTrainer(data, seeded, log=log)
+        new = []
+        for name, changes in SETTINGS.items():
+            measured = dataclasses.replace(seeded, **{
+                key: type(getattr(seeded, key))(getattr(seeded, key) * factor)
+                for key, factor in changes.items()})
+            log(f"seed {seed}: measuring affinity ({name}) ...")
+            folder = name.replace(" ", "_")
+            _, affinity = measure_lib.measure(
+                data, measured, os.path.join(out_dir, "runs", f"seed{seed}",
+                                             folder),
+                tensorboard=False, write_steps=False)
+            for budget in budgets:
+                grouping = tag_keras.select_groups(affinity, budget)
+                trainer.train_all(grouping.groups)
+                errors = trainer.served_errors(grouping.groups,
+                                               grouping.serve)
+                new.append({"seed": seed, "budget": budget, "setting": name,
+                            "total_error": 100 * sum(errors.values()),
+                            "groups": " ".join(
+                                "|".join(g) for g in grouping.groups)})
+        rows = pd.concat([rows, pd.DataFrame(new)], ignore_index=True)
+        rows.to_csv(path, index=False)
+    summary = []
+    for budget, group in rows.groupby("budget"):
+        wide = group.pivot_table(index="seed", columns="setting",
+                                 values="total_error")
+        for name in SETTINGS:
+            row = {"budget": int(budget), "setting": name,
+                   "seeds": len(wide)}
+            row["total error"], row["total error se"] = tables.mean_se(
+                wide[name])
+            if name != "base":
+                row["minus base"], row["minus base se"] = tables.mean_se(
+                    wide[name] - wide["base"])
+            same = group.pivot_table(index="seed", columns="setting",
+                                     values="groups", aggfunc="first")
+            row["same groups as base"] = int(
+                (same[name] == same["base"]).sum())
+            summary.append(row)
     return pd.DataFrame(summary)
