@@ -111,6 +111,8 @@ def main(argv):
     settings = [
         ("loss, error, conflict; all 9 tasks",
          dict(measures=("loss", "error", "conflict"))),
+        ("loss, error, conflict; all 9 tasks, 256 examples",
+         dict(measures=("loss", "error", "conflict"), max_samples=256)),
         ("all measures, one task, paper settings", dict(tasks=[_TASK])),
         ("all measures, one task, 256 examples, 5 sharpness steps",
          dict(tasks=[_TASK], max_samples=256, sharpness_steps=5)),
