@@ -393,6 +393,7 @@ def test_bounds_stay_valid_when_time_runs_out():
     assert 1.5 <= elapsed < 2.5 + 1.0
     assert result.method == "local_search"
     assert messages and messages[-1].startswith("local search: restart")
+    assert f"upper bound {result.upper_bound:.6g}" in messages[-1]
     assert result.upper_bound >= result.score
 
 

@@ -218,9 +218,6 @@ def _solve(z, num_groups, allow_singletons, max_size, max_exact_tasks,
         blocks, _ = _solvers.solve_partition_dp(n, values, num_groups)
         return blocks, "dynamic_program", None
 
-    def report(restart, best):
-        progress(f"local search: restart {restart}, score {best / n:.6g}")
-
     if n <= max_proven_tasks:
         blocks, _ = _search.local_search(
             z, num_groups, allow_singletons, max_size, search_restarts)
@@ -238,11 +235,16 @@ def _solve(z, num_groups, allow_singletons, max_size, max_exact_tasks,
             bound = _solvers.size_upper_bound(
                 z, num_groups, allow_singletons, max_size)
         return blocks, "column_generation", bound / n
+    bound = _solvers.size_upper_bound(
+        z, num_groups, allow_singletons, max_size) / n
+
+    def report(restart, best):
+        progress(f"local search: restart {restart}, score {best / n:.6g}, "
+                 f"upper bound {bound:.6g}")
+
     blocks, _ = _search.local_search(
         z, num_groups, allow_singletons, max_size, search_restarts,
         deadline=deadline, progress=None if progress is None else report)
-    bound = _solvers.size_upper_bound(
-        z, num_groups, allow_singletons, max_size) / n
     return blocks, "local_search", bound
 
 
