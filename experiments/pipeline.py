@@ -33,7 +33,8 @@ _COMMON = common_flags.define_common_flags(
         "distribution"))
 _RG_SAMPLES = flags.DEFINE_integer(
     "rg_samples", 2, "Random partitions trained per budget for the RG "
-    "baseline (their mean is reported).", lower_bound=0)
+    "baseline (their mean is reported; a budget with at most this many "
+    "partitions trains each once: the exact expectation).", lower_bound=0)
 _COSINE = flags.DEFINE_bool(
     "cosine", True, "Run the cosine-similarity (CS) baseline.")
 _HOA = flags.DEFINE_bool(

@@ -71,13 +71,34 @@ def test_learning_rate_is_halved_every_n_epochs():
 @pytest.mark.parametrize("num_groups", [1, 2, 3, 4])
 def test_random_partitions(num_groups):
     partitions = training.random_partitions(TASKS, num_groups, 5, seed=1)
-    assert len(partitions) == 5
+    # Four tasks: 1, 7, 6 and 1 partitions into 1-4 groups; at most 5 are
+    # all enumerated (RG's exact expectation), more are sampled.
+    count = {1: 1, 2: 7, 3: 6, 4: 1}[num_groups]
+    assert training.partition_count(4, num_groups) == count
+    assert len(partitions) == min(count, 5)
+    if count <= 5:
+        assert len(set(partitions)) == count
+        assert partitions == training.all_partitions(TASKS, num_groups)
     for partition in partitions:
         assert len(partition) == num_groups
         assert all(partition)
         members = [t for g in partition for t in g]
         assert sorted(members) == sorted(TASKS)
     assert partitions == training.random_partitions(TASKS, num_groups, 5, 1)
+
+
+def test_all_partitions_are_the_stirling_count_and_distinct():
+    tasks = tuple("abcdef")
+    for k in range(1, 7):
+        partitions = training.all_partitions(tasks, k)
+        assert len(partitions) == training.partition_count(6, k)
+        assert len({frozenset(map(frozenset, p)) for p in partitions}) == len(
+            partitions)
+        assert all(sorted(t for g in p for t in g) == list(tasks)
+                   for p in partitions)
+    assert training.partition_count(9, 2) == 255
+    exact = training.random_partitions(tasks, 5, 20, seed=0)
+    assert len(exact) == 15                  # S(6, 5) = 15 <= 20: all
 
 
 def test_random_partitions_rejects_too_many_groups():

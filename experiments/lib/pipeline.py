@@ -10,10 +10,12 @@
    the model's `fit_affinity`).
 4. Train every group needed, each distinct group once: single tasks (STL),
    the TAG and CS groups, and `rg_samples` random partitions per budget
-   (RG, the expected value of random groupings); with `hoa`, also every
-   pair and the HOA groups (Standley et al.); with `optimal` (few tasks
-   only), every subset of tasks, and the best groups by measured test error
-   (an oracle: exhaustive search, as the paper's "optimal" rows).
+   (RG, the expected value of random groupings; exact when a budget has
+   at most `rg_samples` partitions: then each is trained once); with
+   `hoa`, also every pair and the HOA groups (Standley et al.); with
+   `optimal` (few tasks only), every subset of tasks, and the best groups
+   by measured test error (an oracle: exhaustive search, as the paper's
+   "optimal" rows).
 5. Evaluate each task with the network that serves it and write one table.
 
 Writes in `out_dir`: `affinity/` (AffinityLogger files of the TAG run),

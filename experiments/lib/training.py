@@ -379,17 +379,21 @@ def serve_partition(groups):
 
 
 def random_partitions(tasks, num_groups, num_samples, seed):
-    """`num_samples` random partitions of `tasks` into `num_groups` groups.
+    """Partitions of `tasks` into `num_groups` groups, for RG's expectation.
 
-    Each is drawn uniformly among the partitions into exactly `num_groups`
-    non-empty groups (a uniform labelling, redrawn until every label is
-    used), from `np.random.default_rng(seed)`. Groups keep the task order.
+    When there are at most `num_samples` partitions into exactly
+    `num_groups` non-empty groups, every one of them, once (so their mean
+    is RG's exact expectation). Otherwise `num_samples` drawn uniformly
+    among them (a uniform labelling, redrawn until every label is used),
+    from `np.random.default_rng(seed)`. Groups keep the task order.
     """
     tasks = tuple(tasks)
     if not 1 <= num_groups <= len(tasks):
         raise ValueError(
             f"`num_groups` must be between 1 and the number of tasks "
             f"({len(tasks)}). Received: num_groups={num_groups}")
+    if partition_count(len(tasks), num_groups) <= num_samples:
+        return all_partitions(tasks, num_groups)
     rng = np.random.default_rng(seed)
     partitions = []
     while len(partitions) < num_samples:
@@ -401,6 +405,40 @@ def random_partitions(tasks, num_groups, num_samples, seed):
         partitions.append(tuple(sorted(
             groups, key=lambda g: tasks.index(g[0]))))
     return partitions
+
+
+def partition_count(n, k):
+    """The Stirling number S(n, k): partitions of n items into k groups."""
+    table = [[0] * (k + 1) for _ in range(n + 1)]
+    table[0][0] = 1
+    for i in range(1, n + 1):
+        for j in range(1, k + 1):
+            table[i][j] = j * table[i - 1][j] + table[i - 1][j - 1]
+    return table[n][k]
+
+
+def all_partitions(tasks, num_groups):
+    """Every partition of `tasks` into exactly `num_groups` non-empty
+    groups, each group in task order, groups ordered by their first task."""
+    tasks = tuple(tasks)
+
+    def extend(index, groups):
+        if index == len(tasks):
+            if len(groups) == num_groups:
+                yield tuple(tuple(g) for g in groups)
+            return
+        if len(groups) + len(tasks) - index < num_groups:
+            return
+        for group in groups:
+            group.append(tasks[index])
+            yield from extend(index + 1, groups)
+            group.pop()
+        if len(groups) < num_groups:
+            groups.append([tasks[index]])
+            yield from extend(index + 1, groups)
+            groups.pop()
+
+    return list(extend(0, []))
 
 
 def pairs(tasks):
