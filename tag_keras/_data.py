@@ -115,6 +115,16 @@ def labelled(labels):
     return ~missing
 
 
+def fill_missing(labels):
+    """`(filled, keep)`: NaN-labelled examples' labels set to 0, and the
+    `[batch]` mask of the labelled ones (see `labelled`)."""
+    labels = np.asarray(labels)
+    keep = labelled(labels)
+    shape = (-1,) + (1,) * (labels.ndim - 1)
+    filled = np.where(keep.reshape(shape), labels, 0).astype(labels.dtype)
+    return filled, keep
+
+
 def labels_by_task(y, tasks):
     """Labels as a dict keyed by task (a list follows sorted task names)."""
     if isinstance(y, dict):

@@ -82,25 +82,24 @@ def gradient_conflict_of(view, batches, report):
 
 
 def task_gradients_fn(view):
-    """A traced `(x, y) -> ([tasks, P] gradients, [tasks] labelled)`.
+    """A traced `(x, y, keep) -> ([tasks, P] gradients, [tasks] labelled)`.
 
     Each row is a task's gradient of the shared variables, flattened, of
-    its mean loss over the batch's labelled examples.
+    its mean loss over the batch's labelled examples; `y` holds labels
+    with the missing ones filled and `keep` each task's labelled mask
+    (`_data.fill_missing`).
     """
     variables = view.shared_variables
 
     @batch_function
-    def gradients(x, y):
+    def gradients(x, y, keep):
         with tf.GradientTape(persistent=True) as tape:
             y_pred = view.outputs(x)
             losses, present = [], []
             for task in view.tasks:
-                labels = tf.convert_to_tensor(y[task])
-                keep = _labelled(labels)
-                per_example = view.example_losses(
-                    task, tf.where(_expand(keep, labels), labels,
-                                   tf.zeros_like(labels)), y_pred[task])
-                weight = tf.cast(keep, per_example.dtype)
+                per_example = view.example_losses(task, y[task],
+                                                  y_pred[task])
+                weight = tf.cast(keep[task], per_example.dtype)
                 count = tf.reduce_sum(weight)
                 losses.append(tf.math.divide_no_nan(
                     tf.reduce_sum(per_example * weight), count))
@@ -122,7 +121,10 @@ class _ConflictStep:
         self._gradients = task_gradients_fn(view)
 
     def __call__(self, x, y):
-        grads, present = self._gradients(x, y)
+        filled, keep = {}, {}
+        for task, labels in y.items():
+            filled[task], keep[task] = _data.fill_missing(labels)
+        grads, present = self._gradients(x, filled, keep)
         grads = grads * tf.cast(present, grads.dtype)[:, None]
         total = tf.reduce_sum(grads, axis=0)
         norms = tf.norm(grads, axis=1)
@@ -138,19 +140,6 @@ def _summary(values):
     cosines, ratios = np.asarray(values, dtype=np.float64).T
     return [cosines.mean(), float((cosines < 0).mean()), ratios.mean(),
             len(values)]
-
-
-def _labelled(labels):
-    if not labels.dtype.is_floating:
-        return tf.ones(tf.shape(labels)[:1], tf.bool)
-    flat = tf.reshape(labels, [tf.shape(labels)[0], -1])
-    return tf.logical_not(tf.reduce_any(tf.math.is_nan(flat), axis=1))
-
-
-def _expand(keep, labels):
-    shape = tf.concat([tf.shape(keep), tf.ones(tf.rank(labels) - 1,
-                                               tf.int32)], axis=0)
-    return tf.broadcast_to(tf.reshape(keep, shape), tf.shape(labels))
 
 
 def _check_positive(name, value):

@@ -1,4 +1,4 @@
-"""A task's mean loss and error on examples, in inference mode."""
+"""The tasks' mean losses and errors on examples, in inference mode."""
 
 import numpy as np
 import tensorflow as tf
@@ -7,35 +7,15 @@ from tag_keras import _data
 from tag_keras.diagnostics._task import batch_function
 
 
-def loss_and_error(view, task, x, y, batch_size=256):
-    """`(mean loss, error)` of `task` on `(x, y)`.
-
-    The loss is the task's compiled loss without `loss_weights`, the mean
-    over the examples; the error is the fraction of examples whose most
-    probable label (the one of least loss) is not their label, NaN for a
-    head that is not a classifier.
-    """
-    evaluate = view.cached(("evaluate", task), lambda: _evaluate_fn(view,
-                                                                   task))
-    classifier = view.is_classifier(task)
-    losses, wrong = [], []
-    for x_part, y_part in _data.slices(x, y, batch_size):
-        per_example, candidates = evaluate(x_part, y_part)
-        losses.append(per_example.numpy())
-        if classifier:
-            predicted = candidates.numpy().argmin(axis=1)
-            wrong.append(predicted != view.classes(task, y_part))
-    loss = float(np.concatenate(losses).mean())
-    error = float(np.concatenate(wrong).mean()) if classifier else np.nan
-    return loss, error
-
-
 def losses_and_errors(view, tasks, x, y, batch_size=256):
     """`{task: (mean loss, error)}` with one forward pass per batch.
 
-    As `loss_and_error` for each of `tasks`, each over the examples of
-    `(x, y)` labelled for it (`y` a dict keyed by task; NaN = missing);
-    a task without a labelled example is left out.
+    For each of `tasks`, over the examples of `(x, y)` labelled for it
+    (`y` a dict keyed by task; NaN = missing): the loss is the task's
+    compiled loss without `loss_weights`, the mean over those examples;
+    the error is the fraction whose most probable label (the one of least
+    loss) is not their label, NaN for a head that is not a classifier. A
+    task without a labelled example is left out.
     """
     evaluate = view.cached(("evaluate_all", tuple(tasks)),
                            lambda: _evaluate_all_fn(view, tasks))
@@ -45,10 +25,9 @@ def losses_and_errors(view, tasks, x, y, batch_size=256):
     labels = {t: np.asarray(y[t]) for t in tasks}
     for start in range(0, size, batch_size):
         part = slice(start, start + batch_size)
-        kept = {t: _data.labelled(labels[t][part]) for t in tasks}
-        filled = {t: np.where(_expand(kept[t], labels[t][part]),
-                              labels[t][part], 0).astype(labels[t].dtype)
-                  for t in tasks}
+        filled, kept = {}, {}
+        for task in tasks:
+            filled[task], kept[task] = _data.fill_missing(labels[task][part])
         outputs = evaluate(_data.slice_inputs(x, part), filled)
         for task in tasks:
             per_example, candidates = (v.numpy() for v in outputs[task])
@@ -69,10 +48,6 @@ def losses_and_errors(view, tasks, x, y, batch_size=256):
     return result
 
 
-def _expand(keep, labels):
-    return keep.reshape((-1,) + (1,) * (labels.ndim - 1))
-
-
 def _evaluate_all_fn(view, tasks):
     @batch_function
     def evaluate(x, y):
@@ -85,19 +60,5 @@ def _evaluate_all_fn(view, tasks):
                           else tf.zeros([tf.shape(losses)[0], 0]))
             result[task] = (losses, candidates)
         return result
-
-    return evaluate
-
-
-def _evaluate_fn(view, task):
-    classifier = view.is_classifier(task)
-
-    @batch_function
-    def evaluate(x, y):
-        y_pred = view.outputs(x)[task]
-        losses = view.example_losses(task, y, y_pred)
-        if not classifier:
-            return losses, tf.zeros([tf.shape(losses)[0], 0])
-        return losses, view.candidate_losses(task, y_pred)
 
     return evaluate
