@@ -93,6 +93,15 @@ def examples(data, tasks, max_samples):
     return x, {t: np.concatenate(v)[:max_samples] for t, v in ys.items()}
 
 
+def map_batches(function, x, batch_size=256):
+    """`function` applied to `x` in slices of `batch_size` rows; the
+    results as one NumPy array."""
+    size = len(tree.flatten(x)[0])
+    return np.concatenate([
+        np.asarray(function(slice_inputs(x, slice(start, start + batch_size))))
+        for start in range(0, size, batch_size)])
+
+
 def slice_inputs(x, part):
     """`x` (any structure of arrays) cut to the rows `part`."""
     return tree.map_structure(lambda a: a[part], x)

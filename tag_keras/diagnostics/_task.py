@@ -69,7 +69,7 @@ class TaskView:
                                  np.asarray(y[t]).dtype)
                              for t in self.tasks if t in y}
         self._widths = {t: int(outputs[t].shape[-1]) for t in self.tasks}
-        self._task_variables = self._find_variables(x, y, outputs)
+        self._task_variables = self._find_variables(x, y)
         counts = {}
         for variables in self._task_variables.values():
             for v in variables:
@@ -202,8 +202,7 @@ class TaskView:
         total = np.exp(-self.candidate_losses(task, y_pred).numpy()).sum(1)
         return bool(np.all(np.abs(total - 1.0) < _PROBABILITY_TOLERANCE))
 
-    def _find_variables(self, x, y, outputs):
-        del outputs
+    def _find_variables(self, x, y):
         variables = self.model.trainable_variables
         with tf.GradientTape(persistent=True) as tape:
             y_pred = self.model(x, training=False)

@@ -113,18 +113,10 @@ class SVDTaskWeights(TrainingMethod):
 
         data = self._holder.data if data is None else data
         features = self._features(model)
-        xs, labels, total = [], {t: [] for t in self.task_names}, 0
-        for x, y, _ in _data.batches(data, 256, list(self.task_names)):
-            z = np.asarray(features(x, training=False))
-            xs.append(z.reshape(len(z), -1))
-            for task in self.task_names:
-                labels[task].append(y[task])
-            total += len(z)
-            if total >= self.max_samples:
-                break
-        x = np.concatenate(xs)[:self.max_samples]
-        labels = {t: np.concatenate(v)[:self.max_samples]
-                  for t, v in labels.items()}
+        x, labels = _data.examples(data, list(self.task_names),
+                                   self.max_samples)
+        z = _data.map_batches(lambda part: features(part, training=False), x)
+        x = z.reshape(len(z), -1)
         alphas = np.array(list(svd_task_weights(x, labels,
                                                 self.rank).values()))
         return alphas / alphas.mean()

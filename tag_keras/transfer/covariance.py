@@ -106,10 +106,8 @@ def task_covariance_similarity(model, data, layer=None, energy=0.99,
     for task in outputs:
         x, _ = _data.task_examples(data, outputs, task, max_samples)
         if features is not None:
-            x = np.concatenate([
-                np.asarray(features(part, training=False))
-                for part, _ in _data.slices(x, np.zeros(len(
-                    tree.flatten(x)[0])), 256)])
+            x = _data.map_batches(
+                lambda part: features(part, training=False), x)
         x = np.asarray(tree.flatten(x)[0])
         factors[task] = factor(x.reshape(len(x), -1), energy)
     scores = np.ones((len(outputs), len(outputs)))
