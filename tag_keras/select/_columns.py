@@ -62,14 +62,25 @@ def block_values(z, allow_singletons, max_group_size, deadline=None):
     """
     n = z.shape[0]
     values = np.empty(2**n)
-    for start in range(0, 2**n, _CHUNK):
+    for masks in _chunks(2**n):
         if deadline is not None and deadline.passed():
             return None
-        masks = np.arange(start, min(start + _CHUNK, 2**n), dtype=np.int64)
-        values[start:start + len(masks)] = _solvers.mask_values(
-            z, masks, allow_singletons, max_group_size)
+        values[masks] = _solvers.mask_values(z, masks, allow_singletons,
+                                             max_group_size)
     values[0] = -np.inf
     return values
+
+
+def _chunks(size):
+    """Bitmasks 0 … size − 1 as `_CHUNK`-long int64 arrays."""
+    for start in range(0, size, _CHUNK):
+        yield np.arange(start, min(start + _CHUNK, size), dtype=np.int64)
+
+
+def _reduced_costs(values, pi, mu, n):
+    """Yields `(masks, rc)` chunk by chunk: rc(S) = f(S) − π(S) − μ."""
+    for masks in _chunks(len(values)):
+        yield masks, values[masks] - _member_matrix(masks, n) @ pi - mu
 
 
 def _member_matrix(masks, n):
@@ -95,10 +106,7 @@ def _master(n, columns, values, num_groups):
 def _best_reduced(values, pi, mu, n, count):
     """The `count` blocks of largest reduced cost, and the largest."""
     best_masks, best_costs = [], []
-    for start in range(0, len(values), _CHUNK):
-        masks = np.arange(start, min(start + _CHUNK, len(values)),
-                          dtype=np.int64)
-        costs = values[masks] - _member_matrix(masks, n) @ pi - mu
+    for masks, costs in _reduced_costs(values, pi, mu, n):
         if len(costs) > count:
             top = np.argpartition(-costs, count)[:count]
         else:
@@ -112,10 +120,7 @@ def _best_reduced(values, pi, mu, n, count):
 
 def _reduced_costs_at_least(values, pi, mu, n, threshold):
     kept = []
-    for start in range(0, len(values), _CHUNK):
-        masks = np.arange(start, min(start + _CHUNK, len(values)),
-                          dtype=np.int64)
-        costs = values[masks] - _member_matrix(masks, n) @ pi - mu
+    for masks, costs in _reduced_costs(values, pi, mu, n):
         kept.append(masks[np.isfinite(costs) & (costs >= threshold)])
     return np.concatenate(kept)
 
