@@ -1,7 +1,23 @@
-"""Test-wide settings: quiet TensorFlow, deterministic ops, CPU only."""
+"""Test-wide settings (quiet TensorFlow, deterministic ops, CPU only) and
+the shared tiny dataset fixture."""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import pytest  # noqa: E402
+
+#: The tasks of `planted_three_tasks`.
+PLANTED_TASKS = ("c0_t0", "c0_t1", "c1_t0")
+
+
+@pytest.fixture(scope="module")
+def planted_three_tasks():
+    """Three generated tasks, two of one cluster; 64 training examples."""
+    from experiments import data as data_lib
+
+    return data_lib.load_dataset(
+        "planted", tasks=PLANTED_TASKS, num_train=64, num_validation=32,
+        num_test=40, num_features=6)

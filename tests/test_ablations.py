@@ -5,25 +5,16 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from experiments import data as data_lib
 from experiments.lib import ablations
 from experiments.lib import training
-
-TASKS = ("c0_t0", "c0_t1", "c1_t0")
-
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    return data_lib.load_dataset(
-        "planted", tasks=TASKS, num_train=64, num_validation=32, num_test=40,
-        num_features=6)
+from tests.conftest import PLANTED_TASKS as TASKS
 
 
 def test_measurement_correlates_subsampled_and_held_out_matrices(
-        tiny_data, tmp_path, monkeypatch):
+        planted_three_tasks, tmp_path, monkeypatch):
     config = training.TrainConfig(epochs=2, batch_size=8, learning_rate=0.05,
                                   patience=2, width=4)
-    summary = ablations.measurement(tiny_data, config, str(tmp_path),
+    summary = ablations.measurement(planted_three_tasks, config, str(tmp_path),
                                     seeds=1, frequencies=(1, 2, 4),
                                     log=lambda _: None)
     rows = pd.read_csv(tmp_path / "measurement.csv")
@@ -48,14 +39,14 @@ def test_measurement_correlates_subsampled_and_held_out_matrices(
     # Resuming trains nothing.
     monkeypatch.setattr(ablations.training, "train_network",
                         lambda *a, **k: pytest.fail("trained again"))
-    ablations.measurement(tiny_data, config, str(tmp_path), seeds=1,
+    ablations.measurement(planted_three_tasks, config, str(tmp_path), seeds=1,
                           frequencies=(1, 2, 4), log=lambda _: None)
 
 
-def test_wider_networks_scale_the_width(tiny_data, tmp_path):
+def test_wider_networks_scale_the_width(planted_three_tasks, tmp_path):
     config = training.TrainConfig(epochs=1, batch_size=16, learning_rate=0.05,
                                   patience=1, width=2)
-    summary = ablations.wider(tiny_data, config, str(tmp_path),
+    summary = ablations.wider(planted_three_tasks, config, str(tmp_path),
                               factors=(1, 2), seeds=2, log=lambda _: None)
     rows = pd.read_csv(tmp_path / "wider.csv")
     assert sorted(rows["width"].unique()) == [2, 4]
@@ -63,12 +54,12 @@ def test_wider_networks_scale_the_width(tiny_data, tmp_path):
     assert summary.loc[0, "minus 1x"] == 0.0
 
 
-def test_tag_groups_with_and_without_pcgrad(tiny_data, tmp_path):
+def test_tag_groups_with_and_without_pcgrad(planted_three_tasks, tmp_path):
     config = training.TrainConfig(epochs=1, batch_size=16, learning_rate=0.05,
                                   patience=1, width=4,
                                   affinity_every_n_steps=1)
-    summary = ablations.pcgrad(tiny_data, config, str(tmp_path), seeds=1,
-                               budgets=(2,), log=lambda _: None)
+    summary = ablations.pcgrad(planted_three_tasks, config, str(tmp_path),
+                               seeds=1, budgets=(2,), log=lambda _: None)
     rows = pd.read_csv(tmp_path / "pcgrad.csv")
     assert sorted(rows["method"]) == ["TAG", "TAG+PCGrad"]
     # The same groups for both methods, each with two or more tasks.
@@ -81,7 +72,7 @@ def test_tag_groups_with_and_without_pcgrad(tiny_data, tmp_path):
 
 
 def test_groups_from_other_settings_train_under_the_base_one(
-        tiny_data, tmp_path, monkeypatch):
+        planted_three_tasks, tmp_path, monkeypatch):
     config = training.TrainConfig(epochs=1, batch_size=16, learning_rate=0.05,
                                   patience=1, width=4,
                                   affinity_every_n_steps=1)
@@ -94,8 +85,8 @@ def test_groups_from_other_settings_train_under_the_base_one(
         return original(data, config, **kwargs)
 
     monkeypatch.setattr(ablations.training, "train_network", spy)
-    summary = ablations.settings(tiny_data, config, str(tmp_path), seeds=1,
-                                 budgets=(2,), log=lambda _: None)
+    summary = ablations.settings(planted_three_tasks, config, str(tmp_path),
+                                 seeds=1, budgets=(2,), log=lambda _: None)
     measured = [(b, lr) for b, lr, affinity in seen if affinity]
     assert measured == [(16, 0.05), (8, 0.05), (16, 0.1)]
     # Every group network trains under the base setting.

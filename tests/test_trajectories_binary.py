@@ -9,19 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import data as data_lib
 from experiments.lib import trajectories
 from experiments.lib import training
+from tests.conftest import PLANTED_TASKS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TASKS = ("c0_t0", "c0_t1", "c1_t0")
-
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    return data_lib.load_dataset(
-        "planted", tasks=TASKS, num_train=64, num_validation=32, num_test=40,
-        num_features=6)
+TASKS = PLANTED_TASKS
 
 
 def test_plan_draws_auxiliary_sets_from_the_other_tasks():
@@ -41,12 +34,12 @@ def test_plan_draws_auxiliary_sets_from_the_other_tasks():
         trajectories.plan(TASKS, ["c0_t0"], aux_size=3)
 
 
-def test_tiny_run_writes_every_file_and_resumes(tiny_data, tmp_path,
+def test_tiny_run_writes_every_file_and_resumes(planted_three_tasks, tmp_path,
                                                monkeypatch):
     config = training.TrainConfig(epochs=3, batch_size=16, learning_rate=0.05,
                                   width=4)
     factors = trajectories.run(
-        tiny_data, config, str(tmp_path), targets=["c0_t0"], seeds=2,
+        planted_three_tasks, config, str(tmp_path), targets=["c0_t0"], seeds=2,
         aux_sets=1, aux_size=1, max_samples=32, sharpness_steps=2,
         log=lambda _: None)
     for name in ("summaries.csv", "gaps.csv", "windows.csv", "factors.csv",
@@ -77,8 +70,9 @@ def test_tiny_run_writes_every_file_and_resumes(tiny_data, tmp_path,
     trained = []
     monkeypatch.setattr(trajectories, "train_run",
                         lambda *a, **k: trained.append(a))
-    trajectories.run(tiny_data, config, str(tmp_path), targets=["c0_t0"],
-                     seeds=2, aux_sets=1, aux_size=1, log=lambda _: None)
+    trajectories.run(planted_three_tasks, config, str(tmp_path),
+                     targets=["c0_t0"], seeds=2, aux_sets=1, aux_size=1,
+                     log=lambda _: None)
     assert trained == []
 
 
@@ -93,12 +87,12 @@ def test_binary_rejects_an_unknown_target(tmp_path):
     assert "Received: targets=['nope']" in done.stderr
 
 
-def test_landscapes_write_lines_and_surfaces(tiny_data, tmp_path):
+def test_landscapes_write_lines_and_surfaces(planted_three_tasks, tmp_path):
     from experiments.lib import landscapes
 
     config = training.TrainConfig(epochs=2, batch_size=16, learning_rate=0.05,
                                   patience=2, width=4)
-    lines, surface = landscapes.run(tiny_data, config, str(tmp_path),
+    lines, surface = landscapes.run(planted_three_tasks, config, str(tmp_path),
                                     at_epochs=(1,), points=3,
                                     log=lambda _: None)
     for name in ("lines_epoch1", "lines_final", "surface_epoch1",

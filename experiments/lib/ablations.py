@@ -140,6 +140,15 @@ def wider(data, config, out_dir, *, factors=(1, 2, 3, 4), seeds=3,
     return pd.DataFrame(summary)
 
 
+def _served(trainer, grouping):
+    """Trains `grouping`'s groups; its served total test error (%) and its
+    groups as text."""
+    trainer.train_all(grouping.groups)
+    errors = trainer.served_errors(grouping.groups, grouping.serve)
+    return {"total_error": 100 * sum(errors.values()),
+            "groups": " ".join("|".join(g) for g in grouping.groups)}
+
+
 def pcgrad(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4), log=print):
     """TAG's groups trained with and without PCGrad; returns the summary."""
     import tag_keras
@@ -168,15 +177,9 @@ def pcgrad(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4), log=print):
         for budget in budgets:
             grouping = tag_keras.select_groups(affinity, budget)
             for method, trainer in trainers.items():
-                trainer.train_all(grouping.groups)
-                errors = trainer.served_errors(grouping.groups,
-                                               grouping.serve)
                 new.append({"seed": seed, "budget": budget,
-                            "method": method,
-                            "total_error": 100 * sum(errors.values()),
-                            "all_task_error": all_task,
-                            "groups": " ".join(
-                                "|".join(g) for g in grouping.groups)})
+                            "method": method, "all_task_error": all_task,
+                            **_served(trainer, grouping)})
         rows = pd.concat([rows, pd.DataFrame(new)], ignore_index=True)
         rows.to_csv(path, index=False)
     summary = []
@@ -230,13 +233,8 @@ def settings(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4),
                 tensorboard=False, write_steps=False)
             for budget in budgets:
                 grouping = tag_keras.select_groups(affinity, budget)
-                trainer.train_all(grouping.groups)
-                errors = trainer.served_errors(grouping.groups,
-                                               grouping.serve)
                 new.append({"seed": seed, "budget": budget, "setting": name,
-                            "total_error": 100 * sum(errors.values()),
-                            "groups": " ".join(
-                                "|".join(g) for g in grouping.groups)})
+                            **_served(trainer, grouping)})
         rows = pd.concat([rows, pd.DataFrame(new)], ignore_index=True)
         rows.to_csv(path, index=False)
     summary = []
