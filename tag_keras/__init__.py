@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 
 from tag_keras.select import Grouping  # noqa: E402
 from tag_keras.select import select_groups  # noqa: E402
+from tag_keras.select import select_groups_from_group_affinity  # noqa: E402
 from tag_keras.select import select_groups_from_performance  # noqa: E402
 
 # Public name -> module that defines it (imported lazily).
@@ -45,6 +46,7 @@ __all__ = [
     "TaskAffinityModel",
     "TaskGradients",
     "select_groups",
+    "select_groups_from_group_affinity",
     "select_groups_from_performance",
 ]
 

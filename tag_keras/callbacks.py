@@ -15,6 +15,7 @@ _STEPS = "affinity_steps.csv"
 _EPOCHS = "affinity_epochs.csv"
 _MATRIX = "affinity.csv"
 _STDERR = "affinity_stderr.csv"
+_GROUPS = "group_affinity.csv"
 _FIGURE = "affinity.png"
 
 
@@ -28,6 +29,11 @@ class AffinityLogger(keras.callbacks.Callback):
     * `affinity_stderr.csv`: the standard error of each mean (standard
       deviation, ddof = 1, of the per-step values over the square root of
       their count; NaN below two steps), same layout, at every epoch end.
+    * `group_affinity.csv`, when the model measures group sources
+      (`affinity_sources`, `affinity_random_subsets`):
+      `sources,target,affinity,count,stderr` for every measured source,
+      single tasks and groups (names joined by `|`), replaced atomically at
+      every epoch end; what `tag-select --group_affinity` reads.
     * `affinity_epochs.csv`: `epoch,source,target,affinity`, one row per pair
       measured in the epoch (pairs never measured in an epoch are left out).
     * `affinity_steps.csv`: `step,epoch,source,target,affinity` for every
@@ -145,6 +151,10 @@ class AffinityLogger(keras.callbacks.Callback):
         if self.affinity is not None:
             self._write_matrix(self.affinity)
             self._write_matrix(self.model.affinity_stderr(), _STDERR)
+            if getattr(self.model, "group_sources", None) is not None:
+                _files.replace_atomically(
+                    os.path.join(self.log_dir, _GROUPS),
+                    self.model.group_affinity().to_csv(index=False))
 
     def on_train_end(self, logs=None):
         # `affinity.csv` was written with this matrix at the last epoch end.

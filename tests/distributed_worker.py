@@ -96,13 +96,15 @@ def main(name, method, out):
     measured = train(strategy, tag_keras.TaskAffinityModel,
                      callbacks=[tag_keras.AffinityLogger(out + "_logs")],
                      multi_worker=multi_worker, affinity_every_n_steps=1,
-                     affinity_method=method)
+                     affinity_method=method, affinity_sources="subsets")
+    groups = measured.group_affinity()
     np.savez(
         out,
         affinity=measured.affinity().to_numpy(),
         counts=measured.affinity_counts().to_numpy(),
-        weights=np.concatenate([w.ravel() for w in measured.get_weights()
-                                if w.ndim > 0 and w.size != 9]),
+        groups=groups[["affinity", "count"]].to_numpy(),
+        weights=np.concatenate([v.numpy().ravel() for v in measured.weights
+                                if "affinity" not in v.path]),
         plain=np.concatenate([w.ravel() for w in plain.get_weights()]),
         replicas=strategy.num_replicas_in_sync,
     )

@@ -90,9 +90,14 @@ def _tentative(optimizer, shared, grad, step_kind):
 
 
 def _affinity(xb, yb, weights, losses, g_shared, optimizer, step_kind,
-              method):
-    """One step's `[n, n]` matrix, before any learning-rate scaling."""
+              method, sources=None):
+    """One step's `[sources, n]` matrix, before any learning-rate scaling.
+
+    `sources` are tuples of task names (a group's gradient is the sum of
+    its tasks'); by default each task alone, giving the `[n, n]` matrix.
+    """
     tasks = list(weights["heads"])
+    sources = [(t,) for t in tasks] if sources is None else sources
     reference, before = weights["W"], losses
     if step_kind == "increment":
         reference = optimizer.copy().update(
@@ -100,10 +105,10 @@ def _affinity(xb, yb, weights, losses, g_shared, optimizer, step_kind,
         if method == "lookahead":
             before, _, _ = losses_and_grads(
                 xb, yb, {"W": reference, "heads": weights["heads"]})
-    z = np.zeros((len(tasks), len(tasks)))
-    for i, source in enumerate(tasks):
-        shared = _tentative(optimizer, weights["W"], g_shared[source],
-                            step_kind)
+    z = np.zeros((len(sources), len(tasks)))
+    for i, source in enumerate(sources):
+        shared = _tentative(optimizer, weights["W"],
+                            sum(g_shared[t] for t in source), step_kind)
         if method == "first_order":
             for j, target in enumerate(tasks):
                 z[i, j] = -np.sum(g_shared[target] * (shared - reference)) / (
@@ -118,11 +123,13 @@ def _affinity(xb, yb, weights, losses, g_shared, optimizer, step_kind,
 
 def train_and_measure(x, y, weights, optimizer, batch_size, steps,
                       scale_by_learning_rate, every=1, step_kind="optimizer",
-                      method="lookahead"):
+                      method="lookahead", sources=None):
     """Trains with summed gradients; returns per-step affinity matrices.
 
     `step_kind` is `TaskAffinityModel(lookahead_step=...)`, `method` its
-    `affinity_method` ("lookahead" or "first_order").
+    `affinity_method` ("lookahead" or "first_order"); `sources` the
+    groups stepped on (tuples of task names; default each task alone), or
+    a function of the step number giving them.
 
     Returns:
         `(matrices, weights)`: `matrices[step]` is an `[n, n]` array for every
@@ -143,7 +150,8 @@ def train_and_measure(x, y, weights, optimizer, batch_size, steps,
         losses, g_shared, g_heads = losses_and_grads(xb, yb, weights)
         if every and step % every == 0:
             z = _affinity(xb, yb, weights, losses, g_shared, optimizer,
-                          step_kind, method)
+                          step_kind, method,
+                          sources(step) if callable(sources) else sources)
             if scale_by_learning_rate:
                 z /= optimizer.rate()
             matrices[step] = z

@@ -24,14 +24,14 @@ def _plain_linear_model(weights):
     return model
 
 
-def _custom_loop(x, y, weights, method, steps=6, log_dir=None):
+def _custom_loop(x, y, weights, method, steps=6, log_dir=None, **options):
     """A `tf.function` loop: MSE per task, summed update, meter inside."""
     model = _plain_linear_model(weights)
     optimizer = keras.optimizers.SGD(0.05, momentum=0.9)
     optimizer.build(model.trainable_variables)
     shared = model.get_layer("shared").trainable_variables
     meter = tag_keras.AffinityMeter(shared, optimizer, TASKS,
-                                    affinity_method=method)
+                                    affinity_method=method, **options)
 
     def task_losses(outputs, labels):
         return {t: keras.ops.mean(keras.ops.square(labels[t] - outputs[t]))
@@ -101,6 +101,31 @@ def test_the_meter_gives_the_models_matrix_on_the_same_batches(tmp_path,
                                meter.affinity().to_numpy())
     steps = pd.read_csv(tmp_path / "affinity_steps.csv")
     assert sorted(set(steps.step)) == list(range(6))
+
+
+@pytest.mark.parametrize("method", ["lookahead", "first_order"])
+def test_the_meter_gives_the_models_group_affinity(tmp_path, method):
+    x, y, weights = reference.data(seed=5)
+    fitted = reference.linear_model(weights, affinity_every_n_steps=1,
+                                    affinity_method=method,
+                                    affinity_sources="subsets")
+    fitted.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                   loss={t: "mse" for t in TASKS})
+    logs = tmp_path / "fit"
+    fitted.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
+               callbacks=[tag_keras.AffinityLogger(logs, tensorboard=False)])
+    meter, _ = _custom_loop(x, y, weights, method, log_dir=tmp_path / "loop",
+                            affinity_sources="subsets")
+    expected = fitted.group_affinity()
+    assert len(expected) == 7 * 3
+    pd.testing.assert_frame_equal(meter.group_affinity(), expected,
+                                  rtol=1e-5, atol=1e-7)
+    for folder in (logs, tmp_path / "loop"):
+        written = pd.read_csv(folder / "group_affinity.csv")
+        assert list(written.columns) == ["sources", "target", "affinity",
+                                         "count", "stderr"]
+        pd.testing.assert_frame_equal(written, expected, rtol=1e-5,
+                                      atol=1e-7)
 
 
 def test_bad_arguments_are_one_line_errors():

@@ -47,6 +47,9 @@ def _check_against_single(result, single):
     np.testing.assert_allclose(result["affinity"], single["affinity"],
                                rtol=1e-3, atol=1e-5)
     np.testing.assert_array_equal(result["counts"], single["counts"])
+    # Group sources too (the unrolled loop under a strategy).
+    np.testing.assert_allclose(result["groups"], single["groups"],
+                               rtol=1e-3, atol=1e-5)
     # Training equals a plain keras.Model under the same strategy.
     np.testing.assert_allclose(result["weights"], result["plain"],
                                rtol=1e-4, atol=1e-5)

@@ -52,14 +52,21 @@ def _state(model):
     return [v.numpy() for v in variables], optimizer
 
 
-@pytest.mark.parametrize("method", ["lookahead", "first_order", "cosine"])
-def test_measuring_never_changes_training(method):
+@pytest.mark.parametrize("method, options", [
+    ("lookahead", {}), ("first_order", {}), ("cosine", {}),
+    ("lookahead", {"lookahead_step": "increment",
+                   "affinity_sources": "subsets"}),
+    ("lookahead", {"lookahead_step": "sgd", "affinity_sources": "tasks+all",
+                   "affinity_random_subsets": 2}),
+    ("first_order", {"lookahead_step": "increment", "affinity_sources": 2}),
+])
+def test_measuring_never_changes_training(method, options):
     x, y = _data()
     plain = _fit(_trunk_model(keras.Model, dropout=0.3), x, y,
                  optimizer=keras.optimizers.Adam(0.01))
     measured = _fit(
         _trunk_model(dropout=0.3, affinity_every_n_steps=1,
-                     affinity_method=method),
+                     affinity_method=method, **options),
         x, y, optimizer=keras.optimizers.Adam(0.01),
     )
     plain_vars, plain_opt = _state(plain)
@@ -317,7 +324,10 @@ def test_saved_model_keeps_its_settings_and_affinity(tmp_path):
     x, y = _data()
     model = _fit(_trunk_model(affinity_every_n_steps=2,
                               affinity_method="first_order",
-                              shared_layers=["trunk", "bn"]), x, y)
+                              shared_layers=["trunk", "bn"],
+                              affinity_sources="tasks+all",
+                              affinity_random_subsets=1, affinity_seed=3),
+                 x, y)
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
@@ -326,6 +336,10 @@ def test_saved_model_keeps_its_settings_and_affinity(tmp_path):
     assert loaded.affinity_method == "first_order"
     assert loaded.shared_layers == ["trunk", "bn"]
     pd.testing.assert_frame_equal(loaded.affinity(), model.affinity())
+    assert (loaded.affinity_sources, loaded.affinity_random_subsets,
+            loaded.affinity_seed) == ("tasks+all", 1, 3)
+    pd.testing.assert_frame_equal(loaded.group_affinity(),
+                                  model.group_affinity())
     counts = model.affinity_counts().to_numpy()
     loaded.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
     # 3 more steps from iteration 6: steps 6 and 8 are measured.

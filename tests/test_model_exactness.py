@@ -197,3 +197,133 @@ def test_cosine_is_the_gradient_cosine():
     expected = flat @ flat.T / np.outer(norms, norms)
     np.testing.assert_allclose(model.affinity().to_numpy(), expected,
                                rtol=1e-4, atol=1e-6)
+
+
+GROUPS = [("a", "b"), ("a", "c"), ("b", "c"), ("a", "b", "c")]
+
+
+def _group_rows(frame, groups):
+    """`[groups, n]` means and `[groups, n]` counts from `group_affinity()`."""
+    frame = frame.set_index(["sources", "target"])
+    labels = ["|".join(g) for g in groups]
+    mean = np.array([[frame.loc[(g, t), "affinity"] for t in TASKS]
+                     for g in labels])
+    stderr = np.array([[frame.loc[(g, t), "stderr"] for t in TASKS]
+                       for g in labels])
+    counts = np.array([[frame.loc[(g, t), "count"] for t in TASKS]
+                       for g in labels])
+    return mean, stderr, counts
+
+
+@pytest.mark.parametrize("step_kind", ["optimizer", "sgd", "increment"])
+@pytest.mark.parametrize("method", ["lookahead", "first_order"])
+@pytest.mark.parametrize("name", ["momentum", "adam"])
+def test_group_sources_match_numpy(step_kind, method, name):
+    x, y, weights = _data(seed=2)
+    make_keras, make_numpy = OPTIMIZERS[name]
+    model, _ = _fit_recorded(
+        _linear_model(weights, affinity_every_n_steps=1,
+                      affinity_method=method, lookahead_step=step_kind,
+                      affinity_sources="subsets"), make_keras(), x, y)
+    expected, final = reference.train_and_measure(
+        x, y, weights, make_numpy(), batch_size=4, steps=6,
+        scale_by_learning_rate=True, step_kind=step_kind, method=method,
+        sources=GROUPS)
+    per_step = np.stack(list(expected.values()))  # [steps, groups, n]
+    mean, stderr, counts = _group_rows(model.group_affinity(), GROUPS)
+    np.testing.assert_allclose(mean, per_step.mean(axis=0), rtol=3e-3,
+                               atol=3e-5)
+    np.testing.assert_allclose(
+        stderr, per_step.std(axis=0, ddof=1) / np.sqrt(6), rtol=5e-3,
+        atol=3e-5)
+    assert (counts == 6).all()
+    # The single-task rows are the affinity matrix itself.
+    singles = model.group_affinity().query("sources in @TASKS")
+    np.testing.assert_allclose(
+        singles.pivot(index="sources", columns="target",
+                      values="affinity").loc[list(TASKS), list(TASKS)],
+        model.affinity().to_numpy())
+    # Measuring the groups never changes training.
+    np.testing.assert_allclose(model.get_layer("shared").get_weights()[0],
+                               final["W"], rtol=1e-4, atol=1e-5)
+
+
+def test_tasks_plus_all_and_k_measure_their_groups_only():
+    x, y, weights = _data(seed=3)
+    make_keras, make_numpy = OPTIMIZERS["momentum"]
+    for sources, groups in (("tasks+all", [("a", "b", "c")]),
+                            (2, GROUPS[:3])):
+        model, _ = _fit_recorded(
+            _linear_model(weights, affinity_every_n_steps=2,
+                          affinity_sources=sources), make_keras(), x, y)
+        expected, _ = reference.train_and_measure(
+            x, y, weights, make_numpy(), batch_size=4, steps=6, every=2,
+            scale_by_learning_rate=True, sources=groups)
+        frame = model.group_affinity()
+        assert set(frame["sources"]) == set(TASKS) | {"|".join(g)
+                                                      for g in groups}
+        mean, _, counts = _group_rows(frame, groups)
+        np.testing.assert_allclose(
+            mean, np.mean(list(expected.values()), axis=0), rtol=3e-3,
+            atol=3e-5)
+        assert (counts == 3).all()
+
+
+def test_random_subsets_are_seeded_and_match_numpy():
+    x, y, weights = _data(seed=4)
+    make_keras, make_numpy = OPTIMIZERS["adam"]
+    model, _ = _fit_recorded(
+        _linear_model(weights, affinity_every_n_steps=1,
+                      affinity_random_subsets=2, affinity_seed=7),
+        make_keras(), x, y)
+    sources = model.group_sources
+    masks = sources.masks
+    drawn = {step: [tuple(t for t, m in zip(TASKS, masks[k]) if m)
+                    for k in sources.indices(step).numpy()]
+             for step in range(6)}
+    assert all(len(set(g)) == 2 for g in drawn.values())
+    assert len({tuple(g) for g in drawn.values()}) > 1  # Draws vary.
+    expected, _ = reference.train_and_measure(
+        x, y, weights, make_numpy(), batch_size=4, steps=6,
+        scale_by_learning_rate=True, sources=drawn.get)
+    frame = model.group_affinity().set_index(["sources", "target"])
+    for group in GROUPS:
+        label = "|".join(group)
+        values = [expected[s][drawn[s].index(group)] for s in drawn
+                  if group in drawn[s]]
+        if not values:
+            assert label not in frame.index.get_level_values(0)
+            continue
+        for j, target in enumerate(TASKS):
+            assert frame.loc[(label, target), "count"] == len(values)
+            np.testing.assert_allclose(
+                frame.loc[(label, target), "affinity"],
+                np.mean([v[j] for v in values]), rtol=3e-3, atol=3e-5)
+    # The same seed draws the same groups; another seed others.
+    again = _linear_model(weights, affinity_random_subsets=2,
+                          affinity_seed=7).group_sources
+    other = _linear_model(weights, affinity_random_subsets=2,
+                          affinity_seed=8).group_sources
+    assert all((again.indices(s).numpy() == sources.indices(s).numpy()).all()
+               for s in range(6))
+    assert any((other.indices(s).numpy() != sources.indices(s).numpy()).any()
+               for s in range(6))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"affinity_sources": "pairs"}, "affinity_sources='pairs'"),
+    ({"affinity_sources": 0}, "affinity_sources=0"),
+    ({"affinity_sources": True}, "affinity_sources=True"),
+    ({"affinity_random_subsets": 0}, "affinity_random_subsets=0"),
+    ({"affinity_random_subsets": -2}, "affinity_random_subsets=-2"),
+    ({"affinity_random_subsets": 5}, "affinity_random_subsets=5 is more"),
+    ({"affinity_sources": "subsets", "max_subset_tasks": 2},
+     "max_subset_tasks=2 tasks"),
+    ({"affinity_sources": 3, "max_subset_tasks": 2}, "affinity_sources=3"),
+    ({"affinity_sources": "tasks+all", "affinity_method": "cosine"},
+     "affinity_method='cosine'"),
+])
+def test_bad_group_sources_are_refused(kwargs, message):
+    _, _, weights = _data()
+    with pytest.raises(ValueError, match=message):
+        _linear_model(weights, **kwargs)

@@ -11,6 +11,7 @@ import tensorflow as tf
 from tag_keras import _distribute
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import estimators
+from tag_keras.measure import sources as sources_lib
 from tag_keras.measure.gradients import TaskGradients
 from tag_keras.measure.lookahead import make_lookahead
 from tag_keras.measure.meter import Meter
@@ -54,6 +55,9 @@ class AffinityMeter(AffinityReadout):
         scale_by_learning_rate: Divide by this step's learning rate.
         cosine_kernels_only: With `"cosine"`, weight tensors of rank > 1
             only.
+        affinity_sources, affinity_random_subsets, affinity_seed,
+        max_subset_tasks: The group sources of `group_affinity()` (see
+            `TaskAffinityModel`).
 
     Example (in a `tf.function` step; `model` maps `x` to a dict of task
     outputs, `encoder` holds the shared layers):
@@ -82,8 +86,13 @@ class AffinityMeter(AffinityReadout):
 
     def __init__(self, shared_variables, optimizer, task_names, *,
                  affinity_method="lookahead", lookahead_step="optimizer",
-                 scale_by_learning_rate=True, cosine_kernels_only=False):
+                 scale_by_learning_rate=True, cosine_kernels_only=False,
+                 affinity_sources="tasks", affinity_random_subsets=None,
+                 affinity_seed=0,
+                 max_subset_tasks=sources_lib.MAX_SUBSET_TASKS):
         estimators.check_settings(affinity_method, lookahead_step)
+        sources_lib.check_arguments(affinity_sources, affinity_random_subsets,
+                                    max_subset_tasks, affinity_method)
         self.shared_variables = list(shared_variables)
         if not self.shared_variables:
             raise ValueError("`shared_variables` must name at least one "
@@ -97,6 +106,10 @@ class AffinityMeter(AffinityReadout):
                                                      lookahead_step)
         self.scale_by_learning_rate = bool(scale_by_learning_rate)
         self.cosine_kernels_only = bool(cosine_kernels_only)
+        self.affinity_sources = affinity_sources
+        self.affinity_random_subsets = affinity_random_subsets
+        self.affinity_seed = int(affinity_seed)
+        self.max_subset_tasks = int(max_subset_tasks)
         self.training_method = None
         self.epoch_affinity = self.fit_affinity = None
         self.steps_per_execution = 1

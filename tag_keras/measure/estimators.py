@@ -92,6 +92,21 @@ class LookaheadEstimator:
         """A `Session` computing each source's row as its gradient comes."""
         return _Rows(self, target)
 
+    def source_rows(self, gradients, target):
+        """`g -> [n]`: every target's affinity from a source of gradient
+        `g` (a group's summed gradient), against this step's reference."""
+        del gradients
+        before = self.step.reference_losses(
+            target, self.step.reference_values(target))
+
+        def row(shared_gradients):
+            after = target.losses_at(self.step.values(shared_gradients,
+                                                      target))
+            return affinity_lib.lookahead_affinity(
+                before, after[tf.newaxis], _rate(self))[0]
+
+        return row
+
 
 class Session:
     """One step's measurement, fed each source's shared gradient in turn.
@@ -156,17 +171,25 @@ class FirstOrderEstimator:
         self.scale_by_learning_rate = scale_by_learning_rate
 
     def matrix(self, gradients, target):
+        row = self.source_rows(gradients, target)
+        return tf.stack([row(gradients.of(task)) for task in gradients.tasks])
+
+    def source_rows(self, gradients, target):
+        """`g -> [n]`: every target's first-order affinity from a source
+        of gradient `g` (a group's summed gradient)."""
         scale = self.optimizer.scale_loss(tf.constant(1.0))
         flat = gradients.global_flat() / tf.cast(scale, tf.float32)
         current = self.step.reference_values(target)
-        steps = []
-        for task in gradients.tasks:
-            new_values = self.step.values(gradients.of(task), target)
-            steps.append(gradients.flatten(
-                [n - c for n, c in zip(new_values, current)]))
-        dots = tf.matmul(tf.stack(steps), flat, transpose_b=True)
-        return affinity_lib.first_order_affinity(dots, target.before,
-                                                 _rate(self))
+
+        def row(shared_gradients):
+            new_values = self.step.values(shared_gradients, target)
+            change = gradients.flatten(
+                [n - c for n, c in zip(new_values, current)])
+            dots = tf.linalg.matvec(flat, change)
+            return affinity_lib.first_order_affinity(
+                dots[tf.newaxis], target.before, _rate(self))[0]
+
+        return row
 
     def start(self, target):
         return Session(self, target)
@@ -191,6 +214,12 @@ class CosineEstimator:
 
     def start(self, target):
         return Session(self, target)
+
+    def source_rows(self, gradients, target):
+        raise ValueError(
+            "Group sources (affinity_sources other than 'tasks') need "
+            "affinity_method='lookahead' or 'first_order'. Received: "
+            "affinity_method='cosine'.")
 
 
 def make_estimator(method, lookahead=None, *, optimizer=None,

@@ -61,6 +61,13 @@ class TaskGradients:
                 if len(tasks) > 1 else self._lists[tasks[0]][k]
                 for k in range(len(self.variables))]
 
+    def weighted_sum(self, weights):
+        """`Σ_t weights[t] g_t`, `weights` an `[n]` tensor (a group's
+        0/1 membership gives the sum of its tasks' gradients)."""
+        return [tf.add_n([tf.cast(weights[i], g[k].dtype) * g[k]
+                          for i, g in enumerate(self._lists.values())])
+                for k in range(len(self.variables))]
+
     def flat(self, kernels_only=False):
         """float32 `[n, d]` of this replica's values, one row per task."""
         return tf.stack([self.flatten(self._lists[t], kernels_only)

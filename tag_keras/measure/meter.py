@@ -4,7 +4,10 @@
 model and no `train_step`, so a custom training loop can use it as is.
 """
 
+import tensorflow as tf
+
 from tag_keras.measure import estimators
+from tag_keras.measure import sources
 
 
 class Meter:
@@ -13,6 +16,8 @@ class Meter:
     Args:
         estimator: One of `tag_keras.measure.estimators`' estimators.
         state: The `AffinityState` that accumulates the matrices.
+        groups: Optional `sources.GroupMeter`: the group sources measured
+            on the same step.
 
     Example:
 
@@ -22,8 +27,8 @@ class Meter:
     ```
     """
 
-    def __init__(self, estimator, state):
-        self.estimator, self.state = estimator, state
+    def __init__(self, estimator, state, groups=None):
+        self.estimator, self.state, self.groups = estimator, state, groups
 
     @classmethod
     def for_settings(cls, settings, lookahead, optimizer, state):
@@ -39,12 +44,16 @@ class Meter:
             state: The `AffinityState` to record into.
         """
         method = settings.affinity_method
+        groups = None
+        if settings.group_sources is not None:
+            groups = sources.GroupMeter(settings.group_sources,
+                                        settings.group_affinity_state)
         return cls(estimators.make_estimator(
             method, None if method == "cosine" else lookahead(),
             optimizer=optimizer,
             scale_by_learning_rate=settings.scale_by_learning_rate,
             kernels_only=settings.cosine_kernels_only,
-            step=settings.lookahead_step), state)
+            step=settings.lookahead_step), state, groups)
 
     def record(self, gradients, target, source_ok, step):
         """Measures on `target` and records; returns a tensor to wait on.
@@ -56,7 +65,9 @@ class Meter:
             step: The training step's number (the optimizer's iterations).
         """
         z = self.estimator.matrix(gradients, target)
-        return self.state.record(z, source_ok, target.ok, step)
+        return self._with_groups(
+            self.state.record(z, source_ok, target.ok, step), gradients,
+            target, source_ok, step)
 
     def start(self, target):
         """The estimator's `Session` for one step on `target`."""
@@ -65,4 +76,16 @@ class Meter:
     def record_session(self, session, gradients, source_ok, step):
         """`record` for a session already fed every source's gradient."""
         z = session.matrix(gradients)
-        return self.state.record(z, source_ok, session.target.ok, step)
+        return self._with_groups(
+            self.state.record(z, source_ok, session.target.ok, step),
+            gradients, session.target, source_ok, step)
+
+    def _with_groups(self, done, gradients, target, source_ok, step):
+        """`done`, after the group sources are recorded too (if any)."""
+        if self.groups is None:
+            return done
+        with tf.control_dependencies([done]):
+            groups_done = self.groups.record(self.estimator, gradients,
+                                             target, source_ok, step)
+        with tf.control_dependencies([groups_done]):
+            return tf.identity(done)

@@ -36,6 +36,7 @@ from tag_keras.measure import estimators
 from tag_keras.measure import held_out
 from tag_keras.measure import labels
 from tag_keras.measure import shared as shared_lib
+from tag_keras.measure import sources as sources_lib
 from tag_keras.measure import step as step_lib
 from tag_keras.measure.epochs import EpochAffinity
 from tag_keras.measure.readout import AffinityReadout
@@ -88,6 +89,18 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
             rate), or `"increment"` (the optimizer's step measured against
             its state-only step `θs + Δ(0)`, which cancels the momentum
             move every source shares).
+        affinity_sources: Which groups of tasks are also stepped on, with
+            the sum of their gradients, for `group_affinity()`: `"tasks"`
+            (none: single tasks only), `"tasks+all"` (the all-task group,
+            the release's order 1), `"subsets"` (every group of two or
+            more tasks, the release's default; at most `max_subset_tasks`
+            tasks) or an integer k (every group of 2..k tasks). Each group
+            costs one lookahead per measured step, no backward pass.
+        affinity_random_subsets: Optional m: also draw m groups at random
+            each measured step (seeded by `affinity_seed` and the step)
+            among the groups of two or more tasks not measured anyway.
+        affinity_seed: Seed of those draws.
+        max_subset_tasks: Most tasks for `"subsets"` and random draws.
         **kwargs: Passed to `keras.Model` (`inputs`, `outputs`, `name`, ...).
 
     Example:
@@ -118,9 +131,13 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
                  shared_layers=None, affinity_data=None,
                  affinity_batch_size=32, cosine_kernels_only=False,
                  training_method=None, task_names=None,
-                 lookahead_step="optimizer", **kwargs):
+                 lookahead_step="optimizer", affinity_sources="tasks",
+                 affinity_random_subsets=None, affinity_seed=0,
+                 max_subset_tasks=sources_lib.MAX_SUBSET_TASKS, **kwargs):
         training_method = _training_method(training_method, kwargs)
         estimators.check_settings(affinity_method, lookahead_step)
+        sources_lib.check_arguments(affinity_sources, affinity_random_subsets,
+                                    max_subset_tasks, affinity_method)
         _validate_arguments(affinity_every_n_steps, affinity_method,
                             shared_layers, affinity_data, task_names)
         if _keras_private.is_functional_call(args, kwargs):
@@ -131,6 +148,11 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
         self.affinity_every_n_steps = int(affinity_every_n_steps)
         self.affinity_method = affinity_method
         self.lookahead_step = lookahead_step
+        self.affinity_sources = affinity_sources
+        self.affinity_random_subsets = affinity_random_subsets
+        self.affinity_seed = int(affinity_seed)
+        self.max_subset_tasks = int(max_subset_tasks)
+        self.group_sources = None
         self.scale_by_learning_rate = bool(scale_by_learning_rate)
         self.shared_layers = (None if shared_layers is None
                               else list(shared_layers))
@@ -223,6 +245,10 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
             "affinity_every_n_steps": self.affinity_every_n_steps,
             "affinity_method": self.affinity_method,
             "lookahead_step": self.lookahead_step,
+            "affinity_sources": self.affinity_sources,
+            "affinity_random_subsets": self.affinity_random_subsets,
+            "affinity_seed": self.affinity_seed,
+            "max_subset_tasks": self.max_subset_tasks,
             "scale_by_learning_rate": self.scale_by_learning_rate,
             "shared_layers": self.shared_layers,
             "cosine_kernels_only": self.cosine_kernels_only,

@@ -3,6 +3,7 @@
 import numpy as np
 
 from tag_keras.measure import affinity as affinity_lib
+from tag_keras.measure import sources as sources_lib
 from tag_keras.measure.state import AffinityState
 
 
@@ -37,6 +38,28 @@ class AffinityReadout:
     def affinity_stderr(self):
         """Standard error of each mean: std (ddof=1) / sqrt(count)."""
         return self._frame(self._state("affinity_stderr").stderr())
+
+    def group_affinity(self):
+        """Every measured source, single tasks and groups, onto every task.
+
+        Returns:
+            `pandas.DataFrame` with columns `sources` (task names joined by
+            `|`), `target`, `affinity` (the mean over the steps that
+            measured the pair), `count` and `stderr` (std, ddof = 1, over
+            sqrt(count); NaN below two steps). Single-task sources come
+            first (the `affinity()` matrix, long), then the groups
+            `affinity_sources` and `affinity_random_subsets` measure.
+        """
+        state = self._state("group_affinity")
+        single = (state.sums.numpy(), state.squares.numpy(),
+                  state.counts.numpy())
+        groups, masks = None, None
+        if self.group_sources is not None:
+            table = self.group_affinity_state
+            groups = (table.sums.numpy(), table.squares.numpy(),
+                      table.counts.numpy())
+            masks = self.group_sources.masks
+        return sources_lib.group_frame(self.task_names, single, groups, masks)
 
     def affinity_counts(self):
         """How many steps entered each pair's mean (DataFrame of ints)."""
@@ -91,6 +114,9 @@ class AffinityReadout:
                              f"task_names={list(names)}.")
         self._task_names = names
         self.affinity_state = AffinityState(len(names), name="affinity_state")
+        self.group_sources, state = sources_lib.make(self, len(names))
+        if state is not None:
+            self.group_affinity_state = state
         method = self.training_method
         if method is not None and not method.built:
             method.build_tasks(names)

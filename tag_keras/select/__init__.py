@@ -2,7 +2,9 @@
 
 Holds `select_groups` and `Grouping` (groups from an affinity matrix, exact
 up to 16 tasks), `select_groups_from_performance` (HOA: groups from the
-measured losses of trained networks), the exact solvers and the local
+measured losses of trained networks), `select_groups_from_group_affinity`
+(groups from measured group sources, with a surrogate for the rest), the
+exact solvers and the local
 search behind them, the groups document (`document`: write, read,
 validate) and the `tag-select` command (`cli`).
 
@@ -16,13 +18,18 @@ from tag_keras.select.document import groups_document
 from tag_keras.select.document import read_groups
 from tag_keras.select.document import validate_groups
 from tag_keras.select.document import write_groups
+from tag_keras.select.group_affinity import read_group_affinity
+from tag_keras.select.group_affinity import select_groups_from_group_affinity
+from tag_keras.select.group_affinity import surrogate_fit
 from tag_keras.select.grouping import Grouping
 from tag_keras.select.grouping import select_groups
 from tag_keras.select.performance import read_performance
 from tag_keras.select.performance import select_groups_from_performance
 
 __all__ = [
-    "Grouping", "GroupsDocumentError", "groups_document", "read_groups",
-    "read_performance", "select_groups", "select_groups_from_performance",
-    "validate_groups", "write_groups",
+    "Grouping", "GroupsDocumentError", "groups_document",
+    "read_group_affinity", "read_groups", "read_performance",
+    "select_groups", "select_groups_from_group_affinity",
+    "select_groups_from_performance", "surrogate_fit", "validate_groups",
+    "write_groups",
 ]

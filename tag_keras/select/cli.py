@@ -5,11 +5,14 @@
         [--max_group_size=N] [--plot=affinity.png] [--stability=200] \\
         [--time_limit=60] [--progress]
     tag-select --performance=losses.csv --num_groups=2,3   # HOA-style
+    tag-select --group_affinity=runs/celeba/group_affinity.csv \
+        --num_groups=2,3                       # from measured group sources
 
 Also `python -m tag_keras.cli`. Bad input ends with a one-line error on
 stderr and exit status 1.
 """
 
+import math
 import os
 import pathlib
 import sys
@@ -19,6 +22,7 @@ from absl import flags
 import pandas as pd
 
 from tag_keras.select import document as document_lib
+from tag_keras.select import group_affinity as group_lib
 from tag_keras.select import grouping
 from tag_keras.select import performance as performance_lib
 from tag_keras.select import stability as stability_lib
@@ -30,6 +34,12 @@ _PERFORMANCE = flags.DEFINE_string(
     "performance", None, "HOA-style selection instead: CSV with columns "
     "group,task,value (group = task names joined by `|`; value = a measured "
     "loss or error, minimised).")
+_GROUP_AFFINITY = flags.DEFINE_string(
+    "group_affinity", None, "Selection from group affinities instead: "
+    "group_affinity.csv (columns sources,target,affinity; sources = task "
+    "names joined by `|`), as AffinityLogger writes it for a model with "
+    "affinity_sources; a task's score in G is Z(G minus it -> it), "
+    "estimated by a least-squares surrogate where not measured.")
 _NUM_GROUPS = flags.DEFINE_list(
     "num_groups", ["2", "3", "4"], "Budgets: largest numbers of groups.")
 _OUTPUT = flags.DEFINE_string("output", None, "Optional JSON output path.")
@@ -127,17 +137,21 @@ def load_steps(path, affinity_path):
         raise InputError(f"Cannot read {path} as CSV: {message}") from None
 
 
-def select(tasks_source, budgets, *, performance=False, search=None,
+def select(tasks_source, budgets, *, mode="affinity", search=None,
            **options):
     """Returns `(tasks, [Grouping per budget])`; raises on bad input.
 
+    `mode` is `"affinity"`, `"performance"` (HOA) or `"group_affinity"`.
     `search` holds `select_groups`'s `time_limit` and `progress` (affinity
     only).
     """
     results = []
     for budget in budgets:
-        if performance:
+        if mode == "performance":
             results.append(performance_lib.select_groups_from_performance(
+                tasks_source, budget, **options))
+        elif mode == "group_affinity":
+            results.append(group_lib.select_groups_from_group_affinity(
                 tasks_source, budget, **options))
         else:
             results.append(grouping.select_groups(
@@ -170,6 +184,10 @@ def format_result(result, tasks):
             f"*{t}" if result.serve[t] == index else t for t in group)
         lines.append(f"  group {index}: {members}")
     lines.append("  (* = served by this group)")
+    if result.estimated:
+        lines.append(f"  (scores of {', '.join(result.estimated)} are the "
+                     "surrogate's estimates: their group was never measured "
+                     "as a source)")
     width = max(len(t) for t in tasks)
     lines.append(f"  {'task':<{width}}  group  {kind}")
     for task in tasks:
@@ -199,14 +217,47 @@ def check_output(path, flag="output"):
         raise InputError(f"--{flag} is not writable. Received: {flag}={path}")
 
 
+def describe_surrogate(fit):
+    """Lines on the group-affinity surrogate's fit, per target."""
+    lines = ["Surrogate for unmeasured group sources (least squares on "
+             "membership, per target):"]
+    for row in fit.itertuples():
+        r2 = ("exact fit, no residual to judge" if math.isnan(row.r2)
+              else f"R^2 {row.r2:.3f}")
+        lines.append(f"  {row.target}: {row.points} measured sources, "
+                     f"{row.parameters} parameters"
+                     f"{' with intercept' if row.intercept else ''}, {r2}")
+    return "\n".join(lines)
+
+
+def _group_affinity_inputs(budgets):
+    path = pathlib.Path(_GROUP_AFFINITY.value)
+    if not path.is_file():
+        raise InputError("Group affinity file not found. Received: "
+                         f"group_affinity={path}")
+    try:
+        frame = group_lib.read_group_affinity(path)
+    except (ValueError, OSError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error)
+        raise InputError(f"Cannot read {path} as CSV: {message}") from None
+    options = {"allow_singletons": _ALLOW_SINGLETONS.value,
+               "max_group_size": _MAX_GROUP_SIZE.value}
+    return (frame, budgets, options,
+            {"mode": "group_affinity", **options}, None)
+
+
 def _inputs():
     """Every input checked before any work; raises `InputError`.
 
     Returns:
         `(source, budgets, options, settings, steps or None)`.
     """
-    if (_AFFINITY.value is None) == (_PERFORMANCE.value is None):
-        raise InputError("Give exactly one of --affinity and --performance.")
+    given = [name for name, value in (
+        ("--affinity", _AFFINITY.value), ("--performance", _PERFORMANCE.value),
+        ("--group_affinity", _GROUP_AFFINITY.value)) if value is not None]
+    if len(given) != 1:
+        raise InputError("Give exactly one of --affinity, --performance and "
+                         f"--group_affinity. Received: {given or 'none'}")
     budgets = parse_budgets(_NUM_GROUPS.value)
     for flag, value in (("output", _OUTPUT.value), ("plot", _PLOT.value)):
         if value:
@@ -218,11 +269,12 @@ def _inputs():
         ("plot", _PLOT.value), ("stability", _STABILITY.value),
         ("time_limit", _TIME_LIMIT.value is not None),
         ("progress", _PROGRESS.value)) if given]
+    if affinity_only and _AFFINITY.value is None:
+        raise InputError(f"{', '.join(affinity_only)}: need an affinity "
+                         f"matrix; give --affinity. Received: {given[0]}")
+    if _GROUP_AFFINITY.value is not None:
+        return _group_affinity_inputs(budgets)
     if _PERFORMANCE.value is not None:
-        if affinity_only:
-            raise InputError(f"{', '.join(affinity_only)}: need an affinity "
-                             "matrix; give --affinity. Received: "
-                             "--performance")
         path = pathlib.Path(_PERFORMANCE.value)
         if not path.is_file():
             raise InputError(
@@ -253,10 +305,12 @@ def main(argv):
         search = {"time_limit": _TIME_LIMIT.value}
         if _PROGRESS.value:
             search["progress"] = lambda line: print(line, file=sys.stderr)
+        mode = settings["mode"]
         tasks, results = select(
-            source, budgets, performance=_PERFORMANCE.value is not None,
-            search=None if _PERFORMANCE.value is not None else search,
-            **options)
+            source, budgets, mode=mode,
+            search=search if mode == "affinity" else None, **options)
+        if mode == "group_affinity":
+            print(describe_surrogate(group_lib.surrogate_fit(source)) + "\n")
         stabilities = None
         if steps is not None:
             assessed = stability_lib.assess(

@@ -37,6 +37,9 @@ class Grouping:
             `optimal`), or "local_search".
         minimize: False for affinities (higher is better); True for losses
             (`select_groups_from_performance`).
+        estimated: Tasks whose served score is a model's estimate, not a
+            measurement (`select_groups_from_group_affinity`'s surrogate
+            for groups never measured as sources).
     """
 
     groups: tuple
@@ -48,6 +51,7 @@ class Grouping:
     num_groups: int
     method: str
     minimize: bool = False
+    estimated: tuple = ()
 
     @property
     def gap(self):
@@ -67,7 +71,13 @@ class Grouping:
             "gap": self.gap,
             "method": self.method,
             "minimize": self.minimize,
+            "estimated": list(self.estimated),
         }
+
+
+def replace(grouping, **changes):
+    """A copy of `grouping` with `changes` (`dataclasses.replace`)."""
+    return dataclasses.replace(grouping, **changes)
 
 
 def _plain(value):

@@ -8,21 +8,19 @@ it forms with the other members. This module does that search with the same
 budget semantics and result type as `select_groups`. Pure NumPy/pandas.
 """
 
-import dataclasses
 import math
 import numbers
 
 import numpy as np
 import pandas as pd
 
-from tag_keras.select import _solvers
+from tag_keras.select import _table
 from tag_keras.select import grouping as grouping_lib
 
 SEPARATOR = "|"
 # Largest task count: block values cost 3^n (HOA needs n^2 / 2 trained
 # pairs anyway, so its task counts are small).
-MAX_TASKS = 14
-_UNAVAILABLE = -1e300
+MAX_TASKS = _table.MAX_TASKS
 
 
 def read_performance(path):
@@ -83,7 +81,7 @@ def group_losses(tasks, measured):
     neither is possible (a not in the group, or a pair missing).
     """
     n = len(tasks)
-    members = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+    members = _table.members_of(n)
     pair = np.full((n, n), np.nan)  # pair[b, a]: a's loss trained with b.
     for (mask, a), value in measured.items():
         if bin(mask).count("1") == 2:
@@ -136,49 +134,8 @@ def select_groups_from_performance(performance, num_groups, *,
             f"Received: tasks={tasks}"
         )
     max_size = grouping_lib._check_budget(num_groups, n, max_group_size, True)
-    scores = -group_losses(tasks, measured)  # Maximise minus the loss.
-    sizes = np.array([bin(m).count("1") for m in range(2**n)])
-    scores[sizes > max_size] = np.nan
-    values = np.full(2**n, -np.inf)
-    for mask in range(1, 2**n):  # f(S) = max over G ⊇ S, by submasks of G.
-        row = scores[mask]
-        members = np.flatnonzero((mask >> np.arange(n)) & 1)
-        pattern = (np.arange(1, 2 ** len(members))[:, None]
-                   >> np.arange(len(members))) & 1
-        sub = pattern @ (1 << members)
-        sums = pattern @ np.nan_to_num(row[members], nan=_UNAVAILABLE)
-        np.maximum.at(values, sub, np.where(sums < _UNAVAILABLE / 2,
-                                            -np.inf, sums))
-    if not np.isfinite(values[[1 << a for a in range(n)]]).all():
-        lonely = [t for a, t in enumerate(tasks) if values[1 << a] == -np.inf]
-        raise ValueError(
-            "Some tasks have no measured network (alone or in a pair) that "
-            f"could serve them. Received: tasks without one={lonely}"
-        )
-    blocks, _ = _solvers.solve_partition_dp(n, values, num_groups)
-
-    def best_group(block):  # Ties: smallest group, then smallest bitmask.
-        candidates = [
-            (-np.nansum(scores[g, members]), bin(g).count("1"), g)
-            for members in [np.flatnonzero((block >> np.arange(n)) & 1)]
-            for g in range(1, 2**n)
-            if g & block == block and not np.isnan(scores[g, members]).any()
-        ]
-        return min(candidates)[2]
-
-    def score(task, group):
-        value = scores[sum(1 << t for t in group), task]
-        return -math.inf if np.isnan(value) else float(value)
-
-    result = grouping_lib.build_grouping(
-        tasks,
-        [tuple(np.flatnonzero((best_group(b) >> np.arange(n)) & 1))
-         for b in blocks],
-        score,
-        optimal=True,
-        upper_bound=0.0,
-        num_groups=int(num_groups),
-        method="dynamic_program",
-        minimize=True,
-    )
-    return dataclasses.replace(result, upper_bound=result.score)
+    # Maximise minus the loss.
+    return _table.best_grouping(
+        tasks, -group_losses(tasks, measured), num_groups, max_size,
+        minimize=True, missing="Some tasks have no measured network (alone "
+        "or in a pair) that could serve them")

@@ -1,0 +1,315 @@
+"""Group sources: the lookahead of a sum of several tasks' gradients.
+
+Besides each task's own gradient, the original release can step the shared
+weights by the combined gradient of a group of tasks and measure every
+task's loss after it (its `order` flag). `affinity_sources` chooses which
+groups are measured every step:
+
+* `"tasks"`: none (single tasks only, the default);
+* `"tasks+all"`: the all-task group too (the release's order 1);
+* `"subsets"`: every group of two or more tasks (the release's default
+  order -1; 2^n - n - 1 groups, refused beyond `max_subset_tasks` tasks);
+* an integer k >= 1: every group of 2..k tasks.
+
+`random_subsets=m` adds, every step, m groups drawn at random (seeded by
+`seed` and the step number) from the groups of two or more tasks not
+measured every step. A group's gradient is the sum of its tasks' gradients
+(no extra backward pass); the groups are measured one at a time in a
+`tf.while_loop`, so the extra memory is that of one lookahead.
+"""
+
+import itertools
+import numbers
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tag_keras import _distribute
+from tag_keras.measure import affinity as affinity_lib
+
+#: The named values of `affinity_sources`.
+SOURCES = ("tasks", "tasks+all", "subsets")
+#: Default of `max_subset_tasks`.
+MAX_SUBSET_TASKS = 12
+#: Separator of task names in a group's label (`group_affinity.csv`).
+SEPARATOR = "|"
+
+
+def check_arguments(sources, random_subsets, max_subset_tasks,
+                    method="lookahead"):
+    """Raises a one-line error for a bad argument (task count unknown)."""
+    if isinstance(sources, str):
+        if sources not in SOURCES:
+            raise ValueError(
+                f"`affinity_sources` must be one of {list(SOURCES)} or an "
+                f"integer k >= 1. Received: affinity_sources={sources!r}.")
+    elif isinstance(sources, bool) or not isinstance(
+            sources, numbers.Integral) or sources < 1:
+        raise ValueError(
+            "`affinity_sources` must be an integer k >= 1 (groups of up to "
+            f"k tasks) or one of {list(SOURCES)}. Received: "
+            f"affinity_sources={sources!r}.")
+    if random_subsets is not None and (
+            isinstance(random_subsets, bool)
+            or not isinstance(random_subsets, numbers.Integral)
+            or random_subsets <= 0):
+        raise ValueError(
+            "`affinity_random_subsets` must be None or an integer m >= 1 "
+            "(groups drawn at random each step). Received: "
+            f"affinity_random_subsets={random_subsets!r}.")
+    if isinstance(max_subset_tasks, bool) or not isinstance(
+            max_subset_tasks, numbers.Integral) or max_subset_tasks < 2:
+        raise ValueError(
+            "`max_subset_tasks` must be an integer >= 2. Received: "
+            f"max_subset_tasks={max_subset_tasks!r}.")
+    if method == "cosine" and (sources != "tasks" or random_subsets):
+        raise ValueError(
+            "Group sources need affinity_method='lookahead' or "
+            "'first_order' (a group's gradient is stepped on). Received: "
+            f"affinity_method='cosine', affinity_sources={sources!r}, "
+            f"affinity_random_subsets={random_subsets!r}.")
+
+
+def make(settings, num_tasks):
+    """`(GroupSources, GroupAffinityState)` of a model's or meter's
+    settings, or `(None, None)` when only single tasks are sources."""
+    if settings.affinity_sources in ("tasks", 1) and not (
+            settings.affinity_random_subsets):
+        return None, None
+    groups = GroupSources(settings.affinity_sources, num_tasks,
+                          settings.affinity_random_subsets,
+                          settings.affinity_seed, settings.max_subset_tasks)
+    return groups, GroupAffinityState(len(groups.masks), num_tasks,
+                                      name="group_affinity_state")
+
+
+def label(tasks, mask):
+    """`"a|b"`: the group of `tasks` selected by the booleans `mask`."""
+    return SEPARATOR.join(t for t, m in zip(tasks, mask) if m)
+
+
+class GroupSources:
+    """The groups a model measures as sources, and their table.
+
+    Attributes:
+        masks: `[P, n]` booleans, one row per group the state holds: the
+            fixed groups, or with random draws every group of two or more
+            tasks (bitmask order).
+        fixed: Indices into `masks` of the groups measured every step.
+        pool: Indices into `masks` of the groups random draws come from.
+        random_subsets: How many are drawn per step (0: none).
+        seed: The draws' seed.
+
+    Args:
+        sources: `affinity_sources`.
+        num_tasks: n.
+        random_subsets: None, or m groups drawn per step.
+        seed: Integer seed of the draws.
+        max_subset_tasks: The largest n for `"subsets"` and random draws;
+            k may not measure more groups than `"subsets"` at this n.
+    """
+
+    def __init__(self, sources, num_tasks, random_subsets=None, seed=0,
+                 max_subset_tasks=MAX_SUBSET_TASKS):
+        check_arguments(sources, random_subsets, max_subset_tasks)
+        n = int(num_tasks)
+        limit = 2**max_subset_tasks - max_subset_tasks - 1
+        if (sources == "subsets" or random_subsets) and n > max_subset_tasks:
+            what = ("affinity_sources='subsets'" if sources == "subsets"
+                    else f"affinity_random_subsets={random_subsets}")
+            raise ValueError(
+                f"{what} keeps a row for each of the 2^n - n - 1 groups, "
+                f"allowed up to max_subset_tasks={max_subset_tasks} tasks; "
+                f"raise max_subset_tasks or use affinity_sources=k. "
+                f"Received: {n} tasks.")
+        largest = {"tasks": 1, "tasks+all": 1, "subsets": n}.get(sources,
+                                                                 sources)
+        largest = min(int(largest), n)
+        fixed = [m for size in range(2, largest + 1)
+                 for m in _masks_of_size(n, size)]
+        if sources == "tasks+all" and n >= 2:
+            fixed.append((True,) * n)
+        if len(fixed) > limit:
+            raise ValueError(
+                f"affinity_sources={sources!r} measures {len(fixed)} groups "
+                f"per step at {n} tasks, more than the {limit} that "
+                f"max_subset_tasks={max_subset_tasks} allows; lower k or "
+                "raise max_subset_tasks.")
+        self.random_subsets = int(random_subsets or 0)
+        self.seed = int(seed)
+        if self.random_subsets:
+            every = [m for size in range(2, n + 1)
+                     for m in _masks_of_size(n, size)]
+            every.sort(key=_bitmask)
+            row = {m: k for k, m in enumerate(every)}
+            self.masks = np.array(every, dtype=bool).reshape(-1, n)
+            self.fixed = sorted(row[m] for m in fixed)
+            self.pool = sorted(set(range(len(every))) - set(self.fixed))
+            if self.random_subsets > len(self.pool):
+                raise ValueError(
+                    f"affinity_random_subsets={self.random_subsets} is more "
+                    f"than the {len(self.pool)} groups of two or more of "
+                    f"{n} tasks not already measured every step.")
+        else:
+            self.masks = np.array(fixed, dtype=bool).reshape(-1, n)
+            self.fixed = list(range(len(fixed)))
+            self.pool = []
+
+    def __len__(self):
+        """The number of groups measured per step."""
+        return len(self.fixed) + self.random_subsets
+
+    def indices(self, step):
+        """`[len(self)]` int32: this step's groups (rows of `masks`)."""
+        fixed = tf.constant(self.fixed, tf.int32, shape=[len(self.fixed)])
+        if not self.random_subsets:
+            return fixed
+        seed = tf.stack([tf.constant(self.seed, tf.int64),
+                         tf.cast(step, tf.int64)])
+        noise = tf.random.stateless_uniform([len(self.pool)], seed)
+        drawn = tf.math.top_k(noise, self.random_subsets).indices
+        pool = tf.constant(self.pool, tf.int32)
+        return tf.concat([fixed, tf.gather(pool, drawn)], axis=0)
+
+
+def _masks_of_size(n, size):
+    for members in itertools.combinations(range(n), size):
+        yield tuple(k in members for k in range(n))
+
+
+def _bitmask(mask):
+    return sum(1 << k for k, m in enumerate(mask) if m)
+
+
+class GroupAffinityState(keras.layers.Layer):
+    """Running sums of the group sources' affinities; a layer of the model.
+
+    For every (group, target) pair: the sum of the measured values, the sum
+    of their squares, how many steps entered them and how many measured
+    steps skipped them (non-trainable float64 weights, saved with the
+    model).
+
+    Args:
+        num_groups: P, the rows of the table.
+        num_tasks: n.
+    """
+
+    def __init__(self, num_groups, num_tasks, **kwargs):
+        super().__init__(**kwargs)
+        self.num_groups, self.num_tasks = int(num_groups), int(num_tasks)
+
+        def weight(name):
+            return self.add_weight(
+                shape=(self.num_groups, self.num_tasks),
+                initializer="zeros", dtype="float64", trainable=False,
+                aggregation="only_first_replica", name=name)
+
+        self.sums = weight("group_affinity_sum")
+        self.squares = weight("group_affinity_sum_of_squares")
+        self.counts = weight("group_affinity_count")
+        self.skips = weight("group_affinity_skip_count")
+        self.built = True
+
+    def record(self, indices, z, source_ok, target_ok):
+        """Adds `[s, n]` rows `z` of the groups `indices`; returns a tensor
+        to wait on. `source_ok` is `[s]`, `target_ok` `[n]`."""
+        z = tf.cast(z, "float64")
+        valid = affinity_lib.valid_pairs(z, source_ok, target_ok)
+        kept = tf.where(valid, z, tf.zeros_like(z))
+        as_count = tf.cast(valid, "float64")
+        shape = tf.constant([self.num_groups, self.num_tasks], tf.int64)
+        where = tf.cast(indices, tf.int64)[:, tf.newaxis]
+
+        def scatter(rows):
+            return tf.scatter_nd(where, rows, shape)
+
+        self.sums.assign_add(scatter(kept))
+        self.squares.assign_add(scatter(kept * kept))
+        self.counts.assign_add(scatter(as_count))
+        self.skips.assign_add(scatter(1.0 - as_count))
+        with tf.control_dependencies([v.value for v in self.weights]):
+            return tf.identity(valid[0, 0]) if self.num_groups else (
+                tf.constant(True))
+
+    def get_config(self):
+        return {**super().get_config(), "num_groups": self.num_groups,
+                "num_tasks": self.num_tasks}
+
+
+class GroupMeter:
+    """Measures a step's group sources and records them.
+
+    Args:
+        sources: The `GroupSources`.
+        state: The `GroupAffinityState`.
+    """
+
+    def __init__(self, sources, state):
+        self.sources, self.state = sources, state
+
+    def record(self, estimator, gradients, target, source_ok, step):
+        """Measures every group of this step; returns a tensor to wait on.
+
+        A group is a usable source when each of its tasks is (`source_ok`).
+        """
+        indices = self.sources.indices(step)
+        masks = tf.constant(self.sources.masks, tf.float32)
+        row_of = estimator.source_rows(gradients, target)
+
+        def row(k):
+            return row_of(gradients.weighted_sum(tf.gather(masks, k)))
+
+        count = len(self.sources)
+        if _distribute.num_replicas() > 1:
+            # A replica's while loop cannot hold the cross-replica
+            # synchronisation each lookahead makes: unrolled instead.
+            z = tf.stack([row(indices[i]) for i in range(count)])
+        else:
+            def body(i, rows):
+                return i + 1, rows.write(i, row(indices[i]))
+
+            _, rows = tf.while_loop(
+                lambda i, _: i < count, body,
+                [tf.constant(0), tf.TensorArray(tf.float32, size=count)],
+                parallel_iterations=1)
+            z = rows.stack()
+        chosen = tf.gather(masks, indices) > 0
+        group_ok = tf.reduce_all(~chosen | source_ok[tf.newaxis, :], axis=1)
+        return self.state.record(indices, tf.reshape(z, [count, -1]),
+                                 group_ok, target.ok)
+
+
+def group_frame(tasks, single, groups, masks):
+    """The `group_affinity()` DataFrame of single and group sources.
+
+    Args:
+        tasks: Task names.
+        single: `(sums, squares, counts)` `[n, n]` of the single sources.
+        groups: `(sums, squares, counts)` `[P, n]` of the groups, or None.
+        masks: `[P, n]` booleans of the groups.
+
+    Returns:
+        `pandas.DataFrame` with columns `sources` (names joined by `|`),
+        `target`, `affinity`, `count`, `stderr`; one row per measured pair,
+        single sources first, then groups in table order.
+    """
+    import pandas as pd
+
+    labels = list(tasks)
+    tables = [single]
+    if groups is not None:
+        labels += [label(tasks, m) for m in masks]
+        tables.append(groups)
+    sums, squares, counts = (np.concatenate(parts) for parts in zip(*tables))
+    mean = affinity_lib.mean_of(sums, counts)
+    stderr = affinity_lib.stderr_of(sums, squares, counts)
+    rows, columns = np.nonzero(counts > 0)
+    return pd.DataFrame({
+        "sources": [labels[r] for r in rows],
+        "target": [tasks[c] for c in columns],
+        "affinity": mean[rows, columns],
+        "count": counts[rows, columns].astype(np.int64),
+        "stderr": stderr[rows, columns],
+    })
+

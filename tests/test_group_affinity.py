@@ -1,0 +1,189 @@
+"""Selection from group affinities: parsing, the surrogate, the optimum."""
+
+import itertools
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tag_keras
+from tag_keras.select import group_affinity as group_lib
+
+TASKS = ("a", "b", "c", "d")
+
+
+def _frame(values):
+    """`{(source tuple, target): value}` as a group-affinity DataFrame."""
+    return pd.DataFrame(
+        [{"sources": "|".join(s), "target": t, "affinity": v, "count": 3,
+          "stderr": 0.1} for (s, t), v in values.items()])
+
+
+def _every_source(rng, tasks=TASKS):
+    return {(s, t): float(rng.normal())
+            for size in range(1, len(tasks) + 1)
+            for s in itertools.combinations(tasks, size) for t in tasks}
+
+
+def _brute_force(values, k, tasks=TASKS):
+    """Best mean served Z(G∖{a}→a) over every collection of <= k groups."""
+    groups = [g for size in range(2, len(tasks) + 1)
+              for g in itertools.combinations(tasks, size)]
+
+    def score(a, g):
+        return values[(tuple(t for t in g if t != a), a)]
+
+    best = -np.inf
+    for m in range(1, k + 1):
+        for chosen in itertools.combinations(groups, m):
+            served = [max((score(a, g) for g in chosen if a in g),
+                          default=-np.inf) for a in tasks]
+            best = max(best, np.mean(served))
+    return best
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_selection_with_every_source_measured_is_the_brute_force_optimum(
+        seed, k):
+    values = _every_source(np.random.default_rng(seed))
+    result = tag_keras.select_groups_from_group_affinity(_frame(values), k)
+    assert result.optimal and result.estimated == ()
+    np.testing.assert_allclose(result.score, _brute_force(values, k))
+    for task, index in result.serve.items():
+        group = result.groups[index]
+        source = tuple(t for t in group if t != task)
+        assert result.task_scores[task] == pytest.approx(
+            values[(source, task)])
+
+
+def test_the_surrogate_is_least_squares_on_membership():
+    rng = np.random.default_rng(3)
+    values = {k: v for k, v in _every_source(rng).items()
+              if len(k[0]) <= 2}  # Singles and pairs: 10 sources, 4 tasks.
+    tasks, measured = group_lib.parse(_frame(values))
+    predict, fit = group_lib.surrogate(tasks, measured)
+    for a, target in enumerate(tasks):
+        sources = [s for (s, t) in values if t == target]
+        design = np.array([[1.0] + [float(u in s) for u in tasks]
+                           for s in sources])
+        y = np.array([values[(s, target)] for s in sources])
+        beta = np.linalg.lstsq(design, y, rcond=None)[0]
+        for s in [("a", "b", "c"), ("b", "c", "d"), TASKS]:
+            mask = sum(1 << tasks.index(u) for u in s)
+            row = np.array([1.0] + [float(u in s) for u in tasks])
+            assert predict[mask, a] == pytest.approx(row @ beta)
+        residual = y - design @ beta
+        r2 = 1 - residual @ residual / np.sum((y - y.mean()) ** 2)
+        row = fit.iloc[a]
+        assert (row.target, row.points, row.parameters, row.intercept) == (
+            target, 10, 5, True)
+        assert row.r2 == pytest.approx(r2)
+
+
+def test_with_single_sources_only_the_surrogate_adds_pair_affinities():
+    rng = np.random.default_rng(4)
+    values = {k: v for k, v in _every_source(rng).items() if len(k[0]) == 1}
+    tasks, measured = group_lib.parse(_frame(values))
+    predict, fit = group_lib.surrogate(tasks, measured)
+    mask = 0b0111  # a, b, c
+    assert predict[mask, 3] == pytest.approx(
+        sum(values[((t,), "d")] for t in "abc"))
+    assert not fit.intercept.any() and fit.r2.isna().all()
+    result = tag_keras.select_groups_from_group_affinity(_frame(values), 2)
+    # Pairs are measured (the pair's other task is a single source); only
+    # groups of three or more are estimated.
+    for task, index in result.serve.items():
+        assert (task in result.estimated) == (len(result.groups[index]) > 2)
+
+
+def test_estimates_are_flagged_and_measured_scores_used_as_is():
+    values = {(s, t): 0.0 for (s, t) in _every_source(
+        np.random.default_rng(0)) if len(s) == 1}
+    values[(("b", "c"), "a")] = 5.0  # {a, b, c} serves a best.
+    values[(("b", "c", "d"), "a")] = -5.0
+    result = tag_keras.select_groups_from_group_affinity(_frame(values), 2)
+    assert ("a", "b", "c") in result.groups
+    assert result.task_scores["a"] == 5.0 and "a" not in result.estimated
+    for task, index in result.serve.items():
+        source = tuple(t for t in result.groups[index] if t != task)
+        assert (task in result.estimated) == ((source, task) not in values)
+    assert result.to_dict()["estimated"] == list(result.estimated)
+
+
+def test_singletons_score_self_affinity_when_allowed():
+    values = {(s, t): -1.0 for (s, t) in _every_source(
+        np.random.default_rng(0))}
+    for t in TASKS:
+        values[((t,), t)] = 1.0
+    result = tag_keras.select_groups_from_group_affinity(
+        _frame(values), 4, allow_singletons=True)
+    assert result.groups == tuple((t,) for t in TASKS)
+    assert result.score == 1.0
+    without = tag_keras.select_groups_from_group_affinity(_frame(values), 4)
+    assert all(len(g) >= 2 for g in without.groups)
+
+
+@pytest.mark.parametrize("sources, message", [
+    ("a||b", "sources='a||b'"),
+    ("", "sources=nan"),
+    ("a|a", "sources='a|a'"),
+    ("a|z", r"\['z'\]"),
+])
+def test_malformed_or_unknown_sources_are_one_line_errors(sources, message,
+                                                         tmp_path):
+    frame = _frame({(("a",), "b"): 0.1, (("b",), "a"): 0.2})
+    frame.loc[len(frame)] = [sources, "a", 0.3, 1, 0.0]
+    frame.to_csv(tmp_path / "g.csv", index=False)
+    with pytest.raises(ValueError, match=message):
+        tag_keras.select_groups_from_group_affinity(
+            group_lib.read_group_affinity(tmp_path / "g.csv"), 1)
+
+
+def test_other_bad_inputs_are_one_line_errors():
+    frame = _frame({(("a",), "b"): 0.1, (("b",), "a"): 0.2})
+    with pytest.raises(ValueError, match="columns"):
+        tag_keras.select_groups_from_group_affinity(
+            frame.drop(columns="sources"), 1)
+    with pytest.raises(ValueError, match="appear once"):
+        tag_keras.select_groups_from_group_affinity(
+            pd.concat([frame, frame]), 1)
+    bad = frame.copy()
+    bad.loc[0, "affinity"] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        tag_keras.select_groups_from_group_affinity(bad, 1)
+    with pytest.raises(ValueError, match="num_groups=0"):
+        tag_keras.select_groups_from_group_affinity(frame, 0)
+
+
+def _tag_select(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "tag_keras.cli", *args],
+        capture_output=True, text=True, timeout=120)
+
+
+def test_tag_select_reads_a_group_affinity_file(tmp_path):
+    values = _every_source(np.random.default_rng(5))
+    path = tmp_path / "group_affinity.csv"
+    _frame(values).to_csv(path, index=False)
+    out = tmp_path / "groups.json"
+    done = _tag_select(f"--group_affinity={path}", "--num_groups=2,3",
+                       f"--output={out}")
+    assert done.returncode == 0, done.stderr
+    assert "Surrogate" in done.stdout and "Budget 2" in done.stdout
+    document = json.loads(out.read_text())
+    assert document["mode"] == "group_affinity"
+    for entry, k in zip(document["results"], (2, 3)):
+        assert entry["score"] == pytest.approx(_brute_force(values, k))
+        assert entry["estimated"] == []
+    broken = tmp_path / "broken.csv"
+    broken.write_text("sources,target,affinity\na|,a,0.1\n")
+    done = _tag_select(f"--group_affinity={broken}", "--num_groups=2")
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0
+    assert "sources='a|'" in done.stderr
+    done = _tag_select(f"--group_affinity={path}", "--stability=20")
+    assert done.returncode == 1 and "--stability" in done.stderr
