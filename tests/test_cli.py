@@ -129,7 +129,7 @@ def _bad_files(tmp_path):
         (["--affinity={d}/ok.csv", "--num_groups=2,x"], "num_groups=2,x"),
         (["--affinity={d}/ok.csv", "--num_groups=1", "--max_group_size=2"],
          "cannot serve 4 tasks"),
-        ([], "exactly one of --affinity and --performance"),
+        ([], "exactly one of --affinity, --performance and --group_affinity"),
         (["--performance={d}/missing.csv"], "Performance file not found"),
     ],
 )
