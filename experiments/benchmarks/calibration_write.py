@@ -1,0 +1,197 @@
+"""Runs the calibration benchmark's units of work and writes its files.
+
+Flag-free: `experiments.benchmarks.calibration` calls `run`.
+"""
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from experiments.benchmarks import calibration_report as report_lib
+from experiments.benchmarks import grouping_quality_work as work_lib
+from experiments.lib import tables
+
+
+def _measured(task_set, seed, out_dir, variants, train, log):
+    """`{"runs", "steps", "group_affinity"}` of one measuring seed, or None
+    when a run is missing (and `train` is False)."""
+    work = work_lib.SeedWork(task_set, seed, out_dir, train=train, log=log)
+    runs = {v.name: work.run(v) for v in variants}
+    if any(r is None for r in runs.values()):
+        return None
+    steps, groups = {}, None
+    for variant in variants:
+        folder = os.path.join(work.run_dir(variant), "affinity")
+        if variant.write_steps:
+            steps[variant.name] = pd.read_csv(
+                os.path.join(folder, "affinity_steps.csv"))
+        if variant.sources != "tasks":
+            groups = pd.read_csv(os.path.join(folder, "group_affinity.csv"),
+                                 dtype={"sources": str, "target": str})
+    return {"runs": runs, "steps": steps, "group_affinity": groups}
+
+
+def _truth(task_set, seed, out_dir, train, log):
+    work = work_lib.SeedWork(task_set, seed, out_dir, train=train, log=log)
+    groups = work_lib.subsets(task_set.tasks)
+    networks = {}
+    for index, group in enumerate(groups, start=1):
+        if train and not os.path.exists(work.network_path(group)):
+            log(f"[{task_set.name} truth seed {seed}] network "
+                f"{index}/{len(groups)}")
+        networks[group] = work.network(group)
+    return None if any(r is None for r in networks.values()) else networks
+
+
+def run(task_sets, out_dir, *, truth_seeds, measure_seeds, variants, budgets,
+        resamples, train=True, command=None, log=print):
+    """Trains what is missing (measuring runs first, then the truth of each
+    task set) and rewrites every file after each task set completes.
+
+    Returns:
+        The names of the task sets reported.
+    """
+    from tag_keras.select import stability
+
+    reported, frames = [], {}
+    # Measuring runs are cheap: all of them first, so that a task set
+    # whose truth is imported is reported early.
+    measured = {t.name: {s: _measured(t, s, out_dir, variants, train, log)
+                         for s in measure_seeds} for t in task_sets}
+    for task_set in task_sets:
+        truth = {s: _truth(task_set, s, out_dir, train, log)
+                 for s in truth_seeds}
+        seeds = {s: m for s, m in measured[task_set.name].items()
+                 if m is not None}
+        if any(v is None for v in truth.values()) or not seeds:
+            log(f"[{task_set.name}] incomplete: not reported")
+            continue
+        rows, corr, verdicts, costs, truth_frame = (
+            report_lib.evaluate_task_set(
+                task_set.tasks, truth, seeds, budgets, resamples=resamples,
+                assess=stability.assess))
+        for name, part in (("results", rows), ("correlations", corr),
+                           ("verdicts", verdicts), ("costs", costs),
+                           ("truth", truth_frame.to_dict("records"))):
+            frame = pd.DataFrame(part)
+            frame.insert(0, "dataset", task_set.name)
+            frames.setdefault(name, []).append(frame)
+        reported.append(task_set.name)
+        write(out_dir, {k: pd.concat(v, ignore_index=True)
+                        for k, v in frames.items()},
+              task_sets=[t for t in task_sets if t.name in reported],
+              truth_seeds=truth_seeds, measure_seeds=measure_seeds,
+              command=command)
+    return reported
+
+
+def _summary_by_method(frame, columns):
+    out = []
+    for (dataset, method), rows in frame.groupby(["dataset", "method"],
+                                                 sort=False):
+        row = {"dataset": dataset, "method": method, "seeds": len(rows)}
+        for column in columns:
+            row[column], row[f"{column} se"] = tables.mean_se(rows[column])
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def write(out_dir, frames, *, task_sets, truth_seeds, measure_seeds,
+          command):
+    """Writes the CSVs and report.md from the long tables."""
+    os.makedirs(out_dir, exist_ok=True)
+    summary = report_lib.summarize(frames["results"])
+    correlation = _summary_by_method(frames["correlations"], [
+        "pair_pooled", "pair_within", "group_pooled", "group_within"])
+    costs = _summary_by_method(frames["costs"], ["seconds_over_plain"])
+    calibration = report_lib.calibration(frames["verdicts"])
+    noise = report_lib.noise_floor(frames["results"])
+    for name, frame in {**frames, "summary": summary,
+                        "correlation_summary": correlation,
+                        "cost_summary": costs, "calibration": calibration,
+                        "noise_floor": noise}.items():
+        frame.to_csv(os.path.join(out_dir, f"{name}.csv"), index=False)
+    text = report_text(frames, summary, correlation, costs, calibration,
+                       noise, task_sets=task_sets, truth_seeds=truth_seeds,
+                       measure_seeds=measure_seeds, command=command)
+    with open(os.path.join(out_dir, "report.md"), "w") as handle:
+        handle.write(text)
+
+
+def _beyond_noise(summary, column):
+    """Rows whose `column` differs from 0 by more than 2 SE."""
+    value, se = summary[column], summary[f"{column} se"]
+    return summary[np.isfinite(se) & (value.abs() > 2 * se)]
+
+
+def report_text(frames, summary, correlation, costs, calibration, noise, *,
+                task_sets, truth_seeds, measure_seeds, command):
+    truth = frames["truth"]
+    lines = [
+        "# Calibration benchmark: methods and the verdict on a de-noised "
+        "truth", "",
+        "Generated by `experiments/benchmarks/calibration.py`; every number "
+        "is computed from the CSVs beside this file.", "", "Command:", "",
+        "```bash", command or "", "```", "",
+        f"Truth: every group network trained under seeds {truth_seeds}; a "
+        "network's truth is its mean test error over them. Measuring "
+        f"methods: one run per seed {measure_seeds}, each seed's groups "
+        "evaluated on the truth. Errors are total test errors in % (sum "
+        "over tasks). `±` is one standard error over seeds; a difference "
+        "within two SEs is no difference. `minus release` pairs each seed "
+        "with release TAG's same seed.", ""]
+    for task_set in task_sets:
+        rows = truth[truth.dataset == task_set.name]
+        lines += [
+            f"## {task_set.name}: {len(task_set.tasks)} tasks", "",
+            f"{task_set.data.description}.", "",
+            f"Truth noise: median seed SE of a network's per-task test error "
+            f"{100 * rows.test_error_se.median():.2f} points (max "
+            f"{100 * rows.test_error_se.max():.2f}).", ""]
+        part = summary[summary.dataset == task_set.name].drop(
+            columns="dataset")
+        lines += ["### Total test error per budget", "",
+                  tables.markdown(part, digits=2)]
+        part = correlation[correlation.dataset == task_set.name].drop(
+            columns="dataset")
+        lines += ["### Correlation with the de-noised benefit", "",
+                  "Pair: Z(b→a) against a's error alone minus with b; "
+                  "group: a method's score of a in G against a's error "
+                  "alone minus in G. Pooled Pearson; within target: mean "
+                  "Spearman over targets.", "",
+                  tables.markdown(part, digits=3)]
+    lines += ["## Cost per step, beside a plain fit (same seed)", "",
+              "Whole-fit seconds over the plain fit's; 2-core shared CPU, "
+              "rough.", "", tables.markdown(costs, digits=2),
+              "## Training-path noise floor", "",
+              "Release TAG's groups against those of a run with the same "
+              "seed and settings whose graph also measures every subset "
+              "(training identical up to float order).", "",
+              tables.markdown(noise, digits=2),
+              "## Calibration of the verdict", "",
+              "`tag-select --stability` verdict per (task set, seed, "
+              "budget). A split is right when the chosen groups' truth "
+              "error is below the all-task network's; keep together when "
+              "it is not.", "",
+              tables.markdown(calibration.astype({"budget": str}), digits=2)]
+    lines += ["## What wins beyond noise", ""]
+    better = _beyond_noise(summary, "minus release")
+    if better.empty:
+        lines.append("* No method differs from release TAG by more than two "
+                     "paired SEs on any task set and budget.")
+    for _, row in better.iterrows():
+        value, se = row["minus release"], row["minus release se"]
+        word = "better" if value < 0 else "worse"
+        lines.append(f"* {row.dataset}, budget {row.budget}: {row.method} "
+                     f"is {word} than release TAG by {abs(value):.2f} ± "
+                     f"{se:.2f} points.")
+    lines.append("")
+    mtl = _beyond_noise(summary[summary.seeds > 1], "minus MTL")
+    for _, row in mtl.iterrows():
+        value, se = row["minus MTL"], row["minus MTL se"]
+        word = "beats" if value < 0 else "loses to"
+        lines.append(f"* {row.dataset}, budget {row.budget}: {row.method} "
+                     f"{word} the all-task network by {abs(value):.2f} ± "
+                     f"{se:.2f} points.")
+    return "\n".join(lines) + "\n"
