@@ -8,13 +8,16 @@
         --out_dir=experiments/benchmarks/results/ablations
     python -m experiments.ablations --ablation=settings --seeds=3 \
         --out_dir=experiments/benchmarks/results/ablations
+    python -m experiments.ablations --ablation=hoa_half --seeds=3 \
+        --out_dir=experiments/benchmarks/results/ablations
 
 `measurement`: Pearson r of the affinity measured every 5, 10, 25, 50
 steps, and on validation batches, against every step on training batches.
 `wider`: the all-task network at 1x-4x the encoder width. `pcgrad`: TAG's
 groups trained plainly and with PCGrad. `settings`: groups found at half
 the batch size and twice the learning rate, trained under the base
-setting. The work and the
+setting. `hoa_half`: HOA with single-task networks of half the width
+counting half a network (Standley et al.'s budget). The work and the
 files (`<name>.csv`, resumable; `<name>.md`) are
 `experiments.lib.ablations`'s.
 """
@@ -35,7 +38,8 @@ from experiments.lib import tables  # noqa: E402
 _COMMON = common_flags.define_common_flags(
     common_flags.DATA + common_flags.TRAINING + ("out_dir", "seeds"))
 _ABLATION = flags.DEFINE_enum("ablation", "measurement",
-                              ["measurement", "wider", "pcgrad", "settings"],
+                              ["measurement", "wider", "pcgrad", "settings",
+                               "hoa_half"],
                               "Which ablation.")
 
 
@@ -53,7 +57,8 @@ def main(argv):
         print(f"{data.description}; {training.describe_config(config)}")
         run = {"measurement": ablations.measurement,
                "wider": ablations.wider, "pcgrad": ablations.pcgrad,
-               "settings": ablations.settings}[name]
+               "settings": ablations.settings,
+               "hoa_half": ablations.hoa_half}[name]
         summary = run(data, config, out_dir, seeds=_COMMON.seeds.value)
     except (training.DataError, ValueError) as error:
         print(f"ablations: error: {error}", file=sys.stderr)

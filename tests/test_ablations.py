@@ -95,3 +95,34 @@ def test_groups_from_other_settings_train_under_the_base_one(
     assert list(summary["setting"]) == ["base", "half batch",
                                         "double learning rate"]
     assert summary.loc[0, "same groups as base"] == 1
+
+
+def test_hoa_with_half_size_singles(planted_three_tasks, tmp_path,
+                                    monkeypatch):
+    config = training.TrainConfig(epochs=1, batch_size=16, learning_rate=0.05,
+                                  patience=1, width=4)
+    widths = []
+    original = ablations.training.train_network
+
+    def spy(data, config, **kwargs):
+        widths.append((config.width, kwargs.get("tasks")))
+        return original(data, config, **kwargs)
+
+    monkeypatch.setattr(ablations.training, "train_network", spy)
+    summary = ablations.hoa_half(planted_three_tasks, config, str(tmp_path),
+                                 seeds=1, budgets=(1, 2), log=lambda _: None)
+    # Half-width networks are single-task ones only.
+    assert sorted(t for w, t in widths if w == 2) == [(t,) for t in TASKS]
+    rows = pd.read_csv(tmp_path / "hoa_half.csv")
+    assert sorted(set(rows["method"])) == ["HOA", "HOA, half-size singles"]
+    half = rows[rows.method == "HOA, half-size singles"]
+    # The budget counts a half-size single as half a network.
+    assert (half.networks - half.half_size / 2 <= half.budget).all()
+    pivot = rows.pivot_table(index="budget", columns="method",
+                             values="total_error")
+    np.testing.assert_allclose(
+        summary["half minus full"],
+        (pivot["HOA, half-size singles"] - pivot["HOA"]).to_numpy())
+    again = ablations.hoa_half(planted_three_tasks, config, str(tmp_path),
+                               seeds=1, budgets=(1, 2), log=lambda _: None)
+    pd.testing.assert_frame_equal(again, summary)

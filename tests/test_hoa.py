@@ -121,3 +121,68 @@ def test_read_performance(tmp_path):
     table = hoa.read_performance(path)
     assert hoa.select_groups_from_performance(table, 2).groups == (
         ("a", "b"), ("a", "c"))
+
+
+def _brute_force_half(tasks, losses, half, budget):
+    """Best mean served loss over collections of full networks (cost 1,
+    any measured group) and half-size singles (cost 0.5) within budget."""
+    full = [g for g in range(1, 2 ** len(tasks))]
+    options = [(g, 1.0, False) for g in full] + [
+        (1 << a, 0.5, True) for a in range(len(tasks))]
+    best = np.inf
+    for m in range(1, 2 * budget + 1):
+        for chosen in itertools.combinations(options, m):
+            if sum(c for _, c, _ in chosen) > budget:
+                continue
+            served = []
+            for a in range(len(tasks)):
+                candidates = [half[a] if is_half else losses[g, a]
+                              for g, _, is_half in chosen
+                              if g >> a & 1 and not np.isnan(
+                                  half[a] if is_half else losses[g, a])]
+                served.append(min(candidates, default=np.inf))
+            best = min(best, np.mean(served))
+    return best
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("budget", [1, 2])
+def test_half_size_singles_count_half_a_network(seed, budget):
+    rng = np.random.default_rng(seed)
+    tasks = ["a", "b", "c"]
+    rows = [("|".join(g), t, float(rng.uniform(0.5, 1.5)))
+            for size in (1, 2) for g in itertools.combinations(tasks, size)
+            for t in g]
+    half = pd.DataFrame({"task": tasks,
+                         "value": rng.uniform(0.6, 1.4, size=3)})
+    result = hoa.select_groups_from_performance(
+        _table(rows), budget, half_size_singles=half)
+    names, measured = hoa._parse(_table(rows))
+    losses = hoa.group_losses(names, measured)
+    expected = _brute_force_half(
+        names, losses, half.set_index("task").loc[names, "value"].to_numpy(),
+        budget)
+    np.testing.assert_allclose(result.score, expected)
+    cost = sum(0.5 if g in result.half_size else 1.0 for g in result.groups)
+    assert cost <= budget
+    for task in result.half_size:
+        assert result.task_scores[task[0]] == pytest.approx(
+            half.set_index("task").loc[task[0], "value"])
+
+
+def test_two_half_singles_fit_where_one_network_would():
+    rows = [("a", "a", 1.0), ("b", "b", 1.0), ("a|b", "a", 0.9),
+            ("a|b", "b", 0.9)]
+    half = pd.DataFrame({"task": ["a", "b"], "value": [0.5, 0.5]})
+    result = hoa.select_groups_from_performance(_table(rows), 1,
+                                                half_size_singles=half)
+    assert result.groups == (("a",), ("b",))
+    assert result.half_size == (("a",), ("b",))
+    assert result.score == 0.5
+    assert result.to_dict()["half_size"] == [["a"], ["b"]]
+    without = hoa.select_groups_from_performance(_table(rows), 1)
+    assert without.groups == (("a", "b"),) and without.half_size == ()
+    with pytest.raises(ValueError, match="task='z'"):
+        hoa.select_groups_from_performance(
+            _table(rows), 1, half_size_singles=pd.DataFrame(
+                {"task": ["z"], "value": [0.1]}))

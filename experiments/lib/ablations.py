@@ -255,3 +255,77 @@ def settings(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4),
                 (same[name] == same["base"]).sum())
             summary.append(row)
     return pd.DataFrame(summary)
+
+
+def hoa_half(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4),
+             log=print):
+    """HOA under Standley et al.'s budget: single-task networks of half the
+    width count half a network. Returns the summary.
+
+    Per seed: every single task and pair at full width (HOA's networks),
+    every single task at half width; HOA chooses per budget with every
+    network counting one, and again with the half-width singles available
+    at half the cost. The chosen groups are trained and their served test
+    errors summed (a half-size single serves with its own test error).
+    """
+    import tag_keras
+    from experiments.lib import hoa as hoa_lib
+
+    path = os.path.join(out_dir, "hoa_half.csv")
+    rows = tables.resume(path, ["seed", "budget", "method"])
+    done = set(rows["seed"].astype(int)) if len(rows) else set()
+    for seed in range(seeds):
+        if seed in done:
+            continue
+        seeded = dataclasses.replace(config, seed=seed)
+        full = training.GroupTrainer(data, seeded, log=log)
+        half = training.GroupTrainer(data, dataclasses.replace(
+            seeded, width=max(1, config.width // 2)), log=log)
+        log(f"seed {seed}: HOA's single-task and pair networks ...")
+        performance, _ = hoa_lib.measure_performance(full)
+        singles = [(t,) for t in data.tasks]
+        half.train_all(singles)
+        half_losses = pd.DataFrame({
+            "task": list(data.tasks),
+            "value": [half.result(g).validation_loss[g[0]] for g in singles]})
+        new = []
+        for budget in budgets:
+            for method, options in (
+                    ("HOA", {}),
+                    ("HOA, half-size singles",
+                     {"half_size_singles": half_losses})):
+                grouping = tag_keras.select_groups_from_performance(
+                    performance, budget, **options)
+                halved = set(grouping.half_size)
+                whole = [g for g in grouping.groups if g not in halved]
+                full.train_all(whole)
+                errors = {}
+                for task, index in grouping.serve.items():
+                    group = grouping.groups[index]
+                    trainer = half if group in halved else full
+                    errors[task] = trainer.result(group).test_error[task]
+                new.append({
+                    "seed": seed, "budget": budget, "method": method,
+                    "total_error": 100 * sum(errors.values()),
+                    "networks": len(grouping.groups),
+                    "half_size": len(halved),
+                    "groups": " ".join(
+                        "|".join(g) + ("(half)" if g in halved else "")
+                        for g in grouping.groups)})
+        rows = pd.concat([rows, pd.DataFrame(new)], ignore_index=True)
+        rows.to_csv(path, index=False)
+    summary = []
+    for budget, group in rows.groupby("budget"):
+        wide = group.pivot_table(index="seed", columns="method",
+                                 values="total_error")
+        half_name = "HOA, half-size singles"
+        row = {"budget": int(budget), "seeds": len(wide)}
+        for name in ("HOA", half_name):
+            row[name], row[f"{name} se"] = tables.mean_se(wide[name])
+        row["half minus full"], row["half minus full se"] = tables.mean_se(
+            wide[half_name] - wide["HOA"])
+        used = group[group.method == half_name]
+        row["half-size networks chosen (mean)"] = float(
+            used["half_size"].mean())
+        summary.append(row)
+    return pd.DataFrame(summary)

@@ -88,7 +88,7 @@ def mask_values(z, masks, allow_singletons, max_group_size):
     return values
 
 
-def solve_partition_dp(n, values, num_groups):
+def solve_partition_dp(n, values, num_groups, half_values=None):
     r"""Best partition of all `n` tasks into at most `num_groups` blocks.
 
     Dynamic programming over subsets: with h_0(∅) = 0, h_0(U) = -inf else,
@@ -97,23 +97,34 @@ def solve_partition_dp(n, values, num_groups):
 
     S = U included, so h_j also covers fewer than j blocks. The work is
     about k * 3^n / 2 additions, done in NumPy one subset size at a time.
+    With `half_values`, a block may instead be served by a network that
+    counts half: the budget is counted in halves (2k of them), a block
+    costs 2 at f(S) or 1 at its half value g(S).
 
     Args:
         n: Number of tasks.
         values: `values[mask]` = f(S) for every bitmask (`values[0]` unused),
             -inf for blocks that cannot be served.
         num_groups: The budget k.
+        half_values: Optional `[2^n]` g(S) of half-cost networks (-inf
+            where there is none).
 
     Returns:
-        `(blocks, total)`: the blocks as bitmasks, and the optimal sum.
-        Ties: the first maximum over blocks S in increasing order of the
-        bitmask of S with its lowest task removed, from the last block
-        chosen (the one holding task 0) inward.
+        `(blocks, total)`: the blocks as bitmasks, and the optimal sum;
+        with `half_values`, `(blocks, total, halves)` where `halves` says
+        which blocks use a half-cost network. Ties: the first maximum over
+        blocks S in increasing order of the bitmask of S with its lowest
+        task removed, from the last block chosen (the one holding task 0)
+        inward; a full-cost block before a half-cost one.
     """
-    levels = min(num_groups, n)
+    options = [(np.asarray(values, float), 1)]
+    if half_values is not None:
+        options = [(options[0][0], 2), (np.asarray(half_values, float), 1)]
+    levels = min(num_groups, n) * options[0][1]
     best = np.full((levels + 1, 2**n), -np.inf)
     best[:, 0] = 0.0
     choice = np.zeros((levels + 1, 2**n), dtype=np.int64)
+    kind = np.zeros((levels + 1, 2**n), dtype=np.int64)
     masks = np.arange(2**n, dtype=np.int64)
     bits = (masks[:, None] >> np.arange(n)) & 1
     counts = bits.sum(axis=1)
@@ -123,19 +134,29 @@ def solve_partition_dp(n, values, num_groups):
         # Submasks holding the lowest member: odd r in [0, 2^size).
         pattern = (np.arange(1, 2**size, 2)[:, None] >> np.arange(size)) & 1
         subsets = (np.left_shift(1, positions) @ pattern.T).astype(np.int64)
-        block_values = values[subsets]
         rest = union[:, None] ^ subsets
+        rows = np.arange(len(union))
         for level in range(1, levels + 1):
-            totals = block_values + best[level - 1][rest]
-            pick = np.argmax(totals, axis=1)
-            best[level, union] = totals[np.arange(len(union)), pick]
-            choice[level, union] = subsets[np.arange(len(union)), pick]
-    blocks, remaining, level = [], 2**n - 1, levels
+            totals = np.stack([
+                option[subsets] + best[level - cost][rest] if level >= cost
+                else np.full(subsets.shape, -np.inf)
+                for option, cost in options])
+            flat = totals.transpose(1, 0, 2).reshape(len(union), -1)
+            pick = np.argmax(flat, axis=1)
+            which, index = np.divmod(pick, subsets.shape[1])
+            best[level, union] = flat[rows, pick]
+            choice[level, union] = subsets[rows, index]
+            kind[level, union] = which
+    blocks, halves, remaining, level = [], [], 2**n - 1, levels
     while remaining:
         blocks.append(int(choice[level, remaining]))
+        halves.append(bool(kind[level, remaining]))
+        level -= options[kind[level, remaining]][1]
         remaining ^= blocks[-1]
-        level -= 1
-    return blocks, float(best[levels, 2**n - 1])
+    total = float(best[levels, 2**n - 1])
+    if half_values is None:
+        return blocks, total
+    return blocks, total, halves
 
 
 def size_upper_bound(z, num_groups, allow_singletons, max_group_size):

@@ -26,8 +26,8 @@ def members_of(n):
 
 
 def best_grouping(tasks, scores, num_groups, max_size, *, minimize=False,
-                  estimated=None, missing="Some tasks have no group that "
-                  "could serve them"):
+                  estimated=None, half_scores=None,
+                  missing="Some tasks have no group that could serve them"):
     """The optimal `Grouping` for `scores` (maximised) and budget k.
 
     Args:
@@ -40,6 +40,9 @@ def best_grouping(tasks, scores, num_groups, max_size, *, minimize=False,
             reports losses, `minimize=True`).
         estimated: Optional `[2^n, n]` booleans: the score is an estimate;
             the result's `estimated` lists the served tasks whose score is.
+        half_scores: Optional `[n]`: each task's score alone in a network
+            that counts half towards the budget (NaN: none); the result's
+            `half_size` lists the chosen ones.
         missing: The error's start when a task cannot be served at all.
     """
     n = len(tasks)
@@ -56,10 +59,25 @@ def best_grouping(tasks, scores, num_groups, max_size, *, minimize=False,
         sums = pattern @ np.nan_to_num(row[members], nan=_UNAVAILABLE)
         np.maximum.at(values, sub, np.where(sums < _UNAVAILABLE / 2,
                                             -np.inf, sums))
-    if not np.isfinite(values[[1 << a for a in range(n)]]).all():
-        lonely = [t for a, t in enumerate(tasks) if values[1 << a] == -np.inf]
+    halves = None
+    if half_scores is not None:
+        halves = np.full(2**n, -np.inf)
+        for a, value in enumerate(half_scores):
+            if np.isfinite(value):
+                halves[1 << a] = value
+    servable = values if halves is None else np.maximum(values, halves)
+    if not np.isfinite(servable[[1 << a for a in range(n)]]).all():
+        lonely = [t for a, t in enumerate(tasks)
+                  if servable[1 << a] == -np.inf]
         raise ValueError(f"{missing}. Received: tasks without one={lonely}")
-    blocks, _ = _solvers.solve_partition_dp(n, values, num_groups)
+    half_blocks = []
+    if halves is None:
+        blocks, _ = _solvers.solve_partition_dp(n, values, num_groups)
+    else:
+        blocks, _, used = _solvers.solve_partition_dp(
+            n, values, num_groups, half_values=halves)
+        half_blocks = [b.bit_length() - 1 for b, h in zip(blocks, used) if h]
+        blocks = [b for b, h in zip(blocks, used) if not h]
 
     def best_group(block):  # Ties: smallest group, then smallest bitmask.
         members = np.flatnonzero((block >> np.arange(n)) & 1)
@@ -71,13 +89,15 @@ def best_grouping(tasks, scores, num_groups, max_size, *, minimize=False,
         return min(candidates)[2]
 
     def score(task, group):
+        if len(group) == 1 and task in half_blocks:
+            return float(half_scores[task])
         value = scores[sum(1 << t for t in group), task]
         return -math.inf if np.isnan(value) else float(value)
 
     result = grouping_lib.build_grouping(
         tasks,
         [tuple(np.flatnonzero((best_group(b) >> np.arange(n)) & 1))
-         for b in blocks],
+         for b in blocks] + [(a,) for a in half_blocks],
         score,
         optimal=True,
         upper_bound=0.0,
@@ -90,5 +110,7 @@ def best_grouping(tasks, scores, num_groups, max_size, *, minimize=False,
         masks = [sum(1 << tasks.index(t) for t in g) for g in result.groups]
         flagged = tuple(t for a, t in enumerate(tasks)
                         if estimated[masks[result.serve[t]], a])
-    return grouping_lib.replace(result, upper_bound=result.score,
-                                estimated=flagged)
+    return grouping_lib.replace(
+        result, upper_bound=result.score, estimated=flagged,
+        half_size=tuple(g for g in result.groups if len(g) == 1
+                        and tasks.index(g[0]) in half_blocks))

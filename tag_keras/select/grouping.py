@@ -40,6 +40,9 @@ class Grouping:
         estimated: Tasks whose served score is a model's estimate, not a
             measurement (`select_groups_from_group_affinity`'s surrogate
             for groups never measured as sources).
+        half_size: The groups (single tasks) served by a half-size network
+            that counts half towards the budget
+            (`select_groups_from_performance(half_size_singles=...)`).
     """
 
     groups: tuple
@@ -52,6 +55,7 @@ class Grouping:
     method: str
     minimize: bool = False
     estimated: tuple = ()
+    half_size: tuple = ()
 
     @property
     def gap(self):
@@ -72,6 +76,7 @@ class Grouping:
             "method": self.method,
             "minimize": self.minimize,
             "estimated": list(self.estimated),
+            "half_size": [list(g) for g in self.half_size],
         }
 
 

@@ -98,7 +98,8 @@ def group_losses(tasks, measured):
 
 
 def select_groups_from_performance(performance, num_groups, *,
-                                   max_group_size=None):
+                                   max_group_size=None,
+                                   half_size_singles=None):
     """Chooses at most `num_groups` networks minimising the served loss.
 
     The problem is the one `select_groups` solves, with each task's score
@@ -106,8 +107,10 @@ def select_groups_from_performance(performance, num_groups, *,
     or approximated from pairs), minimised: choose groups G_1..G_m, m <= k,
     serve each task by the chosen group where its loss is lowest, minimise
     the mean served loss. Single-task networks are allowed when they were
-    measured. Every network counts as one towards the budget (HOA's option
-    of counting single-task networks as half is not modelled). Solved
+    measured. Every network counts as one towards the budget, except the
+    half-size single-task networks of `half_size_singles`, which count
+    half (Standley et al.'s budget: a network of half the width costs half
+    the inference time). Solved
     exactly for up to `MAX_TASKS` tasks, so `optimal` is True and
     `upper_bound` (here the best reachable loss) equals `score`; the
     result's `minimize` is True and `task_scores` are losses.
@@ -118,6 +121,11 @@ def select_groups_from_performance(performance, num_groups, *,
             better), one row per measured (network, task).
         num_groups: The budget k, an integer >= 1.
         max_group_size: Optional largest number of tasks in a group.
+        half_size_singles: Optional `pandas.DataFrame` with columns `task`
+            and `value`: each task's loss in a single-task network of half
+            the size, which counts half a network; the result's
+            `half_size` lists those chosen (a budget of k may then hold
+            more than k networks).
 
     Returns:
         A `grouping.Grouping`.
@@ -134,8 +142,33 @@ def select_groups_from_performance(performance, num_groups, *,
             f"Received: tasks={tasks}"
         )
     max_size = grouping_lib._check_budget(num_groups, n, max_group_size, True)
+    half = None
+    if half_size_singles is not None:
+        half = -_half_losses(half_size_singles, tasks)
     # Maximise minus the loss.
     return _table.best_grouping(
         tasks, -group_losses(tasks, measured), num_groups, max_size,
-        minimize=True, missing="Some tasks have no measured network (alone "
-        "or in a pair) that could serve them")
+        minimize=True, half_scores=half, missing="Some tasks have no "
+        "measured network (alone or in a pair) that could serve them")
+
+
+def _half_losses(frame, tasks):
+    """`[n]` losses of the half-size single-task networks (NaN: none)."""
+    if not isinstance(frame, pd.DataFrame) or not {"task", "value"} <= set(
+            frame.columns):
+        raise ValueError(
+            "`half_size_singles` must be a DataFrame with columns task, "
+            f"value. Received: {frame!r}")
+    losses = np.full(len(tasks), np.nan)
+    for task, value in zip(frame["task"], frame["value"]):
+        if str(task) not in tasks:
+            raise ValueError(
+                f"`half_size_singles` names an unknown task. Received: "
+                f"task={task!r}; tasks={tasks}")
+        if isinstance(value, bool) or not isinstance(
+                value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(
+                "Each value must be a finite number. Received: "
+                f"half_size_singles task={task!r}, value={value!r}")
+        losses[tasks.index(str(task))] = float(value)
+    return losses
