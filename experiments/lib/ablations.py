@@ -140,6 +140,15 @@ def wider(data, config, out_dir, *, factors=(1, 2, 3, 4), seeds=3,
     return pd.DataFrame(summary)
 
 
+def _seeds_to_run(path, columns, seeds, config):
+    """`(rows already in path, [(seed, config with that seed)] to run)`:
+    a seed with any row in `path` is done (its rows are written at once)."""
+    rows = tables.resume(path, columns)
+    done = set(rows["seed"].astype(int)) if len(rows) else set()
+    return rows, [(seed, dataclasses.replace(config, seed=seed))
+                  for seed in range(seeds) if seed not in done]
+
+
 def _served(trainer, grouping):
     """Trains `grouping`'s groups; its served total test error (%) and its
     groups as text."""
@@ -213,12 +222,9 @@ def settings(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4),
     from experiments.lib import measure as measure_lib
 
     path = os.path.join(out_dir, "settings.csv")
-    rows = tables.resume(path, ["seed", "budget", "setting"])
-    done = set(rows["seed"].astype(int)) if len(rows) else set()
-    for seed in range(seeds):
-        if seed in done:
-            continue
-        seeded = dataclasses.replace(config, seed=seed)
+    rows, todo = _seeds_to_run(path, ["seed", "budget", "setting"], seeds,
+                               config)
+    for seed, seeded in todo:
         trainer = training.GroupTrainer(data, seeded, log=log)
         new = []
         for name, changes in SETTINGS.items():
@@ -272,12 +278,9 @@ def hoa_half(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4),
     from experiments.lib import hoa as hoa_lib
 
     path = os.path.join(out_dir, "hoa_half.csv")
-    rows = tables.resume(path, ["seed", "budget", "method"])
-    done = set(rows["seed"].astype(int)) if len(rows) else set()
-    for seed in range(seeds):
-        if seed in done:
-            continue
-        seeded = dataclasses.replace(config, seed=seed)
+    rows, todo = _seeds_to_run(path, ["seed", "budget", "method"], seeds,
+                               config)
+    for seed, seeded in todo:
         full = training.GroupTrainer(data, seeded, log=log)
         half = training.GroupTrainer(data, dataclasses.replace(
             seeded, width=max(1, config.width // 2)), log=log)

@@ -9,6 +9,7 @@ values cost 3^n, so task counts stay small.
 """
 
 import math
+import numbers
 
 import numpy as np
 
@@ -18,6 +19,15 @@ from tag_keras.select import grouping as grouping_lib
 #: Largest task count (3^n block valuations).
 MAX_TASKS = 14
 _UNAVAILABLE = -1e300
+
+
+def finite_value(value, context, name="value"):
+    """`value` as a float, or a one-line ValueError naming `context`."""
+    if isinstance(value, bool) or not isinstance(
+            value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"Each {name} must be a finite number. Received: "
+                         f"{context}, {name}={value!r}")
+    return float(value)
 
 
 def members_of(n):

@@ -17,7 +17,6 @@ estimate are listed in the result's `estimated`. Pure NumPy/pandas.
 """
 
 import math
-import numbers
 
 import numpy as np
 import pandas as pd
@@ -69,12 +68,8 @@ def parse(frame):
             raise ValueError(
                 f"`sources` names tasks {unknown} that are never a target; "
                 f"known tasks: {tasks}. Received: sources={sources!r}")
-        if isinstance(value, bool) or not isinstance(
-                value, numbers.Real) or not math.isfinite(value):
-            raise ValueError(
-                "Each affinity must be a finite number. Received: "
-                f"sources={sources!r}, target={target!r}, "
-                f"affinity={value!r}")
+        value = _table.finite_value(
+            value, f"sources={sources!r}, target={target!r}", "affinity")
         key = (sum(1 << index[t] for t in names), index[str(target)])
         if key in measured:
             raise ValueError(

@@ -8,8 +8,6 @@ it forms with the other members. This module does that search with the same
 budget semantics and result type as `select_groups`. Pure NumPy/pandas.
 """
 
-import math
-import numbers
 
 import numpy as np
 import pandas as pd
@@ -55,13 +53,7 @@ def _parse(performance):
                 "Each task must belong to the group it was measured in. "
                 f"Received: group={label!r}, task={task!r}"
             )
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or (
-            not math.isfinite(value)
-        ):
-            raise ValueError(
-                "Each value must be a finite number. Received: "
-                f"group={label!r}, task={task!r}, value={value!r}"
-            )
+        value = _table.finite_value(value, f"group={label!r}, task={task!r}")
         mask = sum(1 << tasks.index(t) for t in set(group))
         key = (mask, tasks.index(task))
         if key in measured:
@@ -165,10 +157,6 @@ def _half_losses(frame, tasks):
             raise ValueError(
                 f"`half_size_singles` names an unknown task. Received: "
                 f"task={task!r}; tasks={tasks}")
-        if isinstance(value, bool) or not isinstance(
-                value, numbers.Real) or not math.isfinite(value):
-            raise ValueError(
-                "Each value must be a finite number. Received: "
-                f"half_size_singles task={task!r}, value={value!r}")
-        losses[tasks.index(str(task))] = float(value)
+        losses[tasks.index(str(task))] = _table.finite_value(
+            value, f"half_size_singles task={task!r}")
     return losses
