@@ -118,6 +118,15 @@ def group_predictions(tasks, affinity=None, group_affinity=None):
     return out
 
 
+def _correlation_row(method, seed, pairs, pair_benefit, groups,
+                     group_benefit):
+    pooled, within = correlations(pairs, pair_benefit)
+    g_pooled, g_within = correlations(groups, group_benefit)
+    return {"method": method, "seed": seed, "pair_pooled": pooled,
+            "pair_within": within, "group_pooled": g_pooled,
+            "group_within": g_within}
+
+
 def evaluate_task_set(tasks, truth_networks, measured, budgets, *,
                       resamples=200, assess=None):
     """Every method's rows for one task set.
@@ -160,14 +169,9 @@ def evaluate_task_set(tasks, truth_networks, measured, budgets, *,
             for budget in budgets:
                 add(label, seed, budget, tag_keras.select_groups(
                     affinity, budget, allow_singletons=singletons))
-            pooled, within = correlations(pair_predictions(affinity),
-                                          pair_benefit)
-            g_pooled, g_within = correlations(
-                group_predictions(tasks, affinity=affinity), group_benefit)
-            correlation_rows.append({
-                "method": label, "seed": seed, "pair_pooled": pooled,
-                "pair_within": within, "group_pooled": g_pooled,
-                "group_within": g_within})
+            correlation_rows.append(_correlation_row(
+                label, seed, pair_predictions(affinity), pair_benefit,
+                group_predictions(tasks, affinity=affinity), group_benefit))
             cost_rows.append({"method": label, "seed": seed,
                               "seconds_over_plain": record["seconds"] / plain})
         groups = work["group_affinity"]
@@ -177,13 +181,9 @@ def evaluate_task_set(tasks, truth_networks, measured, budgets, *,
         pair_z = {(s, t): v for s, t, v in zip(
             groups["sources"], groups["target"], groups["affinity"])
             if "|" not in s and s != t}
-        pooled, within = correlations(pair_z, pair_benefit)
-        g_pooled, g_within = correlations(
-            group_predictions(tasks, group_affinity=groups), group_benefit)
-        correlation_rows.append({
-            "method": GROUP_AFFINITY, "seed": seed, "pair_pooled": pooled,
-            "pair_within": within, "group_pooled": g_pooled,
-            "group_within": g_within})
+        correlation_rows.append(_correlation_row(
+            GROUP_AFFINITY, seed, pair_z, pair_benefit,
+            group_predictions(tasks, group_affinity=groups), group_benefit))
         cost_rows.append({
             "method": GROUP_AFFINITY, "seed": seed,
             "seconds_over_plain": work["runs"]["subsets"]["seconds"] / plain})

@@ -176,22 +176,23 @@ def report_text(frames, summary, correlation, costs, calibration, noise, *,
               "it is not.", "",
               tables.markdown(calibration.astype({"budget": str}), digits=2)]
     lines += ["## What wins beyond noise", ""]
-    better = _beyond_noise(summary, "minus release")
-    if better.empty:
-        lines.append("* No method differs from release TAG by more than two "
-                     "paired SEs on any task set and budget.")
-    for _, row in better.iterrows():
-        value, se = row["minus release"], row["minus release se"]
-        word = "better" if value < 0 else "worse"
-        lines.append(f"* {row.dataset}, budget {row.budget}: {row.method} "
-                     f"is {word} than release TAG by {abs(value):.2f} ± "
-                     f"{se:.2f} points.")
+    better = _statements(summary, "minus release", ("better than", "worse "
+                         "than"), "release TAG")
+    lines += better or ["* No method differs from release TAG by more than "
+                        "two paired SEs on any task set and budget."]
     lines.append("")
-    mtl = _beyond_noise(summary[summary.seeds > 1], "minus MTL")
-    for _, row in mtl.iterrows():
-        value, se = row["minus MTL"], row["minus MTL se"]
-        word = "beats" if value < 0 else "loses to"
-        lines.append(f"* {row.dataset}, budget {row.budget}: {row.method} "
-                     f"{word} the all-task network by {abs(value):.2f} ± "
-                     f"{se:.2f} points.")
+    lines += _statements(summary[summary.seeds > 1], "minus MTL",
+                         ("beats", "loses to"), "the all-task network")
     return "\n".join(lines) + "\n"
+
+
+def _statements(summary, column, words, reference):
+    """One line per row whose `column` is beyond two SEs from zero."""
+    out = []
+    for _, row in _beyond_noise(summary, column).iterrows():
+        value, se = row[column], row[f"{column} se"]
+        word = words[0] if value < 0 else words[1]
+        out.append(f"* {row.dataset}, budget {row.budget}: {row.method} "
+                   f"{word} {reference} by {abs(value):.2f} ± {se:.2f} "
+                   "points.")
+    return out
