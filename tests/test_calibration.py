@@ -108,10 +108,10 @@ def test_truth_benefits_and_totals_by_hand():
 
 def test_calibration_counts_right_and_wrong_verdicts():
     verdicts = pd.DataFrame({
-        "method": ["m"] * 4, "budget": [2, 2, 3, 3],
+        "method": ["m"] * 4, "dataset": ["d"] * 4, "budget": [2, 2, 3, 3],
         "verdict": ["split", "split", "keep together", "keep together"],
         "split_better": [True, False, False, True]})
     table = report_lib.calibration(verdicts)
-    overall = table[table.budget == "all"].iloc[0]
+    overall = table[table.dataset == "all"].iloc[0]
     assert (overall["said split"], overall["split right"]) == (2, 1)
     assert (overall["said keep together"], overall["keep right"]) == (2, 1)

@@ -275,24 +275,32 @@ def summarize(results):
 
 
 def calibration(verdicts):
-    """Per (method, budget) and overall: how often each verdict was right.
+    """Per (method, dataset, budget), per (method, dataset) over budgets and
+    per method over everything: how often each verdict was right.
 
     A `split` is right when the chosen groups' total truth error is below
     the all-task network's; `keep together` when it is not.
     """
     out = []
+
+    def add(method, dataset, budget, rows):
+        split = rows[rows.verdict == "split"]
+        keep = rows[rows.verdict != "split"]
+        out.append({
+            "method": method, "dataset": dataset, "budget": budget,
+            "cases": len(rows), "said split": len(split),
+            "split right": int(split.split_better.sum()),
+            "said keep together": len(keep),
+            "keep right": int((~keep.split_better.astype(bool)).sum()),
+            "split better (any verdict)": int(rows.split_better.sum()),
+        })
+
     for method, frame in verdicts.groupby("method", sort=False):
-        for budget, rows in list(frame.groupby("budget")) + [("all", frame)]:
-            split = rows[rows.verdict == "split"]
-            keep = rows[rows.verdict != "split"]
-            out.append({
-                "method": method, "budget": budget, "cases": len(rows),
-                "said split": len(split),
-                "split right": int(split.split_better.sum()),
-                "said keep together": len(keep),
-                "keep right": int((~keep.split_better.astype(bool)).sum()),
-                "split better (any verdict)": int(rows.split_better.sum()),
-            })
+        for dataset, part in frame.groupby("dataset", sort=False):
+            for budget, rows in part.groupby("budget"):
+                add(method, dataset, str(budget), rows)
+            add(method, dataset, "all", part)
+        add(method, "all", "all", frame)
     return pd.DataFrame(out)
 
 

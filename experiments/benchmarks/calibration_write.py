@@ -165,24 +165,37 @@ def report_text(frames, summary, correlation, costs, calibration, noise, *,
               "Whole-fit seconds over the plain fit's; 2-core shared CPU, "
               "rough.", "", tables.markdown(costs, digits=2),
               "## Training-path noise floor", "",
-              "Release TAG's groups against those of a run with the same "
-              "seed and settings whose graph also measures every subset "
-              "(training identical up to float order).", "",
+              "Release TAG's groups against those of a second run with "
+              "the same seed and settings (whose graph also measures every "
+              "subset). Measuring never changes training, and two runs "
+              "with one seed are bit-identical on this machine, so every "
+              "method of one seed sees the same training path and the "
+              "paired differences compare estimators alone; the noise "
+              "that remains is the seed's (the ± columns).", "",
               tables.markdown(noise, digits=2),
               "## Calibration of the verdict", "",
               "`tag-select --stability` verdict per (task set, seed, "
               "budget). A split is right when the chosen groups' truth "
               "error is below the all-task network's; keep together when "
               "it is not.", "",
-              tables.markdown(calibration.astype({"budget": str}), digits=2)]
+              tables.markdown(calibration, digits=2)]
     lines += ["## What wins beyond noise", ""]
     better = _statements(summary, "minus release", ("better than", "worse "
                          "than"), "release TAG")
     lines += better or ["* No method differs from release TAG by more than "
                         "two paired SEs on any task set and budget."]
-    lines.append("")
-    lines += _statements(summary[summary.seeds > 1], "minus MTL",
-                         ("beats", "loses to"), "the all-task network")
+    lines += ["", "Against the all-task network (MTL), beyond two SEs over "
+              "seeds:", ""]
+    for (dataset, budget), part in summary[summary.seeds > 1].groupby(
+            ["dataset", "budget"], sort=False):
+        beyond = _beyond_noise(part, "minus MTL")
+        better = beyond[beyond["minus MTL"] < 0].method.tolist()
+        worse = beyond[beyond["minus MTL"] > 0].method.tolist()
+        within = [m for m in part.method if m not in better + worse]
+        lines.append(f"* {dataset}, budget {budget}: better: "
+                     f"{', '.join(better) or 'none'}; worse: "
+                     f"{', '.join(worse) or 'none'}; no difference: "
+                     f"{', '.join(within) or 'none'}.")
     return "\n".join(lines) + "\n"
 
 
