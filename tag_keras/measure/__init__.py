@@ -8,7 +8,9 @@ The data path, one module each:
           -> `estimators` (one per affinity method; the `lookahead` makes
              the optimizer's real step on copies; `target` is the batch
              measured on, `held_out` the validation batches)
-          -> `meter` -> `state` (`AffinityState`: sums, squares, counts)
+          -> `meter` -> `state` (`AffinityState`: sums, squares, counts;
+             `sources`: groups of tasks stepped on together, their
+             `GroupAffinityState` and `group_affinity()` table)
           -> `epochs` (the per-epoch matrix) -> `tag_keras.callbacks`.
 
 `model.TaskAffinityModel` ties them into `model.fit`;
