@@ -194,6 +194,11 @@ def test_time_limit_and_progress(tmp_path, monkeypatch, capsys):
     performance = tmp_path / "perf.csv"
     performance.write_text("group,task,value\na,a,0.1\nb,b,0.2\na|b,a,0.1\n"
                            "a|b,b,0.1\n")
-    code, _, err = _run(monkeypatch, capsys, f"--performance={performance}",
+    code, out, _ = _run(monkeypatch, capsys, f"--performance={performance}",
+                        "--time_limit=5", "--num_groups=1")
+    assert code == 0 and "proven optimal" in out  # HOA takes it too.
+    group = tmp_path / "group.csv"
+    group.write_text("sources,target,affinity\na,b,0.1\nb,a,0.2\n")
+    code, _, err = _run(monkeypatch, capsys, f"--group_affinity={group}",
                         "--time_limit=5")
-    assert code == 1 and "--time_limit: need an affinity matrix" in err
+    assert code == 1 and "--group_affinity" in err

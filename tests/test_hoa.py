@@ -186,3 +186,53 @@ def test_two_half_singles_fit_where_one_network_would():
         hoa.select_groups_from_performance(
             _table(rows), 1, half_size_singles=pd.DataFrame(
                 {"task": ["z"], "value": [0.1]}))
+
+
+def _pairs_table(n, seed):
+    """Singles and every pair of n tasks, random losses."""
+    rng = np.random.default_rng(seed)
+    tasks = [f"t{i:02d}" for i in range(n)]
+    rows = [(t, t, float(rng.uniform(0.5, 1.5))) for t in tasks]
+    rows += [(f"{a}|{b}", t, float(rng.uniform(0.4, 1.6)))
+             for a, b in itertools.combinations(tasks, 2) for t in (a, b)]
+    return _table(rows)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("k", [2, 3])
+def test_beyond_the_table_hoa_is_select_groups_on_pair_losses(
+        seed, k, monkeypatch):
+    table = _pairs_table(8, seed)
+    exact = hoa.select_groups_from_performance(table, k)
+    # Force the large-n route on a size the exact table also solves.
+    monkeypatch.setattr(hoa, "MAX_TASKS", 7)
+    routed = hoa.select_groups_from_performance(table, k)
+    np.testing.assert_allclose(routed.score, exact.score)
+    assert routed.minimize and routed.optimal
+    assert routed.upper_bound == pytest.approx(routed.score)
+    for task, value in routed.task_scores.items():
+        group = routed.groups[routed.serve[task]]
+        tasks, measured = hoa._parse(table)
+        losses = hoa.group_losses(tasks, measured)
+        mask = sum(1 << tasks.index(t) for t in group)
+        assert value == pytest.approx(losses[mask, tasks.index(task)])
+
+
+def test_hoa_beyond_the_table_proves_or_bounds_at_20_tasks():
+    result = hoa.select_groups_from_performance(_pairs_table(20, 3), 3,
+                                                time_limit=30)
+    assert result.minimize
+    assert result.upper_bound <= result.score + 1e-12  # A lower bound.
+    assert len(result.groups) <= 3
+
+
+def test_hoa_beyond_the_table_needs_every_pair_and_nothing_larger(
+        monkeypatch):
+    monkeypatch.setattr(hoa, "MAX_TASKS", 2)
+    rows = [r for r in _ROWS if r[0] != "b|c"]
+    with pytest.raises(ValueError, match="every pair"):
+        hoa.select_groups_from_performance(_table(rows), 2)
+    rows = _ROWS + [("a|b|c", "a", 0.1), ("a|b|c", "b", 0.1),
+                    ("a|b|c", "c", 0.1)]
+    with pytest.raises(ValueError, match="group of 3 tasks"):
+        hoa.select_groups_from_performance(_table(rows), 2)

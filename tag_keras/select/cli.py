@@ -64,8 +64,8 @@ _MAX_GROUP_SIZE = flags.DEFINE_integer(
     "max_group_size", None, "Optional largest group size.")
 _TIME_LIMIT = flags.DEFINE_float(
     "time_limit", None, "Seconds each budget's search may use beyond the "
-    "exact dynamic program (17+ tasks): the best grouping and the proven "
-    "bound when it runs out (default: no limit).")
+    "exact dynamic program (17+ tasks; HOA from 15): the best grouping and "
+    "the proven bound when it runs out (default: no limit).")
 _PROGRESS = flags.DEFINE_bool(
     "progress", False, "Print the search's progress (score, bound) to "
     "stderr.")
@@ -143,13 +143,13 @@ def select(tasks_source, budgets, *, mode="affinity", search=None,
 
     `mode` is `"affinity"`, `"performance"` (HOA) or `"group_affinity"`.
     `search` holds `select_groups`'s `time_limit` and `progress` (affinity
-    only).
+    and, beyond the exact table's task count, performance).
     """
     results = []
     for budget in budgets:
         if mode == "performance":
             results.append(performance_lib.select_groups_from_performance(
-                tasks_source, budget, **options))
+                tasks_source, budget, **options, **(search or {})))
         elif mode == "group_affinity":
             results.append(group_lib.select_groups_from_group_affinity(
                 tasks_source, budget, **options))
@@ -266,9 +266,12 @@ def _inputs():
         raise InputError("--time_limit must be a positive number of "
                          f"seconds. Received: time_limit={_TIME_LIMIT.value}")
     affinity_only = [f"--{name}" for name, given in (
-        ("plot", _PLOT.value), ("stability", _STABILITY.value),
-        ("time_limit", _TIME_LIMIT.value is not None),
-        ("progress", _PROGRESS.value)) if given]
+        ("plot", _PLOT.value), ("stability", _STABILITY.value)) if given]
+    if _GROUP_AFFINITY.value is not None and (
+            _TIME_LIMIT.value is not None or _PROGRESS.value):
+        raise InputError("--time_limit and --progress apply to --affinity "
+                         "and --performance (group affinity is solved "
+                         "exactly). Received: --group_affinity")
     if affinity_only and _AFFINITY.value is None:
         raise InputError(f"{', '.join(affinity_only)}: need an affinity "
                          f"matrix; give --affinity. Received: {given[0]}")
@@ -308,7 +311,7 @@ def main(argv):
         mode = settings["mode"]
         tasks, results = select(
             source, budgets, mode=mode,
-            search=search if mode == "affinity" else None, **options)
+            search=None if mode == "group_affinity" else search, **options)
         if mode == "group_affinity":
             print(describe_surrogate(group_lib.surrogate_fit(source)) + "\n")
         stabilities = None

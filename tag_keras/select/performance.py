@@ -8,6 +8,7 @@ it forms with the other members. This module does that search with the same
 budget semantics and result type as `select_groups`. Pure NumPy/pandas.
 """
 
+import types
 
 import numpy as np
 import pandas as pd
@@ -91,7 +92,8 @@ def group_losses(tasks, measured):
 
 def select_groups_from_performance(performance, num_groups, *,
                                    max_group_size=None,
-                                   half_size_singles=None):
+                                   half_size_singles=None, time_limit=None,
+                                   progress=None):
     """Chooses at most `num_groups` networks minimising the served loss.
 
     The problem is the one `select_groups` solves, with each task's score
@@ -107,6 +109,13 @@ def select_groups_from_performance(performance, num_groups, *,
     `upper_bound` (here the best reachable loss) equals `score`; the
     result's `minimize` is True and `task_scores` are losses.
 
+    Beyond `MAX_TASKS` tasks, with every single task and pair measured and
+    no larger group (HOA's own design), the problem is `select_groups`'
+    on the matrix z[b, a] = −(a's loss trained with b), z[a, a] = −(a's
+    loss alone), singletons allowed: the same proofs (dynamic program to
+    16 tasks, column generation to 24) and, beyond, a grouping with a
+    proven bound (`upper_bound` is then a lower bound on the best loss).
+
     Args:
         performance: `pandas.DataFrame` with columns `group` (task names
             joined by `|`), `task` and `value` (a loss or error, lower is
@@ -117,7 +126,9 @@ def select_groups_from_performance(performance, num_groups, *,
             and `value`: each task's loss in a single-task network of half
             the size, which counts half a network; the result's
             `half_size` lists those chosen (a budget of k may then hold
-            more than k networks).
+            more than k networks). Up to `MAX_TASKS` tasks.
+        time_limit, progress: As `select_groups` (beyond `MAX_TASKS`
+            tasks only; the exact table needs neither).
 
     Returns:
         A `grouping.Grouping`.
@@ -128,11 +139,13 @@ def select_groups_from_performance(performance, num_groups, *,
     """
     tasks, measured = _parse(performance)
     n = len(tasks)
-    if not 1 <= n <= MAX_TASKS:
-        raise ValueError(
-            f"`performance` must name between 1 and {MAX_TASKS} tasks. "
-            f"Received: tasks={tasks}"
-        )
+    if n > MAX_TASKS:
+        if half_size_singles is not None:
+            raise ValueError(
+                f"`half_size_singles` is supported up to {MAX_TASKS} tasks. "
+                f"Received: {n} tasks")
+        return _from_pairs(tasks, measured, num_groups, max_group_size,
+                           time_limit, progress)
     max_size = grouping_lib._check_budget(num_groups, n, max_group_size, True)
     half = None
     if half_size_singles is not None:
@@ -142,6 +155,50 @@ def select_groups_from_performance(performance, num_groups, *,
         tasks, -group_losses(tasks, measured), num_groups, max_size,
         minimize=True, half_scores=half, missing="Some tasks have no "
         "measured network (alone or in a pair) that could serve them")
+
+
+def pair_matrix(tasks, measured):
+    """`z[b, a]` = −(a's loss with b), `z[a, a]` = −(a's loss alone).
+
+    Raises ValueError unless exactly every single task and every pair is
+    measured (HOA's networks), nothing larger.
+    """
+    n = len(tasks)
+    z = np.full((n, n), np.nan)
+    for (mask, a), value in measured.items():
+        members = np.flatnonzero((mask >> np.arange(n)) & 1)
+        if len(members) > 2:
+            raise ValueError(
+                f"Beyond {MAX_TASKS} tasks HOA selects from single-task and "
+                "pair networks only. Received: a measured group of "
+                f"{len(members)} tasks "
+                f"({SEPARATOR.join(tasks[m] for m in members)})")
+        other = members[members != a]
+        z[other[0] if len(other) else a, a] = -value
+    if np.isnan(z).any():
+        b, a = np.argwhere(np.isnan(z))[0]
+        missing = tasks[a] if a == b else f"{tasks[b]}{SEPARATOR}{tasks[a]}"
+        raise ValueError(
+            f"Beyond {MAX_TASKS} tasks HOA needs every single task and every "
+            f"pair measured. Received: no value of {tasks[a]!r} in "
+            f"{missing!r}")
+    return z
+
+
+def _from_pairs(tasks, measured, num_groups, max_group_size, time_limit,
+                progress):
+    """`select_groups` on `pair_matrix`, reported as losses."""
+    affinity = pd.DataFrame(pair_matrix(tasks, measured), index=tasks,
+                            columns=tasks)
+    result = grouping_lib.select_groups(
+        affinity, num_groups, allow_singletons=True,
+        max_group_size=max_group_size, time_limit=time_limit,
+        progress=progress)
+    return grouping_lib.replace(
+        result, minimize=True, score=-result.score,
+        upper_bound=-result.upper_bound,
+        task_scores=types.MappingProxyType(
+            {t: -v for t, v in result.task_scores.items()}))
 
 
 def _half_losses(frame, tasks):
