@@ -545,3 +545,26 @@ def test_one_pass_evaluation_against_numpy_with_nan_labels():
     error_b = np.mean(probabilities.argmax(1) != y["b"])
     assert got["a"] == pytest.approx((loss_a, error_a), rel=1e-5)
     assert got["b"] == pytest.approx((loss_b, error_b), rel=1e-5)
+
+
+@pytest.mark.parametrize("activation", [None, "sigmoid"])
+def test_fisher_trace_of_a_multi_label_head_sums_bernoulli_variances(
+        activation):
+    """Loss (1/w) Σ_u BCE_u, logits x W: E‖∇‖² = Σ_u p_u(1−p_u)‖x‖² / w²."""
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, {"m": keras.layers.Dense(
+        4, use_bias=False, activation=activation, name="m")(inputs)})
+    model.get_layer("m").kernel.assign(np.random.default_rng(5).normal(
+        size=(3, 4)).astype("float32"))
+    model.compile("sgd", loss={"m": keras.losses.BinaryCrossentropy(
+        from_logits=activation is None)})
+    x, _ = _data()
+    y = {"m": (np.random.default_rng(6).random((len(x), 4)) < 0.5).astype(
+        "float32")}
+    p = _sigmoid(x.astype(np.float64) @ _kernel(model, "m"))
+    expected = np.mean(np.sum(p * (1 - p), axis=1)
+                       * np.sum(x.astype(np.float64) ** 2, axis=1)) / 16
+    exact = diagnostics.fisher_trace(model, (x, y), "m", batch_size=16)
+    assert exact == pytest.approx(expected, rel=1e-3)
+    sampled = diagnostics.fisher_trace(model, (x, y), "m", samples=400)
+    assert sampled == pytest.approx(expected, rel=0.05)

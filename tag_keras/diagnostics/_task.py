@@ -13,7 +13,10 @@ Classification is recognised from the loss itself: a head is a
 classifier when its loss is a log-loss, i.e. exp(−loss) summed over the
 labels the head can take is 1 (softmax with sparse or one-hot labels,
 one sigmoid unit with 0/1 labels), whether the outputs are logits or
-probabilities.
+probabilities. A head of several units with multi-hot labels is
+multi-label when its loss is the mean of independent Bernoulli log-losses
+(binary cross-entropy over sigmoid units): additive in the labels, with
+each unit's probability read from the loss of that unit alone.
 """
 
 import numpy as np
@@ -78,6 +81,9 @@ class TaskView:
             v for v in model.trainable_variables if counts.get(id(v), 0) >= 2]
         self._classifier = {t: self._is_classifier(t, outputs[t])
                             for t in self.tasks}
+        self._multi_label = {
+            t: not self._classifier[t] and self._is_multi_label(t, outputs[t])
+            for t in self.tasks}
 
     # ------------------------------------------------------------------
 
@@ -109,6 +115,27 @@ class TaskView:
     def is_classifier(self, task):
         """Whether `task`'s loss is a log-loss over a few labels."""
         return self._classifier[task]
+
+    def is_multi_label(self, task):
+        """Whether `task`'s loss is the mean over its units of independent
+        Bernoulli log-losses (several sigmoid units, multi-hot labels)."""
+        return self._multi_label[task]
+
+    def unit_losses(self, task, y_pred):
+        """`[batch, w + 1]`: the loss of no label and of each unit alone."""
+        width = self._widths[task]
+        labels = tf.concat([tf.zeros([1, width]), tf.eye(width)], axis=0)
+        labels = tf.broadcast_to(labels[:, None, :], tf.concat(
+            [[width + 1], tf.shape(y_pred)[:1], [width]], axis=0))
+        return self.losses_for_labels(task, labels, y_pred)
+
+    def unit_probabilities(self, task, y_pred, losses=None):
+        """`[batch, w]`: each unit's predicted probability (multi-label
+        heads): from ℓ_u(1) − ℓ_u(0) = w (loss(e_u) − loss(0)) =
+        log((1 − p_u) / p_u)."""
+        losses = self.unit_losses(task, y_pred) if losses is None else losses
+        width = self._widths[task]
+        return tf.sigmoid(-width * (losses[:, 1:] - losses[:, :1]))
 
     def outputs(self, x, variables=None, values=None):
         """The outputs in inference mode, with `variables` set to `values`.
@@ -201,6 +228,28 @@ class TaskView:
             return False
         total = np.exp(-self.candidate_losses(task, y_pred).numpy()).sum(1)
         return bool(np.all(np.abs(total - 1.0) < _PROBABILITY_TOLERANCE))
+
+    def _is_multi_label(self, task, y_pred):
+        if task not in self._label_specs:
+            return False
+        shape, _ = self._label_specs[task]
+        width = self._widths[task]
+        if width < 2 or tuple(shape[-1:]) != (width,):
+            return False
+        losses = self.unit_losses(task, y_pred)
+        p = self.unit_probabilities(task, y_pred, losses).numpy()
+        none = losses[:, 0].numpy()
+        every = self.losses_for_labels(
+            task, tf.ones(tf.concat([[1], tf.shape(y_pred)], 0)),
+            y_pred)[:, 0].numpy()
+        # Bernoulli units: loss(0) = mean −log(1 − p_u); additive in y.
+        normal = np.mean(-np.log(np.clip(1 - p, 1e-30, 1)), axis=1)
+        additive = none + np.sum(losses[:, 1:].numpy() - none[:, None], 1)
+        scale = 1 + np.abs(none)
+        return bool(np.all(np.abs(normal - none) < _PROBABILITY_TOLERANCE
+                           * scale)
+                    and np.all(np.abs(additive - every)
+                               < _PROBABILITY_TOLERANCE * scale))
 
     def _find_variables(self, x, y):
         variables = self.model.trainable_variables

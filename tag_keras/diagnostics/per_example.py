@@ -30,10 +30,13 @@ def fisher_trace(model, data, task, batch_size=16, max_samples=2048,
     For a classification head (softmax with sparse or one-hot labels, or
     one sigmoid unit with 0/1 labels: a loss for which exp(−loss) over the
     labels sums to one) the expectation over ŷ is exact: a sum over the
-    labels weighted by their predicted probabilities. With `samples=m`, m
-    labels per example are drawn instead; for a head that is not a
-    classifier they are drawn from N(f(x), 1/2), the Gaussian whose
-    negative log-likelihood is the squared error (right for
+    labels weighted by their predicted probabilities. So it is for a
+    multi-label head (several sigmoid units with multi-hot labels and
+    binary cross-entropy: independent Bernoulli units), where the loss is
+    linear in the labels. With `samples=m`, m labels per example are drawn
+    instead (per unit from Bernoulli(p_u) for a multi-label head); for a
+    head that is neither they are drawn from N(f(x), 1/2), the Gaussian
+    whose negative log-likelihood is the squared error (right for
     `mean_squared_error`; other regression losses are not modelled).
 
     Args:
@@ -44,7 +47,8 @@ def fisher_trace(model, data, task, batch_size=16, max_samples=2048,
         batch_size: Examples per vectorised Jacobian (16 in the paper).
         max_samples: S_k is the first `max_samples` examples labelled for
             `task`.
-        samples: None for the exact expectation (classifiers only), or
+        samples: None for the exact expectation (classifiers and
+            multi-label heads only), or
             the number of labels drawn per example.
         seed: Seed of the draws (with `samples`).
 
@@ -61,10 +65,12 @@ def fisher_trace(model, data, task, batch_size=16, max_samples=2048,
         _check_positive("samples", samples)
     view = TaskView(model, data)
     view.check_task(task)
-    if samples is None and not view.is_classifier(task):
+    if samples is None and not (view.is_classifier(task)
+                                or view.is_multi_label(task)):
         raise ValueError(
             f"Task {task!r}'s loss is not the log-loss of a classifier "
-            "(exp(-loss) over its labels does not sum to one), so the "
+            "(exp(-loss) over its labels does not sum to one) nor of "
+            "independent Bernoulli units, so the "
             "expectation over the model's predictions cannot be computed "
             "exactly. Pass `samples=` (e.g. samples=8) to estimate it by "
             f"sampling. Received: samples={samples!r}.")
@@ -154,6 +160,8 @@ class _FisherNorms:
 
     def _norms(self, x, seed):
         view, task = self._view, self._task
+        if view.is_multi_label(task) and self._samples is None:
+            return self._multi_label_norms(x)
         with tf.GradientTape() as tape:
             y_pred = view.outputs(x)[task]
             losses, weights = self._losses(y_pred, seed)
@@ -163,9 +171,36 @@ class _FisherNorms:
             for j in jacobian)
         return tf.reduce_sum(tf.stop_gradient(weights) * squares, axis=1)
 
+    def _multi_label_norms(self, x):
+        """The exact E_ŷ‖∇ℓ(ŷ)‖² for independent Bernoulli units.
+
+        The loss is linear in the labels, ∇ℓ(ŷ) = g_0 + Σ_u ŷ_u h_u with
+        g_0 the gradient at no label and h_u = ∇ℓ(e_u) − g_0, so with
+        ŷ_u ~ Bernoulli(p_u) independent: ‖g_0 + Σ p_u h_u‖² +
+        Σ p_u (1 − p_u) ‖h_u‖².
+        """
+        view, task = self._view, self._task
+        with tf.GradientTape() as tape:
+            losses = view.unit_losses(task, view.outputs(x)[task])
+        p = tf.stop_gradient(view.unit_probabilities(task, None, losses))
+        rows = _flatten_rows(tape.jacobian(losses, self._variables),
+                             self._variables, 2)        # [batch, w + 1, P]
+        changes = rows[:, 1:] - rows[:, :1]
+        mean = rows[:, 0] + tf.einsum("bu,bup->bp", p, changes)
+        spread = tf.reduce_sum(tf.square(changes), axis=2)
+        return (tf.reduce_sum(tf.square(mean), axis=1)
+                + tf.reduce_sum(p * (1 - p) * spread, axis=1))
+
     def _losses(self, y_pred, seed):
         """`([batch, m] losses, [batch, m] weights)` for the expectation."""
         view, task = self._view, self._task
+        if view.is_multi_label(task):
+            p = tf.stop_gradient(view.unit_probabilities(task, y_pred))
+            uniform = tf.random.stateless_uniform(
+                tf.concat([[self._samples], tf.shape(p)], axis=0), seed)
+            labels = tf.cast(uniform < p[None], y_pred.dtype)
+            losses = view.losses_for_labels(task, labels, y_pred)
+            return losses, tf.fill(tf.shape(losses), 1.0 / self._samples)
         if view.is_classifier(task):
             losses = view.candidate_losses(task, y_pred)
             probabilities = tf.exp(-losses)

@@ -42,7 +42,8 @@ class TrajectoryLogger(keras.callbacks.Callback):
       gradient), `conflict_rate` and `norm_ratio`
       (`gradient_conflict`), for models with two or more tasks.
     * `"sharpness"`, `"fisher"`, `"coherence"`: `sharpness`,
-      `fisher_trace` (exact for classifiers, else `fisher_samples` draws)
+      `fisher_trace` (exact for classifiers and multi-label heads, else
+      `fisher_samples` draws)
       and `gradient_coherence` on the training examples.
 
     Losses are the compiled per-task losses without `loss_weights`, in
@@ -179,8 +180,8 @@ class TrajectoryLogger(keras.callbacks.Callback):
                     settings["sharpness_batch_size"],
                     settings["sharpness_steps"])
             if "fisher" in self.measures:
-                samples = (None if view.is_classifier(task)
-                           else settings["fisher_samples"])
+                exact = view.is_classifier(task) or view.is_multi_label(task)
+                samples = None if exact else settings["fisher_samples"]
                 values[task, "fisher"] = fisher_trace_of(
                     view, task, train_x, settings["fisher_batch_size"],
                     samples)
