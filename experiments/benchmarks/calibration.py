@@ -140,8 +140,10 @@ def main(argv):
     out_dir = _COMMON.out_dir.value or DEFAULT_OUT_DIR
     truth_seeds = list(range(_TRUTH_SEEDS.value))
     measure_seeds = list(range(_MEASURE_SEEDS.value))
+    # The command that trains: a report-only rerun reports the same data.
     command = "python -m experiments.benchmarks.calibration " + " ".join(
-        shlex.quote(a) for a in sys.argv[1:])
+        shlex.quote(a) for a in sys.argv[1:]
+        if not a.startswith("--calibration_report_only"))
     imported = import_truth(_TRUTH_CSV.value, task_sets, out_dir,
                             truth_seeds)
     print(f"Imported {imported} cached networks from {_TRUTH_CSV.value}",
