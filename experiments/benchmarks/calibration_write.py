@@ -86,6 +86,38 @@ def run(task_sets, out_dir, *, truth_seeds, measure_seeds, variants, budgets,
     return reported
 
 
+def methods_figure(summary, path):
+    """Total truth error per method (mean ± SE over seeds) per budget, the
+    all-task network as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    budgets = sorted(summary["budget"].unique())
+    figure, axes = pyplot.subplots(1, len(budgets),
+                                   figsize=(4.2 * len(budgets), 4.5),
+                                   sharey=True, squeeze=False)
+    for ax, budget in zip(axes[0], budgets):
+        part = summary[summary.budget == budget]
+        y = np.arange(len(part))
+        ax.errorbar(part["test error"], y,
+                    xerr=part["test error se"].fillna(0.0), fmt="o",
+                    capsize=3)
+        mtl = part[part.method == "MTL"]["test error"]
+        if len(mtl):
+            ax.axvline(float(mtl.iloc[0]), color="grey", linestyle="--")
+        ax.set_yticks(y, part.method, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"budget {budget}")
+        ax.set_xlabel("total test error on the truth (%)")
+        ax.grid(axis="x", alpha=0.3)
+    figure.suptitle(str(summary.dataset.iloc[0]))
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    pyplot.close(figure)
+
+
 def _summary_by_method(frame, columns):
     out = []
     for (dataset, method), rows in frame.groupby(["dataset", "method"],
@@ -112,6 +144,9 @@ def write(out_dir, frames, *, task_sets, truth_seeds, measure_seeds,
                         "cost_summary": costs, "calibration": calibration,
                         "noise_floor": noise}.items():
         frame.to_csv(os.path.join(out_dir, f"{name}.csv"), index=False)
+    for task_set in task_sets:
+        methods_figure(summary[summary.dataset == task_set.name],
+                       os.path.join(out_dir, f"{task_set.name}_methods.png"))
     text = report_text(frames, summary, correlation, costs, calibration,
                        noise, task_sets=task_sets, truth_seeds=truth_seeds,
                        measure_seeds=measure_seeds, command=command)
@@ -146,6 +181,7 @@ def report_text(frames, summary, correlation, costs, calibration, noise, *,
         lines += [
             f"## {task_set.name}: {len(task_set.tasks)} tasks", "",
             f"{task_set.data.description}.", "",
+            f"![{task_set.name}]({task_set.name}_methods.png)", "",
             f"Truth noise: median seed SE of a network's per-task test error "
             f"{100 * rows.test_error_se.median():.2f} points (max "
             f"{100 * rows.test_error_se.max():.2f}).", ""]
