@@ -7,12 +7,13 @@ one of the 2^n - 1 group networks under `--truth_seeds` training seeds
 runs every measuring method once: TAG as the release measures it (the
 optimizer's step), the paper's plain SGD step, the increment step,
 first-order, validation affinity, CS, and group affinity from every subset
-(`affinity_sources="subsets"`). It then reports each method's correlation
-with the de-noised pair and group benefits, its total error per budget
-with paired per-seed differences against release TAG and against MTL,
-the cost per step beside a plain fit, the training-path noise floor, and
-the calibration of `tag-select --stability`'s split / keep-together
-verdict.
+(`affinity_sources="subsets"`) and from the all-task group alone with the
+surrogate for the rest (`"tasks+all"`). It then reports each method's
+correlation with the de-noised pair and group benefits, its total error
+per budget with paired per-seed differences against release TAG and
+against MTL, the cost per step beside a plain fit, the training-path
+noise floor, and the calibration of `tag-select --stability`'s split /
+keep-together verdict.
 
 Every network and run is a cached unit of work (JSON under
 `<out_dir>/cache/`), so the binary is resumable; the report is rewritten
@@ -49,6 +50,7 @@ VARIANTS = (
     V("plain", "plain", 0),
     V("release", "lookahead", 10, write_steps=True),
     V("subsets", "lookahead", 10, sources="subsets"),
+    V("tasks_all", "lookahead", 10, sources="tasks+all"),
     V("sgd", "lookahead", 10, write_steps=True, step="sgd"),
     V("increment", "lookahead", 10, write_steps=True, step="increment"),
     V("first_order", "first_order", 10),

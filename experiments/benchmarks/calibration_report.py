@@ -30,6 +30,12 @@ AFFINITY_RUNS = {
     "cosine": ("CS", False),
 }
 GROUP_AFFINITY = "TAG group affinity (all subsets)"
+#: Group-source runs: name -> label (`"tasks_all"`: only the all-task
+#: group measured, the rest from the surrogate).
+GROUP_RUNS = {
+    "subsets": GROUP_AFFINITY,
+    "tasks_all": "TAG group affinity (tasks+all, surrogate)",
+}
 RELEASE = AFFINITY_RUNS["release"][0]
 #: Runs whose per-step file gives a stability verdict.
 VERDICT_RUNS = ("release", "sgd", "increment")
@@ -135,8 +141,8 @@ def evaluate_task_set(tasks, truth_networks, measured, budgets, *,
         tasks: Task names.
         truth_networks: `{truth seed: {group: network record}}`.
         measured: `{measuring seed: {"runs": {name: record}, "steps":
-            {name: affinity_steps DataFrame}, "group_affinity":
-            DataFrame}}`.
+            {name: affinity_steps DataFrame}, "group_affinity": {name:
+            DataFrame}}}` (group runs named as in `GROUP_RUNS`).
         budgets: Numbers of networks.
         resamples: Stability resamples for the verdict.
         assess: `tag_keras.select.stability.assess` (injected).
@@ -174,19 +180,24 @@ def evaluate_task_set(tasks, truth_networks, measured, budgets, *,
                 group_predictions(tasks, affinity=affinity), group_benefit))
             cost_rows.append({"method": label, "seed": seed,
                               "seconds_over_plain": record["seconds"] / plain})
-        groups = work["group_affinity"]
-        for budget in budgets:
-            add(GROUP_AFFINITY, seed, budget,
-                tag_keras.select_groups_from_group_affinity(groups, budget))
-        pair_z = {(s, t): v for s, t, v in zip(
-            groups["sources"], groups["target"], groups["affinity"])
-            if "|" not in s and s != t}
-        correlation_rows.append(_correlation_row(
-            GROUP_AFFINITY, seed, pair_z, pair_benefit,
-            group_predictions(tasks, group_affinity=groups), group_benefit))
-        cost_rows.append({
-            "method": GROUP_AFFINITY, "seed": seed,
-            "seconds_over_plain": work["runs"]["subsets"]["seconds"] / plain})
+        for name, label in GROUP_RUNS.items():
+            if name not in work["group_affinity"]:
+                continue
+            groups = work["group_affinity"][name]
+            for budget in budgets:
+                add(label, seed, budget,
+                    tag_keras.select_groups_from_group_affinity(groups,
+                                                                budget))
+            pair_z = {(s, t): v for s, t, v in zip(
+                groups["sources"], groups["target"], groups["affinity"])
+                if "|" not in s and s != t}
+            correlation_rows.append(_correlation_row(
+                label, seed, pair_z, pair_benefit,
+                group_predictions(tasks, group_affinity=groups),
+                group_benefit))
+            cost_rows.append({
+                "method": label, "seed": seed,
+                "seconds_over_plain": work["runs"][name]["seconds"] / plain})
         for name in VERDICT_RUNS:
             verdicts = assess(work["steps"][name], budgets, tasks=list(tasks),
                               resamples=resamples, seed=seed)

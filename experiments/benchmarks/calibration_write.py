@@ -20,15 +20,16 @@ def _measured(task_set, seed, out_dir, variants, train, log):
     runs = {v.name: work.run(v) for v in variants}
     if any(r is None for r in runs.values()):
         return None
-    steps, groups = {}, None
+    steps, groups = {}, {}
     for variant in variants:
         folder = os.path.join(work.run_dir(variant), "affinity")
         if variant.write_steps:
             steps[variant.name] = pd.read_csv(
                 os.path.join(folder, "affinity_steps.csv"))
         if variant.sources != "tasks":
-            groups = pd.read_csv(os.path.join(folder, "group_affinity.csv"),
-                                 dtype={"sources": str, "target": str})
+            groups[variant.name] = pd.read_csv(
+                os.path.join(folder, "group_affinity.csv"),
+                dtype={"sources": str, "target": str})
     return {"runs": runs, "steps": steps, "group_affinity": groups}
 
 
