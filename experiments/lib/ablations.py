@@ -193,18 +193,25 @@ def pcgrad(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4), log=print):
         rows.to_csv(path, index=False)
     summary = []
     for budget, group in rows.groupby("budget"):
-        wide = group.pivot_table(index="seed", columns="method",
-                                 values="total_error")
-        row = {"budget": int(budget), "seeds": len(wide)}
-        row["TAG"], row["TAG se"] = tables.mean_se(wide["TAG"])
-        row["TAG+PCGrad"], row["TAG+PCGrad se"] = tables.mean_se(
-            wide["TAG+PCGrad"])
-        row["PCGrad minus plain"], row["PCGrad minus plain se"] = (
-            tables.mean_se(wide["TAG+PCGrad"] - wide["TAG"]))
+        row = _paired(group, budget, "TAG", "TAG+PCGrad",
+                      "PCGrad minus plain")
         all_task = group.groupby("seed")["all_task_error"].first()
         row["all-task"], row["all-task se"] = tables.mean_se(all_task)
         summary.append(row)
     return pd.DataFrame(summary)
+
+
+def _paired(group, budget, first, second, difference):
+    """One budget's summary row: each method's total error and the paired
+    difference `second − first` over seeds (mean ± SE)."""
+    wide = group.pivot_table(index="seed", columns="method",
+                             values="total_error")
+    row = {"budget": int(budget), "seeds": len(wide)}
+    for name in (first, second):
+        row[name], row[f"{name} se"] = tables.mean_se(wide[name])
+    row[difference], row[f"{difference} se"] = tables.mean_se(
+        wide[second] - wide[first])
+    return row
 
 
 #: The measuring settings of the `settings` ablation: name -> changes.
@@ -318,15 +325,9 @@ def hoa_half(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4),
         rows = pd.concat([rows, pd.DataFrame(new)], ignore_index=True)
         rows.to_csv(path, index=False)
     summary = []
+    half_name = "HOA, half-size singles"
     for budget, group in rows.groupby("budget"):
-        wide = group.pivot_table(index="seed", columns="method",
-                                 values="total_error")
-        half_name = "HOA, half-size singles"
-        row = {"budget": int(budget), "seeds": len(wide)}
-        for name in ("HOA", half_name):
-            row[name], row[f"{name} se"] = tables.mean_se(wide[name])
-        row["half minus full"], row["half minus full se"] = tables.mean_se(
-            wide[half_name] - wide["HOA"])
+        row = _paired(group, budget, "HOA", half_name, "half minus full")
         used = group[group.method == half_name]
         row["half-size networks chosen (mean)"] = float(
             used["half_size"].mean())
