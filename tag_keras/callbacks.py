@@ -151,7 +151,7 @@ class AffinityLogger(keras.callbacks.Callback):
         if self.affinity is not None:
             self._write_matrix(self.affinity)
             self._write_matrix(self.model.affinity_stderr(), _STDERR)
-            if getattr(self.model, "group_sources", None) is not None:
+            if self.model.group_sources is not None:
                 _files.replace_atomically(
                     os.path.join(self.log_dir, _GROUPS),
                     self.model.group_affinity().to_csv(index=False))

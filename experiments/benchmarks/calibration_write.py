@@ -11,6 +11,7 @@ import pandas as pd
 from experiments.benchmarks import calibration_report as report_lib
 from experiments.benchmarks import grouping_quality_work as work_lib
 from experiments.lib import tables
+from tag_keras import select as select_lib
 
 
 def _measured(task_set, seed, out_dir, variants, train, log):
@@ -27,9 +28,8 @@ def _measured(task_set, seed, out_dir, variants, train, log):
             steps[variant.name] = pd.read_csv(
                 os.path.join(folder, "affinity_steps.csv"))
         if variant.sources != "tasks":
-            groups[variant.name] = pd.read_csv(
-                os.path.join(folder, "group_affinity.csv"),
-                dtype={"sources": str, "target": str})
+            groups[variant.name] = select_lib.read_group_affinity(
+                os.path.join(folder, "group_affinity.csv"))
     return {"runs": runs, "steps": steps, "group_affinity": groups}
 
 

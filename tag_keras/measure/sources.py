@@ -23,6 +23,7 @@ import numbers
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from tag_keras import _distribute
@@ -229,8 +230,7 @@ class GroupAffinityState(keras.layers.Layer):
         self.counts.assign_add(scatter(as_count))
         self.skips.assign_add(scatter(1.0 - as_count))
         with tf.control_dependencies([v.value for v in self.weights]):
-            return tf.identity(valid[0, 0]) if self.num_groups else (
-                tf.constant(True))
+            return tf.identity(valid[0, 0])
 
     def get_config(self):
         return {**super().get_config(), "num_groups": self.num_groups,
@@ -294,8 +294,6 @@ def group_frame(tasks, single, groups, masks):
         `target`, `affinity`, `count`, `stderr`; one row per measured pair,
         single sources first, then groups in table order.
     """
-    import pandas as pd
-
     labels = list(tasks)
     tables = [single]
     if groups is not None:

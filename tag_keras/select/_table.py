@@ -8,6 +8,7 @@ the dynamic program over subsets partitions the tasks into blocks. Block
 values cost 3^n, so task counts stay small.
 """
 
+import dataclasses
 import math
 import numbers
 
@@ -120,7 +121,7 @@ def best_grouping(tasks, scores, num_groups, max_size, *, minimize=False,
         masks = [sum(1 << tasks.index(t) for t in g) for g in result.groups]
         flagged = tuple(t for a, t in enumerate(tasks)
                         if estimated[masks[result.serve[t]], a])
-    return grouping_lib.replace(
+    return dataclasses.replace(
         result, upper_bound=result.score, estimated=flagged,
         half_size=tuple(g for g in result.groups if len(g) == 1
                         and tasks.index(g[0]) in half_blocks))

@@ -84,11 +84,7 @@ def load_affinity(path):
             f"{path / 'affinity.csv'}. Received: affinity={path}")
     if not path.is_file():
         raise InputError(f"Affinity file not found. Received: affinity={path}")
-    try:
-        frame = pd.read_csv(path, index_col=0)
-    except (ValueError, OSError) as error:  # Empty or unparsable CSV.
-        message = str(error).splitlines()[0] if str(error) else type(error)
-        raise InputError(f"Cannot read {path} as CSV: {message}") from None
+    frame = read_csv(path, index_col=0)
     if len(frame.columns) == len(frame.index) - 1 and (
             frame.index.name not in (None, "source")):
         raise InputError(
@@ -101,6 +97,16 @@ def load_affinity(path):
             "The affinity matrix needs at least two tasks. Received: "
             f"tasks={[str(t) for t in frame.index]}")
     return frame
+
+
+def read_csv(path, **options):
+    """`pd.read_csv(path, **options)`; an empty or unparsable file is a
+    one-line `InputError`."""
+    try:
+        return pd.read_csv(path, **options)
+    except (ValueError, OSError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error)
+        raise InputError(f"Cannot read {path} as CSV: {message}") from None
 
 
 def parse_budgets(values):
@@ -130,11 +136,7 @@ def load_steps(path, affinity_path):
             "--stability needs the per-step values (affinity_steps.csv, "
             "written by AffinityLogger with write_steps=True); pass --steps. "
             f"Received: steps={path}")
-    try:
-        return pd.read_csv(path)
-    except (ValueError, OSError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error)
-        raise InputError(f"Cannot read {path} as CSV: {message}") from None
+    return read_csv(path)
 
 
 def select(tasks_source, budgets, *, mode="affinity", search=None,
@@ -235,11 +237,7 @@ def _group_affinity_inputs(budgets):
     if not path.is_file():
         raise InputError("Group affinity file not found. Received: "
                          f"group_affinity={path}")
-    try:
-        frame = group_lib.read_group_affinity(path)
-    except (ValueError, OSError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error)
-        raise InputError(f"Cannot read {path} as CSV: {message}") from None
+    frame = read_csv(path, dtype=group_lib.COLUMN_TYPES)
     options = {"allow_singletons": _ALLOW_SINGLETONS.value,
                "max_group_size": _MAX_GROUP_SIZE.value}
     return (frame, budgets, options,

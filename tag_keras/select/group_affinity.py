@@ -26,12 +26,14 @@ from tag_keras.select import grouping as grouping_lib
 
 SEPARATOR = "|"
 COLUMNS = ("sources", "target", "affinity")
+#: How `read_group_affinity` types the name columns (task names as text).
+COLUMN_TYPES = {"sources": str, "target": str}
 MAX_TASKS = _table.MAX_TASKS
 
 
 def read_group_affinity(path):
     """Reads a `group_affinity.csv` (as `AffinityLogger` writes it)."""
-    return pd.read_csv(path, dtype={"sources": str, "target": str})
+    return pd.read_csv(path, dtype=COLUMN_TYPES)
 
 
 def parse(frame):

@@ -80,11 +80,6 @@ class Grouping:
         }
 
 
-def replace(grouping, **changes):
-    """A copy of `grouping` with `changes` (`dataclasses.replace`)."""
-    return dataclasses.replace(grouping, **changes)
-
-
 def _plain(value):
     """NumPy scalars as Python ones, so messages read `=0.0`, not np.float64."""
     return value.item() if isinstance(value, np.generic) else value

@@ -8,6 +8,7 @@ it forms with the other members. This module does that search with the same
 budget semantics and result type as `select_groups`. Pure NumPy/pandas.
 """
 
+import dataclasses
 import types
 
 import numpy as np
@@ -194,7 +195,7 @@ def _from_pairs(tasks, measured, num_groups, max_group_size, time_limit,
         affinity, num_groups, allow_singletons=True,
         max_group_size=max_group_size, time_limit=time_limit,
         progress=progress)
-    return grouping_lib.replace(
+    return dataclasses.replace(
         result, minimize=True, score=-result.score,
         upper_bound=-result.upper_bound,
         task_scores=types.MappingProxyType(
