@@ -244,13 +244,13 @@ def test_deterministic_with_ties():
 
 
 @pytest.mark.parametrize("n", [7, 9])
-def test_local_search_and_bound_bracket_the_optimum(n):
+def test_bounded_proofs_bracket_the_optimum(n):
     for seed, k in [(0, 2), (1, 3), (2, 4)]:
         z = _random(n, seed, "negative")
         exact = grouping.select_groups(_frame(z), k)
         approx = grouping.select_groups(_frame(z), k, max_exact_tasks=0,
                                         max_proven_tasks=0)
-        assert approx.method == "local_search"
+        assert approx.method == "column_generation"
         _check_valid(approx, z, k)
         assert approx.score <= exact.score + 1e-12
         assert approx.upper_bound >= exact.score - 1e-12
@@ -382,19 +382,20 @@ def test_bounds_stay_valid_when_time_runs_out():
         assert rushed.score <= exact.score + 1e-12
         assert rushed.upper_bound >= exact.score - 1e-12
         assert rushed.optimal == (rushed.upper_bound == rushed.score)
-    # The local search beyond the proof's reach uses the time it is given
-    # and stops then.
-    z = _random(30, 0, "negative")
+    # Beyond the dynamic program the proof uses the time it is given and
+    # stops then (within a second), reporting progress.
+    z = _clustered(36, 0)
     messages = []
     start = time.perf_counter()
-    result = grouping.select_groups(_frame(z), 3, time_limit=1.5,
+    result = grouping.select_groups(_frame(z), 2, time_limit=1.5,
                                     progress=messages.append)
     elapsed = time.perf_counter() - start
-    assert 1.5 <= elapsed < 2.5 + 1.0
-    assert result.method == "local_search"
-    assert messages and messages[-1].startswith("local search: restart")
-    assert f"upper bound {result.upper_bound:.6g}" in messages[-1]
-    assert result.upper_bound >= result.score
+    assert elapsed < 1.5 + 1.0
+    assert not result.optimal and result.upper_bound > result.score
+    assert messages[0].startswith("local search: restart")
+    assert messages[-1].startswith(
+        f"column generation: score {result.score:.6g}, bound ")
+    assert messages[-1].endswith("not proven")
 
 
 @pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), True,
@@ -419,22 +420,50 @@ class _StopAfter:
     def left(self):
         return 0.01
 
+    def early(self, share):
+        return self
+
 
 def test_the_bound_after_any_pricing_round_is_valid():
     from tag_keras.select import _columns, _search
 
+    bounds = 0
     for seed in range(4):
         n, k = 12, 3
         z, optimum, start = _optimum_and_poor_start(n, k, seed)
-        for rounds in (1, 2, 3):
-            # One check while valuing the blocks, then one per round.
+        for checks in (1, 3, 10, 30, 100):
+            # A check per pricing round and every 128 search nodes.
             blocks, total, bound, proven = _columns.prove(
-                z, k, False, n, start, _StopAfter(rounds))
-            assert bound >= optimum - 1e-9
+                z, k, False, n, start, _StopAfter(checks))
             assert total <= optimum + 1e-9
-            if not proven:
-                assert bound >= total
+            assert sum(blocks) == 2**n - 1 and len(blocks) <= k
+            if bound is not None:
+                bounds += 1
+                assert bound >= optimum - 1e-9
+                assert bound >= total - 1e-9
+    assert bounds >= 8
     incumbent, _ = _search.local_search(z, k, False, n)
     _, _, bound, proven = _columns.prove(z, k, False, n, incumbent,
                                          _StopAfter(0))
     assert bound is None and not proven
+
+
+def test_bounds_beyond_the_proof_are_never_below_another_search():
+    from tag_keras.select import _search
+
+    for n, k in [(30, 2), (36, 3)]:
+        z = _clustered(n, 1)
+        result = grouping.select_groups(_frame(z), k, time_limit=2.0)
+        _check_valid(result, z, k)
+        for seed in (1, 2, 3):
+            _, other = _search.local_search(z, k, False, n, restarts=4,
+                                            seed=seed)
+            assert result.upper_bound >= other / n - 1e-12
+        assert result.optimal == (result.upper_bound == result.score)
+
+
+def test_without_a_time_limit_large_searches_stop_at_the_same_point():
+    z = _clustered(30, 2)
+    first = grouping.select_groups(_frame(z), 3)
+    assert grouping.select_groups(_frame(z), 3) == first
+    assert first.method in ("column_generation", "local_search")

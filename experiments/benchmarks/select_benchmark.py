@@ -5,9 +5,9 @@ are generated with a similar structure: values of order 1e-3..1e-1 (after
 the release's division by the learning rate they are larger, but the scale
 does not matter to the selector), tasks in a few clusters that help each
 other, a little noise, some negative transfer. Up to 16 tasks the dynamic
-program solves it, up to 24 column generation proves the optimum (or
-stops at `--search_seconds` with a bound), beyond that (40: every CelebA
-attribute) local search uses `--search_seconds` and reports the LP bound.
+program solves it; beyond (40: every CelebA attribute), column generation
+with branch-and-bound pricing proves the optimum or stops at
+`--search_seconds` with the best bound proven.
 
     python -m experiments.benchmarks.select_benchmark
     python -m experiments.benchmarks.select_benchmark \

@@ -1,26 +1,30 @@
 r"""Proven optimal selection beyond the dynamic program's reach.
 
-The partition form of the problem (`_solvers`): choose blocks S (bitmasks)
+The partition form of the problem (`_solvers`): choose blocks S
 partitioning the n tasks, at most k of them, maximising Σ f(S). As a set
 partitioning integer program over every block:
 
     max Σ_S f(S) x_S   s.t.  Σ_{S ∋ a} x_S = 1 (each task a),
                              Σ_S x_S <= k,  x_S ∈ {0, 1}.
 
-1. Every f(S) is computed (vectorised, in chunks of masks: 2^n values).
-2. The LP relaxation is solved by column generation: a restricted master
-   LP over a few columns (HiGHS), its duals π (per task) and μ >= 0 (the
-   budget), and exact pricing over all 2^n blocks (reduced cost
-   rc(S) = f(S) − π(S) − μ), until no column has a positive reduced cost.
-   The LP optimum U is an upper bound of the integer optimum.
-3. Reduced-cost fixing: for any integer solution x, Σ f x = Σ π + kμ +
-   Σ rc x − μ (k − Σ x) <= U + Σ_S rc(S) x_S, and every rc <= 0 at the LP
-   optimum; so an integer solution better than the incumbent L uses only
-   blocks with rc(S) >= L − U. Those blocks go to a MILP (HiGHS), whose
-   optimum is then the optimum over all blocks: proven, not searched.
+1. Column generation solves its LP relaxation: a restricted master LP
+   over the blocks met so far (HiGHS) gives duals π (per task) and μ >= 0
+   (the budget); pricing looks for blocks of positive reduced cost
+   rc(S) = f(S) − π(S) − μ, first greedily, then exactly by branch and
+   bound over groups (`_pricing`), which never enumerates the 2^n blocks.
+2. Every exact pricing round gives a valid bound, finished or not: for
+   any feasible x, Σ f x = Σ π + μ Σ x + Σ rc x <= Σ π + kμ
+   + k · max(0, max rc). When pricing proves max rc <= 0 this is the LP
+   optimum U.
+3. The restricted master solved as a MILP (HiGHS) may improve the
+   incumbent; it is proven optimal once it reaches the bound.
+4. Otherwise, for small n (`max_enumerated_tasks`), reduced-cost fixing
+   closes the gap: an integer solution better than the incumbent L uses
+   only blocks with rc(S) >= L − U (since Σ f x <= U + Σ rc x), and those
+   blocks, found by valuing all 2^n, go to a MILP whose optimum is then
+   the optimum over all blocks.
 
-Memory is O(2^n) floats (n = 22: 4 M values, 32 MB); time is dominated by
-the 2^n block values and the pricing passes. Pure NumPy/SciPy.
+Pure NumPy/SciPy.
 """
 
 import time
@@ -29,14 +33,19 @@ import numpy as np
 from scipy import optimize
 from scipy import sparse
 
+from tag_keras.select import _pricing
 from tag_keras.select import _solvers
 
 #: Masks per chunk when valuing and pricing blocks.
 _CHUNK = 1 << 16
-#: Columns added per pricing round.
-_COLUMNS_PER_ROUND = 200
-#: Largest number of blocks handed to the MILP after fixing.
+#: Largest number of blocks handed to the fixing MILP.
 _MAX_MILP_COLUMNS = 400_000
+#: The relative gap the exact pricing first aims at: a finished search
+#: at that bar proves the bound within it; the gap is then divided by
+#: four, and after `_LAST_GAP` the search is exact.
+_FIRST_GAP, _LAST_GAP = 0.04, 0.0025
+#: Columns added per pricing round.
+_COLUMNS_PER_ROUND = 100
 
 
 class Deadline:
@@ -53,6 +62,232 @@ class Deadline:
 
     def passed(self):
         return self._end is not None and time.perf_counter() >= self._end
+
+    def early(self, share):
+        """A deadline at `share` of the time left (itself if unlimited)."""
+        left = self.left()
+        return self if left is None else Deadline(share * left)
+
+
+class _Columns:
+    """The blocks of the restricted master, as bitmasks with their values."""
+
+    def __init__(self, z, allow_singletons, max_group_size):
+        self._z = z
+        self._options = (allow_singletons, max_group_size)
+        self.masks, self.values, self._known = [], [], set()
+        self._rows, self._cols = [], []
+
+    def add(self, masks):
+        n = self._z.shape[0]
+        for mask in masks:
+            mask = int(mask)
+            if mask in self._known:
+                continue
+            members = np.array([(mask >> t) & 1 for t in range(n)], bool)
+            value = _solvers.block_value(self._z, members, *self._options)[0]
+            if np.isfinite(value):
+                self._known.add(mask)
+                tasks = np.flatnonzero(members)
+                self._rows.extend(tasks)
+                self._cols.extend([len(self.masks)] * len(tasks))
+                self.masks.append(mask)
+                self.values.append(value)
+
+    def value(self, mask):
+        return self.values[self.masks.index(int(mask))]
+
+    def members(self):
+        """The tasks × blocks membership matrix (sparse)."""
+        return sparse.csr_array(
+            (np.ones(len(self._rows)), (self._rows, self._cols)),
+            shape=(self._z.shape[0], len(self.masks)))
+
+
+def _mask(tasks):
+    return sum(1 << int(t) for t in tasks)
+
+
+def _master(columns, num_groups):
+    """Solves the restricted master LP; returns (value, π, μ)."""
+    members = columns.members()
+    result = optimize.linprog(
+        -np.asarray(columns.values),
+        A_ub=np.ones((1, len(columns.masks))), b_ub=[num_groups],
+        A_eq=members, b_eq=np.ones(members.shape[0]),
+        bounds=(0, None), method="highs")
+    if result.status != 0:
+        raise RuntimeError(f"Restricted master LP failed: {result.message}")
+    pi = -result.eqlin.marginals
+    mu = max(0.0, -float(result.ineqlin.marginals[0]))
+    return -float(result.fun), pi, mu
+
+
+def _steady_duals(z, columns, budget, value, allow_singletons,
+                  max_group_size):
+    r"""Optimal duals of the restricted master that price most steadily.
+
+    Once the restricted LP sits at the incumbent, its optimal duals form a
+    face, and the pricing's work depends on the point chosen: a vertex
+    (HiGHS's answer) can leave blocks of every size looking profitable,
+    and greedy pricing then cycles on degenerate columns. This LP picks,
+    on the face Σπ + kμ <= value, π(S) + μ >= f(S) for the blocks met,
+    the duals minimising τ >= (the root bound of `_pricing.best_groups`
+    for every group size) − μ: with t_a(m) from `_solvers.best_means`,
+    root_m = top-m of (t_a(m) − π_a)^+ = min_{s >= 0} m s + Σ_a (t_a(m)
+    − π_a − s)^+. Returns `(π, μ)`, or None if HiGHS fails.
+    """
+    n = z.shape[0]
+    sizes = np.arange(2, min(max_group_size, n) + 1)
+    means = _solvers.best_means(z)[sizes - 2]           # sizes × n
+    count = len(sizes)
+    # Variables: π (n), μ, τ, s (count), e (count × n, row-major).
+    num = n + 2 + count + count * n
+    mu, tau, s = n, n + 1, n + 2
+    e = n + 2 + count
+    blocks = (-columns.members().T).tocsr()
+    rows = [sparse.hstack([blocks, -np.ones((blocks.shape[0], 1)),
+                           sparse.csr_array((blocks.shape[0], num - n - 1))])]
+    bounds = [-np.asarray(columns.values)]
+    face = np.zeros(num)
+    face[:n], face[mu] = 1.0, budget
+    rows.append(sparse.csr_array(face[None, :]))
+    bounds.append([value + 1e-9 * (1 + abs(value))])
+    # e[m, a] >= t_a(m) − π_a − s_m:  −π_a − s_m − e[m, a] <= −t_a(m).
+    index = np.arange(count * n)
+    size_of, task_of = np.divmod(index, n)
+    rows.append(sparse.csr_array(
+        (np.concatenate([-np.ones(count * n)] * 3),
+         (np.tile(index, 3), np.concatenate([task_of, s + size_of,
+                                             e + index]))),
+        shape=(count * n, num)))
+    bounds.append(-means.ravel())
+    # m s_m + Σ_a e[m, a] − μ − τ <= 0.
+    cols = np.concatenate([s + np.arange(count), e + index,
+                           np.full(count, mu), np.full(count, tau)])
+    data = np.concatenate([sizes.astype(float), np.ones(count * n),
+                           -np.ones(2 * count)])
+    owner = np.concatenate([np.arange(count), size_of,
+                            np.arange(count), np.arange(count)])
+    rows.append(sparse.csr_array((data, (owner, cols)), shape=(count, num)))
+    bounds.append(np.zeros(count))
+    if allow_singletons:  # z_aa − π_a − μ <= τ.
+        single = sparse.csr_array(
+            (np.concatenate([-np.ones(n), -np.ones(n), -np.ones(n)]),
+             (np.tile(np.arange(n), 3),
+              np.concatenate([np.arange(n), np.full(n, mu),
+                              np.full(n, tau)]))), shape=(n, num))
+        rows.append(single)
+        bounds.append(-z.diagonal())
+    objective = np.zeros(num)
+    objective[tau] = 1.0
+    limits = ([(None, None)] * n + [(0, None), (None, None)]
+              + [(0, None)] * (count + count * n))
+    result = optimize.linprog(
+        objective, A_ub=sparse.vstack(rows).tocsr(),
+        b_ub=np.concatenate(bounds), bounds=limits, method="highs")
+    if result.status != 0:
+        return None
+    return result.x[:n], float(result.x[mu])
+
+
+def _improving(found, mu, tolerance):
+    """Masks of the best found served sets with rc > tolerance."""
+    ranked = sorted(found, key=lambda entry: -entry[0])
+    return [_mask(served) for gain, served in ranked[:_COLUMNS_PER_ROUND]
+            if gain - mu > tolerance]
+
+
+def prove(z, num_groups, allow_singletons, max_group_size, incumbent,
+          deadline, node_limit=None, max_enumerated_tasks=24,
+          progress=None):
+    """The optimal blocks, or the best found with a valid upper bound.
+
+    Args:
+        z: The score matrix.
+        num_groups: The budget k.
+        allow_singletons, max_group_size: As `select_groups`.
+        incumbent: A feasible partition (bitmasks), e.g. the local search's.
+        deadline: A `Deadline` (or anything with its three methods).
+        node_limit: Optional largest number of branch-and-bound nodes in
+            all, for a search that stops at the same point on every
+            machine.
+        max_enumerated_tasks: Up to this many tasks, reduced-cost fixing
+            over all 2^n blocks may close a gap the LP leaves.
+        progress: None, or a callable receiving one-line messages.
+
+    Returns:
+        `(blocks, total, upper bound, proven)`; the bound is None when no
+        exact pricing round finished or stopped with a bound before the
+        deadline.
+    """
+    n = z.shape[0]
+    columns = _Columns(z, allow_singletons, max_group_size)
+    columns.add(incumbent)
+    columns.add(1 << t for t in range(n))
+    columns.add((1 << a) | (1 << b) for a in range(n) for b in range(a + 1, n))
+    best_total = float(sum(columns.value(m) for m in incumbent))
+    incumbent = [int(m) for m in incumbent]
+    tolerance = 1e-9 * (1 + abs(best_total))
+    upper, lp_optimal, pi, mu, nodes = None, False, None, 0.0, 0
+    lp_value = np.inf
+    gap = _FIRST_GAP
+    budget = num_groups if num_groups < n else n
+    pricing = deadline.early(0.9)  # Time left for the MILP over its blocks.
+    while not pricing.passed():
+        lp_value, pi, mu = _master(columns, num_groups)
+        if lp_value <= best_total + tolerance:  # Only the proof is left.
+            steady = _steady_duals(z, columns, budget, lp_value,
+                                   allow_singletons, max_group_size)
+            if steady is not None:
+                pi, mu = steady
+        found = _pricing.greedy(z, pi, max_group_size, allow_singletons)
+        new = _improving(found, mu, tolerance)
+        if new:
+            columns.add(new)
+            continue
+        left = None if node_limit is None else node_limit - nodes
+        if left is not None and left <= 0:
+            break
+        # The bar on reduced costs starts where the bound is a few per
+        # cent above the incumbent and drops after each finished search.
+        bar = mu + max(tolerance, gap * abs(best_total) / budget)
+        found, most, complete, spent = _pricing.best_groups(
+            z, pi, mu + tolerance, max_group_size, allow_singletons,
+            pricing.passed, left, bar)
+        nodes += spent
+        bound = float(pi.sum() + budget * mu
+                      + budget * max(0.0, most - mu))
+        upper = bound if upper is None else min(upper, bound)
+        new = _improving(found, mu, tolerance)
+        if progress is not None:
+            progress(f"column generation: {len(columns.masks)} blocks, "
+                     f"score {best_total / n:.6g}, bound {upper / n:.6g}")
+        if new:
+            columns.add(new)
+        elif not complete:  # Stopped: the bound above is all there is.
+            break
+        elif bar <= mu + tolerance:  # No rc above the tolerance: the LP.
+            lp_optimal, upper = True, min(upper, lp_value)
+            break
+        else:
+            gap = gap / 4 if gap > _LAST_GAP else 0.0
+    if upper is not None and upper <= best_total + tolerance:
+        return incumbent, best_total, best_total, True
+    if lp_value <= best_total + tolerance:  # The MILP cannot do better.
+        return incumbent, best_total, upper, False
+    blocks, total, _, _ = _milp(columns.members(), columns.masks,
+                                np.asarray(columns.values), num_groups,
+                                deadline)
+    if blocks is not None and total > best_total + tolerance:
+        incumbent, best_total = blocks, total
+        tolerance = 1e-9 * (1 + abs(best_total))
+    if upper is not None and upper <= best_total + tolerance:
+        return incumbent, best_total, best_total, True
+    if not lp_optimal or n > max_enumerated_tasks or deadline.passed():
+        return incumbent, best_total, upper, False
+    return _fix(z, num_groups, allow_singletons, max_group_size, incumbent,
+                best_total, upper, pi, mu, deadline)
 
 
 def block_values(z, allow_singletons, max_group_size, deadline=None):
@@ -77,103 +312,25 @@ def _chunks(size):
         yield np.arange(start, min(start + _CHUNK, size), dtype=np.int64)
 
 
-def _reduced_costs(values, pi, mu, n):
-    """Yields `(masks, rc)` chunk by chunk: rc(S) = f(S) − π(S) − μ."""
-    for masks in _chunks(len(values)):
-        yield masks, values[masks] - _member_matrix(masks, n) @ pi - mu
-
-
-def _member_matrix(masks, n):
-    return ((masks[:, None] >> np.arange(n)) & 1).astype(np.float64)
-
-
-def _master(n, columns, values, num_groups):
-    """Solves the restricted master LP; returns (value, x, π, μ)."""
-    masks = np.asarray(columns, dtype=np.int64)
-    members = _member_matrix(masks, n).T          # n × columns
-    result = optimize.linprog(
-        -values[masks],
-        A_ub=np.ones((1, len(masks))), b_ub=[num_groups],
-        A_eq=sparse.csr_array(members), b_eq=np.ones(n),
-        bounds=(0, None), method="highs")
-    if result.status != 0:
-        raise RuntimeError(f"Restricted master LP failed: {result.message}")
-    pi = -result.eqlin.marginals
-    mu = max(0.0, -float(result.ineqlin.marginals[0]))
-    return -float(result.fun), result.x, pi, mu
-
-
-def _best_reduced(values, pi, mu, n, count):
-    """The `count` blocks of largest reduced cost, and the largest."""
-    best_masks, best_costs = [], []
-    for masks, costs in _reduced_costs(values, pi, mu, n):
-        if len(costs) > count:
-            top = np.argpartition(-costs, count)[:count]
-        else:
-            top = np.arange(len(costs))
-        best_masks.append(masks[top])
-        best_costs.append(costs[top])
-    masks, costs = np.concatenate(best_masks), np.concatenate(best_costs)
-    order = np.argsort(-costs)[:count]
-    return masks[order], costs[order]
-
-
-def _reduced_costs_at_least(values, pi, mu, n, threshold):
-    kept = []
-    for masks, costs in _reduced_costs(values, pi, mu, n):
-        kept.append(masks[np.isfinite(costs) & (costs >= threshold)])
-    return np.concatenate(kept)
-
-
-def prove(z, num_groups, allow_singletons, max_group_size, incumbent,
-          deadline):
-    """The optimal blocks, or the best found with a valid upper bound.
-
-    Args:
-        z: The score matrix.
-        num_groups: The budget k.
-        allow_singletons, max_group_size: As `select_groups`.
-        incumbent: A feasible partition (bitmasks), e.g. the local search's.
-        deadline: A `Deadline`.
-
-    Returns:
-        `(blocks, total, upper bound, proven)`; the bound is None when the
-        deadline passed before the blocks were valued.
-    """
+def _fix(z, num_groups, allow_singletons, max_group_size, incumbent,
+         best_total, upper, pi, mu, deadline):
+    """Reduced-cost fixing over all 2^n blocks (see the module docstring)."""
     n = z.shape[0]
-    incumbent = list(incumbent)
     values = block_values(z, allow_singletons, max_group_size, deadline)
     if values is None:
-        total = sum(_solvers.mask_values(
-            z, np.asarray(incumbent, dtype=np.int64), allow_singletons,
-            max_group_size))
-        return incumbent, float(total), None, False
-    best_total = float(sum(values[m] for m in incumbent))
-    columns = set(incumbent)
-    columns.update(1 << t for t in range(n) if np.isfinite(values[1 << t]))
-    tolerance = 1e-9 * (1 + abs(best_total))
-    upper = np.inf
-    while True:
-        lp_value, _, pi, mu = _master(n, sorted(columns), values,
-                                      num_groups)
-        masks, costs = _best_reduced(values, pi, mu, n, _COLUMNS_PER_ROUND)
-        # A valid bound at every round: Σπ + kμ + k · max(0, max rc).
-        upper = min(upper, float(pi.sum() + num_groups * mu
-                                 + num_groups * max(0.0, costs[0])))
-        if costs[0] <= tolerance or deadline.passed():
-            break
-        columns.update(int(m) for m in masks[costs > tolerance])
-    if deadline.passed() and costs[0] > tolerance:
         return incumbent, best_total, upper, False
-    upper = min(upper, lp_value)
-    if upper <= best_total + tolerance:
-        return incumbent, best_total, best_total, True
-    candidates = _reduced_costs_at_least(values, pi, mu, n,
-                                         best_total - upper - tolerance)
+    tolerance = 1e-9 * (1 + abs(best_total))
+    threshold = best_total - upper - tolerance
+    kept = []
+    for masks in _chunks(2**n):
+        costs = values[masks] - _member_matrix(masks, n) @ pi - mu
+        kept.append(masks[np.isfinite(costs) & (costs >= threshold)])
+    candidates = np.concatenate(kept)
     if len(candidates) > _MAX_MILP_COLUMNS:
         return incumbent, best_total, upper, False
     blocks, total, milp_upper, proven = _milp(
-        n, candidates, values, num_groups, deadline)
+        sparse.csr_array(_member_matrix(candidates, n).T), candidates,
+        values[candidates], num_groups, deadline)
     if blocks is not None and total > best_total + tolerance:
         incumbent, best_total = blocks, total
     if proven:
@@ -182,9 +339,14 @@ def prove(z, num_groups, allow_singletons, max_group_size, incumbent,
         False)
 
 
-def _milp(n, masks, values, num_groups, deadline):
-    """Exact set partitioning over `masks`; `(blocks, total, bound, ok)`."""
-    members = sparse.csr_array(_member_matrix(masks, n).T)
+def _member_matrix(masks, n):
+    return ((masks[:, None] >> np.arange(n)) & 1).astype(np.float64)
+
+
+def _milp(members, masks, values, num_groups, deadline):
+    """Exact set partitioning over the blocks `masks` (tasks × blocks
+    membership `members`); `(blocks, total, bound, ok)`."""
+    n = members.shape[0]
     constraints = [
         optimize.LinearConstraint(members, np.ones(n), np.ones(n)),
         optimize.LinearConstraint(np.ones((1, len(masks))), 0, num_groups),
@@ -193,13 +355,13 @@ def _milp(n, masks, values, num_groups, deadline):
     left = deadline.left()
     if left is not None:
         options["time_limit"] = max(left, 0.01)
-    result = optimize.milp(-values[masks], constraints=constraints,
+    result = optimize.milp(-values, constraints=constraints,
                            integrality=np.ones(len(masks)),
                            bounds=optimize.Bounds(0, 1), options=options)
     if result.x is None:
         return None, -np.inf, np.inf, False
     chosen = [int(m) for m, x in zip(masks, result.x) if x > 0.5]
-    total = float(values[np.asarray(chosen, dtype=np.int64)].sum())
+    total = float(values[result.x > 0.5].sum())
     bound = (-float(result.mip_dual_bound)
              if getattr(result, "mip_dual_bound", None) is not None
              else np.inf)

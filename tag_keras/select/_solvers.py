@@ -159,6 +159,15 @@ def solve_partition_dp(n, values, num_groups, half_values=None):
     return blocks, total, halves
 
 
+def best_means(z):
+    """`[n − 1, n]`: row m − 2 holds t_a(m), the mean of the m − 1 largest
+    affinities onto each task a from the others (a group of m at best)."""
+    n = z.shape[0]
+    off = np.where(np.eye(n, dtype=bool), -np.inf, z)
+    ranked = -np.sort(-off, axis=0)  # ranked[i, a]: (i+1)-th best onto a
+    return np.cumsum(ranked[: n - 1], axis=0) / np.arange(1, n)[:, None]
+
+
 def size_upper_bound(z, num_groups, allow_singletons, max_group_size):
     """A valid upper bound on the summed objective, for any number of tasks.
 
@@ -170,12 +179,9 @@ def size_upper_bound(z, num_groups, allow_singletons, max_group_size):
     """
     n = z.shape[0]
     sizes = np.arange(1, min(max_group_size, n) + 1)
-    off = np.where(np.eye(n, dtype=bool), -np.inf, z)
-    ranked = -np.sort(-off, axis=0)  # ranked[i, a]: (i+1)-th best onto a
-    means = np.cumsum(ranked[: n - 1], axis=0) / np.arange(1, n)[:, None]
     best = np.empty((n, len(sizes)))  # best[a, m-1] = t_a(m)
     best[:, 0] = z.diagonal() if allow_singletons else -np.inf
-    best[:, 1:] = means[: len(sizes) - 1].T
+    best[:, 1:] = best_means(z)[: len(sizes) - 1].T
     usable = np.isfinite(best)
     num_y = n * len(sizes)
     # Variables: y[a, m] (flattened, only usable ones bounded above 0), z_m.

@@ -34,7 +34,8 @@ class Grouping:
         method: How the grouping was found: "dynamic_program" (exact),
             "separable" (budget of at least one group per task: exact, each
             task with its best group), "column_generation" (exact when
-            `optimal`), or "local_search".
+            `optimal`), or "local_search" (the bound is the size-aware
+            LP's).
         minimize: False for affinities (higher is better); True for losses
             (`select_groups_from_performance`).
         estimated: Tasks whose served score is a model's estimate, not a
@@ -217,8 +218,13 @@ def _normalized(z, tasks):
     return z / diagonal[None, :]
 
 
+#: Branch-and-bound nodes the proof may use beyond `max_proven_tasks` when
+#: no `time_limit` is given (a few seconds; equal on every machine).
+_DEFAULT_NODES = 100_000
+
+
 def _solve(z, num_groups, allow_singletons, max_size, max_exact_tasks,
-           max_proven_tasks, search_restarts, deadline, progress):
+           max_proven_tasks, search_restarts, time_limit, progress):
     """`(blocks, method, upper bound or None when exact)` for `z`."""
     n = len(z)
     if num_groups >= n:
@@ -227,35 +233,33 @@ def _solve(z, num_groups, allow_singletons, max_size, max_exact_tasks,
         values = _solvers.all_block_values(z, allow_singletons, max_size)
         blocks, _ = _solvers.solve_partition_dp(n, values, num_groups)
         return blocks, "dynamic_program", None
-
-    if n <= max_proven_tasks:
-        blocks, _ = _search.local_search(
-            z, num_groups, allow_singletons, max_size, search_restarts)
-        if progress is not None:
-            progress(f"column generation over {2**n - 1} blocks ...")
-        blocks, total, bound, proven = _columns.prove(
-            z, num_groups, allow_singletons, max_size, blocks, deadline)
-        if progress is not None:
-            bound_text = "none" if bound is None else f"{bound / n:.6g}"
-            progress(f"column generation: score {total / n:.6g}, bound "
-                     f"{bound_text}, {'proven' if proven else 'not proven'}")
-        if proven:
-            return blocks, "column_generation", None
-        if bound is None:  # Time ran out before the LP: the size bound.
-            bound = _solvers.size_upper_bound(
-                z, num_groups, allow_singletons, max_size)
-        return blocks, "column_generation", bound / n
-    bound = _solvers.size_upper_bound(
-        z, num_groups, allow_singletons, max_size) / n
+    deadline = _columns.Deadline(time_limit)
+    size_bound = _solvers.size_upper_bound(
+        z, num_groups, allow_singletons, max_size)
 
     def report(restart, best):
         progress(f"local search: restart {restart}, score {best / n:.6g}, "
-                 f"upper bound {bound:.6g}")
+                 f"upper bound {size_bound / n:.6g}")
 
     blocks, _ = _search.local_search(
         z, num_groups, allow_singletons, max_size, search_restarts,
-        deadline=deadline, progress=None if progress is None else report)
-    return blocks, "local_search", bound
+        progress=None if progress is None else report)
+    node_limit = None
+    if n > max_proven_tasks and time_limit is None:
+        node_limit = _DEFAULT_NODES
+    blocks, total, bound, proven = _columns.prove(
+        z, num_groups, allow_singletons, max_size, blocks, deadline,
+        node_limit=node_limit, max_enumerated_tasks=max_proven_tasks,
+        progress=progress)
+    if progress is not None:
+        bound_text = "none" if bound is None else f"{bound / n:.6g}"
+        progress(f"column generation: score {total / n:.6g}, bound "
+                 f"{bound_text}, {'proven' if proven else 'not proven'}")
+    if proven:
+        return blocks, "column_generation", None
+    if bound is None:  # No pricing round finished: the local search's.
+        return blocks, "local_search", size_bound / n
+    return blocks, "column_generation", min(bound, size_bound) / n
 
 
 def select_groups(
@@ -296,17 +300,21 @@ def select_groups(
     group serves form a block, blocks partition the tasks, and each of the
     2^n − 1 blocks is valued with its best helpers (one sort); a dynamic
     program over subsets then finds the best partition into at most k
-    blocks (about k·3^n/2 additions: 16 tasks take about a second). Up to
-    `max_proven_tasks` (24) the same set-partitioning problem is solved by
-    column generation with exact pricing over every block and reduced-cost
-    fixing into a MILP (`_columns`, HiGHS), from a local-search incumbent:
-    `optimal` is True when that proves it within `time_limit`, else
-    `upper_bound` is the LP bound reached. Beyond that, iterated local
-    search over partitions (for `search_restarts` restarts, or until
-    `time_limit`), and `upper_bound` comes from a size-aware LP relaxation
-    (each task served in a group of m tasks scores at most the mean of its
-    m − 1 largest incoming affinities); then `optimal` is False unless the
-    two meet.
+    blocks (about k·3^n/2 additions: 16 tasks take about a second).
+    Beyond, the same set-partitioning problem is solved by column
+    generation (`_columns`, HiGHS) from a local-search incumbent (iterated
+    local search, `search_restarts` restarts): pricing searches groups by
+    branch and bound (`_pricing`), never the 2^n blocks, and every finished
+    pricing round proves a bound (the incumbent is `optimal` once the bound
+    meets it). Up to `max_proven_tasks` (24) it runs to the proof, with
+    reduced-cost fixing over all 2^n blocks if the LP leaves a gap; beyond,
+    it runs until `time_limit`, or without one for a fixed number of
+    branch-and-bound nodes (a few seconds, the same on every machine), and
+    `upper_bound` is the best bound proven: that of the column
+    generation, or of a size-aware LP relaxation (each task served in a
+    group of m tasks scores at most the mean of its m − 1 largest incoming
+    affinities) when it is lower or no pricing round finished (`method`
+    is then "local_search").
 
     Ties are broken deterministically: equal input gives equal output (the
     dynamic program keeps the first maximum in bitmask order, see
@@ -326,13 +334,14 @@ def select_groups(
         allow_singletons: Allow one-task groups, scored by self-affinity.
         max_group_size: Optional largest number of tasks in a group.
         max_exact_tasks: Largest task count solved by the dynamic program.
-        max_proven_tasks: Largest task count solved by column generation.
+        max_proven_tasks: Largest task count whose proof runs to the end
+            when there is no `time_limit`.
         search_restarts: Restarts of the local search (large task counts)
             when there is no `time_limit`.
         time_limit: None, or seconds the search may use (beyond the
-            dynamic program): the local search restarts until then and the
-            proof stops then, returning the best grouping and bound found,
-            with `optimal` and `upper_bound` true to what was proven.
+            dynamic program): the proof stops then, returning the best
+            grouping and bound found, with `optimal` and `upper_bound` true
+            to what was proven.
         progress: None, or a callable receiving one-line progress messages
             (current score and bound) during long searches.
 
@@ -367,8 +376,7 @@ def select_groups(
         z = _normalized(z, tasks)
     blocks, method, bound = _solve(
         z, num_groups, allow_singletons, max_size, max_exact_tasks,
-        max_proven_tasks, search_restarts, _columns.Deadline(time_limit),
-        progress)
+        max_proven_tasks, search_restarts, time_limit, progress)
 
     def block_group(mask):
         members = np.array([(mask >> t) & 1 for t in range(n)], bool)

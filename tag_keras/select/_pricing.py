@@ -1,0 +1,214 @@
+r"""Pricing for column generation without enumerating the 2^n blocks.
+
+In the set-partitioning LP of `_columns`, a block S has reduced cost
+rc(S) = f(S) − π(S) − μ. Since f(S) is a maximum over the groups G ⊇ S
+and the members of G outside S only help,
+
+    max_S rc(S) = max_G P(G) − μ,   P(G) = Σ_{a ∈ G} (s(a, G) − π_a)^+,
+
+with s(a, G) the mean affinity onto a from the rest of G: a group earns
+what each member gains over its price, and the block it offers is the set
+of members that gain. Pricing is therefore a search over groups, done
+here twice:
+
+- `greedy`: from every task, grow a group one task at a time by the
+  largest gain in P; cheap, finds most improving columns, proves nothing.
+- `best_groups`: exact branch and bound over groups of each size m.
+  A node fixes some tasks as served (in S), some as helpers (in G, not
+  served) and some as out, and leaves r = m − |S ∪ H| members to choose
+  from the free tasks F. With w = 1/(m − 1) and c_a = (m − 1)π_a, any
+  completion scores at most
+
+      w · [ Σ_{a ∈ S} (Σ_{b ∈ S∪H, b≠a} z[b, a] − c_a)
+            + top-r over b ∈ F of ( Σ_{a ∈ S} z[b, a] + g_b ) ],
+
+  g_b = (Σ_{c ∈ S∪H} z[c, b] + top-(r−1) over F∖b of z[·, b] − c_b)^+:
+  each new member adds its affinity onto the served tasks (exact: the r
+  new members are common to all of them) and, if it is served itself,
+  at most its best case. Nodes whose bound cannot beat the threshold are
+  cut, so a finished search proves max_G P(G) <= threshold; a stopped one
+  still returns a valid upper bound (the largest bound left open).
+
+Pure NumPy.
+"""
+
+import numpy as np
+
+#: Nodes between two checks of the stop condition.
+_CHECK_EVERY = 128
+
+
+def gains(z, pi, group):
+    """`(P(G), served)`: the group's total gain and the members that gain."""
+    group = np.asarray(group)
+    if len(group) == 1:
+        gain = np.array([z[group[0], group[0]] - pi[group[0]]])
+    else:
+        incoming = z[np.ix_(group, group)].sum(axis=0) - z[group, group]
+        gain = incoming / (len(group) - 1) - pi[group]
+    served = group[gain > 0]
+    return float(gain[gain > 0].sum()), served
+
+
+def greedy(z, pi, max_size, allow_singletons):
+    """Served sets of the groups met growing a group from every task.
+
+    Each step adds the task that most increases P; every group met is
+    offered. Returns `[(P(G), served indices)]` with P(G) > 0.
+    """
+    n = len(z)
+    off = z - np.diag(z.diagonal())
+    found = {}
+
+    def offer(gain, served):
+        if gain > 0:
+            key = tuple(int(t) for t in served)
+            found[key] = max(found.get(key, -np.inf), gain)
+
+    for seed in range(n):
+        if allow_singletons:
+            offer(*gains(z, pi, [seed]))
+        group = [seed]
+        inside = np.zeros(n, bool)
+        inside[seed] = True
+        incoming = off[seed].copy()  # incoming[a] = Σ_{b ∈ G} z[b, a]
+        while len(group) < max_size:
+            size = len(group)  # The grown group has size + 1 members.
+            members = np.array(group)
+            # Gain of the current members once t joins, for every t.
+            joined = (incoming[members][None, :] + off[:, members]) / size
+            total = np.maximum(joined - pi[members], 0.0).sum(axis=1)
+            total += np.maximum(incoming / size - pi, 0.0)
+            total[inside] = -np.inf
+            task = int(np.argmax(total))
+            gain = np.append(joined[task] - pi[members],
+                             incoming[task] / size - pi[task])
+            group.append(task)
+            inside[task] = True
+            incoming += off[task]
+            offer(total[task], np.array(group)[gain > 0])
+    return [(gain, np.array(key)) for key, gain in found.items()]
+
+
+class _SizeSearch:
+    """Branch and bound over the groups of exactly `size` tasks."""
+
+    def __init__(self, z, pi, size):
+        self.z = z
+        self.size = size
+        self.weight = 1.0 / (size - 1)
+        self.price = pi * (size - 1)
+        self.diagonal = z.diagonal()
+        self.no_self = z.copy()
+        np.fill_diagonal(self.no_self, -np.inf)
+
+    def bound(self, chosen, free):
+        """`(bound on P, per-free-task score)` for an inner node.
+
+        `chosen` and `free` are index arrays, with 0 < r < len(free) new
+        members still to choose. The score of a free task is what it adds
+        to the bound if chosen.
+        """
+        z = self.z
+        left = self.size - len(chosen)
+        onto = z[chosen].sum(axis=0)  # Σ_{b ∈ I} z[b, ·]
+        # A chosen task's gain x = base + Σ_{b ∈ R} z[b, a] lies in
+        # [low, high] over the r new members R; (x)^+ is convex, so it is
+        # at most the chord through (low, low^+) and (high, high^+).
+        base = onto[chosen] - self.diagonal[chosen] - self.price[chosen]
+        cross = z[free][:, chosen]
+        ranked = np.sort(cross, axis=0)
+        low = base + ranked[:left].sum(axis=0)
+        high = base + ranked[len(free) - left:].sum(axis=0)
+        middle = (low < 0) & (high > 0)
+        slope = np.where(middle, high / np.where(middle, high - low, 1.0),
+                         (low >= 0).astype(float))
+        total = slope @ (base - np.where(middle, low, 0.0))
+        # A new member b adds its (chord-weighted) affinity onto the
+        # chosen tasks and, served itself, at most its best case.
+        alone = 0.0
+        if left >= 2:
+            incoming = np.sort(self.no_self[free][:, free], axis=0)
+            alone = incoming[len(free) - left + 1:].sum(axis=0)
+        own = np.maximum(onto[free] + alone - self.price[free], 0.0)
+        score = cross @ slope + own
+        total += np.sort(score)[len(free) - left:].sum()
+        return self.weight * total, score
+
+
+def best_groups(z, pi, threshold, max_size, allow_singletons, stop,
+                limit=None, bar=None):
+    """Groups with P(G) > threshold, and a proven bound on max_G P(G).
+
+    Args:
+        z: The score matrix.
+        pi: Task prices (the LP's duals).
+        threshold: Only groups above it are wanted (μ plus a tolerance).
+        max_size: Largest group size.
+        allow_singletons: Whether one-task groups exist.
+        stop: Callable, True when the search must stop (checked every
+            `_CHECK_EVERY` nodes).
+        limit: Optional largest number of nodes.
+        bar: Optional value >= `threshold`: nodes that cannot beat it are
+            cut, so the search is faster and proves only max_G P(G) <=
+            max(bar, the best found).
+
+    Returns:
+        `(found, upper, complete, nodes)`: `found` as `[(P(G), served
+        indices)]` for groups above `threshold` met on the way (sizes are
+        searched from the most promising root down, each raising the bar
+        to the best found), `upper` >= max_G P(G), `complete` whether the
+        search finished.
+    """
+    n = len(z)
+    found = []
+    best = threshold if bar is None else max(bar, threshold)
+    open_bound = -np.inf
+    nodes = 0
+    stopped = False
+    if allow_singletons:
+        for task in range(n):
+            gain, served = gains(z, pi, [task])
+            if gain > threshold and len(served):
+                found.append((gain, served))
+            best = max(best, gain)
+    empty = np.zeros(0, dtype=np.int64)
+    everyone = np.arange(n)
+    searches = []
+    for size in range(2, min(max_size, n) + 1):
+        search = _SizeSearch(z, pi, size)
+        searches.append((search.bound(empty, everyone)[0], size,
+                         search))
+    searches.sort(key=lambda entry: -entry[0])
+    for root, size, search in searches:
+        if root <= best:
+            continue
+        if stopped:
+            open_bound = max(open_bound, root)
+            continue
+        stack = [(empty, everyone)]
+        while stack:
+            chosen, free = stack.pop()
+            nodes += 1
+            if nodes % _CHECK_EVERY == 1 and (
+                    stop() or (limit is not None and nodes >= limit)):
+                stopped = True
+                for node in [(chosen, free)] + stack:
+                    open_bound = max(open_bound, search.bound(*node)[0])
+                break
+            left = size - len(chosen)
+            if left == 0 or left == len(free):
+                group = np.concatenate([chosen] + ([free] if left else []))
+                gain, members = gains(z, pi, group)
+                if gain > threshold and len(members):
+                    found.append((gain, members))
+                best = max(best, gain)
+                continue
+            value, score = search.bound(chosen, free)
+            if value <= best:
+                continue
+            pick = int(np.argmax(score))
+            rest = np.delete(free, pick)
+            stack.append((chosen, rest))  # Out, explored second.
+            stack.append((np.append(chosen, free[pick]), rest))
+    return found, max(best, open_bound), not stopped, nodes
