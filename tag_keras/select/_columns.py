@@ -84,7 +84,7 @@ class _Columns:
             mask = int(mask)
             if mask in self._known:
                 continue
-            members = np.array([(mask >> t) & 1 for t in range(n)], bool)
+            members = _solvers.mask_members(mask, n)
             value = _solvers.block_value(self._z, members, *self._options)[0]
             if np.isfinite(value):
                 self._known.add(mask)

@@ -93,14 +93,13 @@ def greedy(z, pi, max_size, allow_singletons):
 class _SizeSearch:
     """Branch and bound over the groups of exactly `size` tasks."""
 
-    def __init__(self, z, pi, size):
+    def __init__(self, z, no_self, pi, size):
         self.z = z
+        self.no_self = no_self  # z with -inf on the diagonal.
         self.size = size
         self.weight = 1.0 / (size - 1)
         self.price = pi * (size - 1)
         self.diagonal = z.diagonal()
-        self.no_self = z.copy()
-        np.fill_diagonal(self.no_self, -np.inf)
 
     def bound(self, chosen, free):
         """`(bound on P, per-free-task score)` for an inner node.
@@ -174,9 +173,11 @@ def best_groups(z, pi, threshold, max_size, allow_singletons, stop,
             best = max(best, gain)
     empty = np.zeros(0, dtype=np.int64)
     everyone = np.arange(n)
+    no_self = z.copy()
+    np.fill_diagonal(no_self, -np.inf)
     searches = []
     for size in range(2, min(max_size, n) + 1):
-        search = _SizeSearch(z, pi, size)
+        search = _SizeSearch(z, no_self, pi, size)
         searches.append((search.bound(empty, everyone)[0], size,
                          search))
     searches.sort(key=lambda entry: -entry[0])

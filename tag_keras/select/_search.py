@@ -26,12 +26,9 @@ class _Blocks:
 
     def value(self, mask):
         if mask not in self._cache:
-            members = np.array(
-                [(mask >> t) & 1 for t in range(self._z.shape[0])], bool
-            )
             self._cache[mask] = _solvers.block_value(
-                self._z, members, self._allow_singletons, self._max_group_size
-            )[0]
+                self._z, _solvers.mask_members(mask, self._z.shape[0]),
+                self._allow_singletons, self._max_group_size)[0]
         return self._cache[mask]
 
 
@@ -115,14 +112,12 @@ def _random_labels(rng, n, num_blocks):
 
 def local_search(
     z, num_groups, allow_singletons, max_group_size, restarts=16, seed=0,
-    deadline=None, progress=None,
+    progress=None,
 ):
     """Returns `(blocks as bitmasks, summed objective)` of the best labelling.
 
-    Runs `restarts` restarts, or, given a `deadline`
-    (`_columns.Deadline`) with a limit, restarts until it passes (at
-    least one labelling is always improved). `progress(restart, best)` is
-    called after each restart when given.
+    Improves a greedy start, then runs `restarts` restarts.
+    `progress(restart, best)` is called after each restart when given.
 
     Only labellings whose blocks have at most `max_group_size` tasks are
     visited (moves that break the limit are worth -inf), so a feasible start
@@ -137,13 +132,7 @@ def local_search(
     if start is None:
         start = _random_labels(rng, n, num_blocks)
     best_labels, best = _improve(blocks, start, num_blocks)
-    timed = deadline is not None and deadline.left() is not None
-    restart = -1
-    while True:
-        restart += 1
-        if (timed and deadline.passed()) or (not timed
-                                               and restart >= restarts):
-            break
+    for restart in range(restarts):
         if restart % 2 == 0:
             start = _random_labels(rng, n, num_blocks)
         else:  # Perturb the best: relabel a quarter of the tasks.

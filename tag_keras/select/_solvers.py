@@ -20,6 +20,11 @@ from scipy import optimize
 from scipy import sparse
 
 
+def mask_members(mask, n):
+    """The boolean membership of the n tasks in the bitmask `mask`."""
+    return np.array([(mask >> t) & 1 for t in range(n)], bool)
+
+
 def block_value(z, members, allow_singletons, max_group_size):
     """Returns `(f(S), helpers)` for the block `S` given as a boolean mask.
 

@@ -379,7 +379,7 @@ def select_groups(
         max_proven_tasks, search_restarts, time_limit, progress)
 
     def block_group(mask):
-        members = np.array([(mask >> t) & 1 for t in range(n)], bool)
+        members = _solvers.mask_members(mask, n)
         helpers = _solvers.block_value(
             z, members, allow_singletons, max_size
         )[1]
