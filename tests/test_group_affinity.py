@@ -187,3 +187,100 @@ def test_tag_select_reads_a_group_affinity_file(tmp_path):
     assert "sources='a|'" in done.stderr
     done = _tag_select(f"--group_affinity={path}", "--stability=20")
     assert done.returncode == 1 and "--stability" in done.stderr
+
+
+def _sources_frame(n, seed, extra):
+    """Clustered group affinities of n tasks: every single source, the
+    all-task one and `extra` random groups, each measured onto every
+    target (as `AffinityLogger` writes them)."""
+    rng = np.random.default_rng(seed)
+    tasks = [f"t{i}" for i in range(n)]
+    cluster = rng.integers(0, 3, n)
+    sources = [(b,) for b in range(n)] + [tuple(range(n))]
+    sources += [tuple(sorted(rng.choice(n, int(rng.integers(2, n)),
+                                        replace=False)))
+                for _ in range(extra)]
+    shared = rng.normal(0.2, 0.1, n)
+    rows = []
+    for source in dict.fromkeys(sources):
+        for a in range(n):
+            pulls = [(0.15 if cluster[b] == cluster[a] else -0.1)
+                     + rng.normal(0.0, 0.05) for b in source if b != a]
+            rows.append({"sources": "|".join(tasks[b] for b in source),
+                         "target": tasks[a], "affinity": shared[a]
+                         + sum(pulls) / max(1.0, len(pulls)) ** 0.5})
+    return pd.DataFrame(rows)
+
+
+def _check_served(result, frame):
+    """Scores are the measured value or the surrogate's, flagged so."""
+    tasks, measured = group_lib.parse(frame)
+    offset, z, _ = group_lib._fit(tasks, measured)
+    for task, index in result.serve.items():
+        a = tasks.index(task)
+        group = [tasks.index(t) for t in result.groups[index]]
+        source = sum(1 << b for b in group if b != a) or 1 << a
+        if (source, a) in measured:  # A singleton: Z(a→a).
+            expected = measured[(source, a)]
+        else:
+            expected = offset[a] + sum(z[b, a] for b in group if b != a)
+        assert result.task_scores[task] == pytest.approx(expected)
+        assert (task in result.estimated) == ((source, a) not in measured)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_column_generation_proves_the_tables_optimum(seed, monkeypatch):
+    frame = _sources_frame(9, seed, extra=6)
+    cases = [(1, {}), (2, {}), (3, {"allow_singletons": True}),
+             (4, {"max_group_size": 4})]
+    exact = [tag_keras.select_groups_from_group_affinity(frame, k, **options)
+             for k, options in cases]
+    monkeypatch.setattr(group_lib, "MAX_TASKS", 2)
+    for (k, options), table in zip(cases, exact):
+        result = tag_keras.select_groups_from_group_affinity(frame, k,
+                                                             **options)
+        assert table.method == "dynamic_program"
+        assert result.method == "column_generation"
+        assert result.optimal and result.gap == 0.0
+        assert result.score == pytest.approx(table.score, abs=1e-12)
+        assert len(result.groups) <= k
+        _check_served(result, frame)
+
+
+def test_beyond_the_table_bounds_hold_and_time_limits_are_kept():
+    import time
+
+    from tag_keras.select import _search
+
+    frame = _sources_frame(30, 3, extra=10)
+    messages = []
+    start = time.perf_counter()
+    result = tag_keras.select_groups_from_group_affinity(
+        frame, 3, time_limit=1.0, progress=messages.append)
+    assert time.perf_counter() - start < 1.0 + 1.0
+    assert result.upper_bound >= result.score
+    assert messages[-1].startswith(
+        f"column generation: score {result.score:.6g}, bound ")
+    _check_served(result, frame)
+    tasks, measured = group_lib.parse(frame)
+    scores = group_lib._objective(tasks, measured, False, 30)
+    for seed in (1, 2):
+        _, other = _search.local_search(scores, 3, restarts=2, seed=seed)
+        assert result.upper_bound >= other / 30 - 1e-12
+    proven = tag_keras.select_groups_from_group_affinity(frame, 3)
+    assert proven.optimal and proven.method == "column_generation"
+    assert proven.score >= result.score - 1e-12
+    assert proven.score <= result.upper_bound + 1e-12
+    with pytest.raises(ValueError, match="Received: time_limit=0"):
+        tag_keras.select_groups_from_group_affinity(frame, 3, time_limit=0)
+
+
+def test_tag_select_searches_beyond_the_table(tmp_path):
+    path = tmp_path / "group_affinity.csv"
+    _sources_frame(16, 4, extra=4).to_csv(path, index=False)
+    done = _tag_select(f"--group_affinity={path}", "--num_groups=2",
+                       "--time_limit=30", "--progress")
+    assert done.returncode == 0, done.stderr
+    assert "[column_generation]" in done.stdout
+    assert "proven optimal" in done.stdout
+    assert "column generation: score" in done.stderr

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tag_keras.select import _scores
 from tag_keras.select import grouping
 
 
@@ -349,7 +350,7 @@ def _optimum_and_poor_start(n, k, seed):
     from tag_keras.select import _solvers
 
     z = _random(n, seed, "negative")
-    values = _solvers.all_block_values(z, False, n)
+    values = _scores.Scores(z, n).all_block_values()
     _, optimum = _solvers.solve_partition_dp(n, values, k)
     labels = np.random.default_rng(seed).permutation(n) % k
     start = [sum(1 << t for t in range(n) if labels[t] == b)
@@ -364,7 +365,7 @@ def test_reduced_cost_fixing_finds_the_optimum_from_a_poor_start():
         n, k = 11, 3
         z, optimum, start = _optimum_and_poor_start(n, k, seed)
         blocks, total, bound, proven = _columns.prove(
-            z, k, False, n, start, _columns.Deadline(None))
+            _scores.Scores(z, n), k, start, _columns.Deadline(None))
         assert proven and total == pytest.approx(optimum, abs=1e-9)
         assert sorted(blocks) == sorted(set(blocks))
         assert sum(blocks) == 2**n - 1 and len(blocks) <= k
@@ -434,7 +435,7 @@ def test_the_bound_after_any_pricing_round_is_valid():
         for checks in (1, 3, 10, 30, 100):
             # A check per pricing round and every 128 search nodes.
             blocks, total, bound, proven = _columns.prove(
-                z, k, False, n, start, _StopAfter(checks))
+                _scores.Scores(z, n), k, start, _StopAfter(checks))
             assert total <= optimum + 1e-9
             assert sum(blocks) == 2**n - 1 and len(blocks) <= k
             if bound is not None:
@@ -442,8 +443,8 @@ def test_the_bound_after_any_pricing_round_is_valid():
                 assert bound >= optimum - 1e-9
                 assert bound >= total - 1e-9
     assert bounds >= 8
-    incumbent, _ = _search.local_search(z, k, False, n)
-    _, _, bound, proven = _columns.prove(z, k, False, n, incumbent,
+    incumbent, _ = _search.local_search(_scores.Scores(z, n), k)
+    _, _, bound, proven = _columns.prove(_scores.Scores(z, n), k, incumbent,
                                          _StopAfter(0))
     assert bound is None and not proven
 
@@ -456,8 +457,8 @@ def test_bounds_beyond_the_proof_are_never_below_another_search():
         result = grouping.select_groups(_frame(z), k, time_limit=2.0)
         _check_valid(result, z, k)
         for seed in (1, 2, 3):
-            _, other = _search.local_search(z, k, False, n, restarts=4,
-                                            seed=seed)
+            _, other = _search.local_search(_scores.Scores(z, n), k,
+                                            restarts=4, seed=seed)
             assert result.upper_bound >= other / n - 1e-12
         assert result.optimal == (result.upper_bound == result.score)
 

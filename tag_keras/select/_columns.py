@@ -34,7 +34,7 @@ from scipy import optimize
 from scipy import sparse
 
 from tag_keras.select import _pricing
-from tag_keras.select import _solvers
+from tag_keras.select import _scores
 
 #: Masks per chunk when valuing and pricing blocks.
 _CHUNK = 1 << 16
@@ -72,23 +72,21 @@ class Deadline:
 class _Columns:
     """The blocks of the restricted master, as bitmasks with their values."""
 
-    def __init__(self, z, allow_singletons, max_group_size):
-        self._z = z
-        self._options = (allow_singletons, max_group_size)
+    def __init__(self, scores):
+        self._scores = scores
         self.masks, self.values, self._known = [], [], set()
         self._rows, self._cols = [], []
 
     def add(self, masks):
-        n = self._z.shape[0]
         for mask in masks:
             mask = int(mask)
             if mask in self._known:
                 continue
-            members = _solvers.mask_members(mask, n)
-            value = _solvers.block_value(self._z, members, *self._options)[0]
+            value = self._scores.block_value(mask)[0]
             if np.isfinite(value):
                 self._known.add(mask)
-                tasks = np.flatnonzero(members)
+                tasks = np.flatnonzero(
+                    _scores.mask_members(mask, self._scores.n))
                 self._rows.extend(tasks)
                 self._cols.extend([len(self.masks)] * len(tasks))
                 self.masks.append(mask)
@@ -101,11 +99,7 @@ class _Columns:
         """The tasks × blocks membership matrix (sparse)."""
         return sparse.csr_array(
             (np.ones(len(self._rows)), (self._rows, self._cols)),
-            shape=(self._z.shape[0], len(self.masks)))
-
-
-def _mask(tasks):
-    return sum(1 << int(t) for t in tasks)
+            shape=(self._scores.n, len(self.masks)))
 
 
 def _master(columns, num_groups):
@@ -123,8 +117,7 @@ def _master(columns, num_groups):
     return -float(result.fun), pi, mu
 
 
-def _steady_duals(z, columns, budget, value, allow_singletons,
-                  max_group_size):
+def _steady_duals(scores, columns, budget, value):
     r"""Optimal duals of the restricted master that price most steadily.
 
     Once the restricted LP sits at the incumbent, its optimal duals form a
@@ -132,14 +125,15 @@ def _steady_duals(z, columns, budget, value, allow_singletons,
     (HiGHS's answer) can leave blocks of every size looking profitable,
     and greedy pricing then cycles on degenerate columns. This LP picks,
     on the face Σπ + kμ <= value, π(S) + μ >= f(S) for the blocks met,
-    the duals minimising τ >= (the root bound of `_pricing.best_groups`
-    for every group size) − μ: with t_a(m) from `_solvers.best_means`,
+    the duals minimising τ >= (a bound like `_pricing.best_groups`'s root
+    for every group size) − μ: with t_a(m) from `Scores.best_by_size`,
     root_m = top-m of (t_a(m) − π_a)^+ = min_{s >= 0} m s + Σ_a (t_a(m)
     − π_a − s)^+. Returns `(π, μ)`, or None if HiGHS fails.
     """
-    n = z.shape[0]
-    sizes = np.arange(2, min(max_group_size, n) + 1)
-    means = _solvers.best_means(z)[sizes - 2]           # sizes × n
+    n = scores.n
+    best = scores.best_by_size()
+    sizes = np.arange(2, best.shape[1] + 1)
+    means = best[:, 1:].T                                # sizes × n
     count = len(sizes)
     # Variables: π (n), μ, τ, s (count), e (count × n, row-major).
     num = n + 2 + count + count * n
@@ -171,14 +165,15 @@ def _steady_duals(z, columns, budget, value, allow_singletons,
                             np.arange(count), np.arange(count)])
     rows.append(sparse.csr_array((data, (owner, cols)), shape=(count, num)))
     bounds.append(np.zeros(count))
-    if allow_singletons:  # z_aa − π_a − μ <= τ.
+    if scores.allow_singletons:  # s(a, {a}) − π_a − μ <= τ.
+        usable = np.flatnonzero(np.isfinite(scores.singles))
         single = sparse.csr_array(
             (np.concatenate([-np.ones(n), -np.ones(n), -np.ones(n)]),
              (np.tile(np.arange(n), 3),
               np.concatenate([np.arange(n), np.full(n, mu),
                               np.full(n, tau)]))), shape=(n, num))
-        rows.append(single)
-        bounds.append(-z.diagonal())
+        rows.append(single[usable])
+        bounds.append(-scores.singles[usable])
     objective = np.zeros(num)
     objective[tau] = 1.0
     limits = ([(None, None)] * n + [(0, None), (None, None)]
@@ -194,26 +189,26 @@ def _steady_duals(z, columns, budget, value, allow_singletons,
 def _improving(found, mu, tolerance):
     """Masks of the best found served sets with rc > tolerance."""
     ranked = sorted(found, key=lambda entry: -entry[0])
-    return [_mask(served) for gain, served in ranked[:_COLUMNS_PER_ROUND]
+    return [_scores.to_mask(served)
+            for gain, served in ranked[:_COLUMNS_PER_ROUND]
             if gain - mu > tolerance]
 
 
-def prove(z, num_groups, allow_singletons, max_group_size, incumbent,
-          deadline, node_limit=None, max_enumerated_tasks=24,
-          progress=None):
+def prove(scores, num_groups, incumbent, deadline, node_limit=None,
+          max_enumerated_tasks=24, progress=None):
     """The optimal blocks, or the best found with a valid upper bound.
 
     Args:
-        z: The score matrix.
+        scores: The problem's `_scores.Scores`.
         num_groups: The budget k.
-        allow_singletons, max_group_size: As `select_groups`.
         incumbent: A feasible partition (bitmasks), e.g. the local search's.
         deadline: A `Deadline` (or anything with its three methods).
         node_limit: Optional largest number of branch-and-bound nodes in
             all, for a search that stops at the same point on every
             machine.
         max_enumerated_tasks: Up to this many tasks, reduced-cost fixing
-            over all 2^n blocks may close a gap the LP leaves.
+            over all 2^n blocks may close a gap the LP leaves (only where
+            `scores.exact_blocks`: it needs every f(S) exactly).
         progress: None, or a callable receiving one-line messages.
 
     Returns:
@@ -221,8 +216,8 @@ def prove(z, num_groups, allow_singletons, max_group_size, incumbent,
         exact pricing round finished or stopped with a bound before the
         deadline.
     """
-    n = z.shape[0]
-    columns = _Columns(z, allow_singletons, max_group_size)
+    n = scores.n
+    columns = _Columns(scores)
     columns.add(incumbent)
     columns.add(1 << t for t in range(n))
     columns.add((1 << a) | (1 << b) for a in range(n) for b in range(a + 1, n))
@@ -237,11 +232,10 @@ def prove(z, num_groups, allow_singletons, max_group_size, incumbent,
     while not pricing.passed():
         lp_value, pi, mu = _master(columns, num_groups)
         if lp_value <= best_total + tolerance:  # Only the proof is left.
-            steady = _steady_duals(z, columns, budget, lp_value,
-                                   allow_singletons, max_group_size)
+            steady = _steady_duals(scores, columns, budget, lp_value)
             if steady is not None:
                 pi, mu = steady
-        found = _pricing.greedy(z, pi, max_group_size, allow_singletons)
+        found = _pricing.greedy(scores, pi)
         new = _improving(found, mu, tolerance)
         if new:
             columns.add(new)
@@ -253,8 +247,7 @@ def prove(z, num_groups, allow_singletons, max_group_size, incumbent,
         # cent above the incumbent and drops after each finished search.
         bar = mu + max(tolerance, gap * abs(best_total) / budget)
         found, most, complete, spent = _pricing.best_groups(
-            z, pi, mu + tolerance, max_group_size, allow_singletons,
-            pricing.passed, left, bar)
+            scores, pi, mu + tolerance, pricing.passed, left, bar)
         nodes += spent
         bound = float(pi.sum() + budget * mu
                       + budget * max(0.0, most - mu))
@@ -284,24 +277,23 @@ def prove(z, num_groups, allow_singletons, max_group_size, incumbent,
         tolerance = 1e-9 * (1 + abs(best_total))
     if upper is not None and upper <= best_total + tolerance:
         return incumbent, best_total, best_total, True
-    if not lp_optimal or n > max_enumerated_tasks or deadline.passed():
+    if (not lp_optimal or n > max_enumerated_tasks or deadline.passed()
+            or not scores.exact_blocks):
         return incumbent, best_total, upper, False
-    return _fix(z, num_groups, allow_singletons, max_group_size, incumbent,
-                best_total, upper, pi, mu, deadline)
+    return _fix(scores, num_groups, incumbent, best_total, upper, pi, mu,
+                deadline)
 
 
-def block_values(z, allow_singletons, max_group_size, deadline=None):
-    """f(S) for every bitmask S (as `_solvers.all_block_values`), chunked.
+def block_values(scores, deadline=None):
+    """f(S) for every bitmask S (as `Scores.all_block_values`), chunked.
 
     None if `deadline` passes first.
     """
-    n = z.shape[0]
-    values = np.empty(2**n)
-    for masks in _chunks(2**n):
+    values = np.empty(2**scores.n)
+    for masks in _chunks(2**scores.n):
         if deadline is not None and deadline.passed():
             return None
-        values[masks] = _solvers.mask_values(z, masks, allow_singletons,
-                                             max_group_size)
+        values[masks] = scores.block_values(masks)
     values[0] = -np.inf
     return values
 
@@ -312,11 +304,11 @@ def _chunks(size):
         yield np.arange(start, min(start + _CHUNK, size), dtype=np.int64)
 
 
-def _fix(z, num_groups, allow_singletons, max_group_size, incumbent,
-         best_total, upper, pi, mu, deadline):
+def _fix(scores, num_groups, incumbent, best_total, upper, pi, mu,
+         deadline):
     """Reduced-cost fixing over all 2^n blocks (see the module docstring)."""
-    n = z.shape[0]
-    values = block_values(z, allow_singletons, max_group_size, deadline)
+    n = scores.n
+    values = block_values(scores, deadline)
     if values is None:
         return incumbent, best_total, upper, False
     tolerance = 1e-9 * (1 + abs(best_total))

@@ -6,26 +6,31 @@ and the members of G outside S only help,
 
     max_S rc(S) = max_G P(G) − μ,   P(G) = Σ_{a ∈ G} (s(a, G) − π_a)^+,
 
-with s(a, G) the mean affinity onto a from the rest of G: a group earns
+with s(a, G) the task's score in the group (`_scores`): a group earns
 what each member gains over its price, and the block it offers is the set
 of members that gain. Pricing is therefore a search over groups, done
 here twice:
 
 - `greedy`: from every task, grow a group one task at a time by the
   largest gain in P; cheap, finds most improving columns, proves nothing.
-- `best_groups`: exact branch and bound over groups of each size m.
-  A node fixes some tasks as served (in S), some as helpers (in G, not
-  served) and some as out, and leaves r = m − |S ∪ H| members to choose
-  from the free tasks F. With w = 1/(m − 1) and c_a = (m − 1)π_a, any
-  completion scores at most
+- `best_groups`: exact branch and bound over groups of each size m, on
+  the form s(a, G) = o_a + w Σ_{b ∈ G∖a} z[b, a] (w = w(m)). A node
+  fixes some tasks as chosen (I) and some as out, and leaves r new
+  members to choose from the free tasks F. With p_a = (π_a − o_a)/w, a
+  chosen task's gain is w (x_a)^+, x_a = Σ_{b ∈ I∖a} z[b, a] − p_a
+  + Σ_{b ∈ R} z[b, a] over the new members R; (x)^+ is convex, so on the
+  range [low, high] x_a takes over every R it is at most the chord
+  λ_a x_a + κ_a, linear in R. Any completion thus scores at most
 
-      w · [ Σ_{a ∈ S} (Σ_{b ∈ S∪H, b≠a} z[b, a] − c_a)
-            + top-r over b ∈ F of ( Σ_{a ∈ S} z[b, a] + g_b ) ],
+      w · [ Σ_{a ∈ I} (λ_a x⁰_a + κ_a)
+            + top-r over b ∈ F of ( Σ_{a ∈ I} λ_a z[b, a] + g_b ) ],
 
-  g_b = (Σ_{c ∈ S∪H} z[c, b] + top-(r−1) over F∖b of z[·, b] − c_b)^+:
-  each new member adds its affinity onto the served tasks (exact: the r
-  new members are common to all of them) and, if it is served itself,
-  at most its best case. Nodes whose bound cannot beat the threshold are
+  g_b = (Σ_{c ∈ I} z[c, b] + top-(r−1) over F∖b of z[·, b] − p_b)^+:
+  each new member adds its chord-weighted affinity onto the chosen tasks
+  (the r new members are common to all of them) and, served itself, at
+  most its best case. Leaves are valued truly (`Scores.gains`), and
+  special groups, whose measured scores the form does not bound, are
+  valued one by one. Nodes whose bound cannot beat the threshold are
   cut, so a finished search proves max_G P(G) <= threshold; a stopped one
   still returns a valid upper bound (the largest bound left open).
 
@@ -38,25 +43,14 @@ import numpy as np
 _CHECK_EVERY = 128
 
 
-def gains(z, pi, group):
-    """`(P(G), served)`: the group's total gain and the members that gain."""
-    group = np.asarray(group)
-    if len(group) == 1:
-        gain = np.array([z[group[0], group[0]] - pi[group[0]]])
-    else:
-        incoming = z[np.ix_(group, group)].sum(axis=0) - z[group, group]
-        gain = incoming / (len(group) - 1) - pi[group]
-    served = group[gain > 0]
-    return float(gain[gain > 0].sum()), served
-
-
-def greedy(z, pi, max_size, allow_singletons):
+def greedy(scores, pi):
     """Served sets of the groups met growing a group from every task.
 
-    Each step adds the task that most increases P; every group met is
-    offered. Returns `[(P(G), served indices)]` with P(G) > 0.
+    Each step adds the task that most increases P under the form; every
+    group met is offered, valued truly. Returns `[(P(G), served
+    indices)]` with P(G) > 0.
     """
-    n = len(z)
+    n, z, offset = scores.n, scores.z, scores.offset
     off = z - np.diag(z.diagonal())
     found = {}
 
@@ -66,40 +60,44 @@ def greedy(z, pi, max_size, allow_singletons):
             found[key] = max(found.get(key, -np.inf), gain)
 
     for seed in range(n):
-        if allow_singletons:
-            offer(*gains(z, pi, [seed]))
+        if scores.allow_singletons:
+            offer(*scores.gains(pi, [seed]))
         group = [seed]
         inside = np.zeros(n, bool)
         inside[seed] = True
         incoming = off[seed].copy()  # incoming[a] = Σ_{b ∈ G} z[b, a]
-        while len(group) < max_size:
-            size = len(group)  # The grown group has size + 1 members.
+        while len(group) < scores.max_size:
+            weight = scores.weight(len(group) + 1)
             members = np.array(group)
             # Gain of the current members once t joins, for every t.
-            joined = (incoming[members][None, :] + off[:, members]) / size
+            joined = offset[members] + weight * (
+                incoming[members][None, :] + off[:, members])
             total = np.maximum(joined - pi[members], 0.0).sum(axis=1)
-            total += np.maximum(incoming / size - pi, 0.0)
+            total += np.maximum(offset + weight * incoming - pi, 0.0)
             total[inside] = -np.inf
             task = int(np.argmax(total))
-            gain = np.append(joined[task] - pi[members],
-                             incoming[task] / size - pi[task])
+            gain = np.append(joined[task] - pi[members], offset[task]
+                             + weight * incoming[task] - pi[task])
             group.append(task)
             inside[task] = True
             incoming += off[task]
-            offer(total[task], np.array(group)[gain > 0])
+            if scores.exact_blocks:
+                offer(float(gain[gain > 0].sum()), np.array(group)[gain > 0])
+            else:  # A special group's scores are measured, not the form's.
+                offer(*scores.gains(pi, group))
     return [(gain, np.array(key)) for key, gain in found.items()]
 
 
 class _SizeSearch:
     """Branch and bound over the groups of exactly `size` tasks."""
 
-    def __init__(self, z, no_self, pi, size):
-        self.z = z
+    def __init__(self, scores, no_self, pi, size):
+        self.z = scores.z
         self.no_self = no_self  # z with -inf on the diagonal.
         self.size = size
-        self.weight = 1.0 / (size - 1)
-        self.price = pi * (size - 1)
-        self.diagonal = z.diagonal()
+        self.weight = scores.weight(size)
+        self.price = (pi - scores.offset) / self.weight
+        self.diagonal = self.z.diagonal()
 
     def bound(self, chosen, free):
         """`(bound on P, per-free-task score)` for an inner node.
@@ -135,16 +133,13 @@ class _SizeSearch:
         return self.weight * total, score
 
 
-def best_groups(z, pi, threshold, max_size, allow_singletons, stop,
-                limit=None, bar=None):
+def best_groups(scores, pi, threshold, stop, limit=None, bar=None):
     """Groups with P(G) > threshold, and a proven bound on max_G P(G).
 
     Args:
-        z: The score matrix.
+        scores: The problem's `_scores.Scores`.
         pi: Task prices (the LP's duals).
         threshold: Only groups above it are wanted (μ plus a tolerance).
-        max_size: Largest group size.
-        allow_singletons: Whether one-task groups exist.
         stop: Callable, True when the search must stop (checked every
             `_CHECK_EVERY` nodes).
         limit: Optional largest number of nodes.
@@ -159,25 +154,34 @@ def best_groups(z, pi, threshold, max_size, allow_singletons, stop,
         to the best found), `upper` >= max_G P(G), `complete` whether the
         search finished.
     """
-    n = len(z)
+    n = scores.n
     found = []
     best = threshold if bar is None else max(bar, threshold)
     open_bound = -np.inf
     nodes = 0
     stopped = False
-    if allow_singletons:
+
+    def leaf(gain, served):
+        nonlocal best
+        if gain > threshold and len(served):
+            found.append((gain, served))
+        best = max(best, gain)
+
+    if scores.allow_singletons:
         for task in range(n):
-            gain, served = gains(z, pi, [task])
-            if gain > threshold and len(served):
-                found.append((gain, served))
-            best = max(best, gain)
+            leaf(*scores.gains(pi, [task]))
+    # Special groups, valued one by one: the form does not bound them.
+    gain = np.maximum(np.nan_to_num(scores.special_scores - pi,
+                                    nan=0.0), 0.0)
+    for row, members in zip(gain, scores.special_members):
+        leaf(float(row.sum()), np.flatnonzero(row > 0))
     empty = np.zeros(0, dtype=np.int64)
     everyone = np.arange(n)
-    no_self = z.copy()
+    no_self = scores.z.copy()
     np.fill_diagonal(no_self, -np.inf)
     searches = []
-    for size in range(2, min(max_size, n) + 1):
-        search = _SizeSearch(z, no_self, pi, size)
+    for size in range(2, min(scores.max_size, n) + 1):
+        search = _SizeSearch(scores, no_self, pi, size)
         searches.append((search.bound(empty, everyone)[0], size,
                          search))
     searches.sort(key=lambda entry: -entry[0])
@@ -200,10 +204,7 @@ def best_groups(z, pi, threshold, max_size, allow_singletons, stop,
             left = size - len(chosen)
             if left == 0 or left == len(free):
                 group = np.concatenate([chosen] + ([free] if left else []))
-                gain, members = gains(z, pi, group)
-                if gain > threshold and len(members):
-                    found.append((gain, members))
-                best = max(best, gain)
+                leaf(*scores.gains(pi, group))
                 continue
             value, score = search.bound(chosen, free)
             if value <= best:

@@ -1,6 +1,6 @@
 """Local search for the grouping problem when exact enumeration is too big.
 
-Works on the partition form of the problem (see `_grouping_solvers`): a
+Works on the partition form of the problem (see `_solvers`): a
 labelling of the tasks into at most `k` blocks, each worth `f(block)`.
 Starts from a greedy agglomeration and from seeded random labellings, then
 improves each by best-improvement relocation and swap moves, and perturbs
@@ -10,25 +10,19 @@ from a generator with a fixed seed, so equal inputs give equal outputs.
 
 import numpy as np
 
-from tag_keras.select import _solvers
-
 _TOLERANCE = 1e-12
 
 
 class _Blocks:
     """Memoised block values for one problem."""
 
-    def __init__(self, z, allow_singletons, max_group_size):
-        self._z = z
-        self._allow_singletons = allow_singletons
-        self._max_group_size = max_group_size
+    def __init__(self, scores):
+        self._scores = scores
         self._cache = {}
 
     def value(self, mask):
         if mask not in self._cache:
-            self._cache[mask] = _solvers.block_value(
-                self._z, _solvers.mask_members(mask, self._z.shape[0]),
-                self._allow_singletons, self._max_group_size)[0]
+            self._cache[mask] = self._scores.block_value(mask)[0]
         return self._cache[mask]
 
 
@@ -110,10 +104,7 @@ def _random_labels(rng, n, num_blocks):
     return labels.tolist()
 
 
-def local_search(
-    z, num_groups, allow_singletons, max_group_size, restarts=16, seed=0,
-    progress=None,
-):
+def local_search(scores, num_groups, restarts=16, seed=0, progress=None):
     """Returns `(blocks as bitmasks, summed objective)` of the best labelling.
 
     Improves a greedy start, then runs `restarts` restarts.
@@ -124,9 +115,9 @@ def local_search(
     is needed: the greedy one and the balanced random ones qualify whenever
     `num_groups * max_group_size >= n`.
     """
-    n = z.shape[0]
+    n, max_group_size = scores.n, scores.max_size
     num_blocks = min(num_groups, n)
-    blocks = _Blocks(z, allow_singletons, max_group_size)
+    blocks = _Blocks(scores)
     rng = np.random.default_rng(seed)
     start = _agglomerate(blocks, n, num_blocks)
     if start is None:

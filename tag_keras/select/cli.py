@@ -64,8 +64,9 @@ _MAX_GROUP_SIZE = flags.DEFINE_integer(
     "max_group_size", None, "Optional largest group size.")
 _TIME_LIMIT = flags.DEFINE_float(
     "time_limit", None, "Seconds each budget's search may use beyond the "
-    "exact dynamic program (17+ tasks; HOA from 15): the best grouping and "
-    "the proven bound when it runs out (default: no limit).")
+    "exact dynamic program (17+ tasks; HOA and group affinity from 15): "
+    "the best grouping and the proven bound when it runs out (default: no "
+    "limit).")
 _PROGRESS = flags.DEFINE_bool(
     "progress", False, "Print the search's progress (score, bound) to "
     "stderr.")
@@ -145,7 +146,8 @@ def select(tasks_source, budgets, *, mode="affinity", search=None,
 
     `mode` is `"affinity"`, `"performance"` (HOA) or `"group_affinity"`.
     `search` holds `select_groups`'s `time_limit` and `progress` (affinity
-    and, beyond the exact table's task count, performance).
+    and, beyond the exact table's task count, performance and group
+    affinity).
     """
     results = []
     for budget in budgets:
@@ -154,7 +156,7 @@ def select(tasks_source, budgets, *, mode="affinity", search=None,
                 tasks_source, budget, **options, **(search or {})))
         elif mode == "group_affinity":
             results.append(group_lib.select_groups_from_group_affinity(
-                tasks_source, budget, **options))
+                tasks_source, budget, **options, **(search or {})))
         else:
             results.append(grouping.select_groups(
                 tasks_source, budget, **options, **(search or {})))
@@ -265,11 +267,6 @@ def _inputs():
                          f"seconds. Received: time_limit={_TIME_LIMIT.value}")
     affinity_only = [f"--{name}" for name, given in (
         ("plot", _PLOT.value), ("stability", _STABILITY.value)) if given]
-    if _GROUP_AFFINITY.value is not None and (
-            _TIME_LIMIT.value is not None or _PROGRESS.value):
-        raise InputError("--time_limit and --progress apply to --affinity "
-                         "and --performance (group affinity is solved "
-                         "exactly). Received: --group_affinity")
     if affinity_only and _AFFINITY.value is None:
         raise InputError(f"{', '.join(affinity_only)}: need an affinity "
                          f"matrix; give --affinity. Received: {given[0]}")
@@ -307,9 +304,8 @@ def main(argv):
         if _PROGRESS.value:
             search["progress"] = lambda line: print(line, file=sys.stderr)
         mode = settings["mode"]
-        tasks, results = select(
-            source, budgets, mode=mode,
-            search=None if mode == "group_affinity" else search, **options)
+        tasks, results = select(source, budgets, mode=mode, search=search,
+                                **options)
         if mode == "group_affinity":
             print(describe_surrogate(group_lib.surrogate_fit(source)) + "\n")
         stabilities = None

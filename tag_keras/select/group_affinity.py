@@ -13,14 +13,18 @@ fitted to every source measured onto a (the intercept c_a, which carries
 the move every source shares, only when the measured sources outnumber
 the tasks; else the additive first-order model without it). Its in-sample
 R² is reported per target, and the served tasks whose score is such an
-estimate are listed in the result's `estimated`. Pure NumPy/pandas.
+estimate are listed in the result's `estimated`. Exact over every group up
+to `MAX_TASKS` tasks; beyond, the column generation of `select_groups`
+(the surrogate has its form). Pure NumPy/pandas.
 """
 
+import dataclasses
 import math
 
 import numpy as np
 import pandas as pd
 
+from tag_keras.select import _scores
 from tag_keras.select import _table
 from tag_keras.select import grouping as grouping_lib
 
@@ -81,35 +85,26 @@ def parse(frame):
     return tasks, measured
 
 
-def surrogate(tasks, measured):
-    """Per target, the least-squares fit of Z(S→a) on S's members.
-
-    Returns:
-        `(predict, fit)`: `predict[S, a]` (`[2^n, n]`) the fitted value of
-        every source S (NaN for the empty one) onto every target, and `fit`
-        a DataFrame with one row per target: `points` (measured sources),
-        `parameters` (the fit's rank), `intercept` (whether c_a was
-        fitted) and `r2` (in sample; NaN when the fit has no residual
-        degrees of freedom, being exact by construction).
-    """
+def _fit(tasks, measured):
+    """`(offset, z, fit)`: per target a, Z(S→a) ≈ offset[a] + Σ_{b ∈ S}
+    z[b, a] by least squares (see `surrogate`)."""
     n = len(tasks)
-    members = _table.members_of(n).astype(float)
-    predict = np.full((2**n, n), np.nan)
+    offset, z = np.zeros(n), np.zeros((n, n))
     rows = []
     for a, target in enumerate(tasks):
         points = [(mask, value) for (mask, t), value in measured.items()
                   if t == a]
-        design = members[[m for m, _ in points]]
+        design = np.array([[float((mask >> b) & 1) for b in range(n)]
+                           for mask, _ in points])
         values = np.array([v for _, v in points])
         intercept = len(points) > n
         if intercept:
             design = np.hstack([np.ones((len(points), 1)), design])
         coefficients, _, rank, _ = np.linalg.lstsq(design, values,
                                                    rcond=None)
-        every = members[1:]
         if intercept:
-            every = np.hstack([np.ones((len(every), 1)), every])
-        predict[1:, a] = every @ coefficients
+            offset[a] = coefficients[0]
+        z[:, a] = coefficients[-n:]
         r2 = math.nan
         if len(points) > rank:
             residual = values - design @ coefficients
@@ -118,7 +113,26 @@ def surrogate(tasks, measured):
         rows.append({"target": target, "points": len(points),
                      "parameters": int(rank), "intercept": intercept,
                      "r2": r2})
-    return predict, pd.DataFrame(rows)
+    return offset, z, pd.DataFrame(rows)
+
+
+def surrogate(tasks, measured):
+    """Per target, the least-squares fit of Z(S→a) on S's members.
+
+    Returns:
+        `(predict, fit)`: `predict[S, a]` (`[2^n, n]`, so for at most
+        `MAX_TASKS` tasks) the fitted value of every source S (NaN for the
+        empty one) onto every target, and `fit` a DataFrame with one row
+        per target: `points` (measured sources), `parameters` (the fit's
+        rank), `intercept` (whether c_a was fitted) and `r2` (in sample;
+        NaN when the fit has no residual degrees of freedom, being exact
+        by construction).
+    """
+    offset, z, fit = _fit(tasks, measured)
+    members = _table.members_of(len(tasks)).astype(float)
+    predict = offset + members @ z
+    predict[0] = np.nan
+    return predict, fit
 
 
 def group_scores(tasks, measured, allow_singletons=False):
@@ -148,17 +162,46 @@ def group_scores(tasks, measured, allow_singletons=False):
     return scores, estimated
 
 
+def _objective(tasks, measured, allow_singletons, max_size):
+    """The objective as `_scores.Scores`: the surrogate's form, with the
+    measured groups (G∖{a} measured onto a) as special groups."""
+    n = len(tasks)
+    offset, z, _ = _fit(tasks, measured)
+    singles = np.full(n, np.nan)
+    overrides = {}
+    for (source, a), value in measured.items():
+        if (source >> a) & 1:
+            if source == 1 << a:
+                singles[a] = value
+            continue
+        row = overrides.setdefault(source | (1 << a), np.full(n, np.nan))
+        row[a] = value
+    return _scores.Scores(z, max_size, mean=False, offset=offset,
+                          singles=singles if allow_singletons else None,
+                          overrides=overrides)
+
+
 def select_groups_from_group_affinity(group_affinity, num_groups, *,
                                       allow_singletons=False,
-                                      max_group_size=None):
+                                      max_group_size=None, time_limit=None,
+                                      progress=None):
     r"""Chooses at most `num_groups` groups maximising served group affinity.
 
     The problem `select_groups` solves, with a task's score in a group G
     its measured group affinity s(a, G) = Z(G∖{a}→a) (the other members'
     summed gradient stepped on, a's loss measured) instead of the mean of
     pair affinities; unmeasured sources get the surrogate's estimate (see
-    the module docstring; `surrogate_fit` reports its R²). Solved exactly
-    (every group valued), for up to `MAX_TASKS` tasks.
+    the module docstring; `surrogate_fit` reports its R²).
+
+    Up to `MAX_TASKS` tasks it is solved exactly, every group valued.
+    Beyond, by `select_groups`'s column generation from a local-search
+    incumbent: the surrogate has the pair objective's form with a sum for
+    the mean, s(a, G) = c_a + Σ_{b ∈ G∖a} β_ba, so the same branch and
+    bound prices groups, and the measured groups, whose scores the form
+    does not bound, are valued one by one. `optimal` and `upper_bound`
+    are what was proven (for the partly estimated scores); reduced-cost
+    fixing is not available here (it needs every block's exact value), so
+    a gap the LP relaxation leaves stays a gap.
 
     Args:
         group_affinity: DataFrame with columns `sources` (task names joined
@@ -169,28 +212,44 @@ def select_groups_from_group_affinity(group_affinity, num_groups, *,
         allow_singletons: Allow one-task groups, scored by the measured
             self-affinity Z(a→a) (meaningful on held-out batches).
         max_group_size: Optional largest number of tasks in a group.
+        time_limit, progress: As `select_groups` (beyond `MAX_TASKS`
+            tasks; the exact table needs neither).
 
     Returns:
-        A `grouping.Grouping` with `method="dynamic_program"`, `optimal`
-        True for the (partly estimated) scores, and `estimated` naming the
-        served tasks whose score is the surrogate's.
+        A `grouping.Grouping` (`method="dynamic_program"` up to `MAX_TASKS`
+        tasks, else as `select_groups`), with `estimated` naming the served
+        tasks whose score is the surrogate's.
     """
     tasks, measured = parse(group_affinity)
     n = len(tasks)
-    if not 2 <= n <= MAX_TASKS:
+    if n < 2:
         raise ValueError(
-            f"`group_affinity` must name between 2 and {MAX_TASKS} target "
-            f"tasks. Received: tasks={tasks}")
+            "`group_affinity` must name at least 2 target tasks. "
+            f"Received: tasks={tasks}")
     max_size = grouping_lib._check_budget(num_groups, n, max_group_size,
                                           allow_singletons)
-    scores, estimated = group_scores(tasks, measured, allow_singletons)
-    return _table.best_grouping(
-        tasks, scores, num_groups, max_size, estimated=estimated,
-        missing="Some tasks have no group that could serve them (a "
-        "singleton needs allow_singletons and a measured self-affinity)")
+    grouping_lib._check_time_limit(time_limit)
+    if n <= MAX_TASKS:
+        scores, estimated = group_scores(tasks, measured, allow_singletons)
+        return _table.best_grouping(
+            tasks, scores, num_groups, max_size, estimated=estimated,
+            missing="Some tasks have no group that could serve them (a "
+            "singleton needs allow_singletons and a measured "
+            "self-affinity)")
+    scores = _objective(tasks, measured, allow_singletons, max_size)
+    result = grouping_lib.solve(tasks, scores, num_groups, max_exact_tasks=0,
+                                time_limit=time_limit, progress=progress)
+    flagged = []
+    for task, index in result.serve.items():
+        group = [tasks.index(t) for t in result.groups[index]]
+        a = tasks.index(task)
+        source = _scores.to_mask(group) ^ (1 << a)
+        if source and (source, a) not in measured:
+            flagged.append(task)
+    return dataclasses.replace(result, estimated=tuple(flagged))
 
 
 def surrogate_fit(group_affinity):
     """The surrogate's fit per target (`surrogate`'s DataFrame)."""
     tasks, measured = parse(group_affinity)
-    return surrogate(tasks, measured)[1]
+    return _fit(tasks, measured)[2]

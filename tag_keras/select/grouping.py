@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from tag_keras.select import _columns
+from tag_keras.select import _scores
 from tag_keras.select import _search
 from tag_keras.select import _solvers
 
@@ -223,34 +224,32 @@ def _normalized(z, tasks):
 _DEFAULT_NODES = 100_000
 
 
-def _solve(z, num_groups, allow_singletons, max_size, max_exact_tasks,
-           max_proven_tasks, search_restarts, time_limit, progress):
-    """`(blocks, method, upper bound or None when exact)` for `z`."""
-    n = len(z)
-    if num_groups >= n:
+def _solve(scores, num_groups, max_exact_tasks, max_proven_tasks,
+           search_restarts, time_limit, progress):
+    """`(blocks, method, upper bound or None when exact)` for `scores`."""
+    n = scores.n
+    if num_groups >= n and scores.exact_blocks:
         return [1 << t for t in range(n)], "separable", None
-    if n <= max_exact_tasks:
-        values = _solvers.all_block_values(z, allow_singletons, max_size)
-        blocks, _ = _solvers.solve_partition_dp(n, values, num_groups)
+    if n <= max_exact_tasks and scores.exact_blocks:
+        blocks, _ = _solvers.solve_partition_dp(
+            n, scores.all_block_values(), num_groups)
         return blocks, "dynamic_program", None
     deadline = _columns.Deadline(time_limit)
-    size_bound = _solvers.size_upper_bound(
-        z, num_groups, allow_singletons, max_size)
+    size_bound = _solvers.size_upper_bound(scores.best_by_size(), num_groups)
 
     def report(restart, best):
         progress(f"local search: restart {restart}, score {best / n:.6g}, "
                  f"upper bound {size_bound / n:.6g}")
 
     blocks, _ = _search.local_search(
-        z, num_groups, allow_singletons, max_size, search_restarts,
+        scores, num_groups, search_restarts,
         progress=None if progress is None else report)
     node_limit = None
     if n > max_proven_tasks and time_limit is None:
         node_limit = _DEFAULT_NODES
     blocks, total, bound, proven = _columns.prove(
-        z, num_groups, allow_singletons, max_size, blocks, deadline,
-        node_limit=node_limit, max_enumerated_tasks=max_proven_tasks,
-        progress=progress)
+        scores, num_groups, blocks, deadline, node_limit=node_limit,
+        max_enumerated_tasks=max_proven_tasks, progress=progress)
     if progress is not None:
         bound_text = "none" if bound is None else f"{bound / n:.6g}"
         progress(f"column generation: score {total / n:.6g}, bound "
@@ -260,6 +259,36 @@ def _solve(z, num_groups, allow_singletons, max_size, max_exact_tasks,
     if bound is None:  # No pricing round finished: the local search's.
         return blocks, "local_search", size_bound / n
     return blocks, "column_generation", min(bound, size_bound) / n
+
+
+def solve(tasks, scores, num_groups, *, max_exact_tasks=16,
+          max_proven_tasks=24, search_restarts=16, time_limit=None,
+          progress=None):
+    """The best `Grouping` for `scores` (a `_scores.Scores` on `tasks`).
+
+    The machinery `select_groups` documents; other objectives of the same
+    form (`group_affinity`) share it.
+    """
+    blocks, method, bound = _solve(
+        scores, num_groups, max_exact_tasks, max_proven_tasks,
+        search_restarts, time_limit, progress)
+    grouping = build_grouping(
+        tasks,
+        [tuple(np.flatnonzero(_scores.mask_members(b, scores.n)))
+         + scores.block_value(b)[1] for b in blocks],
+        scores.score,
+        optimal=True,
+        upper_bound=0.0,
+        num_groups=int(num_groups),
+        method=method,
+    )
+    slack = 1e-9 * (1 + abs(grouping.score))
+    optimal = bound is None or bound <= grouping.score + slack
+    return dataclasses.replace(
+        grouping,
+        optimal=optimal,
+        upper_bound=grouping.score if optimal else max(bound, grouping.score),
+    )
 
 
 def select_groups(
@@ -374,35 +403,9 @@ def select_groups(
     _check_time_limit(time_limit)
     if normalize:
         z = _normalized(z, tasks)
-    blocks, method, bound = _solve(
-        z, num_groups, allow_singletons, max_size, max_exact_tasks,
-        max_proven_tasks, search_restarts, time_limit, progress)
-
-    def block_group(mask):
-        members = _solvers.mask_members(mask, n)
-        helpers = _solvers.block_value(
-            z, members, allow_singletons, max_size
-        )[1]
-        return tuple(np.flatnonzero(members)) + helpers
-
-    def scores(task, group):
-        if len(group) == 1 and not allow_singletons:
-            return -math.inf
-        return task_score(z, task, group)
-
-    grouping = build_grouping(
-        tasks,
-        [block_group(b) for b in blocks],
-        scores,
-        optimal=True,
-        upper_bound=0.0,
-        num_groups=int(num_groups),
-        method=method,
-    )
-    slack = 1e-9 * (1 + abs(grouping.score))
-    optimal = bound is None or bound <= grouping.score + slack
-    return dataclasses.replace(
-        grouping,
-        optimal=optimal,
-        upper_bound=grouping.score if optimal else max(bound, grouping.score),
-    )
+    scores = _scores.Scores(
+        z, max_size, singles=z.diagonal() if allow_singletons else None)
+    return solve(tasks, scores, num_groups, max_exact_tasks=max_exact_tasks,
+                 max_proven_tasks=max_proven_tasks,
+                 search_restarts=search_restarts, time_limit=time_limit,
+                 progress=progress)
