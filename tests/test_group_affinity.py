@@ -284,3 +284,28 @@ def test_tag_select_searches_beyond_the_table(tmp_path):
     assert "[column_generation]" in done.stdout
     assert "proven optimal" in done.stdout
     assert "column generation: score" in done.stderr
+
+
+def test_reduced_cost_fixing_closes_what_the_lp_leaves():
+    """From a poor start the LP bound can stay above the restricted
+    master's best; fixing over every block, valued by fU >= f, proves the
+    table's optimum (these instances leave such gaps)."""
+    from experiments.benchmarks import select_benchmark
+    from tag_keras.select import _columns
+
+    for n, seed, k in [(10, 5, 3), (13, 7, 3), (13, 25, 4)]:
+        frame = select_benchmark.realistic_group_affinity(n, seed, 6)
+        tasks, measured = group_lib.parse(frame)
+        scores = group_lib._objective(tasks, measured, False, n)
+        labels = np.random.default_rng(seed).permutation(n) % k
+        start = [sum(1 << t for t in range(n) if labels[t] == b)
+                 for b in range(k)]
+        optimum = tag_keras.select_groups_from_group_affinity(frame, k).score
+        _, total, bound, proven = _columns.prove(
+            scores, k, start, _columns.Deadline(None), max_enumerated_tasks=0)
+        assert not proven and bound / n > total / n + 1e-9
+        assert bound / n >= optimum - 1e-12 >= total / n - 2e-12
+        blocks, total, bound, proven = _columns.prove(
+            scores, k, start, _columns.Deadline(None))
+        assert proven and total / n == pytest.approx(optimum, abs=1e-12)
+        assert bound == total and sum(blocks) == 2**n - 1

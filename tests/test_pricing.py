@@ -94,9 +94,8 @@ def test_gains_and_scores_by_hand(kind, seed):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("singletons", [False, True])
 def test_block_values_against_every_group(kind, singletons):
-    """Without special groups f(S) is exact; with them, a value some group
-    reaches, and exact at least where the best group is special or the
-    form's (checked here: never above the truth, always reached)."""
+    """Without special groups f(S) is exact. With them, `block_value` is a
+    value some group reaches and `all_block_values` a bound on f(S)."""
     n, max_size = 7, 5
     scores, _, by_hand = _problem(n, 3, kind, max_size, singletons)
     groups = [g for size in range(1, max_size + 1)
@@ -104,6 +103,7 @@ def test_block_values_against_every_group(kind, singletons):
     exact = kind == "pairs"
     assert scores.exact_blocks == exact
     vectorised = scores.all_block_values()
+    reached = tight = 0
     for mask in range(1, 2**n):
         block = [t for t in range(n) if (mask >> t) & 1]
         truth = max([sum(by_hand(a, g) for a in block) for g in groups
@@ -117,7 +117,14 @@ def test_block_values_against_every_group(kind, singletons):
             group = tuple(sorted(block + list(helpers)))
             assert sum(by_hand(a, group) for a in block) == pytest.approx(
                 value)
-        assert vectorised[mask] == pytest.approx(value)
+        if exact:
+            assert vectorised[mask] == pytest.approx(value)
+        else:
+            assert vectorised[mask] >= truth - 1e-12
+            reached += value == pytest.approx(truth)
+            tight += vectorised[mask] == pytest.approx(truth)
+    if not exact:  # Both are the truth for most blocks here.
+        assert reached >= 0.9 * (2**n - 1) and tight >= 0.9 * (2**n - 1)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -22,7 +22,11 @@ partitioning integer program over every block:
    closes the gap: an integer solution better than the incumbent L uses
    only blocks with rc(S) >= L − U (since Σ f x <= U + Σ rc x), and those
    blocks, found by valuing all 2^n, go to a MILP whose optimum is then
-   the optimum over all blocks.
+   the optimum over all blocks. Where some groups' scores are measured
+   (`Scores.exact_blocks` False) the blocks are valued by a bound
+   fU(S) >= f(S): the kept blocks still hold every better solution, the
+   MILP's optimum bounds the optimum, and its blocks' own values are what
+   it reaches.
 
 Pure NumPy/SciPy.
 """
@@ -207,8 +211,7 @@ def prove(scores, num_groups, incumbent, deadline, node_limit=None,
             all, for a search that stops at the same point on every
             machine.
         max_enumerated_tasks: Up to this many tasks, reduced-cost fixing
-            over all 2^n blocks may close a gap the LP leaves (only where
-            `scores.exact_blocks`: it needs every f(S) exactly).
+            over all 2^n blocks may close a gap the LP leaves.
         progress: None, or a callable receiving one-line messages.
 
     Returns:
@@ -277,23 +280,25 @@ def prove(scores, num_groups, incumbent, deadline, node_limit=None,
         tolerance = 1e-9 * (1 + abs(best_total))
     if upper is not None and upper <= best_total + tolerance:
         return incumbent, best_total, best_total, True
-    if (not lp_optimal or n > max_enumerated_tasks or deadline.passed()
-            or not scores.exact_blocks):
+    if not lp_optimal or n > max_enumerated_tasks or deadline.passed():
         return incumbent, best_total, upper, False
     return _fix(scores, num_groups, incumbent, best_total, upper, pi, mu,
                 deadline)
 
 
 def block_values(scores, deadline=None):
-    """f(S) for every bitmask S (as `Scores.all_block_values`), chunked.
-
-    None if `deadline` passes first.
+    """f(S), or fU(S) >= f(S), for every bitmask S (as
+    `Scores.all_block_values`), chunked. None if `deadline` passes first.
     """
     values = np.empty(2**scores.n)
     for masks in _chunks(2**scores.n):
         if deadline is not None and deadline.passed():
             return None
         values[masks] = scores.block_values(masks)
+    for masks, special in scores.special_blocks():
+        if deadline is not None and deadline.passed():
+            return None
+        values[masks] = np.maximum(values[masks], special)
     values[0] = -np.inf
     return values
 
@@ -323,12 +328,17 @@ def _fix(scores, num_groups, incumbent, best_total, upper, pi, mu,
     blocks, total, milp_upper, proven = _milp(
         sparse.csr_array(_member_matrix(candidates, n).T), candidates,
         values[candidates], num_groups, deadline)
+    if proven:
+        milp_upper = total
+    if blocks is not None and not scores.exact_blocks:
+        # Valued by fU >= f: the MILP bounds the optimum; what the blocks
+        # reach is their own value.
+        total = sum(scores.block_value(b)[0] for b in blocks)
     if blocks is not None and total > best_total + tolerance:
         incumbent, best_total = blocks, total
-    if proven:
-        return incumbent, best_total, best_total, True
-    return incumbent, best_total, min(upper, max(milp_upper, best_total)), (
-        False)
+    upper = min(upper, max(milp_upper, best_total))
+    tolerance = 1e-9 * (1 + abs(best_total))
+    return incumbent, best_total, upper, upper <= best_total + tolerance
 
 
 def _member_matrix(masks, n):

@@ -166,12 +166,16 @@ class Scores:
                     continue
                 value = float(self.singles[members].sum())
             else:
-                value = base + self.weight(size + count) * (
-                    within + cumulative[count])
+                weight = self.weight(size + count)
+                value = base + weight * (within + cumulative[count])
                 if self._special:
-                    index = self._special.get(mask | to_mask(helpers))
-                    if index is not None:
-                        value = self.special_scores[index, members].sum()
+                    swapped = -np.inf  # The weakest helper for the next.
+                    if 0 < count < len(order):
+                        swapped = base + weight * (
+                            within + cumulative[count - 1]
+                            + totals[order[count]])
+                    value, helpers = self._measured_top(
+                        mask, members, helpers, value, order, swapped)
             if value > best:
                 best, best_helpers = float(value), tuple(
                     int(h) for h in helpers)
@@ -186,10 +190,31 @@ class Scores:
                         self.special_members[index] & ~members))
         return best, best_helpers
 
+    def _measured_top(self, mask, members, helpers, value, order,
+                      swapped_value):
+        """The top helper set's value if its group is special (measured),
+        with the best other set of that size (the weakest helper swapped
+        for the next) as the alternative; `(value, helpers)`."""
+        index = self._special.get(mask | to_mask(helpers))
+        if index is None:
+            return value, helpers
+        value = self.special_scores[index, members].sum()
+        count = len(helpers)
+        if 0 < count < len(order):
+            swapped = np.append(order[:count - 1], order[count])
+            other = self._special.get(mask | to_mask(swapped))
+            if other is not None:
+                swapped_value = self.special_scores[other, members].sum()
+            if swapped_value > value:
+                return swapped_value, swapped
+        return value, helpers
+
     def block_values(self, masks):
-        """f(S) for each bitmask in `masks` (vectorised `block_value`)."""
-        if not self.exact_blocks:
-            return np.array([self.block_value(int(m))[0] for m in masks])
+        """f(S) for each bitmask in `masks` (vectorised `block_value`) if
+        `exact_blocks`; otherwise a bound fU(S) >= f(S) from the form alone,
+        to be raised by `special_blocks` (a top helper set that is special
+        counts as its best other set: no other group of its size is
+        better, special or not)."""
         n, z = self.n, self.z
         members = ((masks[:, None] >> np.arange(n)) & 1).astype(bool)
         totals = members.astype(float) @ z.T  # [S, h]: Σ_{a ∈ S} z[h, a]
@@ -197,7 +222,12 @@ class Scores:
         within = np.where(members, totals, 0.0).sum(axis=1)
         within -= members.astype(float) @ z.diagonal()
         base = members.astype(float) @ self.offset
-        helper_totals = -np.sort(-np.where(members, -np.inf, totals), axis=1)
+        order = np.argsort(-np.where(members, -np.inf, totals), axis=1,
+                           kind="stable")
+        helper_totals = np.take_along_axis(
+            np.where(members, -np.inf, totals), order, axis=1)
+        tops = masks.copy()  # The group of the top helpers, as a bitmask.
+        specials = np.array(sorted(self._special), dtype=np.int64)
         cumulative = np.zeros(len(masks))
         values = np.full(len(masks), -np.inf)
         if self.singles is not None:
@@ -206,22 +236,46 @@ class Scores:
         with np.errstate(invalid="ignore"):
             for helpers in range(n):
                 if helpers:
+                    previous = cumulative
                     cumulative = cumulative + helper_totals[:, helpers - 1]
+                    tops = tops | np.left_shift(1, order[:, helpers - 1])
                 group_size = sizes + helpers
                 valid = (group_size >= 2) & (group_size <= self.max_size)
                 valid &= np.isfinite(cumulative)
                 weight = (1.0 / np.maximum(group_size - 1, 1) if self.mean
                           else 1.0)
                 candidate = base + (within + cumulative) * weight
+                if len(specials):
+                    special = np.isin(tops, specials)
+                    other = np.full(len(masks), -np.inf)
+                    if helpers and helpers < n:
+                        other = base + weight * (
+                            within + previous + helper_totals[:, helpers])
+                    candidate = np.where(special, other, candidate)
                 # Strict ">" keeps the smallest group on ties.
                 better = valid & (candidate > values)
                 values[better] = candidate[better]
         values[sizes == 0] = -np.inf
         return values
 
+    def special_blocks(self, chunk=1 << 16):
+        """`(masks, values)` chunks: every block S inside a special group G
+        with Σ_{a ∈ S} s(a, G), its value served by G."""
+        for row, group in zip(self.special_scores, self.special_members):
+            indices = np.flatnonzero(group)
+            bits = np.left_shift(1, indices)
+            for start in range(1, 2 ** len(indices), chunk):
+                pattern = (np.arange(start, min(start + chunk,
+                                                2 ** len(indices)))[:, None]
+                           >> np.arange(len(indices))) & 1
+                yield pattern @ bits, pattern @ row[indices]
+
     def all_block_values(self):
-        """f(S) for every bitmask S (-inf for S = ∅)."""
+        """f(S) for every bitmask S (-inf for S = ∅); where not
+        `exact_blocks`, the bound fU(S) >= f(S) instead."""
         values = self.block_values(np.arange(2**self.n, dtype=np.int64))
+        for masks, special in self.special_blocks():
+            values[masks] = np.maximum(values[masks], special)
         values[0] = -np.inf
         return values
 
