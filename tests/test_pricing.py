@@ -200,3 +200,11 @@ def test_greedy_offers_real_groups(kind):
     assert offered
     for gain, served in offered:
         assert 0 < gain <= truth + 1e-12 and len(served)
+    # Every special group's served set is offered, at its measured gain
+    # or at a better group's.
+    offers = {tuple(served): gain for gain, served in offered}
+    for row, group in zip(scores.special_scores, scores.special_members):
+        gains = row - pi
+        served = tuple(np.flatnonzero(group & (gains > 0)))
+        if served:
+            assert offers[served] >= gains[list(served)].sum() - 1e-12

@@ -47,8 +47,8 @@ def greedy(scores, pi):
     """Served sets of the groups met growing a group from every task.
 
     Each step adds the task that most increases P under the form; every
-    group met is offered, valued truly. Returns `[(P(G), served
-    indices)]` with P(G) > 0.
+    group met is offered, valued truly, and so is every special group.
+    Returns `[(P(G), served indices)]` with P(G) > 0.
     """
     n, z, offset = scores.n, scores.z, scores.offset
     off = z - np.diag(z.diagonal())
@@ -59,6 +59,8 @@ def greedy(scores, pi):
             key = tuple(int(t) for t in served)
             found[key] = max(found.get(key, -np.inf), gain)
 
+    for gain, served in _special_gains(scores, pi):
+        offer(gain, served)
     for seed in range(n):
         if scores.allow_singletons:
             offer(*scores.gains(pi, [seed]))
@@ -82,10 +84,20 @@ def greedy(scores, pi):
             inside[task] = True
             incoming += off[task]
             if scores.exact_blocks:
-                offer(float(gain[gain > 0].sum()), np.array(group)[gain > 0])
+                total, served = float(gain[gain > 0].sum()), np.array(
+                    group)[gain > 0]
             else:  # A special group's scores are measured, not the form's.
-                offer(*scores.gains(pi, group))
+                total, served = scores.gains(pi, group)
+            offer(total, served)
     return [(gain, np.array(key)) for key, gain in found.items()]
+
+
+def _special_gains(scores, pi):
+    """`(P(G), served)` of every special group, valued one by one (the
+    form does not bound their measured scores)."""
+    gain = np.maximum(np.nan_to_num(scores.special_scores - pi, nan=0.0),
+                      0.0)
+    return [(float(row.sum()), np.flatnonzero(row > 0)) for row in gain]
 
 
 class _SizeSearch:
@@ -170,11 +182,8 @@ def best_groups(scores, pi, threshold, stop, limit=None, bar=None):
     if scores.allow_singletons:
         for task in range(n):
             leaf(*scores.gains(pi, [task]))
-    # Special groups, valued one by one: the form does not bound them.
-    gain = np.maximum(np.nan_to_num(scores.special_scores - pi,
-                                    nan=0.0), 0.0)
-    for row, members in zip(gain, scores.special_members):
-        leaf(float(row.sum()), np.flatnonzero(row > 0))
+    for gain, served in _special_gains(scores, pi):
+        leaf(gain, served)
     empty = np.zeros(0, dtype=np.int64)
     everyone = np.arange(n)
     no_self = scores.z.copy()
