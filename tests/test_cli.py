@@ -103,6 +103,7 @@ def _bad_files(tmp_path):
         "one.csv": "source,a\na,1\n",
         "no_source.csv": "a,b\n1,2\n3,4\n",
         "empty.csv": "",
+        "ragged.csv": "group,task,value\na,a,0.1\nb,b,0.2,7,8\n",
     }
     for name, content in text.items():
         (tmp_path / name).write_text(content)
@@ -131,6 +132,8 @@ def _bad_files(tmp_path):
          "cannot serve 4 tasks"),
         ([], "exactly one of --affinity, --performance and --group_affinity"),
         (["--performance={d}/missing.csv"], "Performance file not found"),
+        (["--performance={d}/empty.csv"], "Cannot read"),
+        (["--performance={d}/ragged.csv"], "Cannot read"),
     ],
 )
 def test_bad_input(tmp_path, monkeypatch, capsys, args, message):

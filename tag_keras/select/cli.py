@@ -278,8 +278,8 @@ def _inputs():
             raise InputError(
                 f"Performance file not found. Received: performance={path}")
         options = {"max_group_size": _MAX_GROUP_SIZE.value}
-        return (performance_lib.read_performance(path), budgets, options,
-                {"mode": "performance"}, None)
+        return (read_csv(path, dtype=performance_lib.COLUMN_TYPES), budgets,
+                options, {"mode": "performance"}, None)
     if _STABILITY.value and _NORMALIZE.value:
         raise InputError("--stability scores groupings on the raw matrix; "
                          "it cannot be combined with --normalize.")

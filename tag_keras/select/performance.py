@@ -23,9 +23,13 @@ SEPARATOR = "|"
 MAX_TASKS = _table.MAX_TASKS
 
 
+#: How `read_performance` types the name columns (task names as text).
+COLUMN_TYPES = {"group": str, "task": str}
+
+
 def read_performance(path):
     """Reads a `group,task,value` CSV (group = task names joined by `|`)."""
-    return pd.read_csv(path, dtype={"group": str, "task": str})
+    return pd.read_csv(path, dtype=COLUMN_TYPES)
 
 
 def _parse(performance):
