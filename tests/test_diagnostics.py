@@ -381,11 +381,15 @@ def test_trajectory_logger_writes_rows_events_and_resumes(tmp_path):
     h = keras.layers.Dense(4, activation="tanh", name="trunk")(inputs)
     model = keras.Model(inputs, {
         "a": keras.layers.Dense(1, name="a")(h),
-        "b": keras.layers.Dense(3, name="b")(h)})
+        "b": keras.layers.Dense(3, name="b")(h),
+        "m": keras.layers.Dense(2, name="m")(h)})  # Multi-label.
     model.compile("sgd", loss={
         "a": keras.losses.BinaryCrossentropy(from_logits=True),
-        "b": keras.losses.SparseCategoricalCrossentropy(from_logits=True)})
+        "b": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        "m": keras.losses.BinaryCrossentropy(from_logits=True)})
     x, y = _data()
+    y["m"] = (np.random.default_rng(9).random((len(x), 2)) < 0.5).astype(
+        "float32")
     test = tf.data.Dataset.from_tensor_slices((x[:20], {
         t: v[:20] for t, v in y.items()})).batch(8)
     logger = diagnostics.TrajectoryLogger(
@@ -409,6 +413,8 @@ def test_trajectory_logger_writes_rows_events_and_resumes(tmp_path):
     errors = (model.predict(x[:20], verbose=0)["b"].argmax(1)
               != y["b"][:20]).mean()
     assert last["b", "error"] == pytest.approx(errors)
+    wrong = (model.predict(x[:20], verbose=0)["m"] > 0) != (y["m"][:20] > 0.5)
+    assert last["m", "error"] == pytest.approx(wrong.mean())
     # Resumed at epoch 2: rows of epoch 3 are rewritten, not duplicated.
     model.fit(x, y, epochs=4, initial_epoch=2, batch_size=8, verbose=0,
               callbacks=[logger])
@@ -545,6 +551,36 @@ def test_one_pass_evaluation_against_numpy_with_nan_labels():
     error_b = np.mean(probabilities.argmax(1) != y["b"])
     assert got["a"] == pytest.approx((loss_a, error_a), rel=1e-5)
     assert got["b"] == pytest.approx((loss_b, error_b), rel=1e-5)
+
+
+@pytest.mark.parametrize("activation", [None, "sigmoid"])
+def test_multi_label_error_is_the_share_of_wrong_unit_decisions(activation):
+    from tag_keras.diagnostics import _task
+    from tag_keras.diagnostics import evaluation
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, {"m": keras.layers.Dense(
+        4, use_bias=False, activation=activation, name="m")(inputs)})
+    model.get_layer("m").kernel.assign(np.random.default_rng(7).normal(
+        size=(3, 4)).astype("float32"))
+    model.compile("sgd", loss={"m": keras.losses.BinaryCrossentropy(
+        from_logits=activation is None)})
+    x, _ = _data()
+    labels = (np.random.default_rng(8).random((len(x), 4)) < 0.5).astype(
+        "float32")
+    labels[::4] = np.nan  # Unlabelled examples are left out.
+    view = _task.TaskView(model, (x, {"m": labels}))
+    assert view.is_multi_label("m")
+    loss, error = evaluation.losses_and_errors(view, ["m"], x,
+                                               {"m": labels},
+                                               batch_size=5)["m"]
+    keep = ~np.isnan(labels[:, 0])
+    p = _sigmoid(x[keep].astype(np.float64) @ _kernel(model, "m"))
+    truth = labels[keep]
+    expected_loss = -np.mean(truth * np.log(p) + (1 - truth) * np.log(1 - p))
+    assert loss == pytest.approx(expected_loss, rel=1e-4)
+    assert error == pytest.approx(np.mean((p > 0.5) != (truth > 0.5)))
+    assert 0 < error < 1
 
 
 @pytest.mark.parametrize("activation", [None, "sigmoid"])

@@ -14,8 +14,10 @@ def losses_and_errors(view, tasks, x, y, batch_size=256):
     (`y` a dict keyed by task; NaN = missing): the loss is the task's
     compiled loss without `loss_weights`, the mean over those examples;
     the error is the fraction whose most probable label (the one of least
-    loss) is not their label, NaN for a head that is not a classifier. A
-    task without a labelled example is left out.
+    loss) is not their label; for a multi-label head (several sigmoid
+    units, multi-hot labels) the fraction of unit decisions (probability
+    above 1/2) that disagree with the labels; NaN for a head that is
+    neither. A task without a labelled example is left out.
     """
     evaluate = view.cached(("evaluate_all", tuple(tasks)),
                            lambda: _evaluate_all_fn(view, tasks))
@@ -33,7 +35,11 @@ def losses_and_errors(view, tasks, x, y, batch_size=256):
             per_example, candidates = (v.numpy() for v in outputs[task])
             keep = kept[task]
             losses[task].append(per_example[keep])
-            if view.is_classifier(task):
+            if view.is_multi_label(task):
+                truth = filled[task][keep].reshape(candidates[keep].shape)
+                wrong[task].append(
+                    ((candidates[keep] > 0.5) != (truth > 0.5)).mean(axis=1))
+            elif view.is_classifier(task):
                 predicted = candidates[keep].argmin(axis=1)
                 wrong[task].append(
                     predicted != view.classes(task, filled[task][keep]))
@@ -43,7 +49,7 @@ def losses_and_errors(view, tasks, x, y, batch_size=256):
         if not len(values):
             continue
         error = (float(np.concatenate(wrong[task]).mean())
-                 if view.is_classifier(task) else np.nan)
+                 if wrong[task] else np.nan)
         result[task] = (float(values.mean()), error)
     return result
 
@@ -55,9 +61,12 @@ def _evaluate_all_fn(view, tasks):
         result = {}
         for task in tasks:
             losses = view.example_losses(task, y[task], y_pred[task])
-            candidates = (view.candidate_losses(task, y_pred[task])
-                          if view.is_classifier(task)
-                          else tf.zeros([tf.shape(losses)[0], 0]))
+            if view.is_multi_label(task):  # Each unit's probability.
+                candidates = view.unit_probabilities(task, y_pred[task])
+            elif view.is_classifier(task):
+                candidates = view.candidate_losses(task, y_pred[task])
+            else:
+                candidates = tf.zeros([tf.shape(losses)[0], 0])
             result[task] = (losses, candidates)
         return result
 

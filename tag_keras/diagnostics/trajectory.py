@@ -36,7 +36,8 @@ class TrajectoryLogger(keras.callbacks.Callback):
       among the first `max_samples` training examples) and `test_loss`
       (the same on the test data); with `validation_data`, `val_loss`.
     * `"error"`: `error` (test error), `train_error`, and `val_error` with
-      `validation_data`; classification heads only (see
+      `validation_data`; classification and multi-label heads only (the
+      share of wrong unit decisions for the latter; see
       `tag_keras.diagnostics.fisher_trace` for how they are recognised).
     * `"conflict"`: `conflict` (mean cosine to the uniform multi-task
       gradient), `conflict_rate` and `norm_ratio`
@@ -168,7 +169,7 @@ class TrajectoryLogger(keras.callbacks.Callback):
                     loss_name, error_name = names[split]
                     if "loss" in self.measures:
                         values[task, loss_name] = loss
-                    if "error" in self.measures and view.is_classifier(task):
+                    if "error" in self.measures and not np.isnan(error):
                         values[task, error_name] = error
         for task in self._tasks:
             if not {"sharpness", "fisher", "coherence"} & set(self.measures):
