@@ -553,21 +553,28 @@ def test_one_pass_evaluation_against_numpy_with_nan_labels():
     assert got["b"] == pytest.approx((loss_b, error_b), rel=1e-5)
 
 
+def _multi_label(activation, seed):
+    """A 4-unit multi-label head on x (BCE, logits or sigmoid), random
+    kernel and multi-hot labels: `(model, x, labels)`."""
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, {"m": keras.layers.Dense(
+        4, use_bias=False, activation=activation, name="m")(inputs)})
+    model.get_layer("m").kernel.assign(np.random.default_rng(seed).normal(
+        size=(3, 4)).astype("float32"))
+    model.compile("sgd", loss={"m": keras.losses.BinaryCrossentropy(
+        from_logits=activation is None)})
+    x, _ = _data()
+    labels = (np.random.default_rng(seed + 1).random((len(x), 4))
+              < 0.5).astype("float32")
+    return model, x, labels
+
+
 @pytest.mark.parametrize("activation", [None, "sigmoid"])
 def test_multi_label_error_is_the_share_of_wrong_unit_decisions(activation):
     from tag_keras.diagnostics import _task
     from tag_keras.diagnostics import evaluation
 
-    inputs = keras.Input((3,))
-    model = keras.Model(inputs, {"m": keras.layers.Dense(
-        4, use_bias=False, activation=activation, name="m")(inputs)})
-    model.get_layer("m").kernel.assign(np.random.default_rng(7).normal(
-        size=(3, 4)).astype("float32"))
-    model.compile("sgd", loss={"m": keras.losses.BinaryCrossentropy(
-        from_logits=activation is None)})
-    x, _ = _data()
-    labels = (np.random.default_rng(8).random((len(x), 4)) < 0.5).astype(
-        "float32")
+    model, x, labels = _multi_label(activation, 7)
     labels[::4] = np.nan  # Unlabelled examples are left out.
     view = _task.TaskView(model, (x, {"m": labels}))
     assert view.is_multi_label("m")
@@ -587,16 +594,8 @@ def test_multi_label_error_is_the_share_of_wrong_unit_decisions(activation):
 def test_fisher_trace_of_a_multi_label_head_sums_bernoulli_variances(
         activation):
     """Loss (1/w) Σ_u BCE_u, logits x W: E‖∇‖² = Σ_u p_u(1−p_u)‖x‖² / w²."""
-    inputs = keras.Input((3,))
-    model = keras.Model(inputs, {"m": keras.layers.Dense(
-        4, use_bias=False, activation=activation, name="m")(inputs)})
-    model.get_layer("m").kernel.assign(np.random.default_rng(5).normal(
-        size=(3, 4)).astype("float32"))
-    model.compile("sgd", loss={"m": keras.losses.BinaryCrossentropy(
-        from_logits=activation is None)})
-    x, _ = _data()
-    y = {"m": (np.random.default_rng(6).random((len(x), 4)) < 0.5).astype(
-        "float32")}
+    model, x, labels = _multi_label(activation, 5)
+    y = {"m": labels}
     p = _sigmoid(x.astype(np.float64) @ _kernel(model, "m"))
     expected = np.mean(np.sum(p * (1 - p), axis=1)
                        * np.sum(x.astype(np.float64) ** 2, axis=1)) / 16
