@@ -40,8 +40,6 @@ from scipy import sparse
 from tag_keras.select import _pricing
 from tag_keras.select import _scores
 
-#: Masks per chunk when valuing and pricing blocks.
-_CHUNK = 1 << 16
 #: Largest number of blocks handed to the fixing MILP.
 _MAX_MILP_COLUMNS = 400_000
 #: The relative gap the exact pricing first aims at: a finished search
@@ -286,40 +284,17 @@ def prove(scores, num_groups, incumbent, deadline, node_limit=None,
                 deadline)
 
 
-def block_values(scores, deadline=None):
-    """f(S), or fU(S) >= f(S), for every bitmask S (as
-    `Scores.all_block_values`), chunked. None if `deadline` passes first.
-    """
-    values = np.empty(2**scores.n)
-    for masks in _chunks(2**scores.n):
-        if deadline is not None and deadline.passed():
-            return None
-        values[masks] = scores.block_values(masks)
-    for masks, special in scores.special_blocks():
-        if deadline is not None and deadline.passed():
-            return None
-        values[masks] = np.maximum(values[masks], special)
-    values[0] = -np.inf
-    return values
-
-
-def _chunks(size):
-    """Bitmasks 0 … size − 1 as `_CHUNK`-long int64 arrays."""
-    for start in range(0, size, _CHUNK):
-        yield np.arange(start, min(start + _CHUNK, size), dtype=np.int64)
-
-
 def _fix(scores, num_groups, incumbent, best_total, upper, pi, mu,
          deadline):
     """Reduced-cost fixing over all 2^n blocks (see the module docstring)."""
     n = scores.n
-    values = block_values(scores, deadline)
+    values = scores.all_block_values(deadline)
     if values is None:
         return incumbent, best_total, upper, False
     tolerance = 1e-9 * (1 + abs(best_total))
     threshold = best_total - upper - tolerance
     kept = []
-    for masks in _chunks(2**n):
+    for masks in _scores.chunks(2**n):
         costs = values[masks] - _member_matrix(masks, n) @ pi - mu
         kept.append(masks[np.isfinite(costs) & (costs >= threshold)])
     candidates = np.concatenate(kept)

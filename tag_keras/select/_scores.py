@@ -26,6 +26,16 @@ Pure NumPy.
 import numpy as np
 
 
+#: Masks per chunk when valuing blocks over all 2^n.
+_CHUNK = 1 << 16
+
+
+def chunks(size):
+    """Bitmasks 0 … size − 1 as `_CHUNK`-long int64 arrays."""
+    for start in range(0, size, _CHUNK):
+        yield np.arange(start, min(start + _CHUNK, size), dtype=np.int64)
+
+
 def mask_members(mask, n):
     """The boolean membership of the n tasks in the bitmask `mask`."""
     return np.array([(mask >> t) & 1 for t in range(n)], bool)
@@ -258,23 +268,28 @@ class Scores:
         values[sizes == 0] = -np.inf
         return values
 
-    def special_blocks(self, chunk=1 << 16):
+    def special_blocks(self):
         """`(masks, values)` chunks: every block S inside a special group G
-        with Σ_{a ∈ S} s(a, G), its value served by G."""
+        with Σ_{a ∈ S} s(a, G), its value served by G (S = ∅ included)."""
         for row, group in zip(self.special_scores, self.special_members):
             indices = np.flatnonzero(group)
             bits = np.left_shift(1, indices)
-            for start in range(1, 2 ** len(indices), chunk):
-                pattern = (np.arange(start, min(start + chunk,
-                                                2 ** len(indices)))[:, None]
-                           >> np.arange(len(indices))) & 1
+            for patterns in chunks(2 ** len(indices)):
+                pattern = (patterns[:, None] >> np.arange(len(indices))) & 1
                 yield pattern @ bits, pattern @ row[indices]
 
-    def all_block_values(self):
-        """f(S) for every bitmask S (-inf for S = ∅); where not
-        `exact_blocks`, the bound fU(S) >= f(S) instead."""
-        values = self.block_values(np.arange(2**self.n, dtype=np.int64))
+    def all_block_values(self, deadline=None):
+        """f(S) for every bitmask S (-inf for S = ∅), chunked; where not
+        `exact_blocks`, the bound fU(S) >= f(S) instead. None if
+        `deadline` (anything with `passed()`) passes first."""
+        values = np.empty(2**self.n)
+        for masks in chunks(2**self.n):
+            if deadline is not None and deadline.passed():
+                return None
+            values[masks] = self.block_values(masks)
         for masks, special in self.special_blocks():
+            if deadline is not None and deadline.passed():
+                return None
             values[masks] = np.maximum(values[masks], special)
         values[0] = -np.inf
         return values

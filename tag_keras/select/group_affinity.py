@@ -199,9 +199,9 @@ def select_groups_from_group_affinity(group_affinity, num_groups, *,
     the mean, s(a, G) = c_a + Σ_{b ∈ G∖a} β_ba, so the same branch and
     bound prices groups, and the measured groups, whose scores the form
     does not bound, are valued one by one. `optimal` and `upper_bound`
-    are what was proven (for the partly estimated scores); reduced-cost
-    fixing is not available here (it needs every block's exact value), so
-    a gap the LP relaxation leaves stays a gap.
+    are what was proven (for the partly estimated scores); up to
+    `select_groups`' `max_proven_tasks`, reduced-cost fixing closes a gap
+    the LP relaxation leaves, with blocks valued by an upper bound.
 
     Args:
         group_affinity: DataFrame with columns `sources` (task names joined
