@@ -41,6 +41,9 @@ setuptools.setup(
         "experiments": ["tensorflow-datasets>=4.9", "scikit-learn>=1.3"],
     },
     entry_points={
-        "console_scripts": ["tag-select=tag_keras.select.cli:run"],
+        "console_scripts": [
+            "tag-select=tag_keras.select.cli:run",
+            "tag-train=tag_keras.train.cli:run",
+        ],
     },
 )

@@ -5,26 +5,47 @@ resumed run already wrote and flush every row, and atomic replacement
 that respects the umask.
 """
 
+import contextlib
 import csv
 import io
 import os
-import tempfile
+import secrets
 
 
-def replace_atomically(path, text):
-    """Writes `text` to `path` atomically (temp file + rename).
+def replace_atomically(path, data):
+    """Writes `data` (text or bytes) to `path` atomically (temp + rename).
 
-    The file gets the permissions `open` would give it (0666 less the
-    umask), not `mkstemp`'s 0600.
+    The temporary file is created with `os.open(..., 0o666)`, so it gets
+    the permissions `open` would give it (0666 less the umask) without
+    touching the process-wide umask. If the write fails (a full disk), the
+    temporary file is removed and the `OSError` names `path`.
     """
-    directory = os.path.dirname(os.fspath(path)) or "."
-    handle, temp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    with os.fdopen(handle, "w", newline="") as out:
-        out.write(text)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temp, 0o666 & ~umask)
-    os.replace(temp, path)
+    path = os.fspath(path)
+    directory = os.path.dirname(path) or "."
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    while True:
+        temp = os.path.join(directory, f".{os.path.basename(path)}."
+                            f"{secrets.token_hex(6)}.tmp")
+        try:
+            handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                             0o666)
+            break
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise OSError(error.errno, f"Cannot write {path}: "
+                          f"{error.strerror}") from None
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(payload)
+        os.replace(temp, path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            os.remove(temp)
+        if isinstance(error, OSError):
+            raise OSError(error.errno, f"Cannot write {path}: "
+                          f"{error.strerror}") from None
+        raise
 
 
 class RowFile:

@@ -11,22 +11,41 @@ def losses_and_errors(view, tasks, x, y, batch_size=256):
     """`{task: (mean loss, error)}` with one forward pass per batch.
 
     For each of `tasks`, over the examples of `(x, y)` labelled for it
-    (`y` a dict keyed by task; NaN = missing): the loss is the task's
-    compiled loss without `loss_weights`, the mean over those examples;
-    the error is the fraction whose most probable label (the one of least
-    loss) is not their label; for a multi-label head (several sigmoid
+    (`y` a dict keyed by task; NaN = missing): the means of
+    `example_losses_and_errors`. A task without a labelled example is left
+    out; the error is NaN for a head that is neither a classifier nor
+    multi-label.
+    """
+    result = {}
+    for task, (losses, errors) in example_losses_and_errors(
+            view, tasks, x, y, batch_size).items():
+        keep = ~np.isnan(losses)
+        if keep.any():
+            result[task] = (float(losses[keep].mean()),
+                            float(errors[keep].mean()))
+    return result
+
+
+def example_losses_and_errors(view, tasks, x, y, batch_size=256):
+    """`{task: (losses, errors)}`, one value per example of `(x, y)`.
+
+    The loss is the task's compiled loss without `loss_weights`; the error
+    is 1 where the most probable label (the one of least loss) is not the
+    example's label, else 0; for a multi-label head (several sigmoid
     units, multi-hot labels) the fraction of unit decisions (probability
     above 1/2) that disagree with the labels; NaN for a head that is
-    neither. A task without a labelled example is left out.
+    neither. Examples not labelled for the task (`y[task]` NaN) are NaN in
+    both.
     """
     evaluate = view.cached(("evaluate_all", tuple(tasks)),
                            lambda: _evaluate_all_fn(view, tasks))
-    losses = {t: [] for t in tasks}
-    wrong = {t: [] for t in tasks}
     size = len(next(iter(y.values())))
     labels = {t: np.asarray(y[t]) for t in tasks}
+    losses = {t: np.full(size, np.nan) for t in tasks}
+    errors = {t: np.full(size, np.nan) for t in tasks}
     for start in range(0, size, batch_size):
         part = slice(start, start + batch_size)
+        rows = np.arange(size)[part]
         filled, kept = {}, {}
         for task in tasks:
             filled[task], kept[task] = _data.fill_missing(labels[task][part])
@@ -34,24 +53,16 @@ def losses_and_errors(view, tasks, x, y, batch_size=256):
         for task in tasks:
             per_example, candidates = (v.numpy() for v in outputs[task])
             keep = kept[task]
-            losses[task].append(per_example[keep])
+            losses[task][rows[keep]] = per_example[keep]
             if view.is_multi_label(task):
                 truth = filled[task][keep].reshape(candidates[keep].shape)
-                wrong[task].append(
-                    ((candidates[keep] > 0.5) != (truth > 0.5)).mean(axis=1))
+                errors[task][rows[keep]] = (
+                    (candidates[keep] > 0.5) != (truth > 0.5)).mean(axis=1)
             elif view.is_classifier(task):
                 predicted = candidates[keep].argmin(axis=1)
-                wrong[task].append(
+                errors[task][rows[keep]] = (
                     predicted != view.classes(task, filled[task][keep]))
-    result = {}
-    for task in tasks:
-        values = np.concatenate(losses[task])
-        if not len(values):
-            continue
-        error = (float(np.concatenate(wrong[task]).mean())
-                 if wrong[task] else np.nan)
-        result[task] = (float(values.mean()), error)
-    return result
+    return {t: (losses[t], errors[t]) for t in tasks}
 
 
 def _evaluate_all_fn(view, tasks):

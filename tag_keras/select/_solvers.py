@@ -129,3 +129,66 @@ def size_upper_bound(best, num_groups):
         return trivial
     # The LP optimum is exact up to solver tolerance; never report below it.
     return min(trivial, -float(result.fun) + 1e-9 * (1 + abs(result.fun)))
+
+
+def top_partitions(n, values, num_groups, top, batch=4096):
+    r"""The `top` best partitions of the `n` tasks into at most
+    `num_groups` blocks, best first.
+
+    The dynamic program of `solve_partition_dp` keeping, for every subset
+    U and level j, the `top` best values h_j(U) of distinct partitions
+    instead of one. Each partition of U into at most j blocks is reached
+    once (S is the block holding min(U)), so the lists hold distinct
+    partitions. Ties: the lower (subset, rank) pair first.
+
+    Args:
+        n: Number of tasks.
+        values: `values[mask]` = f(S), -inf where a block cannot be served.
+        num_groups: The budget k.
+        top: How many partitions to keep.
+        batch: Unions valued at once (bounds the memory).
+
+    Returns:
+        A list of `(blocks, total)`, at most `top` of them, best first.
+    """
+    values = np.asarray(values, float)
+    levels = min(num_groups, n)
+    best = np.full((levels + 1, 2**n, top), -np.inf)
+    best[:, 0, 0] = 0.0
+    choice = np.zeros((levels + 1, 2**n, top), dtype=np.int64)
+    rank = np.zeros((levels + 1, 2**n, top), dtype=np.int64)
+    masks = np.arange(2**n, dtype=np.int64)
+    bits = (masks[:, None] >> np.arange(n)) & 1
+    counts = bits.sum(axis=1)
+    for size in range(1, n + 1):
+        pattern = (np.arange(1, 2**size, 2)[:, None] >> np.arange(size)) & 1
+        for start in range(0, int((counts == size).sum()), batch):
+            union = masks[counts == size][start:start + batch]
+            positions = np.nonzero(bits[union])[1].reshape(len(union), size)
+            subsets = (np.left_shift(1, positions) @ pattern.T).astype(
+                np.int64)
+            rest = union[:, None] ^ subsets
+            for level in range(1, levels + 1):
+                # [unions, subsets, top] -> the best `top` of each row.
+                totals = (values[subsets][:, :, None]
+                          + best[level - 1][rest])
+                flat = totals.reshape(len(union), -1)
+                order = np.argsort(-flat, axis=1, kind="stable")[:, :top]
+                best[level, union] = np.take_along_axis(flat, order, axis=1)
+                which, rank[level, union] = np.divmod(order, top)
+                choice[level, union] = np.take_along_axis(
+                    subsets, which, axis=1)
+    found = []
+    for r in range(top):
+        total = float(best[levels, 2**n - 1, r])
+        if not np.isfinite(total):
+            break
+        blocks, remaining, level, index = [], 2**n - 1, levels, r
+        while remaining:
+            block = int(choice[level, remaining, index])
+            index = int(rank[level, remaining, index])
+            blocks.append(block)
+            remaining ^= block
+            level -= 1
+        found.append((blocks, total))
+    return found

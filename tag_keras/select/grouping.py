@@ -272,7 +272,19 @@ def solve(tasks, scores, num_groups, *, max_exact_tasks=16,
     blocks, method, bound = _solve(
         scores, num_groups, max_exact_tasks, max_proven_tasks,
         search_restarts, time_limit, progress)
-    grouping = build_grouping(
+    grouping = _from_blocks(tasks, scores, blocks, num_groups, method)
+    slack = 1e-9 * (1 + abs(grouping.score))
+    optimal = bound is None or bound <= grouping.score + slack
+    return dataclasses.replace(
+        grouping,
+        optimal=optimal,
+        upper_bound=grouping.score if optimal else max(bound, grouping.score),
+    )
+
+
+def _from_blocks(tasks, scores, blocks, num_groups, method):
+    """The `Grouping` whose blocks (bitmasks) take their best groups."""
+    return build_grouping(
         tasks,
         [tuple(np.flatnonzero(_scores.mask_members(b, scores.n)))
          + scores.block_value(b)[1] for b in blocks],
@@ -282,13 +294,49 @@ def solve(tasks, scores, num_groups, *, max_exact_tasks=16,
         num_groups=int(num_groups),
         method=method,
     )
-    slack = 1e-9 * (1 + abs(grouping.score))
-    optimal = bound is None or bound <= grouping.score + slack
-    return dataclasses.replace(
-        grouping,
-        optimal=optimal,
-        upper_bound=grouping.score if optimal else max(bound, grouping.score),
-    )
+
+
+def _check_top(top, n, max_exact_tasks, scores):
+    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or (
+            top < 1):
+        raise ValueError(
+            f"`top` must be an integer >= 1. Received: top={top!r}")
+    if top > 1 and (n > max_exact_tasks or not scores.exact_blocks):
+        raise ValueError(
+            "`top` > 1 is solved exactly by the dynamic program, which "
+            f"allows at most max_exact_tasks={max_exact_tasks} tasks. "
+            f"Received: top={top} for {n} tasks (use top=1, or raise "
+            "max_exact_tasks: its time grows as 3^n)")
+
+
+def top_groupings(tasks, scores, num_groups, top):
+    """The groupings of the best partitions, `top` distinct ones.
+
+    A candidate is a partition of the tasks into at most `num_groups`
+    blocks (the tasks each network serves), each block with its best
+    helpers, valued like the optimum (`_solvers.top_partitions`).
+    Partitions are taken best first and turned into their groupings
+    (`build_grouping`); one whose groups repeat an earlier grouping is
+    skipped, until `top` distinct groupings are found or no partition is
+    left. Groupings that differ from a candidate only in a helper are not
+    candidates: the list spans different ways of sharing networks. The
+    first is the optimum of `select_groups`.
+    """
+    values = scores.all_block_values()
+    wanted = top
+    while True:
+        partitions = _solvers.top_partitions(scores.n, values, num_groups,
+                                             wanted)
+        found = {}
+        for blocks, _ in partitions:
+            grouping = _from_blocks(tasks, scores, blocks, num_groups,
+                                    "dynamic_program")
+            found.setdefault(grouping.groups, grouping)
+            if len(found) == top:
+                return tuple(found.values())
+        if len(partitions) < wanted:
+            return tuple(found.values())
+        wanted *= 2
 
 
 def select_groups(
@@ -303,6 +351,7 @@ def select_groups(
     search_restarts=16,
     time_limit=None,
     progress=None,
+    top=1,
 ):
     r"""Chooses at most `num_groups` task groups that maximise served affinity.
 
@@ -373,9 +422,15 @@ def select_groups(
             to what was proven.
         progress: None, or a callable receiving one-line progress messages
             (current score and bound) during long searches.
+        top: How many groupings to return. With `top` > 1, the groupings
+            of the best partitions of the tasks into served blocks, `top`
+            distinct ones, best first, exact (`top_groupings`); up to
+            `max_exact_tasks` tasks only.
+            Fewer come back when fewer exist. These are the candidates
+            that trained networks then judge (`tag_keras.train`).
 
     Returns:
-        A `Grouping`.
+        A `Grouping`; with `top` > 1, a tuple of them, best first.
 
     Example:
 
@@ -405,6 +460,9 @@ def select_groups(
         z = _normalized(z, tasks)
     scores = _scores.Scores(
         z, max_size, singles=z.diagonal() if allow_singletons else None)
+    _check_top(top, n, max_exact_tasks, scores)
+    if top > 1:
+        return top_groupings(tasks, scores, num_groups, top)
     return solve(tasks, scores, num_groups, max_exact_tasks=max_exact_tasks,
                  max_proven_tasks=max_proven_tasks,
                  search_restarts=search_restarts, time_limit=time_limit,

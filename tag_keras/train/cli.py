@@ -1,0 +1,342 @@
+"""`tag-train`: from a groups JSON to trained groups and a decision.
+
+    tag-train --model=MODULE:FUNCTION --data=MODULE:FUNCTION \\
+              --groups=groups.json --out_dir=DIR [--seeds=0,1,2] \\
+              [--epochs=N] [--all_task_model=PATH.keras]
+
+`--model`'s function takes a list of task names and returns a compiled
+`keras.Model` with one output per task; `--data`'s takes no argument and
+returns `{"train": ..., "validation": ..., "test": ...}` (test optional),
+each `(x, y)` with `y` a dict of task -> labels, or a `tf.data.Dataset`
+of such pairs. MODULE is importable from the working directory or is a
+path to a `.py` file.
+
+Every distinct group of every budget (and its candidates, with
+`tag-select --top`) is trained once per seed, as is the all-task network
+(or `--all_task_model` is used for the first seed), all cached in
+`DIR/networks/` so a rerun resumes. Each budget's grouping is then
+compared with the all-task network on the validation split
+(`tag_keras.train.decision`). Writes `DIR/decision.json`,
+`DIR/decision.csv`, `DIR/results.csv` and `DIR/decision.png`. Every input
+is checked before any training; bad input ends with a one-line error and
+exit status 1.
+"""
+
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from tag_keras.select import document as document_lib  # noqa: E402
+
+_MODEL = flags.DEFINE_string(
+    "model", None, "MODULE:FUNCTION; the function takes a list of task "
+    "names and returns a compiled keras.Model with one output per task.")
+_DATA = flags.DEFINE_string(
+    "data", None, "MODULE:FUNCTION; the function takes no argument and "
+    "returns {'train': (x, y), 'validation': (x, y), 'test': (x, y)} (test "
+    "optional; y a dict of task -> labels, NaN = missing), or "
+    "tf.data.Datasets of such pairs.")
+_GROUPS = flags.DEFINE_string(
+    "groups", None, "The groups JSON of tag-select --output (with --top, "
+    "each budget's candidates are trained and the best on validation "
+    "data is kept).")
+_OUT_DIR = flags.DEFINE_string(
+    "out_dir", None, "Output directory; networks are cached in "
+    "OUT_DIR/networks, so a rerun trains only what is missing.")
+_SEEDS = flags.DEFINE_list(
+    "seeds", ["0", "1", "2"], "Training seeds; every network is trained "
+    "once per seed.")
+_EPOCHS = flags.DEFINE_integer("epochs", 10, "Epochs per network.",
+                               lower_bound=1)
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 32, "Training batch size (array data).", lower_bound=1)
+_PATIENCE = flags.DEFINE_integer(
+    "patience", 0, "Early stopping on the validation loss after this many "
+    "epochs without improvement, the best epoch's weights restored (0: "
+    "off).", lower_bound=0)
+_ALL_TASK_MODEL = flags.DEFINE_string(
+    "all_task_model", None, "A saved .keras all-task model (e.g. the "
+    "TaskAffinityModel that measured the affinities) used as the all-task "
+    "network of the first seed instead of training one.")
+_NUM_GROUPS = flags.DEFINE_list(
+    "num_groups", None, "Budgets to train (default: every budget in "
+    "--groups).")
+_RANDOM = flags.DEFINE_integer(
+    "random_groupings", 0, "Random groupings per budget trained as a "
+    "baseline (every partition when there are at most this many: the "
+    "exact expectation).", lower_bound=0)
+_LEVEL = flags.DEFINE_float(
+    "level", 0.95, "Coverage of the decision's intervals.",
+    lower_bound=0.5, upper_bound=0.999)
+_RESAMPLES = flags.DEFINE_integer(
+    "resamples", 2000, "Bootstrap resamples.", lower_bound=100)
+
+#: What every flag needs, for the one-line errors.
+_REQUIRED = ("model", "data", "groups", "out_dir")
+
+
+class InputError(ValueError):
+    """Bad input, reported as one line."""
+
+
+def load_function(spec, flag, parameters):
+    """The function `MODULE:FUNCTION` names, checked for its parameters.
+
+    MODULE is a dotted module importable from the working directory, or a
+    path to a `.py` file. `parameters` is how many positional arguments
+    it must accept.
+    """
+    module_name, _, name = (spec or "").rpartition(":")
+    if not module_name or not name:
+        raise InputError(f"--{flag} must be MODULE:FUNCTION. Received: "
+                         f"{flag}={spec}")
+    try:
+        if module_name.endswith(".py"):
+            path = pathlib.Path(module_name)
+            if not path.is_file():
+                raise InputError(f"--{flag}: file not found. Received: "
+                                 f"{flag}={spec}")
+            module_spec = importlib.util.spec_from_file_location(
+                path.stem, path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(module_name)
+    except InputError:
+        raise
+    except Exception as error:  # Anything the user's module raises.
+        raise InputError(
+            f"--{flag}: cannot import {module_name}: "
+            f"{type(error).__name__}: {' '.join(str(error).split())}. "
+            f"Received: {flag}={spec}") from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise InputError(f"--{flag}: {module_name} has no function {name}. "
+                         f"Received: {flag}={spec}")
+    try:
+        inspect.signature(function).bind(*([None] * parameters))
+    except TypeError:
+        wanted = ("no argument" if parameters == 0 else
+                  "one argument (the list of task names)")
+        raise InputError(
+            f"--{flag}: {name} must take {wanted}; its signature is "
+            f"{name}{inspect.signature(function)}. Received: {flag}={spec}"
+        ) from None
+    except ValueError:
+        pass  # No signature to inspect (a builtin): it is called as is.
+    return function
+
+
+def load_data(function):
+    """Calls the data function and checks its splits."""
+    from tag_keras.train import data as data_lib
+
+    try:
+        data = function()
+    except Exception as error:
+        raise InputError(f"--data: the function raised {type(error).__name__}"
+                         f": {' '.join(str(error).split())}") from None
+    try:
+        data_lib.check_splits(data, name="the --data function's result")
+        tasks = data_lib.label_tasks(data["train"])
+    except (TypeError, ValueError) as error:
+        raise InputError(f"--data: {' '.join(str(error).split())}") from None
+    return data, tasks
+
+
+def read_budgets(document, num_groups, source):
+    """`{budget: [(groups, serve), ...]}` from a validated document."""
+    entries = {e["num_groups"]: e for e in document["results"]}
+    budgets = sorted(entries)
+    if num_groups:
+        try:
+            wanted = sorted({int(b) for b in num_groups})
+        except ValueError:
+            raise InputError("--num_groups must be integers. Received: "
+                             f"num_groups={','.join(num_groups)}") from None
+        absent = [b for b in wanted if b not in entries]
+        if absent:
+            raise InputError(f"Budgets {absent} are not in {source}; it has "
+                             f"{budgets}. Received: num_groups="
+                             f"{','.join(num_groups)}")
+        budgets = wanted
+    candidates = {}
+    for budget in budgets:
+        entry = entries[budget]
+        options = entry.get("candidates") or [entry]
+        candidates[budget] = [
+            (tuple(tuple(g) for g in o["groups"]), dict(o["serve"]))
+            for o in options]
+    return candidates
+
+
+def check_model(build, tasks):
+    """Builds the all-task model once (no training) to check its outputs."""
+    try:
+        model = build(list(tasks))
+    except Exception as error:
+        raise InputError(
+            f"--model: building the all-task model raised "
+            f"{type(error).__name__}: {' '.join(str(error).split())}"
+        ) from None
+    _check_outputs(model, tasks, "--model's model")
+
+
+def _check_outputs(model, tasks, what):
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise InputError(f"{what} must be a keras.Model. Received: "
+                         f"{type(model).__name__}")
+    names = [str(n) for n in (getattr(model, "output_names", None) or [])]
+    missing = [t for t in tasks if t not in names]
+    if missing:
+        raise InputError(
+            f"--groups names tasks {missing} that {what} does not produce; "
+            f"its outputs are {names}. Received: groups={_GROUPS.value}")
+    if not getattr(model, "compiled", False):
+        raise InputError(f"{what} is not compiled; call model.compile in "
+                         "the model function.")
+
+
+def load_all_task_model(path, tasks):
+    """Loads `--all_task_model` and checks it serves every task."""
+    if not pathlib.Path(path).is_file():
+        raise InputError(f"--all_task_model: file not found. Received: "
+                         f"all_task_model={path}")
+    import keras
+
+    import tag_keras  # noqa: F401  (registers TaskAffinityModel)
+    from tag_keras.measure import model as _  # noqa: F401
+
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as error:
+        raise InputError(
+            f"--all_task_model: cannot load {path}: {type(error).__name__}: "
+            f"{' '.join(str(error).split())}") from None
+    _check_outputs(model, tasks, "--all_task_model")
+    return model
+
+
+def check_settings(out_dir, settings):
+    """Refuses an `out_dir` whose cached networks used other settings."""
+    path = pathlib.Path(out_dir) / "train_settings.json"
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+        except ValueError:
+            stored = None
+        if stored != settings:
+            raise InputError(
+                f"{out_dir} holds networks trained with other settings "
+                f"({path}); give a new --out_dir, or delete it to retrain. "
+                f"Received: out_dir={out_dir}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"Cannot create --out_dir: {error.strerror}. "
+                         f"Received: out_dir={out_dir}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise InputError(f"--out_dir is not writable. Received: "
+                         f"out_dir={out_dir}")
+    from tag_keras import _files
+
+    _files.replace_atomically(path, json.dumps(settings, indent=2))
+
+
+def _inputs():
+    missing = [f"--{n}" for n in _REQUIRED if not flags.FLAGS[n].value]
+    if missing:
+        raise InputError(f"{', '.join(missing)} required. Received: none")
+    try:
+        seeds = sorted({int(s) for s in _SEEDS.value})
+    except ValueError:
+        raise InputError("--seeds must be integers. Received: seeds="
+                         f"{','.join(_SEEDS.value)}") from None
+    if not seeds:
+        raise InputError("--seeds needs at least one seed. Received: seeds=")
+    build = load_function(_MODEL.value, "model", 1)
+    data_function = load_function(_DATA.value, "data", 0)
+    try:
+        document = document_lib.read_groups(_GROUPS.value)
+    except document_lib.GroupsDocumentError as error:
+        raise InputError(f"--groups: {error}") from None
+    data, label_tasks = load_data(data_function)
+    candidates = read_budgets(document, _NUM_GROUPS.value, _GROUPS.value)
+    tasks = document.get("tasks") or sorted(
+        {t for e in document["results"] for t in e["serve"]})
+    unknown = [t for t in tasks if t not in label_tasks]
+    if unknown:
+        raise InputError(
+            f"--groups names tasks {unknown} the --data has no labels for; "
+            f"its tasks are {label_tasks}. Received: groups={_GROUPS.value}")
+    check_model(build, tasks)
+    model = (load_all_task_model(_ALL_TASK_MODEL.value, tasks)
+             if _ALL_TASK_MODEL.value else None)
+    settings = {"model": _MODEL.value, "data": _DATA.value,
+                "epochs": _EPOCHS.value, "batch_size": _BATCH_SIZE.value,
+                "patience": _PATIENCE.value,
+                "all_task_model": _ALL_TASK_MODEL.value}
+    check_settings(_OUT_DIR.value, settings)
+    return build, data, tasks, seeds, candidates, model
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        build, data, tasks, seeds, candidates, model = _inputs()
+    except InputError as error:
+        print(f"tag-train: error: {error}", file=sys.stderr)
+        return 1
+    import keras
+
+    from tag_keras import train
+
+    callbacks = []
+    if _PATIENCE.value:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=_PATIENCE.value,
+            restore_best_weights=True))
+    trainer = train.GroupTrainer(
+        build, data, seeds=seeds, tasks=tasks,
+        fit_kwargs={"epochs": _EPOCHS.value, "callbacks": callbacks},
+        batch_size=_BATCH_SIZE.value, directory=_OUT_DIR.value,
+        log=lambda line: print(line, flush=True))
+    if model is not None and not trainer.has(tasks, seeds[0]):
+        trainer.add_model(model, seeds[0])
+    random = {b: train.random_partitions(tasks, b, _RANDOM.value, seed=b)
+              for b in candidates if _RANDOM.value and b <= len(tasks)}
+    try:
+        decision = train.decide(trainer, candidates, random=random,
+                                level=_LEVEL.value,
+                                resamples=_RESAMPLES.value)
+        paths = train.write_decision(_OUT_DIR.value, decision, trainer)
+    except OSError as error:
+        print(f"tag-train: error: {error}", file=sys.stderr)
+        return 1
+    print()
+    print(train.format_table(decision))
+    print(f"\nWrote {', '.join(paths.values())}")
+    return 0
+
+
+def run():
+    """Console-script entry point."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,134 @@
+"""The data `tag-train` and `GroupTrainer` take: train, validation, test.
+
+    {"train": split, "validation": split, "test": split (optional)}
+
+Each split is `(x, y)` arrays with `y` a dict of task -> labels (NaN for
+a missing label), a batched `tf.data.Dataset` of such pairs, or a
+`keras.utils.PyDataset`. A network trained on a group of tasks sees only
+its tasks' labels; NaN labels are masked as `TaskAffinityModel` masks
+them (`tag_keras.measure.labels`), so a plain `keras.Model` trains on
+partial labels too. Validation and test splits are read in order, so
+every network's per-example results line up.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import tree
+
+from tag_keras import _data
+from tag_keras.measure import labels as labels_lib
+
+#: The splits a data dict may hold; the first two are required.
+SPLITS = ("train", "validation", "test")
+
+
+def check_splits(data, name="data"):
+    """Returns the splits of `data` present, or raises a one-line error.
+
+    Raises:
+        TypeError: `data` is not a dict, or a split is of the wrong type.
+        ValueError: `"train"` or `"validation"` is missing, or a key is
+            not a split.
+    """
+    if not isinstance(data, dict):
+        raise TypeError(
+            f"`{name}` must be a dict with 'train', 'validation' and "
+            "optionally 'test', each (x, y) with y a dict of task -> "
+            f"labels, or a tf.data.Dataset of such pairs. Received: {name} "
+            f"of type {type(data).__name__}")
+    unknown = sorted(set(data) - set(SPLITS))
+    missing = [s for s in SPLITS[:2] if s not in data]
+    if missing or unknown:
+        raise ValueError(
+            f"`{name}` must have the keys 'train' and 'validation' (and "
+            f"optionally 'test'); the validation split decides. Received: "
+            f"keys {sorted(data, key=str)}")
+    for split in data:
+        _data.check_data(data[split], name=f"{name}['{split}']")
+        if isinstance(data[split], (tuple, list)) and not isinstance(
+                data[split][1], dict):
+            raise TypeError(
+                f"`{name}['{split}']` must hold labels as a dict of task "
+                "-> labels. Received: labels of type "
+                f"{type(data[split][1]).__name__}")
+    return [s for s in SPLITS if s in data]
+
+
+def label_tasks(split):
+    """The task names a split holds labels for, in their order."""
+    if isinstance(split, tf.data.Dataset):
+        spec = split.element_spec
+        labels = spec[1] if isinstance(spec, tuple) else None
+    elif isinstance(split, keras.utils.PyDataset):
+        labels = split[0][1]
+    else:
+        labels = split[1]
+    if not isinstance(labels, dict):
+        raise TypeError(
+            "Labels must be a dict of task -> labels. Received: labels of "
+            f"type {type(labels).__name__}")
+    return [str(t) for t in labels]
+
+
+def fit_data(split, tasks, *, batch_size=32, seed=0, shuffle=True):
+    """What `model.fit` takes for a group: its tasks' labels, NaN masked.
+
+    Arrays become a `tf.data.Dataset` batched by `batch_size` (shuffled
+    with `seed` every epoch when `shuffle`); a dataset keeps its batches.
+    """
+    tasks = list(tasks)
+    if isinstance(split, keras.utils.PyDataset):
+        return _GroupPyDataset(split, tasks)
+    if isinstance(split, tf.data.Dataset):
+        return split.map(lambda *batch: _group_batch(batch, tasks))
+    x, y = split[0], {t: split[1][t] for t in tasks}
+    size = len(tree.flatten(x)[0])
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        dataset = dataset.shuffle(size, seed=seed,
+                                  reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).map(
+        lambda *batch: _group_batch(batch, tasks))
+
+
+def evaluation_batches(split, tasks, batch_size=256):
+    """Yields `(x, y)` NumPy batches in order, `y` keyed by all `tasks`."""
+    for x, y, _ in _data.batches(split, batch_size, list(tasks)):
+        yield x, y
+
+
+def size(split):
+    """Number of examples in a split (reads a dataset once)."""
+    return sum(len(tree.flatten(x)[0])
+               for x, _ in evaluation_batches(split, label_tasks(split)))
+
+
+def _group_batch(batch, tasks):
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(tuple(batch))
+    y = {t: y[t] for t in tasks}
+    if isinstance(sample_weight, dict):
+        sample_weight = {t: sample_weight[t] for t in tasks
+                         if t in sample_weight}
+    return labels_lib.mask_missing_in_batch((x, y, sample_weight))
+
+
+class _GroupPyDataset(keras.utils.PyDataset):
+    """A PyDataset's batches with the group's labels only, NaN masked."""
+
+    def __init__(self, source, tasks):
+        super().__init__()
+        self._source, self._tasks = source, tasks
+
+    @property
+    def num_batches(self):
+        return self._source.num_batches
+
+    def __getitem__(self, index):
+        x, y, sample_weight = labels_lib.mask_missing_in_batch(
+            self._source[index])
+        y = {t: np.asarray(y[t]) for t in self._tasks}
+        if isinstance(sample_weight, dict):
+            sample_weight = {t: np.asarray(sample_weight[t])
+                             for t in self._tasks if t in sample_weight}
+        return x, y, sample_weight

@@ -1,0 +1,292 @@
+"""Training task groups on any model: each group once per seed, cached.
+
+`GroupTrainer` takes the user's `build(tasks) -> compiled keras.Model`
+(one output per task, keyed by name), the data dict of
+`tag_keras.train.data`, `fit` keyword arguments and training seeds. Each
+distinct group (a set of tasks: `(a, b)` and `(b, a)` are one network)
+is trained once per seed, evaluated on validation (and test) example by
+example, and stored in a directory as one `.npz` file per network, so a
+rerun after an interruption trains only what is missing. The all-task
+network of a measuring run can be added as it is (`add_model`).
+
+Training order is group by group, seed by seed; one line per network says
+where the run is and what is left (with an ETA).
+"""
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from tag_keras import _files
+from tag_keras.train import data as data_lib
+from tag_keras.train import outcomes as outcomes_lib
+
+#: Splits every network is evaluated on, when the data holds them.
+EVALUATED = ("validation", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """One trained network: a group of tasks at one seed.
+
+    Attributes:
+        tasks: The group, in the data's task order.
+        seed: The training seed.
+        seconds: Wall time of `fit` (NaN for a model added as it is).
+        epochs: Epochs trained (0 when unknown).
+        outcomes: Split -> task -> `(losses, errors)`, one value per
+            example of the split (NaN where the example is not labelled).
+    """
+
+    tasks: tuple
+    seed: int
+    seconds: float
+    epochs: int
+    outcomes: Mapping
+
+    def mean(self, split, task, metric="loss"):
+        """The mean `metric` ("loss" or "error") of `task` on `split`."""
+        values = self.outcomes[split][task][0 if metric == "loss" else 1]
+        values = values[~np.isnan(values)]
+        return float(values.mean()) if len(values) else math.nan
+
+
+def group_key(tasks, seed):
+    """The file name (without suffix) of a group's network at `seed`."""
+    text = json.dumps([sorted(tasks), int(seed)])
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:20]
+
+
+def save_network(path, network):
+    """Writes `network` to `path` (`.npz`, atomically, no pickle)."""
+    arrays = {"meta": np.array(json.dumps({
+        "tasks": list(network.tasks), "seed": network.seed,
+        "seconds": network.seconds, "epochs": network.epochs,
+        "splits": list(network.outcomes)}))}
+    for split, per_task in network.outcomes.items():
+        for i, task in enumerate(network.tasks):
+            arrays[f"{split}_loss_{i}"] = per_task[task][0]
+            arrays[f"{split}_error_{i}"] = per_task[task][1]
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    _files.replace_atomically(path, buffer.getvalue())
+
+
+def load_network(path):
+    """Reads a `Network` written by `save_network`."""
+    with np.load(path, allow_pickle=False) as arrays:
+        meta = json.loads(str(arrays["meta"]))
+        outcomes = {split: {task: (arrays[f"{split}_loss_{i}"],
+                                   arrays[f"{split}_error_{i}"])
+                            for i, task in enumerate(meta["tasks"])}
+                    for split in meta["splits"]}
+    return Network(tuple(meta["tasks"]), int(meta["seed"]),
+                   float(meta["seconds"]), int(meta["epochs"]), outcomes)
+
+
+class GroupTrainer:
+    """Trains each distinct group of tasks once per seed, and keeps it.
+
+    Args:
+        build: `build(tasks) -> compiled keras.Model` with one output per
+            task of the list it is given, keyed by task name.
+        data: `{"train", "validation"[, "test"]}` (`tag_keras.train.data`).
+        seeds: Training seeds; every group is trained once per seed.
+        fit_kwargs: Passed to `model.fit` (e.g. `epochs`, `callbacks` such
+            as `EarlyStopping`); not `validation_data`, which is the
+            validation split.
+        batch_size: Training batch size for array data.
+        directory: Where networks are stored (`networks/` inside it);
+            None keeps them in memory only.
+        distribution: Optional `tf.distribute.Strategy`, whose scope
+            builds every model.
+        log: Called with one progress line per network (None: silent).
+        eval_batch_size: Examples per forward pass when evaluating arrays.
+        tasks: The tasks to serve (default: every task the training split
+            has labels for), in this order.
+    """
+
+    def __init__(self, build: Callable, data: Mapping, *,
+                 seeds: Sequence[int] = (0,), fit_kwargs: Mapping = None,
+                 batch_size: int = 32, directory: str | None = None,
+                 distribution=None, log: Callable | None = print,
+                 eval_batch_size: int = 256,
+                 tasks: Sequence[str] | None = None):
+        if not callable(build):
+            raise TypeError("`build` must be a function of a list of task "
+                            f"names. Received: build={build!r}")
+        self.splits = data_lib.check_splits(data)
+        fit_kwargs = dict(fit_kwargs or {})
+        if "validation_data" in fit_kwargs or "x" in fit_kwargs:
+            raise ValueError(
+                "`fit_kwargs` may not hold `x` or `validation_data`: the "
+                "trainer passes the data's splits. Received: fit_kwargs "
+                f"keys {sorted(fit_kwargs)}")
+        seeds = [int(s) for s in seeds]
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError("`seeds` must be distinct integers, at least "
+                             f"one. Received: seeds={seeds}")
+        self.build, self.data, self.seeds = build, data, seeds
+        labelled = data_lib.label_tasks(data["train"])
+        self.label_tasks = labelled
+        self.tasks = labelled if tasks is None else [str(t) for t in tasks]
+        unknown = sorted(set(self.tasks) - set(labelled), key=str)
+        if unknown or len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(
+                "`tasks` must be distinct tasks the training data has "
+                f"labels for: {labelled}. Received: tasks={self.tasks}")
+        self.fit_kwargs = fit_kwargs
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size)
+        self.directory = (None if directory is None
+                          else os.path.join(directory, "networks"))
+        self.distribution = distribution
+        self._log = log or (lambda line: None)
+        self._networks = {}
+
+    def ordered(self, group: Iterable[str]) -> tuple:
+        """`group` in the data's task order; raises for unknown tasks."""
+        group = set(group)
+        unknown = sorted(group - set(self.tasks), key=str)
+        if unknown or not group:
+            raise ValueError(
+                f"A group must hold tasks the data has labels for: "
+                f"{self.tasks}. Received: group {sorted(group, key=str)}")
+        return tuple(t for t in self.tasks if t in group)
+
+    def has(self, group, seed) -> bool:
+        """Whether the network of `group` at `seed` is trained (or stored)."""
+        return self._lookup(self.ordered(group), seed) is not None
+
+    def network(self, group, seed) -> Network:
+        """The network of `group` at `seed`, trained now if missing."""
+        group = self.ordered(group)
+        found = self._lookup(group, seed)
+        if found is None:
+            found = self._train(group, seed)
+        return found
+
+    def add_model(self, model, seed: int, *, seconds: float = math.nan,
+                  epochs: int = 0) -> Network:
+        """Stores an already trained `model` (e.g. the measuring run's
+        all-task `TaskAffinityModel`) as the network of its outputs' tasks
+        at `seed`; it is evaluated, not trained."""
+        group = self.ordered([t for t in self.tasks if t in set(
+            _output_names(model))])
+        network = Network(group, int(seed), float(seconds), int(epochs),
+                          self._evaluate(model, group))
+        self._store(network)
+        return network
+
+    def train(self, groups: Iterable[Iterable[str]],
+              seeds: Sequence[int] | None = None) -> list:
+        """Trains every (group, seed) not trained yet; returns them all.
+
+        One progress line per network trained, with the time so far and
+        an estimate of the time left.
+        """
+        seeds = self.seeds if seeds is None else list(seeds)
+        wanted = list(dict.fromkeys(self.ordered(g) for g in groups))
+        todo = [(g, s) for g in wanted for s in seeds
+                if self._lookup(g, s) is None]
+        start = time.perf_counter()
+        for i, (group, seed) in enumerate(todo, start=1):
+            network = self._train(group, seed)
+            elapsed = time.perf_counter() - start
+            left = elapsed / i * (len(todo) - i)
+            self._log(f"[{i}/{len(todo)}] ({', '.join(group)}) seed {seed}: "
+                      f"{network.epochs} epochs in {network.seconds:.1f} s, "
+                      f"validation loss {_total(network, 'validation'):.4g}"
+                      f"; {elapsed:.0f} s so far, about {left:.0f} s left")
+        return [self.network(g, s) for g in wanted for s in seeds]
+
+    def stored(self) -> list:
+        """Every network trained, added or read back so far."""
+        return list(self._networks.values())
+
+    # ------------------------------------------------------------------
+
+    def _path(self, group, seed):
+        return os.path.join(self.directory, group_key(group, seed) + ".npz")
+
+    def _lookup(self, group, seed):
+        key = (frozenset(group), int(seed))
+        if key in self._networks:
+            return self._networks[key]
+        if self.directory is None or not os.path.exists(
+                self._path(group, seed)):
+            return None
+        network = load_network(self._path(group, seed))
+        if set(network.tasks) != set(group) or network.seed != seed:
+            return None  # A hash collision: train it again.
+        self._networks[key] = network
+        return network
+
+    def _store(self, network):
+        self._networks[(frozenset(network.tasks), network.seed)] = network
+        if self.directory is not None:
+            os.makedirs(self.directory, exist_ok=True)
+            save_network(self._path(network.tasks, network.seed), network)
+
+    def _train(self, group, seed):
+        import contextlib
+
+        import keras
+
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+        scope = (contextlib.nullcontext() if self.distribution is None
+                 else self.distribution.scope())
+        with scope:
+            model = self.build(list(group))
+        _check_model(model, group)
+        start = time.perf_counter()
+        history = model.fit(
+            data_lib.fit_data(self.data["train"], group,
+                              batch_size=self.batch_size, seed=seed),
+            validation_data=data_lib.fit_data(
+                self.data["validation"], group, batch_size=self.batch_size,
+                shuffle=False),
+            **{"verbose": 0, **self.fit_kwargs, "shuffle": False})
+        seconds = time.perf_counter() - start
+        epochs = len(next(iter(history.history.values()), []))
+        network = Network(group, int(seed), seconds, epochs,
+                          self._evaluate(model, group))
+        self._store(network)
+        return network
+
+    def _evaluate(self, model, group):
+        return {split: outcomes_lib.evaluate_network(
+                    model, self.data[split], group, self.label_tasks,
+                    self.eval_batch_size)
+                for split in EVALUATED if split in self.data}
+
+
+def _output_names(model):
+    outputs = getattr(model, "output_names", None) or []
+    return [str(name) for name in outputs]
+
+
+def _check_model(model, group):
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "The model function must return a compiled keras.Model. "
+            f"Received: {type(model).__name__} for tasks {list(group)}")
+    if not getattr(model, "compiled", False):
+        raise ValueError(
+            "The model function must return a compiled model (call "
+            f"model.compile). Received: an uncompiled model for tasks "
+            f"{list(group)}")
+
+
+def _total(network, split):
+    return sum(network.mean(split, t) for t in network.tasks)
