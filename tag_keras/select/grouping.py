@@ -329,8 +329,11 @@ def top_groupings(tasks, scores, num_groups, top):
                                              wanted)
         found = {}
         for blocks, _ in partitions:
-            grouping = _from_blocks(tasks, scores, blocks, num_groups,
-                                    "dynamic_program")
+            grouping = _from_blocks(
+                tasks, scores, blocks, num_groups,
+                "separable" if num_groups >= scores.n else "dynamic_program")
+            grouping = dataclasses.replace(grouping,
+                                           upper_bound=grouping.score)
             found.setdefault(grouping.groups, grouping)
             if len(found) == top:
                 return tuple(found.values())

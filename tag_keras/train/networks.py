@@ -185,6 +185,11 @@ class GroupTrainer:
         self._store(network)
         return network
 
+    def add(self, network: Network) -> None:
+        """Stores a `Network` obtained elsewhere (its group and seed)."""
+        self.ordered(network.tasks)
+        self._store(network)
+
     def train(self, groups: Iterable[Iterable[str]],
               seeds: Sequence[int] | None = None) -> list:
         """Trains every (group, seed) not trained yet; returns them all.

@@ -1,0 +1,95 @@
+"""`tag-train` run as a user runs it: a tiny model module, files read back,
+and one-line errors before any training."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(_HERE)
+_GROUPS = {"tasks": ["a", "b", "c"], "results": [
+    {"num_groups": 2, "groups": [["a", "b"], ["c"]],
+     "serve": {"a": 0, "b": 0, "c": 1}},
+    {"num_groups": 3, "groups": [["a"], ["b"], ["c"]],
+     "serve": {"a": 0, "b": 1, "c": 2}}]}
+
+
+def _run(tmp_path, *args, groups=_GROUPS):
+    path = tmp_path / "groups.json"
+    path.write_text(json.dumps(groups))
+    command = [sys.executable, "-m", "tag_keras.train.cli",
+               "--model=tests.train_module:build",
+               "--data=tests/train_module.py:data",
+               f"--groups={path}", f"--out_dir={tmp_path / 'out'}",
+               "--epochs=1", *args]
+    return subprocess.run(command, cwd=_ROOT, capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, PYTHONPATH=_ROOT))
+
+
+def test_tag_train_end_to_end_with_the_all_task_model(tmp_path):
+    import keras
+
+    from tests import train_module
+
+    keras.utils.set_random_seed(0)
+    model = train_module.build(["a", "b", "c"])
+    x, y = train_module.data()["train"]
+    model.fit(x, {t: y[t] for t in "ab"} | {"c": y["c"].clip(0, 1)},
+              epochs=1, verbose=0)
+    model.save(tmp_path / "all.keras")
+    done = _run(tmp_path, "--seeds=0,1", "--random_groupings=3",
+                f"--all_task_model={tmp_path / 'all.keras'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    # The all-task network of seed 0 is the given model: only seed 1's is
+    # trained. 7 distinct groups (5 chosen, 2 more from the 3 random
+    # partitions of budget 2) x 2 seeds - 1 networks.
+    assert "[13/13]" in done.stdout and "[14/" not in done.stdout
+    out = tmp_path / "out"
+    document = json.loads((out / "decision.json").read_text())
+    assert [e["num_groups"] for e in document["budgets"]] == [2, 3]
+    for entry in document["budgets"]:
+        assert entry["decision"] in ("split", "keep together")
+        assert entry["metric"] == "loss"
+        assert entry["low"] <= entry["difference"] <= entry["high"]
+        assert (entry["decision"] == "split") == (entry["high"] < 0)
+        assert isinstance(entry["test_difference"], float)
+    assert document["best"]["num_groups"] in (1, 2, 3)
+    assert document["random"]["2"]["exact"] is True
+    results = pd.read_csv(out / "results.csv")
+    assert set(results.seed) == {0, 1}
+    assert len(results.groupby(["group", "seed"])) == 14
+    assert len(results) == 2 * 2 * (3 + 2 + 1 + 1 + 1 + 2 + 2)
+    assert "Best option on validation data" in done.stdout
+    # A rerun trains nothing.
+    again = _run(tmp_path, "--seeds=0,1", "--random_groupings=3",
+                 f"--all_task_model={tmp_path / 'all.keras'}")
+    assert again.returncode == 0 and "[1/" not in again.stdout
+
+
+@pytest.mark.parametrize("args, groups, message", [
+    (["--model=no_such_module:build"], _GROUPS,
+     "--model: cannot import no_such_module"),
+    (["--model=tests.train_module:data"], _GROUPS,
+     "--model: data must take one argument"),
+    (["--data=tests.train_module:no_validation"], _GROUPS,
+     "--data: .*'train' and 'validation'"),
+    ([], {"tasks": ["a", "z"], "results": [
+        {"num_groups": 1, "groups": [["a", "z"]],
+         "serve": {"a": 0, "z": 0}}]},
+     r"--groups names tasks \['z'\]"),
+])
+def test_bad_input_is_one_line_before_training(tmp_path, args, groups,
+                                               message):
+    done = _run(tmp_path, *args, groups=groups)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.strip().splitlines()
+             if not re.match(r"(WARNING: All log messages|[IWE]\d{4} )",
+                             line)]  # TensorFlow's own start-up lines.
+    assert len(lines) == 1 and lines[0].startswith("tag-train: error: ")
+    assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "out" / "networks").exists()

@@ -1,0 +1,59 @@
+"""A tiny user model and data for the `tag-train` tests (importable as
+`tests.train_module` and runnable as `train_module.py`)."""
+
+import os
+import sys
+
+import keras
+import numpy as np
+
+TASKS = ("a", "b", "c")
+
+
+def build(tasks):
+    """A shared dense layer and one logit head per task."""
+    inputs = keras.Input((4,))
+    z = keras.layers.Dense(8, activation="relu", name="shared")(inputs)
+    outputs = {t: keras.layers.Dense(1, name=t)(z) for t in tasks}
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss={
+        t: keras.losses.BinaryCrossentropy(from_logits=True) for t in tasks})
+    return model
+
+
+def _split(rng, n):
+    x = rng.normal(size=(n, 4)).astype("float32")
+    y = {"a": (x[:, 0] > 0).astype("float32"),
+         "b": (x[:, 0] + x[:, 1] > 0).astype("float32"),
+         "c": (rng.random(n) > 0.5).astype("float32")}
+    y["c"][:3] = np.nan  # Partial labels are allowed.
+    return x, y
+
+
+def data():
+    """Train, validation and test arrays; task c has missing labels."""
+    rng = np.random.default_rng(0)
+    return {"train": _split(rng, 48), "validation": _split(rng, 24),
+            "test": _split(rng, 24)}
+
+
+def no_validation():
+    return {"train": _split(np.random.default_rng(0), 8)}
+
+
+if __name__ == "__main__":
+    # Trains the groups named on the command line into a directory, and
+    # dies (SIGKILL) right after the network named by KILL_AFTER is stored.
+    from tag_keras import train
+
+    directory, kill_after = sys.argv[1], int(os.environ.get("KILL_AFTER", 0))
+
+    def log(line):
+        print(line, flush=True)
+        if kill_after and line.startswith(f"[{kill_after}/"):
+            os.kill(os.getpid(), 9)
+
+    trainer = train.GroupTrainer(build, data(), seeds=[0, 1],
+                                 fit_kwargs={"epochs": 1}, batch_size=16,
+                                 directory=directory, log=log)
+    trainer.train([g.split(",") for g in sys.argv[2:]])
