@@ -10,6 +10,7 @@ of the group that serves it.
 
 from experiments.lib import results as results_lib
 from tag_keras.select import GroupsDocumentError
+from tag_keras.select import validate_groups
 
 
 def check_groups(document, tasks, budgets=None):
@@ -33,6 +34,11 @@ def check_groups(document, tasks, budgets=None):
         raise GroupsDocumentError(
             f"The groups name tasks the dataset lacks: {unknown}. Received: "
             f"dataset tasks={list(tasks)}")
+    # Every task trained for must be served by every budget kept, whatever
+    # the document's own `tasks` list says (or lacks).
+    kept = [e for e in document["results"]
+            if budgets is None or e["num_groups"] in budgets]
+    validate_groups({**document, "results": kept}, tasks=list(tasks))
 
 
 def train_groups(trainer, document, *, budgets=None, method="TAG",

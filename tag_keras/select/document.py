@@ -56,8 +56,11 @@ def write_groups(path, document):
     _files.replace_atomically(path, json.dumps(document, indent=2))
 
 
-def read_groups(path):
+def read_groups(path, tasks=None):
     """Reads and validates a groups document; returns it as a dict.
+
+    With `tasks`, every one of them must be served by every budget
+    (`validate_groups`).
 
     Raises:
         GroupsDocumentError: The file is missing, not JSON, or not a valid
@@ -70,15 +73,20 @@ def read_groups(path):
         raise GroupsDocumentError(
             f"Cannot read the groups JSON {path}: "
             f"{' '.join(str(error).split())}") from None
-    return validate_groups(document, source=os.fspath(path))
+    return validate_groups(document, source=os.fspath(path), tasks=tasks)
 
 
-def validate_groups(document, source="the groups document"):
+def validate_groups(document, source="the groups document", tasks=None):
     """Returns `document` if it is a valid groups document, else raises.
 
-    Checks: a non-empty `results` list; each entry has `num_groups`,
-    `groups` (lists of task names) and `serve` (task -> index of a group
-    that holds the task); every task in `tasks`, when given, is served.
+    Checks: `tasks`, when given in the document, is a list of distinct
+    task names (strings); a non-empty `results` list; each entry has an
+    integer `num_groups` >= 1, `groups` (non-empty lists of distinct task
+    names) and `serve` (an object: task -> index of a group that holds
+    it); every task a group names, and every task of `tasks`, is served;
+    the same for each entry's `candidates` (`tag-select --top`), when
+    present. With the argument `tasks` (the tasks a trainer will serve),
+    every one of them must be served by every entry too.
 
     Raises:
         GroupsDocumentError: Naming `source` and the first problem found.
@@ -88,7 +96,16 @@ def validate_groups(document, source="the groups document"):
         raise GroupsDocumentError(
             f"{source} has no `results` list (expected the JSON of "
             "tag-select --output).")
-    tasks = document.get("tasks")
+    listed = document.get("tasks")
+    if listed is not None and (
+            not isinstance(listed, list)
+            or not all(isinstance(t, str) for t in listed)
+            or len(set(listed)) != len(listed)):
+        raise GroupsDocumentError(
+            f"In {source}, `tasks` must be a list of distinct task names. "
+            f"Received: tasks={listed!r}")
+    required = list(listed or []) + [t for t in tasks or ()
+                                     if t not in (listed or [])]
     for entry in results:
         if not isinstance(entry, dict):
             raise GroupsDocumentError(
@@ -99,28 +116,58 @@ def validate_groups(document, source="the groups document"):
             raise GroupsDocumentError(
                 f"A result in {source} lacks {missing}. Received: "
                 f"{sorted(entry)}")
-        _check_entry(entry, tasks, source)
+        budget = entry["num_groups"]
+        if isinstance(budget, bool) or not isinstance(budget, int) or (
+                budget < 1):
+            raise GroupsDocumentError(
+                f"In {source}, `num_groups` must be an integer >= 1. "
+                f"Received: num_groups={budget!r}")
+        _check_entry(entry, budget, required, source)
+        candidates = entry.get("candidates")
+        if candidates is not None:
+            if not isinstance(candidates, list) or not candidates:
+                raise GroupsDocumentError(
+                    f"In {source}, budget {budget}: `candidates` must be a "
+                    f"non-empty list. Received: candidates={candidates!r}")
+            for candidate in candidates:
+                if not isinstance(candidate, dict) or not {
+                        "groups", "serve"} <= set(candidate):
+                    raise GroupsDocumentError(
+                        f"In {source}, budget {budget}: each candidate "
+                        "needs `groups` and `serve`. Received: "
+                        f"{candidate!r}")
+                _check_entry(candidate, budget,
+                             required + list(entry["serve"]), source)
     return document
 
 
-def _check_entry(entry, tasks, source):
-    budget = entry["num_groups"]
+def _check_entry(entry, budget, required, source):
     groups = entry["groups"]
-    if not isinstance(groups, list) or not all(
+    if not isinstance(groups, list) or not groups or not all(
             isinstance(g, list) and g and all(isinstance(t, str) for t in g)
             for g in groups):
         raise GroupsDocumentError(
             f"In {source}, budget {budget}: `groups` must be a list of "
             f"non-empty lists of task names. Received: groups={groups!r}")
-    for task, index in entry["serve"].items():
-        if not isinstance(index, int) or not 0 <= index < len(groups) or (
-                task not in groups[index]):
+    for group in groups:
+        if len(set(group)) != len(group):
+            raise GroupsDocumentError(
+                f"In {source}, budget {budget}: a group repeats a task. "
+                f"Received: group={group!r}")
+    serve = entry["serve"]
+    if not isinstance(serve, dict):
+        raise GroupsDocumentError(
+            f"In {source}, budget {budget}: `serve` must be an object of "
+            f"task -> group index. Received: serve={serve!r}")
+    for task, index in serve.items():
+        if isinstance(index, bool) or not isinstance(index, int) or not (
+                0 <= index < len(groups)) or task not in groups[index]:
             raise GroupsDocumentError(
                 f"In {source}, budget {budget}: task {task!r} is served by "
-                f"group {index}, which does not hold it.")
-    if tasks is not None:
-        unserved = [t for t in tasks if t not in entry["serve"]]
-        if unserved:
-            raise GroupsDocumentError(
-                f"In {source}, budget {budget}: tasks {unserved} are not "
-                "served by any group.")
+                f"group {index!r}, which does not hold it.")
+    named = [t for g in groups for t in g]
+    unserved = [t for t in dict.fromkeys(required + named) if t not in serve]
+    if unserved:
+        raise GroupsDocumentError(
+            f"In {source}, budget {budget}: tasks {unserved} are not "
+            "served by any group.")
