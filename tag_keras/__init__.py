@@ -24,6 +24,7 @@ import importlib
 
 __version__ = "0.1.0"
 
+from tag_keras._lock import DirectoryInUseError  # noqa: E402
 from tag_keras.select import Grouping  # noqa: E402
 from tag_keras.select import select_groups  # noqa: E402
 from tag_keras.select import select_groups_from_group_affinity  # noqa: E402
@@ -42,6 +43,7 @@ __all__ = [
     "AFFINITY_METHODS",
     "AffinityLogger",
     "AffinityMeter",
+    "DirectoryInUseError",
     "Grouping",
     "TaskAffinityModel",
     "TaskGradients",

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tag_keras import _distribute
 from tag_keras import _files
+from tag_keras import _lock
 from tag_keras import figures
 
 _STEPS = "affinity_steps.csv"
@@ -52,8 +53,19 @@ class AffinityLogger(keras.callbacks.Callback):
     and step rows after the last step the restored model had measured, are
     dropped before new rows are appended, so every epoch and every (step,
     source, target) appears once; a fresh run from epoch 0 starts the files
-    anew. Under a multi-worker strategy only the chief writes. Files get
-    the permissions the umask gives (as `open` does).
+    anew. Rows are written before any other callback's hook of the same
+    step or epoch runs (`TaskAffinityModel.fit` puts the logger first), so
+    a backup can never record a step whose rows are not written, whatever
+    the order of the callbacks. Under a multi-worker strategy only the
+    chief writes. Files get the permissions the umask gives (as `open`
+    does).
+
+    One run owns a `log_dir`: the logger takes a lock file
+    (`.tag_keras.lock`, the owner's pid and host) at the start of `fit`
+    and removes it at the end. A second run on the same directory fails
+    at once with a one-line `DirectoryInUseError` naming the directory
+    and the owner, before anything is written; a lock whose process is
+    gone is taken over with a warning.
 
     `affinity` holds the whole run's matrix as last written: the model's
     `fit_affinity`, read at each epoch end, so a later rollback of the
@@ -75,6 +87,9 @@ class AffinityLogger(keras.callbacks.Callback):
     ```
     """
 
+    #: Placed before other callbacks by `TaskAffinityModel.fit`.
+    records_measurements = True
+
     def __init__(self, log_dir, write_steps=True, tensorboard=True,
                  figure=True):
         super().__init__()
@@ -92,6 +107,7 @@ class AffinityLogger(keras.callbacks.Callback):
         self._last_step = None
         self._epoch = None
         self._active = False
+        self._lock = None
         self.affinity = None
 
     # ------------------------------------------------------------------
@@ -103,6 +119,8 @@ class AffinityLogger(keras.callbacks.Callback):
                 f"Received: a model of type {type(self.model).__name__}."
             )
         self._active = _distribute.is_chief(self.model.distribute_strategy)
+        if self._active:
+            self._lock = _lock.acquire(self.log_dir)
         self._files = None
         self._last_step = None
         self.affinity = None
@@ -167,6 +185,9 @@ class AffinityLogger(keras.callbacks.Callback):
         self._files = None
         if self._events is not None:
             self._events.close()
+        if self._lock is not None:
+            _lock.release(self._lock)
+            self._lock = None
 
     # ------------------------------------------------------------------
 

@@ -26,13 +26,29 @@ class EpochAffinity(keras.callbacks.Callback):
 
     @classmethod
     def first_in(cls, callbacks, model):
-        """`callbacks` (a list or a `CallbackList`) with a new one first."""
+        """`callbacks` (a list or a `CallbackList`) with a new one first.
+
+        Callbacks that record what was measured (their class sets
+        `records_measurements = True`, as `AffinityLogger` does) come
+        right after it, before every other callback, whatever order they
+        were given in: a backup (`BackupAndRestore`) taken in the same
+        hook then never records a step or an epoch whose rows were not
+        written yet, so a process killed between the two hooks loses no
+        row.
+        """
         tracker = cls()
+        listed = (callbacks.callbacks
+                  if isinstance(callbacks, keras.callbacks.CallbackList)
+                  else list(callbacks or []))
+        recorders = [c for c in listed
+                     if getattr(c, "records_measurements", False)]
+        ordered = [tracker, *recorders,
+                   *(c for c in listed if c not in recorders)]
         if isinstance(callbacks, keras.callbacks.CallbackList):
-            callbacks.callbacks.insert(0, tracker)
+            callbacks.callbacks[:] = ordered
             tracker.set_model(model)
             return callbacks
-        return [tracker, *(callbacks or [])]
+        return ordered
 
     def on_train_begin(self, logs=None):
         if self.model.training_method is not None:
