@@ -48,6 +48,11 @@ _STABILITY = flags.DEFINE_integer(
     "stability_resamples", 100, "Resamples of the TAG run's measured steps "
     "for each budget's split / keep-together verdict and stability (0: "
     "none; at least 10).", lower_bound=0)
+_NUM_SEEDS = flags.DEFINE_integer(
+    "num_seeds", 3, "Training seeds (--seed, --seed + 1, ...): every MTL, "
+    "STL, RG, TAG and CS network is trained under each; the table gives "
+    "the mean ± SE over them and the validated decision pairs over them.",
+    lower_bound=1)
 _AUGMENTATIONS = flags.DEFINE_multi_enum(
     "augmentations", [], list(pipeline_lib.AUGMENTATIONS),
     "All-task baselines trained with a tag_keras.mtl method: uw "
@@ -82,13 +87,13 @@ def main(argv):
         augmentations=_AUGMENTATIONS.value,
         gradnorm_alpha=_COMMON.gradnorm_alpha.value,
         stability_resamples=_STABILITY.value, distribution=distribution,
-        log=lambda line: print(line, flush=True))
+        log=lambda line: print(line, flush=True), num_seeds=_NUM_SEEDS.value)
     print()
     print(results_lib.markdown_table(frame, data.tasks))
     print(f"Wall time {time.perf_counter() - start:.0f} s.", end=" ")
     if distribution_lib.is_chief(distribution):
-        print(f"Wrote {out_dir}/results.csv, results.md, groups.json, "
-              "affinity/")
+        print(f"Wrote {out_dir}/results.csv, results.md, decision.json, "
+              "groups.json, affinity/")
     else:
         print("Not the chief: wrote no file.")
     return 0

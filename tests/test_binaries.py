@@ -272,7 +272,7 @@ def test_pipeline_writes_one_table(tiny_data, tmp_path):
     lines = []
     frame = pipeline.run_pipeline(data, config, tmp_path, budgets=(2, 5),
                                   rg_samples=1, optimal=True,
-                                  log=lines.append)
+                                  log=lines.append, num_seeds=1)
     for name in ("affinity/affinity.csv", "groups.json", "results.csv",
                  "results.md", "cosine/affinity/affinity.csv",
                  "cosine/groups.json", "pipeline.json"):
@@ -317,8 +317,11 @@ def test_pipeline_writes_one_table(tiny_data, tmp_path):
     # Each distinct group once: all 7 subsets of 3 tasks, none twice (the
     # all-task network is the TAG run's).
     assert timings["networks_trained"] == 7
-    trained = [line for line in lines if "] training group (" in line]
+    trained = [line for line in lines if re.match(r"\[\d+/\d+\] \(.*\) seed 0: ", line)]
     assert len(trained) == 6
+    decision = json.loads((tmp_path / "decision.json").read_text())
+    assert [b["num_groups"] for b in decision["budgets"]] == [2]
+    assert tag_row["decision"] == decision["budgets"][0]["decision"]
 
 
 # ----------------------------------------------------------------------
@@ -416,7 +419,7 @@ def test_train_groups_binary_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_pipeline_binary_with_hoa(tmp_path):
     process = _run("pipeline", "--dataset=planted", "--epochs=2",
-                   "--width=8", "--hoa", "--budgets=2,3",
+                   "--width=8", "--hoa", "--budgets=2,3", "--num_seeds=2",
                    f"--out_dir={tmp_path}")
     assert process.returncode == 0, process.stderr
     results = pd.read_csv(tmp_path / "results.csv")

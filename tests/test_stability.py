@@ -32,21 +32,21 @@ def _clusters(steps=60, seed=0, noise=1.0):
     return structure + noise * _noise(steps, seed)
 
 
-def test_pure_noise_says_keep_together_although_in_sample_gains_look_real():
+def test_pure_noise_says_unclear_although_in_sample_gains_look_real():
     result = stability.assess(_steps(_noise()), [2, 3], resamples=50)
     for budget in (2, 3):
         grouping, report = result[budget]
-        assert report.verdict == stability.KEEP_TOGETHER
+        assert report.affinity_structure == stability.UNCLEAR
         assert report.improvement_low <= 0
         # Chosen and scored on the same steps, noise looks like a gain.
         assert report.in_sample_improvement > 0
         assert report.in_sample_improvement > report.improvement
 
 
-def test_planted_clusters_say_split_and_recur():
+def test_planted_clusters_say_stable_and_recur():
     result = stability.assess(_steps(_clusters()), 2, resamples=50)
     grouping, report = result[2]
-    assert report.verdict == stability.SPLIT
+    assert report.affinity_structure == stability.STABLE
     assert report.improvement_low > 0
     assert sorted(grouping.groups) == [("t0", "t1", "t2"),
                                        ("t3", "t4", "t5")]
@@ -97,7 +97,7 @@ def test_a_table_without_the_step_columns_is_refused():
         stability.assess(_steps(_noise()).drop(columns="step"), 2)
 
 
-def test_tag_select_stability_writes_the_verdict(tmp_path, monkeypatch,
+def test_tag_select_stability_writes_the_affinity_structure(tmp_path, monkeypatch,
                                                  capsys):
     values = _clusters()
     steps = _steps(values)
@@ -110,9 +110,11 @@ def test_tag_select_stability_writes_the_verdict(tmp_path, monkeypatch,
                           "--num_groups=2", "--stability=20",
                           f"--output={output}")
     assert code == 0, err
-    assert "verdict: split" in out and "recurs in" in out
+    assert "affinity structure: stable" in out and "recurs in" in out
+    assert "verdict" not in out
     result = json.loads(output.read_text())["results"][0]
-    assert result["verdict"] == "split"
+    assert result["affinity_structure"] == "stable"
+    assert "verdict" not in result
     assert result["stability"]["resamples"] == 20
     assert set(result["stability"]["task_recurrence"]) == set(TASKS)
 
@@ -128,3 +130,14 @@ def test_tag_select_stability_without_steps_is_one_line(tmp_path,
     lines = err.strip().splitlines()
     assert len(lines) == 1
     assert "--stability needs the per-step values" in lines[0]
+
+
+def test_documents_from_before_the_rename_read_their_verdict():
+    from tag_keras.select import document
+
+    assert document.affinity_structure({"verdict": "split"}) == "stable"
+    assert document.affinity_structure(
+        {"verdict": "keep together"}) == "unclear"
+    assert document.affinity_structure(
+        {"affinity_structure": "unclear"}) == "unclear"
+    assert document.affinity_structure({}) == ""

@@ -205,7 +205,11 @@ def evaluate_task_set(tasks, truth_networks, measured, budgets, *,
                 error = total_error(truth, chosen.groups, dict(chosen.serve))
                 verdict_rows.append({
                     "method": AFFINITY_RUNS[name][0], "seed": seed,
-                    "budget": budget, "verdict": stability.verdict,
+                    "budget": budget,
+                    # The affinity structure read as a decision: stable
+                    # means split.
+                    "verdict": ("split" if stability.affinity_structure
+                                == "stable" else "keep together"),
                     "predicted": stability.improvement,
                     "predicted_low": stability.improvement_low,
                     "predicted_high": stability.improvement_high,

@@ -10,6 +10,7 @@ of the group that serves it.
 
 from experiments.lib import results as results_lib
 from tag_keras.select import GroupsDocumentError
+from tag_keras.select import document as document_lib
 from tag_keras.select import validate_groups
 
 
@@ -72,5 +73,5 @@ def train_groups(trainer, document, *, budgets=None, method="TAG",
             errors=trainer.served_errors(groups, entry["serve"]),
             groups=groups,
             search_seconds=(search_seconds or {}).get(budget),
-            verdict=entry.get("verdict", "")))
+            verdict=document_lib.affinity_structure(entry)))
     return results

@@ -44,7 +44,8 @@ def make_training_method(training_method, *, gradnorm_alpha=1.5):
 
 def measure(data, config, out_dir, *, affinity_method="lookahead",
             training_method="mtl", gradnorm_alpha=1.5, every_n_steps=None,
-            tensorboard=True, write_steps=True, distribution=None):
+            tensorboard=True, write_steps=True, distribution=None,
+            return_model=False):
     """Trains all tasks of `data` together, measuring affinity.
 
     Args:
@@ -61,10 +62,13 @@ def measure(data, config, out_dir, *, affinity_method="lookahead",
         distribution: A `tf.distribute.Strategy` to train under
             (`distribution.make_distribution`); None for none. Under several
             workers only the chief writes `out_dir`.
+        return_model: Also return the trained model (the all-task network,
+            its best epoch's weights restored).
 
     Returns:
         `(TrainResult, affinity DataFrame)`; the matrix is the mean over the
-        whole run, as in `affinity/affinity.csv`.
+        whole run, as in `affinity/affinity.csv`. With `return_model`,
+        `(TrainResult, affinity, model)`.
     """
     if affinity_method not in AFFINITY_METHODS:
         raise ValueError(
@@ -73,11 +77,13 @@ def measure(data, config, out_dir, *, affinity_method="lookahead",
     if every_n_steps is None:
         every_n_steps = config.affinity_every_n_steps
     with distribution_lib.output_dir(out_dir, distribution) as writable:
-        result = _measure_into(
+        result, model = _measure_into(
             data, config, writable, affinity_method=affinity_method,
             training_method=training_method, gradnorm_alpha=gradnorm_alpha,
             every_n_steps=every_n_steps, tensorboard=tensorboard,
             write_steps=write_steps, distribution=distribution)
+    if return_model:
+        return result, result.affinity, model
     return result, result.affinity
 
 
@@ -105,7 +111,6 @@ def _measure_into(data, config, out_dir, *, affinity_method,
         cosine_kernels_only=affinity_method == "cosine",
         training_method=make_training_method(
             training_method, gradnorm_alpha=gradnorm_alpha))
-    del model
     pd.DataFrame({
         "task": list(result.tasks),
         "test_error": [result.test_error[t] for t in result.tasks],
@@ -124,4 +129,4 @@ def _measure_into(data, config, out_dir, *, affinity_method,
             "seconds": result.seconds,
             "total_test_error_percent": 100 * sum(result.test_error.values()),
         }, handle, indent=2)
-    return result
+    return result, model

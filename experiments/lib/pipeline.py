@@ -8,23 +8,33 @@
 3. Select groups for every budget from each matrix with
    `tag_keras.select_groups` (the matrix the run's `AffinityLogger` wrote:
    the model's `fit_affinity`).
-4. Train every group needed, each distinct group once: single tasks (STL),
+4. Train every group needed, each distinct group once per training seed
+   (`seeds`; `tag_keras.train.GroupTrainer`, cached in `networks/`): the
+   all-task network (MTL; the TAG run is seed 0's), single tasks (STL),
    the TAG and CS groups, and `rg_samples` random partitions per budget
    (RG, the expected value of random groupings; exact when a budget has
-   at most `rg_samples` partitions: then each is trained once); with
+   at most `rg_samples` partitions: then each is trained once). With
    `hoa`, also every pair and the HOA groups (Standley et al.); with
    `optimal` (few tasks only), every subset of tasks, and the best groups
    by measured test error (an oracle: exhaustive search, as the paper's
-   "optimal" rows).
-5. Evaluate each task with the network that serves it and write one table.
+   "optimal" rows); these two train under the first seed only.
+5. Decide, per budget, whether TAG's grouping beats the all-task network
+   on validation data (`tag_keras.train.decide`: paired over examples
+   and seeds), and write one table: per method and budget the mean ± SE
+   over seeds of the total test error, the paired difference with MTL,
+   the affinity structure and the validated decision.
 
 Writes in `out_dir`: `affinity/` (AffinityLogger files of the TAG run),
 `groups.json` (the selector's output for TAG), `cosine/` (the CS run:
 `affinity/`, `groups.json`), `hoa/` (with `hoa`), `optimal/` (with
 `optimal`: `performance.csv`, `groups.json`), `history.csv`, `metrics.csv`
-and `run.json` of the TAG run, `results.csv` (one row per method and
-budget: per-task and total test error in %, seconds spent finding the
-groups) and `results.md` (the same table), `pipeline.json` (timings).
+and `run.json` of the TAG run, `networks/` (every trained network's
+per-example results), `decision.json`, `decision.csv`, `decision.png` and
+`networks.csv` (the validated decision, `tag_keras.train`),
+`results.csv` (one row per method and budget: per-task and total test
+error in %, its SE over seeds, the difference with MTL, seconds spent
+finding the groups) and `results.md` (the same table), `pipeline.json`
+(timings).
 """
 
 import itertools
@@ -41,6 +51,7 @@ from experiments.lib import measure as measure_lib
 from experiments.lib import results as results_lib
 from experiments.lib import training
 from tag_keras import select as select_lib
+from tag_keras.select import document as document_lib
 from tag_keras.select import stability as stability_lib
 
 # Largest task count for `optimal` (2^n - 1 networks).
@@ -131,7 +142,7 @@ def check_options(tasks, *, optimal=False, augmentations=()):
 def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
                  cosine=True, hoa=False, optimal=False, augmentations=(),
                  gradnorm_alpha=1.5, stability_resamples=100,
-                 distribution=None, log=print):
+                 distribution=None, log=print, num_seeds=3):
     """Runs the experiment; writes `out_dir`; returns the results frame.
 
     Args:
@@ -156,6 +167,9 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
             several workers every worker runs this function and only the
             chief writes `out_dir`.
         log: Progress output, one line per stage and per network.
+        num_seeds: Training seeds `config.seed`, `config.seed + 1`, ...:
+            every network of MTL, STL, RG, TAG and CS is trained under
+            each, and the table gives the mean ± SE over them.
 
     Returns:
         The `pandas.DataFrame` written as `results.csv`.
@@ -167,8 +181,8 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
     with distribution_lib.output_dir(out_dir, distribution) as writable:
         run = _Run(data, config, writable, distribution, log,
                    [b for b in budgets if b <= len(data.tasks)],
-                   stages=4 + bool(cosine) + bool(hoa) + bool(optimal)
-                   + bool(augmentations))
+                   stages=5 + bool(cosine) + bool(hoa) + bool(optimal)
+                   + bool(augmentations), num_seeds=num_seeds)
         run.stability_resamples = stability_resamples
         tag_run = run.measure("TAG", "lookahead", writable)
         if cosine:
@@ -179,7 +193,9 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
         if optimal:
             run.optimal()
         augmented = run.augmented(augmentations, gradnorm_alpha)
-        results = run.evaluate(tag_run, augmented, random_groupings)
+        decision = run.decide(random_groupings)
+        results = run.evaluate(tag_run, augmented, random_groupings,
+                               decision)
         return run.write(results)
 
 
@@ -191,16 +207,21 @@ def _steps_table(out_dir):
 
 
 class _Run:
-    """One pipeline run: its trainer, the chosen groups, the stage count."""
+    """One pipeline run: its trainers, the chosen groups, the stage count."""
 
     def __init__(self, data, config, out_dir, distribution, log, budgets,
-                 stages):
+                 stages, num_seeds=1):
         self.data, self.config, self.out_dir = data, config, out_dir
         self.distribution, self.log, self.budgets = distribution, log, budgets
         self.start = time.perf_counter()
         os.makedirs(out_dir, exist_ok=True)
-        self.trainer = training.GroupTrainer(
-            data, config, distribution=distribution, log=log)
+        self.seeds = [config.seed + i for i in range(max(1, num_seeds))]
+        self.networks = training.seeded_trainer(
+            data, config, self.seeds, directory=out_dir,
+            distribution=distribution, log=log)
+        # HOA and the oracle: the first seed's networks, as `TrainResult`s.
+        self.trainer = training.SeedTrainer(
+            self.networks, self.seeds[0], data, distribution=distribution)
         self.chosen, self.searches = {}, {}
         self._stages, self._stage = stages, 0
         self.stability_resamples = 0
@@ -220,14 +241,22 @@ class _Run:
                        "together, measuring lookahead affinity every "
                        f"{self.config.affinity_every_n_steps} steps ...")
             options = {}
-        result, affinity = measure_lib.measure(
+        result, affinity, model = measure_lib.measure(
             self.data, self.config, out_dir, affinity_method=affinity_method,
-            tensorboard=False, distribution=self.distribution, **options)
+            tensorboard=False, distribution=self.distribution,
+            return_model=True, **options)
         steps = None
         if method == "TAG":
             self.trainer.add(result)
+            # Measuring never changes training: the TAG run is the all-task
+            # network of the first seed.
+            if not self.networks.has(self.data.tasks, self.seeds[0]):
+                self.networks.add_model(model, self.seeds[0],
+                                        seconds=result.seconds,
+                                        epochs=result.epochs)
             if self.stability_resamples:
                 steps = _steps_table(out_dir)
+        del model
         self.log(f"    {result.epochs} epochs in {result.seconds:.1f} s")
         document, seconds = select(affinity, self.budgets, steps,
                                    self.stability_resamples)
@@ -239,25 +268,26 @@ class _Run:
         return result
 
     def train_planned(self, rg_samples, hoa):
-        """Trains STL, the chosen groups, RG (and HOA's pairs)."""
+        """Trains MTL, STL, the chosen groups and RG under every seed (and
+        HOA's pairs under the first)."""
         tasks = self.data.tasks
         random_groupings = {
             b: training.random_partitions(tasks, b, rg_samples,
                                           seed=self.config.seed + b)
             for b in self.budgets if rg_samples}
-        planned = [(t,) for t in tasks]
+        planned = [tuple(tasks)] + [(t,) for t in tasks]
         for document in self.chosen.values():
             planned += [tuple(g) for e in document["results"]
                         for g in e["groups"]]
         planned += [g for ps in random_groupings.values() for p in ps
                     for g in p]
-        if hoa:
-            planned += training.pairs(tasks)
-        self.stage(f"training the groups: STL, {', '.join(self.chosen)}"
+        self.stage(f"training the groups under seeds {self.seeds}: MTL, "
+                   f"STL, {', '.join(self.chosen)}"
                    + (", RG" if rg_samples else "")
-                   + (", HOA pairs" if hoa else "")
-                   + " (each distinct group once) ...")
-        self.trainer.train_all(planned)
+                   + " (each distinct group once per seed) ...")
+        self.networks.train(planned)
+        if hoa:
+            self.trainer.train_all(training.pairs(tasks))
         return random_groupings
 
     def hoa(self):
@@ -298,35 +328,77 @@ class _Run:
                      f"{results[augmentation].seconds:.1f} s")
         return results
 
-    def evaluate(self, tag_run, augmented, random_groupings):
+    def decide(self, random_groupings):
+        """TAG's validated decision per budget (`tag_keras.train`)."""
+        from tag_keras import train
+
+        self.stage("deciding on validation data: each budget's TAG "
+                   "grouping against the all-task network ...")
+        candidates = {e["num_groups"]: [(tuple(tuple(g) for g in e["groups"]),
+                                         e["serve"])]
+                      for e in self.chosen["TAG"]["results"]}
+        random = {b: (p, len(p) == training.partition_count(
+            len(self.data.tasks), b)) for b, p in random_groupings.items()}
+        decision = train.decide(self.networks, candidates, random=random)
+        if distribution_lib.is_chief(self.distribution):
+            train.write_decision(self.out_dir, decision, self.networks,
+                                 networks_name="networks.csv")
+        self.log(train.format_table(decision))
+        return decision
+
+    def per_seed(self, groups, serve):
+        """`{seed: {task: test error}}` of the tasks served by `groups`."""
+        return {s: {t: self.networks.network(groups[i], s).mean(
+                        "test", t, "error")
+                    for t, i in serve.items()}
+                for s in self.seeds}
+
+    def evaluate(self, tag_run, augmented, random_groupings, decision):
         """One `MethodResult` per method and budget."""
         self.stage("evaluating ...")
         tasks, trainer = self.data.tasks, self.trainer
+        single = {self.seeds[0]: None}
         results = [
-            results_lib.MethodResult("MTL", 1, dict(tag_run.test_error),
-                                     groups=(tuple(tasks),)),
-            results_lib.MethodResult(
-                "STL", len(tasks),
-                trainer.served_errors([(t,) for t in tasks],
-                                      {t: i for i, t in enumerate(tasks)}),
+            results_lib.MethodResult.over_seeds(
+                "MTL", 1, self.per_seed((tuple(tasks),),
+                                        {t: 0 for t in tasks}),
+                groups=(tuple(tasks),)),
+            results_lib.MethodResult.over_seeds(
+                "STL", len(tasks), self.per_seed(
+                    [(t,) for t in tasks], {t: i for i, t in enumerate(tasks)}),
                 groups=tuple((t,) for t in tasks)),
         ]
-        results += [results_lib.MethodResult(
-            AUGMENTATIONS[a], 1, dict(r.test_error), groups=(tuple(tasks),))
-            for a, r in augmented.items()]
+        results += [results_lib.MethodResult.over_seeds(
+            AUGMENTATIONS[a], 1, {s: dict(r.test_error) for s in single},
+            groups=(tuple(tasks),)) for a, r in augmented.items()]
+        decided = {o.num_groups: o.decision for o in decision.budgets}
         for budget in self.budgets:
             if budget in random_groupings:
                 partitions = random_groupings[budget]
-                results.append(results_lib.MethodResult(
-                    "RG", budget, results_lib.mean_errors([
-                        trainer.served_errors(p, training.serve_partition(p))
-                        for p in partitions]),
+                per_partition = [self.per_seed(
+                    p, training.serve_partition(p)) for p in partitions]
+                results.append(results_lib.MethodResult.over_seeds(
+                    "RG", budget, {s: results_lib.mean_errors(
+                        [e[s] for e in per_partition]) for s in self.seeds},
                     samples=len(partitions)))
             for method in sorted(self.chosen, key=_ORDER.index):
-                results += groups_lib.train_groups(
-                    trainer, self.chosen[method], budgets=[budget],
-                    method=method, search_seconds=self.searches[method],
-                    log=lambda line: None)
+                entry = next((e for e in self.chosen[method]["results"]
+                              if e["num_groups"] == budget), None)
+                if entry is None:
+                    continue
+                groups = tuple(tuple(g) for g in entry["groups"])
+                if method in ("TAG", "CS"):
+                    per_seed = self.per_seed(groups, entry["serve"])
+                else:  # HOA and the oracle: the first seed only.
+                    trainer.train_all(list(groups))
+                    per_seed = {self.seeds[0]: trainer.served_errors(
+                        groups, entry["serve"])}
+                results.append(results_lib.MethodResult.over_seeds(
+                    method, budget, per_seed, groups=groups,
+                    search_seconds=self.searches[method].get(budget),
+                    verdict=document_lib.affinity_structure(entry),
+                    decision=decided.get(budget, "") if method == "TAG"
+                    else ""))
         return results
 
     def write(self, results):
@@ -340,10 +412,12 @@ class _Run:
             json.dump({
                 "dataset": self.data.name, "tasks": list(self.data.tasks),
                 "budgets": self.budgets,
-                "networks_trained": len(self.trainer),
+                "seeds": self.seeds,
+                # Every seed's networks, the TAG run's included.
+                "networks_trained": len(self.networks.stored()),
                 "wall_seconds": seconds, "search_seconds": self.searches,
                 "distribution": distribution_lib.distribution_info(
                     self.distribution),
             }, handle, indent=2)
-        self.stage(f"done: {len(self.trainer)} networks in {seconds:.0f} s")
+        self.stage(f"done in {seconds:.0f} s")
         return frame

@@ -28,8 +28,12 @@ class MethodResult:
             the affinities or performances, plus selection); None if none.
         samples: How many groupings were averaged (RG).
         verdict: For a grouping chosen from measured affinities with its
-            stability assessed: "split" or "keep together"
-            (`tag_keras.select.stability`); "" otherwise.
+            stability assessed: the affinity structure, "stable" or
+            "unclear" (`tag_keras.select.stability`); "" otherwise.
+        seed_totals: Training seed -> total test error (%) of that seed's
+            networks; empty when the row has one unnamed run.
+        decision: The validated decision for this budget ("split" or
+            "keep together", `tag_keras.train.decide`); "" where none.
     """
 
     method: str
@@ -39,11 +43,46 @@ class MethodResult:
     search_seconds: float | None = None
     samples: int = 1
     verdict: str = ""
+    seed_totals: Mapping = dataclasses.field(default_factory=dict)
+    decision: str = ""
+
+    @classmethod
+    def over_seeds(cls, method, num_groups, per_seed, **fields):
+        """A row from `{seed: {task: test error}}`: the task-wise mean over
+        seeds, with each seed's total kept for the SE and the paired
+        differences."""
+        seeds = sorted(per_seed)
+        return cls(method, num_groups,
+                   mean_errors([per_seed[s] for s in seeds]),
+                   seed_totals={s: 100 * sum(per_seed[s].values())
+                                for s in seeds}, **fields)
 
     @property
     def total(self):
         """Total test error in percent (sum over tasks, as the paper)."""
         return 100 * sum(self.errors.values())
+
+    @property
+    def total_se(self):
+        """Standard error of `total` over seeds (NaN below two)."""
+        return _se(list(self.seed_totals.values()))
+
+
+def _se(values):
+    if len(values) < 2:
+        return math.nan
+    return float(np.std(values, ddof=1) / np.sqrt(len(values)))
+
+
+def paired_difference(result, reference):
+    """`(mean, SE, seeds)` of `result.total - reference.total`, paired by
+    training seed over the seeds both have."""
+    seeds = sorted(set(result.seed_totals) & set(reference.seed_totals))
+    if not seeds:
+        return math.nan, math.nan, 0
+    values = [result.seed_totals[s] - reference.seed_totals[s]
+              for s in seeds]
+    return float(np.mean(values)), _se(values), len(seeds)
 
 
 def mean_errors(list_of_errors):
@@ -53,7 +92,13 @@ def mean_errors(list_of_errors):
 
 
 def results_frame(results, tasks):
-    """One row per method and budget: per-task and total test error (%)."""
+    """One row per method and budget: per-task and total test error (%).
+
+    With several seeds, `total_se` is the SE of the total over seeds and
+    `vs_mtl` / `vs_mtl_se` the difference with the MTL row paired by seed
+    (over the seeds both have; `seeds` counts them).
+    """
+    mtl = next((r for r in results if r.method == "MTL"), None)
     rows = []
     for r in results:
         row = {"method": r.method, "num_groups": r.num_groups,
@@ -61,20 +106,41 @@ def results_frame(results, tasks):
                "groups": " | ".join("+".join(g) for g in r.groups)}
         row.update({t: round(100 * r.errors[t], 4) for t in tasks})
         row["total"] = round(r.total, 4)
+        row["total_se"] = round(r.total_se, 4)
+        difference, se, seeds = (paired_difference(r, mtl) if mtl else
+                                 (math.nan, math.nan, 0))
+        row["vs_mtl"], row["vs_mtl_se"] = round(difference, 4), round(se, 4)
+        row["seeds"] = len(r.seed_totals) or 1
         row["search_seconds"] = (None if r.search_seconds is None
                                  else round(r.search_seconds, 2))
         row["verdict"] = r.verdict
+        row["decision"] = r.decision
         rows.append(row)
-    return pd.DataFrame(rows, columns=["method", "num_groups", "samples",
-                                       "groups", *tasks, "total",
-                                       "search_seconds", "verdict"])
+    return pd.DataFrame(rows, columns=[
+        "method", "num_groups", "samples", "groups", *tasks, "total",
+        "total_se", "vs_mtl", "vs_mtl_se", "seeds", "search_seconds",
+        "verdict", "decision"])
+
+
+def _present(value):
+    return not (value is None or (isinstance(value, float)
+                                  and math.isnan(value)))
 
 
 def markdown_table(frame, tasks):
-    """A results frame as a markdown table shaped like the paper's."""
+    """A results frame as a markdown table shaped like the paper's.
+
+    Totals carry ± their SE over seeds where there are several, with the
+    paired difference with MTL; the affinity structure and the validated
+    decision get columns when any row has them.
+    """
     verdicts = "verdict" in frame and frame["verdict"].fillna("").any()
-    header = ["Method", "Groups", *tasks, "Total", "Search time"] + (
-        ["Verdict"] if verdicts else [])
+    decisions = "decision" in frame and frame["decision"].fillna("").any()
+    seeded = "total_se" in frame and frame["total_se"].notna().any()
+    header = ["Method", "Groups", *tasks, "Total"] + (
+        ["vs MTL"] if seeded else []) + ["Search time"] + (
+        ["Affinity structure"] if verdicts else []) + (
+        ["Decision (validation)"] if decisions else [])
     lines = ["| " + " | ".join(header) + " |",
              "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     for row in frame.to_dict("records"):
@@ -82,15 +148,26 @@ def markdown_table(frame, tasks):
         if row["samples"] > 1:
             method += f" (mean of {row['samples']})"
         search = row["search_seconds"]
-        search = "" if search is None or (
-            isinstance(search, float) and math.isnan(search)) else (
-            f"{search:.1f} s")
+        search = f"{search:.1f} s" if _present(search) else ""
         cells = [method, str(row["num_groups"])]
         cells += [f"{row[t]:.2f}" for t in tasks]
-        cells += [f"{row['total']:.2f}", search]
-        if verdicts:
-            verdict = row["verdict"]
-            cells.append(verdict if isinstance(verdict, str) else "")
+        total = f"{row['total']:.2f}"
+        if seeded and _present(row.get("total_se")):
+            total += f" ± {row['total_se']:.2f}"
+        cells.append(total)
+        if seeded:
+            vs = ""
+            if row["method"] != "MTL" and _present(row.get("vs_mtl")):
+                vs = f"{row['vs_mtl']:+.2f}"
+                if _present(row.get("vs_mtl_se")):
+                    vs += f" ± {row['vs_mtl_se']:.2f}"
+            cells.append(vs)
+        cells.append(search)
+        for column, shown in (("verdict", verdicts),
+                              ("decision", decisions)):
+            if shown:
+                value = row.get(column)
+                cells.append(value if isinstance(value, str) else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

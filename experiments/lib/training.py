@@ -278,6 +278,125 @@ def train_network(data, config, *, tasks=None, model_cls=None, callbacks=(),
     return result, model
 
 
+def split_arrays(data, split):
+    """A split of a `MultiTaskData` as `(x, {task: labels})` NumPy arrays."""
+    xs, ys = [], {t: [] for t in data.tasks}
+    for x, labels in data.batches(split, 1024).as_numpy_iterator():
+        xs.append(x)
+        for task in data.tasks:
+            ys[task].append(labels[task])
+    return np.concatenate(xs), {t: np.concatenate(v) for t, v in ys.items()}
+
+
+#: Datasets whose splits are held in memory as arrays for group training
+#: (small); the others are passed as batched datasets.
+IN_MEMORY = ("digits", "multi_digits", "planted", "mnist", "multi_mnist")
+
+
+def group_data(data, config):
+    """The data dict `tag_keras.train.GroupTrainer` takes, for `data`.
+
+    Small datasets become arrays, so each training seed shuffles them its
+    own way; others are batched datasets (shuffled with `config.seed`).
+    """
+    if data.name in IN_MEMORY:
+        return {s: split_arrays(data, s)
+                for s in ("train", "validation", "test")}
+    return {"train": data.batches("train", config.batch_size, shuffle=True,
+                                  seed=config.seed),
+            "validation": data.batches("validation", config.eval_batch_size),
+            "test": data.batches("test", config.eval_batch_size)}
+
+
+def network_builder(data, config, *, distribution=None):
+    """`build(tasks)`: a compiled network of the protocol for a group."""
+    import keras
+
+    from experiments.lib import models
+
+    model_cls = keras.Model
+    if distribution is not None:
+        model_cls = distribution_lib.distributed_model_class(model_cls)
+
+    def build(tasks):
+        group = data.select_tasks(tuple(tasks))
+        model = models.build_model(group, width=config.width,
+                                   model_cls=model_cls)
+        model.compile(optimizer=keras.optimizers.SGD(
+            config.learning_rate, momentum=config.momentum),
+            **models.compile_kwargs(group))
+        return model
+
+    return build
+
+
+def seeded_trainer(data, config, seeds, *, directory=None,
+                   distribution=None, log=print):
+    """A `tag_keras.train.GroupTrainer` training with this protocol under
+    every seed of `seeds` (`config.seed` is not used)."""
+    from tag_keras import train
+
+    return train.GroupTrainer(
+        network_builder(data, config, distribution=distribution),
+        group_data(data, config), seeds=seeds,
+        fit_kwargs={"epochs": config.epochs,
+                    "callbacks": fit_callbacks(config)},
+        batch_size=config.batch_size, directory=directory,
+        distribution=distribution, log=log,
+        eval_batch_size=config.eval_batch_size, tasks=data.tasks)
+
+
+class SeedTrainer:
+    """One seed of a `tag_keras.train.GroupTrainer`, with `GroupTrainer`'s
+    interface (`result`, `train_all`, `served_errors`, `seconds`), so that
+    HOA and the oracle train through the same networks as the rest.
+
+    Args:
+        engine: The `tag_keras.train.GroupTrainer`.
+        seed: The seed whose networks this view trains and reads.
+        data: The `MultiTaskData`.
+        distribution: The strategy the engine trains under (None: none).
+    """
+
+    def __init__(self, engine, seed, data, *, distribution=None):
+        self.engine, self.seed, self.data = engine, seed, data
+        self.distribution = distribution
+
+    def __contains__(self, tasks):
+        return self.engine.has(tasks, self.seed)
+
+    def __len__(self):
+        return sum(n.seed == self.seed for n in self.engine.stored())
+
+    def add(self, result):
+        """Nothing to do: the engine holds the measuring run's network."""
+
+    def result(self, tasks):
+        """The `TrainResult` of `tasks` at this seed (trained if needed)."""
+        network = self.engine.network(tasks, self.seed)
+        return TrainResult(
+            tasks=network.tasks,
+            test_error={t: network.mean("test", t, "error")
+                        for t in network.tasks},
+            validation_loss={t: network.mean("validation", t)
+                             for t in network.tasks},
+            epochs=network.epochs, best_epoch=0, seconds=network.seconds)
+
+    def train_all(self, groups):
+        """Trains every group missing at this seed; their results."""
+        self.engine.train(groups, seeds=[self.seed])
+        return [self.result(g) for g in groups]
+
+    def served_errors(self, groups, serve):
+        """Task -> test error of the group serving it (`serve[task]`)."""
+        return {task: self.result(groups[index]).test_error[task]
+                for task, index in serve.items()}
+
+    def seconds(self, groups):
+        """Total training time of these groups' networks."""
+        return sum(self.result(g).seconds for g in groups)
+
+
 def format_group(tasks):
     """`"(a, b)"`."""
     return f"({', '.join(tasks)})"
@@ -379,66 +498,27 @@ def serve_partition(groups):
 
 
 def random_partitions(tasks, num_groups, num_samples, seed):
-    """Partitions of `tasks` into `num_groups` groups, for RG's expectation.
+    """The partitions of `tag_keras.train.random_partitions` (every one
+    when there are at most `num_samples`, else a uniform sample)."""
+    from tag_keras.train import random_groupings
 
-    When there are at most `num_samples` partitions into exactly
-    `num_groups` non-empty groups, every one of them, once (so their mean
-    is RG's exact expectation). Otherwise `num_samples` drawn uniformly
-    among them (a uniform labelling, redrawn until every label is used),
-    from `np.random.default_rng(seed)`. Groups keep the task order.
-    """
-    tasks = tuple(tasks)
-    if not 1 <= num_groups <= len(tasks):
-        raise ValueError(
-            f"`num_groups` must be between 1 and the number of tasks "
-            f"({len(tasks)}). Received: num_groups={num_groups}")
-    if partition_count(len(tasks), num_groups) <= num_samples:
-        return all_partitions(tasks, num_groups)
-    rng = np.random.default_rng(seed)
-    partitions = []
-    while len(partitions) < num_samples:
-        labels = rng.integers(0, num_groups, size=len(tasks))
-        if len(set(labels.tolist())) < num_groups:
-            continue
-        groups = [tuple(t for t, label in zip(tasks, labels, strict=True)
-                        if label == g) for g in range(num_groups)]
-        partitions.append(tuple(sorted(
-            groups, key=lambda g: tasks.index(g[0]))))
-    return partitions
+    return random_groupings.random_partitions(tasks, num_groups,
+                                              num_samples, seed)[0]
 
 
 def partition_count(n, k):
-    """The Stirling number S(n, k): partitions of n items into k groups."""
-    table = [[0] * (k + 1) for _ in range(n + 1)]
-    table[0][0] = 1
-    for i in range(1, n + 1):
-        for j in range(1, k + 1):
-            table[i][j] = j * table[i - 1][j] + table[i - 1][j - 1]
-    return table[n][k]
+    """The Stirling number S(n, k) (`tag_keras.train.random_groupings`)."""
+    from tag_keras.train import random_groupings
+
+    return random_groupings.partition_count(n, k)
 
 
 def all_partitions(tasks, num_groups):
-    """Every partition of `tasks` into exactly `num_groups` non-empty
-    groups, each group in task order, groups ordered by their first task."""
-    tasks = tuple(tasks)
+    """Every partition into `num_groups` groups (see
+    `tag_keras.train.random_groupings.all_partitions`)."""
+    from tag_keras.train import random_groupings
 
-    def extend(index, groups):
-        if index == len(tasks):
-            if len(groups) == num_groups:
-                yield tuple(tuple(g) for g in groups)
-            return
-        if len(groups) + len(tasks) - index < num_groups:
-            return
-        for group in groups:
-            group.append(tasks[index])
-            yield from extend(index + 1, groups)
-            group.pop()
-        if len(groups) < num_groups:
-            groups.append([tasks[index]])
-            yield from extend(index + 1, groups)
-            groups.pop()
-
-    return list(extend(0, []))
+    return random_groupings.all_partitions(tasks, num_groups)
 
 
 def pairs(tasks):

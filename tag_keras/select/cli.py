@@ -45,8 +45,10 @@ _NUM_GROUPS = flags.DEFINE_list(
 _OUTPUT = flags.DEFINE_string("output", None, "Optional JSON output path.")
 _STABILITY = flags.DEFINE_integer(
     "stability", 0, "Resamples of the measured steps for each budget's "
-    "stability and split / keep-together verdict (0: off; 200 is a good "
-    "start). Needs the per-step values (--steps).", lower_bound=0)
+    "stability and affinity structure, stable / unclear (0: off; 200 is a "
+    "good start). Needs the per-step values (--steps). It describes the "
+    "affinities, not whether to split: tag-train decides that.",
+    lower_bound=0)
 _STEPS = flags.DEFINE_string(
     "steps", None, "The per-step affinity CSV for --stability (default: "
     "affinity_steps.csv beside --affinity).")
@@ -67,6 +69,11 @@ _TIME_LIMIT = flags.DEFINE_float(
     "exact dynamic program (17+ tasks; HOA and group affinity from 15): "
     "the best grouping and the proven bound when it runs out (default: no "
     "limit).")
+_TOP = flags.DEFINE_integer(
+    "top", 1, "With --affinity: also write each budget's `top` best "
+    "distinct groupings as `candidates` in --output, for tag-train to "
+    "train and judge on validation data (exact, up to 16 tasks).",
+    lower_bound=1)
 _PROGRESS = flags.DEFINE_bool(
     "progress", False, "Print the search's progress (score, bound) to "
     "stderr.")
@@ -266,7 +273,8 @@ def _inputs():
         raise InputError("--time_limit must be a positive number of "
                          f"seconds. Received: time_limit={_TIME_LIMIT.value}")
     affinity_only = [f"--{name}" for name, given in (
-        ("plot", _PLOT.value), ("stability", _STABILITY.value)) if given]
+        ("plot", _PLOT.value), ("stability", _STABILITY.value),
+        ("top", _TOP.value > 1)) if given]
     if affinity_only and _AFFINITY.value is None:
         raise InputError(f"{', '.join(affinity_only)}: need an affinity "
                          f"matrix; give --affinity. Received: {given[0]}")
@@ -280,6 +288,9 @@ def _inputs():
         options = {"max_group_size": _MAX_GROUP_SIZE.value}
         return (read_csv(path, dtype=performance_lib.COLUMN_TYPES), budgets,
                 options, {"mode": "performance"}, None)
+    if _TOP.value > 1 and not _OUTPUT.value:
+        raise InputError("--top writes candidates into the groups JSON; "
+                         f"give --output too. Received: top={_TOP.value}")
     if _STABILITY.value and _NORMALIZE.value:
         raise InputError("--stability scores groupings on the raw matrix; "
                          "it cannot be combined with --normalize.")
@@ -308,6 +319,11 @@ def main(argv):
                                 **options)
         if mode == "group_affinity":
             print(describe_surrogate(group_lib.surrogate_fit(source)) + "\n")
+        candidates = None
+        if _TOP.value > 1:
+            candidates = [grouping.select_groups(
+                source, budget, top=_TOP.value, **options)
+                for budget in budgets]
         stabilities = None
         if steps is not None:
             assessed = stability_lib.assess(
@@ -323,7 +339,8 @@ def main(argv):
         for k, r in enumerate(results)))
     if _OUTPUT.value:
         document_lib.write_groups(_OUTPUT.value, document_lib.groups_document(
-            tasks, results, stabilities=stabilities, **settings))
+            tasks, results, stabilities=stabilities, candidates=candidates,
+            **settings))
         print(f"\nWrote {_OUTPUT.value}")
     if _PLOT.value:
         from tag_keras import figures

@@ -23,14 +23,20 @@ class GroupsDocumentError(ValueError):
     """A groups document is unusable; the message is one line."""
 
 
-def groups_document(tasks, groupings, *, stabilities=None, **settings):
+def groups_document(tasks, groupings, *, stabilities=None, candidates=None,
+                    **settings):
     """The document for `Grouping`s (one per budget) and the settings used.
 
     Args:
         tasks: The task names, in matrix order.
         groupings: `Grouping` results, one per budget.
         stabilities: Optional `stability.Stability` per grouping: each
-            result then carries `"verdict"` and a `"stability"` object.
+            result then carries `"affinity_structure"` ("stable" or
+            "unclear") and a `"stability"` object.
+        candidates: Optional list, per grouping, of the budget's best
+            distinct groupings (`select_groups(top=m)`, best first): each
+            result then carries `"candidates"`, a list of `{"groups",
+            "serve", "score"}` that `tag-train` trains and judges.
         **settings: JSON-ready settings recorded next to the results (for
             example `mode="affinity"`, `normalize=False`).
 
@@ -39,10 +45,29 @@ def groups_document(tasks, groupings, *, stabilities=None, **settings):
     """
     results = [g.to_dict() for g in groupings]
     for result, stability in zip(results, stabilities or ()):
-        result.update(verdict=stability.verdict,
+        result.update(affinity_structure=stability.affinity_structure,
                       stability=stability.to_dict())
+    for result, options in zip(results, candidates or ()):
+        result["candidates"] = [
+            {"groups": [list(g) for g in o.groups], "serve": dict(o.serve),
+             "score": o.score} for o in options]
     document = {"tasks": list(tasks), **settings, "results": results}
     return validate_groups(document)
+
+
+#: The affinity structure under its name before version 0.2 ("verdict").
+_OLD_VERDICTS = {"split": "stable", "keep together": "unclear"}
+
+
+def affinity_structure(entry):
+    """A result entry's affinity structure ("stable", "unclear" or "").
+
+    Reads documents written before version 0.2 too, whose key was
+    `"verdict"` ("split" / "keep together").
+    """
+    if "affinity_structure" in entry:
+        return entry["affinity_structure"]
+    return _OLD_VERDICTS.get(entry.get("verdict"), "")
 
 
 def write_groups(path, document):

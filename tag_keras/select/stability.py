@@ -1,4 +1,4 @@
-"""How far a grouping can be trusted: stability and a split verdict.
+"""How stable the affinity structure is: resampled groupings.
 
 The matrix `select_groups` reads is a mean over measured steps; a different
 run (or different steps) gives a different mean and maybe different
@@ -16,10 +16,14 @@ estimates, for each budget:
   half, many times. Choosing the best of many groupings on the same data
   that scores it always looks like an improvement, even on pure noise; a
   grouping chosen on one half and scored on the other does not.
-* **the verdict**: "split" only when the interval of that out-of-sample
-  improvement (the 2.5 and 97.5 percentiles over the repetitions) lies
-  above zero; otherwise "keep together" (one all-task network is, as far
-  as these measurements can tell, as good).
+* **the affinity structure**: "stable" when the interval of that
+  out-of-sample improvement (the 2.5 and 97.5 percentiles over the
+  repetitions) lies above zero, otherwise "unclear". This says whether
+  the affinities hold a grouping structure beyond their noise, nothing
+  more: it is not a decision to split. Whether split networks beat one
+  all-task network only trained networks can tell, on validation data
+  (`tag_keras.train.decide`, `tag-train`). Before version 0.2 this was
+  called the verdict, "split" / "keep together".
 
 Pure NumPy and pandas, like the rest of `tag_keras.select`.
 """
@@ -31,17 +35,18 @@ import pandas as pd
 
 from tag_keras.select import grouping as grouping_lib
 
-SPLIT = "split"
-KEEP_TOGETHER = "keep together"
+STABLE = "stable"
+UNCLEAR = "unclear"
 _COLUMNS = ("step", "source", "target", "affinity")
 
 
 @dataclasses.dataclass(frozen=True)
 class Stability:
-    """The stability of one budget's grouping and its verdict.
+    """The stability of one budget's grouping and of the affinity structure.
 
     Attributes:
-        verdict: `"split"` or `"keep together"`.
+        affinity_structure: `"stable"` (the out-of-sample improvement's
+            interval lies above zero) or `"unclear"`.
         grouping_recurrence: Share of the resamples choosing the same groups
             and serving every task from the same group.
         task_recurrence: Task -> share of the resamples in which the task is
@@ -58,7 +63,7 @@ class Stability:
         seed: Seed of the resampling.
     """
 
-    verdict: str
+    affinity_structure: str
     grouping_recurrence: float
     task_recurrence: dict
     improvement: float
@@ -73,13 +78,14 @@ class Stability:
     def to_dict(self):
         """JSON-ready (the `"stability"` object of the groups document)."""
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if k != "verdict"}
+                if k != "affinity_structure"}
 
     def describe(self):
         """Two lines for the printed table."""
         tasks = ", ".join(f"{t} {share:.0%}"
                           for t, share in self.task_recurrence.items())
-        return (f"  verdict: {self.verdict} (out-of-sample improvement over "
+        return (f"  affinity structure: {self.affinity_structure} "
+                f"(out-of-sample improvement over "
                 f"the all-task group {self.improvement:+.4g}, 95% interval "
                 f"[{self.improvement_low:+.4g}, {self.improvement_high:+.4g}]"
                 f"; in sample {self.in_sample_improvement:+.4g})\n"
@@ -160,7 +166,7 @@ def assess(steps, num_groups, *, tasks=None, resamples=200, block_size=None,
                                resamples, select_options)
         low, high = np.percentile(gains, [2.5, 97.5])
         results[budget] = (chosen, Stability(
-            verdict=SPLIT if low > 0 else KEEP_TOGETHER,
+            affinity_structure=STABLE if low > 0 else UNCLEAR,
             grouping_recurrence=recurrence, task_recurrence=per_task,
             improvement=float(np.mean(gains)), improvement_low=float(low),
             improvement_high=float(high),

@@ -336,16 +336,17 @@ def _pm(mean, se):
     return f"{mean:.2f}" + ("" if not math.isfinite(se) else f" ± {se:.2f}")
 
 
-def write_decision(directory, decision, trainer):
-    """Writes `decision.json`, `decision.csv`, `results.csv` and
-    `decision.png` in `directory`; returns their paths."""
+def write_decision(directory, decision, trainer, networks_name="results.csv"):
+    """Writes `decision.json`, `decision.csv`, the per-network table
+    (`results.csv`, or `networks_name`) and `decision.png` in `directory`;
+    returns their paths, keyed by those names."""
     os.makedirs(directory, exist_ok=True)
     paths = {name: os.path.join(directory, name) for name in (
-        "decision.json", "decision.csv", "results.csv", "decision.png")}
+        "decision.json", "decision.csv", networks_name, "decision.png")}
     _files.replace_atomically(paths["decision.json"], json.dumps(
         decision.to_dict(), indent=2, allow_nan=False))
     for name, frame in (("decision.csv", decision_frame(decision)),
-                        ("results.csv", results_frame(trainer))):
+                        (networks_name, results_frame(trainer))):
         text = io.StringIO()
         frame.to_csv(text, index=False)
         _files.replace_atomically(paths[name], text.getvalue())
