@@ -1,4 +1,5 @@
-"""Installs the tag_keras library and its `tag-select` command."""
+"""Installs the tag_keras library and its `tag-select` and `tag-train`
+commands."""
 
 import pathlib
 import re
@@ -38,7 +39,8 @@ setuptools.setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.21,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
-        "experiments": ["tensorflow-datasets>=4.9", "scikit-learn>=1.3"],
+        "experiments": ["tensorflow-datasets>=4.9", "scikit-learn>=1.3",
+                        "mlxtend>=0.23"],
     },
     entry_points={
         "console_scripts": [
