@@ -254,10 +254,13 @@ def test_beyond_the_table_bounds_hold_and_time_limits_are_kept():
 
     frame = _sources_frame(30, 3, extra=10)
     messages = []
-    start = time.perf_counter()
+    # The search's own CPU time, not the wall clock: on a loaded machine
+    # the wall clock runs on while the process waits for a core, which
+    # says nothing about whether the deadline is checked often enough.
+    start = time.process_time()
     result = tag_keras.select_groups_from_group_affinity(
         frame, 3, time_limit=1.0, progress=messages.append)
-    assert time.perf_counter() - start < 1.0 + 1.0
+    assert time.process_time() - start < 1.0 + 1.0
     assert result.upper_bound >= result.score
     assert messages[-1].startswith(
         f"column generation: score {result.score:.6g}, bound ")
