@@ -319,3 +319,25 @@ def test_the_cache_survives_a_kill_between_networks(tmp_path):
     lines = [line for line in rerun.stdout.splitlines() if "seed" in line]
     assert len(lines) == 3 and lines[0].startswith("[1/3] (c) seed 1")
     assert len(os.listdir(tmp_path / "networks")) == 6
+
+
+def test_groups_train_under_a_mirrored_strategy(tmp_path):
+    script = (
+        "from tests import logical_cpus\n"
+        "logical_cpus.split_cpu(2)\n"
+        "import numpy as np, tensorflow as tf\n"
+        "from tag_keras import train\n"
+        "from tests import train_module\n"
+        "strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])\n"
+        "trainer = train.GroupTrainer(train_module.build, "
+        "train_module.data(), fit_kwargs={'epochs': 1}, batch_size=8, "
+        "distribution=strategy, log=print)\n"
+        "network = trainer.network(('a', 'b'), 0)\n"
+        "assert strategy.num_replicas_in_sync == 2\n"
+        "assert np.isfinite(network.mean('validation', 'a'))\n"
+        "print('replicas', strategy.num_replicas_in_sync)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=_ROOT,
+                          env=dict(os.environ, PYTHONPATH=_ROOT),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "replicas 2" in done.stdout

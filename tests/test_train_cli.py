@@ -42,7 +42,7 @@ def test_tag_train_end_to_end_with_the_all_task_model(tmp_path):
     model.fit(x, {t: y[t] for t in "ab"} | {"c": y["c"].clip(0, 1)},
               epochs=1, verbose=0)
     model.save(tmp_path / "all.keras")
-    done = _run(tmp_path, "--seeds=0,1", "--random_groupings=3",
+    done = _run(tmp_path, "--seeds=0,1", "--random_groupings=3", "--stl",
                 f"--all_task_model={tmp_path / 'all.keras'}")
     assert done.returncode == 0, done.stderr[-3000:]
     # The all-task network of seed 0 is the given model: only seed 1's is
@@ -60,13 +60,17 @@ def test_tag_train_end_to_end_with_the_all_task_model(tmp_path):
         assert isinstance(entry["test_difference"], float)
     assert document["best"]["num_groups"] in (1, 2, 3)
     assert document["random"]["2"]["exact"] is True
+    stl = document["baselines"]["STL"]
+    assert stl["groups"] == [["a"], ["b"], ["c"]] and stl["num_groups"] == 3
+    # STL is budget 3's grouping here: the same networks, the same numbers.
+    assert stl["difference"] == document["budgets"][1]["difference"]
     results = pd.read_csv(out / "results.csv")
     assert set(results.seed) == {0, 1}
     assert len(results.groupby(["group", "seed"])) == 14
     assert len(results) == 2 * 2 * (3 + 2 + 1 + 1 + 1 + 2 + 2)
     assert "Best option on validation data" in done.stdout
     # A rerun trains nothing.
-    again = _run(tmp_path, "--seeds=0,1", "--random_groupings=3",
+    again = _run(tmp_path, "--seeds=0,1", "--random_groupings=3", "--stl",
                  f"--all_task_model={tmp_path / 'all.keras'}")
     assert again.returncode == 0 and "[1/" not in again.stdout
 

@@ -74,6 +74,9 @@ _RANDOM = flags.DEFINE_integer(
     "random_groupings", 0, "Random groupings per budget trained as a "
     "baseline (every partition when there are at most this many: the "
     "exact expectation).", lower_bound=0)
+_STL = flags.DEFINE_bool(
+    "stl", False, "Also train one network per task (STL) and compare it "
+    "with the all-task network (shown, never chosen).")
 _LEVEL = flags.DEFINE_float(
     "level", 0.95, "Coverage of the decision's intervals.",
     lower_bound=0.5, upper_bound=0.999)
@@ -320,7 +323,12 @@ def main(argv):
     random = {b: train.random_partitions(tasks, b, _RANDOM.value, seed=b)
               for b in candidates if _RANDOM.value and b <= len(tasks)}
     try:
+        baselines = {}
+        if _STL.value:
+            baselines["STL"] = (tuple((t,) for t in tasks),
+                                {t: i for i, t in enumerate(tasks)})
         decision = train.decide(trainer, candidates, random=random,
+                                baselines=baselines,
                                 level=_LEVEL.value,
                                 resamples=_RESAMPLES.value)
         paths = train.write_decision(_OUT_DIR.value, decision, trainer)

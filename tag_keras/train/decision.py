@@ -95,6 +95,9 @@ class Decision:
         random: Budget -> random groupings' `{"difference", "sampling_se",
             "test_difference", "test_error_difference", "partitions",
             "exact"}`, where they were trained.
+        baselines: Name -> `Option` of other ways of serving the tasks
+            compared alike (e.g. "STL", one network per task, or a CS
+            grouping); never chosen as `best`.
         seeds: The training seeds.
         level: Coverage of the intervals.
     """
@@ -105,6 +108,7 @@ class Decision:
     random: dict
     seeds: tuple
     level: float
+    baselines: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self):
         """The `decision.json` document."""
@@ -114,6 +118,8 @@ class Decision:
             "all_tasks": self.all_tasks.to_dict(),
             "random": {str(k): {n: _finite(v) for n, v in r.items()}
                        for k, r in self.random.items()},
+            "baselines": {name: o.to_dict()
+                          for name, o in self.baselines.items()},
             "seeds": list(self.seeds),
             "level": self.level,
         }
@@ -133,7 +139,7 @@ def served(trainer, groups, serve, split, metric="loss", seeds=None):
         for s in seeds])
 
 
-def decide(trainer, candidates, *, random=None, level=0.95,
+def decide(trainer, candidates, *, random=None, baselines=None, level=0.95,
            resamples=2000, seed=0):
     """The validated decision for every budget.
 
@@ -145,6 +151,9 @@ def decide(trainer, candidates, *, random=None, level=0.95,
             affinity's proposals, best first).
         random: Optional budget -> `(partitions, exact)` of random
             groupings (`random_groupings.random_partitions`), trained too.
+        baselines: Optional name -> `(groups, serve)` compared with the
+            all-task network alike, e.g. `{"STL": (((a,), (b,)), {a: 0,
+            b: 1})}`; shown, never chosen as `best`.
         level: Coverage of the intervals.
         resamples: Bootstrap resamples.
         seed: Seed of the bootstrap.
@@ -158,6 +167,7 @@ def decide(trainer, candidates, *, random=None, level=0.95,
                         for groups, _ in options for g in groups]
     needed += [g for partitions, _ in (random or {}).values()
                for p in partitions for g in p]
+    needed += [g for groups, _ in (baselines or {}).values() for g in groups]
     trainer.train(needed)
     has_test = "test" in trainer.splits
     reference = {(split, metric): served(trainer, *one, split, metric)
@@ -220,8 +230,10 @@ def decide(trainer, candidates, *, random=None, level=0.95,
             "test_difference": float(rows[:, 1].mean()),
             "test_error_difference": float(rows[:, 2].mean()),
             "partitions": len(partitions), "exact": bool(exact)}
+    others = {name: option(len(groups), groups, serve, 1)
+              for name, (groups, serve) in (baselines or {}).items()}
     return Decision(all_tasks, tuple(budgets), best, random_rows,
-                    tuple(trainer.seeds), level)
+                    tuple(trainer.seeds), level, others)
 
 
 def _totals(trainer, groups, serve, has_test):
@@ -288,6 +300,14 @@ def decision_frame(decision):
             "test_error_total": o.test_error_total,
             "test_error_total_se": o.test_error_total_se,
             "candidates": o.candidates})
+    for name, o in decision.baselines.items():
+        rows.append({
+            "option": name, "num_groups": o.num_groups,
+            "groups": " ".join("(" + ", ".join(g) + ")" for g in o.groups),
+            "difference": o.difference, "low": o.low, "high": o.high,
+            "test_difference": o.test_difference,
+            "test_error_total": o.test_error_total,
+            "test_error_total_se": o.test_error_total_se})
     for budget, r in decision.random.items():
         rows.append({"option": "random groupings", "num_groups": budget,
                      "difference": r["difference"],
@@ -311,6 +331,11 @@ def format_table(decision):
         lines.append(
             f"| {name} | {o.num_groups} | {compared} | {o.decision} | "
             f"{_signed(o.test_difference)} | {_pm(o.test_error_total, o.test_error_total_se)} |")
+    for name, o in decision.baselines.items():
+        lines.append(
+            f"| {name} (baseline) | {o.num_groups} | {o.difference:+.4f} "
+            f"[{o.low:+.4f}, {o.high:+.4f}] | | {_signed(o.test_difference)}"
+            f" | {_pm(o.test_error_total, o.test_error_total_se)} |")
     for budget, r in decision.random.items():
         kind = "exact" if r["exact"] else (
             f"{r['partitions']} sampled, SE {r['sampling_se']:.4f}")
