@@ -83,7 +83,7 @@ class AffinityLogger(keras.callbacks.Callback):
     ```python
     model.fit(x, y, epochs=10,
               callbacks=[tag_keras.AffinityLogger("runs/demo")])
-    pd.read_csv("runs/demo/affinity.csv", index_col="source")
+    tag_keras.select.read_affinity("runs/demo/affinity.csv")
     ```
     """
 

@@ -122,7 +122,7 @@ def _bad_files(tmp_path):
          "--plot: need an affinity matrix"),
         (["--affinity={d}/not_square.csv"], "must be square"),
         (["--affinity={d}/labels.csv"], "same unique task names"),
-        (["--affinity={d}/text.csv"], "affinity.loc['a', 'b']='oops'"),
+        (["--affinity={d}/text.csv"], "line 2: 'oops' is not a number"),
         (["--affinity={d}/inf.csv"], "affinity.loc['a', 'b']=inf"),
         (["--affinity={d}/one.csv"], "at least two tasks"),
         (["--affinity={d}/empty.csv"], "Cannot read"),
@@ -133,7 +133,7 @@ def _bad_files(tmp_path):
         ([], "exactly one of --affinity, --performance and --group_affinity"),
         (["--performance={d}/missing.csv"], "Performance file not found"),
         (["--performance={d}/empty.csv"], "Cannot read"),
-        (["--performance={d}/ragged.csv"], "Cannot read"),
+        (["--performance={d}/ragged.csv"], "line 3: 5 fields"),
     ],
 )
 def test_bad_input(tmp_path, monkeypatch, capsys, args, message):

@@ -129,7 +129,7 @@ def test_singletons_score_self_affinity_when_allowed():
 
 @pytest.mark.parametrize("sources, message", [
     ("a||b", "sources='a||b'"),
-    ("", "sources=nan"),
+    ("", "sources=''"),
     ("a|a", "sources='a|a'"),
     ("a|z", r"\['z'\]"),
 ])

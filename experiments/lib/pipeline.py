@@ -52,6 +52,7 @@ from experiments.lib import results as results_lib
 from experiments.lib import training
 from tag_keras import select as select_lib
 from tag_keras.select import document as document_lib
+from tag_keras.select import readers
 from tag_keras.select import stability as stability_lib
 
 # Largest task count for `optimal` (2^n - 1 networks).
@@ -203,7 +204,8 @@ def _steps_table(out_dir):
     """The run's `affinity/affinity_steps.csv`, or None where it is absent
     (a worker that is not the chief writes no file)."""
     path = os.path.join(out_dir, "affinity", "affinity_steps.csv")
-    return pd.read_csv(path) if os.path.exists(path) else None
+    return (readers.read_table(path, readers.NAME_COLUMNS[
+        "affinity_steps.csv"]) if os.path.exists(path) else None)
 
 
 class _Run:

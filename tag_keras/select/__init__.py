@@ -25,10 +25,14 @@ from tag_keras.select.grouping import Grouping
 from tag_keras.select.grouping import select_groups
 from tag_keras.select.performance import read_performance
 from tag_keras.select.performance import select_groups_from_performance
+from tag_keras.select.readers import ReadError
+from tag_keras.select.readers import read_affinity
+from tag_keras.select.readers import read_table
 
 __all__ = [
-    "Grouping", "GroupsDocumentError", "groups_document",
-    "read_group_affinity", "read_groups", "read_performance",
+    "Grouping", "GroupsDocumentError", "ReadError", "groups_document",
+    "read_affinity", "read_group_affinity", "read_groups",
+    "read_performance", "read_table",
     "select_groups", "select_groups_from_group_affinity",
     "select_groups_from_performance", "surrogate_fit", "validate_groups",
     "write_groups",

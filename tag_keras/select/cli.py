@@ -19,12 +19,12 @@ import sys
 
 from absl import app
 from absl import flags
-import pandas as pd
 
 from tag_keras.select import document as document_lib
 from tag_keras.select import group_affinity as group_lib
 from tag_keras.select import grouping
 from tag_keras.select import performance as performance_lib
+from tag_keras.select import readers
 from tag_keras.select import stability as stability_lib
 
 _AFFINITY = flags.DEFINE_string(
@@ -92,7 +92,7 @@ def load_affinity(path):
             f"{path / 'affinity.csv'}. Received: affinity={path}")
     if not path.is_file():
         raise InputError(f"Affinity file not found. Received: affinity={path}")
-    frame = read_csv(path, index_col=0)
+    frame = readers.read_affinity(path)
     if len(frame.columns) == len(frame.index) - 1 and (
             frame.index.name not in (None, "source")):
         raise InputError(
@@ -105,16 +105,6 @@ def load_affinity(path):
             "The affinity matrix needs at least two tasks. Received: "
             f"tasks={[str(t) for t in frame.index]}")
     return frame
-
-
-def read_csv(path, **options):
-    """`pd.read_csv(path, **options)`; an empty or unparsable file is a
-    one-line `InputError`."""
-    try:
-        return pd.read_csv(path, **options)
-    except (ValueError, OSError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error)
-        raise InputError(f"Cannot read {path} as CSV: {message}") from None
 
 
 def parse_budgets(values):
@@ -144,7 +134,7 @@ def load_steps(path, affinity_path):
             "--stability needs the per-step values (affinity_steps.csv, "
             "written by AffinityLogger with write_steps=True); pass --steps. "
             f"Received: steps={path}")
-    return read_csv(path)
+    return readers.read_table(path, readers.NAME_COLUMNS["affinity_steps.csv"])
 
 
 def select(tasks_source, budgets, *, mode="affinity", search=None,
@@ -246,7 +236,7 @@ def _group_affinity_inputs(budgets):
     if not path.is_file():
         raise InputError("Group affinity file not found. Received: "
                          f"group_affinity={path}")
-    frame = read_csv(path, dtype=group_lib.COLUMN_TYPES)
+    frame = group_lib.read_group_affinity(path)
     options = {"allow_singletons": _ALLOW_SINGLETONS.value,
                "max_group_size": _MAX_GROUP_SIZE.value}
     return (frame, budgets, options,
@@ -286,7 +276,7 @@ def _inputs():
             raise InputError(
                 f"Performance file not found. Received: performance={path}")
         options = {"max_group_size": _MAX_GROUP_SIZE.value}
-        return (read_csv(path, dtype=performance_lib.COLUMN_TYPES), budgets,
+        return (performance_lib.read_performance(path), budgets,
                 options, {"mode": "performance"}, None)
     if _TOP.value > 1 and not _OUTPUT.value:
         raise InputError("--top writes candidates into the groups JSON; "

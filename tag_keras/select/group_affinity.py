@@ -26,6 +26,7 @@ import pandas as pd
 
 from tag_keras.select import _scores
 from tag_keras.select import _table
+from tag_keras.select import readers
 from tag_keras.select import grouping as grouping_lib
 
 SEPARATOR = "|"
@@ -36,8 +37,9 @@ MAX_TASKS = _table.MAX_TASKS
 
 
 def read_group_affinity(path):
-    """Reads a `group_affinity.csv` (as `AffinityLogger` writes it)."""
-    return pd.read_csv(path, dtype=COLUMN_TYPES)
+    """Reads a `group_affinity.csv` (as `AffinityLogger` writes it), the
+    names as the strings written (`readers.read_table`)."""
+    return readers.read_table(path, tuple(COLUMN_TYPES))
 
 
 def parse(frame):

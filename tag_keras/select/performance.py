@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from tag_keras.select import _table
+from tag_keras.select import readers
 from tag_keras.select import grouping as grouping_lib
 
 SEPARATOR = "|"
@@ -28,8 +29,9 @@ COLUMN_TYPES = {"group": str, "task": str}
 
 
 def read_performance(path):
-    """Reads a `group,task,value` CSV (group = task names joined by `|`)."""
-    return pd.read_csv(path, dtype=COLUMN_TYPES)
+    """Reads a `group,task,value` CSV (group = task names joined by `|`),
+    the names as the strings written (`readers.read_table`)."""
+    return readers.read_table(path, tuple(COLUMN_TYPES))
 
 
 def _parse(performance):
