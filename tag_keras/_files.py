@@ -10,6 +10,7 @@ import csv
 import io
 import os
 import secrets
+import warnings
 
 
 def replace_atomically(path, data):
@@ -56,21 +57,46 @@ class RowFile:
         header: Its column names.
         keep: Called with each existing row (a list of strings) when the
             file is opened; rows it rejects are dropped (a resumed run
-            rewrites them). None keeps no row: the file starts anew.
+            rewrites them). None keeps no row: the file starts anew, and
+            what was there is never read. A row that cannot be judged (a
+            torn or garbled line: NUL bytes, the wrong number of fields, a
+            field `keep` cannot parse) is dropped with a warning naming
+            the file and the line.
     """
 
     def __init__(self, path, header, keep=None):
         self.path = os.fspath(path)
         kept = []
         if keep is not None and os.path.exists(self.path):
-            with open(self.path, newline="") as handle:
-                kept = [r for r in list(csv.reader(handle))[1:]
-                        if r and keep(r)]
+            kept = self._kept_rows(header, keep)
         text = io.StringIO()
         csv.writer(text).writerows([header, *kept])
         replace_atomically(self.path, text.getvalue())
         self._handle = open(self.path, "a", newline="")
         self._writer = csv.writer(self._handle)
+
+    def _kept_rows(self, header, keep):
+        with open(self.path, newline="", errors="replace") as handle:
+            lines = handle.read().splitlines()
+        kept = []
+        for number, line in enumerate(lines[1:], start=2):
+            if not line:
+                continue
+            try:
+                if "\0" in line:
+                    raise ValueError("NUL bytes")
+                row = next(csv.reader([line]))
+                if len(row) != len(header):
+                    raise ValueError(f"{len(row)} fields, expected "
+                                     f"{len(header)}")
+                if keep(row):
+                    kept.append(row)
+            except (ValueError, csv.Error) as error:
+                warnings.warn(
+                    f"{self.path}, line {number}: dropped a torn or garbled "
+                    f"row ({' '.join(str(error).split())}): {line[:80]!r}",
+                    stacklevel=4)
+        return kept
 
     def write(self, rows):
         """Appends `rows` and flushes."""

@@ -1,5 +1,6 @@
 """AffinityLogger: the affinity matrices as CSV files and TensorBoard events."""
 
+import math
 import os
 import warnings
 
@@ -201,13 +202,18 @@ class AffinityLogger(keras.callbacks.Callback):
             header = ["step", "epoch", "source", "target", "affinity"]
 
             def keep(row):
-                return last_step is not None and int(row[0]) <= last_step
+                return int(row[0]) <= last_step and math.isfinite(
+                    float(row[4]))
+            fresh = last_step is None
         else:
             header = ["epoch", "source", "target", "affinity"]
 
             def keep(row):
-                return int(row[0]) < epoch
-        return _files.RowFile(os.path.join(self.log_dir, name), header, keep)
+                return int(row[0]) < epoch and math.isfinite(float(row[3]))
+            fresh = epoch == 0
+        # A fresh run starts the file anew without reading what was there.
+        return _files.RowFile(os.path.join(self.log_dir, name), header,
+                              None if fresh else keep)
 
     def _write_rows(self, name, prefix, frame):
         self._files[name].write(

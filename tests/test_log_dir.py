@@ -139,3 +139,38 @@ def test_a_sigkill_between_the_backup_and_the_logger_loses_no_row(tmp_path):
     assert sorted(set(steps.step)) == list(range(14))
     assert not steps.duplicated(["step", "source", "target"]).any()
     assert np.isfinite(steps.affinity).all()
+
+
+@pytest.mark.parametrize("torn", ["3,0,a,b,0.1\x00\x00\x00", "x3,0,a,b,0.1",
+                                  "3,0,a"])
+def test_a_torn_last_line_is_dropped_with_a_warning_on_resume(tmp_path,
+                                                              torn):
+    x, y = _data()
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="killed"):
+        _model().fit(x, y, batch_size=4, epochs=4, shuffle=False, verbose=0,
+                     callbacks=[backup, tag_keras.AffinityLogger(tmp_path),
+                                _StopAfterStep(4)])
+    with open(tmp_path / "affinity_steps.csv", "a") as handle:
+        handle.write(torn)  # What a kill in the middle of a write leaves.
+    with pytest.warns(UserWarning, match=r"affinity_steps.csv, line \d+: "
+                      "dropped a torn"):
+        _model().fit(x, y, batch_size=4, epochs=4, shuffle=False, verbose=0,
+                     callbacks=[backup, tag_keras.AffinityLogger(tmp_path)])
+    steps = pd.read_csv(tmp_path / "affinity_steps.csv")
+    assert sorted(set(steps.step)) == list(range(12))
+    assert not steps.duplicated(["step", "source", "target"]).any()
+
+
+def test_a_fresh_run_truncates_a_garbled_epoch_file(tmp_path):
+    for name in ("affinity_epochs.csv", "affinity_steps.csv"):
+        (tmp_path / name).write_text("epoch,source,target,affinity\n"
+                                     "0,a,b,0.5\n\x00\x00garbage")
+    x, y = _data()
+    _model().fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0,
+                 callbacks=[tag_keras.AffinityLogger(tmp_path)])
+    epochs = pd.read_csv(tmp_path / "affinity_epochs.csv")
+    assert list(epochs.columns) == ["epoch", "source", "target", "affinity"]
+    assert len(epochs) == 4 and set(epochs.epoch) == {0}
+    steps = pd.read_csv(tmp_path / "affinity_steps.csv")
+    assert list(steps.columns)[0] == "step" and len(steps) == 3 * 4
