@@ -97,3 +97,17 @@ def test_bad_input_is_one_line_before_training(tmp_path, args, groups,
     assert len(lines) == 1 and lines[0].startswith("tag-train: error: ")
     assert re.search(message, lines[0]), lines[0]
     assert not (tmp_path / "out" / "networks").exists()
+
+
+@pytest.mark.parametrize("command, flag", [("tag-train", "--model"),
+                                           ("tag-select", "--affinity")])
+def test_console_scripts_help_lists_their_flags(command, flag):
+    import shutil
+
+    path = shutil.which(command)
+    if path is None:
+        pytest.skip(f"{command} is not installed (pip install -e .)")
+    done = subprocess.run([path, "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0
+    assert f"  {flag}:" in done.stdout and "--out" in done.stdout

@@ -20,6 +20,7 @@ import sys
 from absl import app
 from absl import flags
 
+from tag_keras import _cli
 from tag_keras.select import document as document_lib
 from tag_keras.select import group_affinity as group_lib
 from tag_keras.select import grouping
@@ -341,8 +342,8 @@ def main(argv):
 
 
 def run():
-    """Console-script entry point."""
-    app.run(main)
+    """Console-script entry point (`--help` lists the flags)."""
+    _cli.run(main, __name__)
 
 
 if __name__ == "__main__":

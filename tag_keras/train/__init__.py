@@ -13,20 +13,31 @@ Imports TensorFlow and Keras (it trains networks); the selection side
 (`tag_keras.select`) never imports this package.
 """
 
-from tag_keras.train.decision import Decision
-from tag_keras.train.decision import KEEP_TOGETHER
-from tag_keras.train.decision import Option
-from tag_keras.train.decision import SPLIT
-from tag_keras.train.decision import decide
-from tag_keras.train.decision import format_table
-from tag_keras.train.decision import write_decision
-from tag_keras.train.networks import GroupTrainer
-from tag_keras.train.networks import Network
-from tag_keras.train.random_groupings import random_partitions
-from tag_keras.train.statistics import paired_bootstrap
+import importlib
 
-__all__ = [
-    "Decision", "GroupTrainer", "KEEP_TOGETHER", "Network", "Option",
-    "SPLIT", "decide", "format_table", "paired_bootstrap",
-    "random_partitions", "write_decision",
-]
+# Public name -> module that defines it, imported on first use, so that
+# `tag-train --help` and bad-input errors come before TensorFlow loads.
+_LAZY = {
+    "Decision": "decision", "KEEP_TOGETHER": "decision",
+    "Option": "decision", "SPLIT": "decision", "decide": "decision",
+    "format_table": "decision", "write_decision": "decision",
+    "GroupTrainer": "networks", "Network": "networks",
+    "random_partitions": "random_groupings",
+    "paired_bootstrap": "statistics",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(
+            f"tag_keras.train.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tag_keras.train' has no attribute "
+                         f"{name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

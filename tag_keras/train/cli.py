@@ -35,6 +35,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from tag_keras import _cli  # noqa: E402
+
 from tag_keras.select import document as document_lib  # noqa: E402
 
 _MODEL = flags.DEFINE_string(
@@ -342,8 +344,8 @@ def main(argv):
 
 
 def run():
-    """Console-script entry point."""
-    app.run(main)
+    """Console-script entry point (`--help` lists the flags)."""
+    _cli.run(main, __name__)
 
 
 if __name__ == "__main__":

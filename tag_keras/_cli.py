@@ -1,0 +1,21 @@
+"""What the console scripts share: `--help` that lists their flags.
+
+absl's `--help` lists the flags of the main module, which it takes to be
+`sys.argv[0]`; for a console script that is the generated wrapper, which
+defines none, so `--help` printed only a usage line. `run` declares the
+command's own flags as the main module's before absl parses the command
+line. A leaf module (absl only).
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+
+def run(main, module_name):
+    """`app.run(main)` with `module_name`'s flags shown by `--help`."""
+    values = flags.FLAGS
+    for flag in values.get_flags_for_module(module_name):
+        values.register_key_flag_for_module(sys.argv[0], flag)
+    app.run(main)
