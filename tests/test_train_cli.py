@@ -109,5 +109,5 @@ def test_console_scripts_help_lists_their_flags(command, flag):
         pytest.skip(f"{command} is not installed (pip install -e .)")
     done = subprocess.run([path, "--help"], capture_output=True, text=True,
                           timeout=120)
-    assert done.returncode == 0
+    assert done.returncode in (0, 1)  # absl's --help exits with 1.
     assert f"  {flag}:" in done.stdout and "--out" in done.stdout
