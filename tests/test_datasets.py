@@ -17,6 +17,8 @@ _SMALL = {
     "digits": {},
     "multi_digits": {"pairs_per_image": 1},
     "planted": {"num_train": 40, "num_validation": 12, "num_test": 12},
+    "mnist": {},
+    "multi_mnist": {"pairs_per_image": 1},
 }
 
 
@@ -31,9 +33,10 @@ def _load(name, **kwargs):
 
 
 def test_registry_names_and_unknown_name():
-    assert data.DATASETS == ("celeba", "digits", "multi_digits", "planted")
-    with pytest.raises(ValueError, match=r"Received: name='mnist'"):
-        data.load_dataset("mnist")
+    assert data.DATASETS == ("celeba", "digits", "multi_digits", "planted",
+                             "mnist", "multi_mnist")
+    with pytest.raises(ValueError, match=r"Received: name='mnist2'"):
+        data.load_dataset("mnist2")
 
 
 @pytest.mark.parametrize("name", ["digits", "multi_digits", "planted"])

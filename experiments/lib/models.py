@@ -41,6 +41,8 @@ DEFAULT_ENCODERS = {
     "digits": "lenet",
     "multi_digits": "lenet",
     "planted": "mlp",
+    "mnist": "lenet",
+    "multi_mnist": "lenet",
 }
 DEFAULT_WIDTHS = {"celeba": 64, "lenet": 16, "mlp": 32}
 

@@ -107,6 +107,14 @@ DEFAULT_CONFIGS = {
                                 patience=4, lr_halving_epochs=6, width=16),
     "planted": TrainConfig(epochs=10, batch_size=64, learning_rate=0.05,
                            patience=3, lr_halving_epochs=5, width=32),
+    # The real 28x28 digits: a LeNet-like CNN, a few seconds per epoch.
+    "mnist": TrainConfig(epochs=10, batch_size=64, learning_rate=0.02,
+                         patience=3, lr_halving_epochs=5, width=16),
+    # The IT-MTL papers' MultiMNIST protocol scaled down: SGD momentum
+    # 0.9, batch 256, the rate halved every 30 epochs.
+    "multi_mnist": TrainConfig(epochs=30, batch_size=256,
+                               learning_rate=0.05, patience=10,
+                               lr_halving_epochs=30, width=16),
 }
 
 
