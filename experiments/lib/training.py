@@ -296,18 +296,19 @@ def split_arrays(data, split):
     return np.concatenate(xs), {t: np.concatenate(v) for t, v in ys.items()}
 
 
-#: Datasets whose splits are held in memory as arrays for group training
-#: (small); the others are passed as batched datasets.
-IN_MEMORY = ("digits", "multi_digits", "planted", "mnist", "multi_mnist")
+#: Datasets too large to hold in memory: group training reads them as
+#: batched datasets; every other one (all bundled or generated) as arrays.
+STREAMED = ("celeba",)
 
 
 def group_data(data, config):
     """The data dict `tag_keras.train.GroupTrainer` takes, for `data`.
 
-    Small datasets become arrays, so each training seed shuffles them its
-    own way; others are batched datasets (shuffled with `config.seed`).
+    Bundled and generated datasets become arrays, so each training seed
+    shuffles them its own way; CelebA stays a batched dataset (shuffled
+    with `config.seed`).
     """
-    if data.name in IN_MEMORY:
+    if data.name not in STREAMED:
         return {s: split_arrays(data, s)
                 for s in ("train", "validation", "test")}
     return {"train": data.batches("train", config.batch_size, shuffle=True,

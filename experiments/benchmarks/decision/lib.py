@@ -1,0 +1,185 @@
+"""The work of the decision benchmark: measuring runs, decisions, truth.
+
+For one task set and each measuring seed m:
+
+1. TAG as released: the all-task `TaskAffinityModel` measuring lookahead
+   affinity every 10 steps, seed m; `select_groups` per budget; the
+   affinity structure (`tag_keras.select.stability`, 100 resamples).
+2. The validated decision (`tag_keras.train.decide`, validation split
+   only): each budget's TAG grouping trained under seeds m, m + 1000,
+   m + 2000 (the all-task network of seed m is the measuring run's) and
+   compared with the all-task network.
+
+The truth: every network the answers need (the all-task network, each
+task alone, every TAG grouping of every measuring seed, `rg_samples`
+random partitions per budget) trained under the truth seeds 500, 501, ...,
+none of them used by a measuring run or a decision; its test error is the
+mean over those seeds. Every unit is cached (JSON, `GroupTrainer`'s
+`networks/`), so the benchmark resumes where it stopped.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+
+from experiments import data as data_lib
+from experiments.lib import measure as measure_lib
+from experiments.lib import training
+from tag_keras import select as select_lib
+from tag_keras.select import readers
+from tag_keras.select import stability as stability_lib
+
+#: Seeds of the truth's networks (kept apart from measuring seeds).
+TRUTH_SEED_BASE = 500
+#: The mnist task set: seven of the digit attributes.
+MNIST_TASKS = ("is_even", "is_prime", "is_multiple_of_3", "greater_than_4",
+               "has_closed_loop", "has_vertical_stroke",
+               "has_horizontal_bar")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSet:
+    """A benchmark problem: its data and the protocol of every network."""
+
+    name: str
+    data: object
+    config: training.TrainConfig
+
+
+def load_task_set(name, epochs=None):
+    """The task set called `name` (see `TASK_SETS`)."""
+    if name not in TASK_SETS:
+        raise training.DataError(
+            f"Task sets are {sorted(TASK_SETS)}. Received: {name!r}")
+    dataset, options, config_name = TASK_SETS[name]
+    data = data_lib.load_dataset(dataset, seed=0, **options)
+    return TaskSet(name, data, training.default_config(config_name,
+                                                       epochs=epochs))
+
+
+#: name -> (dataset, loader options, protocol of DEFAULT_CONFIGS).
+TASK_SETS = {
+    # The default job: the nine digit attributes.
+    "digits9": ("digits", {}, "digits"),
+    # Seven attributes of the real 28x28 MNIST digits.
+    "mnist7": ("mnist", {"tasks": MNIST_TASKS}, "mnist"),
+    # Built so that pooling helps: seven tasks of one latent direction,
+    # each with 30% of its labels flipped independently, few examples.
+    "pooled": ("planted", {"num_clusters": 1, "tasks_per_cluster": 7,
+                           "num_noise_tasks": 0, "perturbation": 0.05,
+                           "label_noise": 0.3, "num_train": 600,
+                           "num_validation": 300, "num_test": 1000},
+               "planted"),
+    # The calibration benchmark's three sets.
+    "planted": ("planted", {}, "planted"),
+    "digits7": ("digits", {"tasks": (
+        "is_even", "is_prime", "greater_than_4", "has_closed_loop",
+        "has_upper_loop", "has_vertical_stroke", "has_horizontal_bar")},
+        "digits"),
+    "planted3": ("planted", {"seed": 1, "num_clusters": 3,
+                             "tasks_per_cluster": 2, "num_noise_tasks": 1},
+                 "planted"),
+}
+
+
+def read_json(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def write_json(path, value):
+    from tag_keras import _files
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _files.replace_atomically(path, json.dumps(value, indent=2,
+                                               allow_nan=False))
+
+
+def measure_and_decide(task_set, seed, directory, budgets, *, resamples=100,
+                       bootstrap=1000, log=print):
+    """The measuring run of `seed` and both affinity answers; cached.
+
+    Returns the JSON-ready unit: per budget the TAG grouping, its affinity
+    structure and the validated decision with its interval, and the costs.
+    """
+    path = os.path.join(directory, f"measure_{seed}.json")
+    if os.path.exists(path):
+        return read_json(path)
+    from tag_keras import train
+
+    data = task_set.data
+    config = dataclasses.replace(task_set.config, seed=seed)
+    run_dir = os.path.join(directory, f"run_{seed}")
+    start = time.perf_counter()
+    result, affinity, model = measure_lib.measure(
+        data, config, run_dir, tensorboard=False, return_model=True)
+    measure_seconds = time.perf_counter() - start
+    steps = readers.read_table(
+        os.path.join(run_dir, "affinity", "affinity_steps.csv"),
+        readers.NAME_COLUMNS["affinity_steps.csv"])
+    budgets = [b for b in budgets if b <= len(data.tasks)]
+    assessed = stability_lib.assess(steps, budgets, tasks=list(data.tasks),
+                                    resamples=resamples, seed=seed)
+    groupings = {b: select_lib.select_groups(affinity, b) for b in budgets}
+    engine = training.seeded_trainer(
+        data, config, [seed, seed + 1000, seed + 2000],
+        directory=os.path.join(directory, f"decision_{seed}"), log=None)
+    engine.add_model(model, seed, seconds=result.seconds,
+                     epochs=result.epochs)
+    del model
+    start = time.perf_counter()
+    decision = train.decide(
+        engine, {b: [(g.groups, dict(g.serve))]
+                 for b, g in groupings.items()}, resamples=bootstrap,
+        seed=seed)
+    decide_seconds = time.perf_counter() - start
+    unit = {"seed": seed, "measure_seconds": measure_seconds,
+            "decision_seconds": decide_seconds,
+            "decision_networks": len(engine.stored()) - 1, "budgets": {}}
+    for option in decision.budgets:
+        budget = option.num_groups
+        unit["budgets"][str(budget)] = {
+            "groups": [list(g) for g in option.groups],
+            "serve": option.serve,
+            "affinity_structure": assessed[budget][1].affinity_structure,
+            "decision": option.decision, "difference": option.difference,
+            "low": option.low, "high": option.high}
+    write_json(path, unit)
+    log(f"    {task_set.name} seed {seed}: measured in {measure_seconds:.0f}"
+        f" s, decided in {decide_seconds:.0f} s: " + ", ".join(
+            f"{b}: {u['affinity_structure']} / {u['decision']}"
+            for b, u in unit["budgets"].items()))
+    return unit
+
+
+def truth(task_set, units, directory, budgets, *, seeds=3, rg_samples=4,
+          log=print):
+    """`(engine, random partitions per budget)`: every network the truth
+    needs, trained under `seeds` truth seeds."""
+    from tag_keras.train import random_groupings
+
+    tasks = task_set.data.tasks
+    engine = training.seeded_trainer(
+        task_set.data, task_set.config,
+        [TRUTH_SEED_BASE + i for i in range(seeds)],
+        directory=os.path.join(directory, "truth"), log=log)
+    random = {b: random_groupings.random_partitions(
+        tasks, b, rg_samples, seed=b)
+        for b in budgets if b <= len(tasks)}
+    needed = [tuple(tasks)] + [(t,) for t in tasks]
+    needed += [tuple(g) for unit in units for entry in unit["budgets"].values()
+               for g in entry["groups"]]
+    needed += [g for partitions, _ in random.values() for p in partitions
+               for g in p]
+    engine.train(needed)
+    return engine, random
+
+
+def total_errors(engine, groups, serve):
+    """`[truth seeds]`: the served total test error (%) per truth seed."""
+    return np.array([100 * sum(engine.network(groups[i], s).mean(
+        "test", t, "error") for t, i in serve.items())
+        for s in engine.seeds])

@@ -1,0 +1,138 @@
+"""The decision benchmark's tables: answers, calibration, quality, cost.
+
+`answer_rows` turns each (measuring seed, budget) into one row per
+decision-maker with the truth beside it; `calibration` counts how often
+each decision-maker was right in each direction; `quality` compares TAG's
+groupings with random groupings, the all-task network and one network
+per task on the truth. Pure pandas and NumPy: tested on hand-made tables.
+"""
+
+import numpy as np
+import pandas as pd
+
+#: The decision-makers, each a function of a unit's budget entry.
+DECIDERS = {
+    "affinity structure (stable = split)": lambda entry: (
+        "split" if entry["affinity_structure"] == "stable"
+        else "keep together"),
+    "validated decision": lambda entry: entry["decision"],
+    "always split": lambda entry: "split",
+    "always keep together": lambda entry: "keep together",
+}
+
+
+def truth_row(split_totals, all_totals):
+    """The truth of one grouping against the all-task network.
+
+    `split_totals` and `all_totals` are per truth seed (paired). The split
+    beat the all-task network when the mean paired difference is below
+    zero; the all-task network was at least as good when the difference
+    is at least minus its standard error.
+    """
+    difference = np.asarray(split_totals) - np.asarray(all_totals)
+    mean = float(difference.mean())
+    se = (float(difference.std(ddof=1) / np.sqrt(len(difference)))
+          if len(difference) > 1 else float("nan"))
+    return {"truth_split": float(np.mean(split_totals)),
+            "truth_all": float(np.mean(all_totals)),
+            "truth_difference": mean, "truth_se": se,
+            "split_better": mean < 0,
+            "all_as_good": mean >= -(0.0 if np.isnan(se) else se)}
+
+
+def answer_rows(task_set, units, totals):
+    """One row per (measuring seed, budget, decision-maker).
+
+    `totals(groups, serve)` gives the served total test error (%) per
+    truth seed; the all-task network's is `totals` of the one group.
+    """
+    tasks = list(task_set)
+    every = totals(((*tasks,),), {t: 0 for t in tasks})
+    rows = []
+    for unit in units:
+        for budget, entry in unit["budgets"].items():
+            groups = tuple(tuple(g) for g in entry["groups"])
+            known = truth_row(totals(groups, entry["serve"]), every)
+            for name, decide in DECIDERS.items():
+                answer = decide(entry)
+                right = (known["split_better"] if answer == "split"
+                         else known["all_as_good"])
+                rows.append({"seed": unit["seed"], "budget": int(budget),
+                             "decider": name, "answer": answer,
+                             "right": bool(right),
+                             "validation_difference": entry["difference"],
+                             **known})
+    return rows
+
+
+def calibration(rows):
+    """Per task set and decision-maker (and pooled): of its "split"
+    answers how many were right (the split beat the all-task network on
+    the truth), of its "keep together" answers how many were right (the
+    all-task network at least as good within the truth's SE)."""
+    frame = pd.DataFrame(rows)
+    out = []
+    for (task_set, decider), part in list(frame.groupby(
+            ["task_set", "decider"], sort=False)) + [
+            (("all", d), p) for d, p in frame.groupby("decider", sort=False)]:
+        split = part[part.answer == "split"]
+        keep = part[part.answer != "split"]
+        out.append({
+            "task_set": task_set, "decider": decider,
+            "split_answers": len(split),
+            "split_right": int(split.right.sum()),
+            "split_share": (split.right.mean() if len(split)
+                            else float("nan")),
+            "keep_answers": len(keep), "keep_right": int(keep.right.sum()),
+            "keep_share": (keep.right.mean() if len(keep)
+                           else float("nan")),
+            "split_truly_better": int(part.split_better.sum()),
+            "cases": len(part)})
+    return pd.DataFrame(out)
+
+
+def quality(task_set_name, units, totals, random, tasks):
+    """Per budget: TAG's truth total error (mean over measuring seeds),
+    random groupings' expectation, MTL and STL, with TAG's paired
+    differences against random and MTL (mean ± SE over measuring seeds,
+    each seed's grouping on the truth's mean over truth seeds)."""
+    every = totals(((*tasks,),), {t: 0 for t in tasks}).mean()
+    alone = totals(tuple((t,) for t in tasks),
+                   {t: i for i, t in enumerate(tasks)}).mean()
+    rows = []
+    budgets = sorted({int(b) for u in units for b in u["budgets"]})
+    for budget in budgets:
+        tag = np.array([totals(tuple(tuple(g) for g in u["budgets"][str(
+            budget)]["groups"]), u["budgets"][str(budget)]["serve"]).mean()
+            for u in units])
+        partitions, exact = random[budget]
+        rg = np.mean([totals(p, {t: i for i, g in enumerate(p)
+                                 for t in g}).mean() for p in partitions])
+        se = (tag.std(ddof=1) / np.sqrt(len(tag)) if len(tag) > 1
+              else float("nan"))
+        rows.append({
+            "task_set": task_set_name, "budget": budget,
+            "tag": tag.mean(), "tag_se": se, "random": rg,
+            "random_exact": exact, "random_partitions": len(partitions),
+            "mtl": every, "stl": alone,
+            "tag_vs_random": tag.mean() - rg, "tag_vs_mtl": tag.mean() - every,
+            "measuring_seeds": len(tag)})
+    return rows
+
+
+def markdown(frame, columns, formats=None):
+    """A frame as a Markdown table of `columns` (format per column)."""
+    formats = formats or {}
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "|".join("---" for _ in columns) + "|"]
+    for row in frame.to_dict("records"):
+        cells = []
+        for column in columns:
+            value = row[column]
+            if isinstance(value, float):
+                cells.append("n/a" if np.isnan(value)
+                             else formats.get(column, "{:.2f}").format(value))
+            else:
+                cells.append(str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
