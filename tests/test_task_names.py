@@ -96,3 +96,37 @@ def test_a_model_with_such_names_writes_files_its_readers_read(tmp_path):
     steps = select_lib.read_table(tmp_path / "affinity_steps.csv",
                                   ("source", "target"))
     assert set(steps.source) == set(names)
+
+
+@pytest.mark.parametrize("names", [["_a", "-b"], ["/c", ">d", "e"]])
+def test_names_plain_keras_accepts_work_in_a_task_affinity_model(names):
+    import keras
+
+    import tag_keras
+
+    inputs = keras.Input((3,))
+    h = keras.layers.Dense(4)(inputs)
+    model = tag_keras.TaskAffinityModel(
+        inputs=inputs, outputs={t: keras.layers.Dense(1)(h) for t in names},
+        affinity_every_n_steps=1)
+    model.compile(optimizer="sgd", loss={t: "mse" for t in names})
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 3)).astype("float32")
+    y = {t: rng.normal(size=(8, 1)).astype("float32") for t in names}
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert list(model.affinity().index) == names
+    assert np.isfinite(model.affinity().to_numpy()).all()
+
+
+def test_a_separator_in_a_name_is_refused_with_group_sources():
+    import keras
+
+    import tag_keras
+
+    variable = keras.Variable([[1.0, 2.0]])
+    optimizer = keras.optimizers.SGD(0.1)
+    optimizer.build([variable])
+    tag_keras.AffinityMeter([variable], optimizer, ["a|b", "c"])  # No groups.
+    with pytest.raises(ValueError, match=r"Received: task names \['a\|b'\]"):
+        tag_keras.AffinityMeter([variable], optimizer, ["a|b", "c"],
+                                affinity_sources="tasks+all")

@@ -7,6 +7,7 @@ updating the per-output loss trackers (`<task>_loss` in the logs) as Keras
 does.
 """
 
+import keras
 from keras import ops
 from keras import tree
 
@@ -61,7 +62,13 @@ class TaskLosses:
 
     def _build(self, y_true, y_pred):
         if not self._loss_object.built:
-            self._loss_object.build(by_task(y_true, y_pred, "y"), y_pred)
+            # Under the loss object's own scope, as Keras builds it inside
+            # `CompileLoss.__call__`: its per-output trackers are named
+            # after the tasks, and a name such as `_a_loss` is not a valid
+            # root scope.
+            with keras.name_scope(self._loss_object.name):
+                self._loss_object.build(by_task(y_true, y_pred, "y"),
+                                        y_pred)
 
 
 def by_task(values, y_pred, name):

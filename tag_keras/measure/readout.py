@@ -112,9 +112,18 @@ class AffinityReadout:
         if len(set(names)) != len(names):
             raise ValueError("`task_names` must be distinct. Received: "
                              f"task_names={list(names)}.")
+        groups, state = sources_lib.make(self, len(names))
+        joined = [t for t in names if sources_lib.SEPARATOR in t]
+        if groups is not None and joined:
+            raise ValueError(
+                "With group sources (`affinity_sources`, "
+                "`affinity_random_subsets`) a group is written as its task "
+                f"names joined by {sources_lib.SEPARATOR!r}, so no task name "
+                "may contain it: rename those outputs. Received: task names "
+                f"{joined}.")
         self._task_names = names
         self.affinity_state = AffinityState(len(names), name="affinity_state")
-        self.group_sources, state = sources_lib.make(self, len(names))
+        self.group_sources = groups
         if state is not None:
             self.group_affinity_state = state
         method = self.training_method
