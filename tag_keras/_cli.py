@@ -4,7 +4,7 @@ absl's `--help` lists the flags of the main module, which it takes to be
 `sys.argv[0]`; for a console script that is the generated wrapper, which
 defines none, so `--help` printed only a usage line. `run` declares the
 command's own flags as the main module's before absl parses the command
-line. A leaf module (absl only).
+line, and turns Ctrl-C into one line. A leaf module (absl only).
 """
 
 import sys
@@ -13,9 +13,17 @@ from absl import app
 from absl import flags
 
 
-def run(main, module_name):
-    """`app.run(main)` with `module_name`'s flags shown by `--help`."""
+def run(main, module_name, program):
+    """`app.run(main)` with `module_name`'s flags shown by `--help`.
+
+    Ctrl-C ends the command with one line (`program: interrupted`) and
+    exit status 130, not a traceback.
+    """
     values = flags.FLAGS
     for flag in values.get_flags_for_module(module_name):
         values.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(main)
+    try:
+        app.run(main)
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+        sys.exit(130)

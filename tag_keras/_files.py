@@ -99,9 +99,13 @@ class RowFile:
         return kept
 
     def write(self, rows):
-        """Appends `rows` and flushes."""
-        self._writer.writerows(rows)
-        self._handle.flush()
+        """Appends `rows` and flushes; a failed write names the file."""
+        try:
+            self._writer.writerows(rows)
+            self._handle.flush()
+        except OSError as error:
+            raise OSError(error.errno, f"Cannot write {self.path}: "
+                          f"{error.strerror}") from None
 
     def close(self):
         self._handle.close()

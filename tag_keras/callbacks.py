@@ -2,6 +2,7 @@
 
 import math
 import os
+import urllib.parse
 import warnings
 
 import keras
@@ -226,6 +227,13 @@ class AffinityLogger(keras.callbacks.Callback):
                                   frame.to_csv(index_label="source"))
 
 
+def _tag(name):
+    """A task name for a TensorBoard tag: `/`, `-`, `>` and `%` (and
+    anything else unsafe) percent-encoded, so that `source->target` splits
+    one way only."""
+    return urllib.parse.quote(str(name), safe="._~ ")
+
+
 class _Events:
     """TensorBoard events of the per-epoch matrices, the writer made lazily."""
 
@@ -241,8 +249,8 @@ class _Events:
                 for target in frame.columns:
                     value = frame.loc[source, target]
                     if np.isfinite(value):
-                        tf.summary.scalar(f"affinity/{source}->{target}",
-                                          value)
+                        tf.summary.scalar(
+                            f"affinity/{_tag(source)}->{_tag(target)}", value)
             image = tf.io.decode_png(figures.affinity_png_bytes(frame),
                                      channels=3)
             tf.summary.image("affinity/matrix", image[None])

@@ -257,9 +257,16 @@ def _inputs():
         raise InputError("Give exactly one of --affinity, --performance and "
                          f"--group_affinity. Received: {given or 'none'}")
     budgets = parse_budgets(_NUM_GROUPS.value)
+    inputs = [v for v in (_AFFINITY.value, _PERFORMANCE.value,
+                          _GROUP_AFFINITY.value, _STEPS.value) if v]
     for flag, value in (("output", _OUTPUT.value), ("plot", _PLOT.value)):
         if value:
             check_output(value, flag)
+            if any(pathlib.Path(value).resolve() == pathlib.Path(i).resolve()
+                   for i in inputs):
+                raise InputError(f"--{flag} is one of the input files; it "
+                                 f"would overwrite it. Received: "
+                                 f"{flag}={value}")
     if _TIME_LIMIT.value is not None and not _TIME_LIMIT.value > 0:
         raise InputError("--time_limit must be a positive number of "
                          f"seconds. Received: time_limit={_TIME_LIMIT.value}")
@@ -324,6 +331,16 @@ def main(argv):
     except (ValueError, TypeError) as error:
         print(f"tag-select: error: {error}", file=sys.stderr)
         return 1
+    try:
+        _report(tasks, results, stabilities, candidates, settings, source)
+    except (OSError, document_lib.GroupsDocumentError) as error:
+        print(f"tag-select: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _report(tasks, results, stabilities, candidates, settings, source):
+    """Prints the table and writes --output and --plot."""
     print("\n\n".join(
         format_result(r, tasks)
         + ("" if stabilities is None else "\n" + stabilities[k].describe())
@@ -343,7 +360,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (`--help` lists the flags)."""
-    _cli.run(main, __name__)
+    _cli.run(main, __name__, "tag-select")
 
 
 if __name__ == "__main__":

@@ -77,8 +77,15 @@ def write_groups(path, document):
     atomically, so a reader never sees half a document.
     """
     validate_groups(document, source=os.fspath(path))
+    try:
+        text = json.dumps(document, indent=2, allow_nan=False)
+    except ValueError:
+        raise GroupsDocumentError(
+            f"The groups document for {path} holds a non-finite number (a "
+            "score overflowed: affinities near the float limit?); rescale "
+            "the matrix. Nothing was written.") from None
     os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-    _files.replace_atomically(path, json.dumps(document, indent=2))
+    _files.replace_atomically(path, text)
 
 
 def read_groups(path, tasks=None):

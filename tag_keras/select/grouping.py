@@ -122,6 +122,14 @@ def validate_affinity(affinity):
             f"{rows[bad[0]]!r}, {rows[bad[1]]!r}]="
             f"{_plain(affinity.loc[rows[bad[0]], rows[bad[1]]])!r}{hint}"
         )
+    with np.errstate(over="ignore"):
+        total = np.abs(z).sum() * max(len(rows), 1)
+    if not np.isfinite(total):
+        raise ValueError(
+            "`affinity` values are too large to add up without overflow "
+            f"(largest |value| {np.abs(z).max():.3g} for {len(rows)} tasks); "
+            "rescale the matrix, e.g. divide it by its largest absolute "
+            "value: the groups do not change.")
     return rows, z
 
 

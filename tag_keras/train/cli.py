@@ -345,7 +345,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (`--help` lists the flags)."""
-    _cli.run(main, __name__)
+    _cli.run(main, __name__, "tag-train")
 
 
 if __name__ == "__main__":
