@@ -55,7 +55,7 @@ def load_task_set(name, epochs=None):
         raise training.DataError(
             f"Task sets are {sorted(TASK_SETS)}. Received: {name!r}")
     dataset, options, config_name = TASK_SETS[name]
-    data = data_lib.load_dataset(dataset, seed=0, **options)
+    data = data_lib.load_dataset(dataset, **{"seed": 0, **options})
     return TaskSet(name, data, training.default_config(config_name,
                                                        epochs=epochs))
 
