@@ -56,7 +56,7 @@ def test_default_config_per_dataset_and_overrides():
     assert config.epochs == 3
     assert config.width == training.DEFAULT_CONFIGS["digits"].width
     with pytest.raises(ValueError, match="dataset"):
-        training.default_config("mnist")
+        training.default_config("mnist2")
     with pytest.raises(ValueError, match="epochs"):
         training.TrainConfig(epochs=0, batch_size=1, learning_rate=0.1)
 

