@@ -108,3 +108,23 @@ def test_ctrl_c_is_one_line(tmp_path):
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130
     assert err.strip().splitlines() == ["tag-select: interrupted"]
+
+
+def test_learning_rate_zero_is_named_as_the_cause():
+    import keras
+
+    import tag_keras
+
+    inputs = keras.Input((3,))
+    h = keras.layers.Dense(4)(inputs)
+    model = tag_keras.TaskAffinityModel(
+        inputs=inputs, outputs={t: keras.layers.Dense(1, name=t)(h)
+                                for t in "ab"}, affinity_every_n_steps=1)
+    model.compile(optimizer=keras.optimizers.SGD(0.0),
+                  loss={t: "mse" for t in "ab"})
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 3)).astype("float32")
+    y = {t: rng.normal(size=(8, 1)).astype("float32") for t in "ab"}
+    with pytest.warns(UserWarning, match="the learning rate is 0") as record:
+        model.fit(x, y, epochs=1, verbose=0)
+    assert not any("no labels" in str(w.message) for w in record)

@@ -79,7 +79,16 @@ class EpochAffinity(keras.callbacks.Callback):
         if self._warned or not self.model.has_task_names:
             return
         skipped = self.model.affinity_state.skips.numpy()
-        if skipped.sum() > 0:
+        rate = _learning_rate(self.model)
+        if skipped.sum() > 0 and rate == 0:
+            self._warned = True
+            warnings.warn(
+                "Affinity: the learning rate is 0, so every lookahead step "
+                "leaves the shared weights where they are and affinity, "
+                "which is divided by the rate (scale_by_learning_rate), is "
+                "undefined: every pair was skipped. Measure while the rate "
+                "is positive.", stacklevel=2)
+        elif skipped.sum() > 0:
             self._warned = True
             warnings.warn(
                 f"Affinity: {int((skipped > 0).sum())} (source, target) "
@@ -89,3 +98,14 @@ class EpochAffinity(keras.callbacks.Callback):
                 "pairs do not enter the averages; see "
                 "`model.affinity_skipped()` and `affinity_counts()`.",
                 stacklevel=2)
+
+
+def _learning_rate(model):
+    """The optimizer's current learning rate as a float (None if none)."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    try:
+        return float(optimizer.learning_rate.numpy())
+    except (AttributeError, TypeError, ValueError):
+        return None
