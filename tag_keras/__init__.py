@@ -22,7 +22,7 @@ quickly.
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from tag_keras._lock import DirectoryInUseError  # noqa: E402
 from tag_keras.select import Grouping  # noqa: E402
