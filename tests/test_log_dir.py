@@ -78,7 +78,7 @@ class _StopAfterStep(keras.callbacks.Callback):
 
 @pytest.mark.parametrize("order", ["backup, kill, logger",
                                    "logger, backup, kill"])
-@pytest.mark.parametrize("step", [0, 1, 2, 3, 5, 8, 11])
+@pytest.mark.parametrize("step", [0, 2, 4, 11])
 def test_a_resume_writes_every_step_once_in_any_order(tmp_path, order, step):
     x, y = _data()
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"),

@@ -84,7 +84,7 @@ def test_lenet_and_mlp_layers():
 def test_default_encoder_per_dataset_and_task_subset():
     assert models.DEFAULT_ENCODERS == {
         "celeba": "celeba", "digits": "lenet", "multi_digits": "lenet",
-        "planted": "mlp"}
+        "planted": "mlp", "mnist": "lenet", "multi_mnist": "lenet"}
     planted = _planted()
     model = models.build_model(planted, tasks=["c0_t1", "noise_0"])
     assert list(model.output) == ["c0_t1", "noise_0"]

@@ -222,7 +222,7 @@ def load_all_task_model(path, tasks):
                          f"all_task_model={path}")
     import keras
 
-    import tag_keras  # noqa: F401  (registers TaskAffinityModel)
+    # Registers TaskAffinityModel for `load_model`.
     from tag_keras.measure import model as _  # noqa: F401
 
     try:

@@ -98,12 +98,6 @@ def evaluation_batches(split, tasks, batch_size=256):
         yield x, y
 
 
-def size(split):
-    """Number of examples in a split (reads a dataset once)."""
-    return sum(len(tree.flatten(x)[0])
-               for x, _ in evaluation_batches(split, label_tasks(split)))
-
-
 def _group_batch(batch, tasks):
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(tuple(batch))
     y = {t: y[t] for t in tasks}

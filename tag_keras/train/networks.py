@@ -13,6 +13,7 @@ Training order is group by group, seed by seed; one line per network says
 where the run is and what is left (with an ETA).
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -241,8 +242,6 @@ class GroupTrainer:
             save_network(self._path(network.tasks, network.seed), network)
 
     def _train(self, group, seed):
-        import contextlib
-
         import keras
 
         keras.backend.clear_session()
