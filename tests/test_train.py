@@ -341,3 +341,39 @@ def test_groups_train_under_a_mirrored_strategy(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "replicas 2" in done.stdout
+
+
+def test_tf_data_and_py_dataset_splits_train_and_line_up():
+    import keras
+    import tensorflow as tf
+
+    from tag_keras import train
+
+    arrays = train_module.data()
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self, x, y, size):
+            super().__init__()
+            self.x, self.y, self.size = x, y, size
+
+        @property
+        def num_batches(self):
+            return -(-len(self.x) // self.size)
+
+        def __getitem__(self, index):
+            part = slice(index * self.size, (index + 1) * self.size)
+            return self.x[part], {t: v[part] for t, v in self.y.items()}
+
+    datasets = {s: tf.data.Dataset.from_tensor_slices(arrays[s]).batch(8)
+                for s in arrays}
+    py = {s: Batches(*arrays[s], 8) for s in arrays}
+    for data in (datasets, py):
+        trainer = train.GroupTrainer(train_module.build, data,
+                                     fit_kwargs={"epochs": 1}, log=None)
+        network = trainer.network(("a", "c"), 0)
+        losses, _ = network.outcomes["validation"]["c"]
+        # Examples in order, the unlabelled ones NaN: they line up with
+        # the arrays' labels whatever the input type.
+        np.testing.assert_array_equal(
+            np.isnan(losses), np.isnan(arrays["validation"][1]["c"]))
+        assert np.isfinite(network.mean("test", "a"))
