@@ -32,6 +32,10 @@ import numpy as np
 
 from experiments import data as data_lib
 from experiments.lib import distribution as distribution_lib
+from tag_keras.train import random_groupings
+# The partition helpers live in the library (no TensorFlow needed).
+from tag_keras.train.random_groupings import all_partitions  # noqa: F401
+from tag_keras.train.random_groupings import partition_count  # noqa: F401
 
 
 #: `TrainConfig.verbose` values.
@@ -504,25 +508,8 @@ def serve_partition(groups):
 def random_partitions(tasks, num_groups, num_samples, seed):
     """The partitions of `tag_keras.train.random_partitions` (every one
     when there are at most `num_samples`, else a uniform sample)."""
-    from tag_keras.train import random_groupings
-
     return random_groupings.random_partitions(tasks, num_groups,
                                               num_samples, seed)[0]
-
-
-def partition_count(n, k):
-    """The Stirling number S(n, k) (`tag_keras.train.random_groupings`)."""
-    from tag_keras.train import random_groupings
-
-    return random_groupings.partition_count(n, k)
-
-
-def all_partitions(tasks, num_groups):
-    """Every partition into `num_groups` groups (see
-    `tag_keras.train.random_groupings.all_partitions`)."""
-    from tag_keras.train import random_groupings
-
-    return random_groupings.all_partitions(tasks, num_groups)
 
 
 def pairs(tasks):
