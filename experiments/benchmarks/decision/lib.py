@@ -75,9 +75,10 @@ TASK_SETS = {
                "planted"),
     # The calibration benchmark's three sets.
     "planted": ("planted", {}, "planted"),
+    # The calibration benchmark's seven digit attributes (DIGITS_TASKS).
     "digits7": ("digits", {"tasks": (
         "is_even", "is_prime", "greater_than_4", "has_closed_loop",
-        "has_upper_loop", "has_vertical_stroke", "has_horizontal_bar")},
+        "has_upper_loop", "has_lower_loop", "has_vertical_stroke")},
         "digits"),
     "planted3": ("planted", {"seed": 1, "num_clusters": 3,
                              "tasks_per_cluster": 2, "num_noise_tasks": 1},
