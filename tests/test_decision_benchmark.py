@@ -92,3 +92,55 @@ def test_benchmark_smoke_run(tmp_path):
     assert len(answers) == len(report.DECIDERS)
     assert set(answers.answer) <= {"split", "keep together"}
     assert (tmp_path / "report.md").read_text().startswith("# Does")
+
+
+def test_validated_best_picks_the_lowest_served_validation_loss():
+    import types
+
+    from experiments.benchmarks.decision import proposers
+
+    validation = {("a", "b"): {"a": 0.5, "b": 0.5}, ("a",): {"a": 0.2},
+                  ("b",): {"b": 0.6}, ("c",): {"c": 0.1},
+                  ("b", "c"): {"b": 0.3, "c": 0.4}}
+    first = types.SimpleNamespace(groups=(("a", "b"), ("c",)),
+                                  serve={"a": 0, "b": 0, "c": 1})
+    second = types.SimpleNamespace(groups=(("a",), ("b", "c")),
+                                   serve={"a": 0, "b": 1, "c": 1})
+    # first: 0.5 + 0.5 + 0.1 = 1.1; second: 0.2 + 0.3 + 0.4 = 0.9.
+    assert proposers.validated_best([first, second], validation) is second
+
+
+def test_proposer_summary_pairs_with_release_mtl_and_random():
+    from experiments.benchmarks import calibration_report
+    from experiments.benchmarks.decision import proposers
+
+    release = calibration_report.RELEASE
+    rows = []
+    for seed, (tag, other) in enumerate([(10.0, 9.0), (12.0, 10.0),
+                                         (11.0, 11.0)]):
+        rows += [{"method": release, "seed": seed, "test_error": tag},
+                 {"method": proposers.SHRUNK, "seed": seed,
+                  "test_error": other}]
+    rows += [{"method": proposers.RANDOM, "seed": None, "test_error": 12.0},
+             {"method": "Test oracle (truth)", "seed": None,
+              "test_error": 8.0}]
+    frame = pd.DataFrame(rows).assign(dataset="toy", budget=2,
+                                      mtl_error=13.0)
+    summary = proposers.summarize(frame).set_index("method")
+    shrunk = summary.loc[proposers.SHRUNK]
+    # Paired with release: -1, -2, 0.
+    assert shrunk["minus release"] == pytest.approx(-1.0)
+    assert shrunk["minus release se"] == pytest.approx(np.sqrt(1 / 3))
+    assert shrunk["minus RG"] == pytest.approx(10.0 - 12.0)
+    assert shrunk["minus MTL"] == pytest.approx(-3.0)
+    # The oracle gains 5 over MTL; the shrunk proposer 3 of them.
+    assert shrunk["share of oracle gain"] == pytest.approx(0.6)
+
+
+def test_a_partial_rerun_keeps_the_other_task_sets_rows(tmp_path):
+    for name in ("answers", "quality", "cost"):
+        pd.DataFrame({"task_set": ["pooled", "mnist7"], "x": [1, 2]}).to_csv(
+            tmp_path / f"{name}.csv", index=False)
+    kept = report.earlier_rows(str(tmp_path), ["mnist7"])
+    assert kept == [[{"task_set": "pooled", "x": 1}]] * 3
+    assert report.earlier_rows(str(tmp_path / "none"), ["x"]) == [[], [], []]

@@ -72,23 +72,6 @@ def run_task_set(task_set, out_dir, budgets, log):
     return rows, quality, cost
 
 
-def earlier_rows(out_dir, rerun):
-    """The committed rows of task sets this run does not redo.
-
-    The cache is not committed, so a later session reruns only the task
-    sets still missing; the tables keep every other set's rows.
-    """
-    kept = []
-    for name in ("answers", "quality", "cost"):
-        path = os.path.join(out_dir, f"{name}.csv")
-        if not os.path.exists(path):
-            kept.append([])
-            continue
-        frame = pd.read_csv(path)
-        kept.append(frame[~frame.task_set.isin(rerun)].to_dict("records"))
-    return kept
-
-
 def write(out_dir, rows, quality, cost, command, pending):
     answers = pd.DataFrame(rows)
     calibration = report.calibration(rows)
@@ -97,6 +80,9 @@ def write(out_dir, rows, quality, cost, command, pending):
     for name, frame in (("answers", answers), ("calibration", calibration),
                         ("quality", quality), ("cost", cost)):
         frame.to_csv(os.path.join(out_dir, f"{name}.csv"), index=False)
+    report.plot_calibration(calibration, os.path.join(out_dir,
+                                                      "calibration.png"))
+    report.plot_quality(quality, os.path.join(out_dir, "quality.png"))
     text = [
         "# Does the decision hold? (issue 26)", "",
         f"Command: `{command}`", "",
@@ -137,8 +123,8 @@ def main(argv):
     os.makedirs(out_dir, exist_ok=True)
     command = "python -m experiments.benchmarks.decision " + " ".join(
         shlex.quote(a) for a in sys.argv[1:])
-    rows, quality, cost = earlier_rows(out_dir,
-                                       [t.name for t in task_sets])
+    rows, quality, cost = report.earlier_rows(
+        out_dir, [t.name for t in task_sets])
     start = time.perf_counter()
     for index, task_set in enumerate(task_sets):
         print(f"[{index + 1}/{len(task_sets)}] {task_set.name}: "

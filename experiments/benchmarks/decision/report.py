@@ -7,6 +7,8 @@ groupings with random groupings, the all-task network and one network
 per task on the truth. Pure pandas and NumPy: tested on hand-made tables.
 """
 
+import os
+
 import numpy as np
 import pandas as pd
 
@@ -136,3 +138,88 @@ def markdown(frame, columns, formats=None):
                 cells.append(str(value))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def plot_calibration(calibration, path):
+    """Per decision-maker and task set, the share of right "split" and
+    "keep together" answers, each bar labelled with right/answers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    deciders = list(dict.fromkeys(calibration.decider))
+    sets = list(dict.fromkeys(calibration.task_set))
+    figure, axes = plt.subplots(1, len(deciders), sharey=True,
+                                figsize=(3.2 * len(deciders), 3.6))
+    width = 0.4
+    for axis, decider in zip(np.atleast_1d(axes), deciders):
+        part = calibration[calibration.decider == decider].set_index(
+            "task_set")
+        for offset, kind, colour in ((-width / 2, "split", "tab:orange"),
+                                     (width / 2, "keep", "tab:blue")):
+            for i, name in enumerate(sets):
+                row = part.loc[name]
+                answers, right = row[f"{kind}_answers"], row[f"{kind}_right"]
+                if not answers:
+                    continue
+                axis.bar(i + offset, right / answers, width, color=colour,
+                         label=kind if i == 0 else None)
+                axis.text(i + offset, right / answers + 0.02,
+                          f"{right}/{answers}", ha="center", fontsize=6,
+                          rotation=90)
+        axis.axhline(0.8, color="grey", linestyle=":", linewidth=1)
+        axis.set_title(decider, fontsize=8)
+        axis.set_xticks(range(len(sets)), sets, rotation=60, fontsize=7)
+        axis.set_ylim(0, 1.25)
+    np.atleast_1d(axes)[0].set_ylabel("share of answers right")
+    np.atleast_1d(axes)[0].legend(fontsize=7, loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_quality(quality, path):
+    """Per task set, total test error per budget: TAG (mean ± SE over
+    measuring seeds), random groupings, MTL and STL."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    sets = list(dict.fromkeys(quality.task_set))
+    figure, axes = plt.subplots(1, len(sets), figsize=(2.6 * len(sets), 3.2))
+    for axis, name in zip(np.atleast_1d(axes), sets):
+        part = quality[quality.task_set == name]
+        axis.errorbar(part.budget, part.tag, yerr=part.tag_se, marker="o",
+                      capsize=3, label="TAG")
+        axis.plot(part.budget, part.random, marker="s", label="random")
+        axis.axhline(part.mtl.iloc[0], color="black", linestyle="--",
+                     label="MTL")
+        axis.axhline(part.stl.iloc[0], color="grey", linestyle=":",
+                     label="STL")
+        axis.set_title(name, fontsize=9)
+        axis.set_xlabel("networks")
+        axis.set_xticks(sorted(part.budget))
+    np.atleast_1d(axes)[0].set_ylabel("total test error (%)")
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def earlier_rows(out_dir, rerun):
+    """The committed rows of task sets this run does not redo.
+
+    The cache is not committed, so a later session reruns only the task
+    sets still missing; the tables keep every other set's rows.
+    """
+    kept = []
+    for name in ("answers", "quality", "cost"):
+        path = os.path.join(out_dir, f"{name}.csv")
+        if not os.path.exists(path):
+            kept.append([])
+            continue
+        frame = pd.read_csv(path)
+        kept.append(frame[~frame.task_set.isin(rerun)].to_dict("records"))
+    return kept
