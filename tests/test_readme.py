@@ -1,7 +1,12 @@
-"""README's test command is the one CI runs."""
+"""README's commands are the ones CI runs; its quickstart runs as
+written; the docs give a command for every binary."""
 
+import ast
+import os
 import pathlib
 import re
+import subprocess
+import sys
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -26,8 +31,46 @@ def test_readme_install_command_installs_and_runs_the_main_job():
         "--out_dir=runs/digits")
 
 
-def test_readme_has_a_command_for_every_binary():
-    commands = "\n".join(_readme_commands())
+def _docs_commands():
+    text = "\n".join(p.read_text() for p in (_ROOT / "docs").rglob("*.md"))
+    return re.findall(r"```bash\n(.*?)\n```", text, flags=re.S)
+
+
+def test_ci_builds_the_docs_strictly():
+    ci_lines = [line.strip() for line in
+                (_ROOT / ".ci" / "run").read_text().splitlines()]
+    assert any("mkdocs build --strict" in line and not line.startswith("#")
+               for line in ci_lines)
+
+
+def test_the_readme_stays_short():
+    assert len((_ROOT / "README.md").read_bytes()) < 10_000
+
+
+def _quickstart(path):
+    text = path.read_text()
+    section = text[text.index("Quickstart"):]
+    return re.search(r"```python\n(.*?)\n```", section, re.S).group(1)
+
+
+def test_the_quickstart_runs_as_written(tmp_path):
+    code = _quickstart(_ROOT / "README.md")
+    assert len(code.splitlines()) <= 25
+    # The docs' getting-started page shows the same code.
+    assert code == _quickstart(_ROOT / "docs" / "getting-started.md")
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+        text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(_ROOT)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].split() == ["target", "a", "b", "c", "d"]
+    groups = ast.literal_eval(lines[-1])  # a tuple of tuples of names
+    assert len(groups) <= 2 and set().union(*groups) == set("abcd")
+    assert (tmp_path / "runs/quickstart/affinity.csv").exists()
+
+
+def test_docs_have_a_command_for_every_binary():
+    commands = "\n".join(_docs_commands())
     for module in ("demo", "run_affinity", "train_groups", "hoa",
                    "pipeline", "it_mtl", "trajectories", "transfer",
                    "landscapes", "ablations"):

@@ -1,4 +1,4 @@
-"""The README's user example, run as written (slow: about 4 minutes)."""
+"""The docs' user example, run as written (slow: about 4 minutes)."""
 
 import json
 import os
@@ -13,8 +13,8 @@ _ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_the_readme_user_example_runs_to_a_decision(tmp_path):
-    text = (_ROOT / "README.md").read_text()
-    section = text[text.index("### From your own model to a decision"):]
+    text = (_ROOT / "docs" / "guides" / "deciding.md").read_text()
+    section = text[text.index("## From your own model to a decision"):]
     commands = re.search(r"```bash\n(.*?)\n```", section, re.S).group(1)
     (tmp_path / "examples").symlink_to(_ROOT / "examples")
     env = dict(os.environ, PYTHONPATH=str(_ROOT))

@@ -58,7 +58,7 @@ def make_distribution(name):
         raise ValueError(
             "multi_worker reads the cluster from the TF_CONFIG environment "
             "variable, a JSON object with `cluster` and `task` (see "
-            f"README). Received: TF_CONFIG={shown}")
+            f"docs/guides/distributed.md). Received: TF_CONFIG={shown}")
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 

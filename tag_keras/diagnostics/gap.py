@@ -67,8 +67,9 @@ def generalization_gap(trajectory_a, trajectory_b, task, bins=20,
     so both are compared where both trained.
 
     Args:
-        trajectory_a, trajectory_b: Trajectories (`read_trajectory`), e.g.
-            single-task and multi-task runs of the same task.
+        trajectory_a: A trajectory (`read_trajectory`), e.g. the
+            single-task run of the task.
+        trajectory_b: The other trajectory, e.g. the multi-task run.
         task: The task.
         bins: The number of loss bins (20 in the paper).
         loss: The measure that orders the trajectories (training loss).

@@ -67,8 +67,11 @@ class TrajectoryLogger(keras.callbacks.Callback):
             `val_error`: the paper picks checkpoints by validation).
         max_samples: Examples per task read from each data set (2048 in
             the paper).
-        rho, sharpness_steps, sharpness_batch_size: `sharpness` settings.
-        fisher_batch_size, fisher_samples: `fisher_trace` settings.
+        rho: `sharpness`'s radius.
+        sharpness_steps: `sharpness`'s ascent steps.
+        sharpness_batch_size: `sharpness`'s batch size.
+        fisher_batch_size: `fisher_trace`'s batch size.
+        fisher_samples: `fisher_trace`'s number of samples.
         coherence_batch_size: `gradient_coherence` batch size.
         tensorboard: Whether to write TensorBoard events.
 

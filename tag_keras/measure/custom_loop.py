@@ -55,9 +55,13 @@ class AffinityMeter(AffinityReadout):
         scale_by_learning_rate: Divide by this step's learning rate.
         cosine_kernels_only: With `"cosine"`, weight tensors of rank > 1
             only.
-        affinity_sources, affinity_random_subsets, affinity_seed,
-        max_subset_tasks: The group sources of `group_affinity()` (see
+        affinity_sources: The group sources of `group_affinity()` (see
             `TaskAffinityModel`).
+        affinity_random_subsets: Random groups added each measured step
+            (see `TaskAffinityModel`).
+        affinity_seed: Seed of those random groups.
+        max_subset_tasks: Largest number of tasks for
+            `affinity_sources="subsets"`.
 
     Example (in a `tf.function` step; `model` maps `x` to a dict of task
     outputs, `encoder` holds the shared layers):

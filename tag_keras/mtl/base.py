@@ -37,8 +37,7 @@ class TrainingMethod(keras.layers.Layer):
     Subclasses registered with `keras.saving.register_keras_serializable`
     and a complete `get_config` are saved and loaded with the model.
 
-    Args:
-        **kwargs: Layer arguments such as `name`.
+    Keyword arguments (such as `name`) go to `keras.layers.Layer`.
     """
 
     #: True when `combine` must see every step (n backward passes per

@@ -214,8 +214,9 @@ def select_groups_from_group_affinity(group_affinity, num_groups, *,
         allow_singletons: Allow one-task groups, scored by the measured
             self-affinity Z(a→a) (meaningful on held-out batches).
         max_group_size: Optional largest number of tasks in a group.
-        time_limit, progress: As `select_groups` (beyond `MAX_TASKS`
-            tasks; the exact table needs neither).
+        time_limit: As `select_groups` (beyond `MAX_TASKS` tasks; the
+            exact table needs none).
+        progress: As `select_groups` (beyond `MAX_TASKS` tasks).
 
     Returns:
         A `grouping.Grouping` (`method="dynamic_program"` up to `MAX_TASKS`

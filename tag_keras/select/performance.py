@@ -134,8 +134,9 @@ def select_groups_from_performance(performance, num_groups, *,
             the size, which counts half a network; the result's
             `half_size` lists those chosen (a budget of k may then hold
             more than k networks). Up to `MAX_TASKS` tasks.
-        time_limit, progress: As `select_groups` (beyond `MAX_TASKS`
-            tasks only; the exact table needs neither).
+        time_limit: As `select_groups` (beyond `MAX_TASKS` tasks only;
+            the exact table needs none).
+        progress: As `select_groups` (beyond `MAX_TASKS` tasks only).
 
     Returns:
         A `grouping.Grouping`.

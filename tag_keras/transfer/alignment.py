@@ -23,8 +23,7 @@ class CovarianceAlignment(keras.layers.Layer):
     model = keras.Model([x_a, x_b], {"a": head_a(z_a), "b": head_b(z_b)})
     ```
 
-    Args:
-        **kwargs: Layer arguments such as `name`.
+    Keyword arguments (such as `name`) go to `keras.layers.Layer`.
     """
 
     def build(self, input_shape):

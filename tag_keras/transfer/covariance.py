@@ -20,8 +20,9 @@ def covariance_similarity(x_a, x_b, energy=0.99):
     subspaces score 0.
 
     Args:
-        x_a, x_b: `[examples, features]` arrays with the same number of
-            columns (the number of rows may differ).
+        x_a: An `[examples, features]` array.
+        x_b: Another, with the same number of columns (the number of rows
+            may differ).
         energy: The share of the eigenvalue sum the rank keeps, in (0, 1].
 
     Returns:
