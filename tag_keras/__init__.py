@@ -35,6 +35,9 @@ _LAZY = {
     "AFFINITY_METHODS": ("tag_keras.measure.affinity", "METHODS"),
     "AffinityLogger": ("tag_keras.callbacks", "AffinityLogger"),
     "AffinityMeter": ("tag_keras.measure.custom_loop", "AffinityMeter"),
+    # Public home of the Keras 3.15 multi-worker fixes (they override
+    # private trainer hooks, so they live with the other Keras internals).
+    "MultiWorkerFixes": ("tag_keras._keras_private", "MultiWorkerFixes"),
     "TaskAffinityModel": ("tag_keras.measure.model", "TaskAffinityModel"),
     "TaskGradients": ("tag_keras.measure.gradients", "TaskGradients"),
 }
@@ -45,6 +48,7 @@ __all__ = [
     "AffinityMeter",
     "DirectoryInUseError",
     "Grouping",
+    "MultiWorkerFixes",
     "TaskAffinityModel",
     "TaskGradients",
     "select_groups",

@@ -166,6 +166,10 @@ def share_learning_rate(clone, optimizer):
 class MultiWorkerFixes:
     """Model mixin: Keras 3.15's TensorFlow trainer under any strategy.
 
+    Public as `tag_keras.MultiWorkerFixes`. `TaskAffinityModel` has it;
+    mix it into a plain model (`class Plain(tag_keras.MultiWorkerFixes,
+    keras.Model)`) to compare one with it under the same strategy.
+
     Under a `tf.distribute` strategy Keras 3.15 builds the model before
     `fit` from the first batch of the training data, which (1) advances a
     reshuffling dataset by one epoch, so that epoch k of a distributed run

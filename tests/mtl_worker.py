@@ -28,7 +28,7 @@ STRATEGIES = {
     "pcgrad": lambda: mtl.PCGrad(mtl.UncertaintyWeights(), seed=1),
     "itmtl": lambda: mtl.ITMTL(["all", "pcgrad", "a", ("b", "c")]),
     "itmtl_first_order": lambda: mtl.ITMTL(["all", "pcgrad", "a"],
-                                           first_order=True),
+                                           affinity_method="first_order"),
     "mgda": lambda: mtl.MGDA(),
     "mgda_ub": lambda: mtl.MGDA(upper_bound=True),
 }

@@ -95,7 +95,8 @@ def _assert_weights(model, w):
 @pytest.mark.parametrize("first_order", [False, True])
 @pytest.mark.parametrize("every", [0, 2])
 def test_choice_and_scores_match_numpy(first_order, every):
-    strategy = mtl.ITMTL(CANDIDATES, first_order=first_order)
+    strategy = mtl.ITMTL(CANDIDATES, affinity_method=(
+        "first_order" if first_order else "lookahead"))
     recorder = _Scores(strategy)
     model, x, y, weights = _fit(strategy, every=every, callbacks=[recorder])
     scores, choices, w = _numpy_run(x, y, weights, first_order)

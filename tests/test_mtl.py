@@ -281,7 +281,7 @@ def test_gradnorm_kernel_names_a_shared_layer():
     lambda: mtl.UncertaintyWeights(initial_value=0.2),
     lambda: mtl.GradNorm(alpha=0.5, kernel="shared"),
     lambda: mtl.PCGrad(mtl.UncertaintyWeights(), seed=4),
-    lambda: mtl.ITMTL(["all", ("a", "b")], first_order=True,
+    lambda: mtl.ITMTL(["all", ("a", "b")], affinity_method="first_order",
                       loss_weighting=mtl.GradNorm()),
     lambda: mtl.MGDA(iterations=50),
     lambda: mtl.MGDA(upper_bound=True),
@@ -313,14 +313,16 @@ def test_strategy_is_saved_and_loaded_with_the_model(make, tmp_path):
                verbose=0)
 
 
-def test_the_former_strategy_keyword_still_works():
+def test_the_former_strategy_keyword_is_refused_and_old_configs_load():
     _, _, weights = reference.data()
-    method = mtl.PCGrad()
-    model = reference.linear_model(weights, strategy=method)
-    assert model.training_method is method
-    with pytest.raises(ValueError, match="former name"):
-        reference.linear_model(weights, strategy=mtl.PCGrad(),
-                               training_method=mtl.PCGrad())
+    with pytest.raises(TypeError, match="renamed `training_method=`"):
+        reference.linear_model(weights, strategy=mtl.PCGrad())
+    model = reference.linear_model(weights, training_method=mtl.PCGrad())
+    config = model.get_config()
+    config["strategy"] = config.pop("training_method")  # a 0.1 config
+    loaded = type(model).from_config(config)
+    assert isinstance(loaded.training_method, mtl.PCGrad)
+    assert not hasattr(mtl, "TrainingStrategy")
 
 
 def test_model_rejects_a_training_method_that_is_not_one():

@@ -83,6 +83,6 @@ def test_bad_settings_are_refused():
         mtl.SVDTaskWeights(every_n_epochs=0)
     with pytest.raises(ValueError, match="Received: rank=4"):
         _model(mtl.SVDTaskWeights(rank=4, data=(x, y)))
-    model = _model(mtl.SVDTaskWeights(rank=1, data=(x, y), layer="nope"))
+    model = _model(mtl.SVDTaskWeights(rank=1, data=(x, y), representation_layer="nope"))
     with pytest.raises(ValueError, match="Received: layer='nope'"):
         model.fit(x, y, epochs=1, batch_size=16, verbose=0)

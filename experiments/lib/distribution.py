@@ -110,18 +110,18 @@ def _in_scratch(path):
 def distributed_model_class(model_cls):
     """`model_cls`, made to fit under any strategy as it fits without one.
 
-    Adds `tag_keras._keras_private.MultiWorkerFixes` (already a base of
+    Adds `tag_keras.MultiWorkerFixes` (already a base of
     `TaskAffinityModel`): under a strategy, the model is built from the
     dataset's shapes without consuming a shuffle (every epoch sees the
     batches of the single-device run), and a plain `keras.Model` can fit
     under `MultiWorkerMirroredStrategy` at all.
     """
-    from tag_keras import _keras_private
+    import tag_keras
 
-    if issubclass(model_cls, _keras_private.MultiWorkerFixes):
+    if issubclass(model_cls, tag_keras.MultiWorkerFixes):
         return model_cls
 
-    class Distributed(_keras_private.MultiWorkerFixes, model_cls):
+    class Distributed(tag_keras.MultiWorkerFixes, model_cls):
         pass
 
     Distributed.__name__ = Distributed.__qualname__ = model_cls.__name__

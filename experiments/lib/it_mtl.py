@@ -59,11 +59,11 @@ def _methods():
         Method("IT-UW-PCGrad", lambda tasks: mtl.ITMTL(
             ["all", "pcgrad"], loss_weighting=mtl.UncertaintyWeights())),
         Method("IT-MTL (first order)", lambda tasks: mtl.ITMTL(
-            it_candidates(tasks), first_order=True)),
+            it_candidates(tasks), affinity_method="first_order")),
         Method("IT-UW-MTL", lambda tasks: mtl.ITMTL(
             it_candidates(tasks), loss_weighting=mtl.UncertaintyWeights())),
         Method("IT-UW-PCGrad (first order)", lambda tasks: mtl.ITMTL(
-            ["all", "pcgrad"], first_order=True,
+            ["all", "pcgrad"], affinity_method="first_order",
             loss_weighting=mtl.UncertaintyWeights())),
         Method("MGDA", lambda tasks: mtl.MGDA()),
         Method("MGDA-UB", lambda tasks: mtl.MGDA(upper_bound=True)),

@@ -239,6 +239,14 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
         self.train_function = step_lib.make_train_function(self)
         return self.train_function
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        # Models saved before version 0.2 name the method `strategy`.
+        if "strategy" in config:
+            config = dict(config)
+            config["training_method"] = config.pop("strategy")
+        return super().from_config(config, custom_objects=custom_objects)
+
     def get_config(self):
         return {
             **super().get_config(),
@@ -293,13 +301,13 @@ def _functional_variant(cls):
 
 
 def _training_method(method, kwargs):
-    """`training_method=`, or the former `strategy=` (a config, on load)."""
+    """`training_method=` checked; the former `strategy=` refused."""
     if "strategy" in kwargs:
-        legacy = kwargs.pop("strategy")
-        if method is not None and legacy is not None:
-            raise ValueError("Pass `training_method` only (`strategy` is its "
-                             "former name). Received: both.")
-        method = legacy if method is None else method
+        raise TypeError(
+            "`strategy=` was renamed `training_method=` in version 0.2 (it "
+            "was easily confused with a `tf.distribute` strategy). Pass "
+            "training_method=... instead. Models saved with the old name "
+            "still load.")
     method = mtl_base.deserialize(method)
     if method is not None and not isinstance(method, mtl_base.TrainingMethod):
         raise TypeError(

@@ -192,17 +192,18 @@ class GroupAffinityState(keras.layers.Layer):
     model).
 
     Args:
-        num_groups: P, the rows of the table.
+        num_sources: P, the group sources: the rows of the table. (Before
+            version 0.2 `num_groups`, which elsewhere means the budget.)
         num_tasks: n.
     """
 
-    def __init__(self, num_groups, num_tasks, **kwargs):
+    def __init__(self, num_sources, num_tasks, **kwargs):
         super().__init__(**kwargs)
-        self.num_groups, self.num_tasks = int(num_groups), int(num_tasks)
+        self.num_sources, self.num_tasks = int(num_sources), int(num_tasks)
 
         def weight(name):
             return self.add_weight(
-                shape=(self.num_groups, self.num_tasks),
+                shape=(self.num_sources, self.num_tasks),
                 initializer="zeros", dtype="float64", trainable=False,
                 aggregation="only_first_replica", name=name)
 
@@ -219,7 +220,7 @@ class GroupAffinityState(keras.layers.Layer):
         valid = affinity_lib.valid_pairs(z, source_ok, target_ok)
         kept = tf.where(valid, z, tf.zeros_like(z))
         as_count = tf.cast(valid, "float64")
-        shape = tf.constant([self.num_groups, self.num_tasks], tf.int64)
+        shape = tf.constant([self.num_sources, self.num_tasks], tf.int64)
         where = tf.cast(indices, tf.int64)[:, tf.newaxis]
 
         def scatter(rows):
@@ -233,8 +234,15 @@ class GroupAffinityState(keras.layers.Layer):
             return tf.identity(valid[0, 0])
 
     def get_config(self):
-        return {**super().get_config(), "num_groups": self.num_groups,
+        return {**super().get_config(), "num_sources": self.num_sources,
                 "num_tasks": self.num_tasks}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "num_groups" in config:  # saved before version 0.2
+            config["num_sources"] = config.pop("num_groups")
+        return cls(**config)
 
 
 class GroupMeter:

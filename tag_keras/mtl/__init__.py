@@ -23,7 +23,6 @@ never `tag_keras.measure` (which drives the methods) or `tag_keras.select`.
 
 from tag_keras.mtl.base import StepContext
 from tag_keras.mtl.base import TrainingMethod
-from tag_keras.mtl.base import TrainingStrategy
 from tag_keras.mtl.gradnorm import GradNorm
 from tag_keras.mtl.it_mtl import CandidateLogger
 from tag_keras.mtl.it_mtl import ITMTL
@@ -35,6 +34,6 @@ from tag_keras.mtl.uncertainty import UncertaintyWeights
 __all__ = [
     "CandidateLogger", "GradNorm", "ITMTL", "MGDA", "PCGrad",
     "SVDTaskWeights",
-    "StepContext", "TrainingMethod", "TrainingStrategy",
+    "StepContext", "TrainingMethod",
     "UncertaintyWeights",
 ]

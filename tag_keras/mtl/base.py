@@ -110,10 +110,6 @@ class TrainingMethod(keras.layers.Layer):
         """Called by `TaskAffinityModel.fit` before any other callback."""
 
 
-#: The former name of `TrainingMethod` (kept so that old code runs).
-TrainingStrategy = TrainingMethod
-
-
 class WeightedMethod(TrainingMethod):
     """A method that combines gradients of optionally weighted losses.
 

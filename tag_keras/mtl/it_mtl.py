@@ -30,6 +30,10 @@ _KEYWORDS = (ALL, PCGRAD, EACH, LEAVE_ONE_OUT, SUBSETS)
 MAX_SUBSET_TASKS = 6
 
 
+#: The scores `ITMTL(affinity_method=...)` accepts.
+AFFINITY_METHODS = ("lookahead", "first_order")
+
+
 @keras.saving.register_keras_serializable(package="tag_keras")
 class ITMTL(WeightedMethod):
     """Picks each step's shared update among candidate gradients.
@@ -51,9 +55,11 @@ class ITMTL(WeightedMethod):
     example `UncertaintyWeights()`, giving IT-UW-PCGrad) every candidate is
     built from the weighted losses' gradients.
 
-    `first_order=True` skips the lookahead forward passes and picks the
-    candidate with the largest inner product with the gradient of the
-    log-product loss `sum_j log L_j` (that is `sum_j grad L_j / L_j`).
+    `affinity_method="first_order"` skips the lookahead forward passes and
+    picks the candidate with the largest inner product with the gradient
+    of the log-product loss `sum_j log L_j` (that is
+    `sum_j grad L_j / L_j`), as `TaskAffinityModel`'s first-order
+    affinity approximates its lookahead.
 
     Which candidate won is kept in model weights (`counts()`), per epoch in
     `epoch_counts` (set before other callbacks see the epoch's end), and is
@@ -61,7 +67,10 @@ class ITMTL(WeightedMethod):
 
     Args:
         candidates: The candidate list, or None for the defaults.
-        first_order: Use the first-order approximation.
+        affinity_method: `"lookahead"` (the default: the compiled
+            optimizer's real step, one forward pass per candidate) or
+            `"first_order"` (its approximation; `first_order=True` before
+            version 0.2).
         loss_weighting: Optional loss-weighting method.
         seed: Seed of the PCGrad candidate's random projection order.
         update_heads_first: As the transference paper's Algorithm 1, score
@@ -69,22 +78,28 @@ class ITMTL(WeightedMethod):
             optimizer step: `Z = sum_j 1 - L_j(θs', θj') / L_j(θs, θj')`
             with `θj'` the heads after that step. False (the default, as
             this package's committed IT-MTL results) keeps the heads at
-            their current values. Not used with `first_order`.
+            their current values. Not used with `"first_order"`.
         **kwargs: Layer arguments such as `name`.
     """
 
     needs_task_gradients = True
 
-    def __init__(self, candidates=None, first_order=False,
+    def __init__(self, candidates=None, affinity_method="lookahead",
                  loss_weighting=None, seed=None, update_heads_first=False,
                  **kwargs):
         super().__init__(loss_weighting, **kwargs)
         if candidates is not None:
             candidates = _check_candidates(candidates)
+        if affinity_method not in AFFINITY_METHODS:
+            raise ValueError(
+                f"`affinity_method` must be one of {list(AFFINITY_METHODS)}."
+                f" Received: affinity_method={affinity_method!r}.")
         self.candidates = candidates
-        self.first_order = bool(first_order)
+        self.affinity_method = affinity_method
+        self.first_order = affinity_method == "first_order"
         self.update_heads_first = bool(update_heads_first)
-        self.lookahead_heads = self.update_heads_first and not first_order
+        self.lookahead_heads = (self.update_heads_first
+                                and not self.first_order)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.epoch_counts = None
@@ -179,8 +194,17 @@ class ITMTL(WeightedMethod):
 
     def get_config(self):
         return {**super().get_config(), "candidates": self.candidates,
-                "first_order": self.first_order, "seed": self.seed,
+                "affinity_method": self.affinity_method, "seed": self.seed,
                 "update_heads_first": self.update_heads_first}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "first_order" in config:  # saved before version 0.2
+            config["affinity_method"] = ("first_order"
+                                         if config.pop("first_order")
+                                         else "lookahead")
+        return cls(**config)
 
 
 def total_affinity(after, before, usable):

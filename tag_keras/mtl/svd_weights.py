@@ -17,7 +17,7 @@ class SVDTaskWeights(TrainingMethod):
 
     At the start of epochs 0, n, 2n, … (`every_n_epochs` = n) it reads up
     to `max_samples` examples of `data`, computes the shared
-    representation (see `layer`) in inference mode, and sets each task's
+    representation (see `representation_layer`) in inference mode, and sets each task's
     weight to `tag_keras.transfer.svd_task_weights(representation,
     labels, rank)` divided by their mean (so the weights average one and
     the total loss keeps its scale). Task i's loss is multiplied by its
@@ -29,7 +29,8 @@ class SVDTaskWeights(TrainingMethod):
     of the task heads, i.e. the output of the shared module, where tasks
     whose labels the shared features cannot explain (label noise) have a
     θ_i outside the span the other tasks share. By default it is the one
-    tensor every output layer reads; name a layer with `layer=` for
+    tensor every output layer reads; name a layer with
+    `representation_layer=` for
     models whose heads read different tensors.
 
     ```python
@@ -45,14 +46,15 @@ class SVDTaskWeights(TrainingMethod):
             with labels for the tasks (NaN = missing); None keeps the
             current weights.
         every_n_epochs: Recompute every this many epochs.
-        layer: None for the heads' common input, or the name of the layer
-            whose output is the representation.
+        representation_layer: None for the heads' common input, or the
+            name of the layer whose output is the representation (as
+            `MGDA`'s; `layer=` before version 0.2).
         max_samples: Examples read per recomputation.
         **kwargs: Layer arguments such as `name`.
     """
 
-    def __init__(self, rank=1, data=None, every_n_epochs=1, layer=None,
-                 max_samples=2048, **kwargs):
+    def __init__(self, rank=1, data=None, every_n_epochs=1,
+                 representation_layer=None, max_samples=2048, **kwargs):
         super().__init__(**kwargs)
         for name, value in (("rank", rank), ("every_n_epochs",
                                              every_n_epochs),
@@ -64,7 +66,8 @@ class SVDTaskWeights(TrainingMethod):
         if data is not None:
             _data.check_data(data)
         self.rank, self.every_n_epochs = int(rank), int(every_n_epochs)
-        self.layer, self.max_samples = layer, int(max_samples)
+        self.representation_layer = representation_layer
+        self.max_samples = int(max_samples)
         self._holder = _Untracked(data)
 
     def build_tasks(self, task_names):
@@ -124,13 +127,22 @@ class SVDTaskWeights(TrainingMethod):
     def _features(self, model):
         if self._holder.features is None:
             self._holder.features = keras.Model(
-                model.input, representation_tensor(model, self.layer))
+                model.input,
+                representation_tensor(model, self.representation_layer))
         return self._holder.features
 
     def get_config(self):
         return {**super().get_config(), "rank": self.rank,
-                "every_n_epochs": self.every_n_epochs, "layer": self.layer,
+                "every_n_epochs": self.every_n_epochs,
+                "representation_layer": self.representation_layer,
                 "max_samples": self.max_samples}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "layer" in config:  # saved before version 0.2
+            config["representation_layer"] = config.pop("layer")
+        return cls(**config)
 
 
 class _Untracked:

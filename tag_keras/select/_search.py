@@ -33,13 +33,16 @@ def _masks(labels, num_blocks):
     return masks
 
 
-def _improve(blocks, labels, num_blocks):
-    """Best-improvement relocations, then swaps, until a local optimum."""
+def _improve(blocks, labels, num_blocks, deadline=None):
+    """Best-improvement relocations, then swaps, until a local optimum (or
+    until `deadline` passes: then the labelling reached so far)."""
     n = len(labels)
     labels = list(labels)
     masks = _masks(labels, num_blocks)
     values = [blocks.value(m) for m in masks]
     while True:
+        if deadline is not None and deadline.passed():
+            return labels, sum(values)
         best_delta, best_move = _TOLERANCE * (1 + abs(sum(values))), None
         for task in range(n):
             source = labels[task]
@@ -104,11 +107,14 @@ def _random_labels(rng, n, num_blocks):
     return labels.tolist()
 
 
-def local_search(scores, num_groups, restarts=16, seed=0, progress=None):
+def local_search(scores, num_groups, restarts=16, seed=0, progress=None,
+                 deadline=None):
     """Returns `(blocks as bitmasks, summed objective)` of the best labelling.
 
-    Improves a greedy start, then runs `restarts` restarts.
-    `progress(restart, best)` is called after each restart when given.
+    Improves a greedy start, then runs `restarts` restarts, fewer when
+    `deadline` (anything with `passed()`) passes first; the greedy start is
+    always made. `progress(restart, best)` is called after each restart
+    when given.
 
     Only labellings whose blocks have at most `max_group_size` tasks are
     visited (moves that break the limit are worth -inf), so a feasible start
@@ -122,8 +128,10 @@ def local_search(scores, num_groups, restarts=16, seed=0, progress=None):
     start = _agglomerate(blocks, n, num_blocks)
     if start is None:
         start = _random_labels(rng, n, num_blocks)
-    best_labels, best = _improve(blocks, start, num_blocks)
+    best_labels, best = _improve(blocks, start, num_blocks, deadline)
     for restart in range(restarts):
+        if deadline is not None and deadline.passed():
+            break
         if restart % 2 == 0:
             start = _random_labels(rng, n, num_blocks)
         else:  # Perturb the best: relabel a quarter of the tasks.
@@ -135,7 +143,7 @@ def local_search(scores, num_groups, restarts=16, seed=0, progress=None):
                 counts[start[task]] -= 1
                 counts[target] += 1
                 start[task] = target
-        labels, value = _improve(blocks, start, num_blocks)
+        labels, value = _improve(blocks, start, num_blocks, deadline)
         if value > best + _TOLERANCE * (1 + abs(best)):
             best_labels, best = labels, value
         if progress is not None:

@@ -249,9 +249,12 @@ def _solve(scores, num_groups, max_exact_tasks, max_proven_tasks,
         progress(f"local search: restart {restart}, score {best / n:.6g}, "
                  f"upper bound {size_bound / n:.6g}")
 
+    # Half of a time limit for the search, the rest (at least) for the
+    # proof.
     blocks, _ = _search.local_search(
         scores, num_groups, search_restarts,
-        progress=None if progress is None else report)
+        progress=None if progress is None else report,
+        deadline=deadline.early(0.5))
     node_limit = None
     if n > max_proven_tasks and time_limit is None:
         node_limit = _DEFAULT_NODES
