@@ -423,3 +423,21 @@ def test_mgda_ub_weights_come_from_the_representation_gradients():
     _train(mtl.MGDA(upper_bound=True, representation_layer="shared"), 1)
     with pytest.raises(ValueError, match="Received: layer='nope'"):
         _train(mtl.MGDA(upper_bound=True, representation_layer="nope"), 1)
+
+
+def test_configs_saved_before_version_0_2_still_load():
+    from tag_keras.measure import sources
+
+    config = mtl.ITMTL().get_config()
+    del config["affinity_method"]
+    it = mtl.ITMTL.from_config({**config, "first_order": True})
+    assert it.affinity_method == "first_order" and it.first_order
+    config = mtl.SVDTaskWeights(representation_layer="z").get_config()
+    config["layer"] = config.pop("representation_layer")
+    assert mtl.SVDTaskWeights.from_config(
+        config).representation_layer == "z"
+    state = sources.GroupAffinityState.from_config(
+        {"num_groups": 3, "num_tasks": 2, "name": "old"})
+    assert state.num_sources == 3 and state.sums.shape == (3, 2)
+    with pytest.raises(ValueError, match="affinity_method"):
+        mtl.ITMTL(affinity_method="cosine")
