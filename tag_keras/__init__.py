@@ -26,6 +26,8 @@ __version__ = "0.2.0"
 
 from tag_keras._lock import DirectoryInUseError  # noqa: E402
 from tag_keras.select import Grouping  # noqa: E402
+from tag_keras.select import Selection  # noqa: E402
+from tag_keras.select import choose_groups  # noqa: E402
 from tag_keras.select import select_groups  # noqa: E402
 from tag_keras.select import select_groups_from_group_affinity  # noqa: E402
 from tag_keras.select import select_groups_from_performance  # noqa: E402
@@ -49,8 +51,10 @@ __all__ = [
     "DirectoryInUseError",
     "Grouping",
     "MultiWorkerFixes",
+    "Selection",
     "TaskAffinityModel",
     "TaskGradients",
+    "choose_groups",
     "select_groups",
     "select_groups_from_group_affinity",
     "select_groups_from_performance",

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from tag_keras import select as select_lib
+from tag_keras.select import choose
 
 
 def planted_tasks(samples, seed, features=16, tasks_per_cluster=3):
@@ -63,15 +64,12 @@ def run(out_dir, epochs, samples, seed):
           f"({epochs} epochs, every 10 steps).")
     affinity = model.affinity()
     print(affinity.round(4).to_string())
-    results = []
-    for k in (2, 3):
-        grouping = tag_keras.select_groups(affinity, num_groups=k)
-        results.append(grouping)
+    selection = choose.choose_groups(
+        affinity, [2, 3], record={"planted_clusters": clusters})
+    for k, grouping in zip(selection.budgets, selection.groupings):
         print(f"\n{k} networks: groups {grouping.groups}, serve "
               f"{grouping.serve}, score {grouping.score:.4f}, "
               f"{'proven optimal' if grouping.optimal else 'not proven'}")
-    select_lib.write_groups(
-        os.path.join(out_dir, "groups.json"),
-        select_lib.groups_document(list(affinity.index), results,
-                                   planted_clusters=clusters))
-    return results
+    select_lib.write_groups(os.path.join(out_dir, "groups.json"),
+                            selection.document)
+    return selection.groupings

@@ -15,13 +15,13 @@ seconds).
 
 import json
 import os
-import time
 
 import pandas as pd
 
 from experiments.lib import distribution as distribution_lib
 from experiments.lib import training
 from tag_keras import select as select_lib
+from tag_keras.select import choose
 
 HOA_VALUES = ("validation_loss", "test_error")
 
@@ -51,26 +51,6 @@ def measure_performance(trainer, *, value="validation_loss"):
         rows += [{"group": "|".join(group), "task": t, "value": measured[t]}
                  for t in group]
     return pd.DataFrame(rows), trainer.seconds(groups)
-
-
-def select(performance, budgets):
-    """HOA selection per budget; returns `([Grouping], {budget: seconds})`."""
-    return timed_selection(select_lib.select_groups_from_performance,
-                           performance, budgets)
-
-
-def timed_selection(selector, source, budgets):
-    """`selector(source, budget)` per budget, each timed.
-
-    Returns:
-        `([Grouping per budget], {budget: seconds})`.
-    """
-    groupings, seconds = [], {}
-    for budget in budgets:
-        start = time.perf_counter()
-        groupings.append(selector(source, budget))
-        seconds[budget] = time.perf_counter() - start
-    return groupings, seconds
 
 
 def run(trainer, out_dir, budgets, *, value="validation_loss"):
@@ -106,9 +86,10 @@ def select_and_write(trainer, performance, budgets, out_dir, *, value,
     Returns:
         `(groups document, {budget: selection seconds})`.
     """
-    groupings, select_seconds = select(performance, budgets)
-    document = select_lib.groups_document(
-        trainer.data.tasks, groupings, mode="performance", value=value)
+    selection = choose.choose_groups(performance, budgets,
+                                     mode="performance",
+                                     record={"value": value})
+    document, select_seconds = selection.document, selection.seconds
     with distribution_lib.output_dir(out_dir, trainer.distribution) as writable:
         os.makedirs(writable, exist_ok=True)
         performance.to_csv(os.path.join(writable, "performance.csv"),

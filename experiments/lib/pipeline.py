@@ -45,15 +45,14 @@ import time
 import pandas as pd
 
 from experiments.lib import distribution as distribution_lib
-from experiments.lib import groups as groups_lib
 from experiments.lib import hoa as hoa_lib
 from experiments.lib import measure as measure_lib
 from experiments.lib import results as results_lib
 from experiments.lib import training
 from tag_keras import select as select_lib
+from tag_keras.select import choose
 from tag_keras.select import document as document_lib
 from tag_keras.select import readers
-from tag_keras.select import stability as stability_lib
 
 # Largest task count for `optimal` (2^n - 1 networks).
 MAX_OPTIMAL_TASKS = 10
@@ -67,21 +66,12 @@ def select(affinity, budgets, steps=None, resamples=100):
     """`select_groups` per budget; returns `(document, {budget: seconds})`.
 
     With `steps` (the run's per-step table), each result also carries the
-    verdict and stability of `tag_keras.select.stability` from
+    affinity structure and stability of `tag_keras.select.stability` from
     `resamples` resamples (their time is not part of the search seconds).
     """
-    groupings, seconds = hoa_lib.timed_selection(
-        select_lib.select_groups, affinity, budgets)
-    stabilities = None
-    if steps is not None:
-        assessed = stability_lib.assess(steps, budgets,
-                                        tasks=list(affinity.index),
-                                        resamples=resamples)
-        stabilities = [assessed[b][1] for b in budgets]
-    document = select_lib.groups_document(
-        list(affinity.index), groupings, stabilities=stabilities,
-        mode="affinity")
-    return document, seconds
+    selection = choose.choose_groups(affinity, budgets, steps=steps,
+                                     resamples=resamples)
+    return selection.document, selection.seconds
 
 
 def best_by_test_error(trainer, groups, budgets, out_dir):

@@ -1,6 +1,8 @@
 """Selection: from measured affinities or performances to task groups.
 
-Holds `select_groups` and `Grouping` (groups from an affinity matrix, exact
+Holds `choose_groups` (the one path from any input and budgets to timed
+groupings and the groups document, which `tag-select` and the experiments
+call), `select_groups` and `Grouping` (groups from an affinity matrix, exact
 up to 16 tasks), `select_groups_from_performance` (HOA: groups from the
 measured losses of trained networks), `select_groups_from_group_affinity`
 (groups from measured group sources, with a surrogate for the rest), the
@@ -13,6 +15,8 @@ TensorFlow, Keras or `tag_keras.measure`: selection runs on a CSV, on a
 machine without TensorFlow, and starts in a fraction of a second.
 """
 
+from tag_keras.select.choose import Selection
+from tag_keras.select.choose import choose_groups
 from tag_keras.select.document import GroupsDocumentError
 from tag_keras.select.document import groups_document
 from tag_keras.select.document import read_groups
@@ -30,7 +34,8 @@ from tag_keras.select.readers import read_affinity
 from tag_keras.select.readers import read_table
 
 __all__ = [
-    "Grouping", "GroupsDocumentError", "ReadError", "groups_document",
+    "Grouping", "GroupsDocumentError", "ReadError", "Selection",
+    "choose_groups", "groups_document",
     "read_affinity", "read_group_affinity", "read_groups",
     "read_performance", "read_table",
     "select_groups", "select_groups_from_group_affinity",

@@ -21,12 +21,11 @@ from absl import app
 from absl import flags
 
 from tag_keras import _cli
+from tag_keras.select import choose
 from tag_keras.select import document as document_lib
 from tag_keras.select import group_affinity as group_lib
-from tag_keras.select import grouping
 from tag_keras.select import performance as performance_lib
 from tag_keras.select import readers
-from tag_keras.select import stability as stability_lib
 
 _AFFINITY = flags.DEFINE_string(
     "affinity", None, "CSV of the affinity matrix: first column = source "
@@ -138,30 +137,6 @@ def load_steps(path, affinity_path):
     return readers.read_table(path, readers.NAME_COLUMNS["affinity_steps.csv"])
 
 
-def select(tasks_source, budgets, *, mode="affinity", search=None,
-           **options):
-    """Returns `(tasks, [Grouping per budget])`; raises on bad input.
-
-    `mode` is `"affinity"`, `"performance"` (HOA) or `"group_affinity"`.
-    `search` holds `select_groups`'s `time_limit` and `progress` (affinity
-    and, beyond the exact table's task count, performance and group
-    affinity).
-    """
-    results = []
-    for budget in budgets:
-        if mode == "performance":
-            results.append(performance_lib.select_groups_from_performance(
-                tasks_source, budget, **options, **(search or {})))
-        elif mode == "group_affinity":
-            results.append(group_lib.select_groups_from_group_affinity(
-                tasks_source, budget, **options, **(search or {})))
-        else:
-            results.append(grouping.select_groups(
-                tasks_source, budget, **options, **(search or {})))
-    tasks = list(results[0].serve)
-    return tasks, results
-
-
 def format_result(result, tasks):
     """A readable table for one budget."""
     kind = "loss" if result.minimize else "score"
@@ -240,15 +215,14 @@ def _group_affinity_inputs(budgets):
     frame = group_lib.read_group_affinity(path)
     options = {"allow_singletons": _ALLOW_SINGLETONS.value,
                "max_group_size": _MAX_GROUP_SIZE.value}
-    return (frame, budgets, options,
-            {"mode": "group_affinity", **options}, None)
+    return frame, budgets, options, "group_affinity", None
 
 
 def _inputs():
     """Every input checked before any work; raises `InputError`.
 
     Returns:
-        `(source, budgets, options, settings, steps or None)`.
+        `(source, budgets, options, mode, steps or None)`.
     """
     given = [name for name, value in (
         ("--affinity", _AFFINITY.value), ("--performance", _PERFORMANCE.value),
@@ -285,7 +259,7 @@ def _inputs():
                 f"Performance file not found. Received: performance={path}")
         options = {"max_group_size": _MAX_GROUP_SIZE.value}
         return (performance_lib.read_performance(path), budgets,
-                options, {"mode": "performance"}, None)
+                options, "performance", None)
     if _TOP.value > 1 and not _OUTPUT.value:
         raise InputError("--top writes candidates into the groups JSON; "
                          f"give --output too. Received: top={_TOP.value}")
@@ -301,54 +275,45 @@ def _inputs():
     options = {"normalize": _NORMALIZE.value,
                "allow_singletons": _ALLOW_SINGLETONS.value,
                "max_group_size": _MAX_GROUP_SIZE.value}
-    return source, budgets, options, {"mode": "affinity", **options}, steps
+    return source, budgets, options, "affinity", steps
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
-        source, budgets, options, settings, steps = _inputs()
-        search = {"time_limit": _TIME_LIMIT.value}
-        if _PROGRESS.value:
-            search["progress"] = lambda line: print(line, file=sys.stderr)
-        mode = settings["mode"]
-        tasks, results = select(source, budgets, mode=mode, search=search,
-                                **options)
+        source, budgets, options, mode, steps = _inputs()
+        selection = choose.choose_groups(
+            source, budgets, mode=mode, top=_TOP.value, steps=steps,
+            resamples=_STABILITY.value or 200, seed=_SEED.value,
+            time_limit=_TIME_LIMIT.value,
+            progress=_print_progress if _PROGRESS.value else None, **options)
         if mode == "group_affinity":
             print(describe_surrogate(group_lib.surrogate_fit(source)) + "\n")
-        candidates = None
-        if _TOP.value > 1:
-            candidates = [grouping.select_groups(
-                source, budget, top=_TOP.value, **options)
-                for budget in budgets]
-        stabilities = None
-        if steps is not None:
-            assessed = stability_lib.assess(
-                steps, budgets, tasks=tasks, resamples=_STABILITY.value,
-                seed=_SEED.value, **options)
-            stabilities = [assessed[b][1] for b in budgets]
     except (ValueError, TypeError) as error:
         print(f"tag-select: error: {error}", file=sys.stderr)
         return 1
     try:
-        _report(tasks, results, stabilities, candidates, settings, source)
+        _report(selection, source)
     except (OSError, document_lib.GroupsDocumentError) as error:
         print(f"tag-select: error: {error}", file=sys.stderr)
         return 1
     return 0
 
 
-def _report(tasks, results, stabilities, candidates, settings, source):
+def _print_progress(line):
+    print(line, file=sys.stderr)
+
+
+def _report(selection, source):
     """Prints the table and writes --output and --plot."""
+    stabilities = selection.stabilities
     print("\n\n".join(
-        format_result(r, tasks)
+        format_result(r, selection.tasks)
         + ("" if stabilities is None else "\n" + stabilities[k].describe())
-        for k, r in enumerate(results)))
+        for k, r in enumerate(selection.groupings)))
     if _OUTPUT.value:
-        document_lib.write_groups(_OUTPUT.value, document_lib.groups_document(
-            tasks, results, stabilities=stabilities, candidates=candidates,
-            **settings))
+        document_lib.write_groups(_OUTPUT.value, selection.document)
         print(f"\nWrote {_OUTPUT.value}")
     if _PLOT.value:
         from tag_keras import figures
