@@ -144,3 +144,20 @@ def test_a_partial_rerun_keeps_the_other_task_sets_rows(tmp_path):
     kept = report.earlier_rows(str(tmp_path), ["mnist7"])
     assert kept == [[{"task_set": "pooled", "x": 1}]] * 3
     assert report.earlier_rows(str(tmp_path / "none"), ["x"]) == [[], [], []]
+
+
+def test_cost_table_by_hand():
+    cost = [{"task_set": "toy", "seed": s, "measure_seconds": m,
+             "decision_seconds": d, "decision_networks": k}
+            for s, (m, d, k) in enumerate([(10.0, 40.0, 20), (14.0, 80.0, 20)])]
+    table = report.cost_table(cost, {"toy": 4}, budgets=(2,), seeds=3,
+                              top=2).set_index("search")
+    assert table.loc["TAG measuring run", "seconds"] == pytest.approx(12.0)
+    both = table.loc["TAG + validated decision"]
+    assert (both.trainings, both.seconds) == (21.0, pytest.approx(72.0))
+    # 3 s per network (mean of 2 and 4): HOA = (4 + 6) x 3 seeds.
+    hoa = table.loc["HOA"]
+    assert hoa.trainings == 30.0 and hoa.seconds == pytest.approx(90.0)
+    assert table.loc["every group (exhaustive)", "trainings"] == 45.0
+    assert table.loc["TAG best of 2 (validation)", "trainings"] == 13.0
+    assert not table.loc["HOA", "measured"]

@@ -86,6 +86,11 @@ TASK_SETS = {
 }
 
 
+#: Tasks per set (the cost table's HOA and exhaustive counts).
+TASK_COUNTS = {"digits9": 9, "mnist7": 7, "pooled": 7, "planted": 7,
+               "digits7": 7, "planted3": 7}
+
+
 def read_json(path):
     with open(path) as handle:
         return json.load(handle)

@@ -223,3 +223,42 @@ def earlier_rows(out_dir, rerun):
         frame = pd.read_csv(path)
         kept.append(frame[~frame.task_set.isin(rerun)].to_dict("records"))
     return kept
+
+
+def cost_table(cost, task_sizes, budgets=(2, 3, 4), seeds=3, top=3):
+    """The whole search per task set, in network trainings and seconds.
+
+    Measured (means over measuring seeds): TAG's one measuring run and its
+    validated decision (every network it trained). Estimated from the
+    decision's mean seconds per network (same protocol and seeds): HOA
+    (every single task and pair, under `seeds` seeds), the validated best
+    of `top` TAG candidates (at most `top` x budget groups per budget,
+    under `seeds` seeds) and the exhaustive search (every group, under
+    `seeds` seeds). `task_sizes` maps a task set to its number of tasks.
+    """
+    rows = []
+    for name, part in pd.DataFrame(cost).groupby("task_set", sort=False):
+        n = task_sizes[name]
+        per_network = (part.decision_seconds / part.decision_networks).mean()
+        measure = part.measure_seconds.mean()
+        decision = part.decision_networks.mean()
+        estimates = {
+            "HOA": (n + n * (n - 1) // 2) * seeds,
+            f"TAG best of {top} (validation)": 1 + sum(
+                top * b for b in budgets) * seeds,
+            "every group (exhaustive)": (2 ** n - 1) * seeds,
+        }
+        rows.append({"task_set": name, "search": "TAG measuring run",
+                     "trainings": 1.0, "seconds": measure,
+                     "measured": True})
+        rows.append({"task_set": name,
+                     "search": "TAG + validated decision",
+                     "trainings": 1 + decision,
+                     "seconds": measure + part.decision_seconds.mean(),
+                     "measured": True})
+        for search, trainings in estimates.items():
+            rows.append({"task_set": name, "search": search,
+                         "trainings": float(trainings),
+                         "seconds": trainings * per_network,
+                         "measured": False})
+    return pd.DataFrame(rows)
