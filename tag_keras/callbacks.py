@@ -13,6 +13,7 @@ from tag_keras import _distribute
 from tag_keras import _files
 from tag_keras import _lock
 from tag_keras import figures
+from tag_keras.measure.readout import AffinityReadout
 
 _STEPS = "affinity_steps.csv"
 _EPOCHS = "affinity_epochs.csv"
@@ -110,29 +111,30 @@ class AffinityLogger(keras.callbacks.Callback):
         self._epoch = None
         self._active = False
         self._lock = None
+        self._seen = None
         self.affinity = None
 
     # ------------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
-        if not hasattr(self.model, "affinity_totals"):
+        if not isinstance(self.model, AffinityReadout):
             raise TypeError(
-                "AffinityLogger needs a tag_keras.TaskAffinityModel. "
-                f"Received: a model of type {type(self.model).__name__}."
+                "AffinityLogger needs a tag_keras.TaskAffinityModel or "
+                "AffinityMeter. Received: a model of type "
+                f"{type(self.model).__name__}."
             )
-        self._active = _distribute.is_chief(self.model.distribute_strategy)
+        self._active = _distribute.is_chief(_strategy(self.model))
         if self._active:
             self._lock = _lock.acquire(self.log_dir)
         self._files = None
         self._last_step = None
         self.affinity = None
-        if self._active and self.write_steps and (
-            self.model.steps_per_execution > 1
-        ):
+        executions = getattr(self.model, "steps_per_execution", 1)
+        if self._active and self.write_steps and executions > 1:
             warnings.warn(
-                "AffinityLogger: with steps_per_execution="
-                f"{self.model.steps_per_execution} only the last measured "
-                "step of each execution is written to affinity_steps.csv.",
+                f"AffinityLogger: with steps_per_execution={executions} only "
+                "the last measured step of each execution is written to "
+                "affinity_steps.csv.",
                 stacklevel=2,
             )
 
@@ -142,8 +144,10 @@ class AffinityLogger(keras.callbacks.Callback):
             # Read here, after every `on_train_begin` (BackupAndRestore
             # restores the model there): a restored run's last measured
             # step was written by the run that measured it.
-            last = self.model.last_step_affinity()
+            last = (self.model.last_step_affinity()
+                    if self.model.has_task_names else None)
             self._last_step = None if last is None else last[0]
+            self._seen = None
             os.makedirs(self.log_dir, exist_ok=True)
             self._files = {_EPOCHS: self._open(_EPOCHS, epoch)}
             if self.write_steps:
@@ -151,8 +155,15 @@ class AffinityLogger(keras.callbacks.Callback):
                                                  self._last_step)
 
     def on_train_batch_end(self, batch, logs=None):
-        if not (self._active and self.write_steps and self._files):
+        if not (self._active and self.write_steps and self._files
+                and self.model.has_task_names):
             return
+        # Read the state only after a measured step, when the owner counts
+        # them on the host (TaskAffinityModel's fit does); else each batch.
+        measured = self.model.affinity_recorder.measured_steps
+        if measured is not None and measured == self._seen:
+            return
+        self._seen = measured
         last = self.model.last_step_affinity()
         if last is None or last[0] == self._last_step:
             return
@@ -225,6 +236,13 @@ class AffinityLogger(keras.callbacks.Callback):
     def _write_matrix(self, frame, name=_MATRIX):
         _files.replace_atomically(os.path.join(self.log_dir, name),
                                   frame.to_csv(index_label="source"))
+
+
+def _strategy(owner):
+    """The owner's `tf.distribute` strategy (a custom loop's: the current
+    one)."""
+    strategy = getattr(owner, "distribute_strategy", None)
+    return strategy if strategy is not None else tf.distribute.get_strategy()
 
 
 def _tag(name):

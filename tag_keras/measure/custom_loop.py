@@ -10,12 +10,11 @@ import tensorflow as tf
 
 from tag_keras import _distribute
 from tag_keras.measure import affinity as affinity_lib
-from tag_keras.measure import estimators
 from tag_keras.measure import sources as sources_lib
 from tag_keras.measure.gradients import TaskGradients
 from tag_keras.measure.lookahead import make_lookahead
-from tag_keras.measure.meter import Meter
 from tag_keras.measure.readout import AffinityReadout
+from tag_keras.measure.settings import AffinitySettings
 from tag_keras.measure.target import Target
 
 
@@ -94,9 +93,12 @@ class AffinityMeter(AffinityReadout):
                  affinity_sources="tasks", affinity_random_subsets=None,
                  affinity_seed=0,
                  max_subset_tasks=sources_lib.MAX_SUBSET_TASKS):
-        estimators.check_settings(affinity_method, lookahead_step)
-        sources_lib.check_arguments(affinity_sources, affinity_random_subsets,
-                                    max_subset_tasks, affinity_method)
+        self.affinity_settings = AffinitySettings(
+            method=affinity_method, lookahead_step=lookahead_step,
+            scale_by_learning_rate=scale_by_learning_rate,
+            cosine_kernels_only=cosine_kernels_only,
+            sources=affinity_sources, random_subsets=affinity_random_subsets,
+            seed=affinity_seed, max_subset_tasks=max_subset_tasks)
         self.shared_variables = list(shared_variables)
         if not self.shared_variables:
             raise ValueError("`shared_variables` must name at least one "
@@ -106,18 +108,7 @@ class AffinityMeter(AffinityReadout):
             raise ValueError("Affinity needs at least two tasks. Received: "
                              f"task_names={task_names!r}.")
         self.optimizer = optimizer
-        self.affinity_method, self.lookahead_step = (affinity_method,
-                                                     lookahead_step)
-        self.scale_by_learning_rate = bool(scale_by_learning_rate)
-        self.cosine_kernels_only = bool(cosine_kernels_only)
-        self.affinity_sources = affinity_sources
-        self.affinity_random_subsets = affinity_random_subsets
-        self.affinity_seed = int(affinity_seed)
-        self.max_subset_tasks = int(max_subset_tasks)
-        self.training_method = None
-        self.epoch_affinity = self.fit_affinity = None
-        self.steps_per_execution = 1
-        self._task_names, self._meter, self._epoch_start = None, None, None
+        self._recorder = None
         self._decide_task_names(names)
 
     @property
@@ -166,15 +157,10 @@ class AffinityMeter(AffinityReadout):
 
     def end_epoch(self):
         """Sets `epoch_affinity` (since the last call) and `fit_affinity`."""
-        self.epoch_affinity, self.fit_affinity = self.epoch_matrices(
-            self._epoch_start)
-        self._epoch_start = self.affinity_totals()
+        self.affinity_recorder.end_epoch()
 
     def _meter_for_method(self):
-        if self._meter is None:
-            self._meter = Meter.for_settings(
-                self, self._lookahead, self.optimizer, self.affinity_state)
-        return self._meter
+        return self.affinity_recorder.meter(self._lookahead, self.optimizer)
 
     def _lookahead(self):
         if not self.optimizer.built:

@@ -5,9 +5,9 @@ import warnings
 import keras
 
 
-
 class EpochAffinity(keras.callbacks.Callback):
-    """Sets `model.epoch_affinity` and `model.fit_affinity` at epoch ends.
+    """Ends each epoch of the model's `AffinityRecorder` before other
+    callbacks run, so `epoch_affinity` and `fit_affinity` are set for them.
 
     `TaskAffinityModel.fit` puts it first, so every other callback sees
     them. `fit_affinity` is the mean over every step measured so far, read
@@ -21,7 +21,6 @@ class EpochAffinity(keras.callbacks.Callback):
 
     def __init__(self):
         super().__init__()
-        self._start = None
         self._warned = False
 
     @classmethod
@@ -56,11 +55,10 @@ class EpochAffinity(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         model = self.model
-        model.epoch_affinity = None
         if model.training_method is not None:
             model.training_method.on_epoch_begin()
-        self._start = (model.affinity_totals()
-                       if model.has_task_names else None)
+        if model.has_task_names:
+            model.affinity_recorder.begin_epoch()
 
     def on_epoch_end(self, epoch, logs=None):
         model = self.model
@@ -68,8 +66,7 @@ class EpochAffinity(keras.callbacks.Callback):
             model.training_method.on_epoch_end()
         if not model.has_task_names:
             return
-        model.epoch_affinity, model.fit_affinity = model.epoch_matrices(
-            self._start)
+        model.affinity_recorder.end_epoch()
         self._warn_skips_once()
 
     def on_train_end(self, logs=None):
@@ -78,7 +75,7 @@ class EpochAffinity(keras.callbacks.Callback):
     def _warn_skips_once(self):
         if self._warned or not self.model.has_task_names:
             return
-        skipped = self.model.affinity_state.skips.numpy()
+        skipped = self.model.affinity_recorder.state.skips.numpy()
         rate = _learning_rate(self.model)
         if skipped.sum() > 0 and rate == 0:
             self._warned = True

@@ -31,23 +31,23 @@ class Meter:
         self.estimator, self.state, self.groups = estimator, state, groups
 
     @classmethod
-    def for_settings(cls, settings, lookahead, optimizer, state):
-        """The `Meter` of `settings`' affinity method.
+    def for_settings(cls, settings, lookahead, optimizer, state,
+                     group_sources=None, group_state=None):
+        """The `Meter` of an `AffinitySettings`' method.
 
         Args:
-            settings: A `TaskAffinityModel` or `AffinityMeter`: its
-                `affinity_method`, `lookahead_step`, `scale_by_learning_rate`
-                and `cosine_kernels_only`.
+            settings: The `AffinitySettings`.
             lookahead: A function making the `OptimizerLookahead` (called
                 unless the method is `"cosine"`).
             optimizer: The optimizer that updates the shared variables.
             state: The `AffinityState` to record into.
+            group_sources: Optional `sources.GroupSources` measured too.
+            group_state: Their `GroupAffinityState`.
         """
-        method = settings.affinity_method
+        method = settings.method
         groups = None
-        if settings.group_sources is not None:
-            groups = sources.GroupMeter(settings.group_sources,
-                                        settings.group_affinity_state)
+        if group_sources is not None:
+            groups = sources.GroupMeter(group_sources, group_state)
         return cls(estimators.make_estimator(
             method, None if method == "cosine" else lookahead(),
             optimizer=optimizer,

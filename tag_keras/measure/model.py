@@ -32,7 +32,6 @@ import numpy as np
 import tensorflow as tf
 
 from tag_keras import _keras_private
-from tag_keras.measure import estimators
 from tag_keras.measure import held_out
 from tag_keras.measure import labels
 from tag_keras.measure import shared as shared_lib
@@ -40,6 +39,7 @@ from tag_keras.measure import sources as sources_lib
 from tag_keras.measure import step as step_lib
 from tag_keras.measure.epochs import EpochAffinity
 from tag_keras.measure.readout import AffinityReadout
+from tag_keras.measure.settings import AffinitySettings
 from tag_keras.mtl import base as mtl_base
 
 
@@ -135,9 +135,12 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
                  affinity_random_subsets=None, affinity_seed=0,
                  max_subset_tasks=sources_lib.MAX_SUBSET_TASKS, **kwargs):
         training_method = _training_method(training_method, kwargs)
-        estimators.check_settings(affinity_method, lookahead_step)
-        sources_lib.check_arguments(affinity_sources, affinity_random_subsets,
-                                    max_subset_tasks, affinity_method)
+        settings = AffinitySettings(
+            method=affinity_method, lookahead_step=lookahead_step,
+            scale_by_learning_rate=scale_by_learning_rate,
+            cosine_kernels_only=cosine_kernels_only,
+            sources=affinity_sources, random_subsets=affinity_random_subsets,
+            seed=affinity_seed, max_subset_tasks=max_subset_tasks)
         _validate_arguments(affinity_every_n_steps, affinity_method,
                             shared_layers, affinity_data, task_names)
         if _keras_private.is_functional_call(args, kwargs):
@@ -145,26 +148,16 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
             # hierarchy (see `_functional_variant`).
             _keras_private.init_trainer(self)
         super().__init__(*args, **kwargs)
+        self.affinity_settings = settings
         self.affinity_every_n_steps = int(affinity_every_n_steps)
-        self.affinity_method = affinity_method
-        self.lookahead_step = lookahead_step
-        self.affinity_sources = affinity_sources
-        self.affinity_random_subsets = affinity_random_subsets
-        self.affinity_seed = int(affinity_seed)
-        self.max_subset_tasks = int(max_subset_tasks)
-        self.group_sources = None
-        self.scale_by_learning_rate = bool(scale_by_learning_rate)
         self.shared_layers = (None if shared_layers is None
                               else list(shared_layers))
-        self.cosine_kernels_only = bool(cosine_kernels_only)
         self._affinity_data = affinity_data
         self._affinity_batch_size = affinity_batch_size
         self.training_method = training_method
-        self.epoch_affinity = None
-        self.fit_affinity = None
         self.next_train_step = None
         self._train_step = None
-        self._task_names = None
+        self._recorder = None
         outputs = _keras_private.functional_outputs(self)
         if outputs is not None and not isinstance(outputs, dict):
             raise TypeError(
@@ -176,6 +169,21 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
         self._decide_task_names(task_names or outputs)
 
     # Public API (the matrices: `AffinityReadout`) ----------------------
+
+    # The settings, read-only (they live in `affinity_settings`).
+    affinity_method = property(lambda self: self.affinity_settings.method)
+    lookahead_step = property(
+        lambda self: self.affinity_settings.lookahead_step)
+    scale_by_learning_rate = property(
+        lambda self: self.affinity_settings.scale_by_learning_rate)
+    cosine_kernels_only = property(
+        lambda self: self.affinity_settings.cosine_kernels_only)
+    affinity_sources = property(lambda self: self.affinity_settings.sources)
+    affinity_random_subsets = property(
+        lambda self: self.affinity_settings.random_subsets)
+    affinity_seed = property(lambda self: self.affinity_settings.seed)
+    max_subset_tasks = property(
+        lambda self: self.affinity_settings.max_subset_tasks)
 
     @property
     def shared_variables(self):
@@ -251,19 +259,17 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
         return {
             **super().get_config(),
             "affinity_every_n_steps": self.affinity_every_n_steps,
-            "affinity_method": self.affinity_method,
-            "lookahead_step": self.lookahead_step,
-            "affinity_sources": self.affinity_sources,
-            "affinity_random_subsets": self.affinity_random_subsets,
-            "affinity_seed": self.affinity_seed,
-            "max_subset_tasks": self.max_subset_tasks,
-            "scale_by_learning_rate": self.scale_by_learning_rate,
+            **self.affinity_settings.to_config(),
             "shared_layers": self.shared_layers,
-            "cosine_kernels_only": self.cosine_kernels_only,
             "training_method": mtl_base.serialize(self.training_method),
-            "task_names": (None if self._task_names is None
-                           else list(self._task_names)),
+            "task_names": (list(self.task_names) if self.has_task_names
+                           else None),
         }
+
+    def _task_names_decided(self, names):
+        method = self.training_method
+        if method is not None and not method.built:
+            method.build_tasks(names)
 
     # Used by the train step --------------------------------------------
 

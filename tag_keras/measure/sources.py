@@ -73,14 +73,13 @@ def check_arguments(sources, random_subsets, max_subset_tasks,
 
 
 def make(settings, num_tasks):
-    """`(GroupSources, GroupAffinityState)` of a model's or meter's
-    settings, or `(None, None)` when only single tasks are sources."""
-    if settings.affinity_sources in ("tasks", 1) and not (
-            settings.affinity_random_subsets):
+    """`(GroupSources, GroupAffinityState)` of an `AffinitySettings`, or
+    `(None, None)` when only single tasks are sources."""
+    if not settings.has_group_sources:
         return None, None
-    groups = GroupSources(settings.affinity_sources, num_tasks,
-                          settings.affinity_random_subsets,
-                          settings.affinity_seed, settings.max_subset_tasks)
+    groups = GroupSources(settings.sources, num_tasks,
+                          settings.random_subsets, settings.seed,
+                          settings.max_subset_tasks)
     return groups, GroupAffinityState(len(groups.masks), num_tasks,
                                       name="group_affinity_state")
 

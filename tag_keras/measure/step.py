@@ -22,7 +22,6 @@ from tag_keras.measure import gradients as gradients_lib
 from tag_keras.measure.gradients import TaskGradients
 from tag_keras.measure.lookahead import make_lookahead
 from tag_keras.measure.losses import TaskLosses
-from tag_keras.measure.meter import Meter
 from tag_keras.mtl import base as mtl_base
 from tag_keras.mtl.base import StepContext
 
@@ -190,7 +189,7 @@ class StepParts:
         held_out = model.held_out_batches() if measuring else None
         self.targets = target_lib.TargetBatches(
             model, task_losses, self.tasks, self.shared, held_out)
-        self._lookahead = self._meter = self._head_lookahead = None
+        self._lookahead = self._head_lookahead = None
         if model.training_method is not None:
             model.training_method.set_shared_variables(
                 self.shared.pick(model.trainable_variables))
@@ -214,12 +213,9 @@ class StepParts:
         return self._lookahead
 
     def meter(self):
-        """The `Meter` of the model's affinity method (made once)."""
-        if self._meter is None:
-            self._meter = Meter.for_settings(
-                self.model, self.lookahead, self.model.optimizer,
-                self.model.affinity_state)
-        return self._meter
+        """The `Meter` of the model's recorder (made once, there)."""
+        return self.model.affinity_recorder.meter(self.lookahead,
+                                                  self.model.optimizer)
 
     def context(self, batch, head_gradients=None, representation_gram=None):
         """The `StepContext` a training method's `combine` receives.
@@ -365,6 +361,11 @@ def make_train_function(model):
         due = every > 0 and model.next_train_step % every == 0
         logs = (measured_fn if due else plain_fn)(iterator)
         model.next_train_step += 1
+        if due and model.has_task_names:
+            # Counted on the host: a logger reads the state only after a
+            # measured step.
+            recorder = model.affinity_recorder
+            recorder.measured_steps = (recorder.measured_steps or 0) + 1
         return logs
 
     return function

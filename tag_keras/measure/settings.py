@@ -1,0 +1,71 @@
+"""`AffinitySettings`: what to measure and how, as one checked value.
+
+`TaskAffinityModel` and `AffinityMeter` take the same keyword arguments
+(`affinity_method=`, `lookahead_step=`, ...), turn them into one
+`AffinitySettings` and hand it to their `AffinityRecorder`; nothing reads
+the settings back off the model.
+"""
+
+import dataclasses
+import numbers
+from typing import Optional, Union
+
+from tag_keras.measure import estimators
+from tag_keras.measure import sources as sources_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class AffinitySettings:
+    """The measurement's settings (checked when made).
+
+    Attributes:
+        method: `"lookahead"`, `"first_order"` or `"cosine"`
+            (`affinity_method=`).
+        lookahead_step: `"optimizer"`, `"sgd"` or `"increment"`.
+        scale_by_learning_rate: Divide by the step's learning rate.
+        cosine_kernels_only: With `"cosine"`, weight tensors of rank > 1.
+        sources: The group sources (`affinity_sources=`): `"tasks"`,
+            `"tasks+all"`, `"subsets"` or an integer k.
+        random_subsets: Groups drawn at random each measured step
+            (`affinity_random_subsets=`), or None.
+        seed: Seed of those draws (`affinity_seed=`).
+        max_subset_tasks: Most tasks for `"subsets"` and random draws.
+    """
+
+    method: str = "lookahead"
+    lookahead_step: str = "optimizer"
+    scale_by_learning_rate: bool = True
+    cosine_kernels_only: bool = False
+    sources: Union[str, int] = "tasks"
+    random_subsets: Optional[int] = None
+    seed: int = 0
+    max_subset_tasks: int = sources_lib.MAX_SUBSET_TASKS
+
+    def __post_init__(self):
+        estimators.check_settings(self.method, self.lookahead_step)
+        sources_lib.check_arguments(self.sources, self.random_subsets,
+                                    self.max_subset_tasks, self.method)
+        if isinstance(self.seed, bool) or not isinstance(
+                self.seed, numbers.Integral):
+            raise ValueError("`affinity_seed` must be an integer. Received: "
+                             f"affinity_seed={self.seed!r}.")
+        for name, cast in (("scale_by_learning_rate", bool),
+                           ("cosine_kernels_only", bool), ("seed", int),
+                           ("max_subset_tasks", int)):
+            object.__setattr__(self, name, cast(getattr(self, name)))
+
+    @property
+    def has_group_sources(self) -> bool:
+        """Whether groups of tasks are stepped on besides single tasks."""
+        return not (self.sources in ("tasks", 1) and not self.random_subsets)
+
+    def to_config(self) -> dict:
+        """The settings under the models' keyword names."""
+        return {"affinity_method": self.method,
+                "lookahead_step": self.lookahead_step,
+                "scale_by_learning_rate": self.scale_by_learning_rate,
+                "cosine_kernels_only": self.cosine_kernels_only,
+                "affinity_sources": self.sources,
+                "affinity_random_subsets": self.random_subsets,
+                "affinity_seed": self.seed,
+                "max_subset_tasks": self.max_subset_tasks}
