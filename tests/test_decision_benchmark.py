@@ -161,3 +161,18 @@ def test_cost_table_by_hand():
     assert table.loc["every group (exhaustive)", "trainings"] == 45.0
     assert table.loc["TAG best of 2 (validation)", "trainings"] == 13.0
     assert not table.loc["HOA", "measured"]
+
+
+def test_derived_rows_add_the_point_estimate_decider_once():
+    rows = report.answer_rows(("a", "b"), _units(), _totals)
+    for row in rows:
+        row["task_set"] = "toy"
+    name = "validation mean (no interval)"
+    assert sum(r["decider"] == name for r in rows) == 3
+    stripped = [r for r in rows if r["decider"] != name]
+    derived = report.derived_rows(stripped)
+    # Every difference is -0.1: the point estimate says split, right.
+    added = [r for r in derived if r["decider"] == name]
+    assert len(added) == 3
+    assert all(r["answer"] == "split" and r["right"] for r in added)
+    assert len(report.derived_rows(derived)) == len(derived)

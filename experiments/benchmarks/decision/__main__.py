@@ -73,6 +73,7 @@ def run_task_set(task_set, out_dir, budgets, log):
 
 
 def write(out_dir, rows, quality, cost, command, pending):
+    rows = report.derived_rows(rows)
     answers = pd.DataFrame(rows)
     calibration = report.calibration(rows)
     quality = pd.DataFrame(quality)
