@@ -28,7 +28,7 @@ def test_truth_row_split_better_and_all_as_good_within_se():
 
 def _units():
     entry = {"groups": [["a"], ["b"]], "serve": {"a": 0, "b": 1},
-             "difference": -0.1}
+             "difference": -0.1, "error_high": 0.2}
     return [
         {"seed": 0, "budgets": {"2": {**entry, "affinity_structure": "stable",
                                       "decision": "split"}}},

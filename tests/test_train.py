@@ -256,6 +256,34 @@ def test_decision_says_split_only_when_the_interval_is_below_zero(trainer):
     assert whole.seed == 0
 
 
+def test_the_deciding_metric_can_be_the_error(trainer):
+    from tag_keras import train
+
+    # Lower losses everywhere, but every labelled example wrong: the loss
+    # says split, the error keep together.
+    for seed in (0, 1):
+        base = trainer.network(("a", "b", "c"), seed)
+        for group in (("a", "c"), ("b",)):
+            trainer.add(train.Network(group, seed, 0.0, 1, {
+                split: {t: (base.outcomes[split][t][0] - 0.1,
+                            np.where(np.isnan(base.outcomes[split][t][1]),
+                                     np.nan, 1.0))
+                        for t in group} for split in base.outcomes}))
+    candidates = {2: [((("a", "c"), ("b",)), {"a": 0, "c": 0, "b": 1})]}
+    by_loss = train.decide(trainer, candidates, resamples=200)
+    by_error = train.decide(trainer, candidates, resamples=200,
+                            metric="error")
+    assert by_loss.budgets[0].decision == train.SPLIT
+    assert by_loss.budgets[0].metric == "loss"
+    (option,) = by_error.budgets
+    assert option.metric == "error" and option.decision == train.KEEP_TOGETHER
+    assert option.difference > 0 and option.low > 0
+    assert option.difference == pytest.approx(option.error_difference)
+    assert "validation error vs all tasks" in train.format_table(by_error)
+    with pytest.raises(ValueError, match="`metric` must be one of"):
+        train.decide(trainer, candidates, metric="accuracy")
+
+
 def test_decision_files_read_back(trainer, tmp_path):
     from tag_keras import train
 

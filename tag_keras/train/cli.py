@@ -84,6 +84,10 @@ _LEVEL = flags.DEFINE_float(
     lower_bound=0.5, upper_bound=0.999)
 _RESAMPLES = flags.DEFINE_integer(
     "resamples", 2000, "Bootstrap resamples.", lower_bound=100)
+_METRIC = flags.DEFINE_enum(
+    "metric", "loss", ["loss", "error"], "What decides: the summed "
+    "validation loss, or (classification heads) the summed error rate. "
+    "Choose what you will judge the networks on.")
 
 #: What every flag needs, for the one-line errors.
 _REQUIRED = ("model", "data", "groups", "out_dir")
@@ -332,9 +336,10 @@ def main(argv):
         decision = train.decide(trainer, candidates, random=random,
                                 baselines=baselines,
                                 level=_LEVEL.value,
-                                resamples=_RESAMPLES.value)
+                                resamples=_RESAMPLES.value,
+                                metric=_METRIC.value)
         paths = train.write_decision(_OUT_DIR.value, decision, trainer)
-    except OSError as error:
+    except (OSError, ValueError) as error:
         print(f"tag-train: error: {error}", file=sys.stderr)
         return 1
     print()

@@ -2,12 +2,14 @@
 
 For each budget, the candidate groupings (the affinity's proposals) have
 been trained under every seed, as has the all-task network. The
-candidate with the lowest summed served validation loss is compared with
-the all-task network, paired over validation examples and seeds
+candidate with the lowest summed served validation `metric` (the loss,
+or for classification heads the error) is compared with the all-task
+network, paired over validation examples and seeds
 (`statistics.paired_bootstrap`, widened for the number of candidates it
 was chosen from): **split** only when the whole interval says the
-grouping's loss is lower, otherwise **keep together**. Test numbers are
-computed the same way and shown beside the decision, never used in it.
+grouping's `metric` is lower, otherwise **keep together**. Test numbers
+are computed the same way and shown beside the decision, never used in
+it.
 
 `difference` is grouping minus all-task, so negative means the split is
 better.
@@ -28,6 +30,8 @@ from tag_keras.train import statistics
 
 SPLIT = "split"
 KEEP_TOGETHER = "keep together"
+#: What `decide(metric=...)` can decide on.
+METRICS = ("loss", "error")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +46,8 @@ class Option:
         difference: Summed served validation `metric` minus the all-task
             network's (mean over seeds).
         low, high: The interval of `difference`.
-        metric: "loss".
+        metric: What decides: "loss" or "error"; `difference`, its
+            interval and `test_difference` are in it.
         test_difference, test_low, test_high: The same on the test split
             (NaN without one); never used to decide.
         error_difference, error_low, error_high: The validation error's.
@@ -140,7 +145,7 @@ def served(trainer, groups, serve, split, metric="loss", seeds=None):
 
 
 def decide(trainer, candidates, *, random=None, baselines=None, level=0.95,
-           resamples=2000, seed=0):
+           resamples=2000, seed=0, metric="loss"):
     """The validated decision for every budget.
 
     Args:
@@ -157,10 +162,18 @@ def decide(trainer, candidates, *, random=None, baselines=None, level=0.95,
         level: Coverage of the intervals.
         resamples: Bootstrap resamples.
         seed: Seed of the bootstrap.
+        metric: What decides: `"loss"` (the summed compiled losses, what
+            training lowers) or `"error"` (the summed error rates; needs
+            classification heads). Choose the one you will judge the
+            networks on: on the decision benchmark the two disagreed on
+            two task sets of four.
 
     Returns:
         A `Decision`.
     """
+    if metric not in METRICS:
+        raise ValueError(f"`metric` must be one of {list(METRICS)}. "
+                         f"Received: metric={metric!r}")
     every = tuple(trainer.tasks)
     one = ((every,), {t: 0 for t in every})
     needed = [every] + [g for options in candidates.values()
@@ -184,16 +197,23 @@ def decide(trainer, candidates, *, random=None, baselines=None, level=0.95,
             d, resamples=resamples, level=level, comparisons=comparisons,
             seed=seed)
 
+    if metric == "error" and np.all(np.isnan(
+            reference[("validation", "error")])):
+        raise ValueError(
+            "metric='error' needs classification heads (an error per "
+            "example); every task's validation error is undefined here. "
+            "Use metric='loss'.")
+
     def option(budget, groups, serve, comparisons):
-        loss = compare(groups, serve, "validation", "loss", comparisons)
-        test = compare(groups, serve, "test", "loss")
+        main = compare(groups, serve, "validation", metric, comparisons)
+        test = compare(groups, serve, "test", metric)
         error = compare(groups, serve, "validation", "error", comparisons)
         test_error = compare(groups, serve, "test", "error")
-        split = budget > 1 and loss[2] < 0
+        split = budget > 1 and main[2] < 0
         return Option(
             num_groups=budget, groups=tuple(tuple(g) for g in groups),
             serve=dict(serve), decision=SPLIT if split else KEEP_TOGETHER,
-            difference=loss[0], low=loss[1], high=loss[2], metric="loss",
+            difference=main[0], low=main[1], high=main[2], metric=metric,
             test_difference=test[0], test_low=test[1], test_high=test[2],
             error_difference=error[0], error_low=error[1],
             error_high=error[2], test_error_difference=test_error[0],
@@ -205,8 +225,8 @@ def decide(trainer, candidates, *, random=None, baselines=None, level=0.95,
     for budget in sorted(candidates):
         options = candidates[budget]
         scored = [statistics.paired_statistic(
-            served(trainer, g, s, "validation")
-            - reference[("validation", "loss")]) for g, s in options]
+            served(trainer, g, s, "validation", metric)
+            - reference[("validation", metric)]) for g, s in options]
         groups, serve = options[int(np.argmin(scored))]
         budgets.append(option(budget, groups, serve, len(options)))
     splits = [o for o in budgets if o.decision == SPLIT]
@@ -218,11 +238,11 @@ def decide(trainer, candidates, *, random=None, baselines=None, level=0.95,
             serve = {t: i for i, g in enumerate(p) for t in g}
             rows.append([
                 statistics.paired_statistic(
-                    served(trainer, p, serve, split, metric)
-                    - reference[(split, metric)])
-                if (split, metric) in reference else math.nan
-                for split, metric in (("validation", "loss"),
-                                      ("test", "loss"), ("test", "error"))])
+                    served(trainer, p, serve, split, kind)
+                    - reference[(split, kind)])
+                if (split, kind) in reference else math.nan
+                for split, kind in (("validation", metric),
+                                    ("test", metric), ("test", "error"))])
         rows = np.asarray(rows)
         mean, se = random_groupings.expectation(rows[:, 0], exact)
         random_rows[budget] = {
@@ -318,9 +338,10 @@ def decision_frame(decision):
 
 def format_table(decision):
     """The decision as a Markdown table, with a closing line."""
+    metric = decision.all_tasks.metric
     lines = [
-        "| option | networks | validation loss vs all tasks "
-        f"[{decision.level:.0%} interval] | decision | test loss vs all "
+        f"| option | networks | validation {metric} vs all tasks "
+        f"[{decision.level:.0%} interval] | decision | test {metric} vs all "
         "tasks | test error (%) mean ± SE |",
         "|---|---|---|---|---|---|"]
     for o in (decision.all_tasks, *decision.budgets):
@@ -346,7 +367,7 @@ def format_table(decision):
     verdict = ("keep all tasks in one network" if best.num_groups == 1
                else f"split into {best.num_groups} networks")
     lines += ["", f"Best option on validation data: {verdict} (seeds "
-              f"{list(decision.seeds)}; negative = lower loss than the "
+              f"{list(decision.seeds)}; negative = lower {metric} than the "
               "all-task network; test numbers are shown, never used)."]
     return "\n".join(lines)
 
@@ -404,7 +425,7 @@ def plot_decision(decision, path):
     axis.axhline(0, color="gray", linestyle="--", label="all-task network")
     axis.set_xticks(x, [f"{o.num_groups} networks" for o in budgets])
     axis.set_xlim(-0.6, len(budgets) - 0.4)
-    axis.set_ylabel("summed loss − all-task")
+    axis.set_ylabel(f"summed {decision.all_tasks.metric} − all-task")
     axis.legend(fontsize=8, loc="best")
     figure.tight_layout()
     buffer = io.BytesIO()

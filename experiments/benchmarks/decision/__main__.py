@@ -50,9 +50,9 @@ _RESAMPLES = flags.DEFINE_integer(
 
 def run_task_set(task_set, out_dir, budgets, log):
     cache = os.path.join(out_dir, "cache", task_set.name)
-    units = [lib.measure_and_decide(task_set, seed, cache, budgets,
-                                    resamples=_RESAMPLES.value, log=log)
-             for seed in range(_MEASURE_SEEDS.value)]
+    units = [lib.with_error_decision(task_set, lib.measure_and_decide(
+        task_set, seed, cache, budgets, resamples=_RESAMPLES.value, log=log),
+        cache) for seed in range(_MEASURE_SEEDS.value)]
     engine, random = lib.truth(task_set, units, cache, budgets,
                                seeds=_TRUTH_SEEDS.value,
                                rg_samples=_RG.value, log=log)

@@ -152,12 +152,44 @@ def measure_and_decide(task_set, seed, directory, budgets, *, resamples=100,
             "serve": option.serve,
             "affinity_structure": assessed[budget][1].affinity_structure,
             "decision": option.decision, "difference": option.difference,
-            "low": option.low, "high": option.high}
+            "low": option.low, "high": option.high,
+            **error_fields(option)}
     write_json(path, unit)
     log(f"    {task_set.name} seed {seed}: measured in {measure_seconds:.0f}"
         f" s, decided in {decide_seconds:.0f} s: " + ", ".join(
             f"{b}: {u['affinity_structure']} / {u['decision']}"
             for b, u in unit["budgets"].items()))
+    return unit
+
+
+def error_fields(option):
+    """The validated decision on the error instead of the loss (same
+    networks, same interval rule; `tag_keras.train.decide(metric=...)`)."""
+    return {"error_difference": option.error_difference,
+            "error_low": option.error_low, "error_high": option.error_high}
+
+
+def with_error_decision(task_set, unit, directory, *, bootstrap=1000):
+    """`unit` with `error_fields` per budget, added from the cached
+    decision networks when a unit was made before they were recorded (no
+    network is trained when the cache holds them)."""
+    if all("error_high" in e for e in unit["budgets"].values()):
+        return unit
+    from tag_keras import train
+
+    seed = unit["seed"]
+    config = dataclasses.replace(task_set.config, seed=seed)
+    engine = training.seeded_trainer(
+        task_set.data, config, [seed, seed + 1000, seed + 2000],
+        directory=os.path.join(directory, f"decision_{seed}"), log=None)
+    decision = train.decide(
+        engine, {int(b): [(tuple(tuple(g) for g in e["groups"]),
+                           e["serve"])]
+                 for b, e in unit["budgets"].items()},
+        resamples=bootstrap, seed=seed)
+    for option in decision.budgets:
+        unit["budgets"][str(option.num_groups)].update(error_fields(option))
+    write_json(os.path.join(directory, f"measure_{seed}.json"), unit)
     return unit
 
 

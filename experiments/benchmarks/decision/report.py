@@ -18,6 +18,10 @@ DECIDERS = {
         "split" if entry["affinity_structure"] == "stable"
         else "keep together"),
     "validated decision": lambda entry: entry["decision"],
+    # The same networks and interval, deciding on the error the truth is
+    # measured in (`decide(metric="error")`).
+    "validated decision (error)": lambda entry: (
+        "split" if entry["error_high"] < 0 else "keep together"),
     # The validated decision's point estimate without its interval: the
     # better option on validation, however small the difference.
     "validation mean (no interval)": lambda entry: (
