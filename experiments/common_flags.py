@@ -65,6 +65,14 @@ _SPECS = {
               "(initial weights, shuffling; the data split is fixed). "
               "Results already on disk are reused, so raising it adds "
               "seeds.", {"lower_bound": 1}),
+    "measure_seeds": ("integer", 6, "Measuring runs per task set, seeds "
+                      "0..n-1 (benchmarks).", {"lower_bound": 1}),
+    "truth_seeds": ("integer", 3, "Training seeds of every network of the "
+                    "truth, whose mean test error is the truth "
+                    "(benchmarks).", {"lower_bound": 1}),
+    "resamples": ("integer", None, "Stability resamples of the affinity "
+                  "structure (benchmarks; default per benchmark).",
+                  {"lower_bound": 10}),
     "verbose": ("enum", "lines", "Progress while networks train: bar "
                 "(Keras's progress bar), lines (one line per epoch with "
                 "losses, seconds and ETA), silent.",

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 from experiments import data as data_lib
-from experiments.benchmarks import calibration as calibration_bin
-from experiments.benchmarks import calibration_report as report_lib
-from experiments.benchmarks import calibration_write as write_lib
-from experiments.benchmarks import grouping_quality_work as work_lib
+from experiments.benchmarks.calibration import __main__ as calibration_bin
+from experiments.benchmarks.calibration import report as report_lib
+from experiments.benchmarks.calibration import write as write_lib
+from experiments.benchmarks.grouping_quality import work as work_lib
 from experiments.lib import training
 
 TASKS = ("c0_t0", "c0_t1", "noise_0")

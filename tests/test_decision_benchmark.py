@@ -83,7 +83,8 @@ def test_quality_against_a_hand_made_table():
 def test_benchmark_smoke_run(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "experiments.benchmarks.decision",
-         "--task_sets=pooled", "--measure_seeds=1", "--truth_seeds=2",
+         "--decision_task_sets=pooled", "--measure_seeds=1",
+         "--truth_seeds=2",
          "--epochs=4", "--budgets=2", f"--out_dir={tmp_path}"],
         cwd=_ROOT, env=dict(os.environ, PYTHONPATH=_ROOT),
         capture_output=True, text=True, timeout=900)
@@ -111,7 +112,7 @@ def test_validated_best_picks_the_lowest_served_validation_loss():
 
 
 def test_proposer_summary_pairs_with_release_mtl_and_random():
-    from experiments.benchmarks import calibration_report
+    from experiments.benchmarks.calibration import report as calibration_report
     from experiments.benchmarks.decision import proposers
 
     release = calibration_report.RELEASE

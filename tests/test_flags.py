@@ -16,10 +16,24 @@ def _modules(package):
                                                   package.__name__ + ".")]
 
 
+def _benchmark_binaries():
+    """Every module under `experiments.benchmarks`, subpackages' entry
+    points (`__main__`) and their other binaries included."""
+    names = []
+    for info in pkgutil.walk_packages(benchmarks.__path__,
+                                      benchmarks.__name__ + "."):
+        names.append(info.name)
+        if info.ispkg:
+            names.append(info.name + ".__main__")
+    return names
+
+
 def test_every_binary_imports_in_one_process():
-    names = ["tag_keras.cli"] + _modules(experiments) + _modules(benchmarks)
+    names = ["tag_keras.cli"] + _modules(experiments) + _benchmark_binaries()
     assert "experiments.it_mtl" in names
-    assert "experiments.benchmarks.grouping_quality" in names
+    for binary in ("grouping_quality", "calibration", "decision"):
+        assert f"experiments.benchmarks.{binary}.__main__" in names
+    assert "experiments.benchmarks.decision.proposers" in names
     for name in names:
         importlib.import_module(name)
 
@@ -29,7 +43,8 @@ def test_a_shared_flag_is_one_holder_for_every_binary():
 
     from experiments import it_mtl
     from experiments import pipeline
-    from experiments.benchmarks import grouping_quality
+    from experiments.benchmarks.grouping_quality import (
+        __main__ as grouping_quality)
 
     assert it_mtl._COMMON.seeds is grouping_quality._COMMON.seeds
     assert pipeline._COMMON.epochs is grouping_quality._COMMON.epochs

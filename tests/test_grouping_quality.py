@@ -13,8 +13,8 @@ import pytest
 
 from experiments import data as data_lib
 from experiments.lib import training
-from experiments.benchmarks import grouping_quality as gq
-from experiments.benchmarks import grouping_quality_report as gq_report
+from experiments.benchmarks.grouping_quality import __main__ as gq
+from experiments.benchmarks.grouping_quality import report as gq_report
 
 TASKS = ("c0_t0", "c0_t1", "noise_0")
 

@@ -8,7 +8,8 @@ TAG's groupings per budget, the affinity structure and the validated
 decision (`experiments.benchmarks.decision.lib`), then a truth from
 networks trained under separate seeds (`--truth_seeds`); writes
 `answers.csv`, `calibration.csv`, `quality.csv`, `cost.csv` and
-`report.md` in `--out_dir` after each task set. Resumable: every unit and
+`report.md` in `--out_dir` after each task set (`--decision_task_sets`
+picks the sets; the rows of sets not rerun are kept). Resumable: every unit and
 network is cached under `--out_dir/cache/`.
 """
 
@@ -23,38 +24,31 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from experiments import common_flags  # noqa: E402
 from experiments.benchmarks.decision import lib  # noqa: E402
 from experiments.benchmarks.decision import report  # noqa: E402
 from experiments.lib import training  # noqa: E402
 
-_OUT_DIR = flags.DEFINE_string(
-    "out_dir", "experiments/benchmarks/results/decision_calibration",
-    "Output directory (cache/ holds the resumable work).")
+_COMMON = common_flags.define_common_flags(
+    ("out_dir", "budgets", "epochs", "measure_seeds", "truth_seeds",
+     "resamples"))
 _TASK_SETS = flags.DEFINE_list(
-    "task_sets", ["pooled", "digits9", "planted", "planted3", "digits7",
-                  "mnist7"], f"Task sets, of {sorted(lib.TASK_SETS)}.")
-_MEASURE_SEEDS = flags.DEFINE_integer(
-    "measure_seeds", 6, "Measuring seeds per task set.", lower_bound=1)
-_TRUTH_SEEDS = flags.DEFINE_integer(
-    "truth_seeds", 3, "Training seeds of the truth's networks.",
-    lower_bound=1)
-_BUDGETS = flags.DEFINE_list("budgets", ["2", "3", "4"], "Budgets.")
-_EPOCHS = flags.DEFINE_integer("epochs", None, "Override the protocol's "
-                               "epochs (smoke runs).", lower_bound=1)
-_RG = flags.DEFINE_integer("rg_samples", 4, "Random partitions per budget "
-                           "in the truth.", lower_bound=1)
-_RESAMPLES = flags.DEFINE_integer(
-    "resamples", 100, "Stability resamples (affinity structure).",
-    lower_bound=10)
+    "decision_task_sets", ["pooled", "digits9", "planted", "planted3",
+                           "digits7", "mnist7"],
+    f"Task sets, of {sorted(lib.TASK_SETS)}.")
+_RG = flags.DEFINE_integer("truth_rg_samples", 4, "Random partitions per "
+                           "budget in the truth.", lower_bound=1)
+DEFAULT_OUT_DIR = "experiments/benchmarks/results/decision_calibration"
 
 
 def run_task_set(task_set, out_dir, budgets, log):
     cache = os.path.join(out_dir, "cache", task_set.name)
+    resamples = _COMMON.resamples.value or 100
     units = [lib.with_error_decision(task_set, lib.measure_and_decide(
-        task_set, seed, cache, budgets, resamples=_RESAMPLES.value, log=log),
-        cache) for seed in range(_MEASURE_SEEDS.value)]
+        task_set, seed, cache, budgets, resamples=resamples, log=log),
+        cache) for seed in range(_COMMON.measure_seeds.value)]
     engine, random = lib.truth(task_set, units, cache, budgets,
-                               seeds=_TRUTH_SEEDS.value,
+                               seeds=_COMMON.truth_seeds.value,
                                rg_samples=_RG.value, log=log)
 
     def totals(groups, serve):
@@ -123,13 +117,14 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
-        budgets = sorted({int(b) for b in _BUDGETS.value})
-        task_sets = [lib.load_task_set(n, _EPOCHS.value)
+        budgets = sorted({int(b) for b in _COMMON.budgets.value
+                          or [2, 3, 4]})
+        task_sets = [lib.load_task_set(n, _COMMON.epochs.value)
                      for n in _TASK_SETS.value]
     except (training.DataError, ValueError) as error:
         print(f"decision: error: {error}", file=sys.stderr)
         return 1
-    out_dir = _OUT_DIR.value
+    out_dir = _COMMON.out_dir.value or DEFAULT_OUT_DIR
     os.makedirs(out_dir, exist_ok=True)
     command = "python -m experiments.benchmarks.decision " + " ".join(
         shlex.quote(a) for a in sys.argv[1:])

@@ -13,7 +13,7 @@ compares, per budget and measuring seed, on the same truth:
 
 * release TAG: `select_groups` of the run's mean affinity;
 * shrunk TAG: `select_groups` of `tag_keras.select.shrinkage`'s matrix;
-* the validated best of TAG's top `--top` candidates: the candidate whose
+* the validated best of TAG's top `--proposer_top` candidates: the candidate whose
   served tasks have the lowest mean validation loss on the truth's
   networks (chosen on validation, scored on test, as `tag-train` would);
 * from the calibration benchmark's committed `results.csv` (same truth,
@@ -34,10 +34,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from experiments.benchmarks import calibration_report  # noqa: E402
+from experiments import common_flags  # noqa: E402
+from experiments.benchmarks.calibration import report as calibration_report  # noqa: E402,E501
 from experiments.benchmarks.decision import lib  # noqa: E402
 from experiments.lib import tables  # noqa: E402
 
@@ -48,16 +48,13 @@ EXHAUSTIVE = {"planted": "planted", "digits7": "digits",
 SHRUNK = "TAG shrunk (empirical Bayes)"
 RANDOM = "RG (exact expectation)"
 
-_OUT_DIR = flags.DEFINE_string(
-    "out_dir", "experiments/benchmarks/results/decision_calibration",
-    "Output directory; measuring runs are cached in its cache/.")
-_TASK_SETS = flags.DEFINE_list("task_sets", list(EXHAUSTIVE),
+_COMMON = common_flags.define_common_flags(
+    ("out_dir", "budgets", "measure_seeds"))
+_TASK_SETS = flags.DEFINE_list("proposer_task_sets", list(EXHAUSTIVE),
                                f"Of {list(EXHAUSTIVE)}.")
-_SEEDS = flags.DEFINE_integer("measure_seeds", 6, "Measuring seeds.",
-                              lower_bound=2)
-_TOP = flags.DEFINE_integer("top", 3, "TAG candidates per budget for the "
-                            "validated best.", lower_bound=2)
-_BUDGETS = flags.DEFINE_list("budgets", ["2", "3", "4"], "Budgets.")
+_TOP = flags.DEFINE_integer("proposer_top", 3, "TAG candidates per "
+                            "budget for the validated best.", lower_bound=2)
+DEFAULT_OUT_DIR = "experiments/benchmarks/results/decision_calibration"
 
 
 def best_of(top):
@@ -165,11 +162,13 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     unknown = sorted(set(_TASK_SETS.value) - set(EXHAUSTIVE))
     if unknown:
-        print(f"proposers: error: --task_sets must name {list(EXHAUSTIVE)} "
-              f"(task sets with every group trained). Received: {unknown}",
+        print("proposers: error: --proposer_task_sets must name "
+              f"{list(EXHAUSTIVE)} (task sets with every group trained). "
+              f"Received: {unknown}",
               file=sys.stderr)
         return 1
-    budgets = sorted({int(b) for b in _BUDGETS.value})
+    budgets = sorted({int(b) for b in _COMMON.budgets.value or [2, 3, 4]})
+    out_dir = _COMMON.out_dir.value or DEFAULT_OUT_DIR
     earlier = pd.read_csv(os.path.join(CALIBRATION, "results.csv"))
     frames = []
     for name in _TASK_SETS.value:
@@ -178,8 +177,9 @@ def main(argv):
         tasks = task_set.data.tasks
         truth, validation = read_truth(
             os.path.join(CALIBRATION, "truth.csv"), dataset)
-        runs = {seed: measured_run(task_set, seed, os.path.join(
-            _OUT_DIR.value, "cache", name)) for seed in range(_SEEDS.value)}
+        cache = os.path.join(out_dir, "cache", name)
+        runs = {seed: measured_run(task_set, seed, cache)
+                for seed in range(_COMMON.measure_seeds.value)}
         ours = pd.DataFrame(proposer_rows(tasks, runs, truth, validation,
                                           budgets, _TOP.value))
         theirs = earlier[(earlier.dataset == dataset)
@@ -194,10 +194,10 @@ def main(argv):
         print(f"{name}: {len(ours)} rows measured here, {len(theirs)} "
               "from the calibration benchmark", flush=True)
     results = pd.concat(frames, ignore_index=True)
-    results.to_csv(os.path.join(_OUT_DIR.value, "proposers.csv"),
+    results.to_csv(os.path.join(out_dir, "proposers.csv"),
                    index=False)
     summary = summarize(results)
-    summary.to_csv(os.path.join(_OUT_DIR.value, "proposers_summary.csv"),
+    summary.to_csv(os.path.join(out_dir, "proposers_summary.csv"),
                    index=False)
     print(summary.to_string())
     return 0

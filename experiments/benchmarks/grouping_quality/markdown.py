@@ -1,7 +1,7 @@
 """The markdown text of the grouping_quality report.
 
 Every number in it is computed from the tables of
-`grouping_quality_report`; nothing is typed in by hand.
+`grouping_quality.report`; nothing is typed in by hand.
 """
 
 import dataclasses
@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 
 from experiments.lib import training
-from experiments.benchmarks import grouping_quality_report as gq_report
+from experiments.benchmarks.grouping_quality import report as gq_report
 
 _SELECTED = ("Optimal", "Test oracle", "TAG", "TAG first-order",
              "TAG validation", "CS", "HOA")

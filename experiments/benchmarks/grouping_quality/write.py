@@ -1,7 +1,7 @@
 """Writes the grouping_quality results: CSVs, figures and report.md.
 
-Evaluation is `grouping_quality_report`'s, the text
-`grouping_quality_markdown`'s, the figures `grouping_quality_plots`'s;
+Evaluation is `grouping_quality.report`'s, the text
+`grouping_quality.markdown`'s, the figures `grouping_quality.plots`'s;
 this module runs them over the finished seeds and writes the files (it is
 the only one that imports all three).
 """
@@ -11,9 +11,9 @@ import os
 import numpy as np
 import pandas as pd
 
-from experiments.benchmarks import grouping_quality_markdown as markdown
-from experiments.benchmarks import grouping_quality_plots as plots
-from experiments.benchmarks import grouping_quality_report as report
+from experiments.benchmarks.grouping_quality import markdown
+from experiments.benchmarks.grouping_quality import plots
+from experiments.benchmarks.grouping_quality import report
 
 
 def _long_tables(task_sets, done, tag_every):

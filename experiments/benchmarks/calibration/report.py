@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from experiments.benchmarks import grouping_quality_report as gq_report
+from experiments.benchmarks.grouping_quality import report as gq_report
 from experiments.lib import tables
 
 #: Measurement runs: name -> (label in the tables, select with singletons).

@@ -13,7 +13,7 @@ import tempfile
 
 from experiments.lib import timing
 from experiments.lib import training
-from experiments.benchmarks import grouping_quality_report as gq_report
+from experiments.benchmarks.grouping_quality import report as gq_report
 
 # Seven of the nine digit attributes: arithmetic ones and shape ones.
 DIGITS_TASKS = ("is_even", "is_prime", "greater_than_4", "has_closed_loop",

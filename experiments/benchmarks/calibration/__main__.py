@@ -39,9 +39,8 @@ import pandas as pd  # noqa: E402
 
 from experiments import common_flags  # noqa: E402
 from experiments.lib import training  # noqa: E402
-from experiments.benchmarks import calibration_report as report_lib  # noqa
-from experiments.benchmarks import calibration_write as write_lib  # noqa
-from experiments.benchmarks import grouping_quality_work as work_lib  # noqa
+from experiments.benchmarks.calibration import write as write_lib  # noqa
+from experiments.benchmarks.grouping_quality import work as work_lib  # noqa
 
 DEFAULT_OUT_DIR = "experiments/benchmarks/results/calibration"
 TRUTH_CSV = "experiments/benchmarks/results/grouping_quality/networks.csv"
@@ -58,18 +57,12 @@ VARIANTS = (
     V("cosine", "cosine", 1),
 )
 
-_COMMON = common_flags.define_common_flags(("out_dir", "budgets", "epochs"))
+_COMMON = common_flags.define_common_flags(
+    ("out_dir", "budgets", "epochs", "measure_seeds", "truth_seeds",
+     "resamples"))
 _DATASETS = flags.DEFINE_list(
     "calibration_datasets", ["planted", "digits", "planted3"],
     "Task sets: planted, digits, planted3.")
-_TRUTH_SEEDS = flags.DEFINE_integer(
-    "truth_seeds", 3, "Training seeds of every group network (the truth is "
-    "their mean).", lower_bound=1)
-_MEASURE_SEEDS = flags.DEFINE_integer(
-    "measure_seeds", 6, "Seeds of every measuring method's run.",
-    lower_bound=1)
-_RESAMPLES = flags.DEFINE_integer(
-    "resamples", 200, "Stability resamples of each verdict.", lower_bound=10)
 _TRUTH_CSV = flags.DEFINE_string(
     "truth_csv", TRUTH_CSV, "networks.csv of a grouping_quality run whose "
     "networks seed the cache ('' for none).")
@@ -140,8 +133,8 @@ def main(argv):
         print(f"calibration: error: {error}", file=sys.stderr)
         return 1
     out_dir = _COMMON.out_dir.value or DEFAULT_OUT_DIR
-    truth_seeds = list(range(_TRUTH_SEEDS.value))
-    measure_seeds = list(range(_MEASURE_SEEDS.value))
+    truth_seeds = list(range(_COMMON.truth_seeds.value))
+    measure_seeds = list(range(_COMMON.measure_seeds.value))
     # The command that trains: a report-only rerun reports the same data.
     command = "python -m experiments.benchmarks.calibration " + " ".join(
         shlex.quote(a) for a in sys.argv[1:]
@@ -154,7 +147,8 @@ def main(argv):
     done = write_lib.run(
         task_sets, out_dir, truth_seeds=truth_seeds,
         measure_seeds=measure_seeds, variants=VARIANTS, budgets=budgets,
-        resamples=_RESAMPLES.value, train=not _REPORT_ONLY.value,
+        resamples=_COMMON.resamples.value or 200,
+        train=not _REPORT_ONLY.value,
         command=command, log=lambda line: print(line, flush=True))
     print(f"Done in {time.perf_counter() - start:.0f} s; complete task "
           f"sets: {done}. Wrote {out_dir}/report.md")

@@ -20,7 +20,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from experiments.benchmarks import grouping_quality_report as report
+from experiments.benchmarks.grouping_quality import report
 
 
 def _pyplot():

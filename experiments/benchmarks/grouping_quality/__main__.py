@@ -13,7 +13,7 @@ tasks each) and each training seed, it trains:
   validation batches every 10, gradient cosine similarity every step
   (CS), and a plain run without measurement, timed side by side.
 
-`experiments.benchmarks.grouping_quality_report` then turns the cached
+`experiments.benchmarks.grouping_quality.report` then turns the cached
 results into groups for budgets 2, 3, 4 (the optimum picked from every
 group's validation loss, each method's groups), test errors, search costs,
 the best-partner table, the measurement-frequency ablation, plots and a
@@ -44,9 +44,9 @@ from absl import flags  # noqa: E402
 
 from experiments import common_flags  # noqa: E402
 from experiments.lib import training  # noqa: E402
-from experiments.benchmarks import (  # noqa: E402
-    grouping_quality_write as gq_write)
-from experiments.benchmarks.grouping_quality_work import (  # noqa: E402
+from experiments.benchmarks.grouping_quality import (  # noqa: E402
+    write as gq_write)
+from experiments.benchmarks.grouping_quality.work import (  # noqa: E402
     DIGITS_TASKS, FREQUENCIES, TAG_EVERY, SeedWork, TaskSet, Variant,
     load_task_sets, read_json, subsets, variants, write_json)
 

@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from experiments.benchmarks import calibration_report as report_lib
-from experiments.benchmarks import grouping_quality_work as work_lib
+from experiments.benchmarks.calibration import report as report_lib
+from experiments.benchmarks.grouping_quality import work as work_lib
 from experiments.lib import tables
 from tag_keras import select as select_lib
 

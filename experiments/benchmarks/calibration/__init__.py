@@ -1,0 +1,6 @@
+"""Can a grouping's verdict be trusted? (`python -m
+experiments.benchmarks.calibration`).
+
+`__main__`: the binary; `report`: the analysis on a de-noised truth;
+`write`: the files.
+"""
