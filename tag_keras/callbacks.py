@@ -93,8 +93,8 @@ class AffinityLogger(keras.callbacks.Callback):
     #: Placed before other callbacks by `TaskAffinityModel.fit`.
     records_measurements = True
 
-    def __init__(self, log_dir, write_steps=True, tensorboard=True,
-                 figure=True):
+    def __init__(self, log_dir: str | os.PathLike, write_steps: bool = True,
+                 tensorboard: bool = True, figure: bool = True):
         super().__init__()
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
             raise ValueError(

@@ -6,6 +6,8 @@ computes its own per-task losses and applies its own updates: a hand-written
 `tf.function` step, a reinforcement-learning loop, a critic's loss.
 """
 
+from typing import Sequence
+
 import tensorflow as tf
 
 from tag_keras import _distribute
@@ -87,12 +89,16 @@ class AffinityMeter(AffinityReadout):
     ```
     """
 
-    def __init__(self, shared_variables, optimizer, task_names, *,
-                 affinity_method="lookahead", lookahead_step="optimizer",
-                 scale_by_learning_rate=True, cosine_kernels_only=False,
-                 affinity_sources="tasks", affinity_random_subsets=None,
-                 affinity_seed=0,
-                 max_subset_tasks=sources_lib.MAX_SUBSET_TASKS):
+    def __init__(self, shared_variables: Sequence, optimizer,
+                 task_names: Sequence[str], *,
+                 affinity_method: str = "lookahead",
+                 lookahead_step: str = "optimizer",
+                 scale_by_learning_rate: bool = True,
+                 cosine_kernels_only: bool = False,
+                 affinity_sources: str | int = "tasks",
+                 affinity_random_subsets: int | None = None,
+                 affinity_seed: int = 0,
+                 max_subset_tasks: int = sources_lib.MAX_SUBSET_TASKS):
         self.affinity_settings = AffinitySettings(
             method=affinity_method, lookahead_step=lookahead_step,
             scale_by_learning_rate=scale_by_learning_rate,

@@ -27,6 +27,8 @@ not finite. Skips are counted (`affinity_skipped()`), and a warning is
 given once; they never enter the averages.
 """
 
+from typing import Sequence
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -126,14 +128,20 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
             cls = _functional_variant(cls)
         return super().__new__(cls, *args, **kwargs)
 
-    def __init__(self, *args, affinity_every_n_steps=10,
-                 affinity_method="lookahead", scale_by_learning_rate=True,
-                 shared_layers=None, affinity_data=None,
-                 affinity_batch_size=32, cosine_kernels_only=False,
-                 training_method=None, task_names=None,
-                 lookahead_step="optimizer", affinity_sources="tasks",
-                 affinity_random_subsets=None, affinity_seed=0,
-                 max_subset_tasks=sources_lib.MAX_SUBSET_TASKS, **kwargs):
+    def __init__(self, *args, affinity_every_n_steps: int = 10,
+                 affinity_method: str = "lookahead",
+                 scale_by_learning_rate: bool = True,
+                 shared_layers: Sequence[str] | None = None,
+                 affinity_data=None, affinity_batch_size: int = 32,
+                 cosine_kernels_only: bool = False,
+                 training_method: mtl_base.TrainingMethod | None = None,
+                 task_names: Sequence[str] | None = None,
+                 lookahead_step: str = "optimizer",
+                 affinity_sources: str | int = "tasks",
+                 affinity_random_subsets: int | None = None,
+                 affinity_seed: int = 0,
+                 max_subset_tasks: int = sources_lib.MAX_SUBSET_TASKS,
+                 **kwargs):
         training_method = _training_method(training_method, kwargs)
         settings = AffinitySettings(
             method=affinity_method, lookahead_step=lookahead_step,

@@ -12,6 +12,7 @@ format, so that every writer and reader agree on it.
 
 import json
 import os
+from typing import Sequence
 
 from tag_keras import _files
 
@@ -23,8 +24,10 @@ class GroupsDocumentError(ValueError):
     """A groups document is unusable; the message is one line."""
 
 
-def groups_document(tasks, groupings, *, stabilities=None, candidates=None,
-                    **settings):
+def groups_document(tasks: Sequence[str], groupings: Sequence, *,
+                    stabilities: Sequence | None = None,
+                    candidates: Sequence | None = None,
+                    **settings) -> dict:
     """The document for `Grouping`s (one per budget) and the settings used.
 
     Args:
@@ -70,7 +73,7 @@ def affinity_structure(entry):
     return _OLD_VERDICTS.get(entry.get("verdict"), "")
 
 
-def write_groups(path, document):
+def write_groups(path: str | os.PathLike, document: dict) -> None:
     """Validates `document` and writes it as indented JSON to `path`.
 
     The parent directory is created if missing; the file is replaced
@@ -88,7 +91,8 @@ def write_groups(path, document):
     _files.replace_atomically(path, text)
 
 
-def read_groups(path, tasks=None):
+def read_groups(path: str | os.PathLike,
+                tasks: Sequence[str] | None = None) -> dict:
     """Reads and validates a groups document; returns it as a dict.
 
     With `tasks`, every one of them must be served by every budget
@@ -108,7 +112,8 @@ def read_groups(path, tasks=None):
     return validate_groups(document, source=os.fspath(path), tasks=tasks)
 
 
-def validate_groups(document, source="the groups document", tasks=None):
+def validate_groups(document: dict, source: str = "the groups document",
+                    tasks: Sequence[str] | None = None) -> dict:
     """Returns `document` if it is a valid groups document, else raises.
 
     Checks: `tasks`, when given in the document, is a list of distinct

@@ -20,6 +20,8 @@ to `MAX_TASKS` tasks; beyond, the column generation of `select_groups`
 
 import dataclasses
 import math
+import os
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -36,7 +38,7 @@ COLUMN_TYPES = {"sources": str, "target": str}
 MAX_TASKS = _table.MAX_TASKS
 
 
-def read_group_affinity(path):
+def read_group_affinity(path: str | os.PathLike) -> pd.DataFrame:
     """Reads a `group_affinity.csv` (as `AffinityLogger` writes it), the
     names as the strings written (`readers.read_table`)."""
     return readers.read_table(path, tuple(COLUMN_TYPES))
@@ -183,10 +185,12 @@ def _objective(tasks, measured, allow_singletons, max_size):
                           overrides=overrides)
 
 
-def select_groups_from_group_affinity(group_affinity, num_groups, *,
-                                      allow_singletons=False,
-                                      max_group_size=None, time_limit=None,
-                                      progress=None):
+def select_groups_from_group_affinity(
+        group_affinity: pd.DataFrame, num_groups: int, *,
+        allow_singletons: bool = False, max_group_size: int | None = None,
+        time_limit: float | None = None,
+        progress: Callable[[str], None] | None = None
+) -> grouping_lib.Grouping:
     r"""Chooses at most `num_groups` groups maximising served group affinity.
 
     The problem `select_groups` solves, with a task's score in a group G
@@ -252,7 +256,7 @@ def select_groups_from_group_affinity(group_affinity, num_groups, *,
     return dataclasses.replace(result, estimated=tuple(flagged))
 
 
-def surrogate_fit(group_affinity):
+def surrogate_fit(group_affinity: pd.DataFrame) -> pd.DataFrame:
     """The surrogate's fit per target (`surrogate`'s DataFrame)."""
     tasks, measured = parse(group_affinity)
     return _fit(tasks, measured)[2]

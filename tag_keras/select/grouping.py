@@ -7,6 +7,7 @@ import dataclasses
 import math
 import numbers
 import types
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -354,19 +355,19 @@ def top_groupings(tasks, scores, num_groups, top):
 
 
 def select_groups(
-    affinity,
-    num_groups,
+    affinity: pd.DataFrame,
+    num_groups: int,
     *,
-    normalize=False,
-    allow_singletons=False,
-    max_group_size=None,
-    max_exact_tasks=16,
-    max_proven_tasks=24,
-    search_restarts=16,
-    time_limit=None,
-    progress=None,
-    top=1,
-):
+    normalize: bool = False,
+    allow_singletons: bool = False,
+    max_group_size: int | None = None,
+    max_exact_tasks: int = 16,
+    max_proven_tasks: int = 24,
+    search_restarts: int = 16,
+    time_limit: float | None = None,
+    progress: Callable[[str], None] | None = None,
+    top: int = 1,
+) -> "Grouping | list[Grouping]":
     r"""Chooses at most `num_groups` task groups that maximise served affinity.
 
     With tasks V, affinities Z (`affinity.loc[b, a]` = Z(b→a), row = source,

@@ -9,7 +9,9 @@ budget semantics and result type as `select_groups`. Pure NumPy/pandas.
 """
 
 import dataclasses
+import os
 import types
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -28,7 +30,7 @@ MAX_TASKS = _table.MAX_TASKS
 COLUMN_TYPES = {"group": str, "task": str}
 
 
-def read_performance(path):
+def read_performance(path: str | os.PathLike) -> pd.DataFrame:
     """Reads a `group,task,value` CSV (group = task names joined by `|`),
     the names as the strings written (`readers.read_table`)."""
     return readers.read_table(path, tuple(COLUMN_TYPES))
@@ -97,10 +99,13 @@ def group_losses(tasks, measured):
     return losses
 
 
-def select_groups_from_performance(performance, num_groups, *,
-                                   max_group_size=None,
-                                   half_size_singles=None, time_limit=None,
-                                   progress=None):
+def select_groups_from_performance(
+        performance: pd.DataFrame, num_groups: int, *,
+        max_group_size: int | None = None,
+        half_size_singles: pd.DataFrame | None = None,
+        time_limit: float | None = None,
+        progress: Callable[[str], None] | None = None
+) -> grouping_lib.Grouping:
     """Chooses at most `num_groups` networks minimising the served loss.
 
     The problem is the one `select_groups` solves, with each task's score

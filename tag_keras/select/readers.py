@@ -11,6 +11,8 @@ numbers, an empty value cell as NaN. Use these rather than a bare
 
 import csv
 import math
+import os
+from typing import Sequence
 
 import pandas as pd
 
@@ -27,7 +29,7 @@ class ReadError(ValueError):
     """A file cannot be read as the table expected; one line."""
 
 
-def read_affinity(path):
+def read_affinity(path: str | os.PathLike) -> pd.DataFrame:
     """An affinity matrix CSV (`affinity.csv`, `affinity_stderr.csv`).
 
     The first column holds the source task names (header `source`), the
@@ -58,7 +60,8 @@ def read_affinity(path):
     return frame
 
 
-def read_table(path, name_columns):
+def read_table(path: str | os.PathLike,
+               name_columns: Sequence[str]) -> pd.DataFrame:
     """A long table (`affinity_steps.csv`, `performance.csv`, ...).
 
     `name_columns` are kept as the strings written (never NaN); every

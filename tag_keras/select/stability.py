@@ -29,6 +29,7 @@ Pure NumPy and pandas, like the rest of `tag_keras.select`.
 """
 
 import dataclasses
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -129,8 +130,10 @@ def step_matrices(steps, tasks=None):
     return tasks, values
 
 
-def assess(steps, num_groups, *, tasks=None, resamples=200, block_size=None,
-           seed=0, **select_options):
+def assess(steps: pd.DataFrame, num_groups: int | Sequence[int], *,
+           tasks: Sequence[str] | None = None, resamples: int = 200,
+           block_size: int | None = None, seed: int = 0,
+           **select_options) -> dict:
     """Stability and verdict of `select_groups` for each budget.
 
     Args:

@@ -144,8 +144,10 @@ def served(trainer, groups, serve, split, metric="loss", seeds=None):
         for s in seeds])
 
 
-def decide(trainer, candidates, *, random=None, baselines=None, level=0.95,
-           resamples=2000, seed=0, metric="loss"):
+def decide(trainer, candidates: dict, *, random: dict | None = None,
+           baselines: dict | None = None, level: float = 0.95,
+           resamples: int = 2000, seed: int = 0,
+           metric: str = "loss") -> "Decision":
     """The validated decision for every budget.
 
     Args:
@@ -336,7 +338,7 @@ def decision_frame(decision):
     return pd.DataFrame(rows)
 
 
-def format_table(decision):
+def format_table(decision: "Decision") -> str:
     """The decision as a Markdown table, with a closing line."""
     metric = decision.all_tasks.metric
     lines = [
@@ -382,7 +384,8 @@ def _pm(mean, se):
     return f"{mean:.2f}" + ("" if not math.isfinite(se) else f" ± {se:.2f}")
 
 
-def write_decision(directory, decision, trainer, networks_name="results.csv"):
+def write_decision(directory: str | os.PathLike, decision: "Decision",
+                   trainer, networks_name: str = "results.csv") -> dict:
     """Writes `decision.json`, `decision.csv`, the per-network table
     (`results.csv`, or `networks_name`) and `decision.png` in `directory`;
     returns their paths, keyed by those names."""

@@ -7,6 +7,8 @@ their mean is the exact expectation; otherwise a uniform sample is used
 and the mean carries a sampling standard error.
 """
 
+from typing import Sequence
+
 import numpy as np
 
 
@@ -44,7 +46,8 @@ def all_partitions(tasks, num_groups):
     return list(extend(0, []))
 
 
-def random_partitions(tasks, num_groups, num_samples, seed):
+def random_partitions(tasks: Sequence[str], num_groups: int,
+                      num_samples: int, seed: int) -> tuple:
     """`(partitions, exact)`: partitions of `tasks` into `num_groups`
     non-empty groups for RG's expectation.
 
