@@ -6,7 +6,7 @@
 For each `--targets` task: its single-task network, the all-task network,
 `--aux_sets` networks of the target with `--aux_size` random other tasks,
 and the all-task network with PCGrad and with GradNorm, each measured
-every epoch by `tag_keras.diagnostics.TrajectoryLogger`, for `--seeds`
+every epoch by `tag_keras.callbacks.TrajectoryLogger`, for `--seeds`
 seeds; then the generalization gap at matched loss, the factor
 differences and the conflict correlations. The work and the files are
 `experiments.lib.trajectories.run`'s (resumable).

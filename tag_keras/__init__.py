@@ -8,11 +8,12 @@ Folders, in the order data flows through them:
 
 * `measure/`: TensorFlow side. `TaskAffinityModel`, its train step, the
   per-task gradients, the estimators and the accumulated state.
-* `callbacks.py`: `AffinityLogger` writes the matrices (CSV, TensorBoard).
+* `callbacks/`: the Keras callbacks, one file each: `AffinityLogger` (the
+  matrices as CSV, TensorBoard), `TrajectoryLogger`, `CandidateLogger`.
 * `select/`: NumPy side, never imports TensorFlow. `select_groups`, HOA,
   the solvers, the groups document and `tag-select`.
 * `mtl/`: training methods (`training_method=`), one per file.
-* `diagnostics/`: optimisation-trajectory measures and `TrajectoryLogger`.
+* `diagnostics/`: optimisation-trajectory measures.
 * `transfer/`: covariance similarity and SVD task weights.
 
 The selector needs only NumPy and SciPy and is imported eagerly; the names
@@ -36,6 +37,8 @@ from tag_keras.select import select_groups_from_performance  # noqa: E402
 _LAZY = {
     "AFFINITY_METHODS": ("tag_keras.measure.affinity", "METHODS"),
     "AffinityLogger": ("tag_keras.callbacks", "AffinityLogger"),
+    "TrajectoryLogger": ("tag_keras.callbacks", "TrajectoryLogger"),
+    "CandidateLogger": ("tag_keras.callbacks", "CandidateLogger"),
     "AffinityMeter": ("tag_keras.measure.custom_loop", "AffinityMeter"),
     # Public home of the Keras 3.15 multi-worker fixes (they override
     # private trainer hooks, so they live with the other Keras internals).
@@ -48,12 +51,14 @@ __all__ = [
     "AFFINITY_METHODS",
     "AffinityLogger",
     "AffinityMeter",
+    "CandidateLogger",
     "DirectoryInUseError",
     "Grouping",
     "MultiWorkerFixes",
     "Selection",
     "TaskAffinityModel",
     "TaskGradients",
+    "TrajectoryLogger",
     "choose_groups",
     "select_groups",
     "select_groups_from_group_affinity",

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tag_keras import diagnostics
+from tag_keras.callbacks import TrajectoryLogger
 
 
 def _sigmoid(z):
@@ -261,7 +262,7 @@ def test_no_measure_writes_weights_statistics_or_optimizer_state():
         diagnostics.fisher_trace(model, (x, y), task)
         diagnostics.gradient_coherence(model, (x, y), task)
     diagnostics.gradient_conflict(model, (x, y))
-    logger = diagnostics.TrajectoryLogger("unused", (x, y), (x, y))
+    logger = TrajectoryLogger("unused", (x, y), (x, y))
     logger.set_model(model)
     logger.measure()
     for old, new in zip(before, model.variables):
@@ -289,10 +290,10 @@ def test_bad_inputs_get_one_line_errors():
          "Received: data of type list"),
         (lambda: diagnostics.gradient_conflict(model, (x, y)),
          "share weights"),
-        (lambda: diagnostics.TrajectoryLogger("d", (x, y), (x, y),
+        (lambda: TrajectoryLogger("d", (x, y), (x, y),
                                               measures=("speed",)),
          "Received: measures=\\('speed',\\)"),
-        (lambda: diagnostics.TrajectoryLogger("d", (x, y), (x, y),
+        (lambda: TrajectoryLogger("d", (x, y), (x, y),
                                               every_n_epochs=0),
          "Received: every_n_epochs=0"),
     ]
@@ -392,7 +393,7 @@ def test_trajectory_logger_writes_rows_events_and_resumes(tmp_path):
         "float32")
     test = tf.data.Dataset.from_tensor_slices((x[:20], {
         t: v[:20] for t, v in y.items()})).batch(8)
-    logger = diagnostics.TrajectoryLogger(
+    logger = TrajectoryLogger(
         tmp_path, _Batches(x, y, 16), test, every_n_epochs=2,
         validation_data=(x[20:], {t: v[20:] for t, v in y.items()}),
         sharpness_steps=2)

@@ -8,6 +8,7 @@ import pytest
 import tag_keras
 from tag_keras import mtl
 from tag_keras.mtl import it_mtl
+from tag_keras.callbacks import CandidateLogger
 from tests import reference
 
 TASKS = reference.TASKS
@@ -166,7 +167,7 @@ def test_leave_one_out_and_subset_candidates():
 def test_candidate_logger_writes_each_epochs_wins(tmp_path):
     strategy = mtl.ITMTL(["all", "pcgrad", "a"])
     path = tmp_path / "logs" / "candidates.csv"
-    _fit(strategy, epochs=2, callbacks=[mtl.CandidateLogger(path)])
+    _fit(strategy, epochs=2, callbacks=[CandidateLogger(path)])
     frame = pd.read_csv(path)
     assert list(frame.columns) == ["epoch", "steps", "all", "pcgrad", "a"]
     assert list(frame["epoch"]) == [0, 1]
@@ -206,7 +207,7 @@ def test_bad_configurations_are_clear_errors():
     x, y, _ = reference.data()
     with pytest.raises(ValueError, match="CandidateLogger"):
         model.fit(x, y, verbose=0,
-                  callbacks=[mtl.CandidateLogger("/nonexistent/c.csv")])
+                  callbacks=[CandidateLogger("/nonexistent/c.csv")])
 
 
 def test_is_exported():

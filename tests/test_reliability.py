@@ -46,7 +46,7 @@ def test_files_get_the_umask_mode_without_touching_the_umask(tmp_path,
 
 
 def test_tensorboard_tags_of_different_pairs_never_collide():
-    from tag_keras import callbacks
+    from tag_keras.callbacks import affinity_logger as callbacks
 
     def tag(source, target):
         return f"affinity/{callbacks._tag(source)}->{callbacks._tag(target)}"

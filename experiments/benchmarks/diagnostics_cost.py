@@ -67,7 +67,7 @@ def _fit_seconds(data, epochs, callbacks):
 def main(argv):
     del argv
     from experiments import data as data_lib
-    from tag_keras import diagnostics
+    from tag_keras import callbacks as callbacks_lib
     from tag_keras import _data
     from tag_keras.diagnostics import _task
     from tag_keras.diagnostics import conflict
@@ -130,7 +130,7 @@ def main(argv):
         for index, (name, kwargs) in enumerate(settings):
             seconds = []
             for count in (epochs, 2 * epochs):
-                logger = diagnostics.TrajectoryLogger(
+                logger = callbacks_lib.TrajectoryLogger(
                     os.path.join(directory, f"{index}_{count}"), source,
                     test, tensorboard=False, **kwargs)
                 seconds.append(_fit_seconds(data, count, [logger]))

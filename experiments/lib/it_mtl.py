@@ -104,7 +104,9 @@ def train_method(data, config, method, out_dir):
                   "affinity_every_n_steps": 0,
                   "training_method": training_method}
         if isinstance(training_method, mtl.ITMTL):
-            callbacks.append(mtl.CandidateLogger(
+            from tag_keras.callbacks import CandidateLogger
+
+            callbacks.append(CandidateLogger(
                 _candidates_path(out_dir, method.name, config.seed)))
     result, _ = training.train_network(data, config, callbacks=callbacks,
                                        **kwargs)

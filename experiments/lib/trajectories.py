@@ -4,7 +4,7 @@ The trajectory paper's setup (Mueller, Dredze and Andrews, TMLR 2024) on
 a bundled dataset: for each target task, the single-task network (STL),
 the all-task network (MTL), networks of the target with random auxiliary
 task sets (AUX<k>), and the all-task network trained with PCGrad and with
-GradNorm; each with `tag_keras.diagnostics.TrajectoryLogger` on the
+GradNorm; each with `tag_keras.callbacks.TrajectoryLogger` on the
 target tasks every epoch, for several seeds. Networks train for a fixed
 number of epochs (no early stopping: a trajectory needs its whole path).
 
@@ -98,11 +98,11 @@ def train_run(data, config, run, log_dir, *, max_samples=512,
         `{target: final test error}`.
     """
     import tag_keras
-    from tag_keras import diagnostics
     from tag_keras import mtl
+    from tag_keras.callbacks import TrajectoryLogger
 
     group = data.select_tasks(run.tasks)
-    logger = diagnostics.TrajectoryLogger(
+    logger = TrajectoryLogger(
         log_dir, group.batches("train", 256), group.batches("test", 512),
         tasks=run.targets,
         validation_data=group.batches("validation", 512),

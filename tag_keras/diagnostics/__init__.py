@@ -17,15 +17,15 @@ in its training set S_k.
 * `fisher_trace`: trace of the Fisher information (exact for
   classifiers).
 * `gradient_coherence`: trace of the per-example gradient covariance.
-* `TrajectoryLogger`: all of them (and loss, error) every n epochs, to
-  `trajectory.csv` and TensorBoard.
+* `tag_keras.callbacks.TrajectoryLogger` records all of them (and loss,
+  error) every n epochs, to `trajectory.csv` and TensorBoard.
 * `generalization_gap`, `summarize`: two trajectories compared at matched
   training loss; the paper's per-run summaries.
 * `loss_along_updates`, `loss_surface`: loss landscapes around the weights
   (the transference paper, section 4.2).
 
 Under `tf.distribute` the measures run on the chief's copy of the
-variables (`TrajectoryLogger` measures on the chief only).
+variables (the `TrajectoryLogger` measures on the chief only).
 
 References:
     Mueller, Dredze and Andrews, "Can Optimization Trajectories Explain
@@ -42,11 +42,9 @@ from tag_keras.diagnostics.per_example import fisher_trace
 from tag_keras.diagnostics.per_example import gradient_coherence
 from tag_keras.diagnostics.worst_case import sharpness
 from tag_keras.diagnostics.trajectory import MEASURES
-from tag_keras.diagnostics.trajectory import TrajectoryLogger
 
 __all__ = [
     "MEASURES",
-    "TrajectoryLogger",
     "fisher_trace",
     "generalization_gap",
     "gradient_coherence",

@@ -9,8 +9,8 @@
 - `SVDTaskWeights`: task-loss weights from Algorithm 2 of Wu et al.
   (`tag_keras.transfer.svd_task_weights`), recomputed every n epochs.
 - `ITMTL`: picks each step's shared update among candidate gradients by
-  lookahead affinity (or its first-order approximation); `CandidateLogger`
-  writes which candidate won.
+  lookahead affinity (or its first-order approximation);
+  `tag_keras.callbacks.CandidateLogger` writes which candidate won.
 
 One method per file, one protocol (`base.TrainingMethod`): `weight_losses`,
 `combine(gradients, context)` on the step's `TaskGradients`, `update`.
@@ -24,7 +24,6 @@ never `tag_keras.measure` (which drives the methods) or `tag_keras.select`.
 from tag_keras.mtl.base import StepContext
 from tag_keras.mtl.base import TrainingMethod
 from tag_keras.mtl.gradnorm import GradNorm
-from tag_keras.mtl.it_mtl import CandidateLogger
 from tag_keras.mtl.it_mtl import ITMTL
 from tag_keras.mtl.mgda import MGDA
 from tag_keras.mtl.pcgrad import PCGrad
@@ -32,7 +31,7 @@ from tag_keras.mtl.svd_weights import SVDTaskWeights
 from tag_keras.mtl.uncertainty import UncertaintyWeights
 
 __all__ = [
-    "CandidateLogger", "GradNorm", "ITMTL", "MGDA", "PCGrad",
+    "GradNorm", "ITMTL", "MGDA", "PCGrad",
     "SVDTaskWeights",
     "StepContext", "TrainingMethod",
     "UncertaintyWeights",

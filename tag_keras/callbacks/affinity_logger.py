@@ -1,4 +1,30 @@
-"""AffinityLogger: the affinity matrices as CSV files and TensorBoard events."""
+"""AffinityLogger: the affinity matrices as CSV files and TensorBoard events.
+
+Files (row = source task, column = target task):
+
+* `affinity.csv`: the training-level mean matrix, first column `source`,
+  replaced atomically at every epoch end and at the end of training.
+* `affinity_stderr.csv`: the standard error of each mean (standard
+  deviation, ddof = 1, of the per-step values over the square root of
+  their count; NaN below two steps), same layout, at every epoch end.
+* `group_affinity.csv`, when the model measures group sources
+  (`affinity_sources`, `affinity_random_subsets`):
+  `sources,target,affinity,count,stderr` for every measured source,
+  single tasks and groups (names joined by `|`), replaced atomically at
+  every epoch end; what `tag-select --group_affinity` reads.
+* `affinity_epochs.csv`: `epoch,source,target,affinity`, one row per pair
+  measured in the epoch (pairs never measured in an epoch are left out).
+* `affinity_steps.csv`: `step,epoch,source,target,affinity` for every
+  measured step (skipped pairs left out); `write_steps=False` turns it
+  off. With `steps_per_execution > 1` only the last measured step of
+  each execution is visible to callbacks.
+* `affinity.png` at the end of training: the matrix (diverging colours
+  centred at 0, values written for up to 12 tasks) beside its view
+  centred per target column, which is what the grouping compares;
+  `figure=False` turns it off.
+* TensorBoard events: scalars `affinity/<source>-><target>` per epoch and
+  a heatmap image `affinity/matrix`.
+"""
 
 import math
 import os
@@ -26,30 +52,7 @@ _FIGURE = "affinity.png"
 class AffinityLogger(keras.callbacks.Callback):
     """Writes a `TaskAffinityModel`'s affinities to `log_dir` during `fit`.
 
-    Files (row = source task, column = target task):
-
-    * `affinity.csv`: the training-level mean matrix, first column `source`,
-      replaced atomically at every epoch end and at the end of training.
-    * `affinity_stderr.csv`: the standard error of each mean (standard
-      deviation, ddof = 1, of the per-step values over the square root of
-      their count; NaN below two steps), same layout, at every epoch end.
-    * `group_affinity.csv`, when the model measures group sources
-      (`affinity_sources`, `affinity_random_subsets`):
-      `sources,target,affinity,count,stderr` for every measured source,
-      single tasks and groups (names joined by `|`), replaced atomically at
-      every epoch end; what `tag-select --group_affinity` reads.
-    * `affinity_epochs.csv`: `epoch,source,target,affinity`, one row per pair
-      measured in the epoch (pairs never measured in an epoch are left out).
-    * `affinity_steps.csv`: `step,epoch,source,target,affinity` for every
-      measured step (skipped pairs left out); `write_steps=False` turns it
-      off. With `steps_per_execution > 1` only the last measured step of
-      each execution is visible to callbacks.
-    * `affinity.png` at the end of training: the matrix (diverging colours
-      centred at 0, values written for up to 12 tasks) beside its view
-      centred per target column, which is what the grouping compares;
-      `figure=False` turns it off.
-    * TensorBoard events: scalars `affinity/<source>-><target>` per epoch and
-      a heatmap image `affinity/matrix`.
+    The files are listed in the module docstring.
 
     Rows are flushed as they are written. When training resumes (e.g. with
     `keras.callbacks.BackupAndRestore`) at epoch e, rows of epochs >= e,
@@ -149,10 +152,10 @@ class AffinityLogger(keras.callbacks.Callback):
             self._last_step = None if last is None else last[0]
             self._seen = None
             os.makedirs(self.log_dir, exist_ok=True)
-            self._files = {_EPOCHS: self._open(_EPOCHS, epoch)}
+            self._files = _Rows(self.log_dir)
+            self._files.open(_EPOCHS, epoch)
             if self.write_steps:
-                self._files[_STEPS] = self._open(_STEPS, epoch,
-                                                 self._last_step)
+                self._files.open(_STEPS, epoch, self._last_step)
 
     def on_train_batch_end(self, batch, logs=None):
         if not (self._active and self.write_steps and self._files
@@ -168,20 +171,20 @@ class AffinityLogger(keras.callbacks.Callback):
         if last is None or last[0] == self._last_step:
             return
         self._last_step, frame = last
-        self._write_rows(_STEPS, [self._last_step, self._epoch], frame)
+        self._files.write(_STEPS, [self._last_step, self._epoch], frame)
 
     def on_epoch_end(self, epoch, logs=None):
         if not (self._active and self._files):
             return
         frame = self.model.epoch_affinity
         if frame is not None:
-            self._write_rows(_EPOCHS, [epoch], frame)
+            self._files.write(_EPOCHS, [epoch], frame)
             if self._events is not None:
                 self._events.write(epoch, frame)
         self.affinity = self.model.fit_affinity
         if self.affinity is not None:
-            self._write_matrix(self.affinity)
-            self._write_matrix(self.model.affinity_stderr(), _STDERR)
+            _write_matrix(self.log_dir, self.affinity)
+            _write_matrix(self.log_dir, self.model.affinity_stderr(), _STDERR)
             if self.model.group_sources is not None:
                 _files.replace_atomically(
                     os.path.join(self.log_dir, _GROUPS),
@@ -193,8 +196,8 @@ class AffinityLogger(keras.callbacks.Callback):
                 self.figure):
             figures.write_affinity_png(
                 self.affinity, os.path.join(self.log_dir, _FIGURE))
-        for handle in (self._files or {}).values():
-            handle.close()
+        if self._files is not None:
+            self._files.close()
         self._files = None
         if self._events is not None:
             self._events.close()
@@ -204,7 +207,14 @@ class AffinityLogger(keras.callbacks.Callback):
 
     # ------------------------------------------------------------------
 
-    def _open(self, name, epoch, last_step=None):
+class _Rows:
+    """The two row files of a log directory, opened for one run."""
+
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self.handles = {}
+
+    def open(self, name, epoch, last_step=None):
         """`name` as a `RowFile`, keeping only rows already measured.
 
         Kept: rows of epochs before `epoch` and, for the step file, of
@@ -224,18 +234,25 @@ class AffinityLogger(keras.callbacks.Callback):
                 return int(row[0]) < epoch and math.isfinite(float(row[3]))
             fresh = epoch == 0
         # A fresh run starts the file anew without reading what was there.
-        return _files.RowFile(os.path.join(self.log_dir, name), header,
-                              None if fresh else keep)
+        self.handles[name] = _files.RowFile(
+            os.path.join(self.log_dir, name), header, None if fresh else keep)
 
-    def _write_rows(self, name, prefix, frame):
-        self._files[name].write(
+    def write(self, name, prefix, frame):
+        """One row per finite (source, target) value of `frame`."""
+        self.handles[name].write(
             [*prefix, source, target, repr(float(frame.loc[source, target]))]
             for source in frame.index for target in frame.columns
             if np.isfinite(frame.loc[source, target]))
 
-    def _write_matrix(self, frame, name=_MATRIX):
-        _files.replace_atomically(os.path.join(self.log_dir, name),
-                                  frame.to_csv(index_label="source"))
+    def close(self):
+        for handle in self.handles.values():
+            handle.close()
+        self.handles = {}
+
+
+def _write_matrix(log_dir, frame, name=_MATRIX):
+    _files.replace_atomically(os.path.join(log_dir, name),
+                              frame.to_csv(index_label="source"))
 
 
 def _strategy(owner):

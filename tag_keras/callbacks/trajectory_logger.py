@@ -1,0 +1,236 @@
+"""TrajectoryLogger: the trajectory measures of every task during `fit`."""
+
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tag_keras import _distribute
+from tag_keras import _files
+from tag_keras import _data
+from tag_keras.diagnostics._task import TaskView
+from tag_keras.diagnostics.conflict import _check_positive
+from tag_keras.diagnostics.conflict import gradient_conflict_of
+from tag_keras.diagnostics.evaluation import losses_and_errors
+from tag_keras.diagnostics.per_example import fisher_trace_of
+from tag_keras.diagnostics.per_example import gradient_coherence_of
+from tag_keras.diagnostics.trajectory import MEASURES
+from tag_keras.diagnostics.worst_case import sharpness_of
+
+_FILE = "trajectory.csv"
+
+
+class TrajectoryLogger(keras.callbacks.Callback):
+    """Writes each task's optimisation-trajectory measures during `fit`.
+
+    Every `every_n_epochs` epochs (at the end of epochs n, 2n, …, counted
+    from one) it writes, for each task, one row per value to
+    `trajectory.csv` (`epoch,task,measure,value`, flushed per row) and a
+    TensorBoard scalar `<measure>/<task>`. The `measures` groups write:
+
+    * `"loss"`: `loss` (training loss on the task's labelled examples
+      among the first `max_samples` training examples) and `test_loss`
+      (the same on the test data); with `validation_data`, `val_loss`.
+    * `"error"`: `error` (test error), `train_error`, and `val_error` with
+      `validation_data`; classification and multi-label heads only (the
+      share of wrong unit decisions for the latter; see
+      `tag_keras.diagnostics.fisher_trace` for how they are recognised).
+    * `"conflict"`: `conflict` (mean cosine to the uniform multi-task
+      gradient), `conflict_rate` and `norm_ratio`
+      (`gradient_conflict`), for models with two or more tasks.
+    * `"sharpness"`, `"fisher"`, `"coherence"`: `sharpness`,
+      `fisher_trace` (exact for classifiers and multi-label heads, else
+      `fisher_samples` draws)
+      and `gradient_coherence` on the training examples.
+
+    Losses are the compiled per-task losses without `loss_weights`, in
+    inference mode; nothing is written to the model. Rows are flushed as
+    they are written; a run resumed at epoch e drops the rows of epochs
+    >= e before appending (as `AffinityLogger`). Under a multi-worker
+    strategy only the chief measures and writes.
+
+    Args:
+        log_dir: Directory for `trajectory.csv` and the events.
+        train_data: Training data (arrays `(x, y)`, a batched dataset or a
+            PyDataset); its first `max_samples` labelled examples per task
+            are read once, at the first measurement.
+        test_data: Test data, read the same way.
+        every_n_epochs: Measure every this many epochs.
+        measures: Which of `MEASURES` to write.
+        tasks: The tasks to measure (default: all; conflict's multi-task
+            gradient always sums every task).
+        validation_data: Optional validation data (for `val_loss`,
+            `val_error`: the paper picks checkpoints by validation).
+        max_samples: Examples per task read from each data set (2048 in
+            the paper).
+        rho: `sharpness`'s radius.
+        sharpness_steps: `sharpness`'s ascent steps.
+        sharpness_batch_size: `sharpness`'s batch size.
+        fisher_batch_size: `fisher_trace`'s batch size.
+        fisher_samples: `fisher_trace`'s number of samples.
+        coherence_batch_size: `gradient_coherence` batch size.
+        tensorboard: Whether to write TensorBoard events.
+
+    Example:
+
+    ```python
+    logger = tag_keras.callbacks.TrajectoryLogger(
+        "runs/mtl", (x_train, y_train), (x_test, y_test))
+    model.fit(x_train, y_train, epochs=20, callbacks=[logger])
+    pd.read_csv("runs/mtl/trajectory.csv")
+    ```
+    """
+
+    def __init__(self, log_dir, train_data, test_data, every_n_epochs=1,
+                 measures=MEASURES, *, tasks=None, validation_data=None,
+                 max_samples=2048,
+                 rho=1e-3, sharpness_steps=20, sharpness_batch_size=128,
+                 fisher_batch_size=16, fisher_samples=8,
+                 coherence_batch_size=16, tensorboard=True):
+        super().__init__()
+        if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
+            raise ValueError("`log_dir` must be a non-empty directory path. "
+                             f"Received: log_dir={log_dir!r}.")
+        _data.check_data(train_data, "train_data")
+        _data.check_data(test_data, "test_data")
+        if validation_data is not None:
+            _data.check_data(validation_data, "validation_data")
+        _check_positive("every_n_epochs", every_n_epochs)
+        _check_positive("max_samples", max_samples)
+        measures = (measures,) if isinstance(measures, str) else tuple(
+            measures)
+        unknown = [m for m in measures if m not in MEASURES]
+        if unknown or not measures:
+            raise ValueError(
+                f"`measures` must name one or more of {MEASURES}. Received: "
+                f"measures={measures!r}.")
+        self.log_dir = os.fspath(log_dir)
+        self.every_n_epochs = every_n_epochs
+        self.measures = measures
+        self.tasks = None if tasks is None else list(tasks)
+        self._data = {"train": train_data, "test": test_data,
+                      "val": validation_data}
+        self.max_samples = max_samples
+        self._settings = dict(
+            rho=float(rho), sharpness_steps=sharpness_steps,
+            sharpness_batch_size=sharpness_batch_size,
+            fisher_batch_size=fisher_batch_size,
+            fisher_samples=fisher_samples,
+            coherence_batch_size=coherence_batch_size)
+        self.tensorboard = tensorboard
+        self._view = self._examples = self._conflict_batches = None
+        self._tasks = self._splits = None
+        self._file = self._writer = None
+        self._active = False
+
+    def on_train_begin(self, logs=None):
+        self._active = _distribute.is_chief(self.model.distribute_strategy)
+        self._file = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._active and self._file is None:
+            os.makedirs(self.log_dir, exist_ok=True)
+            self._file = _files.RowFile(
+                os.path.join(self.log_dir, _FILE),
+                ["epoch", "task", "measure", "value"],
+                lambda row: int(row[0]) < epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._active or (epoch + 1) % self.every_n_epochs:
+            return
+        if self._file is None:
+            self.on_epoch_begin(epoch)
+        values = self.measure()
+        self._file.write([epoch, task, name, repr(value)]
+                         for (task, name), value in values.items())
+        if self.tensorboard:
+            self._write_events(epoch, values)
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def measure(self):
+        """`{(task, measure): value}` at the model's current weights."""
+        self._prepare()
+        view, settings, values = self._view, self._settings, {}
+        names = {"train": ("loss", "train_error"),
+                 "test": ("test_loss", "error"),
+                 "val": ("val_loss", "val_error")}
+        if {"loss", "error"} & set(self.measures):
+            for split, (x, y) in self._splits.items():
+                results = losses_and_errors(view, self._tasks, x, y)
+                for task, (loss, error) in results.items():
+                    loss_name, error_name = names[split]
+                    if "loss" in self.measures:
+                        values[task, loss_name] = loss
+                    if "error" in self.measures and not np.isnan(error):
+                        values[task, error_name] = error
+        for task in self._tasks:
+            if not {"sharpness", "fisher", "coherence"} & set(self.measures):
+                break
+            train_x, train_y = self._examples[task]
+            if "sharpness" in self.measures:
+                values[task, "sharpness"] = sharpness_of(
+                    view, task, train_x, train_y, settings["rho"],
+                    settings["sharpness_batch_size"],
+                    settings["sharpness_steps"])
+            if "fisher" in self.measures:
+                exact = view.is_classifier(task) or view.is_multi_label(task)
+                samples = None if exact else settings["fisher_samples"]
+                values[task, "fisher"] = fisher_trace_of(
+                    view, task, train_x, settings["fisher_batch_size"],
+                    samples)
+            if "coherence" in self.measures:
+                values[task, "coherence"] = gradient_coherence_of(
+                    view, task, train_x, train_y,
+                    settings["coherence_batch_size"])
+        if "conflict" in self.measures and self._conflict_batches:
+            frame = gradient_conflict_of(view, self._conflict_batches,
+                                         self._tasks)
+            for task, row in frame.iterrows():
+                for column, name in (("cosine_to_total", "conflict"),
+                                     ("conflict_rate", "conflict_rate"),
+                                     ("norm_ratio", "norm_ratio")):
+                    values[task, name] = float(row[column])
+        return {key: float(v) for key, v in values.items()
+                if not math.isnan(v)}
+
+    def _prepare(self):
+        if self._view is not None:
+            return
+        view = TaskView(self.model, self._data["train"])
+        self._tasks = view.tasks if self.tasks is None else self.tasks
+        for task in self._tasks:
+            view.check_task(task, "tasks")
+        # Loss and error: the first `max_samples` examples of each split,
+        # every task evaluated in one forward pass.
+        self._splits = {
+            split: _data.examples(data, view.tasks, self.max_samples)
+            for split, data in self._data.items() if data is not None}
+        self._examples = {}
+        if {"sharpness", "fisher", "coherence"} & set(self.measures):
+            self._examples = {
+                task: _data.task_examples(self._data["train"], view.tasks,
+                                          task, self.max_samples)
+                for task in self._tasks}
+        if len(view.tasks) >= 2 and view.shared_variables:
+            batch = self._settings["sharpness_batch_size"]
+            self._conflict_batches = list(_data.batches(
+                self._data["train"], batch, view.tasks,
+                max(1, self.max_samples // batch)))
+        self._view = view
+
+    def _write_events(self, epoch, values):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default(step=epoch):
+            for (task, name), value in values.items():
+                tf.summary.scalar(f"{name}/{task}", np.float32(value))
+        self._writer.flush()
