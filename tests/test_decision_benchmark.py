@@ -177,3 +177,15 @@ def test_derived_rows_add_the_point_estimate_decider_once():
     assert len(added) == 3
     assert all(r["answer"] == "split" and r["right"] for r in added)
     assert len(report.derived_rows(derived)) == len(derived)
+
+
+def test_the_calibration_figure_draws_deciders_missing_on_some_sets(
+        tmp_path):
+    rows = report.answer_rows(("a", "b"), _units(), _totals)
+    for row in rows:
+        row["task_set"] = "toy"
+    other = [dict(r, task_set="old") for r in rows
+             if r["decider"] != "validated decision (error)"]
+    path = tmp_path / "calibration.png"
+    report.plot_calibration(report.calibration(rows + other), path)
+    assert path.stat().st_size > 0

@@ -119,7 +119,13 @@ def calibration(rows):
                            else float("nan")),
             "split_truly_better": int(part.split_better.sum()),
             "cases": len(part)})
-    return pd.DataFrame(out)
+    out = pd.DataFrame(out)
+    sets = list(dict.fromkeys(frame.task_set)) + ["all"]
+    order = {d: i for i, d in enumerate(DECIDERS)}
+    return out.sort_values(
+        ["task_set", "decider"], key=lambda c: c.map(
+            {s: i for i, s in enumerate(sets)} if c.name == "task_set"
+            else order), kind="stable").reset_index(drop=True)
 
 
 def quality(task_set_name, units, totals, random, tasks):
@@ -188,6 +194,8 @@ def plot_calibration(calibration, path):
         for offset, kind, colour in ((-width / 2, "split", "tab:orange"),
                                      (width / 2, "keep", "tab:blue")):
             for i, name in enumerate(sets):
+                if name not in part.index:  # not measured for this one
+                    continue
                 row = part.loc[name]
                 answers, right = row[f"{kind}_answers"], row[f"{kind}_right"]
                 if not answers:
