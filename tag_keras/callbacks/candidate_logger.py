@@ -1,5 +1,7 @@
 """CandidateLogger: how often each IT-MTL candidate won, per epoch."""
 
+from __future__ import annotations
+
 import os
 
 import keras
@@ -21,7 +23,7 @@ class CandidateLogger(keras.callbacks.Callback):
             starting a new file.
     """
 
-    def __init__(self, path, append=False):
+    def __init__(self, path: str | os.PathLike, append: bool = False):
         super().__init__()
         self.path = os.fspath(path)
         self.append = append

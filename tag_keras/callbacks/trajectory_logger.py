@@ -1,5 +1,9 @@
 """TrajectoryLogger: the trajectory measures of every task during `fit`."""
 
+from __future__ import annotations
+
+from typing import Any, Sequence
+
 import math
 import os
 
@@ -83,12 +87,15 @@ class TrajectoryLogger(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, log_dir, train_data, test_data, every_n_epochs=1,
-                 measures=MEASURES, *, tasks=None, validation_data=None,
-                 max_samples=2048,
-                 rho=1e-3, sharpness_steps=20, sharpness_batch_size=128,
-                 fisher_batch_size=16, fisher_samples=8,
-                 coherence_batch_size=16, tensorboard=True):
+    def __init__(self, log_dir: str | os.PathLike, train_data: Any,
+                 test_data: Any, every_n_epochs: int = 1,
+                 measures: Sequence[str] = MEASURES, *,
+                 tasks: Sequence[str] | None = None,
+                 validation_data: Any = None, max_samples: int = 2048,
+                 rho: float = 1e-3, sharpness_steps: int = 20,
+                 sharpness_batch_size: int = 128, fisher_batch_size: int = 16,
+                 fisher_samples: int | None = 8,
+                 coherence_batch_size: int = 16, tensorboard: bool = True):
         super().__init__()
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
             raise ValueError("`log_dir` must be a non-empty directory path. "

@@ -1,5 +1,9 @@
 """Gradient conflict: each task's gradient against the multi-task update."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
 import numpy as np
 import pandas as pd
 import tensorflow as tf
@@ -9,9 +13,14 @@ from tag_keras import _data
 from tag_keras.diagnostics._task import TaskView
 from tag_keras.diagnostics._task import batch_function
 
+if TYPE_CHECKING:  # for annotations only
+    import keras
 
-def gradient_conflict(model, data, tasks=None, max_batches=200,
-                      batch_size=128):
+
+def gradient_conflict(model: keras.Model, data: Any,
+                      tasks: Sequence[str] | None = None,
+                      max_batches: int = 200,
+                      batch_size: int = 128) -> pd.DataFrame:
     """How much each task's shared-weight gradient conflicts with the rest.
 
     On each batch, g_k is task k's gradient of the shared weights (those

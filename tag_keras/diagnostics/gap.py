@@ -1,5 +1,7 @@
 """Comparing trajectories at matched training loss, and their summaries."""
 
+from __future__ import annotations
+
 import os
 
 import numpy as np
@@ -8,7 +10,9 @@ import pandas as pd
 _COLUMNS = ["epoch", "task", "measure", "value"]
 
 
-def read_trajectory(trajectory):
+def read_trajectory(
+        trajectory: str | os.PathLike | pd.DataFrame
+) -> pd.DataFrame:
     """A trajectory as a DataFrame `epoch,task,measure,value`.
 
     Args:
@@ -52,8 +56,11 @@ def series(trajectory, task, measure):
     return rows.groupby("epoch")["value"].last().sort_index()
 
 
-def generalization_gap(trajectory_a, trajectory_b, task, bins=20,
-                       loss="loss", metric="error", early=(2, 5), end=3):
+def generalization_gap(trajectory_a: str | os.PathLike | pd.DataFrame,
+                       trajectory_b: str | os.PathLike | pd.DataFrame,
+                       task: str, bins: int = 20, loss: str = "loss",
+                       metric: str = "error", early: tuple[int, int] = (2, 5),
+                       end: int = 3) -> pd.DataFrame:
     """Test metric of two trajectories compared at equal training loss.
 
     The training-loss range both trajectories cover together is cut into
@@ -117,7 +124,8 @@ def generalization_gap(trajectory_a, trajectory_b, task, bins=20,
     return frame
 
 
-def summarize(trajectory, task, best=10, last=20, largest=20):
+def summarize(trajectory: str | os.PathLike | pd.DataFrame, task: str,
+              best: int = 10, last: int = 20, largest: int = 20) -> dict:
     """One number per measure, as the paper's footnote summarises a run.
 
     * `generalization`: mean test `error` of the `best` checkpoints with

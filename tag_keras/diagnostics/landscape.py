@@ -5,6 +5,10 @@ through `stateless_call` in inference mode: nothing the model owns is
 written.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import pandas as pd
 import tensorflow as tf
@@ -12,9 +16,13 @@ import tensorflow as tf
 from tag_keras import _data
 from tag_keras.diagnostics._task import TaskView
 
+if TYPE_CHECKING:  # for annotations only
+    import keras
 
-def loss_along_updates(model, data, learning_rate=None, extent=3.0,
-                       points=31):
+
+def loss_along_updates(model: keras.Model, data: Any,
+                       learning_rate: float | None = None, extent: float = 3.0,
+                       points: int = 31) -> pd.DataFrame:
     """Each task's loss along the shared update of each task's gradient.
 
     For every source s (each task, and `"total"`: the sum of the task
@@ -68,7 +76,8 @@ def loss_along_updates(model, data, learning_rate=None, extent=3.0,
     return pd.DataFrame(rows, columns=["source", "step", "target", "loss"])
 
 
-def loss_surface(model, data, span=0.1, points=21, seed=0):
+def loss_surface(model: keras.Model, data: Any, span: float = 0.1,
+                 points: int = 21, seed: int = 0) -> pd.DataFrame:
     """Each task's loss on the plane of two filter-normalised directions.
 
     Two random Gaussian directions over every trainable variable, each

@@ -6,6 +6,10 @@ the task's compiled loss per example without `loss_weights`, on up to
 Per-example gradients come from one vectorised Jacobian per batch.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import tensorflow as tf
 from keras import tree
@@ -15,13 +19,17 @@ from tag_keras.diagnostics._task import TaskView
 from tag_keras.diagnostics._task import batch_function
 from tag_keras.diagnostics.conflict import _check_positive
 
+if TYPE_CHECKING:  # for annotations only
+    import keras
+
 #: Variance of the Gaussian whose negative log-likelihood is the squared
 #: error up to a constant: N(f(x), 1/2).
 _SQUARED_ERROR_VARIANCE = 0.5
 
 
-def fisher_trace(model, data, task, batch_size=16, max_samples=2048,
-                 samples=None, seed=0):
+def fisher_trace(model: keras.Model, data: Any, task: str,
+                 batch_size: int = 16, max_samples: int = 2048,
+                 samples: int | None = None, seed: int = 0) -> float:
     """The trace of the empirical-model Fisher information of task k.
 
     F = E_{x ∈ S_k, ŷ ∼ f(x)} ‖∇θ ℓ(f(x), ŷ)‖² with ŷ drawn from the
@@ -88,7 +96,9 @@ def fisher_trace_of(view, task, x, batch_size, samples=None, seed=0):
     return total / len(y)
 
 
-def gradient_coherence(model, data, task, batch_size=128, max_samples=2048):
+def gradient_coherence(model: keras.Model, data: Any, task: str,
+                       batch_size: int = 128,
+                       max_samples: int = 2048) -> float:
     """The trace of the per-example gradient covariance of task k.
 
     E_{(x, y) ∈ S_k} ‖∇θ ℓ(x, y) − ∇θ L_k‖², with L_k the mean loss over

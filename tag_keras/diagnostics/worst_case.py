@@ -1,5 +1,9 @@
 """Worst-case sharpness: elementwise-adaptive ℓ∞ sharpness of a task."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import tensorflow as tf
 
@@ -8,9 +12,13 @@ from tag_keras.diagnostics._task import TaskView
 from tag_keras.diagnostics._task import batch_function
 from tag_keras.diagnostics.conflict import _check_positive
 
+if TYPE_CHECKING:  # for annotations only
+    import keras
 
-def sharpness(model, data, task, rho=1e-3, batch_size=128, max_samples=2048,
-              steps=20):
+
+def sharpness(model: keras.Model, data: Any, task: str, rho: float = 1e-3,
+              batch_size: int = 128, max_samples: int = 2048,
+              steps: int = 20) -> float:
     """E_B max_{|ε| ≤ ρ|θ| elementwise} L_k^B(θ + ε) − L_k^B(θ).
 
     θ = θ_k, task k's parameters (the shared weights and its head); L_k^B

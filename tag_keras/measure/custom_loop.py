@@ -6,7 +6,11 @@ computes its own per-task losses and applies its own updates: a hand-written
 `tf.function` step, a reinforcement-learning loop, a critic's loss.
 """
 
-from typing import Sequence
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from typing import Any, Callable, Sequence
 
 import tensorflow as tf
 
@@ -18,6 +22,9 @@ from tag_keras.measure.lookahead import make_lookahead
 from tag_keras.measure.readout import AffinityReadout
 from tag_keras.measure.settings import AffinitySettings
 from tag_keras.measure.target import Target
+
+if TYPE_CHECKING:  # for annotations only
+    import keras
 
 
 class AffinityMeter(AffinityReadout):
@@ -89,7 +96,8 @@ class AffinityMeter(AffinityReadout):
     ```
     """
 
-    def __init__(self, shared_variables: Sequence, optimizer,
+    def __init__(self, shared_variables: Sequence,
+                 optimizer: keras.optimizers.Optimizer,
                  task_names: Sequence[str], *,
                  affinity_method: str = "lookahead",
                  lookahead_step: str = "optimizer",
@@ -122,7 +130,9 @@ class AffinityMeter(AffinityReadout):
         """The current `tf.distribute` strategy (for `AffinityLogger`)."""
         return tf.distribute.get_strategy()
 
-    def measure(self, gradients, losses, losses_at, step=None):
+    def measure(self, gradients: dict, losses: dict,
+                losses_at: Callable[[list], dict],
+                step: Any = None) -> tf.Tensor:
         """Measures one step; returns a tensor to wait on before updating.
 
         Args:

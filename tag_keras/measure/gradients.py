@@ -7,6 +7,10 @@ flattening, unflattening, subset sums and sums over replicas are written
 once, here.
 """
 
+from __future__ import annotations
+
+from typing import Sequence
+
 import tensorflow as tf
 
 from tag_keras import _distribute
@@ -38,7 +42,8 @@ class TaskGradients:
     ```
     """
 
-    def __init__(self, tasks, variables, gradients, kernel_mask=None):
+    def __init__(self, tasks: Sequence[str], variables: Sequence,
+                 gradients: dict, kernel_mask: Sequence[bool] | None = None):
         self.tasks = tuple(tasks)
         self.variables = list(variables)
         self._lists = {t: [dense_or_zeros(g, v)

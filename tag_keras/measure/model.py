@@ -27,7 +27,11 @@ not finite. Skips are counted (`affinity_skipped()`), and a warning is
 given once; they never enter the averages.
 """
 
-from typing import Sequence
+from __future__ import annotations
+
+
+
+from typing import Any, Sequence
 
 import keras
 import numpy as np
@@ -132,7 +136,7 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
                  affinity_method: str = "lookahead",
                  scale_by_learning_rate: bool = True,
                  shared_layers: Sequence[str] | None = None,
-                 affinity_data=None, affinity_batch_size: int = 32,
+                 affinity_data: Any = None, affinity_batch_size: int = 32,
                  cosine_kernels_only: bool = False,
                  training_method: mtl_base.TrainingMethod | None = None,
                  task_names: Sequence[str] | None = None,

@@ -1,5 +1,9 @@
 """The protocol a multi-task training method follows inside a step."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 
 
@@ -71,7 +75,7 @@ class TrainingMethod(keras.layers.Layer):
         """Returns `{task: loss to differentiate}` for `{task: loss}`."""
         return dict(losses)
 
-    def combine(self, gradients, context):
+    def combine(self, gradients: Any, context: StepContext) -> list:
         """Returns the shared-variable gradients to apply (default: sum).
 
         Args:

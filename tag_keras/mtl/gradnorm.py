@@ -1,5 +1,7 @@
 """GradNorm: task weights that balance gradient norms (Chen et al., 2018)."""
 
+from __future__ import annotations
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -40,8 +42,9 @@ class GradNorm(TrainingMethod):
 
     needs_task_gradients = True
 
-    def __init__(self, alpha=1.5, learning_rate=0.01, clip=(0.1, 10.0),
-                 kernel=None, **kwargs):
+    def __init__(self, alpha: float = 1.5, learning_rate: float = 0.01,
+                 clip: tuple[float, float] | None = (0.1, 10.0),
+                 kernel: str | None = None, **kwargs):
         super().__init__(**kwargs)
         if not alpha >= 0:
             raise ValueError(f"`alpha` must be >= 0. Received: alpha={alpha}.")

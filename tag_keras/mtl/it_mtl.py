@@ -8,6 +8,10 @@ lookahead is the one `TaskAffinityModel` measures affinity with: the
 compiled optimizer's real next step, state included, on copies.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
 import itertools
 
 import keras
@@ -17,6 +21,9 @@ import tensorflow as tf
 from tag_keras import _distribute
 from tag_keras.mtl import pcgrad
 from tag_keras.mtl.base import WeightedMethod
+
+if TYPE_CHECKING:  # for annotations only
+    from tag_keras.mtl.base import TrainingMethod
 
 ALL = "all"
 PCGRAD = "pcgrad"
@@ -82,8 +89,10 @@ class ITMTL(WeightedMethod):
 
     needs_task_gradients = True
 
-    def __init__(self, candidates=None, affinity_method="lookahead",
-                 loss_weighting=None, seed=None, update_heads_first=False,
+    def __init__(self, candidates: Sequence | None = None,
+                 affinity_method: str = "lookahead",
+                 loss_weighting: TrainingMethod | None = None,
+                 seed: int | None = None, update_heads_first: bool = False,
                  **kwargs):
         super().__init__(loss_weighting, **kwargs)
         if candidates is not None:

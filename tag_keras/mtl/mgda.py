@@ -1,5 +1,7 @@
 """MGDA: the min-norm point of the task gradients (Sener & Koltun, 2018)."""
 
+from __future__ import annotations
+
 import keras
 import tensorflow as tf
 
@@ -47,8 +49,9 @@ class MGDA(TrainingMethod):
 
     needs_task_gradients = True
 
-    def __init__(self, upper_bound=False, representation_layer=None,
-                 iterations=250, tolerance=1e-6, **kwargs):
+    def __init__(self, upper_bound: bool = False,
+                 representation_layer: str | None = None,
+                 iterations: int = 250, tolerance: float = 1e-6, **kwargs):
         super().__init__(**kwargs)
         self.upper_bound = bool(upper_bound)
         self.needs_representation = self.upper_bound

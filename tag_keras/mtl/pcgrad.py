@@ -1,9 +1,16 @@
 """PCGrad: projecting conflicting gradients (Yu et al., 2020)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import keras
 import tensorflow as tf
 
 from tag_keras.mtl.base import WeightedMethod
+
+if TYPE_CHECKING:  # for annotations only
+    from tag_keras.mtl.base import TrainingMethod
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
@@ -30,8 +37,8 @@ class PCGrad(WeightedMethod):
 
     needs_task_gradients = True
 
-    def __init__(self, loss_weighting=None, shuffle=True, seed=None,
-                 **kwargs):
+    def __init__(self, loss_weighting: TrainingMethod | None = None,
+                 shuffle: bool = True, seed: int | None = None, **kwargs):
         super().__init__(loss_weighting, **kwargs)
         self.shuffle = bool(shuffle)
         self.seed = seed

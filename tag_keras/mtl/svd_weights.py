@@ -1,5 +1,9 @@
 """SVD task re-weighting in `fit` (Wu, Zhang and Ré, ICLR 2020)."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import weakref
 
 import keras
@@ -53,8 +57,10 @@ class SVDTaskWeights(TrainingMethod):
         **kwargs: Layer arguments such as `name`.
     """
 
-    def __init__(self, rank=1, data=None, every_n_epochs=1,
-                 representation_layer=None, max_samples=2048, **kwargs):
+    def __init__(self, rank: int = 1, data: Any = None,
+                 every_n_epochs: int = 1,
+                 representation_layer: str | None = None,
+                 max_samples: int = 2048, **kwargs):
         super().__init__(**kwargs)
         for name, value in (("rank", rank), ("every_n_epochs",
                                              every_n_epochs),
@@ -148,5 +154,5 @@ class SVDTaskWeights(TrainingMethod):
 class _Untracked:
     """Holds what Keras must not track or save: the data and the model."""
 
-    def __init__(self, data):
+    def __init__(self, data: Any):
         self.data, self.model, self.features = data, None, None

@@ -1,5 +1,7 @@
 """Uncertainty weights (Kendall, Gal and Cipolla, 2018)."""
 
+from __future__ import annotations
+
 import keras
 from keras import ops
 
@@ -27,7 +29,8 @@ class UncertaintyWeights(TrainingMethod):
         **kwargs: Layer arguments such as `name`.
     """
 
-    def __init__(self, initial_value=0.01, clip=(0.01, 10.0), **kwargs):
+    def __init__(self, initial_value: float = 0.01,
+                 clip: tuple[float, float] | None = (0.01, 10.0), **kwargs):
         super().__init__(**kwargs)
         if clip is not None:
             low, high = (float(c) for c in clip)

@@ -9,10 +9,14 @@ stability of the affinity structure, and builds the validated groups
 document. Pure NumPy and pandas, like the rest of `tag_keras.select`.
 """
 
+from __future__ import annotations
+
+
+
 import dataclasses
 import numbers
 import time
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 
@@ -65,7 +69,7 @@ def choose_groups(source: pd.DataFrame, budgets: Sequence[int], *,
                   time_limit: Optional[float] = None,
                   progress: Optional[Callable[[str], None]] = None,
                   record: Optional[dict] = None,
-                  **options) -> Selection:
+                  **options: Any) -> Selection:
     """Selects each budget's grouping from `source`; builds the document.
 
     Args:

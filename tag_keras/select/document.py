@@ -10,9 +10,13 @@
 format, so that every writer and reader agree on it.
 """
 
+from __future__ import annotations
+
+
+
 import json
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 from tag_keras import _files
 
@@ -27,7 +31,7 @@ class GroupsDocumentError(ValueError):
 def groups_document(tasks: Sequence[str], groupings: Sequence, *,
                     stabilities: Sequence | None = None,
                     candidates: Sequence | None = None,
-                    **settings) -> dict:
+                    **settings: Any) -> dict:
     """The document for `Grouping`s (one per budget) and the settings used.
 
     Args:

@@ -28,8 +28,12 @@ estimates, for each budget:
 Pure NumPy and pandas, like the rest of `tag_keras.select`.
 """
 
+from __future__ import annotations
+
+
+
 import dataclasses
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -133,7 +137,7 @@ def step_matrices(steps, tasks=None):
 def assess(steps: pd.DataFrame, num_groups: int | Sequence[int], *,
            tasks: Sequence[str] | None = None, resamples: int = 200,
            block_size: int | None = None, seed: int = 0,
-           **select_options) -> dict:
+           **select_options: Any) -> dict:
     """Stability and verdict of `select_groups` for each budget.
 
     Args:

@@ -15,6 +15,10 @@ it.
 better.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import dataclasses
 import io
 import json
@@ -27,6 +31,9 @@ import pandas as pd
 from tag_keras import _files
 from tag_keras.train import random_groupings
 from tag_keras.train import statistics
+
+if TYPE_CHECKING:  # for annotations only
+    from tag_keras.train.networks import GroupTrainer
 
 SPLIT = "split"
 KEEP_TOGETHER = "keep together"
@@ -144,9 +151,9 @@ def served(trainer, groups, serve, split, metric="loss", seeds=None):
         for s in seeds])
 
 
-def decide(trainer, candidates: dict, *, random: dict | None = None,
-           baselines: dict | None = None, level: float = 0.95,
-           resamples: int = 2000, seed: int = 0,
+def decide(trainer: GroupTrainer, candidates: dict, *,
+           random: dict | None = None, baselines: dict | None = None,
+           level: float = 0.95, resamples: int = 2000, seed: int = 0,
            metric: str = "loss") -> "Decision":
     """The validated decision for every budget.
 

@@ -13,6 +13,10 @@ Training order is group by group, seed by seed; one line per network says
 where the run is and what is left (with an ETA).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import contextlib
 import dataclasses
 import hashlib
@@ -28,6 +32,9 @@ import numpy as np
 from tag_keras import _files
 from tag_keras.train import data as data_lib
 from tag_keras.train import outcomes as outcomes_lib
+
+if TYPE_CHECKING:  # for annotations only
+    import tensorflow as tf
 
 #: Splits every network is evaluated on, when the data holds them.
 EVALUATED = ("validation", "test")
@@ -117,8 +124,8 @@ class GroupTrainer:
     def __init__(self, build: Callable, data: Mapping, *,
                  seeds: Sequence[int] = (0,), fit_kwargs: Mapping = None,
                  batch_size: int = 32, directory: str | None = None,
-                 distribution=None, log: Callable | None = print,
-                 eval_batch_size: int = 256,
+                 distribution: tf.distribute.Strategy | None = None,
+                 log: Callable | None = print, eval_batch_size: int = 256,
                  tasks: Sequence[str] | None = None):
         if not callable(build):
             raise TypeError("`build` must be a function of a list of task "

@@ -13,6 +13,8 @@ examples for every task and seed, which keeps their correlation) and,
 when there are several, seeds.
 """
 
+from __future__ import annotations
+
 import numpy as np
 
 #: Bootstrap resamples valued at once (bounds the memory).
@@ -50,8 +52,9 @@ def bootstrap_draws(num_seeds, num_examples, resamples, seed):
     return seeds, examples
 
 
-def paired_bootstrap(differences, *, resamples=2000, level=0.95,
-                     comparisons=1, seed=0):
+def paired_bootstrap(differences: np.ndarray, *, resamples: int = 2000,
+                     level: float = 0.95, comparisons: int = 1,
+                     seed: int = 0) -> tuple[float, float, float]:
     """`(D, low, high)`: the statistic and its bootstrap interval.
 
     Args:

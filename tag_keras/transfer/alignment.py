@@ -1,5 +1,9 @@
 """Covariance alignment (Wu, Zhang and Ré, ICLR 2020, Algorithm 1)."""
 
+from __future__ import annotations
+
+from typing import Sequence
+
 import keras
 from keras import ops
 
@@ -62,8 +66,9 @@ class AlignmentSchedule(keras.callbacks.Callback):
             (from 0 to `period`).
     """
 
-    def __init__(self, alignment_layers, shared_layers, period=2,
-                 align_epochs=1):
+    def __init__(self, alignment_layers: Sequence[str],
+                 shared_layers: Sequence[str], period: int = 2,
+                 align_epochs: int = 1):
         super().__init__()
         if not 1 <= period or not 0 <= align_epochs <= period:
             raise ValueError(

@@ -1,9 +1,18 @@
 """Task covariance similarity (Wu, Zhang and Ré, ICLR 2020, eq. 6)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
+if TYPE_CHECKING:  # for annotations only
+    import keras
+    import pandas as pd
 
-def covariance_similarity(x_a, x_b, energy=0.99):
+
+def covariance_similarity(x_a: np.ndarray, x_b: np.ndarray,
+                          energy: float = 0.99) -> float:
     """How much two tasks' inputs live in the same subspace, in [0, 1].
 
     For each matrix X (rows = examples, columns = features), the
@@ -63,8 +72,9 @@ def factor(x, energy=0.99):
     return vt[:rank].T * singular[:rank]
 
 
-def task_covariance_similarity(model, data, layer=None, energy=0.99,
-                               max_samples=2048):
+def task_covariance_similarity(model: keras.Model, data: Any,
+                               layer: str | None = None, energy: float = 0.99,
+                               max_samples: int = 2048) -> pd.DataFrame:
     """`covariance_similarity` between every two tasks of a model.
 
     Each task's matrix holds its own examples (those whose label for it is

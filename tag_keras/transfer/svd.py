@@ -1,9 +1,12 @@
 """SVD task re-weighting (Wu, Zhang and Ré, ICLR 2020, Algorithm 2)."""
 
+from __future__ import annotations
+
 import numpy as np
 
 
-def svd_task_weights(features, labels, rank):
+def svd_task_weights(features: np.ndarray, labels: np.ndarray,
+                     rank: int) -> np.ndarray:
     """Weights that shrink tasks whose labels leave the shared subspace.
 
     θ_i = Xᵀ y_i for each task i (over the examples labelled for it); U_r
