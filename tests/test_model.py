@@ -403,3 +403,20 @@ def test_a_task_that_bypasses_the_shared_weights_is_marked_not_zero():
     assert affinity.loc["alone"].isna().all()
     assert affinity["alone"].isna().all()
     assert np.isfinite(affinity.loc[["a", "b"], ["a", "b"]].to_numpy()).all()
+
+
+def test_a_recompiled_model_measures_with_its_new_optimizer():
+    x, y = _data()
+    model = _fit(_trunk_model(affinity_every_n_steps=1), x, y)
+    # The same weights and state in a model that only ever knew Adam.
+    fresh = _trunk_model(affinity_every_n_steps=1)
+    fresh.set_weights(model.get_weights())
+    for m in (model, fresh):
+        _fit(m, x, y, optimizer=keras.optimizers.Adam(0.01), epochs=1)
+    meter = model._train_step.parts.meter()
+    assert meter.estimator.lookahead.optimizer is model.optimizer
+    (step, matrix), (fresh_step, expected) = (
+        model.last_step_affinity(), fresh.last_step_affinity())
+    assert step == fresh_step
+    np.testing.assert_allclose(matrix.to_numpy(), expected.to_numpy(),
+                               rtol=1e-5)

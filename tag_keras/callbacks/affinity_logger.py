@@ -205,7 +205,6 @@ class AffinityLogger(keras.callbacks.Callback):
             _lock.release(self._lock)
             self._lock = None
 
-    # ------------------------------------------------------------------
 
 class _Rows:
     """The two row files of a log directory, opened for one run."""

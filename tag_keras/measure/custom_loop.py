@@ -8,9 +8,7 @@ computes its own per-task losses and applies its own updates: a hand-written
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import tensorflow as tf
 
@@ -122,7 +120,7 @@ class AffinityMeter(AffinityReadout):
             raise ValueError("Affinity needs at least two tasks. Received: "
                              f"task_names={task_names!r}.")
         self.optimizer = optimizer
-        self._recorder = None
+        self._recorder = self._meter = None
         self._decide_task_names(names)
 
     @property
@@ -176,7 +174,10 @@ class AffinityMeter(AffinityReadout):
         self.affinity_recorder.end_epoch()
 
     def _meter_for_method(self):
-        return self.affinity_recorder.meter(self._lookahead, self.optimizer)
+        if self._meter is None:
+            self._meter = self.affinity_recorder.make_meter(
+                self._lookahead, self.optimizer)
+        return self._meter
 
     def _lookahead(self):
         if not self.optimizer.built:

@@ -2,7 +2,7 @@
 
 `TaskAffinityModel` and `AffinityMeter` each hold one recorder. It owns the
 settings, the task names, the state layers (the running sums of single and
-group sources), the `Meter` that records a step into them, and the epoch
+group sources), makes the `Meter` that records a step into them, and the epoch
 bookkeeping (`epoch_affinity`, `fit_affinity`). `AffinityLogger` reads the
 recorder's small interface, nothing else of the model.
 """
@@ -65,23 +65,24 @@ class AffinityRecorder:
         self.epoch_affinity = self.fit_affinity = None
         self.measured_steps: Optional[int] = None
         self._epoch_start = None
-        self._meter = None
 
     # The measurement ----------------------------------------------------
 
-    def meter(self, lookahead: Callable, optimizer) -> Meter:
-        """The `Meter` of the settings' method (made once).
+    def make_meter(self, lookahead: Callable, optimizer) -> Meter:
+        """A `Meter` recording into this recorder's state.
+
+        The caller keeps it for as long as its optimizer lives: a model
+        makes one per compiled step (a recompiled model has a new
+        optimizer, hence a new lookahead), a custom loop one for good.
 
         Args:
             lookahead: Makes the `OptimizerLookahead` of the shared
                 variables (called unless the method is `"cosine"`).
             optimizer: The optimizer that updates the shared variables.
         """
-        if self._meter is None:
-            self._meter = Meter.for_settings(
-                self.settings, lookahead, optimizer, self.state,
-                self.group_sources, self.group_state)
-        return self._meter
+        return Meter.for_settings(self.settings, lookahead, optimizer,
+                                  self.state, self.group_sources,
+                                  self.group_state)
 
     # Epochs ---------------------------------------------------------------
 

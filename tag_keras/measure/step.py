@@ -189,7 +189,7 @@ class StepParts:
         held_out = model.held_out_batches() if measuring else None
         self.targets = target_lib.TargetBatches(
             model, task_losses, self.tasks, self.shared, held_out)
-        self._lookahead = self._head_lookahead = None
+        self._lookahead = self._meter = self._head_lookahead = None
         if model.training_method is not None:
             model.training_method.set_shared_variables(
                 self.shared.pick(model.trainable_variables))
@@ -213,9 +213,12 @@ class StepParts:
         return self._lookahead
 
     def meter(self):
-        """The `Meter` of the model's recorder (made once, there)."""
-        return self.model.affinity_recorder.meter(self.lookahead,
-                                                  self.model.optimizer)
+        """The `Meter` into the model's recorder (made once per compiled
+        step: a recompiled model's optimizer gets its own)."""
+        if self._meter is None:
+            self._meter = self.model.affinity_recorder.make_meter(
+                self.lookahead, self.model.optimizer)
+        return self._meter
 
     def context(self, batch, head_gradients=None, representation_gram=None):
         """The `StepContext` a training method's `combine` receives.
