@@ -130,9 +130,7 @@ def measure_and_decide(task_set, seed, directory, budgets, *, resamples=100,
     assessed = stability_lib.assess(steps, budgets, tasks=list(data.tasks),
                                     resamples=resamples, seed=seed)
     groupings = {b: select_lib.select_groups(affinity, b) for b in budgets}
-    engine = training.seeded_trainer(
-        data, config, [seed, seed + 1000, seed + 2000],
-        directory=os.path.join(directory, f"decision_{seed}"), log=None)
+    engine = decision_engine(task_set, seed, directory)
     engine.add_model(model, seed, seconds=result.seconds,
                      epochs=result.epochs)
     del model
@@ -162,6 +160,15 @@ def measure_and_decide(task_set, seed, directory, budgets, *, resamples=100,
     return unit
 
 
+def decision_engine(task_set, seed, directory):
+    """The `GroupTrainer` of measuring seed `seed`'s validated decision:
+    seeds m, m + 1000, m + 2000, cached under `decision_<m>/`."""
+    config = dataclasses.replace(task_set.config, seed=seed)
+    return training.seeded_trainer(
+        task_set.data, config, [seed, seed + 1000, seed + 2000],
+        directory=os.path.join(directory, f"decision_{seed}"), log=None)
+
+
 def error_fields(option):
     """The validated decision on the error instead of the loss (same
     networks, same interval rule; `tag_keras.train.decide(metric=...)`)."""
@@ -178,10 +185,7 @@ def with_error_decision(task_set, unit, directory, *, bootstrap=1000):
     from tag_keras import train
 
     seed = unit["seed"]
-    config = dataclasses.replace(task_set.config, seed=seed)
-    engine = training.seeded_trainer(
-        task_set.data, config, [seed, seed + 1000, seed + 2000],
-        directory=os.path.join(directory, f"decision_{seed}"), log=None)
+    engine = decision_engine(task_set, seed, directory)
     decision = train.decide(
         engine, {int(b): [(tuple(tuple(g) for g in e["groups"]),
                            e["serve"])]
