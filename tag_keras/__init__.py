@@ -6,8 +6,11 @@ usual multi-task baselines and training methods.
 
 Folders, in the order data flows through them:
 
+* `tasks/`: the task core: task names, per-task losses, shared variables,
+  NaN masking and `TaskGradients`, used by every package below.
 * `measure/`: TensorFlow side. `TaskAffinityModel`, its train step, the
-  per-task gradients, the estimators and the accumulated state.
+  estimators and the accumulated state; `AffinityMeter` and `ForwardPass`
+  for custom loops.
 * `callbacks/`: the Keras callbacks, one file each: `AffinityLogger` (the
   matrices as CSV, TensorBoard), `TrajectoryLogger`, `CandidateLogger`.
 * `select/`: NumPy side, never imports TensorFlow. `select_groups`, HOA,
@@ -23,7 +26,7 @@ quickly.
 
 import importlib
 
-__version__ = "0.2.0"
+__version__ = "0.3.0.dev0"
 
 from tag_keras._lock import DirectoryInUseError  # noqa: E402
 from tag_keras.select import Grouping  # noqa: E402
@@ -35,16 +38,17 @@ from tag_keras.select import select_groups_from_performance  # noqa: E402
 
 # Public name -> module that defines it (imported lazily).
 _LAZY = {
-    "AFFINITY_METHODS": ("tag_keras.measure.affinity", "METHODS"),
+    "AFFINITY_METHODS": ("tag_keras.measure.affinity", "AFFINITY_METHODS"),
     "AffinityLogger": ("tag_keras.callbacks", "AffinityLogger"),
     "TrajectoryLogger": ("tag_keras.callbacks", "TrajectoryLogger"),
     "CandidateLogger": ("tag_keras.callbacks", "CandidateLogger"),
     "AffinityMeter": ("tag_keras.measure.custom_loop", "AffinityMeter"),
+    "ForwardPass": ("tag_keras.measure.forward", "ForwardPass"),
     # Public home of the Keras 3.15 multi-worker fixes (they override
     # private trainer hooks, so they live with the other Keras internals).
     "MultiWorkerFixes": ("tag_keras._keras_private", "MultiWorkerFixes"),
     "TaskAffinityModel": ("tag_keras.measure.model", "TaskAffinityModel"),
-    "TaskGradients": ("tag_keras.measure.gradients", "TaskGradients"),
+    "TaskGradients": ("tag_keras.tasks", "TaskGradients"),
 }
 
 __all__ = [
@@ -53,6 +57,7 @@ __all__ = [
     "AffinityMeter",
     "CandidateLogger",
     "DirectoryInUseError",
+    "ForwardPass",
     "Grouping",
     "MultiWorkerFixes",
     "Selection",
@@ -67,7 +72,7 @@ __all__ = [
 
 
 # Subpackages that need TensorFlow, imported on first use.
-_LAZY_MODULES = ("diagnostics", "mtl", "transfer")
+_LAZY_MODULES = ("diagnostics", "mtl", "tasks", "transfer")
 
 
 def __getattr__(name):

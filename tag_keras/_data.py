@@ -12,6 +12,8 @@ import numpy as np
 import tensorflow as tf
 from keras import tree
 
+from tag_keras.tasks import labels as labels_lib
+
 
 def batches(data, batch_size, tasks, max_batches=None):
     """Yields `(x, y, sample_weight)` batches as NumPy, `y` keyed by task.
@@ -41,7 +43,7 @@ def task_examples(data, tasks, task, max_samples):
     xs, ys, total = [], [], 0
     for x, y, _ in batches(data, 256, tasks):
         labels = y[task]
-        keep = labelled(labels)
+        keep = labels_lib.labelled(labels)
         if not keep.any():
             continue
         xs.append(tree.map_structure(lambda a: a[keep], x))
@@ -113,25 +115,6 @@ def slices(x, y, batch_size):
     for start in range(0, size, batch_size):
         part = slice(start, start + batch_size)
         yield tree.map_structure(lambda a: a[part], x), y[part]
-
-
-def labelled(labels):
-    """`[batch]` bool: no entry of the example's label is NaN."""
-    labels = np.asarray(labels)
-    if not np.issubdtype(labels.dtype, np.floating):
-        return np.ones(len(labels), bool)
-    missing = np.isnan(labels.reshape(len(labels), -1)).any(axis=1)
-    return ~missing
-
-
-def fill_missing(labels):
-    """`(filled, keep)`: NaN-labelled examples' labels set to 0, and the
-    `[batch]` mask of the labelled ones (see `labelled`)."""
-    labels = np.asarray(labels)
-    keep = labelled(labels)
-    shape = (-1,) + (1,) * (labels.ndim - 1)
-    filled = np.where(keep.reshape(shape), labels, 0).astype(labels.dtype)
-    return filled, keep
 
 
 def labels_by_task(y, tasks):

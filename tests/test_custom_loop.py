@@ -138,3 +138,81 @@ def test_bad_arguments_are_one_line_errors():
                                 affinity_method="x")
     with pytest.raises(ValueError, match="shared_variables=\\[\\]"):
         tag_keras.AffinityMeter([], optimizer, ["a", "b"])
+
+
+def _noisy_trunk_model(cls=keras.Model, **options):
+    """Dense -> BatchNorm -> Dropout trunk, two heads; built identically
+    (weights, dropout seeds) for any model class."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, name="trunk")(inputs)
+    hidden = keras.layers.BatchNormalization(name="norm")(hidden)
+    hidden = keras.layers.Dropout(0.4, seed=11, name="drop")(hidden)
+    outputs = {t: keras.layers.Dense(1, name=f"head_{t}")(hidden)
+               for t in ("a", "b", "c")}
+    return cls(inputs, outputs, **options)
+
+
+@pytest.mark.parametrize("method", ["lookahead", "first_order"])
+def test_forward_pass_gives_the_models_matrix_with_dropout_and_batchnorm(
+        method):
+    # The lookahead replays the step's own dropout masks and BatchNorm state
+    # (`AffinityMeter.forward`), so a custom loop measures exactly what
+    # `TaskAffinityModel` measures inside `fit` on the same batches.
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(24, 6)).astype("float32")
+    y = {"a": x[:, :1] + 0.1 * x[:, 1:2], "b": x[:, :1] - x[:, 2:3],
+         "c": x[:, 3:4] * 2.0}
+    fitted = _noisy_trunk_model(tag_keras.TaskAffinityModel,
+                                affinity_every_n_steps=1,
+                                affinity_method=method)
+    fitted.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                   loss={t: "mse" for t in y})
+    fitted.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+
+    model = _noisy_trunk_model()
+    optimizer = keras.optimizers.SGD(0.05, momentum=0.9)
+    optimizer.build(model.trainable_variables)
+    shared = [v for v in model.trainable_variables
+              if v.path.startswith(("trunk", "norm"))]
+    meter = tag_keras.AffinityMeter(shared, optimizer, list(y),
+                                    affinity_method=method)
+
+    def task_losses(outputs, labels):
+        return {t: keras.ops.mean(keras.ops.square(labels[t] - outputs[t]))
+                for t in labels}
+
+    @tf.function
+    def step(xb, yb):
+        variables = model.trainable_variables
+        with tf.GradientTape(persistent=True) as tape:
+            forward = meter.forward(model, xb)
+            losses = task_losses(forward.outputs, yb)
+        grads = {t: tape.gradient(losses[t], variables) for t in losses}
+        ids = [id(v) for v in shared]
+        done = meter.measure(
+            {t: [g for g, v in zip(grads[t], variables) if id(v) in ids]
+             for t in losses}, losses,
+            forward.losses_at(lambda outputs: task_losses(outputs, yb)))
+        total = [tf.add_n([grads[t][k] for t in losses
+                           if grads[t][k] is not None])
+                 for k in range(len(variables))]
+        with tf.control_dependencies([done]):
+            optimizer.apply([tf.identity(g) for g in total], variables)
+
+    for _ in range(2):
+        for start in range(0, 24, 8):
+            step(x[start:start + 8],
+                 {t: v[start:start + 8] for t, v in y.items()})
+    np.testing.assert_allclose(meter.affinity().to_numpy(),
+                               fitted.affinity().to_numpy(), rtol=1e-4,
+                               atol=1e-6)
+    for got, want in zip(model.get_weights(), fitted.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_forward_pass_refuses_variables_of_another_model():
+    model, other = _noisy_trunk_model(), _noisy_trunk_model()
+    with pytest.raises(ValueError, match="not trainable variables of"):
+        tag_keras.ForwardPass(model, np.zeros((2, 6), "float32"),
+                              other.get_layer("trunk").trainable_variables)

@@ -578,7 +578,7 @@ def test_multi_label_error_is_the_share_of_wrong_unit_decisions(activation):
     model, x, labels = _multi_label(activation, 7)
     labels[::4] = np.nan  # Unlabelled examples are left out.
     view = _task.TaskView(model, (x, {"m": labels}))
-    assert view.is_multi_label("m")
+    assert view.heads.is_multi_label("m")
     loss, error = evaluation.losses_and_errors(view, ["m"], x,
                                                {"m": labels},
                                                batch_size=5)["m"]

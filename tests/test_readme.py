@@ -78,3 +78,16 @@ def test_docs_have_a_command_for_every_binary():
     assert "tag-select --affinity=" in commands
     for value in ("mirrored", "multi_worker"):
         assert f"--distribution={value} " in commands, value
+
+
+def test_the_custom_loop_guide_runs_as_written(tmp_path):
+    text = (_ROOT / "docs" / "guides" / "custom-loops.md").read_text()
+    code = re.search(r"```python\n(.*?)\n```", text, re.S).group(1)
+    assert "meter.forward(model" in code and "forward.losses_at(" in code
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+        text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(_ROOT)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    # The printed 2x2 matrix: a header and one row per source task.
+    lines = done.stdout.strip().splitlines()
+    assert lines[-2].split()[0] == "a" and lines[-1].split()[0] == "b"

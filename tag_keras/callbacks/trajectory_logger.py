@@ -189,7 +189,7 @@ class TrajectoryLogger(keras.callbacks.Callback):
                     settings["sharpness_batch_size"],
                     settings["sharpness_steps"])
             if "fisher" in self.measures:
-                exact = view.is_classifier(task) or view.is_multi_label(task)
+                exact = view.heads.is_classifier(task) or view.heads.is_multi_label(task)
                 samples = None if exact else settings["fisher_samples"]
                 values[task, "fisher"] = fisher_trace_of(
                     view, task, train_x, settings["fisher_batch_size"],

@@ -10,6 +10,7 @@ import tensorflow as tf
 from keras import ops
 
 from tag_keras import _data
+from tag_keras.tasks import labels as labels_lib
 from tag_keras.diagnostics._task import TaskView
 from tag_keras.diagnostics._task import batch_function
 
@@ -96,7 +97,7 @@ def task_gradients_fn(view):
     Each row is a task's gradient of the shared variables, flattened, of
     its mean loss over the batch's labelled examples; `y` holds labels
     with the missing ones filled and `keep` each task's labelled mask
-    (`_data.fill_missing`).
+    (`labels_lib.fill_missing`).
     """
     variables = view.shared_variables
 
@@ -132,7 +133,7 @@ class _ConflictStep:
     def __call__(self, x, y):
         filled, keep = {}, {}
         for task, labels in y.items():
-            filled[task], keep[task] = _data.fill_missing(labels)
+            filled[task], keep[task] = labels_lib.fill_missing(labels)
         grads, present = self._gradients(x, filled, keep)
         grads = grads * tf.cast(present, grads.dtype)[:, None]
         total = tf.reduce_sum(grads, axis=0)

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from tag_keras import _data
+from tag_keras.tasks import labels as labels_lib
 from tag_keras.diagnostics._task import batch_function
 
 
@@ -48,20 +49,21 @@ def example_losses_and_errors(view, tasks, x, y, batch_size=256):
         rows = np.arange(size)[part]
         filled, kept = {}, {}
         for task in tasks:
-            filled[task], kept[task] = _data.fill_missing(labels[task][part])
+            filled[task], kept[task] = labels_lib.fill_missing(
+                labels[task][part])
         outputs = evaluate(_data.slice_inputs(x, part), filled)
         for task in tasks:
             per_example, candidates = (v.numpy() for v in outputs[task])
             keep = kept[task]
             losses[task][rows[keep]] = per_example[keep]
-            if view.is_multi_label(task):
+            if view.heads.is_multi_label(task):
                 truth = filled[task][keep].reshape(candidates[keep].shape)
                 errors[task][rows[keep]] = (
                     (candidates[keep] > 0.5) != (truth > 0.5)).mean(axis=1)
-            elif view.is_classifier(task):
+            elif view.heads.is_classifier(task):
                 predicted = candidates[keep].argmin(axis=1)
                 errors[task][rows[keep]] = (
-                    predicted != view.classes(task, filled[task][keep]))
+                    predicted != view.heads.classes(task, filled[task][keep]))
     return {t: (losses[t], errors[t]) for t in tasks}
 
 
@@ -72,10 +74,10 @@ def _evaluate_all_fn(view, tasks):
         result = {}
         for task in tasks:
             losses = view.example_losses(task, y[task], y_pred[task])
-            if view.is_multi_label(task):  # Each unit's probability.
-                candidates = view.unit_probabilities(task, y_pred[task])
-            elif view.is_classifier(task):
-                candidates = view.candidate_losses(task, y_pred[task])
+            if view.heads.is_multi_label(task):  # Each unit's probability.
+                candidates = view.heads.unit_probabilities(task, y_pred[task])
+            elif view.heads.is_classifier(task):
+                candidates = view.heads.candidate_losses(task, y_pred[task])
             else:
                 candidates = tf.zeros([tf.shape(losses)[0], 0])
             result[task] = (losses, candidates)

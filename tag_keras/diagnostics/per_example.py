@@ -73,8 +73,8 @@ def fisher_trace(model: keras.Model, data: Any, task: str,
         _check_positive("samples", samples)
     view = TaskView(model, data)
     view.check_task(task)
-    if samples is None and not (view.is_classifier(task)
-                                or view.is_multi_label(task)):
+    if samples is None and not (view.heads.is_classifier(task)
+                                or view.heads.is_multi_label(task)):
         raise ValueError(
             f"Task {task!r}'s loss is not the log-loss of a classifier "
             "(exp(-loss) over its labels does not sum to one) nor of "
@@ -170,7 +170,7 @@ class _FisherNorms:
 
     def _norms(self, x, seed):
         view, task = self._view, self._task
-        if view.is_multi_label(task) and self._samples is None:
+        if view.heads.is_multi_label(task) and self._samples is None:
             return self._multi_label_norms(x)
         with tf.GradientTape() as tape:
             y_pred = view.outputs(x)[task]
@@ -191,8 +191,8 @@ class _FisherNorms:
         """
         view, task = self._view, self._task
         with tf.GradientTape() as tape:
-            losses = view.unit_losses(task, view.outputs(x)[task])
-        p = tf.stop_gradient(view.unit_probabilities(task, None, losses))
+            losses = view.heads.unit_losses(task, view.outputs(x)[task])
+        p = tf.stop_gradient(view.heads.unit_probabilities(task, None, losses))
         rows = _flatten_rows(tape.jacobian(losses, self._variables),
                              self._variables, 2)        # [batch, w + 1, P]
         changes = rows[:, 1:] - rows[:, :1]
@@ -204,15 +204,15 @@ class _FisherNorms:
     def _losses(self, y_pred, seed):
         """`([batch, m] losses, [batch, m] weights)` for the expectation."""
         view, task = self._view, self._task
-        if view.is_multi_label(task):
-            p = tf.stop_gradient(view.unit_probabilities(task, y_pred))
+        if view.heads.is_multi_label(task):
+            p = tf.stop_gradient(view.heads.unit_probabilities(task, y_pred))
             uniform = tf.random.stateless_uniform(
                 tf.concat([[self._samples], tf.shape(p)], axis=0), seed)
             labels = tf.cast(uniform < p[None], y_pred.dtype)
-            losses = view.losses_for_labels(task, labels, y_pred)
+            losses = view.heads.losses_for_labels(task, labels, y_pred)
             return losses, tf.fill(tf.shape(losses), 1.0 / self._samples)
-        if view.is_classifier(task):
-            losses = view.candidate_losses(task, y_pred)
+        if view.heads.is_classifier(task):
+            losses = view.heads.candidate_losses(task, y_pred)
             probabilities = tf.exp(-losses)
             if self._samples is None:
                 return losses, probabilities
@@ -226,7 +226,7 @@ class _FisherNorms:
             stddev=float(np.sqrt(_SQUARED_ERROR_VARIANCE)),
             dtype=y_pred.dtype)
         labels = tf.stop_gradient(y_pred)[None] + noise
-        losses = view.losses_for_labels(task, labels, y_pred)
+        losses = view.heads.losses_for_labels(task, labels, y_pred)
         return losses, tf.fill(tf.shape(losses), 1.0 / self._samples)
 
 

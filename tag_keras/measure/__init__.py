@@ -1,10 +1,10 @@
 """Measurement: per-task gradients in a Keras step, affinity accumulated.
 
-The data path, one module each:
+The data path, one module each (the task core `tag_keras.tasks` gives the
+per-task losses, the shared variables, NaN masking and `TaskGradients`):
 
-    batch -> `losses` (per-task losses, as `compile` defines them)
-          -> `step` (the train step; `shared` finds the shared variables)
-          -> `gradients` (`TaskGradients`: dense per-task shared gradients)
+    batch -> `step` (the train step: per-task losses, one backward pass
+             per task, `tag_keras.tasks.TaskGradients`)
           -> `estimators` (one per affinity method; the `lookahead` makes
              the optimizer's real step on copies; `target` is the batch
              measured on, `held_out` the validation batches)
@@ -14,19 +14,21 @@ The data path, one module each:
           -> `epochs` (the per-epoch matrix) -> `tag_keras.callbacks`.
 
 `model.TaskAffinityModel` ties them into `model.fit`;
-`custom_loop.AffinityMeter` gives the same to a hand-written loop.
+`custom_loop.AffinityMeter` gives the same to a hand-written loop, whose
+forward pass `forward.ForwardPass` replays at moved weights.
 
-May import TensorFlow, Keras, `tag_keras.mtl` (the training methods the
-step drives) and the leaf modules `tag_keras._distribute` and
-`tag_keras._keras_private`; never `tag_keras.select`.
+May import TensorFlow, Keras, `tag_keras.tasks`, `tag_keras.mtl` (the
+training methods the step drives) and the leaf modules
+`tag_keras._distribute` and `tag_keras._keras_private`; never
+`tag_keras.select`.
 """
 
-from tag_keras.measure.affinity import METHODS
+from tag_keras.measure.affinity import AFFINITY_METHODS
 from tag_keras.measure.custom_loop import AffinityMeter
-from tag_keras.measure.gradients import TaskGradients
+from tag_keras.measure.forward import ForwardPass
 from tag_keras.measure.meter import Meter
 from tag_keras.measure.model import TaskAffinityModel
 from tag_keras.measure.state import AffinityState
 
-__all__ = ["AffinityMeter", "AffinityState", "METHODS", "Meter",
-           "TaskAffinityModel", "TaskGradients"]
+__all__ = ["AFFINITY_METHODS", "AffinityMeter", "AffinityState",
+           "ForwardPass", "Meter", "TaskAffinityModel"]

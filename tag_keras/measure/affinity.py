@@ -10,7 +10,7 @@ import pandas as pd
 import tensorflow as tf
 
 #: The measurement methods `TaskAffinityModel(affinity_method=...)` accepts.
-METHODS = ("lookahead", "first_order", "cosine")
+AFFINITY_METHODS = ("lookahead", "first_order", "cosine")
 
 
 def lookahead_affinity(loss_before, loss_after, learning_rate=None):
@@ -92,22 +92,6 @@ def valid_pairs(z, source_ok, target_ok):
 def usable_loss(loss):
     """True where a task's loss can be divided by: finite and non-zero."""
     return tf.math.is_finite(loss) & tf.not_equal(loss, 0.0)
-
-
-def has_labels(y_true, sample_weight=None):
-    """False when every label of a task is masked in this batch.
-
-    A label is masked when it is NaN (float labels) or its sample weight is
-    zero. Integer labels cannot be NaN.
-    """
-    present = tf.constant(True)
-    y_true = tf.convert_to_tensor(y_true)
-    if y_true.dtype.is_floating:
-        present = tf.reduce_any(~tf.math.is_nan(y_true))
-    if sample_weight is not None:
-        sample_weight = tf.convert_to_tensor(sample_weight)
-        present = present & tf.reduce_any(tf.not_equal(sample_weight, 0))
-    return present
 
 
 def mean_of(sums, counts):

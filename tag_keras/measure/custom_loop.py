@@ -15,7 +15,9 @@ import tensorflow as tf
 from tag_keras import _distribute
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import sources as sources_lib
-from tag_keras.measure.gradients import TaskGradients
+from tag_keras.tasks.gradients import TaskGradients
+from tag_keras.tasks.names import check_task_names
+from tag_keras.measure.forward import ForwardPass
 from tag_keras.measure.lookahead import make_lookahead
 from tag_keras.measure.readout import AffinityReadout
 from tag_keras.measure.settings import AffinitySettings
@@ -76,22 +78,19 @@ class AffinityMeter(AffinityReadout):
     meter = tag_keras.AffinityMeter(encoder.trainable_variables, optimizer,
                                     ["a", "b"])
     with tf.GradientTape(persistent=True) as tape:
-        losses = task_losses(model(x, training=True), y)
+        forward = meter.forward(model, x)   # model(x, training=True)
+        losses = task_losses(forward.outputs, y)
     shared = encoder.trainable_variables
     grads = {t: tape.gradient(losses[t], shared) for t in losses}
-    shared_ids = [id(v) for v in shared]
-
-    def losses_at(values):
-        trainable = [values[shared_ids.index(id(v))] if id(v) in shared_ids
-                     else v for v in model.trainable_variables]
-        out, _ = model.stateless_call(trainable, model.non_trainable_variables,
-                                      x, training=True)
-        return task_losses(out, y)
-
-    done = meter.measure(grads, losses, losses_at)
+    done = meter.measure(grads, losses, forward.losses_at(
+        lambda outputs: task_losses(outputs, y)))
     with tf.control_dependencies([done]):
         optimizer.apply(...)              # the loop's own update
     ```
+
+    `forward.losses_at` replays the forward pass with the step's own
+    dropout masks and BatchNorm state (`ForwardPass`); a replay that reads
+    `model.non_trainable_variables` after the pass would see other masks.
     """
 
     def __init__(self, shared_variables: Sequence,
@@ -115,10 +114,7 @@ class AffinityMeter(AffinityReadout):
         if not self.shared_variables:
             raise ValueError("`shared_variables` must name at least one "
                              "variable. Received: shared_variables=[].")
-        names = list(task_names)
-        if isinstance(task_names, str) or len(names) < 2:
-            raise ValueError("Affinity needs at least two tasks. Received: "
-                             f"task_names={task_names!r}.")
+        names = check_task_names(task_names, minimum=2)
         self.optimizer = optimizer
         self._recorder = self._meter = None
         self._decide_task_names(names)
@@ -140,8 +136,10 @@ class AffinityMeter(AffinityReadout):
             losses: `{task: scalar loss}` on this batch (a replica's share).
             losses_at: `values -> {task: loss}`: the tasks' losses on the
                 same batch with the shared variables set to `values` (one
-                tensor per shared variable) and everything else unchanged;
-                it must not write any variable (use `stateless_call`).
+                tensor per shared variable) and everything else unchanged,
+                writing no variable: `self.forward(model, x).losses_at(...)`
+                gives it, with the step's own dropout masks and BatchNorm
+                state.
             step: The step number recorded (default: the optimizer's
                 iteration count).
         """
@@ -168,6 +166,18 @@ class AffinityMeter(AffinityReadout):
         iterations = self.optimizer.iterations if step is None else step
         return self._meter_for_method().record(task_gradients, target,
                                                source_ok, iterations)
+
+    def forward(self, model: keras.Model, x: Any) -> ForwardPass:
+        """The step's forward pass on `x`, replayable for `measure`.
+
+        Call it inside the step's tape where the loop would call
+        `model(x, training=True)`; its `outputs` are that call's, and
+        `forward.losses_at(task_losses)` is the `losses_at` argument of
+        `measure`: the losses at moved shared weights with this step's own
+        dropout masks and BatchNorm state, as `TaskAffinityModel` measures
+        them (see `ForwardPass`).
+        """
+        return ForwardPass(model, x, self.shared_variables)
 
     def end_epoch(self):
         """Sets `epoch_affinity` (since the last call) and `fit_affinity`."""

@@ -12,17 +12,17 @@ import tensorflow as tf
 from tag_keras.measure import affinity as affinity_lib
 
 #: The methods `TaskAffinityModel(affinity_method=...)` accepts.
-METHODS = affinity_lib.METHODS
+AFFINITY_METHODS = affinity_lib.AFFINITY_METHODS
 #: The tentative steps `TaskAffinityModel(lookahead_step=...)` accepts.
 STEPS = ("optimizer", "sgd", "increment")
 
 
 def check_settings(affinity_method, lookahead_step):
     """Raises `ValueError` for an unknown method or tentative step."""
-    if affinity_method not in METHODS:
+    if affinity_method not in AFFINITY_METHODS:
         raise ValueError(
-            f"`affinity_method` must be one of {list(METHODS)}. Received: "
-            f"affinity_method={affinity_method!r}.")
+            f"`affinity_method` must be one of {list(AFFINITY_METHODS)}. "
+            f"Received: affinity_method={affinity_method!r}.")
     if lookahead_step not in STEPS:
         raise ValueError(
             f"`lookahead_step` must be one of {list(STEPS)}. Received: "
@@ -225,8 +225,8 @@ class CosineEstimator:
 def make_estimator(method, lookahead=None, *, optimizer=None,
                    scale_by_learning_rate=True, kernels_only=False,
                    step="optimizer"):
-    """The estimator of `method` (one of `METHODS`), with `step` (one of
-    `STEPS`) as each source's tentative update."""
+    """The estimator of `method` (one of `AFFINITY_METHODS`), with `step`
+    (one of `STEPS`) as each source's tentative update."""
     if method == "lookahead":
         return LookaheadEstimator(TentativeStep(step, lookahead),
                                   scale_by_learning_rate)
@@ -235,8 +235,9 @@ def make_estimator(method, lookahead=None, *, optimizer=None,
                                    scale_by_learning_rate)
     if method == "cosine":
         return CosineEstimator(kernels_only)
-    raise ValueError(f"`affinity_method` must be one of {list(METHODS)}. "
-                     f"Received: affinity_method={method!r}.")
+    raise ValueError(
+        f"`affinity_method` must be one of {list(AFFINITY_METHODS)}. "
+        f"Received: affinity_method={method!r}.")
 
 
 def _rate(estimator):

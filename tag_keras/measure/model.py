@@ -39,8 +39,9 @@ import tensorflow as tf
 
 from tag_keras import _keras_private
 from tag_keras.measure import held_out
-from tag_keras.measure import labels
-from tag_keras.measure import shared as shared_lib
+from tag_keras.tasks import labels
+from tag_keras.tasks.names import check_task_names
+from tag_keras.tasks import shared as shared_lib
 from tag_keras.measure import sources as sources_lib
 from tag_keras.measure import step as step_lib
 from tag_keras.measure.epochs import EpochAffinity
@@ -354,7 +355,5 @@ def _validate_arguments(every, method, shared_layers, affinity_data, tasks):
             "`affinity_data` (held-out affinity) needs "
             "affinity_method='lookahead'. Received: "
             f"affinity_method={method!r}.")
-    if tasks is not None and (isinstance(tasks, str)
-                              or len(set(tasks)) != len(tasks)):
-        raise ValueError("`task_names` must be a list of distinct names. "
-                         f"Received: task_names={tasks!r}.")
+    if tasks is not None:
+        check_task_names(tasks)

@@ -17,6 +17,7 @@ from tag_keras.measure import sources as sources_lib
 from tag_keras.measure.meter import Meter
 from tag_keras.measure.settings import AffinitySettings
 from tag_keras.measure.state import AffinityState
+from tag_keras.tasks.names import check_task_names
 
 
 class AffinityRecorder:
@@ -45,20 +46,9 @@ class AffinityRecorder:
     """
 
     def __init__(self, settings: AffinitySettings, task_names):
-        names = tuple(task_names)
-        if len(set(names)) != len(names):
-            raise ValueError("`task_names` must be distinct. Received: "
-                             f"task_names={list(names)}.")
         self.settings = settings
-        groups, group_state = sources_lib.make(settings, len(names))
-        joined = [t for t in names if sources_lib.SEPARATOR in t]
-        if groups is not None and joined:
-            raise ValueError(
-                "With group sources (`affinity_sources`, "
-                "`affinity_random_subsets`) a group is written as its task "
-                f"names joined by {sources_lib.SEPARATOR!r}, so no task name "
-                "may contain it: rename those outputs. Received: task names "
-                f"{joined}.")
+        groups, group_state = sources_lib.make(settings, len(task_names))
+        names = check_task_names(task_names, groups=groups is not None)
         self.task_names = names
         self.state = AffinityState(len(names), name="affinity_state")
         self.group_sources, self.group_state = groups, group_state

@@ -28,13 +28,12 @@ import tensorflow as tf
 
 from tag_keras import _distribute
 from tag_keras.measure import affinity as affinity_lib
+from tag_keras.tasks import names as names_lib
 
 #: The named values of `affinity_sources`.
 SOURCES = ("tasks", "tasks+all", "subsets")
 #: Default of `max_subset_tasks`.
 MAX_SUBSET_TASKS = 12
-#: Separator of task names in a group's label (`group_affinity.csv`).
-SEPARATOR = "|"
 
 
 def check_arguments(sources, random_subsets, max_subset_tasks,
@@ -86,7 +85,7 @@ def make(settings, num_tasks):
 
 def label(tasks, mask):
     """`"a|b"`: the group of `tasks` selected by the booleans `mask`."""
-    return SEPARATOR.join(t for t, m in zip(tasks, mask) if m)
+    return names_lib.SEPARATOR.join(t for t, m in zip(tasks, mask) if m)
 
 
 class GroupSources:

@@ -6,6 +6,7 @@ import tensorflow as tf
 from tag_keras import _distribute
 from tag_keras import _keras_private
 from tag_keras.measure import affinity as affinity_lib
+from tag_keras.tasks import labels as labels_lib
 
 
 class Target:
@@ -89,7 +90,7 @@ class TargetBatches:
         """
         before = self.stack(losses)
         labelled = _distribute.replica_any(tf.stack([
-            affinity_lib.has_labels(labels[t], weights[t])
+            labels_lib.has_labels(labels[t], weights[t])
             for t in self.tasks]))
         return before, (affinity_lib.usable_loss(before) & labelled
                         & tf.constant(self.shared.attached))

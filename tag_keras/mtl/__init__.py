@@ -16,8 +16,10 @@ One method per file, one protocol (`base.TrainingMethod`): `weight_losses`,
 `combine(gradients, context)` on the step's `TaskGradients`, `update`.
 Each works with `model.fit`, alone or while the model measures affinity.
 
-May import TensorFlow, Keras, the leaf modules `tag_keras._distribute`,
-`tag_keras._keras_private` and `tag_keras._data`, and `tag_keras.transfer`;
+May import TensorFlow, Keras, the task core `tag_keras.tasks` (whose
+`TaskGradients` every method combines), the leaf modules
+`tag_keras._distribute`, `tag_keras._keras_private` and `tag_keras._data`,
+and `tag_keras.transfer`;
 never `tag_keras.measure` (which drives the methods) or `tag_keras.select`.
 """
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import keras
+
+from tag_keras.tasks.gradients import TaskGradients
 
 
 class TrainingMethod(keras.layers.Layer):
@@ -18,7 +18,7 @@ class TrainingMethod(keras.layers.Layer):
        differentiated: uncertainty weights, GradNorm weights. The default
        returns the losses unchanged.
     2. `combine(gradients, context)` receives the step's `TaskGradients`
-       (`tag_keras.measure.TaskGradients`: dense per-task gradients of the
+       (`tag_keras.tasks.TaskGradients`: dense per-task gradients of the
        shared variables, with flatten, unflatten and subset sums) and a
        `StepContext` (this step's losses and, on demand, lookahead steps of
        the compiled optimizer), and returns one gradient per shared
@@ -75,7 +75,7 @@ class TrainingMethod(keras.layers.Layer):
         """Returns `{task: loss to differentiate}` for `{task: loss}`."""
         return dict(losses)
 
-    def combine(self, gradients: Any, context: StepContext) -> list:
+    def combine(self, gradients: TaskGradients, context: StepContext) -> list:
         """Returns the shared-variable gradients to apply (default: sum).
 
         Args:

@@ -6,7 +6,7 @@ Each split is `(x, y)` arrays with `y` a dict of task -> labels (NaN for
 a missing label), a batched `tf.data.Dataset` of such pairs, or a
 `keras.utils.PyDataset`. A network trained on a group of tasks sees only
 its tasks' labels; NaN labels are masked as `TaskAffinityModel` masks
-them (`tag_keras.measure.labels`), so a plain `keras.Model` trains on
+them (`tag_keras.tasks.labels`), so a plain `keras.Model` trains on
 partial labels too. Validation and test splits are read in order, so
 every network's per-example results line up.
 """
@@ -17,7 +17,7 @@ import tensorflow as tf
 from keras import tree
 
 from tag_keras import _data
-from tag_keras.measure import labels as labels_lib
+from tag_keras.tasks import labels as labels_lib
 
 #: The splits a data dict may hold; the first two are required.
 SPLITS = ("train", "validation", "test")

@@ -1,4 +1,10 @@
-"""Which trainable variables are shared: found from the tasks' gradients."""
+"""Which trainable variables are shared: found from the tasks' gradients.
+
+A variable is shared when the losses of two or more tasks depend on it
+(a gradient that is not `None`), or when it belongs to a layer named in
+`shared_layers`. The training step and the diagnostics both find them
+here, from one tape of the forward pass and the per-task losses.
+"""
 
 from tag_keras import _keras_private
 
@@ -16,11 +22,14 @@ class SharedVariables:
         attached: For each task, whether its loss depends on any shared
             variable (a head that bypasses the shared weights does not).
         heads: The connected variables that are not shared (task heads).
+        per_task: For each task, the variables its loss depends on (θ_k:
+            the shared ones it reaches and its head).
     """
 
-    def __init__(self, connected, shared, kernels, attached):
+    def __init__(self, connected, shared, kernels, attached, per_task=None):
         self.connected, self.shared, self.kernels = connected, shared, kernels
         self.attached = attached
+        self.per_task = per_task
         self.heads = [k for k in connected if k not in set(shared)]
 
     def pick(self, values, which="shared"):
@@ -55,7 +64,8 @@ def discover(model, tape, scaled, scaled_extra, tasks, shared_layers=None):
                   if sum(d[k] for d in depends) >= 2]
     kernels = [len(variables[k].shape) >= 2 for k in shared]
     attached = [any(d[k] for k in shared) for d in depends]
-    return SharedVariables(connected, shared, kernels, attached)
+    per_task = [[k for k, used in enumerate(d) if used] for d in depends]
+    return SharedVariables(connected, shared, kernels, attached, per_task)
 
 
 def check_layer_names(model, names):

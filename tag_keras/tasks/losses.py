@@ -4,7 +4,7 @@ Keras's `CompileLoss` only returns the total. `TaskLosses` walks the same
 built loss entries (the loss object, its weight and the output it reads;
 `_keras_private.loss_entries`) and returns one weighted loss per task,
 updating the per-output loss trackers (`<task>_loss` in the logs) as Keras
-does.
+does, or each task's unreduced loss per example (the diagnostics).
 """
 
 import keras
@@ -59,6 +59,29 @@ class TaskLosses:
                 value = ops.multiply(value, loss_weight)
             losses[task], labels[task], weights[task] = value, y_t, weight
         return losses, labels, weights
+
+    def functions(self, y_true, y_pred):
+        """`{task: loss object}` for the outputs that have a loss, built
+        from one batch of labels and predictions if needed."""
+        self._build(by_task(y_true, y_pred, "y"), y_pred)
+        return {task: loss for task, loss, _ in
+                _keras_private.loss_entries(self._loss_object)
+                if loss is not None}
+
+    @staticmethod
+    def example_losses(loss, y_true, y_pred):
+        """`[batch]`: one loss object's values per example.
+
+        Without `loss_weights`, sample weights or reduction: the loss
+        object's unreduced values (as `Loss.__call__` computes them before
+        reducing), averaged over any further axes.
+        """
+        y_pred = ops.convert_to_tensor(y_pred, dtype=loss.dtype)
+        y_true = ops.convert_to_tensor(y_true, dtype=loss.dtype)
+        values = loss.call(y_true, y_pred)
+        if len(values.shape) > 1:
+            values = ops.mean(values, axis=list(range(1, len(values.shape))))
+        return values
 
     def _build(self, y_true, y_pred):
         if not self._loss_object.built:

@@ -9,10 +9,14 @@ the mean over the batch (Keras's default, `sum_over_batch_size`) is the
 mean over the labelled examples, exactly as Keras treats a mask. A batch
 without NaN labels gives the same loss as without masking (weights of
 exactly one). A task with no label in a batch has a zero loss there: it
-does not train, and the affinity step skips it.
+does not train, and the affinity step skips it (`has_labels`).
+
+The diagnostics and the transfer tools read labels as NumPy:
+`labelled` and `fill_missing` are the same rule there.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -69,3 +73,38 @@ def _per_example(present):
     if present.shape.rank is None or present.shape.rank <= 1:
         return present
     return tf.reduce_all(present, axis=list(range(1, present.shape.rank)))
+
+
+def has_labels(y_true, sample_weight=None):
+    """False when every label of a task is masked in this batch.
+
+    A label is masked when it is NaN (float labels) or its sample weight is
+    zero. Integer labels cannot be NaN.
+    """
+    present = tf.constant(True)
+    y_true = tf.convert_to_tensor(y_true)
+    if y_true.dtype.is_floating:
+        present = tf.reduce_any(~tf.math.is_nan(y_true))
+    if sample_weight is not None:
+        sample_weight = tf.convert_to_tensor(sample_weight)
+        present = present & tf.reduce_any(tf.not_equal(sample_weight, 0))
+    return present
+
+
+def labelled(labels):
+    """`[batch]` bool: no entry of the example's label is NaN."""
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.floating):
+        return np.ones(len(labels), bool)
+    missing = np.isnan(labels.reshape(len(labels), -1)).any(axis=1)
+    return ~missing
+
+
+def fill_missing(labels):
+    """`(filled, keep)`: NaN-labelled examples' labels set to 0, and the
+    `[batch]` mask of the labelled ones (see `labelled`)."""
+    labels = np.asarray(labels)
+    keep = labelled(labels)
+    shape = (-1,) + (1,) * (labels.ndim - 1)
+    filled = np.where(keep.reshape(shape), labels, 0).astype(labels.dtype)
+    return filled, keep
