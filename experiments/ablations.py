@@ -60,7 +60,7 @@ def main(argv):
                "settings": ablations.settings,
                "hoa_half": ablations.hoa_half}[name]
         summary = run(data, config, out_dir, seeds=_COMMON.seeds.value)
-    except (training.DataError, ValueError) as error:
+    except ValueError as error:
         print(f"ablations: error: {error}", file=sys.stderr)
         return 1
     print(tables.write_markdown(out_dir, name, summary))

@@ -15,6 +15,7 @@ import types
 from experiments import data as data_lib
 from experiments.lib import distribution as distribution_lib
 from experiments.lib import training
+from tag_keras import InputError
 
 _PER_DATASET = " (default: per dataset, see training.DEFAULT_CONFIGS)"
 
@@ -126,7 +127,7 @@ def budget_list(common, default=(2, 3, 4)):
     except ValueError:
         budgets = [0]
     if min(budgets) < 1:
-        raise training.DataError(
+        raise InputError(
             "--budgets must be integers >= 1. Received: "
             f"{','.join(common.budgets.value)}")
     return sorted(set(budgets))
@@ -143,7 +144,7 @@ def config_from_flags(common, dataset=None):
 
 
 def distribution_from_flags(common):
-    """The `--distribution` strategy; raises `DataError` (one line).
+    """The `--distribution` strategy; raises `InputError` (one line).
 
     Call it from `main` before anything else touches TensorFlow (a
     multi-worker strategy must be created first).
@@ -158,11 +159,11 @@ def distribution_from_flags(common):
     try:
         return distribution_lib.make_distribution(name)
     except ValueError as error:
-        raise training.DataError(f"--distribution={name}: {error}") from None
+        raise InputError(f"--distribution={name}: {error}") from None
 
 
 def data_from_flags(common, dataset=None):
-    """Loads the dataset the flags name; raises `DataError` (one line)."""
+    """Loads the dataset the flags name; raises `InputError` (one line)."""
     return training.load_data(
         dataset or common.dataset.value, tasks=common.tasks.value,
         data_dir=common.data_dir.value, seed=value(common, "seed", 0),

@@ -22,6 +22,7 @@ from experiments import common_flags  # noqa: E402
 from experiments.lib import distribution as distribution_lib  # noqa: E402
 from experiments.lib import hoa as hoa_lib  # noqa: E402
 from experiments.lib import training  # noqa: E402
+from tag_keras import InputError
 
 _COMMON = common_flags.define_common_flags(
     common_flags.DATA + common_flags.TRAINING + (
@@ -42,7 +43,7 @@ def main(argv):
         budgets = common_flags.budget_list(_COMMON)
         out_dir = _COMMON.out_dir.value or "runs/hoa"
         training.check_out_dir(out_dir)
-    except training.DataError as error:
+    except InputError as error:
         print(f"hoa: error: {error}", file=sys.stderr)
         return 1
     config = common_flags.config_from_flags(_COMMON)

@@ -44,7 +44,7 @@ def main(argv):
         summary = it_mtl_lib.run(data, config, out_dir,
                                  seeds=_COMMON.seeds.value,
                                  methods=list(dict.fromkeys(_METHODS.value)))
-    except (training.DataError, ValueError) as error:
+    except ValueError as error:
         print(f"it_mtl: error: {error}", file=sys.stderr)
         return 1
     print(it_mtl_lib.markdown(summary, data.tasks))

@@ -45,7 +45,7 @@ def main(argv):
         print(f"{data.description}; {training.describe_config(config)}")
         landscapes.run(data, config, out_dir, at_epochs=at,
                        points=_POINTS.value)
-    except (training.DataError, ValueError) as error:
+    except ValueError as error:
         print(f"landscapes: error: {error}", file=sys.stderr)
         return 1
     print(f"Wrote {out_dir}/lines_*.csv/png and surface_*.csv/png")

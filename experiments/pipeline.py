@@ -26,6 +26,7 @@ from experiments.lib import distribution as distribution_lib  # noqa: E402
 from experiments.lib import pipeline as pipeline_lib  # noqa: E402
 from experiments.lib import results as results_lib  # noqa: E402
 from experiments.lib import training  # noqa: E402
+from tag_keras import InputError
 
 _COMMON = common_flags.define_common_flags(
     common_flags.DATA + common_flags.TRAINING + (
@@ -71,10 +72,10 @@ def main(argv):
         out_dir = _COMMON.out_dir.value or "runs/pipeline"
         training.check_out_dir(out_dir)
         if 0 < _STABILITY.value < 10:
-            raise training.DataError(
+            raise InputError(
                 "--stability_resamples must be 0 or at least 10. Received: "
                 f"{_STABILITY.value}")
-    except training.DataError as error:
+    except InputError as error:
         print(f"pipeline: error: {error}", file=sys.stderr)
         return 1
     config = common_flags.config_from_flags(_COMMON)

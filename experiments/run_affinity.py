@@ -22,6 +22,7 @@ from experiments import common_flags  # noqa: E402
 from experiments.lib import distribution as distribution_lib  # noqa: E402
 from experiments.lib import measure as measure_lib  # noqa: E402
 from experiments.lib import training  # noqa: E402
+from tag_keras import InputError
 
 _COMMON = common_flags.define_common_flags(
     common_flags.DATA + common_flags.TRAINING + (
@@ -44,7 +45,7 @@ def main(argv):
         out_dir = _COMMON.out_dir.value or "runs/affinity"
         training.check_out_dir(out_dir)
         training.check_multi_task(data.tasks)
-    except training.DataError as error:
+    except InputError as error:
         print(f"run_affinity: error: {error}", file=sys.stderr)
         return 1
     config = common_flags.config_from_flags(_COMMON)

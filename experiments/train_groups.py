@@ -26,6 +26,7 @@ from experiments.lib import distribution as distribution_lib  # noqa: E402
 from experiments.lib import groups as groups_lib  # noqa: E402
 from experiments.lib import results as results_lib  # noqa: E402
 from experiments.lib import training  # noqa: E402
+from tag_keras import InputError
 from tag_keras import select as select_lib  # noqa: E402
 
 _COMMON = common_flags.define_common_flags(
@@ -62,7 +63,7 @@ def main(argv):
                                         distribution=distribution)
         results = groups_lib.train_groups(trainer, document, budgets=budgets,
                                           method=_METHOD.value)
-    except (training.DataError, select_lib.GroupsDocumentError) as error:
+    except InputError as error:
         print(f"train_groups: error: {error}", file=sys.stderr)
         return 1
     with distribution_lib.output_dir(out_dir, distribution) as writable:

@@ -58,7 +58,7 @@ def main(argv):
             aux_sets=_AUX_SETS.value, aux_size=_AUX_SIZE.value,
             max_samples=_MAX_SAMPLES.value,
             sharpness_steps=_SHARPNESS_STEPS.value)
-    except (training.DataError, ValueError) as error:
+    except ValueError as error:
         print(f"trajectories: error: {error}", file=sys.stderr)
         return 1
     with open(os.path.join(out_dir, "results.md")) as handle:

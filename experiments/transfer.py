@@ -76,7 +76,7 @@ def main(argv):
                     data, config, out_dir,
                     widths=[int(w) for w in _WIDTHS.value],
                     seeds=_COMMON.seeds.value)
-    except (training.DataError, ValueError) as error:
+    except ValueError as error:
         print(f"transfer: error: {error}", file=sys.stderr)
         return 1
     print(tables.write_markdown(out_dir, name, summary))

@@ -28,6 +28,7 @@ import importlib
 
 __version__ = "0.3.0.dev0"
 
+from tag_keras._errors import InputError  # noqa: E402
 from tag_keras._lock import DirectoryInUseError  # noqa: E402
 from tag_keras.select import Grouping  # noqa: E402
 from tag_keras.select import Selection  # noqa: E402
@@ -59,6 +60,7 @@ __all__ = [
     "DirectoryInUseError",
     "ForwardPass",
     "Grouping",
+    "InputError",
     "MultiWorkerFixes",
     "Selection",
     "TaskAffinityModel",

@@ -24,6 +24,7 @@ from experiments.lib import measure as measure_lib
 from experiments.lib import pipeline
 from experiments.lib import results as results_lib
 from experiments.lib import training
+from tag_keras import InputError
 from tag_keras import select as select_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -139,7 +140,7 @@ def test_results_table_round_trips_through_csv(tmp_path):
 
 
 def test_load_data_errors_are_one_line():
-    with pytest.raises(training.DataError, match="unknown") as error:
+    with pytest.raises(InputError, match="unknown") as error:
         training.load_data("digits", tasks=["is_even", "nope"])
     assert "\n" not in str(error.value)
 

@@ -205,3 +205,30 @@ def test_time_limit_and_progress(tmp_path, monkeypatch, capsys):
     code, out, _ = _run(monkeypatch, capsys, f"--group_affinity={group}",
                         "--time_limit=5", "--num_groups=1")
     assert code == 0 and "proven optimal" in out  # So does group affinity.
+
+
+def test_one_error_type_reaches_the_user(tmp_path):
+    # A bad file, a bad groups document, a bad matrix and a bad budget all
+    # raise `tag_keras.InputError`, with a one-line message.
+    import tag_keras
+    from tag_keras import select as select_lib
+
+    (tmp_path / "torn.csv").write_text("source,a,b\na,1,x\nb,0,1\n")
+    (tmp_path / "groups.json").write_text('{"results": "x"}')
+    matrix = pd.DataFrame([[1.0, 0.0], [0.0, 1.0]], index=["a", "b"],
+                          columns=["a", "c"])
+    attempts = [
+        lambda: select_lib.read_affinity(tmp_path / "torn.csv"),
+        lambda: select_lib.read_groups(tmp_path / "groups.json"),
+        lambda: select_lib.select_groups(matrix, 2),
+        lambda: tag_keras.choose_groups(
+            pd.DataFrame(np.eye(3), index=list("abc"), columns=list("abc")),
+            budgets=[0]),
+    ]
+    for attempt in attempts:
+        with pytest.raises(tag_keras.InputError) as raised:
+            attempt()
+        assert "\n" not in str(raised.value)
+    assert select_lib.ReadError is select_lib.GroupsDocumentError is (
+        tag_keras.InputError) is cli.InputError
+    assert issubclass(tag_keras.InputError, ValueError)

@@ -15,6 +15,7 @@ from experiments import data as data_lib
 from experiments.lib import training
 from experiments.benchmarks.grouping_quality import __main__ as gq
 from experiments.benchmarks.grouping_quality import report as gq_report
+from tag_keras import InputError
 
 TASKS = ("c0_t0", "c0_t1", "noise_0")
 
@@ -146,7 +147,7 @@ def test_subsets_in_size_then_task_order():
 
 
 def test_unknown_dataset_is_a_one_line_error():
-    with pytest.raises(training.DataError) as error:
+    with pytest.raises(InputError) as error:
         gq.load_task_sets(["celeba"])
     assert str(error.value) == ("--datasets must name planted or digits. "
                                 "Received: 'celeba'")

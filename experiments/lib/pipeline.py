@@ -49,6 +49,7 @@ from experiments.lib import hoa as hoa_lib
 from experiments.lib import measure as measure_lib
 from experiments.lib import results as results_lib
 from experiments.lib import training
+from tag_keras import InputError
 from tag_keras import select as select_lib
 from tag_keras.select import choose
 from tag_keras.select import document as document_lib
@@ -116,16 +117,16 @@ def train_augmented(data, config, augmentation, *, gradnorm_alpha=1.5,
 
 
 def check_options(tasks, *, optimal=False, augmentations=()):
-    """Raises `training.DataError` for options these tasks cannot run."""
+    """Raises `InputError` for options these tasks cannot run."""
     training.check_multi_task(tasks, "The pipeline")
     if optimal and len(tasks) > MAX_OPTIMAL_TASKS:
-        raise training.DataError(
+        raise InputError(
             f"--optimal trains 2^n - 1 networks; it allows at most "
             f"{MAX_OPTIMAL_TASKS} tasks. Received: {len(tasks)} tasks "
             "(choose fewer with --tasks)")
     unknown = [a for a in augmentations if a not in AUGMENTATIONS]
     if unknown:
-        raise training.DataError(
+        raise InputError(
             f"Unknown augmentations {unknown}; choose from "
             f"{list(AUGMENTATIONS)}")
 
@@ -167,7 +168,7 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
     """
     try:
         check_options(data.tasks, optimal=optimal, augmentations=augmentations)
-    except training.DataError as error:
+    except InputError as error:
         raise ValueError(str(error)) from None
     with distribution_lib.output_dir(out_dir, distribution) as writable:
         run = _Run(data, config, writable, distribution, log,

@@ -32,6 +32,7 @@ import numpy as np
 
 from experiments import data as data_lib
 from experiments.lib import distribution as distribution_lib
+from tag_keras import InputError
 from tag_keras.train import random_groupings
 # The partition helpers live in the library (no TensorFlow needed).
 from tag_keras.train.random_groupings import all_partitions  # noqa: F401
@@ -131,43 +132,40 @@ def default_config(dataset, **overrides):
     return dataclasses.replace(DEFAULT_CONFIGS[dataset], **overrides)
 
 
-class DataError(Exception):
-    """The dataset or a setting is unusable; the message is one line."""
-
 
 def check_out_dir(path):
-    """Raises `DataError` unless `path` is, or can become, a directory.
+    """Raises `InputError` unless `path` is, or can become, a directory.
 
     Called before any work, so that a typo does not cost a training run.
     """
     if os.path.exists(path) and not os.path.isdir(path):
-        raise DataError(f"--out_dir must be a directory; {path} is a file. "
-                        f"Received: out_dir={path}")
+        raise InputError(f"--out_dir must be a directory; {path} is a file. "
+                         f"Received: out_dir={path}")
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-        raise DataError(f"--out_dir cannot be created: {parent} is not a "
-                        f"writable directory. Received: out_dir={path}")
+        raise InputError(f"--out_dir cannot be created: {parent} is not a "
+                         f"writable directory. Received: out_dir={path}")
 
 
 def check_multi_task(tasks, what="Measuring affinity"):
-    """Raises `DataError` unless there are two or more `tasks`."""
+    """Raises `InputError` unless there are two or more `tasks`."""
     if len(tasks) < 2:
-        raise DataError(f"{what} needs at least two tasks. Received: "
-                        f"tasks={list(tasks)} (give more with --tasks)")
+        raise InputError(f"{what} needs at least two tasks. Received: "
+                         f"tasks={list(tasks)} (give more with --tasks)")
 
 
 def load_data(name, *, tasks=None, data_dir=None, seed=0, download=True):
-    """`data.load_dataset`, with failures as a one-line `DataError`."""
+    """`data.load_dataset`, with failures as a one-line `InputError`."""
     options = {"download": download} if name == "celeba" else {}
     try:
         return data_lib.load_dataset(name, tasks=tasks, data_dir=data_dir,
                                      seed=seed, **options)
     except data_lib.DatasetUnavailableError as error:
-        raise DataError(" ".join(str(error).split())) from None
+        raise InputError(" ".join(str(error).split())) from None
     except ValueError as error:
-        raise DataError(" ".join(str(error).split())) from None
+        raise InputError(" ".join(str(error).split())) from None
 
 
 @dataclasses.dataclass(frozen=True)

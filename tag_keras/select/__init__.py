@@ -15,6 +15,7 @@ TensorFlow, Keras or `tag_keras.measure`: selection runs on a CSV, on a
 machine without TensorFlow, and starts in a fraction of a second.
 """
 
+from tag_keras._errors import InputError
 from tag_keras.select.choose import Selection
 from tag_keras.select.choose import choose_groups
 from tag_keras.select.document import GroupsDocumentError
@@ -34,7 +35,8 @@ from tag_keras.select.readers import read_affinity
 from tag_keras.select.readers import read_table
 
 __all__ = [
-    "Grouping", "GroupsDocumentError", "ReadError", "Selection",
+    "Grouping", "GroupsDocumentError", "InputError", "ReadError",
+    "Selection",
     "choose_groups", "groups_document",
     "read_affinity", "read_group_affinity", "read_groups",
     "read_performance", "read_table",

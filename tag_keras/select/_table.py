@@ -14,6 +14,7 @@ import numbers
 
 import numpy as np
 
+from tag_keras._errors import InputError
 from tag_keras.select import _solvers
 from tag_keras.select import grouping as grouping_lib
 
@@ -26,7 +27,7 @@ def finite_value(value, context, name="value"):
     """`value` as a float, or a one-line ValueError naming `context`."""
     if isinstance(value, bool) or not isinstance(
             value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"Each {name} must be a finite number. Received: "
+        raise InputError(f"Each {name} must be a finite number. Received: "
                          f"{context}, {name}={value!r}")
     return float(value)
 
@@ -80,7 +81,7 @@ def best_grouping(tasks, scores, num_groups, max_size, *, minimize=False,
     if not np.isfinite(servable[[1 << a for a in range(n)]]).all():
         lonely = [t for a, t in enumerate(tasks)
                   if servable[1 << a] == -np.inf]
-        raise ValueError(f"{missing}. Received: tasks without one={lonely}")
+        raise InputError(f"{missing}. Received: tasks without one={lonely}")
     half_blocks = []
     if halves is None:
         blocks, _ = _solvers.solve_partition_dp(n, values, num_groups)

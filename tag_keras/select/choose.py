@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 
+from tag_keras._errors import InputError
 from tag_keras.select import document as document_lib
 from tag_keras.select import group_affinity as group_lib
 from tag_keras.select import grouping as grouping_lib
@@ -107,11 +108,11 @@ def choose_groups(source: pd.DataFrame, budgets: Sequence[int], *,
             or any error of the selector or of the document's validation.
     """
     if mode not in MODES:
-        raise ValueError(f"`mode` must be one of {list(MODES)}. Received: "
+        raise InputError(f"`mode` must be one of {list(MODES)}. Received: "
                          f"mode={mode!r}")
     budgets = _budgets(budgets)
     if mode != "affinity" and (top > 1 or steps is not None):
-        raise ValueError(
+        raise InputError(
             "Candidates (`top`) and stability (`steps`) need an affinity "
             f"matrix (mode='affinity'). Received: mode={mode!r}, top={top}, "
             f"steps={'given' if steps is not None else None}")
@@ -149,11 +150,11 @@ def _budgets(values):
     for value in values:
         if isinstance(value, bool) or not isinstance(
                 value, numbers.Integral) or value < 1:
-            raise ValueError("Each budget must be an integer >= 1. "
+            raise InputError("Each budget must be an integer >= 1. "
                              f"Received: budgets={list(values)!r}")
         budgets.append(int(value))
     if not budgets:
-        raise ValueError("Give at least one budget. Received: budgets=[]")
+        raise InputError("Give at least one budget. Received: budgets=[]")
     return sorted(set(budgets))
 
 

@@ -21,6 +21,7 @@ from absl import app
 from absl import flags
 
 from tag_keras import _cli
+from tag_keras import _errors
 from tag_keras.select import choose
 from tag_keras.select import document as document_lib
 from tag_keras.select import group_affinity as group_lib
@@ -79,8 +80,7 @@ _PROGRESS = flags.DEFINE_bool(
     "stderr.")
 
 
-class InputError(ValueError):
-    """Bad input, reported as one line."""
+InputError = _errors.InputError
 
 
 def load_affinity(path):

@@ -18,14 +18,16 @@ import json
 import os
 from typing import Any, Sequence
 
+from tag_keras import _errors
 from tag_keras import _files
 
 #: Keys every result entry carries.
 REQUIRED_RESULT_KEYS = ("num_groups", "groups", "serve")
 
 
-class GroupsDocumentError(ValueError):
-    """A groups document is unusable; the message is one line."""
+#: A groups document is unusable (one line). The package's one input
+#: error, `tag_keras.InputError`; this name is kept for 0.2 code.
+GroupsDocumentError = _errors.InputError
 
 
 def groups_document(tasks: Sequence[str], groupings: Sequence, *,

@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from tag_keras._errors import InputError
 from tag_keras.select import _scores
 from tag_keras.select import _table
 from tag_keras.select import readers
@@ -59,7 +60,7 @@ def parse(frame):
                         f"columns {list(COLUMNS)}. Received: {frame!r}")
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"`group_affinity` needs the columns {list(COLUMNS)}; "
             f"{missing} missing. Received: columns={list(frame.columns)}")
     tasks = list(dict.fromkeys(str(t) for t in frame["target"]))
@@ -70,19 +71,19 @@ def parse(frame):
         names = str(sources).split(SEPARATOR) if isinstance(
             sources, str) else []
         if not names or "" in names or len(set(names)) != len(names):
-            raise ValueError(
+            raise InputError(
                 "Each `sources` must be task names joined by '|', each "
                 f"once. Received: sources={sources!r}, target={target!r}")
         unknown = [t for t in names if t not in index]
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"`sources` names tasks {unknown} that are never a target; "
                 f"known tasks: {tasks}. Received: sources={sources!r}")
         value = _table.finite_value(
             value, f"sources={sources!r}, target={target!r}", "affinity")
         key = (sum(1 << index[t] for t in names), index[str(target)])
         if key in measured:
-            raise ValueError(
+            raise InputError(
                 "Each (sources, target) may appear once. Received a second "
                 f"row: sources={sources!r}, target={target!r}")
         measured[key] = float(value)
@@ -230,7 +231,7 @@ def select_groups_from_group_affinity(
     tasks, measured = parse(group_affinity)
     n = len(tasks)
     if n < 2:
-        raise ValueError(
+        raise InputError(
             "`group_affinity` must name at least 2 target tasks. "
             f"Received: tasks={tasks}")
     max_size = grouping_lib._check_budget(num_groups, n, max_group_size,

@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from tag_keras._errors import InputError
 from tag_keras.select import _columns
 from tag_keras.select import _scores
 from tag_keras.select import _search
@@ -99,12 +100,12 @@ def validate_affinity(affinity):
         str(t) for t in affinity.columns
     ]
     if len(rows) != len(columns):
-        raise ValueError(
+        raise InputError(
             "`affinity` must be square (one row and one column per task). "
             f"Received: affinity.shape={affinity.shape}"
         )
     if len(set(rows)) != len(rows) or sorted(rows) != sorted(columns):
-        raise ValueError(
+        raise InputError(
             "`affinity` must have the same unique task names as row and "
             f"column labels. Received: rows={rows}, columns={columns}"
         )
@@ -118,7 +119,7 @@ def validate_affinity(affinity):
             hint = (" (NaN: never measured, e.g. a task whose head bypasses "
                     "the shared weights or that was never labelled; leave "
                     "that task out)")
-        raise ValueError(
+        raise InputError(
             "`affinity` must hold finite numbers. Received: affinity.loc["
             f"{rows[bad[0]]!r}, {rows[bad[1]]!r}]="
             f"{_plain(affinity.loc[rows[bad[0]], rows[bad[1]]])!r}{hint}"
@@ -126,7 +127,7 @@ def validate_affinity(affinity):
     with np.errstate(over="ignore"):
         total = np.abs(z).sum() * max(len(rows), 1)
     if not np.isfinite(total):
-        raise ValueError(
+        raise InputError(
             "`affinity` values are too large to add up without overflow "
             f"(largest |value| {np.abs(z).max():.3g} for {len(rows)} tasks); "
             "rescale the matrix, e.g. divide it by its largest absolute "
@@ -140,7 +141,7 @@ def _check_time_limit(time_limit):
     if isinstance(time_limit, bool) or not isinstance(
             time_limit, numbers.Real) or not (
             math.isfinite(time_limit) and time_limit > 0):
-        raise ValueError(
+        raise InputError(
             "`time_limit` must be a positive number of seconds or None. "
             f"Received: time_limit={time_limit!r}")
 
@@ -149,7 +150,7 @@ def _check_budget(num_groups, n, max_group_size, allow_singletons):
     if isinstance(num_groups, bool) or not isinstance(
         num_groups, numbers.Integral
     ) or num_groups < 1:
-        raise ValueError(
+        raise InputError(
             "`num_groups` must be an integer >= 1. "
             f"Received: num_groups={num_groups!r}"
         )
@@ -159,12 +160,12 @@ def _check_budget(num_groups, n, max_group_size, allow_singletons):
     if isinstance(max_group_size, bool) or not isinstance(
         max_group_size, numbers.Integral
     ) or max_group_size < smallest:
-        raise ValueError(
+        raise InputError(
             f"`max_group_size` must be an integer >= {smallest} or None. "
             f"Received: max_group_size={max_group_size!r}"
         )
     if num_groups * max_group_size < n:
-        raise ValueError(
+        raise InputError(
             f"{num_groups} groups of at most {max_group_size} tasks cannot "
             f"serve {n} tasks. Received: num_groups={num_groups}, "
             f"max_group_size={max_group_size}"
@@ -220,7 +221,7 @@ def _normalized(z, tasks):
     diagonal = z.diagonal().copy()
     if (diagonal <= 0).any():
         bad = tasks[int(np.argmax(diagonal <= 0))]
-        raise ValueError(
+        raise InputError(
             "normalize=True divides by self-affinity, which must be "
             f"positive. Received: affinity.loc[{bad!r}, {bad!r}]="
             f"{_plain(diagonal[tasks.index(bad)])!r}"
@@ -311,10 +312,10 @@ def _from_blocks(tasks, scores, blocks, num_groups, method):
 def _check_top(top, n, max_exact_tasks, scores):
     if isinstance(top, bool) or not isinstance(top, numbers.Integral) or (
             top < 1):
-        raise ValueError(
+        raise InputError(
             f"`top` must be an integer >= 1. Received: top={top!r}")
     if top > 1 and (n > max_exact_tasks or not scores.exact_blocks):
-        raise ValueError(
+        raise InputError(
             "`top` > 1 is solved exactly by the dynamic program, which "
             f"allows at most max_exact_tasks={max_exact_tasks} tasks. "
             f"Received: top={top} for {n} tasks (use top=1, or raise "
@@ -465,7 +466,7 @@ def select_groups(
     tasks, z = validate_affinity(affinity)
     n = len(tasks)
     if n == 0 or (n == 1 and not allow_singletons):
-        raise ValueError(
+        raise InputError(
             "`affinity` needs at least two tasks (one with "
             f"allow_singletons=True). Received: tasks={tasks}"
         )

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from tag_keras._errors import InputError
 from tag_keras.select import _table
 from tag_keras.select import readers
 from tag_keras.select import grouping as grouping_lib
@@ -40,7 +41,7 @@ def _parse(performance):
     """Returns `(tasks, {(group mask, task): value})` or raises ValueError."""
     missing = {"group", "task", "value"} - set(performance.columns)
     if missing:
-        raise ValueError(
+        raise InputError(
             "`performance` needs the columns group, task, value. Received: "
             f"columns={list(performance.columns)}"
         )
@@ -59,7 +60,7 @@ def _parse(performance):
     for group, task, value in rows:
         label = SEPARATOR.join(group)
         if task not in group:
-            raise ValueError(
+            raise InputError(
                 "Each task must belong to the group it was measured in. "
                 f"Received: group={label!r}, task={task!r}"
             )
@@ -67,7 +68,7 @@ def _parse(performance):
         mask = sum(1 << tasks.index(t) for t in set(group))
         key = (mask, tasks.index(task))
         if key in measured:
-            raise ValueError(
+            raise InputError(
                 "Each (group, task) may be measured once. Received a second "
                 f"row: group={label!r}, task={task!r}"
             )
@@ -154,7 +155,7 @@ def select_groups_from_performance(
     n = len(tasks)
     if n > MAX_TASKS:
         if half_size_singles is not None:
-            raise ValueError(
+            raise InputError(
                 f"`half_size_singles` is supported up to {MAX_TASKS} tasks. "
                 f"Received: {n} tasks")
         return _from_pairs(tasks, measured, num_groups, max_group_size,
@@ -181,7 +182,7 @@ def pair_matrix(tasks, measured):
     for (mask, a), value in measured.items():
         members = np.flatnonzero((mask >> np.arange(n)) & 1)
         if len(members) > 2:
-            raise ValueError(
+            raise InputError(
                 f"Beyond {MAX_TASKS} tasks HOA selects from single-task and "
                 "pair networks only. Received: a measured group of "
                 f"{len(members)} tasks "
@@ -191,7 +192,7 @@ def pair_matrix(tasks, measured):
     if np.isnan(z).any():
         b, a = np.argwhere(np.isnan(z))[0]
         missing = tasks[a] if a == b else f"{tasks[b]}{SEPARATOR}{tasks[a]}"
-        raise ValueError(
+        raise InputError(
             f"Beyond {MAX_TASKS} tasks HOA needs every single task and every "
             f"pair measured. Received: no value of {tasks[a]!r} in "
             f"{missing!r}")
@@ -218,13 +219,13 @@ def _half_losses(frame, tasks):
     """`[n]` losses of the half-size single-task networks (NaN: none)."""
     if not isinstance(frame, pd.DataFrame) or not {"task", "value"} <= set(
             frame.columns):
-        raise ValueError(
+        raise InputError(
             "`half_size_singles` must be a DataFrame with columns task, "
             f"value. Received: {frame!r}")
     losses = np.full(len(tasks), np.nan)
     for task, value in zip(frame["task"], frame["value"]):
         if str(task) not in tasks:
-            raise ValueError(
+            raise InputError(
                 f"`half_size_singles` names an unknown task. Received: "
                 f"task={task!r}; tasks={tasks}")
         losses[tasks.index(str(task))] = _table.finite_value(

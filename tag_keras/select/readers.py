@@ -16,6 +16,8 @@ from typing import Sequence
 
 import pandas as pd
 
+from tag_keras import _errors
+
 #: The name columns of each long table the package writes.
 NAME_COLUMNS = {
     "affinity_steps.csv": ("source", "target"),
@@ -25,8 +27,9 @@ NAME_COLUMNS = {
 }
 
 
-class ReadError(ValueError):
-    """A file cannot be read as the table expected; one line."""
+#: A file cannot be read as the table expected (one line). The package's
+#: one input error, `tag_keras.InputError`; this name is kept for 0.2 code.
+ReadError = _errors.InputError
 
 
 def read_affinity(path: str | os.PathLike) -> pd.DataFrame:

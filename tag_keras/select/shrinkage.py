@@ -25,6 +25,7 @@ reads its output like any affinity matrix. Pure NumPy and pandas.
 import numpy as np
 import pandas as pd
 
+from tag_keras._errors import InputError
 from tag_keras.select import stability
 
 
@@ -40,19 +41,19 @@ def shrink(z, se):
     z = np.asarray(z, dtype=float)
     se = np.asarray(se, dtype=float)
     if z.ndim != 2 or z.shape[0] != z.shape[1] or se.shape != z.shape:
-        raise ValueError(
+        raise InputError(
             "`z` must be a square matrix and `se` of its shape. Received: "
             f"z.shape={z.shape}, se.shape={se.shape}")
     n = len(z)
     if n < 3:
-        raise ValueError("Shrinkage needs at least 3 tasks (two sources per "
+        raise InputError("Shrinkage needs at least 3 tasks (two sources per "
                          f"target). Received: {n} tasks")
     off = ~np.eye(n, dtype=bool)
     if not np.all(np.isfinite(z[off])):
-        raise ValueError("Every affinity off the diagonal must be finite "
+        raise InputError("Every affinity off the diagonal must be finite "
                          "(a pair never measured has no mean to shrink).")
     if not np.all(np.isfinite(se[off])) or np.any(se[off] < 0):
-        raise ValueError("Every standard error off the diagonal must be "
+        raise InputError("Every standard error off the diagonal must be "
                          "finite and >= 0. Measure more steps (a pair "
                          "needs values in at least two blocks).")
     out = z.copy()

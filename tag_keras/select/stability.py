@@ -38,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from tag_keras._errors import InputError
 from tag_keras.select import grouping as grouping_lib
 
 STABLE = "stable"
@@ -110,12 +111,12 @@ def step_matrices(steps, tasks=None):
     """
     missing = [c for c in _COLUMNS if c not in steps.columns]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"The per-step table lacks the columns {missing}; expected "
             f"{list(_COLUMNS)} (affinity_steps.csv). Received: "
             f"columns={list(steps.columns)}")
     if steps.empty:
-        raise ValueError("The per-step table has no rows: no step was "
+        raise InputError("The per-step table has no rows: no step was "
                          "measured.")
     if tasks is None:
         tasks = list(dict.fromkeys([*steps["source"], *steps["target"]]))
@@ -124,7 +125,7 @@ def step_matrices(steps, tasks=None):
     named = set(map(str, steps["source"])) | set(map(str, steps["target"]))
     unknown = sorted(named - set(tasks))
     if unknown:
-        raise ValueError(f"The per-step table names tasks {unknown} that "
+        raise InputError(f"The per-step table names tasks {unknown} that "
                          f"the matrix lacks. Matrix tasks: {tasks}")
     order = {s: k for k, s in enumerate(sorted(steps["step"].unique()))}
     values = np.full((len(order), len(tasks), len(tasks)), np.nan)
@@ -157,7 +158,7 @@ def assess(steps: pd.DataFrame, num_groups: int | Sequence[int], *,
     budgets = [num_groups] if np.isscalar(num_groups) else list(num_groups)
     if isinstance(resamples, bool) or not isinstance(resamples, int) or (
             resamples < 10):
-        raise ValueError("`resamples` must be an integer >= 10. Received: "
+        raise InputError("`resamples` must be an integer >= 10. Received: "
                          f"resamples={resamples!r}")
     tasks, values = step_matrices(steps, tasks)
     blocks = _blocks(len(values), block_size)
@@ -200,10 +201,10 @@ def _blocks(count, block_size):
         block_size = max(1, int(round(count ** (1 / 3))))
     if isinstance(block_size, bool) or not isinstance(block_size, int) or (
             block_size < 1):
-        raise ValueError("`block_size` must be an integer >= 1. Received: "
+        raise InputError("`block_size` must be an integer >= 1. Received: "
                          f"block_size={block_size!r}")
     if count < 2 * block_size:
-        raise ValueError(
+        raise InputError(
             f"Stability needs at least two blocks of {block_size} measured "
             f"steps. Received: {count} measured steps (measure more often "
             "or train longer)")

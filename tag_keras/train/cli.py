@@ -36,6 +36,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from tag_keras import _cli  # noqa: E402
+from tag_keras import _errors  # noqa: E402
 
 from tag_keras.select import document as document_lib  # noqa: E402
 
@@ -93,8 +94,7 @@ _METRIC = flags.DEFINE_enum(
 _REQUIRED = ("model", "data", "groups", "out_dir")
 
 
-class InputError(ValueError):
-    """Bad input, reported as one line."""
+InputError = _errors.InputError
 
 
 def load_function(spec, flag, parameters):

@@ -41,6 +41,7 @@ from experiments import common_flags  # noqa: E402
 from experiments.lib import training  # noqa: E402
 from experiments.benchmarks.calibration import write as write_lib  # noqa
 from experiments.benchmarks.grouping_quality import work as work_lib  # noqa
+from tag_keras import InputError
 
 DEFAULT_OUT_DIR = "experiments/benchmarks/results/calibration"
 TRUTH_CSV = "experiments/benchmarks/results/grouping_quality/networks.csv"
@@ -86,7 +87,7 @@ def load_task_sets(names, epochs=None):
         elif name in ("planted", "digits"):
             out += work_lib.load_task_sets([name], epochs=epochs)
         else:
-            raise training.DataError(
+            raise InputError(
                 "--calibration_datasets must name planted, digits or "
                 f"planted3. Received: {name!r}")
     return out
@@ -129,7 +130,7 @@ def main(argv):
     try:
         budgets = [int(b) for b in (_COMMON.budgets.value or [2, 3, 4])]
         task_sets = load_task_sets(_DATASETS.value, _COMMON.epochs.value)
-    except (training.DataError, ValueError) as error:
+    except ValueError as error:
         print(f"calibration: error: {error}", file=sys.stderr)
         return 1
     out_dir = _COMMON.out_dir.value or DEFAULT_OUT_DIR

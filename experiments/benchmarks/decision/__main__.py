@@ -27,7 +27,6 @@ import pandas as pd  # noqa: E402
 from experiments import common_flags  # noqa: E402
 from experiments.benchmarks.decision import lib  # noqa: E402
 from experiments.benchmarks.decision import report  # noqa: E402
-from experiments.lib import training  # noqa: E402
 
 _COMMON = common_flags.define_common_flags(
     ("out_dir", "budgets", "epochs", "measure_seeds", "truth_seeds",
@@ -121,7 +120,7 @@ def main(argv):
                           or [2, 3, 4]})
         task_sets = [lib.load_task_set(n, _COMMON.epochs.value)
                      for n in _TASK_SETS.value]
-    except (training.DataError, ValueError) as error:
+    except ValueError as error:
         print(f"decision: error: {error}", file=sys.stderr)
         return 1
     out_dir = _COMMON.out_dir.value or DEFAULT_OUT_DIR

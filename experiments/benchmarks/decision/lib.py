@@ -28,6 +28,7 @@ import numpy as np
 from experiments import data as data_lib
 from experiments.lib import measure as measure_lib
 from experiments.lib import training
+from tag_keras import InputError
 from tag_keras import select as select_lib
 from tag_keras.select import readers
 from tag_keras.select import stability as stability_lib
@@ -52,7 +53,7 @@ class TaskSet:
 def load_task_set(name, epochs=None):
     """The task set called `name` (see `TASK_SETS`)."""
     if name not in TASK_SETS:
-        raise training.DataError(
+        raise InputError(
             f"Task sets are {sorted(TASK_SETS)}. Received: {name!r}")
     dataset, options, config_name = TASK_SETS[name]
     data = data_lib.load_dataset(dataset, **{"seed": 0, **options})

@@ -43,6 +43,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from experiments import common_flags  # noqa: E402
+from tag_keras import InputError  # noqa: E402
 from experiments.lib import training  # noqa: E402
 from experiments.benchmarks.grouping_quality import (  # noqa: E402
     write as gq_write)
@@ -127,8 +128,8 @@ def _ints(values, name):
     except ValueError:
         parsed = [0]
     if not parsed or min(parsed) < 1:
-        raise training.DataError(f"--{name} must be integers >= 1. "
-                                 f"Received: {','.join(values)}")
+        raise InputError(f"--{name} must be integers >= 1. "
+                         f"Received: {','.join(values)}")
     return parsed
 
 
@@ -142,7 +143,7 @@ def main(argv):
         task_sets = load_task_sets(
             _DATASETS.value, planted_tasks=_PLANTED_TASKS.value,
             digits_tasks=_DIGITS_TASKS.value, epochs=_COMMON.epochs.value)
-    except (training.DataError, ValueError) as error:
+    except ValueError as error:
         print(f"grouping_quality: error: {error}", file=sys.stderr)
         return 1
     out_dir = _COMMON.out_dir.value or DEFAULT_OUT_DIR

@@ -14,6 +14,7 @@ import tempfile
 from experiments.lib import timing
 from experiments.lib import training
 from experiments.benchmarks.grouping_quality import report as gq_report
+from tag_keras import InputError
 
 # Seven of the nine digit attributes: arithmetic ones and shape ones.
 DIGITS_TASKS = ("is_even", "is_prime", "greater_than_4", "has_closed_loop",
@@ -251,13 +252,13 @@ def load_task_sets(datasets, *, planted_tasks=None, digits_tasks=DIGITS_TASKS,
     task_sets = []
     for name in datasets:
         if name not in ("planted", "digits"):
-            raise training.DataError(
+            raise InputError(
                 "--datasets must name planted or digits. Received: "
                 f"{name!r}")
         tasks = planted_tasks if name == "planted" else digits_tasks
         data = training.load_data(name, tasks=tasks, seed=0)
         if not 2 <= len(data.tasks) <= 10:
-            raise training.DataError(
+            raise InputError(
                 f"{name}: between 2 and 10 tasks (2^n - 1 networks each). "
                 f"Received: {len(data.tasks)} tasks")
         task_sets.append(TaskSet(data, training.default_config(
