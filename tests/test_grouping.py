@@ -350,7 +350,7 @@ def _optimum_and_poor_start(n, k, seed):
     from tag_keras.select import _solvers
 
     z = _random(n, seed, "negative")
-    values = _scores.Scores(z, n).all_block_values()
+    values = _scores.Scores(z, n).blocks.all_values()
     _, optimum = _solvers.solve_partition_dp(n, values, k)
     labels = np.random.default_rng(seed).permutation(n) % k
     start = [sum(1 << t for t in range(n) if labels[t] == b)

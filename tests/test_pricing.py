@@ -94,21 +94,21 @@ def test_gains_and_scores_by_hand(kind, seed):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("singletons", [False, True])
 def test_block_values_against_every_group(kind, singletons):
-    """Without special groups f(S) is exact. With them, `block_value` is a
-    value some group reaches and `all_block_values` a bound on f(S)."""
+    """Without special groups f(S) is exact. With them, `blocks.value` is a
+    value some group reaches and `blocks.all_values` a bound on f(S)."""
     n, max_size = 7, 5
     scores, _, by_hand = _problem(n, 3, kind, max_size, singletons)
     groups = [g for size in range(1, max_size + 1)
               for g in itertools.combinations(range(n), size)]
     exact = kind == "pairs"
     assert scores.exact_blocks == exact
-    vectorised = scores.all_block_values()
+    vectorised = scores.blocks.all_values()
     reached = tight = 0
     for mask in range(1, 2**n):
         block = [t for t in range(n) if (mask >> t) & 1]
         truth = max([sum(by_hand(a, g) for a in block) for g in groups
                      if set(block) <= set(g)], default=-np.inf)
-        value, helpers = scores.block_value(mask)
+        value, helpers = scores.blocks.value(mask)
         if exact:
             assert value == pytest.approx(truth)
         else:

@@ -37,6 +37,7 @@ import numpy as np
 from scipy import optimize
 from scipy import sparse
 
+from tag_keras.select import _blocks
 from tag_keras.select import _pricing
 from tag_keras.select import _scores
 
@@ -89,7 +90,7 @@ class _Columns:
             mask = int(mask)
             if mask in self._known:
                 continue
-            value = self._scores.block_value(mask)[0]
+            value = self._scores.blocks.value(mask)[0]
             if np.isfinite(value):
                 self._known.add(mask)
                 tasks = np.flatnonzero(
@@ -230,6 +231,39 @@ def prove(scores, num_groups, incumbent, deadline, node_limit=None,
     best_total = float(sum(columns.value(m) for m in incumbent))
     incumbent = [int(m) for m in incumbent]
     tolerance = 1e-9 * (1 + abs(best_total))
+    upper, lp_value, lp_optimal, pi, mu = _generate_columns(
+        scores, columns, num_groups, best_total, deadline, node_limit,
+        progress)
+    if upper is not None and upper <= best_total + tolerance:
+        return incumbent, best_total, best_total, True
+    if lp_value <= best_total + tolerance:  # The MILP cannot do better.
+        return incumbent, best_total, upper, False
+    blocks, total, _, _ = _milp(columns.members(), columns.masks,
+                                np.asarray(columns.values), num_groups,
+                                deadline)
+    if blocks is not None and total > best_total + tolerance:
+        incumbent, best_total = blocks, total
+        tolerance = 1e-9 * (1 + abs(best_total))
+    if upper is not None and upper <= best_total + tolerance:
+        return incumbent, best_total, best_total, True
+    if not lp_optimal or n > max_enumerated_tasks or deadline.passed():
+        return incumbent, best_total, upper, False
+    return _fix(scores, num_groups, incumbent, best_total, upper, pi, mu,
+                deadline)
+
+
+def _generate_columns(scores, columns, num_groups, best_total, deadline,
+                      node_limit, progress):
+    """Column generation: adds improving blocks to `columns` until the LP
+    is solved, the search stops or the deadline's pricing share passes.
+
+    Returns:
+        `(upper, lp_value, lp_optimal, pi, mu)`: the best upper bound found
+        (None before an exact pricing round), the last master LP's value,
+        whether that value is proven the LP optimum, and its duals.
+    """
+    n = scores.n
+    tolerance = 1e-9 * (1 + abs(best_total))
     upper, lp_optimal, pi, mu, nodes = None, False, None, 0.0, 0
     lp_value = np.inf
     gap = _FIRST_GAP
@@ -271,35 +305,20 @@ def prove(scores, num_groups, incumbent, deadline, node_limit=None,
             break
         else:
             gap = gap / 4 if gap > _LAST_GAP else 0.0
-    if upper is not None and upper <= best_total + tolerance:
-        return incumbent, best_total, best_total, True
-    if lp_value <= best_total + tolerance:  # The MILP cannot do better.
-        return incumbent, best_total, upper, False
-    blocks, total, _, _ = _milp(columns.members(), columns.masks,
-                                np.asarray(columns.values), num_groups,
-                                deadline)
-    if blocks is not None and total > best_total + tolerance:
-        incumbent, best_total = blocks, total
-        tolerance = 1e-9 * (1 + abs(best_total))
-    if upper is not None and upper <= best_total + tolerance:
-        return incumbent, best_total, best_total, True
-    if not lp_optimal or n > max_enumerated_tasks or deadline.passed():
-        return incumbent, best_total, upper, False
-    return _fix(scores, num_groups, incumbent, best_total, upper, pi, mu,
-                deadline)
+    return upper, lp_value, lp_optimal, pi, mu
 
 
 def _fix(scores, num_groups, incumbent, best_total, upper, pi, mu,
          deadline):
     """Reduced-cost fixing over all 2^n blocks (see the module docstring)."""
     n = scores.n
-    values = scores.all_block_values(deadline)
+    values = scores.blocks.all_values(deadline)
     if values is None:
         return incumbent, best_total, upper, False
     tolerance = 1e-9 * (1 + abs(best_total))
     threshold = best_total - upper - tolerance
     kept = []
-    for masks in _scores.chunks(2**n):
+    for masks in _blocks.chunks(2**n):
         costs = values[masks] - _member_matrix(masks, n) @ pi - mu
         kept.append(masks[np.isfinite(costs) & (costs >= threshold)])
     candidates = np.concatenate(kept)
@@ -313,7 +332,7 @@ def _fix(scores, num_groups, incumbent, best_total, upper, pi, mu,
     if blocks is not None and not scores.exact_blocks:
         # Valued by fU >= f: the MILP bounds the optimum; what the blocks
         # reach is their own value.
-        total = sum(scores.block_value(b)[0] for b in blocks)
+        total = sum(scores.blocks.value(b)[0] for b in blocks)
     if blocks is not None and total > best_total + tolerance:
         incumbent, best_total = blocks, total
     upper = min(upper, max(milp_upper, best_total))

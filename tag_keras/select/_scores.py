@@ -15,35 +15,19 @@ G∖a was measured as a source onto a).
 A block S (the tasks one group serves) is worth f(S) = max over groups
 G ⊇ S of Σ_{a ∈ S} s(a, G). Under the form, the best helpers for a fixed
 group size are those with the largest total z onto S (one sort), so f(S)
-is exact without special groups; with them, `block_value` returns the
+is exact without special groups; with them, `blocks.value` returns the
 best of the form's candidates and the special groups holding S, each
 valued truly: a value some group reaches, at most f(S) (`exact_blocks`
-says which).
+says which). Block values live in `_blocks.BlockValues` (`Scores.blocks`).
 
 Pure NumPy.
 """
 
 import numpy as np
 
-
-#: Masks per chunk when valuing blocks over all 2^n.
-_CHUNK = 1 << 16
-
-
-def chunks(size):
-    """Bitmasks 0 … size − 1 as `_CHUNK`-long int64 arrays."""
-    for start in range(0, size, _CHUNK):
-        yield np.arange(start, min(start + _CHUNK, size), dtype=np.int64)
-
-
-def mask_members(mask, n):
-    """The boolean membership of the n tasks in the bitmask `mask`."""
-    return np.array([(mask >> t) & 1 for t in range(n)], bool)
-
-
-def to_mask(tasks):
-    """The bitmask of the task indices `tasks`."""
-    return sum(1 << int(t) for t in tasks)
+from tag_keras.select import _blocks
+from tag_keras.select._blocks import mask_members
+from tag_keras.select._blocks import to_mask
 
 
 class Scores:
@@ -75,7 +59,7 @@ class Scores:
             if np.isfinite(singles).any():
                 self.singles = np.where(np.isfinite(singles), singles,
                                         -np.inf)
-        self._special = {}
+        self.special_index, self._blocks = {}, None
         rows, members = [], []
         for mask, row in (overrides or {}).items():
             group = mask_members(int(mask), self.n)
@@ -87,9 +71,10 @@ class Scores:
             measured = np.asarray(row, dtype=float)[indices]
             true[indices] = np.where(np.isfinite(measured), measured,
                                      true[indices])
-            self._special[int(mask)] = len(rows)
+            self.special_index[int(mask)] = len(rows)
             rows.append(true)
             members.append(group)
+        #: `{group bitmask: row}`: the special groups' rows below.
         #: `[count, n]`: the special groups' true scores (NaN: non-member).
         self.special_scores = np.array(rows).reshape(len(rows), self.n)
         #: `[count, n]` booleans: their members.
@@ -102,8 +87,15 @@ class Scores:
 
     @property
     def exact_blocks(self):
-        """Whether `block_value` is f(S) itself (no special groups)."""
-        return not self._special
+        """Whether `blocks.value` is f(S) itself (no special groups)."""
+        return not self.special_index
+
+    @property
+    def blocks(self):
+        """The `BlockValues` of these scores: f(S) for blocks S."""
+        if self._blocks is None:
+            self._blocks = _blocks.BlockValues(self)
+        return self._blocks
 
     def weight(self, size):
         """w(m) for groups of `size` >= 2 tasks."""
@@ -121,8 +113,8 @@ class Scores:
             if self.singles is None:
                 return np.array([-np.inf])
             return self.singles[group]
-        if self._special:
-            index = self._special.get(to_mask(group))
+        if self.special_index:
+            index = self.special_index.get(to_mask(group))
             if index is not None:
                 return self.special_scores[index, group]
         return self._form(group)
@@ -134,7 +126,7 @@ class Scores:
         if len(group) == 1:
             return -np.inf if self.singles is None else float(
                 self.singles[task])
-        index = self._special.get(to_mask(group))
+        index = self.special_index.get(to_mask(group))
         if index is not None:
             return float(self.special_scores[index, task])
         others = self.z[[b for b in group if b != task], task]
@@ -148,151 +140,6 @@ class Scores:
         gain = self.member_scores(group) - pi[group]
         keep = gain > 0
         return float(gain[keep].sum()), group[keep]
-
-    def block_value(self, mask):
-        """`(value, helpers)` of the block `mask` (see the module docstring).
-
-        Ties: the smallest group wins, helpers by decreasing total onto the
-        block, then by increasing task index; special groups only when
-        strictly better. `(-inf, ())` if no group can serve the block.
-        """
-        members = mask_members(mask, self.n)
-        size = int(members.sum())
-        if size == 0:
-            return 0.0, ()
-        z = self.z
-        totals = z[:, members].sum(axis=1)
-        within = totals[members].sum() - z.diagonal()[members].sum()
-        base = self.offset[members].sum()
-        outside = np.flatnonzero(~members)
-        order = outside[np.argsort(-totals[outside], kind="stable")]
-        num_helpers = min(len(order), self.max_size - size)
-        cumulative = np.concatenate([[0.0], np.cumsum(totals[order])])
-        best, best_helpers = -np.inf, ()
-        for count in range(max(num_helpers, -1) + 1):
-            helpers = order[:count]
-            if size + count == 1:
-                if self.singles is None:
-                    continue
-                value = float(self.singles[members].sum())
-            else:
-                weight = self.weight(size + count)
-                value = base + weight * (within + cumulative[count])
-                if self._special:
-                    swapped = -np.inf  # The weakest helper for the next.
-                    if 0 < count < len(order):
-                        swapped = base + weight * (
-                            within + cumulative[count - 1]
-                            + totals[order[count]])
-                    value, helpers = self._measured_top(
-                        mask, members, helpers, value, order, swapped)
-            if value > best:
-                best, best_helpers = float(value), tuple(
-                    int(h) for h in helpers)
-        if self._special:
-            holding = np.flatnonzero(self.special_members[:, members].all(
-                axis=1))
-            for index in holding:
-                value = self.special_scores[index, members].sum()
-                if value > best:
-                    best = float(value)
-                    best_helpers = tuple(int(h) for h in np.flatnonzero(
-                        self.special_members[index] & ~members))
-        return best, best_helpers
-
-    def _measured_top(self, mask, members, helpers, value, order,
-                      swapped_value):
-        """The top helper set's value if its group is special (measured),
-        with the best other set of that size (the weakest helper swapped
-        for the next) as the alternative; `(value, helpers)`."""
-        index = self._special.get(mask | to_mask(helpers))
-        if index is None:
-            return value, helpers
-        value = self.special_scores[index, members].sum()
-        count = len(helpers)
-        if 0 < count < len(order):
-            swapped = np.append(order[:count - 1], order[count])
-            other = self._special.get(mask | to_mask(swapped))
-            if other is not None:
-                swapped_value = self.special_scores[other, members].sum()
-            if swapped_value > value:
-                return swapped_value, swapped
-        return value, helpers
-
-    def block_values(self, masks):
-        """f(S) for each bitmask in `masks` (vectorised `block_value`) if
-        `exact_blocks`; otherwise a bound fU(S) >= f(S) from the form alone,
-        to be raised by `special_blocks` (a top helper set that is special
-        counts as its best other set: no other group of its size is
-        better, special or not)."""
-        n, z = self.n, self.z
-        members = ((masks[:, None] >> np.arange(n)) & 1).astype(bool)
-        totals = members.astype(float) @ z.T  # [S, h]: Σ_{a ∈ S} z[h, a]
-        sizes = members.sum(axis=1)
-        within = np.where(members, totals, 0.0).sum(axis=1)
-        within -= members.astype(float) @ z.diagonal()
-        base = members.astype(float) @ self.offset
-        order = np.argsort(-np.where(members, -np.inf, totals), axis=1,
-                           kind="stable")
-        helper_totals = np.take_along_axis(
-            np.where(members, -np.inf, totals), order, axis=1)
-        tops = masks.copy()  # The group of the top helpers, as a bitmask.
-        specials = np.array(sorted(self._special), dtype=np.int64)
-        cumulative = np.zeros(len(masks))
-        values = np.full(len(masks), -np.inf)
-        if self.singles is not None:
-            alone = sizes == 1
-            values[alone] = self.singles[np.argmax(members[alone], axis=1)]
-        with np.errstate(invalid="ignore"):
-            for helpers in range(n):
-                if helpers:
-                    previous = cumulative
-                    cumulative = cumulative + helper_totals[:, helpers - 1]
-                    tops = tops | np.left_shift(1, order[:, helpers - 1])
-                group_size = sizes + helpers
-                valid = (group_size >= 2) & (group_size <= self.max_size)
-                valid &= np.isfinite(cumulative)
-                weight = (1.0 / np.maximum(group_size - 1, 1) if self.mean
-                          else 1.0)
-                candidate = base + (within + cumulative) * weight
-                if len(specials):
-                    special = np.isin(tops, specials)
-                    other = np.full(len(masks), -np.inf)
-                    if helpers and helpers < n:
-                        other = base + weight * (
-                            within + previous + helper_totals[:, helpers])
-                    candidate = np.where(special, other, candidate)
-                # Strict ">" keeps the smallest group on ties.
-                better = valid & (candidate > values)
-                values[better] = candidate[better]
-        values[sizes == 0] = -np.inf
-        return values
-
-    def special_blocks(self):
-        """`(masks, values)` chunks: every block S inside a special group G
-        with Σ_{a ∈ S} s(a, G), its value served by G (S = ∅ included)."""
-        for row, group in zip(self.special_scores, self.special_members):
-            indices = np.flatnonzero(group)
-            bits = np.left_shift(1, indices)
-            for patterns in chunks(2 ** len(indices)):
-                pattern = (patterns[:, None] >> np.arange(len(indices))) & 1
-                yield pattern @ bits, pattern @ row[indices]
-
-    def all_block_values(self, deadline=None):
-        """f(S) for every bitmask S (-inf for S = ∅), chunked; where not
-        `exact_blocks`, the bound fU(S) >= f(S) instead. None if
-        `deadline` (anything with `passed()`) passes first."""
-        values = np.empty(2**self.n)
-        for masks in chunks(2**self.n):
-            if deadline is not None and deadline.passed():
-                return None
-            values[masks] = self.block_values(masks)
-        for masks, special in self.special_blocks():
-            if deadline is not None and deadline.passed():
-                return None
-            values[masks] = np.maximum(values[masks], special)
-        values[0] = -np.inf
-        return values
 
     def best_by_size(self):
         """`[n, max_size]`: column m − 1 bounds s(a, G) over the groups of m

@@ -22,7 +22,7 @@ class _Blocks:
 
     def value(self, mask):
         if mask not in self._cache:
-            self._cache[mask] = self._scores.block_value(mask)[0]
+            self._cache[mask] = self._scores.blocks.value(mask)[0]
         return self._cache[mask]
 
 

@@ -59,18 +59,8 @@ def best_grouping(tasks, scores, num_groups, max_size, *, minimize=False,
     """
     n = len(tasks)
     scores = np.array(scores, dtype=float)
-    sizes = members_of(n).sum(axis=1)
-    scores[sizes > max_size] = np.nan
-    values = np.full(2**n, -np.inf)
-    for mask in range(1, 2**n):  # f(S) = max over G ⊇ S, by submasks of G.
-        row = scores[mask]
-        members = np.flatnonzero((mask >> np.arange(n)) & 1)
-        pattern = (np.arange(1, 2 ** len(members))[:, None]
-                   >> np.arange(len(members))) & 1
-        sub = pattern @ (1 << members)
-        sums = pattern @ np.nan_to_num(row[members], nan=_UNAVAILABLE)
-        np.maximum.at(values, sub, np.where(sums < _UNAVAILABLE / 2,
-                                            -np.inf, sums))
+    scores[members_of(n).sum(axis=1) > max_size] = np.nan
+    values = block_values(scores)
     halves = None
     if half_scores is not None:
         halves = np.full(2**n, -np.inf)
@@ -91,15 +81,6 @@ def best_grouping(tasks, scores, num_groups, max_size, *, minimize=False,
         half_blocks = [b.bit_length() - 1 for b, h in zip(blocks, used) if h]
         blocks = [b for b, h in zip(blocks, used) if not h]
 
-    def best_group(block):  # Ties: smallest group, then smallest bitmask.
-        members = np.flatnonzero((block >> np.arange(n)) & 1)
-        candidates = [
-            (-np.nansum(scores[g, members]), bin(g).count("1"), g)
-            for g in range(1, 2**n)
-            if g & block == block and not np.isnan(scores[g, members]).any()
-        ]
-        return min(candidates)[2]
-
     def score(task, group):
         if len(group) == 1 and task in half_blocks:
             return float(half_scores[task])
@@ -108,7 +89,7 @@ def best_grouping(tasks, scores, num_groups, max_size, *, minimize=False,
 
     result = grouping_lib.build_grouping(
         tasks,
-        [tuple(np.flatnonzero((best_group(b) >> np.arange(n)) & 1))
+        [tuple(np.flatnonzero((best_group(scores, b) >> np.arange(n)) & 1))
          for b in blocks] + [(a,) for a in half_blocks],
         score,
         optimal=True,
@@ -126,3 +107,33 @@ def best_grouping(tasks, scores, num_groups, max_size, *, minimize=False,
         result, upper_bound=result.score, estimated=flagged,
         half_size=tuple(g for g in result.groups if len(g) == 1
                         and tasks.index(g[0]) in half_blocks))
+
+
+def block_values(scores):
+    """`[2^n]`: f(S), the best total over the groups G ⊇ S that can serve
+    every task of S (-inf where none can), by the submasks of each G."""
+    n = scores.shape[1]
+    values = np.full(2**n, -np.inf)
+    for mask in range(1, 2**n):
+        row = scores[mask]
+        members = np.flatnonzero((mask >> np.arange(n)) & 1)
+        pattern = (np.arange(1, 2 ** len(members))[:, None]
+                   >> np.arange(len(members))) & 1
+        sub = pattern @ (1 << members)
+        sums = pattern @ np.nan_to_num(row[members], nan=_UNAVAILABLE)
+        np.maximum.at(values, sub, np.where(sums < _UNAVAILABLE / 2,
+                                            -np.inf, sums))
+    return values
+
+
+def best_group(scores, block):
+    """The group (bitmask) reaching f(`block`); ties: the smallest group,
+    then the smallest bitmask."""
+    n = scores.shape[1]
+    members = np.flatnonzero((block >> np.arange(n)) & 1)
+    candidates = [
+        (-np.nansum(scores[g, members]), bin(g).count("1"), g)
+        for g in range(1, 2**n)
+        if g & block == block and not np.isnan(scores[g, members]).any()
+    ]
+    return min(candidates)[2]

@@ -242,7 +242,7 @@ def _solve(scores, num_groups, max_exact_tasks, max_proven_tasks,
         return [1 << t for t in range(n)], "separable", None
     if n <= max_exact_tasks and scores.exact_blocks:
         blocks, _ = _solvers.solve_partition_dp(
-            n, scores.all_block_values(), num_groups)
+            n, scores.blocks.all_values(), num_groups)
         return blocks, "dynamic_program", None
     deadline = _columns.Deadline(time_limit)
     size_bound = _solvers.size_upper_bound(scores.best_by_size(), num_groups)
@@ -300,7 +300,7 @@ def _from_blocks(tasks, scores, blocks, num_groups, method):
     return build_grouping(
         tasks,
         [tuple(np.flatnonzero(_scores.mask_members(b, scores.n)))
-         + scores.block_value(b)[1] for b in blocks],
+         + scores.blocks.value(b)[1] for b in blocks],
         scores.score,
         optimal=True,
         upper_bound=0.0,
@@ -335,7 +335,7 @@ def top_groupings(tasks, scores, num_groups, top):
     candidates: the list spans different ways of sharing networks. The
     first is the optimum of `select_groups`.
     """
-    values = scores.all_block_values()
+    values = scores.blocks.all_values()
     wanted = top
     while True:
         partitions = _solvers.top_partitions(scores.n, values, num_groups,
