@@ -191,79 +191,100 @@ def decide(trainer: GroupTrainer, candidates: dict, *,
                for p in partitions for g in p]
     needed += [g for groups, _ in (baselines or {}).values() for g in groups]
     trainer.train(needed)
-    has_test = "test" in trainer.splits
-    reference = {(split, metric): served(trainer, *one, split, metric)
-                 for split in ("validation", "test")
-                 if split == "validation" or has_test
-                 for metric in ("loss", "error")}
-
-    def compare(groups, serve, split, metric, comparisons=1):
-        if (split, metric) not in reference:
-            return math.nan, math.nan, math.nan
-        d = (served(trainer, groups, serve, split, metric)
-             - reference[(split, metric)])
-        return statistics.paired_bootstrap(
-            d, resamples=resamples, level=level, comparisons=comparisons,
-            seed=seed)
-
-    if metric == "error" and np.all(np.isnan(
-            reference[("validation", "error")])):
-        raise ValueError(
-            "metric='error' needs classification heads (an error per "
-            "example); every task's validation error is undefined here. "
-            "Use metric='loss'.")
-
-    def option(budget, groups, serve, comparisons):
-        main = compare(groups, serve, "validation", metric, comparisons)
-        test = compare(groups, serve, "test", metric)
-        error = compare(groups, serve, "validation", "error", comparisons)
-        test_error = compare(groups, serve, "test", "error")
-        split = budget > 1 and main[2] < 0
-        return Option(
-            num_groups=budget, groups=tuple(tuple(g) for g in groups),
-            serve=dict(serve), decision=SPLIT if split else KEEP_TOGETHER,
-            difference=main[0], low=main[1], high=main[2], metric=metric,
-            test_difference=test[0], test_low=test[1], test_high=test[2],
-            error_difference=error[0], error_low=error[1],
-            error_high=error[2], test_error_difference=test_error[0],
-            candidates=comparisons,
-            **_totals(trainer, groups, serve, has_test))
-
-    all_tasks = option(1, *one, 1)
+    judge = _Judge(trainer, one, metric, level, resamples, seed)
+    all_tasks = judge.option(1, *one, 1)
     budgets = []
     for budget in sorted(candidates):
         options = candidates[budget]
-        scored = [statistics.paired_statistic(
-            served(trainer, g, s, "validation", metric)
-            - reference[("validation", metric)]) for g, s in options]
+        scored = [judge.difference(g, s, "validation", metric)
+                  for g, s in options]
         groups, serve = options[int(np.argmin(scored))]
-        budgets.append(option(budget, groups, serve, len(options)))
+        budgets.append(judge.option(budget, groups, serve, len(options)))
     splits = [o for o in budgets if o.decision == SPLIT]
     best = min(splits, key=lambda o: o.difference) if splits else all_tasks
-    random_rows = {}
-    for budget, (partitions, exact) in (random or {}).items():
-        rows = []
-        for p in partitions:
-            serve = {t: i for i, g in enumerate(p) for t in g}
-            rows.append([
-                statistics.paired_statistic(
-                    served(trainer, p, serve, split, kind)
-                    - reference[(split, kind)])
-                if (split, kind) in reference else math.nan
-                for split, kind in (("validation", metric),
-                                    ("test", metric), ("test", "error"))])
-        rows = np.asarray(rows)
-        mean, se = random_groupings.expectation(rows[:, 0], exact)
-        random_rows[budget] = {
-            "difference": mean, "sampling_se": se,
-            "test_difference": float(rows[:, 1].mean()),
-            "test_error_difference": float(rows[:, 2].mean()),
-            "partitions": len(partitions), "exact": bool(exact)}
-    others = {name: option(len(groups), groups, serve, 1)
+    random_rows = {budget: judge.random_row(partitions, exact)
+                   for budget, (partitions, exact) in (random or {}).items()}
+    others = {name: judge.option(len(groups), groups, serve, 1)
               for name, (groups, serve) in (baselines or {}).items()}
     return Decision(all_tasks, tuple(budgets), best, random_rows,
                     tuple(trainer.seeds), level, others)
 
+
+class _Judge:
+    """Groupings against the all-task network `one`, on the trainer's
+    trained networks: paired over seeds, validation and test, loss and
+    error."""
+
+    def __init__(self, trainer, one, metric, level, resamples, seed):
+        self.trainer, self.metric = trainer, metric
+        self.level, self.resamples, self.seed = level, resamples, seed
+        self.has_test = "test" in trainer.splits
+        self.reference = {(split, kind): served(trainer, *one, split, kind)
+                          for split in ("validation", "test")
+                          if split == "validation" or self.has_test
+                          for kind in ("loss", "error")}
+        if metric == "error" and np.all(np.isnan(
+                self.reference[("validation", "error")])):
+            raise ValueError(
+                "metric='error' needs classification heads (an error per "
+                "example); every task's validation error is undefined "
+                "here. Use metric='loss'.")
+
+    def differences(self, groups, serve, split, kind):
+        """`[seeds, examples]` paired differences against the all-task
+        network, or None where the split is missing."""
+        if (split, kind) not in self.reference:
+            return None
+        return (served(self.trainer, groups, serve, split, kind)
+                - self.reference[(split, kind)])
+
+    def difference(self, groups, serve, split, kind):
+        """The paired mean difference (NaN where the split is missing)."""
+        d = self.differences(groups, serve, split, kind)
+        return math.nan if d is None else statistics.paired_statistic(d)
+
+    def compare(self, groups, serve, split, kind, comparisons=1):
+        """`(mean, low, high)` of the paired difference."""
+        d = self.differences(groups, serve, split, kind)
+        if d is None:
+            return math.nan, math.nan, math.nan
+        return statistics.paired_bootstrap(
+            d, resamples=self.resamples, level=self.level,
+            comparisons=comparisons, seed=self.seed)
+
+    def option(self, budget, groups, serve, comparisons):
+        """The `Option` of one grouping, decided on validation data."""
+        main = self.compare(groups, serve, "validation", self.metric,
+                            comparisons)
+        test = self.compare(groups, serve, "test", self.metric)
+        error = self.compare(groups, serve, "validation", "error",
+                             comparisons)
+        test_error = self.compare(groups, serve, "test", "error")
+        split = budget > 1 and main[2] < 0
+        return Option(
+            num_groups=budget, groups=tuple(tuple(g) for g in groups),
+            serve=dict(serve), decision=SPLIT if split else KEEP_TOGETHER,
+            difference=main[0], low=main[1], high=main[2],
+            metric=self.metric, test_difference=test[0],
+            test_low=test[1], test_high=test[2],
+            error_difference=error[0], error_low=error[1],
+            error_high=error[2], test_error_difference=test_error[0],
+            candidates=comparisons,
+            **_totals(self.trainer, groups, serve, self.has_test))
+
+    def random_row(self, partitions, exact):
+        """The expected difference of random groupings of one budget."""
+        rows = np.asarray([
+            [self.difference(p, {t: i for i, g in enumerate(p) for t in g},
+                             split, kind)
+             for split, kind in (("validation", self.metric),
+                                 ("test", self.metric), ("test", "error"))]
+            for p in partitions])
+        mean, se = random_groupings.expectation(rows[:, 0], exact)
+        return {"difference": mean, "sampling_se": se,
+                "test_difference": float(rows[:, 1].mean()),
+                "test_error_difference": float(rows[:, 2].mean()),
+                "partitions": len(partitions), "exact": bool(exact)}
 
 def _totals(trainer, groups, serve, has_test):
     """Mean ± SE over seeds of the summed per-task means."""
