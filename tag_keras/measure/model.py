@@ -29,8 +29,6 @@ given once; they never enter the averages.
 
 from __future__ import annotations
 
-
-
 from typing import Any, Sequence
 
 import keras
@@ -181,22 +179,7 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
             shared_lib.check_layer_names(self, self.shared_layers)
         self._decide_task_names(task_names or outputs)
 
-    # Public API (the matrices: `AffinityReadout`) ----------------------
-
-    # The settings, read-only (they live in `affinity_settings`).
-    affinity_method = property(lambda self: self.affinity_settings.method)
-    lookahead_step = property(
-        lambda self: self.affinity_settings.lookahead_step)
-    scale_by_learning_rate = property(
-        lambda self: self.affinity_settings.scale_by_learning_rate)
-    cosine_kernels_only = property(
-        lambda self: self.affinity_settings.cosine_kernels_only)
-    affinity_sources = property(lambda self: self.affinity_settings.sources)
-    affinity_random_subsets = property(
-        lambda self: self.affinity_settings.random_subsets)
-    affinity_seed = property(lambda self: self.affinity_settings.seed)
-    max_subset_tasks = property(
-        lambda self: self.affinity_settings.max_subset_tasks)
+    # Public API (the settings and matrices: `AffinityReadout`) ---------
 
     @property
     def shared_variables(self):

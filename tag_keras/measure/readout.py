@@ -1,8 +1,10 @@
-"""`AffinityReadout`: the owner's task names and its recorder's matrices.
+"""`AffinityReadout`: the owner's settings, task names and matrices.
 
-`TaskAffinityModel` and `AffinityMeter` mix it in. It decides the task
-names (from `task_names=`, the output dict, the compiled loss dict or, at
-the first traced step, the outputs with a loss), makes the owner's
+`TaskAffinityModel` and `AffinityMeter` mix it in. It shows the owner's
+`AffinitySettings` as read-only attributes (`affinity_method`, ...),
+decides the task names (from `task_names=`, the output dict, the compiled
+loss dict or, at the first traced step, the outputs with a loss), makes
+the owner's
 `AffinityRecorder` then, and offers the recorder's matrices as the
 owner's methods. Row = source task (whose gradient is applied), column =
 target task (whose loss is measured).
@@ -14,6 +16,22 @@ from tag_keras.measure.recorder import AffinityRecorder
 class AffinityReadout:
     """Owner mixin: needs `affinity_settings` and `_recorder` (None until
     the task names are known)."""
+
+    # The settings, read-only (they live in `affinity_settings`).
+    affinity_method = property(lambda self: self.affinity_settings.method)
+    lookahead_step = property(
+        lambda self: self.affinity_settings.lookahead_step)
+    scale_by_learning_rate = property(
+        lambda self: self.affinity_settings.scale_by_learning_rate)
+    cosine_kernels_only = property(
+        lambda self: self.affinity_settings.cosine_kernels_only)
+    affinity_sources = property(lambda self: self.affinity_settings.sources)
+    affinity_random_subsets = property(
+        lambda self: self.affinity_settings.random_subsets)
+    affinity_seed = property(lambda self: self.affinity_settings.seed)
+    max_subset_tasks = property(
+        lambda self: self.affinity_settings.max_subset_tasks)
+
 
     @property
     def affinity_recorder(self) -> AffinityRecorder:
