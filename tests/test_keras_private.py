@@ -140,3 +140,68 @@ def test_no_other_module_imports_keras_internals():
                  "keras.src", "._call_has", "_outputs_struct",
                  "._compile_loss", "._loss_tracker"))]
     assert users == ["_keras_private.py"]
+
+
+def _epoch_iterator(x, y, **options):
+    from keras.src.backend.tensorflow.trainer import TFEpochIterator
+
+    return TFEpochIterator(x=x, y=y, batch_size=4, steps_per_epoch=None,
+                           distribute_strategy=tf.distribute.get_strategy(),
+                           **options)
+
+
+def test_arrays_are_read_without_the_autotune_thread_and_the_same_batches():
+    # Issue 28 item 11: deleting an autotuned iterator after CPU-heavy
+    # steps waited for tf.data's autotuning thread for tens of seconds.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 3)).astype("float32")
+    y = rng.normal(size=(20, 1)).astype("float32")
+    for shuffle in (False, True):
+        keras.utils.set_random_seed(1)
+        plain = _epoch_iterator(x, y, shuffle=shuffle)
+        keras.utils.set_random_seed(1)
+        fixed = _epoch_iterator(x, y, shuffle=shuffle)
+        private.without_autotune_thread(fixed)
+        dataset = fixed._distributed_dataset
+        assert dataset.options().autotune.enabled is False
+        assert plain._distributed_dataset.options().autotune.enabled is None
+        # The same pipeline (shuffling seeds included): the same batches.
+        got = [b[0] for b in dataset.as_numpy_iterator()]
+        want = [b[0] for b in plain._distributed_dataset.as_numpy_iterator()]
+        np.testing.assert_array_equal(np.concatenate(got),
+                                      np.concatenate(want))
+        if shuffle:
+            assert not np.array_equal(np.concatenate(got), x)
+
+
+def test_a_users_dataset_keeps_its_own_options():
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (np.zeros((8, 3), "float32"), np.zeros((8, 1), "float32"))).batch(4)
+    iterator = _epoch_iterator(dataset, None)
+    before = iterator._distributed_dataset
+    private.without_autotune_thread(iterator)
+    assert iterator._distributed_dataset is before
+
+
+def test_fit_on_arrays_reads_them_without_the_autotune_thread():
+    inputs = keras.Input((3,))
+    trunk = keras.layers.Dense(2)(inputs)
+    model = tag_keras.TaskAffinityModel(
+        inputs=inputs, outputs={"a": keras.layers.Dense(1)(trunk),
+                                "b": keras.layers.Dense(1)(trunk)})
+    model.compile(optimizer="sgd", loss={"a": "mse", "b": "mse"})
+    seen = []
+    original = private.without_autotune_thread
+
+    def spy(iterator):
+        original(iterator)
+        seen.append(iterator._distributed_dataset.options().autotune.enabled)
+
+    private.without_autotune_thread = spy
+    try:
+        x = np.zeros((8, 3), "float32")
+        model.fit(x, {"a": np.zeros((8, 1)), "b": np.zeros((8, 1))},
+                  batch_size=4, verbose=0)
+    finally:
+        private.without_autotune_thread = original
+    assert seen == [False]

@@ -7,13 +7,21 @@ For a model and batch it times, on this machine:
     `forward + n * task_backward + n * forward`;
   * the `fit` overhead of measuring every 1, 5, 10, 25, 50, 100 steps;
   * with `--scaling`, step time and peak memory for 2, 4, 8, 16, 32 tasks
-    (each count in a fresh process, peak RSS from `getrusage`).
+    (each count in a fresh process, peak RSS from `getrusage`);
+  * with `--repeated_fits=N`, N `fit` calls of `--fit_steps` steps each,
+    plain and measured every step, with and without tf.data's autotuning
+    thread in the array pipeline (Keras's default; tag_keras turns it off,
+    `_keras_private.without_autotune_thread`): each call's seconds, the
+    seconds between the last callback and `fit` returning, and a measured
+    step's share of its bound.
 
 Usage:
   python -m experiments.benchmarks.affinity_benchmark --model=mlp
   python -m experiments.benchmarks.affinity_benchmark --model=celeba \
       --batch=32 --num_tasks=9
   python -m experiments.benchmarks.affinity_benchmark --model=mlp --scaling
+  python -m experiments.benchmarks.affinity_benchmark --model=celeba \
+      --repeated_fits=4 --fit_steps=8
 
 Timings on a shared 2-core machine are noisy: read the ratios.
 """
@@ -43,6 +51,10 @@ _FIT_STEPS = flags.DEFINE_integer("fit_steps", 100,
                                   lower_bound=1)
 _SCALING = flags.DEFINE_boolean("scaling", False,
                                 "Time and memory for 2..32 tasks.")
+_REPEATED_FITS = flags.DEFINE_integer(
+    "repeated_fits", 0, "With N > 0: only the table of N repeated `fit` "
+    "calls (plain and measured, with and without tf.data's autotuning "
+    "thread).", lower_bound=0)
 _ONE = flags.DEFINE_boolean("one_scaling_point", False,
                             "Internal: run one scaling point, print JSON.")
 
@@ -204,9 +216,66 @@ def _scaling_table(model_name, batch_size, repeats):
               f"{r['rss_plain_mb']:17.0f}   {r['rss_measured_mb']:20.0f}")
 
 
+def _repeated_fit_table(model_name, tasks, batch_size, steps, calls,
+                        repeats):
+    """`calls` fits of `steps` steps: seconds, the stall after the last
+    callback, and a measured step's share of its bound."""
+    import keras
+
+    from tag_keras import _keras_private
+
+    class EndTime(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            self.seconds = time.perf_counter()
+
+    names = [f"t{i}" for i in range(tasks)]
+    x, y = _batch(model_name, names, batch_size, steps)
+    plain, _ = _build(model_name, tasks, None)
+    forward, backward = _parts(plain, names, x[:batch_size],
+                               {t: v[:batch_size] for t, v in y.items()},
+                               repeats)
+    bound = forward + tasks * backward + tasks * forward
+    fix = _keras_private.without_autotune_thread
+    print(f"\n{calls} fit calls of {steps} steps ({model_name}, {tasks} "
+          f"tasks, batch {batch_size}); bound F + nB + nF = "
+          f"{bound * 1e3:.0f} ms per measured step. Call 1 traces and is "
+          "left out of the means.")
+    print("  model      autotune thread   fit s (each call)               "
+          "stall s (max)   fit / steps / bound")
+    for label, every in (("plain", None), ("measured", 1)):
+        for thread in (True, False):
+            model, _ = _build(model_name, tasks, every)
+            if thread:  # Keras's default pipeline, as before the fix.
+                _keras_private.without_autotune_thread = lambda it: None
+            seconds, stalls = [], []
+            try:
+                for _ in range(calls):
+                    end = EndTime()
+                    start = time.perf_counter()
+                    model.fit(x, y, batch_size=batch_size, epochs=1,
+                              verbose=0, shuffle=False, callbacks=[end])
+                    done = time.perf_counter()
+                    seconds.append(done - start)
+                    stalls.append(done - end.seconds)
+            finally:
+                _keras_private.without_autotune_thread = fix
+            steady = sum(seconds[1:]) / max(1, len(seconds) - 1)
+            share = (f"{steady / steps / bound:8.2f}x" if every else
+                     "       –")
+            each = " ".join(f"{s:6.1f}" for s in seconds)
+            print(f"  {label:<10} {'on (Keras)' if thread else 'off':<17} "
+                  f"{each:<31} {max(stalls[1:] or stalls):8.2f}      "
+                  f"{share}")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if _REPEATED_FITS.value:
+        _repeated_fit_table(_MODEL.value, _TASKS.value, _BATCH.value,
+                            _FIT_STEPS.value, _REPEATED_FITS.value,
+                            _REPEATS.value)
+        return
     if _ONE.value:
         _one_scaling_point(_MODEL.value, _TASKS.value, _BATCH.value,
                            _REPEATS.value)
