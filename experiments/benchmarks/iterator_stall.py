@@ -2,13 +2,14 @@
 
 Outside Keras and tag_keras: the array pipeline Keras builds (a gather per
 batch, parallel map, prefetch), read by a CPU-busy consumer (matrix
-products for `--work` seconds per batch, as a training step), then the
+products for `--busy_seconds` seconds per batch, as a training step), then the
 iterator deleted, as `fit` does at its end. Each run prints how long the
 deletion took, with tf.data's autotuning on (its default) and off (what
 `TaskAffinityModel` sets for arrays; `_keras_private.without_autotune_thread`).
 
 Usage:
-  python -m experiments.benchmarks.iterator_stall --runs=4 --work=6
+  python -m experiments.benchmarks.iterator_stall --iterators=4 \
+      --busy_seconds=6
 """
 
 import os
@@ -19,9 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-_RUNS = flags.DEFINE_integer("runs", 4, "Iterators per setting.",
-                             lower_bound=1)
-_WORK = flags.DEFINE_float("work", 6.0, "Busy seconds per batch.",
+_ITERATORS = flags.DEFINE_integer("iterators", 4,
+                                  "Iterators per setting.", lower_bound=1)
+_BUSY = flags.DEFINE_float("busy_seconds", 6.0, "Busy seconds per batch.",
                            lower_bound=0.0)
 
 
@@ -58,16 +59,16 @@ def main(argv):
             product = tf.matmul(product, matrix) / 1500.0
         return tf.reduce_sum(product) + tf.reduce_sum(batch)
 
-    print(f"{_RUNS.value} iterators of 8 batches per setting, "
-          f"{_WORK.value:g} busy seconds per batch:")
+    print(f"{_ITERATORS.value} iterators of 8 batches per setting, "
+          f"{_BUSY.value:g} busy seconds per batch:")
     for autotune in (True, False):
         dataset = _pipeline(autotune)
         waits = []
-        for _ in range(_RUNS.value):
+        for _ in range(_ITERATORS.value):
             iterator = iter(dataset)
             for batch in iterator:
                 start = time.perf_counter()
-                while time.perf_counter() - start < _WORK.value:
+                while time.perf_counter() - start < _BUSY.value:
                     burn(batch).numpy()
             start = time.perf_counter()
             del iterator
