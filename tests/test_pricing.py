@@ -10,6 +10,7 @@ import itertools
 import numpy as np
 import pytest
 
+from tag_keras.select import _blocks
 from tag_keras.select import _pricing
 from tag_keras.select import _scores
 
@@ -45,7 +46,7 @@ def _problem(n, seed, kind="pairs", max_size=None, singletons=False):
         for a in group:
             if rng.random() < 0.8:
                 row[a] = rng.normal(0.0, 1.0)
-        overrides[_scores.to_mask(group)] = row
+        overrides[_blocks.to_mask(group)] = row
     scores = _scores.Scores(z, max_size, mean=False, offset=offset,
                             singles=singles if singletons else None,
                             overrides=overrides)
@@ -56,7 +57,7 @@ def _problem(n, seed, kind="pairs", max_size=None, singletons=False):
         if len(group) == 1:
             return (singles[a] if singletons and np.isfinite(singles[a])
                     else -np.inf)
-        row = overrides.get(_scores.to_mask(group))
+        row = overrides.get(_blocks.to_mask(group))
         if row is not None and np.isfinite(row[a]):
             return row[a]
         return offset[a] + sum(z[b, a] for b in group if b != a)

@@ -64,7 +64,8 @@ class TaskView:
             {t: tf.convert_to_tensor(v) for t, v in y.items()}, outputs)
         self.tasks = [t for t in outputs if t in self._losses]
         self._labelled = [t for t in self.tasks if t in y]
-        self._task_variables = self._find_variables(x, y)
+        self._task_variables, self.shared_variables = self._find_variables(
+            x, y)
         self.heads = HeadLosses(self, y, outputs)
 
     def check_task(self, task, name="task"):
@@ -111,7 +112,7 @@ class TaskView:
         return TaskLosses.example_losses(self._losses[task], y_true, y_pred)
 
     def _find_variables(self, x, y):
-        """`{task: θ_k}`, and the shared variables, from one tape."""
+        """`({task: θ_k}, shared variables)`, from one tape."""
         variables = self.model.trainable_variables
         with tf.GradientTape(persistent=True) as tape:
             y_pred = self.model(x, training=False)
@@ -120,10 +121,9 @@ class TaskView:
         found = shared_lib.discover(self.model, tape, losses, None,
                                     self._labelled)
         del tape
-        self.shared_variables = found.pick(variables)
         per_task = dict(zip(self._labelled, found.per_task))
-        return {t: [variables[k] for k in per_task.get(t, [])]
-                for t in self.tasks}
+        return ({t: [variables[k] for k in per_task.get(t, [])]
+                 for t in self.tasks}, found.pick(variables))
 
 
 def batch_function(python_function):

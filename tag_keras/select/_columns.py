@@ -39,7 +39,6 @@ from scipy import sparse
 
 from tag_keras.select import _blocks
 from tag_keras.select import _pricing
-from tag_keras.select import _scores
 
 #: Largest number of blocks handed to the fixing MILP.
 _MAX_MILP_COLUMNS = 400_000
@@ -94,7 +93,7 @@ class _Columns:
             if np.isfinite(value):
                 self._known.add(mask)
                 tasks = np.flatnonzero(
-                    _scores.mask_members(mask, self._scores.n))
+                    _blocks.mask_members(mask, self._scores.n))
                 self._rows.extend(tasks)
                 self._cols.extend([len(self.masks)] * len(tasks))
                 self.masks.append(mask)
@@ -197,7 +196,7 @@ def _steady_duals(scores, columns, budget, value):
 def _improving(found, mu, tolerance):
     """Masks of the best found served sets with rc > tolerance."""
     ranked = sorted(found, key=lambda entry: -entry[0])
-    return [_scores.to_mask(served)
+    return [_blocks.to_mask(served)
             for gain, served in ranked[:_COLUMNS_PER_ROUND]
             if gain - mu > tolerance]
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from tag_keras._errors import InputError
+from tag_keras.select import _blocks
 from tag_keras.select import _scores
 from tag_keras.select import _table
 from tag_keras.select import readers
@@ -251,7 +252,7 @@ def select_groups_from_group_affinity(
     for task, index in result.serve.items():
         group = [tasks.index(t) for t in result.groups[index]]
         a = tasks.index(task)
-        source = _scores.to_mask(group) ^ (1 << a)
+        source = _blocks.to_mask(group) ^ (1 << a)
         if source and (source, a) not in measured:
             flagged.append(task)
     return dataclasses.replace(result, estimated=tuple(flagged))

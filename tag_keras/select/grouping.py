@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tag_keras._errors import InputError
+from tag_keras.select import _blocks
 from tag_keras.select import _columns
 from tag_keras.select import _scores
 from tag_keras.select import _search
@@ -299,7 +300,7 @@ def _from_blocks(tasks, scores, blocks, num_groups, method):
     """The `Grouping` whose blocks (bitmasks) take their best groups."""
     return build_grouping(
         tasks,
-        [tuple(np.flatnonzero(_scores.mask_members(b, scores.n)))
+        [tuple(np.flatnonzero(_blocks.mask_members(b, scores.n)))
          + scores.blocks.value(b)[1] for b in blocks],
         scores.score,
         optimal=True,
