@@ -138,8 +138,34 @@ def test_no_other_module_imports_keras_internals():
     users = [p.relative_to(root).as_posix() for p in root.rglob("*.py")
              if any(s in p.read_text() for s in (
                  "keras.src", "._call_has", "_outputs_struct",
-                 "._compile_loss", "._loss_tracker"))]
+                 "._compile_loss", "._loss_tracker", "tensorflow.core",
+                 "tensorflow.python", "._set_attr"))]
     assert users == ["_keras_private.py"]
+
+
+def test_a_loop_kept_whole_is_not_lowered_and_computes_the_same():
+    def loop(keep):
+        def body(i, total):
+            return i + 1, total + tf.cast(i, tf.float32) ** 2
+
+        last, total = tf.while_loop(lambda i, _: i < 5, body,
+                                    [tf.constant(0), tf.constant(0.0)])
+        if keep:
+            private.keep_loop_whole(last)
+        return total
+
+    for keep in (False, True):
+        function = tf.function(lambda keep=keep: loop(keep))
+        graph = function.get_concrete_function().graph
+        [op] = [op for op in graph.get_operations()
+                if op.type in ("While", "StatelessWhile")]
+        # TensorFlow lowers a loop unless this private attribute says no.
+        assert op.get_attr("_lower_using_switch_merge") is (not keep)
+        assert float(function()) == 30.0
+    private.keep_loop_whole(tf.constant(1))  # eager: nothing to do
+    with pytest.raises(ValueError, match="tf.while_loop"):
+        tf.function(lambda: private.keep_loop_whole(
+            tf.constant(1.0) + 1.0)).get_concrete_function()
 
 
 def _epoch_iterator(x, y, **options):

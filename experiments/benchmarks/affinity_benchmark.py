@@ -8,6 +8,9 @@ For a model and batch it times, on this machine:
   * the `fit` overhead of measuring every 1, 5, 10, 25, 50, 100 steps;
   * with `--scaling`, step time and peak memory for 2, 4, 8, 16, 32 tasks
     (each count in a fresh process, peak RSS from `getrusage`);
+  * with `--tracing`, the first `fit` (tracing included), a steady step
+    and peak memory at 10, 25 and 50 tasks, plain and measured every step
+    (each in a fresh process);
   * with `--repeated_fits=N`, N `fit` calls of `--fit_steps` steps each,
     plain and measured every step, with and without tf.data's autotuning
     thread in the array pipeline (Keras's default; tag_keras turns it off,
@@ -22,6 +25,7 @@ Usage:
   python -m experiments.benchmarks.affinity_benchmark --model=mlp --scaling
   python -m experiments.benchmarks.affinity_benchmark --model=celeba \
       --repeated_fits=4 --fit_steps=8
+  python -m experiments.benchmarks.affinity_benchmark --model=mlp --tracing
 
 Timings on a shared 2-core machine are noisy: read the ratios.
 """
@@ -55,8 +59,13 @@ _REPEATED_FITS = flags.DEFINE_integer(
     "repeated_fits", 0, "With N > 0: only the table of N repeated `fit` "
     "calls (plain and measured, with and without tf.data's autotuning "
     "thread).", lower_bound=0)
+_TRACING = flags.DEFINE_boolean(
+    "tracing", False, "First fit, step and memory at 10/25/50 tasks.")
 _ONE = flags.DEFINE_boolean("one_scaling_point", False,
                             "Internal: run one scaling point, print JSON.")
+_ONE_TRACING = flags.DEFINE_enum(
+    "one_tracing_point", None, ["plain", "measured"],
+    "Internal: run one tracing point, print JSON.")
 
 
 def _build(model_name, tasks, every, method="lookahead"):
@@ -216,6 +225,50 @@ def _scaling_table(model_name, batch_size, repeats):
               f"{r['rss_plain_mb']:17.0f}   {r['rss_measured_mb']:20.0f}")
 
 
+def _one_tracing_point(model_name, tasks, batch_size, repeats, which):
+    names = [f"t{i}" for i in range(tasks)]
+    x, y = _batch(model_name, names, batch_size, steps=2)
+    start = time.perf_counter()
+    model, _ = _build(model_name, tasks, None if which == "plain" else 1)
+    build = time.perf_counter() - start
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0,
+              shuffle=False)
+    first_fit = time.perf_counter() - start
+    one_x, one_y = x[:batch_size], {t: v[:batch_size] for t, v in y.items()}
+    step = _time(lambda: model.train_on_batch(one_x, one_y), repeats)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"build_s": build, "first_fit_s": first_fit,
+                      "step_s": step, "rss_mb": rss / 1024}))
+
+
+def _tracing_table(model_name, batch_size, repeats):
+    print(f"\nTracing with the number of tasks ({model_name}, batch "
+          f"{batch_size}, measuring every step; each cell a fresh process; "
+          "first fit = 2 steps, tracing included):")
+    print("  tasks   first fit s plain / measured (ratio)   "
+          "step ms plain / measured (ratio)   peak RSS MB plain / measured")
+    for tasks in (10, 25, 50):
+        cells = {}
+        for which in ("plain", "measured"):
+            out = subprocess.run(
+                [sys.executable, "-m",
+                 "experiments.benchmarks.affinity_benchmark",
+                 f"--model={model_name}", f"--num_tasks={tasks}",
+                 f"--batch={batch_size}", f"--repeats={repeats}",
+                 f"--one_tracing_point={which}"],
+                capture_output=True, text=True, check=True,
+            ).stdout.strip().splitlines()[-1]
+            cells[which] = json.loads(out)
+        p, m = cells["plain"], cells["measured"]
+        print(f"  {tasks:5d}   {p['first_fit_s']:7.1f} / "
+              f"{m['first_fit_s']:7.1f} ({m['first_fit_s'] / p['first_fit_s']:4.1f}x)"
+              f"        {p['step_s'] * 1e3:7.1f} / {m['step_s'] * 1e3:7.1f} "
+              f"({m['step_s'] / p['step_s']:4.1f}x)"
+              f"          {p['rss_mb']:6.0f} / {m['rss_mb']:6.0f}",
+              flush=True)
+
+
 def _repeated_fit_table(model_name, tasks, batch_size, steps, calls,
                         repeats):
     """`calls` fits of `steps` steps: seconds, the stall after the last
@@ -275,6 +328,13 @@ def main(argv):
         _repeated_fit_table(_MODEL.value, _TASKS.value, _BATCH.value,
                             _FIT_STEPS.value, _REPEATED_FITS.value,
                             _REPEATS.value)
+        return
+    if _ONE_TRACING.value:
+        _one_tracing_point(_MODEL.value, _TASKS.value, _BATCH.value,
+                           _REPEATS.value, _ONE_TRACING.value)
+        return
+    if _TRACING.value:
+        _tracing_table(_MODEL.value, _BATCH.value, _REPEATS.value)
         return
     if _ONE.value:
         _one_scaling_point(_MODEL.value, _TASKS.value, _BATCH.value,

@@ -2,14 +2,15 @@
 
 `estimator.matrix(gradients, target)` takes the step's `TaskGradients` and
 `Target` and returns the `[n, n]` affinity matrix, row = source task (whose
-gradient is applied), column = target task (whose loss is measured).
-`estimator.start(target)` gives the same as a `Session` fed one source's
-gradient at a time, which the train step uses.
+gradient is applied), column = target task (whose loss is measured). The
+rows of a lookahead or first-order matrix are computed one source at a time
+in a `tf.while_loop` (`rows.one_at_a_time`), so tracing grows with n.
 """
 
 import tensorflow as tf
 
 from tag_keras.measure import affinity as affinity_lib
+from tag_keras.measure import rows as rows_lib
 
 #: The methods `TaskAffinityModel(affinity_method=...)` accepts.
 AFFINITY_METHODS = affinity_lib.AFFINITY_METHODS
@@ -83,14 +84,7 @@ class LookaheadEstimator:
         self.scale_by_learning_rate = scale_by_learning_rate
 
     def matrix(self, gradients, target):
-        session = self.start(target)
-        for task in gradients.tasks:
-            session.add(gradients.of(task))
-        return session.matrix(gradients)
-
-    def start(self, target):
-        """A `Session` computing each source's row as its gradient comes."""
-        return _Rows(self, target)
+        return _matrix(self, gradients, target)
 
     def source_rows(self, gradients, target):
         """`g -> [n]`: every target's affinity from a source of gradient
@@ -106,48 +100,6 @@ class LookaheadEstimator:
                 before, after[tf.newaxis], _rate(self))[0]
 
         return row
-
-
-class Session:
-    """One step's measurement, fed each source's shared gradient in turn.
-
-    `add(shared_gradients)` returns the tensors the next source's backward
-    pass should wait for (a lookahead row: computing each row right after
-    its gradient, as the measured step does, keeps one source's lookahead
-    in flight at a time); `matrix(gradients)` returns the `[n, n]` matrix.
-    This default computes everything in `matrix`.
-    """
-
-    def __init__(self, estimator, target):
-        self.estimator, self.target = estimator, target
-
-    def add(self, shared_gradients):
-        del shared_gradients
-        return []
-
-    def matrix(self, gradients):
-        return self.estimator.matrix(gradients, self.target)
-
-
-class _Rows(Session):
-    """The lookahead estimator's session: one row of losses per source."""
-
-    def __init__(self, estimator, target):
-        super().__init__(estimator, target)
-        self.rows = []
-
-    def add(self, shared_gradients):
-        step, target = self.estimator.step, self.target
-        self.rows.append(target.losses_at(step.values(shared_gradients,
-                                                      target)))
-        return [self.rows[-1]]
-
-    def matrix(self, gradients):
-        del gradients
-        step, target = self.estimator.step, self.target
-        before = step.reference_losses(target, step.reference_values(target))
-        return affinity_lib.lookahead_affinity(
-            before, tf.stack(self.rows), _rate(self.estimator))
 
 
 class FirstOrderEstimator:
@@ -171,8 +123,7 @@ class FirstOrderEstimator:
         self.scale_by_learning_rate = scale_by_learning_rate
 
     def matrix(self, gradients, target):
-        row = self.source_rows(gradients, target)
-        return tf.stack([row(gradients.of(task)) for task in gradients.tasks])
+        return _matrix(self, gradients, target)
 
     def source_rows(self, gradients, target):
         """`g -> [n]`: every target's first-order affinity from a source
@@ -191,9 +142,6 @@ class FirstOrderEstimator:
 
         return row
 
-    def start(self, target):
-        return Session(self, target)
-
 
 class CosineEstimator:
     """The CS baseline: cosine similarity of the shared gradients.
@@ -211,9 +159,6 @@ class CosineEstimator:
         flat = gradients.global_flat(kernels_only=self.kernels_only)
         gram = tf.matmul(flat, flat, transpose_b=True)
         return affinity_lib.cosine_affinity(gram)
-
-    def start(self, target):
-        return Session(self, target)
 
     def source_rows(self, gradients, target):
         raise ValueError(
@@ -238,6 +183,14 @@ def make_estimator(method, lookahead=None, *, optimizer=None,
     raise ValueError(
         f"`affinity_method` must be one of {list(AFFINITY_METHODS)}. "
         f"Received: affinity_method={method!r}.")
+
+
+def _matrix(estimator, gradients, target):
+    """`[n, n]`: each task's row from its gradient, one at a time."""
+    row = estimator.source_rows(gradients, target)
+    gradients.prepare_rows()  # outside the loop
+    return rows_lib.one_at_a_time(len(gradients),
+                                  lambda i: row(gradients.row(i)))
 
 
 def _rate(estimator):

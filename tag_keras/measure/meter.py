@@ -69,17 +69,6 @@ class Meter:
             self.state.record(z, source_ok, target.ok, step), gradients,
             target, source_ok, step)
 
-    def start(self, target):
-        """The estimator's `Session` for one step on `target`."""
-        return self.estimator.start(target)
-
-    def record_session(self, session, gradients, source_ok, step):
-        """`record` for a session already fed every source's gradient."""
-        z = session.matrix(gradients)
-        return self._with_groups(
-            self.state.record(z, source_ok, session.target.ok, step),
-            gradients, session.target, source_ok, step)
-
     def _with_groups(self, done, gradients, target, source_ok, step):
         """`done`, after the group sources are recorded too (if any)."""
         if self.groups is None:

@@ -169,15 +169,7 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
         self.next_train_step = None
         self._train_step = None
         self._recorder = None
-        outputs = _keras_private.functional_outputs(self)
-        if outputs is not None and not isinstance(outputs, dict):
-            raise TypeError(
-                "TaskAffinityModel needs the model's outputs to be a dict "
-                "keyed by task name, e.g. outputs={'a': head_a, 'b': head_b}. "
-                f"Received: outputs of type {type(outputs).__name__}.")
-        if self.shared_layers is not None and self.built:
-            shared_lib.check_layer_names(self, self.shared_layers)
-        self._decide_task_names(task_names or outputs)
+        self._decide_task_names(task_names or _checked_outputs(self))
 
     # Public API (the settings and matrices: `AffinityReadout`) ---------
 
@@ -277,6 +269,19 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
             return held_out.cycle(self._affinity_data,
                                   self._affinity_batch_size)
 
+
+def _checked_outputs(model):
+    """A functional model's output dict (None for a subclass); raises for
+    outputs that are not a dict or unknown `shared_layers`."""
+    outputs = _keras_private.functional_outputs(model)
+    if outputs is not None and not isinstance(outputs, dict):
+        raise TypeError(
+            "TaskAffinityModel needs the model's outputs to be a dict "
+            "keyed by task name, e.g. outputs={'a': head_a, 'b': head_b}. "
+            f"Received: outputs of type {type(outputs).__name__}.")
+    if model.shared_layers is not None and model.built:
+        shared_lib.check_layer_names(model, model.shared_layers)
+    return outputs
 
 
 _FUNCTIONAL_VARIANTS = {}

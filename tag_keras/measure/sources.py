@@ -14,8 +14,8 @@ groups are measured every step:
 `random_subsets=m` adds, every step, m groups drawn at random (seeded by
 `seed` and the step number) from the groups of two or more tasks not
 measured every step. A group's gradient is the sum of its tasks' gradients
-(no extra backward pass); the groups are measured one at a time in a
-`tf.while_loop`, so the extra memory is that of one lookahead.
+(no extra backward pass); the groups are measured one at a time
+(`rows.one_at_a_time`), so the extra memory is that of one lookahead.
 """
 
 import itertools
@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tag_keras import _distribute
 from tag_keras.measure import affinity as affinity_lib
+from tag_keras.measure import rows as rows_lib
 from tag_keras.tasks import names as names_lib
 
 #: The named values of `affinity_sources`.
@@ -262,24 +262,13 @@ class GroupMeter:
         indices = self.sources.indices(step)
         masks = tf.constant(self.sources.masks, tf.float32)
         row_of = estimator.source_rows(gradients, target)
+        gradients.stacked()  # outside the loop, shared by its iterations
 
         def row(k):
             return row_of(gradients.weighted_sum(tf.gather(masks, k)))
 
         count = len(self.sources)
-        if _distribute.num_replicas() > 1:
-            # A replica's while loop cannot hold the cross-replica
-            # synchronisation each lookahead makes: unrolled instead.
-            z = tf.stack([row(indices[i]) for i in range(count)])
-        else:
-            def body(i, rows):
-                return i + 1, rows.write(i, row(indices[i]))
-
-            _, rows = tf.while_loop(
-                lambda i, _: i < count, body,
-                [tf.constant(0), tf.TensorArray(tf.float32, size=count)],
-                parallel_iterations=1)
-            z = rows.stack()
+        z = rows_lib.one_at_a_time(count, lambda i: row(indices[i]))
         chosen = tf.gather(masks, indices) > 0
         group_ok = tf.reduce_all(~chosen | source_ok[tf.newaxis, :], axis=1)
         return self.state.record(indices, tf.reshape(z, [count, -1]),

@@ -100,18 +100,15 @@ class TrainStep:
             # variables) after the snapshot was taken.
             batch.snapshot = target_lib.snapshot(
                 self.model.non_trainable_variables)
-        session = None
-        if measure:
-            session = parts.meter().start(parts.targets.make(batch))
+        target = parts.targets.make(batch) if measure else None
         full, shared, after = {}, {}, []
         for task in parts.tasks:
-            # Each source's lookahead row right after its gradient (and
-            # before the next backward pass), one source in flight.
+            # On a measured step, one backward pass in flight at a time.
             with tf.control_dependencies(after):
                 full[task] = tape.gradient(scaled[task], variables)
             shared[task] = parts.dense_shared(full[task])
-            if session is not None:
-                after = session.add(shared[task])
+            if measure:
+                after = shared[task]
         gradients = parts.task_gradients(shared)
         total = [_add([full[t][k] for t in parts.tasks])
                  for k in range(len(variables))]
@@ -139,8 +136,8 @@ class TrainStep:
         if measure:
             # A step whose update is not finite is not counted at all.
             source_ok = parts.source_ok(gradients, batch) & _finite(grads)
-            waits.append(parts.meter().record_session(
-                session, gradients, source_ok,
+            waits.append(parts.meter().record(
+                gradients, target, source_ok,
                 self.model.optimizer.iterations))
         if not waits:
             return grads

@@ -119,13 +119,8 @@ class BlockValues:
         counts as its best other set: no other group of its size is
         better, special or not)."""
         s = self._scores
-        n, z = s.n, s.z
-        members = ((masks[:, None] >> np.arange(n)) & 1).astype(bool)
-        totals = members.astype(float) @ z.T  # [S, h]: Σ_{a ∈ S} z[h, a]
-        sizes = members.sum(axis=1)
-        within = np.where(members, totals, 0.0).sum(axis=1)
-        within -= members.astype(float) @ z.diagonal()
-        base = members.astype(float) @ s.offset
+        n = s.n
+        members, sizes, totals, within, base = _block_sums(s, masks)
         order = np.argsort(-np.where(members, -np.inf, totals), axis=1,
                            kind="stable")
         helper_totals = np.take_along_axis(
@@ -162,17 +157,6 @@ class BlockValues:
         values[sizes == 0] = -np.inf
         return values
 
-    def special_blocks(self):
-        """`(masks, values)` chunks: every block S inside a special group G
-        with Σ_{a ∈ S} s(a, G), its value served by G (S = ∅ included)."""
-        s = self._scores
-        for row, group in zip(s.special_scores, s.special_members):
-            indices = np.flatnonzero(group)
-            bits = np.left_shift(1, indices)
-            for patterns in chunks(2 ** len(indices)):
-                pattern = (patterns[:, None] >> np.arange(len(indices))) & 1
-                yield pattern @ bits, pattern @ row[indices]
-
     def all_values(self, deadline=None):
         """f(S) for every bitmask S (-inf for S = ∅), chunked; where not
         `exact_blocks`, the bound fU(S) >= f(S) instead. None if
@@ -183,9 +167,33 @@ class BlockValues:
             if deadline is not None and deadline.passed():
                 return None
             values[masks] = self.values(masks)
-        for masks, special in self.special_blocks():
+        for masks, special in special_blocks(s):
             if deadline is not None and deadline.passed():
                 return None
             values[masks] = np.maximum(values[masks], special)
         values[0] = -np.inf
         return values
+
+
+def special_blocks(scores):
+    """`(masks, values)` chunks: every block S inside a special group G of
+    `scores` with Σ_{a ∈ S} s(a, G), its value served by G (S = ∅
+    included)."""
+    for row, group in zip(scores.special_scores, scores.special_members):
+        indices = np.flatnonzero(group)
+        bits = np.left_shift(1, indices)
+        for patterns in chunks(2 ** len(indices)):
+            pattern = (patterns[:, None] >> np.arange(len(indices))) & 1
+            yield pattern @ bits, pattern @ row[indices]
+
+
+def _block_sums(scores, masks):
+    """`(members, sizes, totals, within, base)` of the blocks `masks`:
+    `totals[S, h] = Σ_{a ∈ S} z[h, a]`, `within` the same over h ∈ S
+    (diagonal left out), `base` the blocks' summed offsets."""
+    members = ((masks[:, None] >> np.arange(scores.n)) & 1).astype(bool)
+    totals = members.astype(float) @ scores.z.T
+    within = np.where(members, totals, 0.0).sum(axis=1)
+    within -= members.astype(float) @ scores.z.diagonal()
+    base = members.astype(float) @ scores.offset
+    return members, members.sum(axis=1), totals, within, base

@@ -51,6 +51,7 @@ class TaskGradients:
                        for t in self.tasks}
         self._kernel_mask = kernel_mask
         self._global = {}
+        self._stacked = self._arrays = None
 
     def __len__(self):
         return len(self.tasks)
@@ -58,6 +59,31 @@ class TaskGradients:
     def of(self, task):
         """Task `task`'s gradient: one dense tensor per shared variable."""
         return list(self._lists[task])
+
+    def row(self, i):
+        """Task number `i`'s gradient. `i` may be a scalar tensor inside a
+        `tf.while_loop` over the tasks, which then traces one row, not n;
+        call `prepare_rows()` before the loop."""
+        if isinstance(i, int):
+            return self.of(self.tasks[i])
+        if self._arrays is None:
+            raise ValueError(
+                "TaskGradients.row of a tensor index needs prepare_rows() "
+                "first, outside the loop that reads the rows.")
+        return [array.read(i) for array in self._arrays]
+
+    def prepare_rows(self):
+        """Holds each variable's n gradients in a `tf.TensorArray` (no
+        copy of the values), for `row` of a tensor index; made once."""
+        if self._arrays is None:
+            self._arrays = []
+            for k, variable in enumerate(self.variables):
+                values = [self._lists[task][k] for task in self.tasks]
+                array = tf.TensorArray(values[0].dtype, size=len(values),
+                                       element_shape=variable.shape)
+                for j, value in enumerate(values):
+                    array = array.write(j, value)
+                self._arrays.append(array)
 
     def sum(self, tasks=None):
         """The sum of `tasks`' gradients (all tasks by default)."""
@@ -69,9 +95,8 @@ class TaskGradients:
     def weighted_sum(self, weights):
         """`Σ_t weights[t] g_t`, `weights` an `[n]` tensor (a group's
         0/1 membership gives the sum of its tasks' gradients)."""
-        return [tf.add_n([tf.cast(weights[i], g[k].dtype) * g[k]
-                          for i, g in enumerate(self._lists.values())])
-                for k in range(len(self.variables))]
+        return [tf.tensordot(tf.cast(weights, stack.dtype), stack, axes=1)
+                for stack in self.stacked()]
 
     def flat(self, kernels_only=False):
         """float32 `[n, d]` of this replica's values, one row per task."""
@@ -116,6 +141,18 @@ class TaskGradients:
                                 for g in self._lists[t]])
                  for t in self.tasks]
         return _distribute.replica_all(tf.stack(flags))
+
+    def stacked(self):
+        """Each variable's gradients as one `[n, ...]` tensor.
+
+        Made once, on the first call: call it before a `tf.while_loop`
+        whose body uses `weighted_sum`, so that the stack is made outside
+        the loop and shared by every iteration.
+        """
+        if self._stacked is None:
+            self._stacked = [tf.stack([self._lists[t][k] for t in self.tasks])
+                             for k in range(len(self.variables))]
+        return self._stacked
 
     def _is_kernel(self, k):
         return self._kernel_mask is None or self._kernel_mask[k]

@@ -99,6 +99,47 @@ def load_network(path):
                    float(meta["seconds"]), int(meta["epochs"]), outcomes)
 
 
+class NetworkStore:
+    """The networks trained so far, in memory and (with a directory) on
+    disk, one `.npz` per (group, seed), so that a rerun finds them.
+
+    Args:
+        directory: Where the `.npz` files are kept; None: memory only.
+    """
+
+    def __init__(self, directory: str | None = None):
+        self.directory = directory
+        self._networks = {}
+
+    def get(self, group, seed) -> Network | None:
+        """The network of `group` (any order) at `seed`, or None."""
+        key = (frozenset(group), int(seed))
+        if key in self._networks:
+            return self._networks[key]
+        if self.directory is None or not os.path.exists(
+                self._path(group, seed)):
+            return None
+        network = load_network(self._path(group, seed))
+        if set(network.tasks) != set(group) or network.seed != seed:
+            return None  # A hash collision: train it again.
+        self._networks[key] = network
+        return network
+
+    def put(self, network: Network) -> None:
+        """Keeps `network`, and writes it when there is a directory."""
+        self._networks[(frozenset(network.tasks), network.seed)] = network
+        if self.directory is not None:
+            os.makedirs(self.directory, exist_ok=True)
+            save_network(self._path(network.tasks, network.seed), network)
+
+    def all(self) -> list:
+        """Every network kept so far (read back ones included)."""
+        return list(self._networks.values())
+
+    def _path(self, group, seed):
+        return os.path.join(self.directory, group_key(group, seed) + ".npz")
+
+
 class GroupTrainer:
     """Trains each distinct group of tasks once per seed, and keeps it.
 
@@ -131,33 +172,18 @@ class GroupTrainer:
             raise TypeError("`build` must be a function of a list of task "
                             f"names. Received: build={build!r}")
         self.splits = data_lib.check_splits(data)
-        fit_kwargs = dict(fit_kwargs or {})
-        if "validation_data" in fit_kwargs or "x" in fit_kwargs:
-            raise ValueError(
-                "`fit_kwargs` may not hold `x` or `validation_data`: the "
-                "trainer passes the data's splits. Received: fit_kwargs "
-                f"keys {sorted(fit_kwargs)}")
-        seeds = [int(s) for s in seeds]
-        if not seeds or len(set(seeds)) != len(seeds):
-            raise ValueError("`seeds` must be distinct integers, at least "
-                             f"one. Received: seeds={seeds}")
-        self.build, self.data, self.seeds = build, data, seeds
-        labelled = data_lib.label_tasks(data["train"])
-        self.label_tasks = labelled
-        self.tasks = labelled if tasks is None else [str(t) for t in tasks]
-        unknown = sorted(set(self.tasks) - set(labelled), key=str)
-        if unknown or len(set(self.tasks)) != len(self.tasks):
-            raise ValueError(
-                "`tasks` must be distinct tasks the training data has "
-                f"labels for: {labelled}. Received: tasks={self.tasks}")
-        self.fit_kwargs = fit_kwargs
+        self.build, self.data = build, data
+        self.seeds = _check_seeds(seeds)
+        self.fit_kwargs = _check_fit_kwargs(fit_kwargs)
+        self.label_tasks = data_lib.label_tasks(data["train"])
+        self.tasks = _check_tasks(tasks, self.label_tasks)
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size)
         self.directory = (None if directory is None
                           else os.path.join(directory, "networks"))
         self.distribution = distribution
         self._log = log or (lambda line: None)
-        self._networks = {}
+        self._store = NetworkStore(self.directory)
 
     def ordered(self, group: Iterable[str]) -> tuple:
         """`group` in the data's task order; raises for unknown tasks."""
@@ -171,12 +197,12 @@ class GroupTrainer:
 
     def has(self, group, seed) -> bool:
         """Whether the network of `group` at `seed` is trained (or stored)."""
-        return self._lookup(self.ordered(group), seed) is not None
+        return self._store.get(self.ordered(group), seed) is not None
 
     def network(self, group, seed) -> Network:
         """The network of `group` at `seed`, trained now if missing."""
         group = self.ordered(group)
-        found = self._lookup(group, seed)
+        found = self._store.get(group, seed)
         if found is None:
             found = self._train(group, seed)
         return found
@@ -190,13 +216,13 @@ class GroupTrainer:
             _output_names(model))])
         network = Network(group, int(seed), float(seconds), int(epochs),
                           self._evaluate(model, group))
-        self._store(network)
+        self._store.put(network)
         return network
 
     def add(self, network: Network) -> None:
         """Stores a `Network` obtained elsewhere (its group and seed)."""
         self.ordered(network.tasks)
-        self._store(network)
+        self._store.put(network)
 
     def train(self, groups: Iterable[Iterable[str]],
               seeds: Sequence[int] | None = None) -> list:
@@ -208,7 +234,7 @@ class GroupTrainer:
         seeds = self.seeds if seeds is None else list(seeds)
         wanted = list(dict.fromkeys(self.ordered(g) for g in groups))
         todo = [(g, s) for g in wanted for s in seeds
-                if self._lookup(g, s) is None]
+                if self._store.get(g, s) is None]
         start = time.perf_counter()
         for i, (group, seed) in enumerate(todo, start=1):
             network = self._train(group, seed)
@@ -222,31 +248,7 @@ class GroupTrainer:
 
     def stored(self) -> list:
         """Every network trained, added or read back so far."""
-        return list(self._networks.values())
-
-    # ------------------------------------------------------------------
-
-    def _path(self, group, seed):
-        return os.path.join(self.directory, group_key(group, seed) + ".npz")
-
-    def _lookup(self, group, seed):
-        key = (frozenset(group), int(seed))
-        if key in self._networks:
-            return self._networks[key]
-        if self.directory is None or not os.path.exists(
-                self._path(group, seed)):
-            return None
-        network = load_network(self._path(group, seed))
-        if set(network.tasks) != set(group) or network.seed != seed:
-            return None  # A hash collision: train it again.
-        self._networks[key] = network
-        return network
-
-    def _store(self, network):
-        self._networks[(frozenset(network.tasks), network.seed)] = network
-        if self.directory is not None:
-            os.makedirs(self.directory, exist_ok=True)
-            save_network(self._path(network.tasks, network.seed), network)
+        return self._store.all()
 
     def _train(self, group, seed):
         import keras
@@ -270,7 +272,7 @@ class GroupTrainer:
         epochs = len(next(iter(history.history.values()), []))
         network = Network(group, int(seed), seconds, epochs,
                           self._evaluate(model, group))
-        self._store(network)
+        self._store.put(network)
         return network
 
     def _evaluate(self, model, group):
@@ -283,6 +285,34 @@ class GroupTrainer:
 def _output_names(model):
     outputs = getattr(model, "output_names", None) or []
     return [str(name) for name in outputs]
+
+
+def _check_seeds(seeds):
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError("`seeds` must be distinct integers, at least "
+                         f"one. Received: seeds={seeds}")
+    return seeds
+
+
+def _check_fit_kwargs(fit_kwargs):
+    fit_kwargs = dict(fit_kwargs or {})
+    if "validation_data" in fit_kwargs or "x" in fit_kwargs:
+        raise ValueError(
+            "`fit_kwargs` may not hold `x` or `validation_data`: the "
+            "trainer passes the data's splits. Received: fit_kwargs "
+            f"keys {sorted(fit_kwargs)}")
+    return fit_kwargs
+
+
+def _check_tasks(tasks, labelled):
+    tasks = labelled if tasks is None else [str(t) for t in tasks]
+    unknown = sorted(set(tasks) - set(labelled), key=str)
+    if unknown or len(set(tasks)) != len(tasks):
+        raise ValueError(
+            "`tasks` must be distinct tasks the training data has "
+            f"labels for: {labelled}. Received: tasks={tasks}")
+    return tasks
 
 
 def _check_model(model, group):
