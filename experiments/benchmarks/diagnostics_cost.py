@@ -64,17 +64,14 @@ def _fit_seconds(data, epochs, callbacks):
     return time.perf_counter() - start
 
 
-def main(argv):
-    del argv
-    from experiments import data as data_lib
-    from tag_keras import callbacks as callbacks_lib
+def _measure_table(data):
+    """Each measure alone, against one training epoch."""
     from tag_keras import _data
     from tag_keras.diagnostics import _task
     from tag_keras.diagnostics import conflict
     from tag_keras.diagnostics import per_example
     from tag_keras.diagnostics import worst_case
 
-    data = data_lib.load_dataset("digits")
     model = _model(data)
     train = data.batches("train", 32, shuffle=True, seed=0)
     model.fit(train, epochs=1, verbose=0)
@@ -106,6 +103,12 @@ def main(argv):
         seconds = _median_seconds(function, _REPEATS.value)
         print(f"| {name} | {1000 * seconds:.0f} | {seconds / epoch:.2f} |")
 
+
+def _logger_table(data):
+    """`TrajectoryLogger` settings: a whole fit and its marginal cost."""
+    from tag_keras import callbacks as callbacks_lib
+
+    source = data.batches("train", 256)
     epochs = _EPOCHS.value
     test = data.batches("test", 512)
     settings = [
@@ -137,6 +140,15 @@ def main(argv):
             marginal = (seconds[1] - seconds[0]) / (plain[1] - plain[0])
             print(f"| {name} | {seconds[0]:.2f} | "
                   f"{seconds[0] / plain[0]:.2f}x | {marginal:.1f}x |")
+
+
+def main(argv):
+    del argv
+    from experiments import data as data_lib
+
+    data = data_lib.load_dataset("digits")
+    _measure_table(data)
+    _logger_table(data)
 
 
 if __name__ == "__main__":

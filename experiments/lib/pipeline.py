@@ -176,7 +176,7 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
                    stages=5 + bool(cosine) + bool(hoa) + bool(optimal)
                    + bool(augmentations), num_seeds=num_seeds)
         run.stability_resamples = stability_resamples
-        tag_run = run.measure("TAG", "lookahead", writable)
+        run.measure("TAG", "lookahead", writable)
         if cosine:
             run.measure("CS", "cosine", os.path.join(writable, "cosine"))
         random_groupings = run.train_planned(rg_samples, hoa)
@@ -186,8 +186,7 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
             run.optimal()
         augmented = run.augmented(augmentations, gradnorm_alpha)
         decision = run.decide(random_groupings)
-        results = run.evaluate(tag_run, augmented, random_groupings,
-                               decision)
+        results = _evaluate(run, augmented, random_groupings, decision)
         return run.write(results)
 
 
@@ -339,61 +338,6 @@ class _Run:
         self.log(train.format_table(decision))
         return decision
 
-    def per_seed(self, groups, serve):
-        """`{seed: {task: test error}}` of the tasks served by `groups`."""
-        return {s: {t: self.networks.network(groups[i], s).mean(
-                        "test", t, "error")
-                    for t, i in serve.items()}
-                for s in self.seeds}
-
-    def evaluate(self, tag_run, augmented, random_groupings, decision):
-        """One `MethodResult` per method and budget."""
-        self.stage("evaluating ...")
-        tasks, trainer = self.data.tasks, self.trainer
-        single = {self.seeds[0]: None}
-        results = [
-            results_lib.MethodResult.over_seeds(
-                "MTL", 1, self.per_seed((tuple(tasks),),
-                                        {t: 0 for t in tasks}),
-                groups=(tuple(tasks),)),
-            results_lib.MethodResult.over_seeds(
-                "STL", len(tasks), self.per_seed(
-                    [(t,) for t in tasks], {t: i for i, t in enumerate(tasks)}),
-                groups=tuple((t,) for t in tasks)),
-        ]
-        results += [results_lib.MethodResult.over_seeds(
-            AUGMENTATIONS[a], 1, {s: dict(r.test_error) for s in single},
-            groups=(tuple(tasks),)) for a, r in augmented.items()]
-        decided = {o.num_groups: o.decision for o in decision.budgets}
-        for budget in self.budgets:
-            if budget in random_groupings:
-                partitions = random_groupings[budget]
-                per_partition = [self.per_seed(
-                    p, training.serve_partition(p)) for p in partitions]
-                results.append(results_lib.MethodResult.over_seeds(
-                    "RG", budget, {s: results_lib.mean_errors(
-                        [e[s] for e in per_partition]) for s in self.seeds},
-                    samples=len(partitions)))
-            for method in sorted(self.chosen, key=_ORDER.index):
-                entry = next((e for e in self.chosen[method]["results"]
-                              if e["num_groups"] == budget), None)
-                if entry is None:
-                    continue
-                groups = tuple(tuple(g) for g in entry["groups"])
-                if method in ("TAG", "CS"):
-                    per_seed = self.per_seed(groups, entry["serve"])
-                else:  # HOA and the oracle: the first seed only.
-                    trainer.train_all(list(groups))
-                    per_seed = {self.seeds[0]: trainer.served_errors(
-                        groups, entry["serve"])}
-                results.append(results_lib.MethodResult.over_seeds(
-                    method, budget, per_seed, groups=groups,
-                    search_seconds=self.searches[method].get(budget),
-                    verdict=document_lib.affinity_structure(entry),
-                    decision=decided.get(budget, "") if method == "TAG"
-                    else ""))
-        return results
-
     def write(self, results):
         """Writes the tables and `pipeline.json`; returns the frame."""
         frame = results_lib.write_results(
@@ -414,3 +358,60 @@ class _Run:
             }, handle, indent=2)
         self.stage(f"done in {seconds:.0f} s")
         return frame
+
+
+def _per_seed(run, groups, serve):
+    """`{seed: {task: test error}}` of the tasks served by `groups`."""
+    return {s: {t: run.networks.network(groups[i], s).mean(
+                    "test", t, "error")
+                for t, i in serve.items()}
+            for s in run.seeds}
+
+
+def _evaluate(run, augmented, random_groupings, decision):
+    """One `MethodResult` per method and budget of `run` (a `_Run`)."""
+    run.stage("evaluating ...")
+    tasks, trainer = run.data.tasks, run.trainer
+    single = {run.seeds[0]: None}
+    results = [
+        results_lib.MethodResult.over_seeds(
+            "MTL", 1, _per_seed(run, (tuple(tasks),), {t: 0 for t in tasks}),
+            groups=(tuple(tasks),)),
+        results_lib.MethodResult.over_seeds(
+            "STL", len(tasks), _per_seed(
+                run, [(t,) for t in tasks],
+                {t: i for i, t in enumerate(tasks)}),
+            groups=tuple((t,) for t in tasks)),
+    ]
+    results += [results_lib.MethodResult.over_seeds(
+        AUGMENTATIONS[a], 1, {s: dict(r.test_error) for s in single},
+        groups=(tuple(tasks),)) for a, r in augmented.items()]
+    decided = {o.num_groups: o.decision for o in decision.budgets}
+    for budget in run.budgets:
+        if budget in random_groupings:
+            partitions = random_groupings[budget]
+            per_partition = [_per_seed(run, p, training.serve_partition(p))
+                             for p in partitions]
+            results.append(results_lib.MethodResult.over_seeds(
+                "RG", budget, {s: results_lib.mean_errors(
+                    [e[s] for e in per_partition]) for s in run.seeds},
+                samples=len(partitions)))
+        for method in sorted(run.chosen, key=_ORDER.index):
+            entry = next((e for e in run.chosen[method]["results"]
+                          if e["num_groups"] == budget), None)
+            if entry is None:
+                continue
+            groups = tuple(tuple(g) for g in entry["groups"])
+            if method in ("TAG", "CS"):
+                per_seed = _per_seed(run, groups, entry["serve"])
+            else:  # HOA and the oracle: the first seed only.
+                trainer.train_all(list(groups))
+                per_seed = {run.seeds[0]: trainer.served_errors(
+                    groups, entry["serve"])}
+            results.append(results_lib.MethodResult.over_seeds(
+                method, budget, per_seed, groups=groups,
+                search_seconds=run.searches[method].get(budget),
+                verdict=document_lib.affinity_structure(entry),
+                decision=decided.get(budget, "") if method == "TAG"
+                else ""))
+    return results

@@ -160,12 +160,7 @@ def evaluate_task_set(tasks, truth_networks, measured, budgets, *,
     rows, correlation_rows, verdict_rows, cost_rows = [], [], [], []
 
     def add(method, seed, budget, grouping):
-        rows.append({"method": method, "seed": seed, "budget": budget,
-                     "groups": " | ".join("+".join(g)
-                                          for g in grouping.groups),
-                     "test_error": total_error(truth, grouping.groups,
-                                               dict(grouping.serve)),
-                     "mtl_error": mtl})
+        rows.append(_grouping_row(method, seed, budget, grouping, truth, mtl))
 
     for seed, work in measured.items():
         plain = work["runs"]["plain"]["seconds"]
@@ -198,24 +193,8 @@ def evaluate_task_set(tasks, truth_networks, measured, budgets, *,
             cost_rows.append({
                 "method": label, "seed": seed,
                 "seconds_over_plain": work["runs"][name]["seconds"] / plain})
-        for name in VERDICT_RUNS:
-            verdicts = assess(work["steps"][name], budgets, tasks=list(tasks),
-                              resamples=resamples, seed=seed)
-            for budget, (chosen, stability) in verdicts.items():
-                error = total_error(truth, chosen.groups, dict(chosen.serve))
-                verdict_rows.append({
-                    "method": AFFINITY_RUNS[name][0], "seed": seed,
-                    "budget": budget,
-                    # The affinity structure read as a decision: stable
-                    # means split.
-                    "verdict": ("split" if stability.affinity_structure
-                                == "stable" else "keep together"),
-                    "predicted": stability.improvement,
-                    "predicted_low": stability.improvement_low,
-                    "predicted_high": stability.improvement_high,
-                    "recurrence": stability.grouping_recurrence,
-                    "test_error": error, "mtl_error": mtl,
-                    "split_better": error < mtl})
+        verdict_rows += _verdict_rows(work, seed, tasks, budgets, truth, mtl,
+                                      resamples, assess)
         # Training-path noise: the subsets run trains exactly like the
         # release run (same seed, measuring never changes training); its
         # single-task matrix differs only by float order.
@@ -224,20 +203,70 @@ def evaluate_task_set(tasks, truth_networks, measured, budgets, *,
             add("TAG (release), same seed again", seed, budget,
                 tag_keras.select_groups(repeat, budget))
 
+    rows += _reference_rows(tasks, truth, truth_networks, budgets, mtl)
+    return rows, correlation_rows, verdict_rows, cost_rows, truth_frame
+
+
+def _grouping_row(method, seed, budget, grouping, truth, mtl):
+    return {"method": method, "seed": seed, "budget": budget,
+            "groups": " | ".join("+".join(g) for g in grouping.groups),
+            "test_error": total_error(truth, grouping.groups,
+                                      dict(grouping.serve)),
+            "mtl_error": mtl}
+
+
+def _verdict_rows(work, seed, tasks, budgets, truth, mtl, resamples,
+                  assess):
+    """The affinity structure of each `VERDICT_RUNS` run read as a
+    decision, beside the truth, per budget."""
+    rows = []
+    for name in VERDICT_RUNS:
+        verdicts = assess(work["steps"][name], budgets, tasks=list(tasks),
+                          resamples=resamples, seed=seed)
+        for budget, (chosen, stability) in verdicts.items():
+            error = total_error(truth, chosen.groups, dict(chosen.serve))
+            rows.append({
+                "method": AFFINITY_RUNS[name][0], "seed": seed,
+                "budget": budget,
+                # The affinity structure read as a decision: stable
+                # means split.
+                "verdict": ("split" if stability.affinity_structure
+                            == "stable" else "keep together"),
+                "predicted": stability.improvement,
+                "predicted_low": stability.improvement_low,
+                "predicted_high": stability.improvement_high,
+                "recurrence": stability.grouping_recurrence,
+                "test_error": error, "mtl_error": mtl,
+                "split_better": error < mtl})
+    return rows
+
+
+def _reference_rows(tasks, truth, truth_networks, budgets, mtl):
+    """Rows of the groupings chosen from the trained truth (validation
+    optimum, HOA, the test oracle) and of RG, MTL and STL."""
+    import tag_keras
+
+    rows = []
     for seed, networks in truth_networks.items():
         everything = gq_report.performance_frame(networks, "validation_loss")
         hoa = gq_report.performance_frame(networks, "validation_loss",
                                           max_size=2)
         for budget in budgets:
-            add("Optimal (validation)", seed, budget,
-                tag_keras.select_groups_from_performance(everything, budget))
-            add("HOA", seed, budget,
-                tag_keras.select_groups_from_performance(hoa, budget))
+            rows.append(_grouping_row(
+                "Optimal (validation)", seed, budget,
+                tag_keras.select_groups_from_performance(everything, budget),
+                truth, mtl))
+            rows.append(_grouping_row(
+                "HOA", seed, budget,
+                tag_keras.select_groups_from_performance(hoa, budget),
+                truth, mtl))
     oracle = pd.DataFrame([{"group": "|".join(g), "task": t, "value": e}
                            for g, r in truth.items() for t, e in r.items()])
     for budget in budgets:
-        add("Test oracle (truth)", None, budget,
-            tag_keras.select_groups_from_performance(oracle, budget))
+        rows.append(_grouping_row(
+            "Test oracle (truth)", None, budget,
+            tag_keras.select_groups_from_performance(oracle, budget), truth,
+            mtl))
         partitions = gq_report.set_partitions(tasks, budget)
         rows.append({
             "method": "RG (exact expectation)", "seed": None,
@@ -255,7 +284,7 @@ def evaluate_task_set(tasks, truth_networks, measured, budgets, *,
                          truth, tuple((t,) for t in tasks),
                          {t: i for i, t in enumerate(tasks)}),
                      "mtl_error": mtl})
-    return rows, correlation_rows, verdict_rows, cost_rows, truth_frame
+    return rows
 
 
 def summarize(results):
