@@ -88,7 +88,7 @@ def test_a_tensor_row_needs_its_rows_prepared_and_a_loop_needs_rows():
         rows_lib.one_at_a_time(0, lambda i: tf.constant(0.0))
 
 
-def test_group_sums_from_the_stack_equal_the_sums_of_the_tasks():
+def test_group_sums_equal_the_sums_of_the_tasks():
     gradients, values = _gradients(3)
     summed = gradients.weighted_sum(tf.constant([1.0, 0.0, 1.0]))
     for k in range(2):

@@ -257,7 +257,6 @@ class _Run:
         self.searches[method] = {b: result.seconds + s
                                  for b, s in seconds.items()}
         self.chosen[method] = document
-        return result
 
     def train_planned(self, rg_samples, hoa):
         """Trains MTL, STL, the chosen groups and RG under every seed (and

@@ -262,7 +262,6 @@ class GroupMeter:
         indices = self.sources.indices(step)
         masks = tf.constant(self.sources.masks, tf.float32)
         row_of = estimator.source_rows(gradients, target)
-        gradients.stacked()  # outside the loop, shared by its iterations
 
         def row(k):
             return row_of(gradients.weighted_sum(tf.gather(masks, k)))

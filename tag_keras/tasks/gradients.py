@@ -51,7 +51,7 @@ class TaskGradients:
                        for t in self.tasks}
         self._kernel_mask = kernel_mask
         self._global = {}
-        self._stacked = self._arrays = None
+        self._arrays = None
 
     def __len__(self):
         return len(self.tasks)
@@ -95,8 +95,9 @@ class TaskGradients:
     def weighted_sum(self, weights):
         """`Σ_t weights[t] g_t`, `weights` an `[n]` tensor (a group's
         0/1 membership gives the sum of its tasks' gradients)."""
-        return [tf.tensordot(tf.cast(weights, stack.dtype), stack, axes=1)
-                for stack in self.stacked()]
+        return [tf.add_n([tf.cast(weights[i], g[k].dtype) * g[k]
+                          for i, g in enumerate(self._lists.values())])
+                for k in range(len(self.variables))]
 
     def flat(self, kernels_only=False):
         """float32 `[n, d]` of this replica's values, one row per task."""
@@ -141,18 +142,6 @@ class TaskGradients:
                                 for g in self._lists[t]])
                  for t in self.tasks]
         return _distribute.replica_all(tf.stack(flags))
-
-    def stacked(self):
-        """Each variable's gradients as one `[n, ...]` tensor.
-
-        Made once, on the first call: call it before a `tf.while_loop`
-        whose body uses `weighted_sum`, so that the stack is made outside
-        the loop and shared by every iteration.
-        """
-        if self._stacked is None:
-            self._stacked = [tf.stack([self._lists[t][k] for t in self.tasks])
-                             for k in range(len(self.variables))]
-        return self._stacked
 
     def _is_kernel(self, k):
         return self._kernel_mask is None or self._kernel_mask[k]
