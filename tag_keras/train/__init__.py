@@ -5,9 +5,10 @@ distinct group of tasks once per seed from the user's
 `build(tasks) -> compiled keras.Model` and data, caching every network in
 a directory (an interrupted run resumes). `decide` compares each budget's
 candidate groupings with the all-task network on validation data, paired
-over examples and seeds, and says "split" only when the interval shows
-the split better; test numbers are shown beside it. `tag-train` is the
-command line (`tag_keras.train.cli`).
+over examples and seeds (`compare`), and answers "split", "keep
+together" or "undecided" against a margin, adding seeds to undecided
+budgets up to `max_seeds`; test numbers are shown beside it. `tag-train`
+is the command line (`tag_keras.train.cli`).
 
 Imports TensorFlow and Keras (it trains networks); the selection side
 (`tag_keras.select`) never imports this package.
@@ -18,12 +19,14 @@ import importlib
 # Public name -> module that defines it, imported on first use, so that
 # `tag-train --help` and bad-input errors come before TensorFlow loads.
 _LAZY = {
-    "Decision": "decision", "KEEP_TOGETHER": "decision",
-    "Option": "decision", "SPLIT": "decision", "decide": "decision",
-    "format_table": "decision", "write_decision": "decision",
+    "Comparison": "comparison", "compare": "comparison",
+    "KEEP_TOGETHER": "comparison", "SPLIT": "comparison",
+    "UNDECIDED": "comparison",
+    "Decision": "decision", "Option": "decision", "decide": "decision",
+    "planned_looks": "decision",
+    "format_table": "decision_files", "write_decision": "decision_files",
     "GroupTrainer": "networks", "Network": "networks",
     "random_partitions": "random_groupings",
-    "paired_bootstrap": "statistics",
 }
 
 __all__ = sorted(_LAZY)

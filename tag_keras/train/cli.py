@@ -2,24 +2,30 @@
 
     tag-train --model=MODULE:FUNCTION --data=MODULE:FUNCTION \\
               --groups=groups.json --out_dir=DIR [--seeds=0,1,2] \\
-              [--epochs=N] [--all_task_model=PATH.keras]
+              [--max_seeds=8] [--margin=M] [--metric=auto|loss|error] \\
+              [--epochs=N] [--patience=P] [--all_task_model=PATH.keras]
 
 `--model`'s function takes a list of task names and returns a compiled
 `keras.Model` with one output per task; `--data`'s takes no argument and
-returns `{"train": ..., "validation": ..., "test": ...}` (test optional),
-each `(x, y)` with `y` a dict of task -> labels, or a `tf.data.Dataset`
-of such pairs. MODULE is importable from the working directory or is a
-path to a `.py` file.
+returns `{"train": ..., "validation": ..., "test": ...,
+"early_stopping": ...}` (test and early_stopping optional), each `(x, y)`
+with `y` a dict of task -> labels, or a `tf.data.Dataset` of such pairs.
+MODULE is importable from the working directory or is a path to a `.py`
+file.
 
 Every distinct group of every budget (and its candidates, with
 `tag-select --top`) is trained once per seed, as is the all-task network
 (or `--all_task_model` is used for the first seed), all cached in
-`DIR/networks/` so a rerun resumes. Each budget's grouping is then
-compared with the all-task network on the validation split
-(`tag_keras.train.decision`). Writes `DIR/decision.json`,
-`DIR/decision.csv`, `DIR/results.csv` and `DIR/decision.png`. Every input
-is checked before any training; bad input ends with a one-line error and
-exit status 1.
+`DIR/networks/` so a rerun resumes. Each budget's grouping is compared
+with the all-task network on the validation split
+(`tag_keras.train.decision`): "split", "keep together" or "undecided"
+against `--margin`; seeds are added, at planned looks up to
+`--max_seeds`, to the budgets still undecided. Early stopping
+(`--patience`) never reads the validation split: it stops on the data's
+"early_stopping" split, or a slice carved from train. Writes
+`DIR/decision.json`, `DIR/decision.csv`, `DIR/results.csv` and
+`DIR/decision.png`. Every input is checked before any training; bad input
+ends with a one-line error and exit status 1.
 """
 
 import importlib
@@ -56,16 +62,25 @@ _OUT_DIR = flags.DEFINE_string(
     "out_dir", None, "Output directory; networks are cached in "
     "OUT_DIR/networks, so a rerun trains only what is missing.")
 _SEEDS = flags.DEFINE_list(
-    "seeds", ["0", "1", "2"], "Training seeds; every network is trained "
-    "once per seed.")
+    "seeds", ["0", "1", "2"], "Starting training seeds (at least 2); "
+    "every network is trained once per seed.")
+_MAX_SEEDS = flags.DEFINE_integer(
+    "max_seeds", 8, "Seeds added, at planned looks (3, 5, 8 from 3 seeds),"
+    " to the budgets still undecided, up to this many; the number of "
+    "--seeds for fixed seeds.", lower_bound=2)
+_MARGIN = flags.DEFINE_float(
+    "margin", None, "The smallest gain worth more networks, in the "
+    "metric's units summed over tasks (default: 2% of the all-task "
+    "network's summed validation metric).")
 _EPOCHS = flags.DEFINE_integer("epochs", 10, "Epochs per network.",
                                lower_bound=1)
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", 32, "Training batch size (array data).", lower_bound=1)
 _PATIENCE = flags.DEFINE_integer(
-    "patience", 0, "Early stopping on the validation loss after this many "
-    "epochs without improvement, the best epoch's weights restored (0: "
-    "off).", lower_bound=0)
+    "patience", 0, "Early stopping after this many epochs without a lower "
+    "loss on the data's 'early_stopping' split (else on a slice carved "
+    "from train; never the validation split, which decides), the best "
+    "epoch's weights restored (0: off).", lower_bound=0)
 _ALL_TASK_MODEL = flags.DEFINE_string(
     "all_task_model", None, "A saved .keras all-task model (e.g. the "
     "TaskAffinityModel that measured the affinities) used as the all-task "
@@ -80,15 +95,14 @@ _RANDOM = flags.DEFINE_integer(
 _STL = flags.DEFINE_bool(
     "stl", False, "Also train one network per task (STL) and compare it "
     "with the all-task network (shown, never chosen).")
-_LEVEL = flags.DEFINE_float(
-    "level", 0.95, "Coverage of the decision's intervals.",
-    lower_bound=0.5, upper_bound=0.999)
-_RESAMPLES = flags.DEFINE_integer(
-    "resamples", 2000, "Bootstrap resamples.", lower_bound=100)
+_ALPHA = flags.DEFINE_float(
+    "alpha", 0.025, "Each answer's one-sided error rate, shared by every "
+    "budget, candidate and look.", lower_bound=1e-6, upper_bound=0.25)
 _METRIC = flags.DEFINE_enum(
-    "metric", "loss", ["loss", "error"], "What decides: the summed "
-    "validation loss, or (classification heads) the summed error rate. "
-    "Choose what you will judge the networks on.")
+    "metric", "auto", ["auto", "loss", "error"], "What decides: the summed "
+    "validation error rate (classification heads), the summed loss, or "
+    "auto: error when every head is a classifier, else loss. Choose what "
+    "you will judge the networks on.")
 
 #: What every flag needs, for the one-line errors.
 _REQUIRED = ("model", "data", "groups", "out_dir")
@@ -274,8 +288,19 @@ def _inputs():
     except ValueError:
         raise InputError("--seeds must be integers. Received: seeds="
                          f"{','.join(_SEEDS.value)}") from None
-    if not seeds:
-        raise InputError("--seeds needs at least one seed. Received: seeds=")
+    if len(seeds) < 2:
+        raise InputError(
+            "--seeds needs at least 2 seeds: with one, the seed variance "
+            "cannot be estimated and nothing can be decided. Received: "
+            f"seeds={','.join(_SEEDS.value)}")
+    if _MAX_SEEDS.value < len(seeds):
+        raise InputError(
+            "--max_seeds must be at least the number of --seeds. Received: "
+            f"max_seeds={_MAX_SEEDS.value} with {len(seeds)} seeds")
+    if _MARGIN.value is not None and not _MARGIN.value > 0:
+        raise InputError(
+            "--margin must be positive, in the metric's units (the smallest"
+            f" gain worth splitting for). Received: margin={_MARGIN.value}")
     build = load_function(_MODEL.value, "model", 1)
     data_function = load_function(_DATA.value, "data", 0)
     try:
@@ -297,7 +322,9 @@ def _inputs():
     settings = {"model": _MODEL.value, "data": _DATA.value,
                 "epochs": _EPOCHS.value, "batch_size": _BATCH_SIZE.value,
                 "patience": _PATIENCE.value,
-                "all_task_model": _ALL_TASK_MODEL.value}
+                "all_task_model": _ALL_TASK_MODEL.value,
+                # 2: early stopping never reads the validation split.
+                "protocol": 2}
     check_settings(_OUT_DIR.value, settings)
     return build, data, tasks, seeds, candidates, model
 
@@ -319,11 +346,17 @@ def main(argv):
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=_PATIENCE.value,
             restore_best_weights=True))
-    trainer = train.GroupTrainer(
-        build, data, seeds=seeds, tasks=tasks,
-        fit_kwargs={"epochs": _EPOCHS.value, "callbacks": callbacks},
-        batch_size=_BATCH_SIZE.value, directory=_OUT_DIR.value,
-        log=lambda line: print(line, flush=True))
+    try:
+        trainer = train.GroupTrainer(
+            build, data, seeds=seeds, tasks=tasks,
+            fit_kwargs={"epochs": _EPOCHS.value, "callbacks": callbacks},
+            batch_size=_BATCH_SIZE.value, directory=_OUT_DIR.value,
+            log=lambda line: print(line, flush=True))
+    except ValueError as error:
+        print(f"tag-train: error: --data: {error}", file=sys.stderr)
+        return 1
+    if trainer.early_stopping:
+        print(f"Early stopping reads {trainer.early_stopping}.", flush=True)
     if model is not None and not trainer.has(tasks, seeds[0]):
         trainer.add_model(model, seeds[0])
     random = {b: train.random_partitions(tasks, b, _RANDOM.value, seed=b)
@@ -333,11 +366,10 @@ def main(argv):
         if _STL.value:
             baselines["STL"] = (tuple((t,) for t in tasks),
                                 {t: i for i, t in enumerate(tasks)})
-        decision = train.decide(trainer, candidates, random=random,
-                                baselines=baselines,
-                                level=_LEVEL.value,
-                                resamples=_RESAMPLES.value,
-                                metric=_METRIC.value)
+        decision = train.decide(
+            trainer, candidates, margin=_MARGIN.value, alpha=_ALPHA.value,
+            metric=_METRIC.value, max_seeds=_MAX_SEEDS.value, random=random,
+            baselines=baselines, log=lambda line: print(line, flush=True))
         paths = train.write_decision(_OUT_DIR.value, decision, trainer)
     except (OSError, ValueError) as error:
         print(f"tag-train: error: {error}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """The data `tag-train` and `GroupTrainer` take: train, validation, test.
 
-    {"train": split, "validation": split, "test": split (optional)}
+    {"train": split, "validation": split, "test": split (optional),
+     "early_stopping": split (optional)}
 
 Each split is `(x, y)` arrays with `y` a dict of task -> labels (NaN for
 a missing label), a batched `tf.data.Dataset` of such pairs, or a
@@ -9,6 +10,11 @@ its tasks' labels; NaN labels are masked as `TaskAffinityModel` masks
 them (`tag_keras.tasks.labels`), so a plain `keras.Model` trains on
 partial labels too. Validation and test splits are read in order, so
 every network's per-example results line up.
+
+The validation split decides, so nothing in training reads it: early
+stopping (any callback monitoring a `val_` quantity) reads the
+`"early_stopping"` split when the data has one, or else a slice of the
+training arrays carved once with a fixed seed (`monitored_split`).
 """
 
 import keras
@@ -20,7 +26,12 @@ from tag_keras import _data
 from tag_keras.tasks import labels as labels_lib
 
 #: The splits a data dict may hold; the first two are required.
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "test", "early_stopping")
+#: The share of the training arrays carved for early stopping when the
+#: data has no "early_stopping" split.
+CARVED_SHARE = 0.1
+#: The seed of that carving (the same slice for every network).
+CARVING_SEED = 20260
 
 
 def check_splits(data, name="data"):
@@ -42,7 +53,8 @@ def check_splits(data, name="data"):
     if missing or unknown:
         raise ValueError(
             f"`{name}` must have the keys 'train' and 'validation' (and "
-            f"optionally 'test'); the validation split decides. Received: "
+            "optionally 'test' and 'early_stopping'); the validation split "
+            "decides. Received: "
             f"keys {sorted(data, key=str)}")
     for split in data:
         _data.check_data(data[split], name=f"{name}['{split}']")
@@ -69,6 +81,58 @@ def label_tasks(split):
             "Labels must be a dict of task -> labels. Received: labels of "
             f"type {type(labels).__name__}")
     return [str(t) for t in labels]
+
+
+def monitors_validation(callbacks):
+    """Whether any callback watches a validation quantity (`val_...`)."""
+    return any(str(getattr(c, "monitor", "")).startswith("val_")
+               for c in callbacks or ())
+
+
+def monitored_split(data, callbacks):
+    """`(train, monitored, description)`: what `fit` trains on, what it
+    validates on (None: nothing), and where that comes from (None).
+
+    Never the validation split, which the decision is made on: the data's
+    `"early_stopping"` split, else (only when a callback monitors a
+    validation quantity) `CARVED_SHARE` of the training arrays, carved
+    with `CARVING_SEED` and left out of training.
+
+    Raises:
+        ValueError: A callback monitors validation, the data has no
+            "early_stopping" split and its training split is not arrays.
+    """
+    if "early_stopping" in data:
+        return (data["train"], data["early_stopping"],
+                "the data's 'early_stopping' split")
+    if not monitors_validation(callbacks):
+        return data["train"], None, None
+    train = data["train"]
+    if not isinstance(train, (tuple, list)):
+        raise ValueError(
+            "Early stopping must not read the validation split, which "
+            "decides; with a training split that is not (x, y) arrays, "
+            "give the data an 'early_stopping' split to stop on. Received: "
+            f"a training split of type {type(train).__name__} and no "
+            "'early_stopping' split")
+    x, y = train[0], train[1]
+    size = len(tree.flatten(x)[0])
+    carved = max(1, int(round(CARVED_SHARE * size)))
+    if size - carved < 1:
+        raise ValueError(
+            "Too few training examples to carve an early-stopping slice; "
+            "give the data an 'early_stopping' split. Received: "
+            f"{size} training examples")
+    order = np.random.default_rng(CARVING_SEED).permutation(size)
+    held, kept = np.sort(order[:carved]), np.sort(order[carved:])
+
+    def take(rows):
+        return (tree.map_structure(lambda a: np.asarray(a)[rows], x),
+                {t: np.asarray(v)[rows] for t, v in y.items()})
+
+    return (take(kept), take(held),
+            f"{carved} of the {size} training examples, carved once "
+            f"(seed {CARVING_SEED}) and not trained on")
 
 
 def fit_data(split, tasks, *, batch_size=32, seed=0, shuffle=True):

@@ -1,18 +1,29 @@
-"""The validated decision: split the tasks, or keep them together?
+"""The validated decision: split the tasks, keep them together, or not yet.
 
-For each budget, the candidate groupings (the affinity's proposals) have
-been trained under every seed, as has the all-task network. The
-candidate with the lowest summed served validation `metric` (the loss,
-or for classification heads the error) is compared with the all-task
-network, paired over validation examples and seeds
-(`statistics.paired_bootstrap`, widened for the number of candidates it
-was chosen from): **split** only when the whole interval says the
-grouping's `metric` is lower, otherwise **keep together**. Test numbers
-are computed the same way and shown beside the decision, never used in
-it.
+For each budget, the candidate groupings (the affinity's proposals) are
+trained under the seeds, as is the all-task network. The candidate with
+the lowest summed served validation metric is compared with the
+all-task network, paired over validation examples and seeds
+(`tag_keras.train.compare`), with one-sided bounds at level 1 − alpha /
+comparisons, where comparisons counts every candidate of every budget
+and every look. Each budget's answer is "split", "keep together" or
+"undecided" against a margin, the smallest gain worth more networks
+(default: 2% of the all-task network's summed validation metric).
 
-`difference` is grouping minus all-task, so negative means the split is
-better.
+**Seeds added until decided.** With `max_seeds` above the starting
+seeds, the budgets are looked at after the first seeds and then at
+planned looks (`planned_looks`: 3, 5, 8 from 3 seeds); after each look
+only the budgets still undecided (and the all-task network) are trained
+under the next seeds. A decided budget keeps its answer. Bonferroni over
+the looks keeps each answer's error rate at most `alpha`.
+
+**Overall.** "split" if any budget splits (the one with the lowest
+difference among those is `best`), "keep together" only if every budget
+keeps, otherwise "undecided".
+
+Test numbers are computed alike at the same seeds and shown beside the
+decision, never used in it. `difference` is grouping minus all-task, so
+negative means the split is better.
 """
 
 from __future__ import annotations
@@ -20,25 +31,28 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import dataclasses
-import io
-import json
 import math
-import os
 
 import numpy as np
-import pandas as pd
 
-from tag_keras import _files
+from tag_keras.train import comparison as comparison_lib
 from tag_keras.train import random_groupings
 from tag_keras.train import statistics
+from tag_keras.train.comparison import KEEP_TOGETHER  # noqa: F401
+from tag_keras.train.comparison import SPLIT  # noqa: F401
+from tag_keras.train.comparison import UNDECIDED  # noqa: F401
 
 if TYPE_CHECKING:  # for annotations only
     from tag_keras.train.networks import GroupTrainer
 
-SPLIT = "split"
-KEEP_TOGETHER = "keep together"
-#: What `decide(metric=...)` can decide on.
-METRICS = ("loss", "error")
+#: What `decide(metric=...)` can decide on ("auto": error when every head
+#: is a classifier, else loss).
+METRICS = ("auto", "loss", "error")
+#: The default margin: this share of the all-task network's summed
+#: validation metric.
+MARGIN_SHARE = 0.02
+#: The all-task network's `Option.decision` (it is the reference).
+REFERENCE = "reference"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,30 +63,62 @@ class Option:
         num_groups: Budget (1 for the all-task network).
         groups: The groups (tuples of tasks).
         serve: Task -> index of the group serving it.
-        decision: "split" or "keep together".
+        decision: "split", "keep together" or "undecided" ("reference"
+            for the all-task network itself).
+        answer_detail: `Comparison.answer_detail`, or for "undecided" what
+            would decide it.
         difference: Summed served validation `metric` minus the all-task
             network's (mean over seeds).
-        low, high: The interval of `difference`.
-        metric: What decides: "loss" or "error"; `difference`, its
-            interval and `test_difference` are in it.
-        test_difference, test_low, test_high: The same on the test split
-            (NaN without one); never used to decide.
-        error_difference, error_low, error_high: The validation error's.
-        test_error_difference: The test error's.
-        candidates: How many candidates it was chosen from.
+        low, high: One-sided bounds of `difference` at level 1 − alpha /
+            comparisons.
+        standard_error, df: The difference's SE and degrees of freedom.
+        margin: The smallest gain worth splitting for (metric's units).
+        seeds: How many seeds this option's comparison used.
+        seeds_needed, seeds_needed_range, validation_factor: For
+            "undecided", the planning figures of `Comparison`.
+        metric: What decides: "loss" or "error".
+        comparisons: How many tests share alpha (candidates × looks).
+        candidates: How many candidates it was chosen from; above 1 the
+            difference is selected on the same data ("selected
+            (optimistic)"), which the Bonferroni factor covers.
+        other_metric, other_difference, other_low, other_high: The
+            other metric's comparison at the same seeds (NaN where it is
+            undefined); `disagreement` is True when the two metrics'
+            bounds exclude zero in opposite directions.
+        test_difference, test_low, test_high: The deciding metric on the
+            test split at the same seeds (NaN without one); never used.
+        error_difference, error_low, error_high: The validation error's
+            comparison; `test_error_difference` the test error's.
+        seed_variance, example_variance, interaction_variance: The
+            components of the validation comparison.
         validation_total, test_total, test_error_total: Mean over seeds of
-            the summed per-task mean loss (test error in %), with
-            `*_se` their standard errors over seeds.
+            the summed per-task mean loss (test error in %), with `*_se`
+            their standard errors over seeds.
     """
 
     num_groups: int
     groups: tuple
     serve: dict
     decision: str
+    answer_detail: str
     difference: float
     low: float
     high: float
+    standard_error: float
+    df: float
+    margin: float
+    seeds: int
+    seeds_needed: int | None
+    seeds_needed_range: tuple | None
+    validation_factor: float | None
     metric: str
+    comparisons: int
+    candidates: int
+    other_metric: str
+    other_difference: float
+    other_low: float
+    other_high: float
+    disagreement: bool
     test_difference: float
     test_low: float
     test_high: float
@@ -80,7 +126,9 @@ class Option:
     error_low: float
     error_high: float
     test_error_difference: float
-    candidates: int
+    seed_variance: float
+    example_variance: float
+    interaction_variance: float
     validation_total: float
     validation_total_se: float
     test_total: float
@@ -92,39 +140,55 @@ class Option:
         """JSON-ready, finite numbers only (NaN becomes null)."""
         entry = dataclasses.asdict(self)
         entry["groups"] = [list(g) for g in self.groups]
+        if self.seeds_needed_range is not None:
+            entry["seeds_needed_range"] = list(self.seeds_needed_range)
         return {k: _finite(v) for k, v in entry.items()}
 
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """The decision for every budget, and the best option overall.
+    """The decision for every budget, and the answer overall.
 
     Attributes:
-        all_tasks: The all-task network's `Option` (difference 0).
-        budgets: One `Option` per budget, its decision against all-task.
-        best: The budget with the lowest validation difference among those
-            whose decision is "split"; the all-task option if none.
+        answer: "split" if any budget splits, "keep together" if every
+            budget keeps, else "undecided".
+        all_tasks: The all-task network's `Option` (the reference).
+        budgets: One `Option` per budget, its answer against all-task.
+        best: The option the answer points to, whose `decision` is the
+            answer: the split budget with the lowest difference, else the
+            all-task network.
         random: Budget -> random groupings' `{"difference", "sampling_se",
             "test_difference", "test_error_difference", "partitions",
-            "exact"}`, where they were trained.
+            "exact"}` at the first seeds, where they were trained.
+        seeds: Every seed trained for the all-task network.
+        alpha: Each answer's one-sided error rate, over all tests.
+        margin: The margin every budget was judged against.
+        metric: What decided: "loss" or "error".
+        looks: The planned numbers of seeds at which budgets were looked
+            at.
         baselines: Name -> `Option` of other ways of serving the tasks
-            compared alike (e.g. "STL", one network per task, or a CS
-            grouping); never chosen as `best`.
-        seeds: The training seeds.
-        level: Coverage of the intervals.
+            compared alike (e.g. "STL") at the first seeds; never `best`.
+        early_stopping: Where early stopping read its data, as the
+            trainer says (None: no early stopping).
     """
 
+    answer: str
     all_tasks: Option
     budgets: tuple
     best: Option
     random: dict
     seeds: tuple
-    level: float
+    alpha: float
+    margin: float
+    metric: str
+    looks: tuple
     baselines: dict = dataclasses.field(default_factory=dict)
+    early_stopping: str | None = None
 
     def to_dict(self):
         """The `decision.json` document."""
         return {
+            "answer": self.answer,
             "budgets": [o.to_dict() for o in self.budgets],
             "best": self.best.to_dict(),
             "all_tasks": self.all_tasks.to_dict(),
@@ -133,8 +197,36 @@ class Decision:
             "baselines": {name: o.to_dict()
                           for name, o in self.baselines.items()},
             "seeds": list(self.seeds),
-            "level": self.level,
+            "alpha": self.alpha,
+            "margin": _finite(self.margin),
+            "metric": self.metric,
+            "looks": list(self.looks),
+            "early_stopping": self.early_stopping,
         }
+
+
+def planned_looks(first: int, max_seeds: int | None) -> tuple:
+    """The numbers of seeds at which budgets are looked at: `first`, then
+    about 1.6 times the last (at least one more), up to `max_seeds`
+    (3 -> 3, 5, 8; 2 -> 2, 3, 5, 8)."""
+    if max_seeds is None or max_seeds <= first:
+        return (first,)
+    looks = [first]
+    while looks[-1] < max_seeds:
+        looks.append(min(max(looks[-1] + 1, round(looks[-1] * 1.6)),
+                         max_seeds))
+    return tuple(looks)
+
+
+def more_seeds(seeds, count):
+    """`seeds` extended to `count` seeds with the next unused integers."""
+    seeds = list(seeds)
+    following = max(seeds) + 1
+    while len(seeds) < count:
+        if following not in seeds:
+            seeds.append(following)
+        following += 1
+    return seeds
 
 
 def served(trainer, groups, serve, split, metric="loss", seeds=None):
@@ -152,37 +244,41 @@ def served(trainer, groups, serve, split, metric="loss", seeds=None):
 
 
 def decide(trainer: GroupTrainer, candidates: dict, *,
+           margin: float | None = None, alpha: float = 0.025,
+           metric: str = "auto", max_seeds: int | None = None,
            random: dict | None = None, baselines: dict | None = None,
-           level: float = 0.95, resamples: int = 2000, seed: int = 0,
-           metric: str = "loss") -> "Decision":
+           log=None) -> "Decision":
     """The validated decision for every budget.
 
     Args:
-        trainer: A `GroupTrainer` holding (or able to train) every network
-            needed: the all-task group and each candidate's groups, at
-            every seed.
+        trainer: A `GroupTrainer`; its `seeds` (at least 2) are the first
+            seeds, and networks missing from it are trained.
         candidates: Budget -> list of `(groups, serve)` candidates (the
             affinity's proposals, best first).
+        margin: The smallest gain worth more networks, in the metric's
+            units (summed over tasks); None: 2% of the all-task network's
+            summed validation metric at the first seeds.
+        alpha: Each answer's one-sided error rate, shared (Bonferroni) by
+            every candidate of every budget and every look.
+        metric: What decides: "loss" (the summed compiled losses),
+            "error" (the summed error rates; classification heads only)
+            or "auto" (error when every head is a classifier, else loss).
+        max_seeds: Add seeds, at `planned_looks`, to the budgets still
+            undecided, up to this many (None: the trainer's seeds only).
         random: Optional budget -> `(partitions, exact)` of random
-            groupings (`random_groupings.random_partitions`), trained too.
+            groupings (`random_groupings.random_partitions`), trained at
+            the first seeds.
         baselines: Optional name -> `(groups, serve)` compared with the
-            all-task network alike, e.g. `{"STL": (((a,), (b,)), {a: 0,
-            b: 1})}`; shown, never chosen as `best`.
-        level: Coverage of the intervals.
-        resamples: Bootstrap resamples.
-        seed: Seed of the bootstrap.
-        metric: What decides: `"loss"` (the summed compiled losses, what
-            training lowers) or `"error"` (the summed error rates; needs
-            classification heads). Choose the one you will judge the
-            networks on: on the decision benchmark the two disagreed on
-            two task sets of four.
+            all-task network alike at the first seeds, e.g. `{"STL":
+            (((a,), (b,)), {a: 0, b: 1})}`; shown, never `best`.
+        log: Called with one line per budget and look (None: silent).
 
     Returns:
         A `Decision`.
     """
-    if metric not in METRICS:
-        raise ValueError(f"`metric` must be one of {list(METRICS)}. "
-                         f"Received: metric={metric!r}")
+    first = list(trainer.seeds)
+    looks = _check_decide(metric, margin, alpha, max_seeds, len(first))
+    log = log or (lambda line: None)
     every = tuple(trainer.tasks)
     one = ((every,), {t: 0 for t in every})
     needed = [every] + [g for options in candidates.values()
@@ -190,93 +286,197 @@ def decide(trainer: GroupTrainer, candidates: dict, *,
     needed += [g for partitions, _ in (random or {}).values()
                for p in partitions for g in p]
     needed += [g for groups, _ in (baselines or {}).values() for g in groups]
-    trainer.train(needed)
-    judge = _Judge(trainer, one, metric, level, resamples, seed)
-    all_tasks = judge.option(1, *one, 1)
-    budgets = []
-    for budget in sorted(candidates):
-        options = candidates[budget]
-        scored = [judge.difference(g, s, "validation", metric)
-                  for g, s in options]
-        groups, serve = options[int(np.argmin(scored))]
-        budgets.append(judge.option(budget, groups, serve, len(options)))
+    trainer.train(needed, first)
+    judge = _Judge(trainer, one, metric, margin, first)
+    tests = sum(len(options) for options in candidates.values()) * len(looks)
+    budgets = _sequential(trainer, judge, candidates, looks, tests, alpha,
+                          more_seeds(first, looks[-1]), log)
+    all_seeds = more_seeds(first, max(o.seeds for o in budgets)
+                           if budgets else len(first))
+    all_tasks = judge.reference_option(all_seeds)
     splits = [o for o in budgets if o.decision == SPLIT]
-    best = min(splits, key=lambda o: o.difference) if splits else all_tasks
-    random_rows = {budget: judge.random_row(partitions, exact)
+    if splits:
+        answer = SPLIT
+        best = min(splits, key=lambda o: o.difference)
+    else:
+        answer = (KEEP_TOGETHER if all(o.decision == KEEP_TOGETHER
+                                       for o in budgets) else UNDECIDED)
+        best = dataclasses.replace(all_tasks, decision=answer)
+    random_rows = {budget: judge.random_row(partitions, exact, first)
                    for budget, (partitions, exact) in (random or {}).items()}
-    others = {name: judge.option(len(groups), groups, serve, 1)
+    others = {name: judge.option(len(groups), groups, serve, first,
+                                 alpha, 1, 1)
               for name, (groups, serve) in (baselines or {}).items()}
-    return Decision(all_tasks, tuple(budgets), best, random_rows,
-                    tuple(trainer.seeds), level, others)
+    return Decision(answer, all_tasks, tuple(budgets), best, random_rows,
+                    tuple(all_seeds), alpha, judge.margin, judge.metric,
+                    looks, others, getattr(trainer, "early_stopping", None))
+
+
+def _check_decide(metric, margin, alpha, max_seeds, num_seeds):
+    if metric not in METRICS:
+        raise ValueError(f"`metric` must be one of {list(METRICS)}. "
+                         f"Received: metric={metric!r}")
+    if margin is not None:
+        comparison_lib.check_margin(margin)
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"`alpha` must be in (0, 0.5). Received: "
+                         f"alpha={alpha!r}")
+    if num_seeds < 2:
+        raise ValueError(
+            "The decision needs at least 2 seeds: with one, the seed "
+            "variance cannot be estimated. Received: seeds="
+            f"{num_seeds} seed; give at least 2.")
+    if max_seeds is not None and max_seeds < num_seeds:
+        raise ValueError(
+            "`max_seeds` must be at least the number of starting seeds. "
+            f"Received: max_seeds={max_seeds} with {num_seeds} seeds")
+    return planned_looks(num_seeds, max_seeds)
+
+
+def _sequential(trainer, judge, candidates, looks, tests, alpha, seeds,
+                log):
+    """Each budget's `Option`, looking at `looks` and training the next
+    seeds only for the budgets still undecided."""
+    pending = sorted(candidates)
+    done = {}
+    for number, look in enumerate(looks):
+        now = seeds[:look]
+        if number:
+            groups = [tuple(trainer.tasks)] + [
+                g for b in pending for groups, _ in candidates[b]
+                for g in groups]
+            log(f"look {number + 1}/{len(looks)}: training {look} seeds for "
+                f"the undecided budgets {pending}")
+            trainer.train(groups, now)
+        for budget in list(pending):
+            options = candidates[budget]
+            scored = [judge.difference(g, s, "validation", judge.metric, now)
+                      for g, s in options]
+            groups, serve = options[int(np.argmin(scored))]
+            option = judge.option(budget, groups, serve, now, alpha, tests,
+                                  len(options))
+            last = number == len(looks) - 1
+            if option.decision != UNDECIDED or last:
+                done[budget] = option
+                pending.remove(budget)
+            log(f"{budget} networks at {look} seeds: {option.decision} "
+                f"({option.difference:+.4g} [{option.low:+.4g}, "
+                f"{option.high:+.4g}], margin {option.margin:.4g})")
+        if not pending:
+            break
+    return [done[b] for b in sorted(done)]
 
 
 class _Judge:
     """Groupings against the all-task network `one`, on the trainer's
     trained networks: paired over seeds, validation and test, loss and
-    error."""
+    error; resolves the metric and the margin at the first seeds."""
 
-    def __init__(self, trainer, one, metric, level, resamples, seed):
-        self.trainer, self.metric = trainer, metric
-        self.level, self.resamples, self.seed = level, resamples, seed
+    def __init__(self, trainer, one, metric, margin, first):
+        self.trainer, self.one = trainer, one
         self.has_test = "test" in trainer.splits
-        self.reference = {(split, kind): served(trainer, *one, split, kind)
-                          for split in ("validation", "test")
-                          if split == "validation" or self.has_test
-                          for kind in ("loss", "error")}
-        if metric == "error" and np.all(np.isnan(
-                self.reference[("validation", "error")])):
+        errors = served(trainer, *one, "validation", "error", first)
+        classifiers = not np.isnan(errors).all(axis=(0, 2)).any()
+        if metric == "error" and np.isnan(errors).all():
             raise ValueError(
                 "metric='error' needs classification heads (an error per "
                 "example); every task's validation error is undefined "
-                "here. Use metric='loss'.")
+                "here. Use metric='loss' or 'auto'.")
+        if metric == "auto":
+            metric = "error" if classifiers else "loss"
+        self.metric = metric
+        self.other = "loss" if metric == "error" else "error"
+        if margin is None:
+            total = statistics.paired_statistic(served(
+                trainer, *one, "validation", metric, first))
+            margin = MARGIN_SHARE * total
+            if not margin > 0:
+                raise ValueError(
+                    "The default margin (2% of the all-task network's "
+                    f"summed validation {metric}) is {margin!r}; give a "
+                    "positive margin in the metric's units.")
+        self.margin = float(margin)
 
-    def differences(self, groups, serve, split, kind):
-        """`[seeds, examples]` paired differences against the all-task
-        network, or None where the split is missing."""
-        if (split, kind) not in self.reference:
+    def differences(self, groups, serve, split, kind, seeds):
+        """`[seeds, tasks, examples]` paired differences against the
+        all-task network, or None where the split is missing."""
+        if split == "test" and not self.has_test:
             return None
-        return (served(self.trainer, groups, serve, split, kind)
-                - self.reference[(split, kind)])
+        return (served(self.trainer, groups, serve, split, kind, seeds)
+                - served(self.trainer, *self.one, split, kind, seeds))
 
-    def difference(self, groups, serve, split, kind):
+    def difference(self, groups, serve, split, kind, seeds):
         """The paired mean difference (NaN where the split is missing)."""
-        d = self.differences(groups, serve, split, kind)
+        d = self.differences(groups, serve, split, kind, seeds)
         return math.nan if d is None else statistics.paired_statistic(d)
 
-    def compare(self, groups, serve, split, kind, comparisons=1):
-        """`(mean, low, high)` of the paired difference."""
-        d = self.differences(groups, serve, split, kind)
-        if d is None:
-            return math.nan, math.nan, math.nan
-        return statistics.paired_bootstrap(
-            d, resamples=self.resamples, level=self.level,
-            comparisons=comparisons, seed=self.seed)
+    def compare(self, groups, serve, split, kind, seeds, alpha, tests):
+        """A `Comparison`, or None where the split or metric is missing."""
+        d = self.differences(groups, serve, split, kind, seeds)
+        if d is None or statistics.contributions(d) is None:
+            return None
+        return comparison_lib.compare(d, margin=self.margin, alpha=alpha,
+                                      comparisons=tests)
 
-    def option(self, budget, groups, serve, comparisons):
+    def option(self, budget, groups, serve, seeds, alpha, tests,
+               candidates):
         """The `Option` of one grouping, decided on validation data."""
-        main = self.compare(groups, serve, "validation", self.metric,
-                            comparisons)
-        test = self.compare(groups, serve, "test", self.metric)
-        error = self.compare(groups, serve, "validation", "error",
-                             comparisons)
-        test_error = self.compare(groups, serve, "test", "error")
-        split = budget > 1 and main[2] < 0
+        main = self.compare(groups, serve, "validation", self.metric, seeds,
+                            alpha, tests)
+        other = self.compare(groups, serve, "validation", self.other, seeds,
+                             alpha, tests)
+        test = self.compare(groups, serve, "test", self.metric, seeds,
+                            alpha, 1)
+        test_error = self.compare(groups, serve, "test", "error", seeds,
+                                  alpha, 1)
+        error = main if self.metric == "error" else other
+        detail = main.answer_detail
+        if main.answer == UNDECIDED:
+            detail = main.what_would_decide()
         return Option(
             num_groups=budget, groups=tuple(tuple(g) for g in groups),
-            serve=dict(serve), decision=SPLIT if split else KEEP_TOGETHER,
-            difference=main[0], low=main[1], high=main[2],
-            metric=self.metric, test_difference=test[0],
-            test_low=test[1], test_high=test[2],
-            error_difference=error[0], error_low=error[1],
-            error_high=error[2], test_error_difference=test_error[0],
-            candidates=comparisons,
-            **_totals(self.trainer, groups, serve, self.has_test))
+            serve=dict(serve), decision=main.answer, answer_detail=detail,
+            difference=main.difference, low=main.low, high=main.high,
+            standard_error=main.standard_error, df=main.df,
+            margin=self.margin, seeds=len(seeds),
+            seeds_needed=main.seeds_needed,
+            seeds_needed_range=main.seeds_needed_range,
+            validation_factor=main.validation_factor, metric=self.metric,
+            comparisons=tests, candidates=candidates,
+            other_metric=self.other, **_triple("other", other),
+            disagreement=_disagree(main, other),
+            **_triple("test", test), **_triple("error", error),
+            test_error_difference=_triple("x", test_error)["x_difference"],
+            seed_variance=main.seed_variance,
+            example_variance=main.example_variance,
+            interaction_variance=main.interaction_variance,
+            **_totals(self.trainer, groups, serve, self.has_test, seeds))
 
-    def random_row(self, partitions, exact):
+    def reference_option(self, seeds):
+        """The all-task network's `Option`: difference 0 by definition."""
+        nan = math.nan
+        return Option(
+            num_groups=1, groups=self.one[0], serve=dict(self.one[1]),
+            decision=REFERENCE, answer_detail="", difference=0.0, low=0.0,
+            high=0.0, standard_error=0.0, df=nan, margin=self.margin,
+            seeds=len(seeds), seeds_needed=None, seeds_needed_range=None,
+            validation_factor=None, metric=self.metric, comparisons=0,
+            candidates=1, other_metric=self.other, other_difference=0.0,
+            other_low=0.0, other_high=0.0, disagreement=False,
+            test_difference=0.0 if self.has_test else nan,
+            test_low=0.0 if self.has_test else nan,
+            test_high=0.0 if self.has_test else nan, error_difference=0.0,
+            error_low=0.0, error_high=0.0,
+            test_error_difference=0.0 if self.has_test else nan,
+            seed_variance=0.0, example_variance=0.0,
+            interaction_variance=0.0,
+            **_totals(self.trainer, *self.one, self.has_test, seeds))
+
+    def random_row(self, partitions, exact, seeds):
         """The expected difference of random groupings of one budget."""
         rows = np.asarray([
             [self.difference(p, {t: i for i, g in enumerate(p) for t in g},
-                             split, kind)
+                             split, kind, seeds)
              for split, kind in (("validation", self.metric),
                                  ("test", self.metric), ("test", "error"))]
             for p in partitions])
@@ -286,7 +486,28 @@ class _Judge:
                 "test_error_difference": float(rows[:, 2].mean()),
                 "partitions": len(partitions), "exact": bool(exact)}
 
-def _totals(trainer, groups, serve, has_test):
+
+def _triple(name, comparison):
+    """`{name_difference, name_low, name_high}` of a `Comparison` (NaN
+    for None)."""
+    if comparison is None:
+        values = (math.nan,) * 3
+    else:
+        values = (comparison.difference, comparison.low, comparison.high)
+    return dict(zip((f"{name}_difference", f"{name}_low", f"{name}_high"),
+                    values))
+
+
+def _disagree(main, other):
+    """Whether the two metrics' bounds exclude zero in opposite
+    directions."""
+    if other is None:
+        return False
+    return bool((main.high < 0 and other.low > 0)
+                or (main.low > 0 and other.high < 0))
+
+
+def _totals(trainer, groups, serve, has_test, seeds):
     """Mean ± SE over seeds of the summed per-task means."""
     result = {}
     for name, split, metric, scale in (
@@ -296,7 +517,7 @@ def _totals(trainer, groups, serve, has_test):
         if split == "test" and not has_test:
             result[name], result[name + "_se"] = math.nan, math.nan
             continue
-        values = served(trainer, groups, serve, split, metric)
+        values = served(trainer, groups, serve, split, metric, seeds)
         per_seed = [statistics.paired_statistic(v[None]) * scale
                     for v in values]
         result[name], result[name + "_se"] = statistics.mean_and_se(per_seed)
@@ -306,160 +527,6 @@ def _totals(trainer, groups, serve, has_test):
 def _finite(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, (np.floating, np.integer)):
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
         return _finite(value.item())
     return value
-
-
-def results_frame(trainer, networks=None):
-    """One row per network, seed, task and split: the mean loss and error.
-
-    Columns: group (tasks joined by "|"), seed, task, split, loss, error,
-    examples (labelled examples), seconds, epochs.
-    """
-    rows = []
-    for network in networks or trainer.stored():
-        for split, per_task in network.outcomes.items():
-            for task, (loss, _) in per_task.items():
-                rows.append({
-                    "group": "|".join(network.tasks), "seed": network.seed,
-                    "task": task, "split": split,
-                    "loss": network.mean(split, task, "loss"),
-                    "error": network.mean(split, task, "error"),
-                    "examples": int((~np.isnan(loss)).sum()),
-                    "seconds": network.seconds, "epochs": network.epochs})
-    return pd.DataFrame(rows, columns=[
-        "group", "seed", "task", "split", "loss", "error", "examples",
-        "seconds", "epochs"])
-
-
-def decision_frame(decision):
-    """One row per option (all-task, each budget, random groupings)."""
-    rows = []
-    for o in (decision.all_tasks, *decision.budgets):
-        rows.append({
-            "option": "all tasks" if o.num_groups == 1 else "groups",
-            "num_groups": o.num_groups,
-            "groups": " ".join("(" + ", ".join(g) + ")" for g in o.groups),
-            "decision": o.decision, "difference": o.difference,
-            "low": o.low, "high": o.high,
-            "test_difference": o.test_difference,
-            "validation_total": o.validation_total,
-            "validation_total_se": o.validation_total_se,
-            "test_total": o.test_total, "test_total_se": o.test_total_se,
-            "test_error_total": o.test_error_total,
-            "test_error_total_se": o.test_error_total_se,
-            "candidates": o.candidates})
-    for name, o in decision.baselines.items():
-        rows.append({
-            "option": name, "num_groups": o.num_groups,
-            "groups": " ".join("(" + ", ".join(g) + ")" for g in o.groups),
-            "difference": o.difference, "low": o.low, "high": o.high,
-            "test_difference": o.test_difference,
-            "test_error_total": o.test_error_total,
-            "test_error_total_se": o.test_error_total_se})
-    for budget, r in decision.random.items():
-        rows.append({"option": "random groupings", "num_groups": budget,
-                     "difference": r["difference"],
-                     "test_difference": r["test_difference"],
-                     "candidates": r["partitions"]})
-    return pd.DataFrame(rows)
-
-
-def format_table(decision: "Decision") -> str:
-    """The decision as a Markdown table, with a closing line."""
-    metric = decision.all_tasks.metric
-    lines = [
-        f"| option | networks | validation {metric} vs all tasks "
-        f"[{decision.level:.0%} interval] | decision | test {metric} vs all "
-        "tasks | test error (%) mean ± SE |",
-        "|---|---|---|---|---|---|"]
-    for o in (decision.all_tasks, *decision.budgets):
-        name = ("all tasks" if o.num_groups == 1 else
-                " ".join("(" + ", ".join(g) + ")" for g in o.groups))
-        compared = ("(reference)" if o.num_groups == 1 else
-                    f"{o.difference:+.4f} [{o.low:+.4f}, {o.high:+.4f}]")
-        lines.append(
-            f"| {name} | {o.num_groups} | {compared} | {o.decision} | "
-            f"{_signed(o.test_difference)} | {_pm(o.test_error_total, o.test_error_total_se)} |")
-    for name, o in decision.baselines.items():
-        lines.append(
-            f"| {name} (baseline) | {o.num_groups} | {o.difference:+.4f} "
-            f"[{o.low:+.4f}, {o.high:+.4f}] | | {_signed(o.test_difference)}"
-            f" | {_pm(o.test_error_total, o.test_error_total_se)} |")
-    for budget, r in decision.random.items():
-        kind = "exact" if r["exact"] else (
-            f"{r['partitions']} sampled, SE {r['sampling_se']:.4f}")
-        lines.append(f"| random groupings ({kind}) | {budget} | "
-                     f"{r['difference']:+.4f} | | "
-                     f"{_signed(r['test_difference'])} | |")
-    best = decision.best
-    verdict = ("keep all tasks in one network" if best.num_groups == 1
-               else f"split into {best.num_groups} networks")
-    lines += ["", f"Best option on validation data: {verdict} (seeds "
-              f"{list(decision.seeds)}; negative = lower {metric} than the "
-              "all-task network; test numbers are shown, never used)."]
-    return "\n".join(lines)
-
-
-def _signed(value):
-    return "n/a" if not math.isfinite(value) else f"{value:+.4f}"
-
-
-def _pm(mean, se):
-    if not math.isfinite(mean):
-        return "n/a"
-    return f"{mean:.2f}" + ("" if not math.isfinite(se) else f" ± {se:.2f}")
-
-
-def write_decision(directory: str | os.PathLike, decision: "Decision",
-                   trainer, networks_name: str = "results.csv") -> dict:
-    """Writes `decision.json`, `decision.csv`, the per-network table
-    (`results.csv`, or `networks_name`) and `decision.png` in `directory`;
-    returns their paths, keyed by those names."""
-    os.makedirs(directory, exist_ok=True)
-    paths = {name: os.path.join(directory, name) for name in (
-        "decision.json", "decision.csv", networks_name, "decision.png")}
-    _files.replace_atomically(paths["decision.json"], json.dumps(
-        decision.to_dict(), indent=2, allow_nan=False))
-    for name, frame in (("decision.csv", decision_frame(decision)),
-                        (networks_name, results_frame(trainer))):
-        text = io.StringIO()
-        frame.to_csv(text, index=False)
-        _files.replace_atomically(paths[name], text.getvalue())
-    plot_decision(decision, paths["decision.png"])
-    return paths
-
-
-def plot_decision(decision, path):
-    """A figure: validation (and test) difference per budget, with the
-    decision's interval as error bars; zero is the all-task network."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    budgets = decision.budgets
-    x = np.arange(len(budgets))
-    figure, axis = plt.subplots(figsize=(1.6 * len(budgets) + 3, 3.4))
-    if budgets:
-        values = np.array([o.difference for o in budgets])
-        errors = np.array([[o.difference - o.low, o.high - o.difference]
-                           for o in budgets]).T
-        axis.errorbar(x - 0.08, values, yerr=errors, fmt="o", capsize=4,
-                      label="validation (decides)")
-        axis.plot(x + 0.08, [o.test_difference for o in budgets], "s",
-                  label="test (shown only)")
-        for i, o in enumerate(budgets):
-            axis.annotate(o.decision, (x[i], o.high), textcoords="offset "
-                          "points", xytext=(0, 6), ha="center", fontsize=8)
-    axis.axhline(0, color="gray", linestyle="--", label="all-task network")
-    axis.set_xticks(x, [f"{o.num_groups} networks" for o in budgets])
-    axis.set_xlim(-0.6, len(budgets) - 0.4)
-    axis.set_ylabel(f"summed {decision.all_tasks.metric} − all-task")
-    axis.legend(fontsize=8, loc="best")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    _files.replace_atomically(path, buffer.getvalue())

@@ -149,8 +149,11 @@ class GroupTrainer:
         data: `{"train", "validation"[, "test"]}` (`tag_keras.train.data`).
         seeds: Training seeds; every group is trained once per seed.
         fit_kwargs: Passed to `model.fit` (e.g. `epochs`, `callbacks` such
-            as `EarlyStopping`); not `validation_data`, which is the
-            validation split.
+            as `EarlyStopping`); not `validation_data`. A callback that
+            monitors a validation quantity reads the data's
+            "early_stopping" split, or else a slice carved from the
+            training arrays (`data.monitored_split`), never the
+            validation split, which decides.
         batch_size: Training batch size for array data.
         directory: Where networks are stored (`networks/` inside it);
             None keeps them in memory only.
@@ -184,6 +187,8 @@ class GroupTrainer:
         self.distribution = distribution
         self._log = log or (lambda line: None)
         self._store = NetworkStore(self.directory)
+        self._fit_train, self._fit_validation, self.early_stopping = (
+            data_lib.monitored_split(data, self.fit_kwargs.get("callbacks")))
 
     def ordered(self, group: Iterable[str]) -> tuple:
         """`group` in the data's task order; raises for unknown tasks."""
@@ -261,12 +266,14 @@ class GroupTrainer:
             model = self.build(list(group))
         _check_model(model, group)
         start = time.perf_counter()
+        monitored = (None if self._fit_validation is None else
+                     data_lib.fit_data(self._fit_validation, group,
+                                       batch_size=self.batch_size,
+                                       shuffle=False))
         history = model.fit(
-            data_lib.fit_data(self.data["train"], group,
+            data_lib.fit_data(self._fit_train, group,
                               batch_size=self.batch_size, seed=seed),
-            validation_data=data_lib.fit_data(
-                self.data["validation"], group, batch_size=self.batch_size,
-                shuffle=False),
+            validation_data=monitored,
             **{"verbose": 0, **self.fit_kwargs, "shuffle": False})
         seconds = time.perf_counter() - start
         epochs = len(next(iter(history.history.values()), []))

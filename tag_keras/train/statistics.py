@@ -7,101 +7,140 @@ is not labelled for the task. The statistic is
 
     D = mean_s  Σ_t  mean_{i labelled for t} d[s, t, i],
 
-the difference in summed per-task mean loss, averaged over seeds. Its
-interval is a percentile bootstrap that resamples examples (the same
-examples for every task and seed, which keeps their correlation) and,
-when there are several, seeds.
+the difference in summed per-task mean metric, averaged over seeds.
+
+Its variance comes from the crossed seed × example design. Each example's
+contribution x[s, i] = N Σ_t d[s, t, i] / n_st (n_st the labelled
+examples of task t, unlabelled ones contributing 0) has the grand mean D,
+and is modelled as
+
+    x[s, i] = Δ + a_s + b_i + e_si,
+
+with seed effects a (variance σ²_seed), example effects b (σ²_example)
+and their interaction e (σ²_interaction). The two-way analysis of
+variance without replication gives the mean squares MS_seed (S − 1 df),
+MS_example (N − 1 df) and MS_residual ((S − 1)(N − 1) df), whose
+expectations are σ²_e + N σ²_a, σ²_e + S σ²_b and σ²_e. Then
+
+    Var(D) = σ²_a / S + σ²_b / N + σ²_e / (S N),
+
+estimated with each component truncated at zero, so the interaction is
+counted once; its degrees of freedom are Welch–Satterthwaite's over the
+three mean squares, and the bounds use Student's t. With few seeds and
+seeds dominating, df ≈ S − 1 and the bounds widen as they must (a
+percentile bootstrap over 3 seeds shrinks the seed variance by (S − 1)/S
+and its tails are far too light).
+
+References:
+    Searle, Casella & McCulloch, *Variance Components* (1992), ch. 4
+    (the two-way crossed classification); Satterthwaite, "An approximate
+    distribution of estimates of variance components", Biometrics
+    Bulletin 2 (1946).
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-#: Bootstrap resamples valued at once (bounds the memory).
-_CHUNK = 250
+from scipy import stats
 
 
-def paired_statistic(differences):
-    """D for `[seeds, tasks, examples]` differences (see the module).
+def contributions(differences):
+    """`x[seeds, examples]`: each example's contribution (see the module).
 
-    Tasks with no labelled example (all NaN, e.g. the error of a
-    regression head) are left out; NaN if every task is.
-    """
-    d = np.asarray(differences, float)
-    labelled = ~np.isnan(d)
-    counts = labelled.sum(axis=2)
-    means = np.where(counts > 0, np.nansum(d, axis=2) / np.maximum(counts, 1),
-                     np.nan)
-    usable = counts.sum(axis=0) > 0
-    if not usable.any():
-        return float("nan")
-    return float(np.nansum(means[:, usable], axis=1).mean())
+    Tasks with no labelled example at any seed (all NaN, e.g. the error
+    of a regression head) are left out. Returns None if every task is.
 
-
-def bootstrap_draws(num_seeds, num_examples, resamples, seed):
-    """`(seed indices [B, S], example indices [B, N])` of the resamples.
-
-    Drawn from `np.random.default_rng(seed)`: first the example indices
-    (`integers(0, N, size=(B, N))`), then the seed indices (`integers(0,
-    S, size=(B, S))`, all zero for one seed).
-    """
-    rng = np.random.default_rng(seed)
-    examples = rng.integers(0, num_examples, size=(resamples, num_examples))
-    seeds = (rng.integers(0, num_seeds, size=(resamples, num_seeds))
-             if num_seeds > 1 else np.zeros((resamples, 1), np.int64))
-    return seeds, examples
-
-
-def paired_bootstrap(differences: np.ndarray, *, resamples: int = 2000,
-                     level: float = 0.95, comparisons: int = 1,
-                     seed: int = 0) -> tuple[float, float, float]:
-    """`(D, low, high)`: the statistic and its bootstrap interval.
-
-    Args:
-        differences: `[seeds, tasks, examples]`, NaN = not labelled.
-        resamples: Bootstrap resamples B.
-        level: Coverage of the interval.
-        comparisons: How many candidates the compared option was chosen
-            from on these same data; the interval is widened to level
-            1 − (1 − level) / comparisons (Bonferroni), so that choosing
-            the best of several does not by itself produce a "split".
-        seed: Seed of `bootstrap_draws`.
-
-    Returns:
-        The statistic on all data and the ends of its percentile interval
-        (NaN where the statistic is NaN).
+    Raises:
+        ValueError: `differences` is not 3-D, or a task is labelled at
+            some seeds and not at others.
     """
     d = np.asarray(differences, float)
     if d.ndim != 3:
         raise ValueError("`differences` must be [seeds, tasks, examples]. "
                          f"Received: shape {d.shape}")
-    estimate = paired_statistic(d)
-    if np.isnan(estimate):
-        return estimate, float("nan"), float("nan")
-    num_seeds, num_tasks, num_examples = d.shape
-    seed_draws, example_draws = bootstrap_draws(num_seeds, num_examples,
-                                                resamples, seed)
-    labelled = (~np.isnan(d)).reshape(-1, num_examples).T.astype(float)
-    values = np.nan_to_num(d).reshape(-1, num_examples).T
-    usable = (~np.isnan(d)).any(axis=(0, 2))
-    totals = []
-    for start in range(0, resamples, _CHUNK):
-        rows = example_draws[start:start + _CHUNK]
-        weights = np.stack([np.bincount(r, minlength=num_examples)
-                            for r in rows]).astype(float)
-        sums = (weights @ values).reshape(len(rows), num_seeds, num_tasks)
-        counts = (weights @ labelled).reshape(len(rows), num_seeds,
-                                              num_tasks)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = sums / counts
-        per_seed = np.nansum(means[:, :, usable], axis=2)
-        chosen = seed_draws[start:start + _CHUNK]
-        totals.append(np.take_along_axis(per_seed, chosen, axis=1)
-                      .mean(axis=1))
-    totals = np.concatenate(totals)
-    alpha = (1 - level) / comparisons
-    low, high = np.quantile(totals, [alpha / 2, 1 - alpha / 2])
-    return estimate, float(low), float(high)
+    labelled = ~np.isnan(d)
+    counts = labelled.sum(axis=2)  # [S, T]
+    usable = (counts > 0).all(axis=0)
+    partial = (counts > 0).any(axis=0) & ~usable
+    if partial.any():
+        raise ValueError(
+            "A task is labelled at some seeds and not at others, so the "
+            "seeds do not measure the same thing. Received: tasks at "
+            f"indices {np.flatnonzero(partial).tolist()}")
+    if not usable.any():
+        return None
+    num_examples = d.shape[2]
+    weights = np.where(labelled[:, usable], 1.0, 0.0) / counts[:, usable,
+                                                               None]
+    return num_examples * np.sum(np.nan_to_num(d[:, usable]) * weights,
+                                 axis=1)
+
+
+def paired_statistic(differences) -> float:
+    """D for `[seeds, tasks, examples]` differences (see the module);
+    NaN if no task has a labelled example."""
+    x = contributions(differences)
+    return float("nan") if x is None else float(x.mean())
+
+
+def mean_squares(x):
+    """`(mean, MS_seed, MS_example, MS_residual)` of `x[seeds, examples]`:
+    the two-way analysis of variance without replication."""
+    x = np.asarray(x, float)
+    num_seeds, num_examples = x.shape
+    grand = x.mean()
+    seed_means = x.mean(axis=1)
+    example_means = x.mean(axis=0)
+    ms_seed = num_examples * np.sum((seed_means - grand) ** 2) / (
+        num_seeds - 1)
+    ms_example = num_seeds * np.sum((example_means - grand) ** 2) / (
+        num_examples - 1)
+    residual = x - seed_means[:, None] - example_means[None, :] + grand
+    ms_residual = np.sum(residual ** 2) / ((num_seeds - 1)
+                                           * (num_examples - 1))
+    return float(grand), float(ms_seed), float(ms_example), float(ms_residual)
+
+
+def components(ms_seed, ms_example, ms_residual, num_seeds, num_examples):
+    """`(σ²_seed, σ²_example, σ²_interaction)` from the mean squares,
+    each truncated at zero (NumPy arrays broadcast)."""
+    seed = np.maximum(ms_seed - ms_residual, 0.0) / num_examples
+    example = np.maximum(ms_example - ms_residual, 0.0) / num_seeds
+    return seed, example, np.asarray(ms_residual, float)
+
+
+def variance_and_df(seed, example, interaction, num_seeds, num_examples):
+    """`(Var(D), df)` at `num_seeds` × `num_examples` from the components.
+
+    The variance is σ²_a / S + σ²_b / N + σ²_e / (S N); its df are
+    Welch–Satterthwaite's for the same value written over the mean
+    squares that estimate it (a component truncated at zero drops its
+    mean square). Vectorised; df is infinite where the variance is 0.
+    """
+    s, n = num_seeds, num_examples
+    seed, example, interaction = np.broadcast_arrays(
+        *(np.asarray(v, float) for v in (seed, example, interaction)))
+    ms_seed = interaction + n * seed
+    ms_example = interaction + s * example
+    keep_seed = (seed > 0).astype(float)
+    keep_example = (example > 0).astype(float)
+    # Var(D) · S N = k_a MS_a + k_b MS_b + k_e MS_e.
+    terms = (keep_seed * ms_seed, keep_example * ms_example,
+             (1 - keep_seed - keep_example) * interaction)
+    dfs = (s - 1, n - 1, (s - 1) * (n - 1))
+    total = sum(terms)
+    denominator = sum(t ** 2 / f for t, f in zip(terms, dfs))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(denominator > 0, total ** 2 / denominator, np.inf)
+    return np.maximum(total, 0.0) / (s * n), df
+
+
+def bounds(mean, variance, df, level_one_sided):
+    """`(low, high, standard_error)`: one-sided t bounds, each holding
+    with probability `level_one_sided` (vectorised)."""
+    se = np.sqrt(variance)
+    q = stats.t.ppf(level_one_sided, np.where(np.isfinite(df), df, 1e12))
+    return mean - q * se, mean + q * se, se
 
 
 def mean_and_se(values):
