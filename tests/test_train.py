@@ -18,46 +18,22 @@ _ROOT = os.path.dirname(_HERE)
 
 # ---------------------------------------------------------------- statistics
 
-def _loop_statistic(d):
-    totals = []
-    for s in range(d.shape[0]):
-        total = 0.0
-        for t in range(d.shape[1]):
-            values = [v for v in d[s, t] if not np.isnan(v)]
-            if values:
-                total += sum(values) / len(values)
-        totals.append(total)
-    return sum(totals) / len(totals)
-
-
-def test_paired_bootstrap_matches_a_loop_over_the_same_draws():
-    from tag_keras.train import statistics
-
-    rng = np.random.default_rng(3)
-    d = rng.normal(size=(3, 2, 11))
-    d[1, 0, [2, 5]] = np.nan  # Unlabelled examples.
-    estimate, low, high = statistics.paired_bootstrap(
-        d, resamples=300, level=0.9, seed=7)
-    assert estimate == pytest.approx(_loop_statistic(d))
-    seed_draws, example_draws = statistics.bootstrap_draws(3, 11, 300, 7)
-    by_hand = [_loop_statistic(d[seeds][:, :, examples])
-               for seeds, examples in zip(seed_draws, example_draws)]
-    assert (low, high) == pytest.approx(
-        tuple(np.quantile(by_hand, [0.05, 0.95])))
-    # More candidates widen the interval (Bonferroni).
-    _, wide_low, wide_high = statistics.paired_bootstrap(
-        d, resamples=300, level=0.9, comparisons=4, seed=7)
-    assert wide_low <= low and wide_high >= high
-    assert (wide_low, wide_high) == pytest.approx(
-        tuple(np.quantile(by_hand, [0.1 / 8, 1 - 0.1 / 8])))
-
-
-def test_paired_bootstrap_leaves_out_tasks_without_values():
+def test_paired_statistic_leaves_out_tasks_without_values():
     from tag_keras.train import statistics
 
     d = np.array([[[1.0, 3.0], [np.nan, np.nan]]])
-    assert statistics.paired_bootstrap(d, resamples=50)[0] == 2.0
+    assert statistics.paired_statistic(d) == 2.0
     assert np.isnan(statistics.paired_statistic(np.full((1, 2, 3), np.nan)))
+
+
+def test_planned_looks():
+    from tag_keras import train
+
+    assert train.planned_looks(3, 8) == (3, 5, 8)
+    assert train.planned_looks(2, 8) == (2, 3, 5, 8)
+    assert train.planned_looks(3, 3) == (3,)
+    assert train.planned_looks(3, None) == (3,)
+    assert train.planned_looks(5, 6) == (5, 6)
 
 
 def test_random_groupings_are_every_partition_when_few():
@@ -212,93 +188,190 @@ def test_per_example_losses_match_keras_evaluate(trainer):
             logs[f"{task}_loss"], rel=1e-5)
 
 
+def _copies(trainer, groups, seeds, loss_shift=0.0, error=None):
+    """Stores networks of `groups` whose results are the all-task
+    network's (losses shifted by `loss_shift`, errors replaced by
+    `error(errors)`)."""
+    from tag_keras import train
+
+    for seed in seeds:
+        whole = trainer.network(("a", "b", "c"), seed)
+        for group in groups:
+            trainer.add(train.Network(group, seed, 0.0, 1, {
+                split: {t: (whole.outcomes[split][t][0] + loss_shift,
+                            whole.outcomes[split][t][1] if error is None
+                            else error(whole.outcomes[split][t][1]))
+                        for t in group} for split in whole.outcomes}))
+
+
+_TWO = {2: [((("a", "b"), ("c",)), {"a": 0, "b": 0, "c": 1})]}
+
+
 def test_decision_keeps_together_when_the_groups_are_copies(trainer):
     from tag_keras import train
 
-    every = trainer.network(("a", "b", "c"), 0)
-    for seed in (0, 1):
-        whole = trainer.network(("a", "b", "c"), seed)
-        for group in (("a", "b"), ("c",)):
-            trainer.add(train.Network(group, seed, 0.0, 1, {
-                split: {t: whole.outcomes[split][t] for t in group}
-                for split in whole.outcomes}))
-    decision = train.decide(
-        trainer, {2: [((("a", "b"), ("c",)), {"a": 0, "b": 0, "c": 1})]},
-        resamples=200)
+    _copies(trainer, (("a", "b"), ("c",)), (0, 1))
+    decision = train.decide(trainer, _TWO, metric="loss")
     (option,) = decision.budgets
     assert option.decision == train.KEEP_TOGETHER
+    assert option.answer_detail == "within the margin"
     assert option.difference == option.low == option.high == 0.0
+    assert option.seeds == 2
+    assert decision.answer == train.KEEP_TOGETHER
     assert decision.best.num_groups == 1
-    assert every.tasks == ("a", "b", "c")
+    assert decision.best.decision == train.KEEP_TOGETHER
+    # The default margin: 2% of the all-task summed validation loss.
+    whole = [trainer.network(("a", "b", "c"), s) for s in (0, 1)]
+    total = np.mean([sum(w.mean("validation", t) for t in "abc")
+                     for w in whole])
+    assert option.margin == pytest.approx(0.02 * total)
 
 
-def test_decision_says_split_only_when_the_interval_is_below_zero(trainer):
+def test_decision_says_split_when_shown_better_by_the_margin(trainer):
     from tag_keras import train
 
-    whole = trainer.network(("a", "b", "c"), 0)
     # Groups whose losses are the all-task network's minus 0.1 everywhere.
-    for seed in (0, 1):
-        base = trainer.network(("a", "b", "c"), seed)
-        for group in (("a",), ("b", "c")):
-            trainer.add(train.Network(group, seed, 0.0, 1, {
-                split: {t: (base.outcomes[split][t][0] - 0.1,
-                            base.outcomes[split][t][1])
-                        for t in group} for split in base.outcomes}))
-    decision = train.decide(
-        trainer, {2: [((("a",), ("b", "c")), {"a": 0, "b": 1, "c": 1})]},
-        resamples=200)
+    _copies(trainer, (("a",), ("b", "c")), (0, 1), loss_shift=-0.1)
+    candidates = {2: [((("a",), ("b", "c")), {"a": 0, "b": 1, "c": 1})]}
+    decision = train.decide(trainer, candidates, metric="loss", margin=0.2)
     (option,) = decision.budgets
     assert option.decision == train.SPLIT
     assert option.difference == pytest.approx(-0.3)
-    assert option.high == pytest.approx(-0.3)
+    assert option.high < 0 and option.low <= -0.2
+    assert option.standard_error < 1e-3  # Only float32 round-off.
+    assert decision.answer == train.SPLIT
     assert decision.best.groups == (("a",), ("b", "c"))
     assert option.test_difference == pytest.approx(-0.3)
-    assert whole.seed == 0
+    # A gain shown, but smaller than the margin: keep together.
+    small = train.decide(trainer, candidates, metric="loss", margin=0.5)
+    assert small.budgets[0].decision == train.KEEP_TOGETHER
+    assert small.budgets[0].answer_detail == "within the margin"
 
 
 def test_the_deciding_metric_can_be_the_error(trainer):
     from tag_keras import train
 
     # Lower losses everywhere, but every labelled example wrong: the loss
-    # says split, the error keep together.
-    for seed in (0, 1):
-        base = trainer.network(("a", "b", "c"), seed)
-        for group in (("a", "c"), ("b",)):
-            trainer.add(train.Network(group, seed, 0.0, 1, {
-                split: {t: (base.outcomes[split][t][0] - 0.1,
-                            np.where(np.isnan(base.outcomes[split][t][1]),
-                                     np.nan, 1.0))
-                        for t in group} for split in base.outcomes}))
+    # says split, the error keep together, and the two disagree.
+    _copies(trainer, (("a", "c"), ("b",)), (0, 1), loss_shift=-0.1,
+            error=lambda e: np.where(np.isnan(e), np.nan, 1.0))
     candidates = {2: [((("a", "c"), ("b",)), {"a": 0, "c": 0, "b": 1})]}
-    by_loss = train.decide(trainer, candidates, resamples=200)
-    by_error = train.decide(trainer, candidates, resamples=200,
-                            metric="error")
+    by_loss = train.decide(trainer, candidates, metric="loss", margin=0.01)
+    by_error = train.decide(trainer, candidates, metric="error")
+    # Every head is a classifier: auto decides on the error.
+    by_auto = train.decide(trainer, candidates)
     assert by_loss.budgets[0].decision == train.SPLIT
     assert by_loss.budgets[0].metric == "loss"
     (option,) = by_error.budgets
     assert option.metric == "error" and option.decision == train.KEEP_TOGETHER
+    assert option.answer_detail == "all-task better"
     assert option.difference > 0 and option.low > 0
     assert option.difference == pytest.approx(option.error_difference)
-    assert "validation error vs all tasks" in train.format_table(by_error)
+    assert option.other_metric == "loss" and option.other_high < 0
+    assert option.disagreement
+    assert by_auto.metric == "error"
+    assert by_auto.budgets[0].difference == option.difference
+    table = train.format_table(by_error)
+    assert "validation error vs all tasks" in table
+    assert "opposite directions" in table
     with pytest.raises(ValueError, match="`metric` must be one of"):
         train.decide(trainer, candidates, metric="accuracy")
+
+
+def test_auto_decides_on_the_loss_with_a_regression_head(tmp_path):
+    from tag_keras import train
+
+    data = train_module.data()
+    for split in data.values():  # Task c becomes a regression target.
+        split[1]["c"] = np.where(np.isnan(split[1]["c"]), np.nan,
+                                 split[0][:, 2]).astype("float32")
+    trainer = train.GroupTrainer(
+        train_module.build_with_regression, data, seeds=[0, 1],
+        fit_kwargs={"epochs": 1}, batch_size=16, log=None)
+    decision = train.decide(trainer, _TWO, margin=1.0)
+    assert decision.metric == "loss"
+    assert decision.budgets[0].other_metric == "error"
+
+
+def test_seeds_are_added_only_to_undecided_budgets(tmp_path):
+    from tag_keras import train
+
+    # Budget 2 is a copy of the all-task network (keep together at the
+    # first look); budget 3's losses differ by noise around zero
+    # (undecided): only the all-task network and budget 3's groups get
+    # the added seeds.
+    trainer = train.GroupTrainer(
+        train_module.build, train_module.data(), seeds=[0, 1],
+        fit_kwargs={"epochs": 1}, batch_size=16, log=None)
+    rng = np.random.default_rng(0)
+    three = (("a",), ("b",), ("c",))
+
+    def copies(seeds):
+        for seed in seeds:
+            whole = trainer.network(("a", "b", "c"), seed)
+            for group in (("a", "b"), ("c",)):
+                trainer.add(train.Network(group, seed, 0.0, 1, {
+                    split: {t: whole.outcomes[split][t] for t in group}
+                    for split in whole.outcomes}))
+            for group in three[:2]:  # ("c",) is budget 2's copy.
+                trainer.add(train.Network(group, seed, 0.0, 1, {
+                    split: {t: (whole.outcomes[split][t][0]
+                                + rng.normal(0, 1.0, 24),
+                                whole.outcomes[split][t][1])
+                            for t in group} for split in whole.outcomes}))
+
+    copies(range(5))
+    requested = []
+    original = trainer.train
+
+    def train_recorded(groups, seeds=None):
+        requested.append(([tuple(g) for g in groups], list(seeds)))
+        return original(groups, seeds)
+
+    trainer.train = train_recorded
+    decision = train.decide(
+        trainer, {**_TWO, 3: [(three, {"a": 0, "b": 1, "c": 2})]},
+        metric="loss", margin=0.05, max_seeds=5)
+    by_budget = {o.num_groups: o for o in decision.budgets}
+    assert by_budget[2].decision == train.KEEP_TOGETHER
+    assert by_budget[2].seeds == 2
+    assert by_budget[3].decision == train.UNDECIDED
+    assert by_budget[3].seeds == 5
+    assert by_budget[3].seeds_needed is None or by_budget[3].seeds_needed > 5
+    assert decision.looks == (2, 3, 5)
+    assert decision.seeds == (0, 1, 2, 3, 4)
+    # Tests sharing alpha: 2 candidates x 3 looks.
+    assert by_budget[3].comparisons == 6
+    assert decision.answer == train.UNDECIDED
+    assert decision.best.num_groups == 1
+    assert decision.best.decision == train.UNDECIDED
+    # After the first look only the all-task network and budget 3's
+    # groups were asked for, at 3 and then 5 seeds.
+    assert [seeds for _, seeds in requested] == [[0, 1], [0, 1, 2],
+                                                 [0, 1, 2, 3, 4]]
+    for groups, _ in requested[1:]:
+        assert set(groups) == {("a", "b", "c"), *three}
 
 
 def test_decision_files_read_back(trainer, tmp_path):
     from tag_keras import train
 
     decision = train.decide(
-        trainer, {2: [((("a", "b"), ("c",)), {"a": 0, "b": 0, "c": 1})]},
-        random={2: train.random_partitions(trainer.tasks, 2, 10, seed=0)},
-        resamples=200)
+        trainer, _TWO, metric="loss",
+        random={2: train.random_partitions(trainer.tasks, 2, 10, seed=0)})
     paths = train.write_decision(str(tmp_path), decision, trainer)
     document = json.loads(open(paths["decision.json"]).read())
     (entry,) = document["budgets"]
     assert entry["num_groups"] == 2
     assert entry["groups"] == [["a", "b"], ["c"]]
-    assert entry["decision"] in ("split", "keep together")
+    assert entry["decision"] in ("split", "keep together", "undecided")
+    assert document["answer"] == document["best"]["decision"]
     assert entry["metric"] == "loss"
     assert entry["low"] <= entry["difference"] <= entry["high"]
+    for key in ("margin", "seeds", "seeds_needed", "validation_factor",
+                "answer_detail", "standard_error", "df"):
+        assert key in entry
+    assert entry["seeds"] == 2 and entry["margin"] > 0
     assert document["random"]["2"]["exact"] is True
     assert document["random"]["2"]["partitions"] == 3
     results = pd.read_csv(paths["results.csv"], keep_default_na=False,
@@ -307,8 +380,94 @@ def test_decision_files_read_back(trainer, tmp_path):
     row = results[(results.group == "a|b|c") & (results.seed == 0)
                   & (results.task == "c") & (results.split == "test")]
     assert int(row.examples.iloc[0]) == 21  # 3 of 24 unlabelled.
+    frame = pd.read_csv(paths["decision.csv"])
+    budget = frame[frame.option == "groups"].iloc[0]
+    assert budget.decision == entry["decision"]
+    assert budget.seeds == 2
+    assert budget.margin == pytest.approx(entry["margin"])
     assert os.path.getsize(paths["decision.png"]) > 1000
     assert "| (a, b) (c) | 2 |" in train.format_table(decision)
+
+
+def test_decide_refuses_bad_settings(trainer):
+    from tag_keras import train
+
+    with pytest.raises(ValueError, match="`margin` must be a positive"):
+        train.decide(trainer, _TWO, margin=0.0)
+    with pytest.raises(ValueError, match="`max_seeds` must be at least"):
+        train.decide(trainer, _TWO, max_seeds=1)
+    one = train.GroupTrainer(train_module.build, train_module.data(),
+                             seeds=[0], log=None)
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        train.decide(one, _TWO)
+
+
+class _Recording:
+    """A model function whose models record what `fit` was given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, tasks):
+        import keras
+
+        model = train_module.build(tasks)
+        calls = self.calls
+        original = model.fit
+
+        def fit(x, validation_data=None, **kwargs):
+            calls.append((x, validation_data))
+            return original(x, validation_data=validation_data, **kwargs)
+
+        model.fit = fit
+        assert isinstance(model, keras.Model)
+        return model
+
+
+def _rows(dataset):
+    return np.concatenate([batch[0] for batch in dataset.as_numpy_iterator()])
+
+
+def test_early_stopping_never_reads_the_validation_split():
+    import keras
+
+    from tag_keras import train
+
+    data = train_module.data()
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=1)
+    build = _Recording()
+    trainer = train.GroupTrainer(build, data, seeds=[0],
+                                 fit_kwargs={"epochs": 2,
+                                             "callbacks": [stop]},
+                                 batch_size=16, log=None)
+    trainer.network(("a", "b"), 0)
+    (fitted, monitored), = build.calls
+    seen, held = _rows(fitted), _rows(monitored)
+    validation = data["validation"][0]
+    for rows in (seen, held):
+        assert not (rows[:, None, :] == validation[None]).all(-1).any()
+    # The carved slice: 10% of the training examples, not trained on.
+    assert len(held) == 5 and len(seen) == 43
+    assert not (seen[:, None, :] == held[None]).all(-1).any()
+    assert "5 of the 48 training examples" in trainer.early_stopping
+    # An 'early_stopping' split is used as it is; training keeps all.
+    given = dict(data, early_stopping=data["test"])
+    build = _Recording()
+    trainer = train.GroupTrainer(build, given, seeds=[0],
+                                 fit_kwargs={"epochs": 1,
+                                             "callbacks": [stop]},
+                                 batch_size=16, log=None)
+    trainer.network(("a",), 0)
+    (fitted, monitored), = build.calls
+    np.testing.assert_array_equal(np.sort(_rows(monitored), axis=0),
+                                  np.sort(data["test"][0], axis=0))
+    assert len(_rows(fitted)) == 48
+    # No callback watches validation: fit gets no validation data.
+    build = _Recording()
+    trainer = train.GroupTrainer(build, data, seeds=[0],
+                                 fit_kwargs={"epochs": 1}, log=None)
+    trainer.network(("a",), 0)
+    assert build.calls[0][1] is None and trainer.early_stopping is None
 
 
 def test_bad_trainer_arguments_are_one_line_errors():

@@ -21,6 +21,18 @@ def build(tasks):
     return model
 
 
+def build_with_regression(tasks):
+    """As `build`, with task c a regression head (mean squared error)."""
+    inputs = keras.Input((4,))
+    z = keras.layers.Dense(8, activation="relu", name="shared")(inputs)
+    outputs = {t: keras.layers.Dense(1, name=t)(z) for t in tasks}
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss={
+        t: "mse" if t == "c" else keras.losses.BinaryCrossentropy(
+            from_logits=True) for t in tasks})
+    return model
+
+
 def _split(rng, n):
     x = rng.normal(size=(n, 4)).astype("float32")
     y = {"a": (x[:, 0] > 0).astype("float32"),

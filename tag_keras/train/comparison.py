@@ -206,35 +206,56 @@ def answers(low, high, margin):
                     np.where(low > -margin, KEEP_TOGETHER, UNDECIDED))
 
 
+#: Simulated runs behind each planned probability (fixed seed, so the
+#: planning figures repeat).
+PLANNING_DRAWS = 4000
+
+
 def decided_probability(difference, margin, level, seed, example,
-                        interaction, num_seeds, num_examples):
+                        interaction, num_seeds, num_examples, *,
+                        draws=PLANNING_DRAWS, rng_seed=0):
     """The probability that a run of `num_seeds` × `num_examples` decides
     (split or keep together) when the true difference is `difference`
-    and the components are as given; vectorised over the design."""
-    variance, df = statistics.variance_and_df(
-        seed, example, interaction, num_seeds, num_examples)
-    se = np.sqrt(variance)
-    q = scipy_stats.t.ppf(level, np.where(np.isfinite(df), df, 1e12))
-    # Undecided exactly when the estimate lies in [-q se, q se - margin].
-    upper = q * se - margin
-    lower = -q * se
-    with np.errstate(divide="ignore", invalid="ignore"):
-        undecided = np.where(
-            upper > lower,
-            scipy_stats.norm.cdf((upper - difference) / se)
-            - scipy_stats.norm.cdf((lower - difference) / se), 0.0)
-    return 1 - np.nan_to_num(undecided)
+    and the variance components are as given.
+
+    Simulated from the exact distributions of the normal crossed model:
+    the mean is normal, and the three mean squares are independent
+    scaled chi-squares, so the randomness of the standard error and its
+    degrees of freedom is part of the answer.
+    """
+    s, n = int(num_seeds), int(num_examples)
+    rng = np.random.default_rng(rng_seed)
+    variance, _ = statistics.variance_and_df(seed, example, interaction,
+                                             s, n)
+    mean = difference + np.sqrt(variance) * rng.standard_normal(draws)
+    dfs = (s - 1, n - 1, (s - 1) * (n - 1))
+    expected = (interaction + n * seed, interaction + s * example,
+                interaction)
+    ms = [e * rng.chisquare(f, draws) / f for e, f in zip(expected, dfs)]
+    parts = statistics.components(*ms, s, n)
+    variance, df = statistics.variance_and_df(*parts, s, n)
+    low, high, _ = statistics.bounds(mean, variance, df, level)
+    return float(np.mean(answers(low, high, margin) != UNDECIDED))
+
+
+def _smallest(decides, low, high):
+    """The smallest whole number in (low, high] where `decides` holds,
+    by bisection (the power grows with the design), or None."""
+    if not decides(high):
+        return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if decides(middle) else (middle, high)
+    return high
 
 
 def _plan(mean, margin, level, seed, example, interaction, num_seeds,
           num_examples, ms_seed):
     """`seeds_needed`, its range, and `validation_factor`."""
     def seeds_for(seed_variance):
-        more = np.arange(num_seeds + 1, MAX_PLANNED_SEEDS + 1)
-        power = decided_probability(mean, margin, level, seed_variance,
-                                    example, interaction, more, num_examples)
-        reached = np.flatnonzero(power >= POWER)
-        return int(more[reached[0]]) if len(reached) else None
+        return _smallest(lambda more: decided_probability(
+            mean, margin, level, seed_variance, example, interaction, more,
+            num_examples) >= POWER, num_seeds, MAX_PLANNED_SEEDS)
 
     needed = seeds_for(seed)
     # The seed variance's 80% interval: MS_seed ~ E · χ²_{S-1} / (S - 1).
@@ -242,13 +263,12 @@ def _plan(mean, margin, level, seed, example, interaction, num_seeds,
     ends = [max(dof * ms_seed / scipy_stats.chi2.ppf(q, dof) - interaction,
                 0.0) / num_examples for q in (0.9, 0.1)]
     spread = (seeds_for(ends[0]), seeds_for(ends[1]))
-    factors = np.geomspace(1.0, MAX_VALIDATION_FACTOR, 400)[1:]
-    power = decided_probability(mean, margin, level, seed, example,
-                                interaction, num_seeds,
-                                num_examples * factors)
-    reached = np.flatnonzero(power >= POWER)
-    factor = (float(f"{factors[reached[0]]:.2g}") if len(reached)
-              else None)
+    # Validation examples in steps of 1% of today's.
+    steps = _smallest(lambda k: decided_probability(
+        mean, margin, level, seed, example, interaction, num_seeds,
+        num_examples * k / 100) >= POWER, 100,
+        int(100 * MAX_VALIDATION_FACTOR))
+    factor = None if steps is None else float(f"{steps / 100:.2g}")
     return {"seeds_needed": needed, "seeds_needed_range": spread,
             "validation_factor": factor}
 

@@ -10,9 +10,15 @@ is not labelled for the task. The statistic is
 the difference in summed per-task mean metric, averaged over seeds.
 
 Its variance comes from the crossed seed × example design. Each example's
-contribution x[s, i] = N Σ_t d[s, t, i] / n_st (n_st the labelled
-examples of task t, unlabelled ones contributing 0) has the grand mean D,
-and is modelled as
+contribution
+
+    x[s, i] = Σ_t m_st + N Σ_t 1[i labelled for t] (d[s, t, i] − m_st) / n_st,
+
+with m_st the task's mean at that seed and n_st its labelled examples,
+has mean D_s over the examples of seed s (the seed's summed difference)
+and is the linearisation of the per-task ratio means (with partial labels
+a constant difference has no example variance, as it should). It is
+modelled as
 
     x[s, i] = Δ + a_s + b_i + e_si,
 
@@ -70,10 +76,11 @@ def contributions(differences):
     if not usable.any():
         return None
     num_examples = d.shape[2]
-    weights = np.where(labelled[:, usable], 1.0, 0.0) / counts[:, usable,
-                                                               None]
-    return num_examples * np.sum(np.nan_to_num(d[:, usable]) * weights,
-                                 axis=1)
+    d, labelled, counts = d[:, usable], labelled[:, usable], counts[:, usable]
+    means = np.nansum(d, axis=2) / counts  # m[s, t]
+    centred = np.where(labelled, d - means[:, :, None], 0.0)
+    return means.sum(axis=1)[:, None] + num_examples * np.sum(
+        centred / counts[:, :, None], axis=1)
 
 
 def paired_statistic(differences) -> float:
