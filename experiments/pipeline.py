@@ -54,6 +54,14 @@ _NUM_SEEDS = flags.DEFINE_integer(
     "STL, RG, TAG and CS network is trained under each; the table gives "
     "the mean ± SE over them and the validated decision pairs over them.",
     lower_bound=1)
+_MAX_SEEDS = flags.DEFINE_integer(
+    "max_seeds", 8, "The validated decision adds seeds (at looks 3, 5, 8 "
+    "from 3 seeds) to the budgets still undecided, up to this many; "
+    "--num_seeds for fixed seeds.", lower_bound=2)
+_MARGIN = flags.DEFINE_float(
+    "margin", None, "The decision's margin: the smallest gain in summed "
+    "validation error (a fraction: 0.01 is one point) worth more "
+    "networks (default: 2% of the all-task network's).")
 _AUGMENTATIONS = flags.DEFINE_multi_enum(
     "augmentations", [], list(pipeline_lib.AUGMENTATIONS),
     "All-task baselines trained with a tag_keras.mtl method: uw "
@@ -71,6 +79,18 @@ def main(argv):
                                    augmentations=_AUGMENTATIONS.value)
         out_dir = _COMMON.out_dir.value or "runs/pipeline"
         training.check_out_dir(out_dir)
+        if _NUM_SEEDS.value < 2:
+            raise InputError(
+                "--num_seeds must be at least 2: the decision cannot "
+                f"estimate the seed variance from one. Received: "
+                f"{_NUM_SEEDS.value}")
+        if _MAX_SEEDS.value < _NUM_SEEDS.value:
+            raise InputError(
+                "--max_seeds must be at least --num_seeds. Received: "
+                f"max_seeds={_MAX_SEEDS.value}, num_seeds={_NUM_SEEDS.value}")
+        if _MARGIN.value is not None and not _MARGIN.value > 0:
+            raise InputError(f"--margin must be positive. Received: "
+                             f"margin={_MARGIN.value}")
         if 0 < _STABILITY.value < 10:
             raise InputError(
                 "--stability_resamples must be 0 or at least 10. Received: "
@@ -88,7 +108,8 @@ def main(argv):
         augmentations=_AUGMENTATIONS.value,
         gradnorm_alpha=_COMMON.gradnorm_alpha.value,
         stability_resamples=_STABILITY.value, distribution=distribution,
-        log=lambda line: print(line, flush=True), num_seeds=_NUM_SEEDS.value)
+        log=lambda line: print(line, flush=True), num_seeds=_NUM_SEEDS.value,
+        max_seeds=_MAX_SEEDS.value, margin=_MARGIN.value)
     print()
     print(results_lib.markdown_table(frame, data.tasks))
     print(f"Wall time {time.perf_counter() - start:.0f} s.", end=" ")

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -39,10 +40,11 @@ def test_tag_train_end_to_end_with_the_all_task_model(tmp_path):
     keras.utils.set_random_seed(0)
     model = train_module.build(["a", "b", "c"])
     x, y = train_module.data()["train"]
-    model.fit(x, {t: y[t] for t in "ab"} | {"c": y["c"].clip(0, 1)},
+    model.fit(x, {t: y[t] for t in "ab"} | {"c": np.nan_to_num(y["c"])},
               epochs=1, verbose=0)
     model.save(tmp_path / "all.keras")
-    done = _run(tmp_path, "--seeds=0,1", "--random_groupings=3", "--stl",
+    done = _run(tmp_path, "--seeds=0,1", "--max_seeds=2", "--metric=loss",
+                "--random_groupings=3", "--stl",
                 f"--all_task_model={tmp_path / 'all.keras'}")
     assert done.returncode == 0, done.stderr[-3000:]
     # The all-task network of seed 0 is the given model: only seed 1's is
@@ -53,12 +55,19 @@ def test_tag_train_end_to_end_with_the_all_task_model(tmp_path):
     document = json.loads((out / "decision.json").read_text())
     assert [e["num_groups"] for e in document["budgets"]] == [2, 3]
     for entry in document["budgets"]:
-        assert entry["decision"] in ("split", "keep together")
-        assert entry["metric"] == "loss"
+        assert entry["decision"] in ("split", "keep together", "undecided")
+        assert entry["metric"] == "loss" and entry["seeds"] == 2
         assert entry["low"] <= entry["difference"] <= entry["high"]
-        assert (entry["decision"] == "split") == (entry["high"] < 0)
+        margin = entry["margin"]
+        assert (entry["decision"] == "split") == (
+            entry["high"] < 0 and entry["low"] <= -margin)
+        assert (entry["decision"] == "keep together") == (
+            entry["low"] > -margin)
+        assert (entry["seeds_needed"] is None
+                or entry["decision"] == "undecided")
         assert isinstance(entry["test_difference"], float)
     assert document["best"]["num_groups"] in (1, 2, 3)
+    assert document["best"]["decision"] == document["answer"]
     assert document["random"]["2"]["exact"] is True
     stl = document["baselines"]["STL"]
     assert stl["groups"] == [["a"], ["b"], ["c"]] and stl["num_groups"] == 3
@@ -68,9 +77,10 @@ def test_tag_train_end_to_end_with_the_all_task_model(tmp_path):
     assert set(results.seed) == {0, 1}
     assert len(results.groupby(["group", "seed"])) == 14
     assert len(results) == 2 * 2 * (3 + 2 + 1 + 1 + 1 + 2 + 2)
-    assert "Best option on validation data" in done.stdout
+    assert "Answer: " in done.stdout
     # A rerun trains nothing.
-    again = _run(tmp_path, "--seeds=0,1", "--random_groupings=3", "--stl",
+    again = _run(tmp_path, "--seeds=0,1", "--max_seeds=2", "--metric=loss",
+                 "--random_groupings=3", "--stl",
                  f"--all_task_model={tmp_path / 'all.keras'}")
     assert again.returncode == 0 and "[1/" not in again.stdout
 
@@ -86,6 +96,11 @@ def test_tag_train_end_to_end_with_the_all_task_model(tmp_path):
         {"num_groups": 1, "groups": [["a", "z"]],
          "serve": {"a": 0, "z": 0}}]},
      r"--groups names tasks \['z'\]"),
+    (["--margin=0"], _GROUPS, "--margin must be positive"),
+    (["--margin=-0.5"], _GROUPS, "--margin must be positive"),
+    (["--seeds=0,1,2", "--max_seeds=2"], _GROUPS,
+     "--max_seeds must be at least the number of --seeds"),
+    (["--seeds=0"], _GROUPS, "--seeds needs at least 2 seeds"),
 ])
 def test_bad_input_is_one_line_before_training(tmp_path, args, groups,
                                                message):

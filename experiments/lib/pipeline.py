@@ -20,9 +20,16 @@
    "optimal" rows); these two train under the first seed only.
 5. Decide, per budget, whether TAG's grouping beats the all-task network
    on validation data (`tag_keras.train.decide`: paired over examples
-   and seeds), and write one table: per method and budget the mean ± SE
-   over seeds of the total test error, the paired difference with MTL,
-   the affinity structure and the validated decision.
+   and seeds; "split", "keep together" or "undecided" against a margin,
+   seeds added to undecided budgets up to `max_seeds`), and write one
+   table: per method and budget the mean ± SE over seeds of the total
+   test error, the paired difference with MTL, the affinity structure
+   and the validated decision with the seeds it used.
+
+Early stopping of every network trained for the decision reads a slice
+carved from the training split (`tag_keras.train.data.monitored_split`),
+never the validation split that decides; the measuring runs keep the
+protocol's early stopping and are not used as decision networks.
 
 Writes in `out_dir`: `affinity/` (AffinityLogger files of the TAG run),
 `groups.json` (the selector's output for TAG), `cosine/` (the CS run:
@@ -134,7 +141,8 @@ def check_options(tasks, *, optimal=False, augmentations=()):
 def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
                  cosine=True, hoa=False, optimal=False, augmentations=(),
                  gradnorm_alpha=1.5, stability_resamples=100,
-                 distribution=None, log=print, num_seeds=3):
+                 distribution=None, log=print, num_seeds=3, max_seeds=None,
+                 margin=None):
     """Runs the experiment; writes `out_dir`; returns the results frame.
 
     Args:
@@ -162,6 +170,10 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
         num_seeds: Training seeds `config.seed`, `config.seed + 1`, ...:
             every network of MTL, STL, RG, TAG and CS is trained under
             each, and the table gives the mean ± SE over them.
+        max_seeds: The decision adds seeds to TAG's undecided budgets (and
+            MTL) up to this many (None: `num_seeds`).
+        margin: The decision's margin in summed validation error (None:
+            2% of the all-task network's).
 
     Returns:
         The `pandas.DataFrame` written as `results.csv`.
@@ -170,6 +182,10 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
         check_options(data.tasks, optimal=optimal, augmentations=augmentations)
     except InputError as error:
         raise ValueError(str(error)) from None
+    if num_seeds < 2:
+        raise ValueError("`num_seeds` must be at least 2: the decision "
+                         "cannot estimate the seed variance from one. "
+                         f"Received: num_seeds={num_seeds}")
     with distribution_lib.output_dir(out_dir, distribution) as writable:
         run = _Run(data, config, writable, distribution, log,
                    [b for b in budgets if b <= len(data.tasks)],
@@ -185,7 +201,7 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
         if optimal:
             run.optimal()
         augmented = run.augmented(augmentations, gradnorm_alpha)
-        decision = run.decide(random_groupings)
+        decision = run.decide(random_groupings, max_seeds, margin)
         results = _evaluate(run, augmented, random_groupings, decision)
         return run.write(results)
 
@@ -207,7 +223,7 @@ class _Run:
         self.distribution, self.log, self.budgets = distribution, log, budgets
         self.start = time.perf_counter()
         os.makedirs(out_dir, exist_ok=True)
-        self.seeds = [config.seed + i for i in range(max(1, num_seeds))]
+        self.seeds = [config.seed + i for i in range(num_seeds)]
         self.networks = training.seeded_trainer(
             data, config, self.seeds, directory=out_dir,
             distribution=distribution, log=log)
@@ -240,12 +256,8 @@ class _Run:
         steps = None
         if method == "TAG":
             self.trainer.add(result)
-            # Measuring never changes training: the TAG run is the all-task
-            # network of the first seed.
-            if not self.networks.has(self.data.tasks, self.seeds[0]):
-                self.networks.add_model(model, self.seeds[0],
-                                        seconds=result.seconds,
-                                        epochs=result.epochs)
+            # The TAG run early-stopped on the validation split, so it is
+            # not one of the decision's all-task networks.
             if self.stability_resamples:
                 steps = _steps_table(out_dir)
         del model
@@ -319,7 +331,7 @@ class _Run:
                      f"{results[augmentation].seconds:.1f} s")
         return results
 
-    def decide(self, random_groupings):
+    def decide(self, random_groupings, max_seeds=None, margin=None):
         """TAG's validated decision per budget (`tag_keras.train`)."""
         from tag_keras import train
 
@@ -330,7 +342,9 @@ class _Run:
                       for e in self.chosen["TAG"]["results"]}
         random = {b: (p, len(p) == training.partition_count(
             len(self.data.tasks), b)) for b, p in random_groupings.items()}
-        decision = train.decide(self.networks, candidates, random=random)
+        decision = train.decide(self.networks, candidates, random=random,
+                                max_seeds=max_seeds, margin=margin,
+                                log=self.log)
         if distribution_lib.is_chief(self.distribution):
             train.write_decision(self.out_dir, decision, self.networks,
                                  networks_name="networks.csv")
@@ -359,6 +373,18 @@ class _Run:
         return frame
 
 
+def decision_text(option):
+    """A budget's answer for the results table, with its seeds."""
+    if option.decision == "keep together":
+        return f"keep together: {option.answer_detail} ({option.seeds} seeds)"
+    if option.decision == "undecided":
+        more = ("more seeds alone cannot decide"
+                if option.seeds_needed is None
+                else f"~{option.seeds_needed} seeds would decide")
+        return f"undecided ({option.seeds} seeds; {more})"
+    return f"{option.decision} ({option.seeds} seeds)"
+
+
 def _per_seed(run, groups, serve):
     """`{seed: {task: test error}}` of the tasks served by `groups`."""
     return {s: {t: run.networks.network(groups[i], s).mean(
@@ -385,7 +411,7 @@ def _evaluate(run, augmented, random_groupings, decision):
     results += [results_lib.MethodResult.over_seeds(
         AUGMENTATIONS[a], 1, {s: dict(r.test_error) for s in single},
         groups=(tuple(tasks),)) for a, r in augmented.items()]
-    decided = {o.num_groups: o.decision for o in decision.budgets}
+    decided = {o.num_groups: decision_text(o) for o in decision.budgets}
     for budget in run.budgets:
         if budget in random_groupings:
             partitions = random_groupings[budget]

@@ -106,7 +106,7 @@ def write_json(path, value):
 
 
 def measure_and_decide(task_set, seed, directory, budgets, *, resamples=100,
-                       bootstrap=1000, log=print):
+                       max_seeds=None, log=print):
     """The measuring run of `seed` and both affinity answers; cached.
 
     Returns the JSON-ready unit: per budget the TAG grouping, its affinity
@@ -131,19 +131,18 @@ def measure_and_decide(task_set, seed, directory, budgets, *, resamples=100,
     assessed = stability_lib.assess(steps, budgets, tasks=list(data.tasks),
                                     resamples=resamples, seed=seed)
     groupings = {b: select_lib.select_groups(affinity, b) for b in budgets}
-    engine = decision_engine(task_set, seed, directory)
-    engine.add_model(model, seed, seconds=result.seconds,
-                     epochs=result.epochs)
+    # The measuring run early-stopped on the validation split, which
+    # decides: it is not one of the decision's all-task networks.
     del model
+    engine = decision_engine(task_set, seed, directory)
     start = time.perf_counter()
     decision = train.decide(
         engine, {b: [(g.groups, dict(g.serve))]
-                 for b, g in groupings.items()}, resamples=bootstrap,
-        seed=seed)
+                 for b, g in groupings.items()}, max_seeds=max_seeds)
     decide_seconds = time.perf_counter() - start
     unit = {"seed": seed, "measure_seconds": measure_seconds,
             "decision_seconds": decide_seconds,
-            "decision_networks": len(engine.stored()) - 1, "budgets": {}}
+            "decision_networks": len(engine.stored()), "budgets": {}}
     for option in decision.budgets:
         budget = option.num_groups
         unit["budgets"][str(budget)] = {
@@ -152,6 +151,10 @@ def measure_and_decide(task_set, seed, directory, budgets, *, resamples=100,
             "affinity_structure": assessed[budget][1].affinity_structure,
             "decision": option.decision, "difference": option.difference,
             "low": option.low, "high": option.high,
+            "metric": option.metric, "margin": option.margin,
+            "seeds": option.seeds, "seeds_needed": option.seeds_needed,
+            "answer_detail": option.answer_detail,
+            "standard_error": option.standard_error,
             **error_fields(option)}
     write_json(path, unit)
     log(f"    {task_set.name} seed {seed}: measured in {measure_seconds:.0f}"
@@ -177,7 +180,7 @@ def error_fields(option):
             "error_low": option.error_low, "error_high": option.error_high}
 
 
-def with_error_decision(task_set, unit, directory, *, bootstrap=1000):
+def with_error_decision(task_set, unit, directory):
     """`unit` with `error_fields` per budget, added from the cached
     decision networks when a unit was made before they were recorded (no
     network is trained when the cache holds them)."""
@@ -190,8 +193,7 @@ def with_error_decision(task_set, unit, directory, *, bootstrap=1000):
     decision = train.decide(
         engine, {int(b): [(tuple(tuple(g) for g in e["groups"]),
                            e["serve"])]
-                 for b, e in unit["budgets"].items()},
-        resamples=bootstrap, seed=seed)
+                 for b, e in unit["budgets"].items()}, metric="error")
     for option in decision.budgets:
         unit["budgets"][str(option.num_groups)].update(error_fields(option))
     write_json(os.path.join(directory, f"measure_{seed}.json"), unit)
