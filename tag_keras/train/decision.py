@@ -74,6 +74,7 @@ class Option:
         standard_error, df: The difference's SE and degrees of freedom.
         margin: The smallest gain worth splitting for (metric's units).
         seeds: How many seeds this option's comparison used.
+        examples: How many validation examples it was compared on.
         seeds_needed, seeds_needed_range, validation_factor: For
             "undecided", the planning figures of `Comparison`.
         metric: What decides: "loss" or "error".
@@ -108,6 +109,7 @@ class Option:
     df: float
     margin: float
     seeds: int
+    examples: int
     seeds_needed: int | None
     seeds_needed_range: tuple | None
     validation_factor: float | None
@@ -376,6 +378,7 @@ class _Judge:
         self.trainer, self.one = trainer, one
         self.has_test = "test" in trainer.splits
         errors = served(trainer, *one, "validation", "error", first)
+        self.examples = errors.shape[2]
         classifiers = not np.isnan(errors).all(axis=(0, 2)).any()
         if metric == "error" and np.isnan(errors).all():
             raise ValueError(
@@ -438,7 +441,7 @@ class _Judge:
             serve=dict(serve), decision=main.answer, answer_detail=detail,
             difference=main.difference, low=main.low, high=main.high,
             standard_error=main.standard_error, df=main.df,
-            margin=self.margin, seeds=len(seeds),
+            margin=self.margin, seeds=len(seeds), examples=main.examples,
             seeds_needed=main.seeds_needed,
             seeds_needed_range=main.seeds_needed_range,
             validation_factor=main.validation_factor, metric=self.metric,
@@ -459,7 +462,8 @@ class _Judge:
             num_groups=1, groups=self.one[0], serve=dict(self.one[1]),
             decision=REFERENCE, answer_detail="", difference=0.0, low=0.0,
             high=0.0, standard_error=0.0, df=nan, margin=self.margin,
-            seeds=len(seeds), seeds_needed=None, seeds_needed_range=None,
+            seeds=len(seeds), examples=self.examples, seeds_needed=None,
+            seeds_needed_range=None,
             validation_factor=None, metric=self.metric, comparisons=0,
             candidates=1, other_metric=self.other, other_difference=0.0,
             other_low=0.0, other_high=0.0, disagreement=False,
