@@ -37,8 +37,10 @@ def _by_hand(d, margin, alpha=0.025, comparisons=1):
     var_b = max(ms_b - ms_e, 0) / num_seeds
     variance = (var_a / num_seeds + var_b / num_examples
                 + ms_e / (num_seeds * num_examples))
-    # Satterthwaite over the mean squares that make up the variance.
-    k_a, k_b = float(var_a > 0), float(var_b > 0)
+    # Satterthwaite over the mean squares that make up the variance, with
+    # MS_seed at the upper end of its one-sided 90% interval.
+    ms_a = (num_seeds - 1) * ms_a / stats.chi2.ppf(0.1, num_seeds - 1)
+    k_a, k_b = float(ms_a > ms_e), float(var_b > 0)
     terms = [(k_a * ms_a, num_seeds - 1), (k_b * ms_b, num_examples - 1),
              ((1 - k_a - k_b) * ms_e, (num_seeds - 1) * (num_examples - 1))]
     df = sum(t for t, _ in terms) ** 2 / sum(t ** 2 / f for t, f in terms)
@@ -182,9 +184,7 @@ def test_planned_power_matches_a_simulation():
         # compare's answer, without its (slower) planning figures.
         x = statistics.contributions(d)
         mean, *ms = statistics.mean_squares(x)
-        parts = statistics.components(*ms, *x.shape)
-        low, high, _ = statistics.bounds(
-            mean, *statistics.variance_and_df(*parts, *x.shape), level)
+        low, high, *_ = statistics.interval(mean, *ms, *x.shape, level)
         decided += comparison.answers(low, high, margin) != "undecided"
     assert decided / 600 == pytest.approx(float(want), abs=0.06)
 
@@ -214,9 +214,8 @@ def test_the_vectorised_pieces_agree_with_compare():
     rng = np.random.default_rng(9)
     x = rng.normal(size=(4, 30)) + rng.normal(size=(4, 1))
     mean, ms_a, ms_b, ms_e = statistics.mean_squares(x)
-    parts = statistics.components(ms_a, ms_b, ms_e, 4, 30)
-    variance, df = statistics.variance_and_df(*parts, 4, 30)
-    low, high, se = statistics.bounds(mean, variance, df, 0.975)
+    low, high, se, df, parts = statistics.interval(mean, ms_a, ms_b, ms_e,
+                                                   4, 30, 0.975)
     got = comparison.compare(x[:, None, :], margin=0.5)
     assert (got.low, got.high, got.df) == pytest.approx(
         (float(low), float(high), float(df)))

@@ -32,10 +32,8 @@ def _raw_answers(cell, reps, rng, look, tests):
              + sd[1] * rng.standard_normal((1, cell.examples))
              + sd[2] * rng.standard_normal((look, cell.examples)))
         mean, *ms = statistics.mean_squares(x)
-        parts = statistics.components(*ms, look, cell.examples)
-        low, high, _ = statistics.bounds(
-            mean, *statistics.variance_and_df(*parts, look, cell.examples),
-            1 - 0.025 / tests)
+        low, high, *_ = statistics.interval(mean, *ms, look, cell.examples,
+                                            1 - 0.025 / tests)
         answers.append(comparison.answer_of(float(low), float(high), 1.0)[0])
     return np.array(answers)
 

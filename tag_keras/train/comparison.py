@@ -170,12 +170,11 @@ def compare(differences, *, margin: float, alpha: float = 0.025,
                          "nothing can be compared.")
     num_seeds, num_examples = x.shape
     mean, ms_seed, ms_example, ms_residual = statistics.mean_squares(x)
-    seed, example, interaction = (float(v) for v in statistics.components(
-        ms_seed, ms_example, ms_residual, num_seeds, num_examples))
     level = 1 - alpha / comparisons
-    variance, df = statistics.variance_and_df(
-        seed, example, interaction, num_seeds, num_examples)
-    low, high, se = statistics.bounds(mean, variance, df, level)
+    low, high, se, df, parts = statistics.interval(
+        mean, ms_seed, ms_example, ms_residual, num_seeds, num_examples,
+        level)
+    seed, example, interaction = (float(v) for v in parts)
     answer, detail = answer_of(float(low), float(high), margin)
     planned = {}
     if answer == UNDECIDED:
@@ -232,9 +231,7 @@ def decided_probability(difference, margin, level, seed, example,
     expected = (interaction + n * seed, interaction + s * example,
                 interaction)
     ms = [e * rng.chisquare(f, draws) / f for e, f in zip(expected, dfs)]
-    parts = statistics.components(*ms, s, n)
-    variance, df = statistics.variance_and_df(*parts, s, n)
-    low, high, _ = statistics.bounds(mean, variance, df, level)
+    low, high, *_ = statistics.interval(mean, *ms, s, n, level)
     return float(np.mean(answers(low, high, margin) != UNDECIDED))
 
 

@@ -31,8 +31,13 @@ expectations are σ²_e + N σ²_a, σ²_e + S σ²_b and σ²_e. Then
     Var(D) = σ²_a / S + σ²_b / N + σ²_e / (S N),
 
 estimated with each component truncated at zero, so the interaction is
-counted once; its degrees of freedom are Welch–Satterthwaite's over the
-three mean squares, and the bounds use Student's t. With few seeds and
+counted once. The bounds use Student's t with Welch–Satterthwaite's
+degrees of freedom over the three mean squares, computed with MS_seed at
+the upper end of its one-sided `DF_CONFIDENCE` interval: with 2 to 7 seed
+degrees of freedom an unluckily small MS_seed would otherwise both shrink
+the variance and inflate the df (plain Satterthwaite said "split" 4.5
+times too often at α/9 with 3 seeds and 90% of the variance from seeds,
+`experiments/benchmarks/results/decision_rule/`). With few seeds and
 seeds dominating, df ≈ S − 1 and the bounds widen as they must (a
 percentile bootstrap over 3 seeds shrinks the seed variance by (S − 1)/S
 and its tails are far too light).
@@ -48,6 +53,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+
+#: The one-sided confidence of the MS_seed used for the degrees of
+#: freedom (see the module).
+DF_CONFIDENCE = 0.9
 
 
 def contributions(differences):
@@ -140,6 +149,24 @@ def variance_and_df(seed, example, interaction, num_seeds, num_examples):
     with np.errstate(divide="ignore", invalid="ignore"):
         df = np.where(denominator > 0, total ** 2 / denominator, np.inf)
     return np.maximum(total, 0.0) / (s * n), df
+
+
+def interval(mean, ms_seed, ms_example, ms_residual, num_seeds,
+             num_examples, level_one_sided):
+    """`(low, high, standard_error, df, (σ²_seed, σ²_example,
+    σ²_interaction))` from the mean squares: the rule every comparison,
+    plan and simulation uses (vectorised)."""
+    parts = components(ms_seed, ms_example, ms_residual, num_seeds,
+                       num_examples)
+    variance, _ = variance_and_df(*parts, num_seeds, num_examples)
+    dof = num_seeds - 1
+    upper = dof * np.asarray(ms_seed, float) / stats.chi2.ppf(
+        1 - DF_CONFIDENCE, dof)
+    _, df = variance_and_df(
+        *components(upper, ms_example, ms_residual, num_seeds,
+                    num_examples), num_seeds, num_examples)
+    low, high, se = bounds(mean, variance, df, level_one_sided)
+    return low, high, se, df, parts
 
 
 def bounds(mean, variance, df, level_one_sided):

@@ -118,10 +118,9 @@ def bounds_at(means, ms_example, ss_residual, look_index, examples,
                                 -1) / (look - 1)
     ms_residual = ss_residual[..., look_index] / ((look - 1)
                                                   * (examples - 1))
-    parts = statistics.components(ms_seed, ms_example[..., look_index],
-                                  ms_residual, look, examples)
-    variance, df = statistics.variance_and_df(*parts, look, examples)
-    low, high, _ = statistics.bounds(estimate, variance, df, level)
+    low, high, *_ = statistics.interval(
+        estimate, ms_seed, ms_example[..., look_index], ms_residual, look,
+        examples, level)
     return estimate, low, high
 
 
