@@ -26,7 +26,7 @@ quickly.
 
 import importlib
 
-__version__ = "0.3.0.dev0"
+__version__ = "0.4.0.dev0"
 
 from tag_keras._errors import InputError  # noqa: E402
 from tag_keras._lock import DirectoryInUseError  # noqa: E402
