@@ -7,9 +7,9 @@ The grid of issue 34: Δ / margin in {−3, −2, −1, −0.5, 0, +0.5, +1};
 seeds 3, 5, 8 fixed and the sequential rule (looks 3, 5, 8); 300 and
 1,000 examples; seed share of D's variance 0.2, 0.5, 0.9 (at 3 seeds);
 1 or 3 candidates × 3 budgets; normal and heavy-tailed seed effects;
-and D's standard error at 3 seeds in margins (`--noise`: the measured
-noise of real decisions, see `noise_levels.csv`, and smaller values where
-the rule decides often). Writes `cells.csv` (one row per cell and rule),
+and D's standard error at 3 seeds in margins (`--simulation_noise`: the measured
+noise of real decisions is several margins; smaller values show the rule
+where it decides often). Writes `cells.csv` (one row per cell and rule),
 `demands.csv` (the worst cell of each demand) and `report.md`.
 """
 
@@ -23,18 +23,17 @@ from absl import flags
 import numpy as np
 import pandas as pd
 
+from experiments import common_flags
 from experiments.benchmarks.decision_rule import simulate
 from experiments.lib import tables
 
-_OUT_DIR = flags.DEFINE_string(
-    "out_dir", "experiments/benchmarks/results/decision_rule",
-    "Where the tables go.")
-_REPS = flags.DEFINE_integer("reps", 5000, "Replications per cell.",
-                             lower_bound=100)
+_COMMON = common_flags.define_common_flags(("out_dir", "seed"))
+_REPS = flags.DEFINE_integer("simulation_reps", 5000,
+                             "Replications per cell.", lower_bound=100)
 _NOISE = flags.DEFINE_list(
-    "noise", ["0.25", "1", "4"], "D's standard error at 3 seeds, in "
-    "margins.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the simulation.")
+    "simulation_noise", ["0.25", "1", "4"], "D's standard error at 3 "
+    "seeds, in margins.")
+DEFAULT_OUT_DIR = "experiments/benchmarks/results/decision_rule"
 
 DELTAS = (-3, -2, -1, -0.5, 0, 0.5, 1)
 EXAMPLES = (300, 1000)
@@ -95,7 +94,8 @@ def main(argv):
         print(f"decision_rule: error: --noise must be numbers. Received: "
               f"{','.join(_NOISE.value)}", file=sys.stderr)
         return 1
-    rng = np.random.default_rng(_SEED.value)
+    rng = np.random.default_rng(_COMMON.seed.value)
+    out_dir = _COMMON.out_dir.value or DEFAULT_OUT_DIR
     start = time.perf_counter()
     rows = []
     for settings, cell in grid(noise):
@@ -103,18 +103,18 @@ def main(argv):
                 cell, _REPS.value, rng, alpha=ALPHA)):
             rows.append({**settings, **row})
     cells = pd.DataFrame(rows)
-    os.makedirs(_OUT_DIR.value, exist_ok=True)
-    cells.to_csv(os.path.join(_OUT_DIR.value, "cells.csv"), index=False)
+    os.makedirs(out_dir, exist_ok=True)
+    cells.to_csv(os.path.join(out_dir, "cells.csv"), index=False)
     worst = demands(cells)
-    worst.to_csv(os.path.join(_OUT_DIR.value, "demands.csv"), index=False)
+    worst.to_csv(os.path.join(out_dir, "demands.csv"), index=False)
     curves = (cells.groupby(["noise", "rule", "delta"])
               [["split_budget", "keep_budget", "undecided_budget",
                 "seeds_per_budget", "seeds_all_task"]].mean().reset_index())
-    curves.to_csv(os.path.join(_OUT_DIR.value, "curves.csv"), index=False)
+    curves.to_csv(os.path.join(out_dir, "curves.csv"), index=False)
     seconds = time.perf_counter() - start
     command = "python -m experiments.benchmarks.decision_rule " + " ".join(
         sys.argv[1:])
-    with open(os.path.join(_OUT_DIR.value, "report.md"), "w") as handle:
+    with open(os.path.join(out_dir, "report.md"), "w") as handle:
         handle.write("\n".join([
             "# The decision rule where the truth is known (issue 34)", "",
             f"Command: `{command.strip()}` ({len(cells)} cell × rule rows, "
@@ -128,7 +128,7 @@ def main(argv):
             "## Power and undecided answers, mean over the other settings",
             "", tables.markdown(curves, digits=3), ""]))
     print(worst.to_string(index=False))
-    print(f"{len(cells)} rows in {seconds:.0f} s; wrote {_OUT_DIR.value}")
+    print(f"{len(cells)} rows in {seconds:.0f} s; wrote {out_dir}")
     return 0
 
 
