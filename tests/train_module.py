@@ -10,27 +10,22 @@ import numpy as np
 TASKS = ("a", "b", "c")
 
 
-def build(tasks):
-    """A shared dense layer and one logit head per task."""
+def build(tasks, regression=()):
+    """A shared dense layer and one logit head per task (a linear head
+    with the mean squared error for the tasks in `regression`)."""
     inputs = keras.Input((4,))
     z = keras.layers.Dense(8, activation="relu", name="shared")(inputs)
     outputs = {t: keras.layers.Dense(1, name=t)(z) for t in tasks}
     model = keras.Model(inputs, outputs)
     model.compile(optimizer=keras.optimizers.SGD(0.05), loss={
-        t: keras.losses.BinaryCrossentropy(from_logits=True) for t in tasks})
+        t: "mse" if t in regression else keras.losses.BinaryCrossentropy(
+            from_logits=True) for t in tasks})
     return model
 
 
 def build_with_regression(tasks):
     """As `build`, with task c a regression head (mean squared error)."""
-    inputs = keras.Input((4,))
-    z = keras.layers.Dense(8, activation="relu", name="shared")(inputs)
-    outputs = {t: keras.layers.Dense(1, name=t)(z) for t in tasks}
-    model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.SGD(0.05), loss={
-        t: "mse" if t == "c" else keras.losses.BinaryCrossentropy(
-            from_logits=True) for t in tasks})
-    return model
+    return build(tasks, regression=("c",))
 
 
 def _split(rng, n):

@@ -106,25 +106,25 @@ class Comparison:
         decided)."""
         if self.answer != UNDECIDED:
             return ""
-        parts = []
-        if self.seeds_needed is not None:
-            low, high = self.seeds_needed_range or (None, None)
-            spread = (f" (between {low} and "
-                      f"{'more than ' + str(MAX_PLANNED_SEEDS) if high is None else high}"
-                      " given the seed variance's uncertainty)"
-                      if low is not None and (low, high) != (
-                          self.seeds_needed, self.seeds_needed) else "")
-            parts.append(f"about {self.seeds_needed} seeds{spread}")
+        if self.seeds_needed is None:
+            seeds = ("more seeds alone cannot (the example part is too "
+                     "large)")
         else:
-            parts.append("more seeds alone cannot (the example part is "
-                         "too large)")
+            seeds = f"about {self.seeds_needed} seeds"
+            low, high = self.seeds_needed_range
+            if (low, high) != (self.seeds_needed, self.seeds_needed):
+                top = high if high is not None else (
+                    f"more than {MAX_PLANNED_SEEDS}")
+                seeds += (f" (between {low} and {top} given the seed "
+                          "variance's uncertainty)")
         if self.validation_factor is not None:
-            parts.append(f"{self.validation_factor:g}x the validation "
-                         "examples at these seeds")
-        elif self.seeds_needed is not None:
-            pass
+            examples = (f"{self.validation_factor:g}x the validation "
+                        "examples at these seeds")
+        elif self.seeds_needed is None:
+            examples = "more validation examples alone cannot either"
         else:
-            parts.append("more validation examples alone cannot either")
+            examples = None
+        parts = [p for p in (seeds, examples) if p]
         return ("would be decided with 80% probability, if the difference "
                 "stayed at its estimate, by " + "; or ".join(parts))
 

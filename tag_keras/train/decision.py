@@ -311,7 +311,7 @@ def decide(trainer: GroupTrainer, candidates: dict, *,
               for name, (groups, serve) in (baselines or {}).items()}
     return Decision(answer, all_tasks, tuple(budgets), best, random_rows,
                     tuple(all_seeds), alpha, judge.margin, judge.metric,
-                    looks, others, getattr(trainer, "early_stopping", None))
+                    looks, others, trainer.early_stopping)
 
 
 def _check_decide(metric, margin, alpha, max_seeds, num_seeds):
@@ -377,6 +377,7 @@ class _Judge:
     def __init__(self, trainer, one, metric, margin, first):
         self.trainer, self.one = trainer, one
         self.has_test = "test" in trainer.splits
+        self._references = {}
         errors = served(trainer, *one, "validation", "error", first)
         self.examples = errors.shape[2]
         classifiers = not np.isnan(errors).all(axis=(0, 2)).any()
@@ -406,7 +407,16 @@ class _Judge:
         if split == "test" and not self.has_test:
             return None
         return (served(self.trainer, groups, serve, split, kind, seeds)
-                - served(self.trainer, *self.one, split, kind, seeds))
+                - self._reference(split, kind, seeds))
+
+    def _reference(self, split, kind, seeds):
+        """The all-task network's `served` values, stacked once per
+        split, metric and seeds."""
+        key = (split, kind, tuple(seeds))
+        if key not in self._references:
+            self._references[key] = served(self.trainer, *self.one, split,
+                                           kind, seeds)
+        return self._references[key]
 
     def difference(self, groups, serve, split, kind, seeds):
         """The paired mean difference (NaN where the split is missing)."""
