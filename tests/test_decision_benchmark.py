@@ -189,3 +189,32 @@ def test_the_calibration_figure_draws_deciders_missing_on_some_sets(
     path = tmp_path / "calibration.png"
     report.plot_calibration(report.calibration(rows + other), path)
     assert path.stat().st_size > 0
+
+
+def test_pipeline_runs_judge_each_answer_on_its_own_claim():
+    from experiments.benchmarks.decision import pipeline_runs
+
+    def entry(decision, detail, test_difference, **more):
+        return {"decision": decision, "answer_detail": detail,
+                "test_difference": test_difference, "margin": 0.1, **more}
+
+    held = pipeline_runs.held_on_test
+    assert held(entry("split", "split better", -0.01)) == "yes"
+    assert held(entry("split", "split better", 0.01)) == "no"
+    assert held(entry("keep together", "all-task better", 0.01)) == "yes"
+    assert held(entry("keep together", "all-task better", -0.01)) == "no"
+    # Within the margin claims only that the gain is below the margin.
+    assert held(entry("keep together", "within the margin", -0.05)) == "yes"
+    assert held(entry("keep together", "within the margin", -0.2)) == "no"
+    assert held(entry("undecided", "not shown either way", -0.5)) == "n/a"
+    decide = pipeline_runs.what_would_decide
+    assert decide(entry("split", "split better", -1)) == ""
+    assert decide(entry("undecided", "", 0, seeds_needed=12,
+                        seeds_needed_range=[5, None])) == (
+        "about 12 seeds (range 5->1000)")
+    assert decide(entry("undecided", "", 0, seeds_needed=None,
+                        validation_factor=2.5)) == (
+        "2.50x the validation examples")
+    assert decide(entry("undecided", "", 0, seeds_needed=None,
+                        validation_factor=None)) == (
+        "not reachable with more seeds or data")

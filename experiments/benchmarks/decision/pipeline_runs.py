@@ -5,11 +5,10 @@
 
 Reads each pipeline run's `results.csv` (total test error, mean ± SE over
 its training seeds, and the paired difference with MTL) and
-`decision.json` (the validated decision and its test numbers), and writes
+`decision.json` (the three-way decision and its test numbers), and writes
 one Markdown table: MTL and TAG per budget, the affinity structure, the
-decision, and whether the decision was right on the test split (split:
-the test loss difference below zero; keep together: the test-loss
-interval reaches zero or above, i.e. no split shown better).
+answer with the seeds it used and what would decide an undecided one,
+and whether the answer held on the test split (`held_on_test`).
 """
 
 import json
@@ -21,6 +20,38 @@ import pandas as pd
 
 _RUNS = flags.DEFINE_list("runs", None, "NAME=DIR pairs of pipeline runs.")
 _OUT = flags.DEFINE_string("out", None, "Markdown file to write.")
+
+
+def held_on_test(entry):
+    """Whether the answer of a decision.json budget entry held on the test
+    split, in the decision's metric: "split" when the test difference is
+    below zero, "all-task better" when it is above zero, "within the
+    margin" when it is above minus the margin; "n/a" for "undecided"."""
+    difference = entry["test_difference"]
+    if entry["decision"] == "split":
+        held = difference < 0
+    elif entry["answer_detail"] == "all-task better":
+        held = difference > 0
+    elif entry["answer_detail"] == "within the margin":
+        held = difference > -entry["margin"]
+    else:
+        return "n/a"
+    return "yes" if held else "no"
+
+
+def what_would_decide(entry):
+    """The planning figures of an undecided entry, in words."""
+    if entry["decision"] != "undecided":
+        return ""
+    if entry.get("seeds_needed"):
+        low, high = entry.get("seeds_needed_range") or (None, None)
+        spread = (f" (range {low or '>1000'}-{high or '>1000'})"
+                  if low or high else "")
+        return f"about {entry['seeds_needed']} seeds{spread}"
+    if entry.get("validation_factor"):
+        return (f"{entry['validation_factor']:.2f}x the validation "
+                "examples")
+    return "not reachable with more seeds or data"
 
 
 def rows(name, directory):
@@ -35,23 +66,33 @@ def rows(name, directory):
         budget = entry["num_groups"]
         tag = results[(results.method == "TAG")
                       & (results.num_groups == budget)].iloc[0]
-        split = entry["decision"] == "split"
-        right = (entry["test_difference"] < 0 if split
-                 else entry["test_high"] >= 0)
+        answer = entry["decision"]
+        if entry.get("answer_detail") and answer == "keep together":
+            answer += f": {entry['answer_detail']}"
         out.append({
             "run": name, "budget": budget,
             "MTL": f"{mtl.total:.2f} ± {mtl.total_se:.2f}",
             "TAG": f"{tag.total:.2f} ± {tag.total_se:.2f}",
             "TAG - MTL": f"{tag.vs_mtl:+.2f} ± {tag.vs_mtl_se:.2f}",
             "affinity structure": tag.verdict,
-            "decision (validation loss, interval)": (
-                f"{entry['decision']} ({entry['difference']:+.3f} "
-                f"[{entry['low']:+.3f}, {entry['high']:+.3f}])"),
-            "test loss difference [interval]": (
-                f"{entry['test_difference']:+.3f} "
-                f"[{entry['test_low']:+.3f}, {entry['test_high']:+.3f}]"),
-            "right on test": "yes" if right else "no"})
+            "validation difference [bounds], margin": (
+                f"{entry['metric']} {entry['difference']:+.4f} "
+                f"[{entry['low']:+.4f}, {entry['high']:+.4f}], "
+                f"{entry['margin']:.4f}"),
+            "answer": answer, "seeds": entry["seeds"],
+            "what would decide": what_would_decide(entry),
+            "test difference": f"{entry['test_difference']:+.4f}",
+            "held on test": held_on_test(entry)})
     return out
+
+
+def markdown(table):
+    columns = list(table[0])
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |"
+              for r in table]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv):
@@ -61,15 +102,10 @@ def main(argv):
     for pair in _RUNS.value:
         name, directory = pair.split("=", 1)
         table += rows(name, directory)
-    frame = pd.DataFrame(table)
-    columns = list(frame.columns)
-    lines = ["| " + " | ".join(columns) + " |",
-             "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |"
-              for r in table]
+    text = markdown(table)
     with open(_OUT.value, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        handle.write(text)
+    print(text)
     return 0
 
 
