@@ -1,16 +1,19 @@
-"""Does the decision hold? Four decision-makers against a trained truth.
+"""Does the decision hold? Decision-makers against a trained truth.
 
     python -m experiments.benchmarks.decision \\
         --out_dir=experiments/benchmarks/results/decision_calibration
 
-For each task set (`--task_sets`) and measuring seed (`--measure_seeds`):
-TAG's groupings per budget, the affinity structure and the validated
-decision (`experiments.benchmarks.decision.lib`), then a truth from
-networks trained under separate seeds (`--truth_seeds`); writes
-`answers.csv`, `calibration.csv`, `quality.csv`, `cost.csv` and
-`report.md` in `--out_dir` after each task set (`--decision_task_sets`
-picks the sets; the rows of sets not rerun are kept). Resumable: every unit and
-network is cached under `--out_dir/cache/`.
+For each task set (`--decision_task_sets`) and measuring seed
+(`--measure_seeds`): TAG's groupings per budget, the affinity structure
+and the three-way validated decision (`experiments.benchmarks.decision
+.lib`), then a truth from networks trained under `--decision_truth_seeds`
+separate seeds, classed per case ("split better", "within margin",
+"all-task better", "indeterminate"). Writes `answers.csv` (one row per
+case and decision-maker), `classes.csv`, `precision.csv`, `demands.csv`,
+`sets.csv`, `quality.csv`, `cost.csv`, `cost_table.csv`, the figures and
+`report.md` in `--out_dir` after each task set (the rows of sets not
+rerun are kept). Resumable: every unit and truth network is cached under
+`--out_dir/cache/`, the units and truth tables committed.
 """
 
 import os
@@ -29,12 +32,17 @@ from experiments.benchmarks.decision import lib  # noqa: E402
 from experiments.benchmarks.decision import report  # noqa: E402
 
 _COMMON = common_flags.define_common_flags(
-    ("out_dir", "budgets", "epochs", "measure_seeds", "truth_seeds",
-     "resamples"))
+    ("out_dir", "budgets", "epochs", "measure_seeds", "resamples"))
 _TASK_SETS = flags.DEFINE_list(
     "decision_task_sets", ["pooled", "digits9", "planted", "planted3",
                            "digits7", "mnist7"],
     f"Task sets, of {sorted(lib.TASK_SETS)}.")
+_TRUTH_SEEDS = flags.DEFINE_integer(
+    "decision_truth_seeds", 10, "Training seeds of every network of the "
+    "decision benchmark's truth (500, 501, ...).", lower_bound=2)
+_REPS = flags.DEFINE_integer(
+    "decision_bootstrap", 2000, "Cluster-bootstrap resamples of each "
+    "rate's interval.", lower_bound=100)
 _RG = flags.DEFINE_integer("truth_rg_samples", 4, "Random partitions per "
                            "budget in the truth.", lower_bound=1)
 DEFAULT_OUT_DIR = "experiments/benchmarks/results/decision_calibration"
@@ -43,15 +51,15 @@ DEFAULT_OUT_DIR = "experiments/benchmarks/results/decision_calibration"
 def run_task_set(task_set, out_dir, budgets, log):
     cache = os.path.join(out_dir, "cache", task_set.name)
     resamples = _COMMON.resamples.value or 100
-    units = [lib.with_error_decision(task_set, lib.measure_and_decide(
-        task_set, seed, cache, budgets, resamples=resamples, log=log),
-        cache) for seed in range(_COMMON.measure_seeds.value)]
-    engine, random = lib.truth(task_set, units, cache, budgets,
-                               seeds=_COMMON.truth_seeds.value,
-                               rg_samples=_RG.value, log=log)
+    units = [lib.measure_and_decide(task_set, seed, cache, budgets,
+                                    resamples=resamples, log=log)
+             for seed in range(_COMMON.measure_seeds.value)]
+    truth, random = lib.truth(task_set, units, cache, budgets,
+                              seeds=_TRUTH_SEEDS.value, rg_samples=_RG.value,
+                              log=log)
 
     def totals(groups, serve):
-        return lib.total_errors(engine, groups, serve)
+        return lib.total_errors(truth, groups, serve)
 
     rows = report.answer_rows(task_set.data.tasks, units, totals)
     for row in rows:
@@ -66,50 +74,24 @@ def run_task_set(task_set, out_dir, budgets, log):
 
 
 def write(out_dir, rows, quality, cost, command, pending):
-    rows = report.derived_rows(rows)
+    """Every table, figure and the report, from the rows so far."""
     answers = pd.DataFrame(rows)
-    calibration = report.calibration(rows)
     quality = pd.DataFrame(quality)
     cost = pd.DataFrame(cost)
-    for name, frame in (("answers", answers), ("calibration", calibration),
-                        ("quality", quality), ("cost", cost)):
+    reps = _REPS.value
+    tables = report.tables(answers, reps)
+    for name, frame in (("answers", answers), ("quality", quality),
+                        ("cost", cost), *tables.items()):
         frame.to_csv(os.path.join(out_dir, f"{name}.csv"), index=False)
     costs = report.cost_table(cost, lib.TASK_COUNTS)
     costs.to_csv(os.path.join(out_dir, "cost_table.csv"), index=False)
-    report.plot_calibration(calibration, os.path.join(out_dir,
-                                                      "calibration.png"))
+    report.plot_classes(tables["classes"], os.path.join(out_dir,
+                                                        "classes.png"))
     report.plot_quality(quality, os.path.join(out_dir, "quality.png"))
-    text = [
-        "# Does the decision hold? (issue 26)", "",
-        f"Command: `{command}`", "",
-        ("Task sets still missing: " + ", ".join(pending)
-         if pending else "Every task set is complete."), "",
-        "## Calibration of each decision-maker", "",
-        "Right \"split\": the split beat the all-task network on the truth "
-        "(mean over the truth seeds). Right \"keep together\": the all-task "
-        "network was at least as good within the truth's SE.", "",
-        report.markdown(calibration, [
-            "task_set", "decider", "split_answers", "split_right",
-            "split_share", "keep_answers", "keep_right", "keep_share",
-            "split_truly_better", "cases"]),
-        "", "## Grouping quality (total test error %, truth)", "",
-        report.markdown(quality, [
-            "task_set", "budget", "tag", "tag_se", "random", "mtl", "stl",
-            "tag_vs_random", "tag_vs_mtl", "measuring_seeds"]),
-        "", "## Cost per measuring seed (seconds)", "",
-        report.markdown(cost.groupby("task_set", sort=False).mean(
-            numeric_only=True).reset_index(), [
-            "task_set", "measure_seconds", "decision_seconds",
-            "decision_networks"], {"decision_networks": "{:.1f}"}), "",
-        "## The whole search, side by side", "",
-        "Measured: TAG's run and its validated decision. Estimated from "
-        "the decision's mean seconds per network: HOA, TAG's best of 3 "
-        "and the exhaustive search, each under 3 seeds.", "",
-        report.markdown(costs, ["task_set", "search", "trainings",
-                                "seconds", "measured"],
-                        {"trainings": "{:.0f}", "seconds": "{:.0f}"}), ""]
+    text = report.report_text(answers, tables, quality, cost, costs,
+                              command, pending)
     with open(os.path.join(out_dir, "report.md"), "w") as handle:
-        handle.write("\n".join(text))
+        handle.write(text)
 
 
 def main(argv):

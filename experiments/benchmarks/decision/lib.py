@@ -6,16 +6,20 @@ For one task set and each measuring seed m:
    affinity every 10 steps, seed m; `select_groups` per budget; the
    affinity structure (`tag_keras.select.stability`, 100 resamples).
 2. The validated decision (`tag_keras.train.decide`, validation split
-   only): each budget's TAG grouping trained under seeds m, m + 1000,
-   m + 2000 (the all-task network of seed m is the measuring run's) and
-   compared with the all-task network.
+   only, three answers, default metric and margin): each budget's TAG
+   grouping and the all-task network trained under `decision_seeds(m)`
+   (3 seeds, then 5 and 8 for the budgets still undecided).
 
 The truth: every network the answers need (the all-task network, each
 task alone, every TAG grouping of every measuring seed, `rg_samples`
-random partitions per budget) trained under the truth seeds 500, 501, ...,
-none of them used by a measuring run or a decision; its test error is the
-mean over those seeds. Every unit is cached (JSON, `GroupTrainer`'s
-`networks/`), so the benchmark resumes where it stopped.
+random partitions per budget) trained under the truth seeds 500, 501, ...
+(10 by default), none of them used by a measuring run or a decision; its
+test error is the mean over those seeds. Every unit is cached: the
+measuring units as JSON and the truth as one table per task set
+(`truth.csv`: each (group, seed, task)'s mean errors and losses), both
+small enough to commit, so that a rerun on a clean clone trains only what
+is missing; the networks themselves (`GroupTrainer`'s `networks/`) stay
+local.
 """
 
 import dataclasses
@@ -105,24 +109,44 @@ def write_json(path, value):
                                                allow_nan=False))
 
 
+#: The version of a measuring unit's JSON; older units are recomputed
+#: (3: the three-way decision, sequential up to `MAX_SEEDS` seeds).
+UNIT_VERSION = 3
+#: The most seeds a decision trains (its looks: 3, 5, 8).
+MAX_SEEDS = 8
+#: Decision seeds of measuring seed m: 1000 + 100 m + 0, 1, 2, ...
+DECISION_SEED_BASE = 1000
+
+
+def decision_seeds(seed):
+    """The first three decision seeds of measuring seed `seed`; the
+    decision extends them with the next integers, so measuring seeds
+    never share a decision seed (up to 100 seeds each)."""
+    base = DECISION_SEED_BASE + 100 * seed
+    return [base, base + 1, base + 2]
+
+
 def measure_and_decide(task_set, seed, directory, budgets, *, resamples=100,
-                       max_seeds=None, log=print):
+                       max_seeds=MAX_SEEDS, log=print):
     """The measuring run of `seed` and both affinity answers; cached.
 
     Returns the JSON-ready unit: per budget the TAG grouping, its affinity
-    structure and the validated decision with its interval, and the costs.
+    structure and the validated decision (answer, bounds, margin, seeds
+    used), and the costs.
     """
     path = os.path.join(directory, f"measure_{seed}.json")
     if os.path.exists(path):
-        return read_json(path)
+        unit = read_json(path)
+        if unit.get("version") == UNIT_VERSION:
+            return unit
     from tag_keras import train
 
     data = task_set.data
     config = dataclasses.replace(task_set.config, seed=seed)
     run_dir = os.path.join(directory, f"run_{seed}")
     start = time.perf_counter()
-    result, affinity, model = measure_lib.measure(
-        data, config, run_dir, tensorboard=False, return_model=True)
+    result, affinity = measure_lib.measure(data, config, run_dir,
+                                           tensorboard=False)
     measure_seconds = time.perf_counter() - start
     steps = readers.read_table(
         os.path.join(run_dir, "affinity", "affinity_steps.csv"),
@@ -131,86 +155,137 @@ def measure_and_decide(task_set, seed, directory, budgets, *, resamples=100,
     assessed = stability_lib.assess(steps, budgets, tasks=list(data.tasks),
                                     resamples=resamples, seed=seed)
     groupings = {b: select_lib.select_groups(affinity, b) for b in budgets}
-    # The measuring run early-stopped on the validation split, which
-    # decides: it is not one of the decision's all-task networks.
-    del model
     engine = decision_engine(task_set, seed, directory)
     start = time.perf_counter()
     decision = train.decide(
         engine, {b: [(g.groups, dict(g.serve))]
                  for b, g in groupings.items()}, max_seeds=max_seeds)
     decide_seconds = time.perf_counter() - start
-    unit = {"seed": seed, "measure_seconds": measure_seconds,
+    unit = {"version": UNIT_VERSION, "seed": seed,
+            "measure_seconds": measure_seconds,
             "decision_seconds": decide_seconds,
-            "decision_networks": len(engine.stored()), "budgets": {}}
+            "decision_networks": len(engine.stored()),
+            "decision_seeds": list(decision.seeds), "budgets": {}}
     for option in decision.budgets:
-        budget = option.num_groups
-        unit["budgets"][str(budget)] = {
+        unit["budgets"][str(option.num_groups)] = {
             "groups": [list(g) for g in option.groups],
             "serve": option.serve,
-            "affinity_structure": assessed[budget][1].affinity_structure,
-            "decision": option.decision, "difference": option.difference,
-            "low": option.low, "high": option.high,
-            "metric": option.metric, "margin": option.margin,
-            "seeds": option.seeds, "seeds_needed": option.seeds_needed,
-            "answer_detail": option.answer_detail,
-            "standard_error": option.standard_error,
-            **error_fields(option)}
+            "affinity_structure": assessed[option.num_groups][1]
+            .affinity_structure, **unit_fields(option)}
     write_json(path, unit)
     log(f"    {task_set.name} seed {seed}: measured in {measure_seconds:.0f}"
         f" s, decided in {decide_seconds:.0f} s: " + ", ".join(
-            f"{b}: {u['affinity_structure']} / {u['decision']}"
-            for b, u in unit["budgets"].items()))
+            f"{b}: {u['affinity_structure']} / {u['decision']} "
+            f"({u['seeds']} seeds)" for b, u in unit["budgets"].items()))
     return unit
+
+
+#: The `Option` fields a unit keeps per budget.
+UNIT_FIELDS = (
+    "decision", "answer_detail", "difference", "low", "high",
+    "standard_error", "metric", "margin", "seeds", "seeds_needed",
+    "validation_factor", "other_metric", "other_difference", "other_low",
+    "other_high", "test_difference", "test_low", "test_high")
+
+
+def unit_fields(option):
+    """The JSON-ready `UNIT_FIELDS` of a decision `Option`."""
+    values = {}
+    for name in UNIT_FIELDS:
+        value = getattr(option, name)
+        if isinstance(value, float) and not np.isfinite(value):
+            value = None
+        values[name] = value
+    return values
 
 
 def decision_engine(task_set, seed, directory):
-    """The `GroupTrainer` of measuring seed `seed`'s validated decision:
-    seeds m, m + 1000, m + 2000, cached under `decision_<m>/`."""
+    """The `GroupTrainer` of measuring seed `seed`'s validated decision,
+    starting at `decision_seeds(seed)`, cached under `decision_<m>/`."""
     config = dataclasses.replace(task_set.config, seed=seed)
     return training.seeded_trainer(
-        task_set.data, config, [seed, seed + 1000, seed + 2000],
+        task_set.data, config, decision_seeds(seed),
         directory=os.path.join(directory, f"decision_{seed}"), log=None)
 
 
-def error_fields(option):
-    """The validated decision on the error instead of the loss (same
-    networks, same interval rule; `tag_keras.train.decide(metric=...)`)."""
-    return {"error_difference": option.error_difference,
-            "error_low": option.error_low, "error_high": option.error_high}
+#: Columns of a truth table, after `group` and `seed`.
+TRUTH_COLUMNS = ("task", "test_error", "test_loss", "validation_error",
+                 "validation_loss")
 
 
-def with_error_decision(task_set, unit, directory):
-    """`unit` with `error_fields` per budget, added from the cached
-    decision networks when a unit was made before they were recorded (no
-    network is trained when the cache holds them)."""
-    if all("error_high" in e for e in unit["budgets"].values()):
-        return unit
-    from tag_keras import train
+class Truth:
+    """The truth's networks of one task set, each (group, seed) trained
+    once and kept as its per-task means in `directory/truth.csv`.
 
-    seed = unit["seed"]
-    engine = decision_engine(task_set, seed, directory)
-    decision = train.decide(
-        engine, {int(b): [(tuple(tuple(g) for g in e["groups"]),
-                           e["serve"])]
-                 for b, e in unit["budgets"].items()}, metric="error")
-    for option in decision.budgets:
-        unit["budgets"][str(option.num_groups)].update(error_fields(option))
-    write_json(os.path.join(directory, f"measure_{seed}.json"), unit)
-    return unit
+    Args:
+        task_set: The `TaskSet`.
+        directory: The task set's cache directory.
+        seeds: How many truth seeds (500, 501, ...).
+        log: Called with one line per network trained.
+    """
+
+    def __init__(self, task_set, directory, seeds, log=print):
+        self.tasks = tuple(task_set.data.tasks)
+        self.seeds = [TRUTH_SEED_BASE + i for i in range(seeds)]
+        self.path = os.path.join(directory, "truth.csv")
+        self.engine = training.seeded_trainer(
+            task_set.data, task_set.config, self.seeds,
+            directory=os.path.join(directory, "truth"), log=log)
+        self.table = {}
+        if os.path.exists(self.path):
+            import pandas as pd
+
+            frame = pd.read_csv(self.path)
+            for row in frame.to_dict("records"):
+                key = (self.ordered(row["group"].split("+")), int(row["seed"]))
+                self.table.setdefault(key, {})[row["task"]] = row
+
+    def ordered(self, group):
+        group = set(group)
+        return tuple(t for t in self.tasks if t in group)
+
+    def train(self, groups):
+        """Trains every (group, truth seed) not in the table yet, writing
+        the table after each group."""
+        for group in dict.fromkeys(self.ordered(g) for g in groups):
+            missing = [s for s in self.seeds if (group, s) not in self.table]
+            if not missing:
+                continue
+            for network in self.engine.train([group], missing):
+                self.table[(group, network.seed)] = {
+                    task: {"group": "+".join(group), "seed": network.seed,
+                           "task": task, **{
+                               f"{split}_{metric}": network.mean(
+                                   split, task, metric)
+                               for split in ("test", "validation")
+                               for metric in ("error", "loss")}}
+                    for task in group}
+            self._write()
+
+    def _write(self):
+        import pandas as pd
+
+        rows = [row for key in sorted(self.table, key=lambda k: (
+            len(k[0]), k[0], k[1])) for row in self.table[key].values()]
+        frame = pd.DataFrame(rows, columns=("group", "seed") + TRUTH_COLUMNS)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        from tag_keras import _files
+
+        _files.replace_atomically(self.path, frame.to_csv(index=False))
+
+    def mean(self, group, seed, task, column="test_error"):
+        """The mean `column` of `task` in `group`'s network at `seed`."""
+        return float(self.table[(self.ordered(group), seed)][task][column])
 
 
-def truth(task_set, units, directory, budgets, *, seeds=3, rg_samples=4,
+def truth(task_set, units, directory, budgets, *, seeds=10, rg_samples=4,
           log=print):
-    """`(engine, random partitions per budget)`: every network the truth
+    """`(Truth, random partitions per budget)`: every network the truth
     needs, trained under `seeds` truth seeds."""
     from tag_keras.train import random_groupings
 
     tasks = task_set.data.tasks
-    engine = training.seeded_trainer(
-        task_set.data, task_set.config,
-        [TRUTH_SEED_BASE + i for i in range(seeds)],
-        directory=os.path.join(directory, "truth"), log=log)
+    known = Truth(task_set, directory, seeds, log=log)
     random = {b: random_groupings.random_partitions(
         tasks, b, rg_samples, seed=b)
         for b in budgets if b <= len(tasks)}
@@ -219,12 +294,12 @@ def truth(task_set, units, directory, budgets, *, seeds=3, rg_samples=4,
                for g in entry["groups"]]
     needed += [g for partitions, _ in random.values() for p in partitions
                for g in p]
-    engine.train(needed)
-    return engine, random
+    known.train(needed)
+    return known, random
 
 
-def total_errors(engine, groups, serve):
+def total_errors(truth, groups, serve):
     """`[truth seeds]`: the served total test error (%) per truth seed."""
-    return np.array([100 * sum(engine.network(groups[i], s).mean(
-        "test", t, "error") for t, i in serve.items())
-        for s in engine.seeds])
+    return np.array([100 * sum(truth.mean(groups[i], s, t)
+                               for t, i in serve.items())
+                     for s in truth.seeds])
