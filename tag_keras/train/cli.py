@@ -259,13 +259,23 @@ def check_settings(out_dir, settings):
     if path.is_file():
         try:
             stored = json.loads(path.read_text())
-        except ValueError:
+        except (OSError, ValueError):
             stored = None
-        if stored != settings:
+        if not isinstance(stored, dict):
             raise InputError(
-                f"{out_dir} holds networks trained with other settings "
-                f"({path}); give a new --out_dir, or delete it to retrain. "
-                f"Received: out_dir={out_dir}")
+                f"{path} cannot be read as the settings of a tag-train run;"
+                f" give a new --out_dir, or delete {path} (the cached "
+                "networks carry their own fingerprints and are retrained "
+                f"where stale). Received: out_dir={out_dir}")
+        differ = [k for k in sorted(set(stored) | set(settings))
+                  if stored.get(k) != settings.get(k)]
+        if differ:
+            was = ", ".join(f"{k}={stored.get(k)!r} (now "
+                            f"{settings.get(k)!r})" for k in differ)
+            raise InputError(
+                f"{out_dir} holds networks trained with other settings: "
+                f"{was}. Give a new --out_dir to keep both. Received: "
+                f"out_dir={out_dir}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -357,8 +367,13 @@ def main(argv):
         return 1
     if trainer.early_stopping:
         print(f"Early stopping reads {trainer.early_stopping}.", flush=True)
-    if model is not None and not trainer.has(tasks, seeds[0]):
-        trainer.add_model(model, seeds[0])
+    if model is not None:
+        from tag_keras.train import fingerprint
+
+        trainer.expect_model(tasks, seeds[0], "file " + fingerprint
+                             .file_digest(_ALL_TASK_MODEL.value))
+        if not trainer.has(tasks, seeds[0]):
+            trainer.add_model(model, seeds[0])
     random = {b: train.random_partitions(tasks, b, _RANDOM.value, seed=b)
               for b in candidates if _RANDOM.value and b <= len(tasks)}
     try:

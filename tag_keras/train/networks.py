@@ -25,12 +25,15 @@ import json
 import math
 import os
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from tag_keras import _files
 from tag_keras.train import data as data_lib
+from tag_keras.train import fingerprint as fingerprint_lib
 from tag_keras.train import outcomes as outcomes_lib
 
 if TYPE_CHECKING:  # for annotations only
@@ -51,6 +54,8 @@ class Network:
         epochs: Epochs trained (0 when unknown).
         outcomes: Split -> task -> `(losses, errors)`, one value per
             example of the split (NaN where the example is not labelled).
+        fingerprints: What it was made from
+            (`tag_keras.train.fingerprint`): part -> digest.
     """
 
     tasks: tuple
@@ -58,6 +63,7 @@ class Network:
     seconds: float
     epochs: int
     outcomes: Mapping
+    fingerprints: Mapping = dataclasses.field(default_factory=dict)
 
     def mean(self, split, task, metric="loss"):
         """The mean `metric` ("loss" or "error") of `task` on `split`."""
@@ -77,7 +83,8 @@ def save_network(path, network):
     arrays = {"meta": np.array(json.dumps({
         "tasks": list(network.tasks), "seed": network.seed,
         "seconds": network.seconds, "epochs": network.epochs,
-        "splits": list(network.outcomes)}))}
+        "splits": list(network.outcomes),
+        "fingerprints": dict(network.fingerprints)}))}
     for split, per_task in network.outcomes.items():
         for i, task in enumerate(network.tasks):
             arrays[f"{split}_loss_{i}"] = per_task[task][0]
@@ -96,7 +103,13 @@ def load_network(path):
                             for i, task in enumerate(meta["tasks"])}
                     for split in meta["splits"]}
     return Network(tuple(meta["tasks"]), int(meta["seed"]),
-                   float(meta["seconds"]), int(meta["epochs"]), outcomes)
+                   float(meta["seconds"]), int(meta["epochs"]), outcomes,
+                   dict(meta.get("fingerprints") or {}))
+
+
+#: What reading a damaged or foreign `.npz` can raise.
+_DAMAGED = (OSError, EOFError, ValueError, KeyError, TypeError,
+            zipfile.BadZipFile, zlib.error, json.JSONDecodeError)
 
 
 class NetworkStore:
@@ -107,21 +120,67 @@ class NetworkStore:
         directory: Where the `.npz` files are kept; None: memory only.
     """
 
-    def __init__(self, directory: str | None = None):
+    def __init__(self, directory: str | None = None, fingerprints=None,
+                 log=None):
         self.directory = directory
+        self.fingerprints = dict(fingerprints or {})
+        self._expected = {}
+        self._log = log or (lambda line: None)
+        self._legacy = 0
         self._networks = {}
 
+    def expect(self, group, seed, **parts) -> None:
+        """Overrides the fingerprint parts a network must carry (e.g. a
+        saved model added as it is: its file's digest as "model")."""
+        self._expected[(frozenset(group), int(seed))] = parts
+
+    def wanted(self, group, seed) -> dict:
+        """The fingerprints the network of `group` at `seed` must carry."""
+        return {**self.fingerprints,
+                **self._expected.get((frozenset(group), int(seed)), {})}
+
     def get(self, group, seed) -> Network | None:
-        """The network of `group` (any order) at `seed`, or None."""
+        """The network of `group` (any order) at `seed`, or None.
+
+        A cached file that cannot be read is named in one line and moved
+        aside (`.damaged`); one made from other data, model code or fit
+        settings is named with what changed and left to be retrained.
+        """
         key = (frozenset(group), int(seed))
         if key in self._networks:
             return self._networks[key]
-        if self.directory is None or not os.path.exists(
-                self._path(group, seed)):
+        path = None if self.directory is None else self._path(group, seed)
+        if path is None or not os.path.exists(path):
             return None
-        network = load_network(self._path(group, seed))
+        name = f"({', '.join(group)}) seed {seed}"
+        try:
+            network = load_network(path)
+        except _DAMAGED as error:
+            aside = path + ".damaged"
+            with contextlib.suppress(OSError):
+                os.replace(path, aside)
+            self._log(f"Damaged cache file {path} for {name} "
+                      f"({type(error).__name__}: "
+                      f"{' '.join(str(error).split())[:120]}): moved to "
+                      f"{aside}; training it again.")
+            return None
         if set(network.tasks) != set(group) or network.seed != seed:
             return None  # A hash collision: train it again.
+        if not network.fingerprints:
+            if not self._legacy:
+                self._log(f"Networks in {self.directory} were cached by a "
+                          "tag_keras without fingerprints: reused as they "
+                          "are, unchecked; delete them to retrain.")
+            self._legacy += 1
+            self._networks[key] = network
+            return network
+        stale = fingerprint_lib.changed(network.fingerprints,
+                                        self.wanted(group, seed))
+        if stale:
+            self._log(f"Stale network {name} in {path}: its "
+                      f"{' and '.join(stale)} changed since it was trained;"
+                      " training it again.")
+            return None
         self._networks[key] = network
         return network
 
@@ -186,7 +245,13 @@ class GroupTrainer:
                           else os.path.join(directory, "networks"))
         self.distribution = distribution
         self._log = log or (lambda line: None)
-        self._store = NetworkStore(self.directory)
+        self.fingerprints = {
+            "data": fingerprint_lib.data_digest(data),
+            "model": fingerprint_lib.build_digest(build),
+            "fit": fingerprint_lib.fit_digest(self.fit_kwargs,
+                                              self.batch_size)}
+        self._store = NetworkStore(self.directory, self.fingerprints,
+                                   log=self._log)
         self._fit_train, self._fit_validation, self.early_stopping = (
             data_lib.monitored_split(data, self.fit_kwargs.get("callbacks")))
 
@@ -212,6 +277,13 @@ class GroupTrainer:
             found = self._train(group, seed)
         return found
 
+    def expect_model(self, group, seed, digest: str) -> None:
+        """Declares that the network of `group` at `seed` is a saved model
+        added as it is, whose file has fingerprint `digest`
+        (`fingerprint.file_digest`): a cached one made from another file
+        is stale. Call before `has` and `add_model`."""
+        self._store.expect(self.ordered(group), seed, model=digest)
+
     def add_model(self, model, seed: int, *, seconds: float = math.nan,
                   epochs: int = 0) -> Network:
         """Stores an already trained `model` (e.g. the measuring run's
@@ -220,7 +292,8 @@ class GroupTrainer:
         group = self.ordered([t for t in self.tasks if t in set(
             _output_names(model))])
         network = Network(group, int(seed), float(seconds), int(epochs),
-                          self._evaluate(model, group))
+                          self._evaluate(model, group),
+                          self._store.wanted(group, seed))
         self._store.put(network)
         return network
 
@@ -278,7 +351,8 @@ class GroupTrainer:
         seconds = time.perf_counter() - start
         epochs = len(next(iter(history.history.values()), []))
         network = Network(group, int(seed), seconds, epochs,
-                          self._evaluate(model, group))
+                          self._evaluate(model, group),
+                          self._store.wanted(group, seed))
         self._store.put(network)
         return network
 
