@@ -101,6 +101,20 @@ def test_tag_train_end_to_end_with_the_all_task_model(tmp_path):
     (["--seeds=0,1,2", "--max_seeds=2"], _GROUPS,
      "--max_seeds must be at least the number of --seeds"),
     (["--seeds=0"], _GROUPS, "--seeds needs at least 2 seeds"),
+    # Issue 35: each of these failed late, raw, or not at all.
+    (["--seeds=0,0"], _GROUPS, "--seeds must be distinct"),
+    (["--seeds=-1,0"], _GROUPS, r"--seeds must be in \[0, 2\*\*32\)"),
+    ([f"--seeds=0,{2 ** 32}"], _GROUPS, r"must be in \[0, 2\*\*32\)"),
+    (["--data=tests.train_module:short_labels"], _GROUPS,
+     "--data: Split 'train', task 'a': 48 inputs but labels of shape"),
+    (["--data=tests.train_module:wide_labels"], _GROUPS,
+     r"--data: task 'a' has labels of shape \(3,\) per example"),
+    (["--data=tests.train_module:one_validation_example"], _GROUPS,
+     "'validation' split decides and needs at least 2 examples"),
+    (["--data=tests.train_module:unlabelled_validation"], _GROUPS,
+     "Task 'b' has no labelled example in the 'validation' split"),
+    (["--model=tests.train_module:drops_a_head"], _GROUPS,
+     r"--groups names tasks \['b'\] that --model's network of \(a, b\)"),
 ])
 def test_bad_input_is_one_line_before_training(tmp_path, args, groups,
                                                message):
@@ -112,6 +126,13 @@ def test_bad_input_is_one_line_before_training(tmp_path, args, groups,
     assert len(lines) == 1 and lines[0].startswith("tag-train: error: ")
     assert re.search(message, lines[0]), lines[0]
     assert not (tmp_path / "out" / "networks").exists()
+
+
+def test_outputs_are_matched_by_their_dict_keys(tmp_path):
+    done = _run(tmp_path, "--model=tests.train_module:keyed_heads",
+                "--seeds=0,1", "--max_seeds=2", "--num_groups=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Answer: " in done.stdout
 
 
 @pytest.mark.parametrize("command, flag", [("tag-train", "--model"),

@@ -48,6 +48,52 @@ def no_validation():
     return {"train": _split(np.random.default_rng(0), 8)}
 
 
+def _changed(split, change):
+    """`data()` with `change(x, y)` -> `(x, y)` applied to `split`."""
+    splits = data()
+    x, y = splits[split]
+    splits[split] = change(x, dict(y))
+    return splits
+
+
+def short_labels():
+    """Task a's training labels one shorter than the inputs."""
+    return _changed("train", lambda x, y: (x, {**y, "a": y["a"][:-1]}))
+
+
+def wide_labels():
+    """Task a's training labels three per example, for one logit."""
+    return _changed("train", lambda x, y: (x, {**y, "a": np.stack(
+        [y["a"]] * 3, axis=1)}))
+
+
+def one_validation_example():
+    return _changed("validation", lambda x, y: (x[:1], {
+        t: v[:1] for t, v in y.items()}))
+
+
+def unlabelled_validation():
+    """Task b has no labelled validation example."""
+    return _changed("validation", lambda x, y: (x, {
+        **y, "b": np.full_like(y["b"], np.nan)}))
+
+
+def drops_a_head(tasks):
+    """A model function that forgets the last task of small groups."""
+    return build(tasks if len(tasks) == len(TASKS) else tasks[:-1] or tasks)
+
+
+def keyed_heads(tasks):
+    """Outputs keyed by task, the head layers named head_0, head_1, ..."""
+    inputs = keras.Input((4,))
+    z = keras.layers.Dense(8, activation="relu")(inputs)
+    model = keras.Model(inputs, {t: keras.layers.Dense(1, name=f"head_{i}")(
+        z) for i, t in enumerate(tasks)})
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss={
+        t: keras.losses.BinaryCrossentropy(from_logits=True) for t in tasks})
+    return model
+
+
 if __name__ == "__main__":
     # Trains the groups named on the command line into a directory, and
     # dies (SIGKILL) right after the network named by KILL_AFTER is stored.

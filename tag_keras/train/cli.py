@@ -204,6 +204,74 @@ def read_budgets(document, num_groups, source):
     return candidates
 
 
+def dry_run(build, data, groups, flag="--model"):
+    """Builds each distinct group's model and evaluates it on one small
+    training batch (no training), so that a model function that drops a
+    head, labels of the wrong shape or an unusable task name fail now, in
+    one line naming the group, not at the first fit."""
+    first = _first_batch(data["train"])
+    for group in dict.fromkeys(tuple(g) for g in groups):
+        name = f"({', '.join(group)})"
+        try:
+            model = build(list(group))
+        except Exception as error:
+            raise InputError(
+                f"{flag}: building the network of {name} raised "
+                f"{_one_line(error)}") from None
+        _check_outputs(model, group, f"{flag}'s network of {name}")
+        _evaluate_once(model, first, group, f"{flag}'s network of {name}")
+
+
+def _first_batch(split, size=4):
+    if isinstance(split, (tuple, list)):
+        import numpy as np
+        from keras import tree
+
+        x, y = split[0], split[1]
+        x = tree.map_structure(lambda v: np.asarray(v)[:size], x)
+        return x, {t: np.asarray(v)[:size] for t, v in y.items()}
+    for x, y, *_ in split.take(1).as_numpy_iterator():
+        return x, y
+    raise InputError("--data: the 'train' split holds no batch")
+
+
+def _evaluate_once(model, batch, group, what):
+    import numpy as np
+
+    x, y = batch
+    try:
+        outputs = model(x, training=False)
+    except Exception as error:  # Whatever Keras raises, in one line.
+        raise InputError(
+            f"{what} cannot take the 'train' split's inputs: "
+            f"{_one_line(error)}") from None
+    for task in group:
+        labels = np.asarray(y[task])
+        width = (outputs[task].shape[-1] if isinstance(outputs, dict)
+                 and task in outputs else None)
+        if labels.ndim >= 2 and labels.shape[-1] > 1 and width not in (
+                None, labels.shape[-1]):
+            raise InputError(
+                f"--data: task {task!r} has labels of shape "
+                f"{labels.shape[1:]} per example, but {what} gives "
+                f"{width} value(s) per example for it; give one label per "
+                "example (or one per unit of a multi-label head).")
+    try:
+        model.test_on_batch(x, {t: np.nan_to_num(np.asarray(y[t]))
+                                for t in group})
+    except Exception as error:  # Whatever Keras raises, in one line.
+        raise InputError(
+            f"{what} failed a one-batch dry run on the 'train' split: "
+            f"{_one_line(error)}") from None
+
+
+def _one_line(error):
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    return f"{type(error).__name__}: {' '.join(text.split())[:400]}"
+
+
 def check_model(build, tasks):
     """Builds the all-task model once (no training) to check its outputs."""
     try:
@@ -222,7 +290,9 @@ def _check_outputs(model, tasks, what):
     if not isinstance(model, keras.Model):
         raise InputError(f"{what} must be a keras.Model. Received: "
                          f"{type(model).__name__}")
-    names = [str(n) for n in (getattr(model, "output_names", None) or [])]
+    from tag_keras.train import networks
+
+    names = networks.output_keys(model)
     missing = [t for t in tasks if t not in names]
     if missing:
         raise InputError(
@@ -250,6 +320,14 @@ def load_all_task_model(path, tasks):
             f"--all_task_model: cannot load {path}: {type(error).__name__}: "
             f"{' '.join(str(error).split())}") from None
     _check_outputs(model, tasks, "--all_task_model")
+    from tag_keras.train import networks
+
+    extra = [k for k in networks.output_keys(model) if k not in tasks]
+    if extra:
+        raise InputError(
+            f"--all_task_model has outputs {extra} that --groups does not "
+            f"name; the all-task network serves exactly {list(tasks)}. "
+            f"Received: all_task_model={path}")
     return model
 
 
@@ -294,10 +372,19 @@ def _inputs():
     if missing:
         raise InputError(f"{', '.join(missing)} required. Received: none")
     try:
-        seeds = sorted({int(s) for s in _SEEDS.value})
+        seeds = [int(s) for s in _SEEDS.value]
     except ValueError:
         raise InputError("--seeds must be integers. Received: seeds="
                          f"{','.join(_SEEDS.value)}") from None
+    if len(set(seeds)) != len(seeds):
+        raise InputError("--seeds must be distinct: a repeated seed trains "
+                         "the same network twice. Received: seeds="
+                         f"{','.join(_SEEDS.value)}")
+    outside = [s for s in seeds if not 0 <= s < 2 ** 32]
+    if outside:
+        raise InputError(f"--seeds must be in [0, 2**32); {outside} are not."
+                         f" Received: seeds={','.join(_SEEDS.value)}")
+    seeds = sorted(seeds)
     if len(seeds) < 2:
         raise InputError(
             "--seeds needs at least 2 seeds: with one, the seed variance "
@@ -326,9 +413,23 @@ def _inputs():
         raise InputError(
             f"--groups names tasks {unknown} the --data has no labels for; "
             f"its tasks are {label_tasks}. Received: groups={_GROUPS.value}")
+    from tag_keras.train import data as data_lib
+
+    try:
+        data_lib.check_labels(data, tasks)
+    except ValueError as error:
+        raise InputError(f"--data: {error}") from None
     check_model(build, tasks)
+    groups = [tuple(tasks)] + [g for options in candidates.values()
+                               for grouping, _ in options for g in grouping]
+    if _STL.value:
+        groups += [(t,) for t in tasks]
+    dry_run(build, data, groups)
     model = (load_all_task_model(_ALL_TASK_MODEL.value, tasks)
              if _ALL_TASK_MODEL.value else None)
+    if model is not None:
+        _evaluate_once(model, _first_batch(data["train"]), tasks,
+                       "--all_task_model")
     settings = {"model": _MODEL.value, "data": _DATA.value,
                 "epochs": _EPOCHS.value, "batch_size": _BATCH_SIZE.value,
                 "patience": _PATIENCE.value,

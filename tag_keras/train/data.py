@@ -67,6 +67,40 @@ def check_splits(data, name="data"):
     return [s for s in SPLITS if s in data]
 
 
+def check_labels(data, tasks):
+    """Checks the array splits' labels of `tasks` before any training, and
+    raises a one-line `ValueError` naming the split and task: every label
+    array as long as the inputs, one label per example (shape `(n,)` or
+    `(n, 1)`, or `(n, k)` for a multi-label head), a validation split of
+    at least 2 examples, and at least one labelled validation example per
+    task (the decision sums every task's validation metric). Datasets are
+    checked by the dry run instead."""
+    for name, split in data.items():
+        if not isinstance(split, (tuple, list)):
+            continue
+        size = len(tree.flatten(split[0])[0])
+        if name == "validation" and size < 2:
+            raise ValueError(
+                "The 'validation' split decides and needs at least 2 "
+                f"examples (the example variance). Received: {size}")
+        for task in tasks:
+            if task not in split[1]:
+                continue
+            labels = np.asarray(split[1][task])
+            if labels.ndim == 0 or len(labels) != size:
+                raise ValueError(
+                    f"Split '{name}', task {task!r}: {size} inputs but "
+                    f"labels of shape {labels.shape}; give one label per "
+                    "example.")
+            if name == "validation" and labels.dtype.kind == "f" and (
+                    np.isnan(labels.reshape(size, -1)).all(axis=1).all()):
+                raise ValueError(
+                    f"Task {task!r} has no labelled example in the "
+                    "'validation' split (every label is NaN): the decision"
+                    " could not judge it. Label some, or leave the task "
+                    "out of the groups.")
+
+
 def label_tasks(split):
     """The task names a split holds labels for, in their order."""
     if isinstance(split, tf.data.Dataset):

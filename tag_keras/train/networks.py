@@ -290,7 +290,7 @@ class GroupTrainer:
         all-task `TaskAffinityModel`) as the network of its outputs' tasks
         at `seed`; it is evaluated, not trained."""
         group = self.ordered([t for t in self.tasks if t in set(
-            _output_names(model))])
+            output_keys(model))])
         network = Network(group, int(seed), float(seconds), int(epochs),
                           self._evaluate(model, group),
                           self._store.wanted(group, seed))
@@ -363,7 +363,15 @@ class GroupTrainer:
                 for split in EVALUATED if split in self.data}
 
 
-def _output_names(model):
+def output_keys(model) -> list:
+    """The task names a model's outputs are keyed by: the keys of a dict
+    of outputs (what `predict` returns), else the output layers' names."""
+    try:
+        structure = model.output
+    except (AttributeError, ValueError):  # not built, or subclassed
+        structure = None
+    if isinstance(structure, dict):
+        return [str(key) for key in structure]
     outputs = getattr(model, "output_names", None) or []
     return [str(name) for name in outputs]
 
