@@ -22,6 +22,9 @@ setuptools.setup(
     long_description=(_HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["tag_keras", "tag_keras.*"]),
+    # The console scripts' entry points, outside the package so that
+    # Ctrl-C while they import is handled.
+    py_modules=["tag_keras_entry"],
     python_requires=">=3.10",
     # TensorFlow itself is not required here so that users can choose the
     # build they need (tensorflow, tensorflow-cpu, tensorflow[and-cuda]);
@@ -45,8 +48,8 @@ setuptools.setup(
     },
     entry_points={
         "console_scripts": [
-            "tag-select=tag_keras.select.cli:run",
-            "tag-train=tag_keras.train.cli:run",
+            "tag-select=tag_keras_entry:tag_select",
+            "tag-train=tag_keras_entry:tag_train",
         ],
     },
 )

@@ -22,8 +22,17 @@ def run(main, module_name, program):
     values = flags.FLAGS
     for flag in values.get_flags_for_module(module_name):
         values.register_key_flag_for_module(sys.argv[0], flag)
+
+    def checked(argv):
+        if len(argv) > 1:
+            print(f"{program}: error: unexpected arguments {argv[1:]}; "
+                  f"every input is a flag, --name=value (see {program} "
+                  "--help).", file=sys.stderr)
+            return 2
+        return main(argv)
+
     try:
-        app.run(main)
+        app.run(checked)
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         sys.exit(130)

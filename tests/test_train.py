@@ -387,7 +387,55 @@ def test_decision_files_read_back(trainer, tmp_path):
     assert budget.seeds == 2
     assert budget.margin == pytest.approx(entry["margin"])
     assert os.path.getsize(paths["decision.png"]) > 1000
-    assert "| (a, b) (c) | 2 |" in train.format_table(decision)
+    table = train.format_table(decision)
+    assert "| (a, b) (c) | 2 |" in table
+    # The error column is a sum over tasks, and says so (issue 35).
+    assert "summed test error (% points, 3 tasks) mean ± SE" in table
+    assert train.read_decision(str(tmp_path)) == document
+
+
+def test_outputs_are_one_set_or_refused_when_torn(tmp_path, trainer,
+                                                  monkeypatch):
+    from tag_keras import train
+    from tag_keras.train import decision_files
+
+    decision = train.decide(trainer, _TWO, metric="loss")
+    train.write_decision(str(tmp_path), decision, trainer)
+    assert train.read_decision(str(tmp_path))["answer"] == decision.answer
+    # A later run killed after decision.json, before the figure: the old
+    # marker is gone, so the mixed set is refused.
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(decision_files, "plot_decision", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train.write_decision(str(tmp_path), decision, trainer)
+    with pytest.raises(ValueError, match="no complete set of decision"):
+        train.read_decision(str(tmp_path))
+    monkeypatch.undo()
+    train.write_decision(str(tmp_path), decision, trainer)
+    with open(tmp_path / "decision.csv", "a") as handle:
+        handle.write("tampered\n")
+    with pytest.raises(ValueError, match="does not match"):
+        train.read_decision(str(tmp_path))
+
+
+def test_non_finite_losses_stop_with_the_network_named(tmp_path):
+    from tag_keras import train
+
+    data = train_module.data()
+    x, y = data["train"]
+    x = x.copy()
+    x[5, 0] = np.inf
+    data["train"] = (x, y)
+    trainer = train.GroupTrainer(train_module.build, data, seeds=[0, 1],
+                                 fit_kwargs={"epochs": 1},
+                                 directory=str(tmp_path), log=None)
+    with pytest.raises(train.NonFiniteLossError,
+                       match=r"\(a, b, c\) seed 0 ended training with loss"):
+        train.decide(trainer, _TWO)
+    # Nothing was stored: a rerun on fixed data trains it again.
+    assert not list((tmp_path / "networks").glob("*.npz"))
 
 
 def test_decide_refuses_bad_settings(trainer):

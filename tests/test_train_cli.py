@@ -128,6 +128,75 @@ def test_bad_input_is_one_line_before_training(tmp_path, args, groups,
     assert not (tmp_path / "out" / "networks").exists()
 
 
+def test_a_repeated_budget_keeps_both_entries_as_candidates():
+    from tag_keras.select import document as document_lib
+
+    document = {"results": [
+        {"num_groups": 2, "groups": [["a", "b"], ["c"]],
+         "serve": {"a": 0, "b": 0, "c": 1}},
+        {"num_groups": 2, "groups": [["a"], ["b", "c"]],
+         "serve": {"a": 0, "b": 1, "c": 1}},
+        {"num_groups": 2, "groups": [["a", "b"], ["c"]],
+         "serve": {"a": 0, "b": 0, "c": 1}}]}
+    candidates = document_lib.candidates_by_budget(document)
+    assert [groups for groups, _ in candidates[2]] == [
+        (("a", "b"), ("c",)), (("a",), ("b", "c"))]
+
+
+def test_a_second_run_on_a_busy_out_dir_is_refused(tmp_path):
+    import socket
+
+    out = tmp_path / "out"
+    out.mkdir()
+    # A live process (this test's) owns the directory.
+    (out / ".tag_keras.lock").write_text(json.dumps(
+        {"pid": os.getpid(), "host": socket.gethostname()}))
+    done = _run(tmp_path)
+    assert done.returncode == 1
+    assert f"--out_dir {out} is in use by process {os.getpid()}" in (
+        done.stderr)
+    assert not (out / "networks").exists()
+
+
+def test_an_extra_positional_argument_is_one_line(tmp_path):
+    done = _run(tmp_path, "extra")
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines()
+             if line.startswith("tag-train")]
+    assert lines == ["tag-train: error: unexpected arguments ['extra']; "
+                     "every input is a flag, --name=value (see tag-train "
+                     "--help)."]
+    assert "USAGE" not in done.stderr and "flags:" not in done.stdout
+
+
+def _console_script(command):
+    """The installed console script: beside this Python, or on PATH."""
+    import shutil
+
+    beside = os.path.join(os.path.dirname(sys.executable), command)
+    path = beside if os.path.exists(beside) else shutil.which(command)
+    if path is None:
+        pytest.skip(f"{command} is not installed (pip install -e .)")
+    return path
+
+
+def test_ctrl_c_while_importing_is_one_line():
+    import signal
+    import time
+
+    path = _console_script("tag-train")
+    process = subprocess.Popen([path, "--help"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # importing (NumPy, absl, ...), before main runs
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("the command finished before the signal")
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "tag-train: interrupted"
+    assert "Traceback" not in err
+
+
 def test_outputs_are_matched_by_their_dict_keys(tmp_path):
     done = _run(tmp_path, "--model=tests.train_module:keyed_heads",
                 "--seeds=0,1", "--max_seeds=2", "--num_groups=2")
@@ -138,11 +207,7 @@ def test_outputs_are_matched_by_their_dict_keys(tmp_path):
 @pytest.mark.parametrize("command, flag", [("tag-train", "--model"),
                                            ("tag-select", "--affinity")])
 def test_console_scripts_help_lists_their_flags(command, flag):
-    import shutil
-
-    path = shutil.which(command)
-    if path is None:
-        pytest.skip(f"{command} is not installed (pip install -e .)")
+    path = _console_script(command)
     done = subprocess.run([path, "--help"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode in (0, 1)  # absl's --help exits with 1.

@@ -184,6 +184,38 @@ def validate_groups(document: dict, source: str = "the groups document",
     return document
 
 
+def candidates_by_budget(document: dict, budgets=None) -> dict:
+    """`{budget: [(groups, serve), ...]}` of a validated document: each
+    budget's entries and their `candidates` (from `--top`), in order,
+    each distinct grouping once; a budget given twice keeps both.
+
+    Args:
+        document: A validated groups document.
+        budgets: The budgets wanted (None: every budget in it).
+
+    Raises:
+        ValueError: A wanted budget is not in the document.
+    """
+    entries = {}
+    for entry in document["results"]:
+        entries.setdefault(entry["num_groups"], []).append(entry)
+    wanted = sorted(entries) if budgets is None else sorted(set(budgets))
+    absent = [b for b in wanted if b not in entries]
+    if absent:
+        raise ValueError(f"Budgets {absent} are not in the document; it has "
+                         f"{sorted(entries)}")
+    candidates = {}
+    for budget in wanted:
+        unique = {}
+        for entry in entries[budget]:
+            for option in entry.get("candidates") or [entry]:
+                grouping = (tuple(tuple(g) for g in option["groups"]),
+                            dict(option["serve"]))
+                unique.setdefault(repr(grouping), grouping)
+        candidates[budget] = list(unique.values())
+    return candidates
+
+
 def _check_entry(entry, budget, required, source):
     groups = entry["groups"]
     if not isinstance(groups, list) or not groups or not all(

@@ -25,7 +25,9 @@ _LAZY = {
     "Decision": "decision", "Option": "decision", "decide": "decision",
     "planned_looks": "decision",
     "format_table": "decision_files", "write_decision": "decision_files",
+    "read_decision": "decision_files",
     "GroupTrainer": "networks", "Network": "networks",
+    "NonFiniteLossError": "networks",
     "random_partitions": "random_groupings",
 }
 

@@ -180,28 +180,19 @@ def load_data(function):
 
 def read_budgets(document, num_groups, source):
     """`{budget: [(groups, serve), ...]}` from a validated document."""
-    entries = {e["num_groups"]: e for e in document["results"]}
-    budgets = sorted(entries)
+    budgets = None
     if num_groups:
         try:
-            wanted = sorted({int(b) for b in num_groups})
+            budgets = [int(b) for b in num_groups]
         except ValueError:
             raise InputError("--num_groups must be integers. Received: "
                              f"num_groups={','.join(num_groups)}") from None
-        absent = [b for b in wanted if b not in entries]
-        if absent:
-            raise InputError(f"Budgets {absent} are not in {source}; it has "
-                             f"{budgets}. Received: num_groups="
-                             f"{','.join(num_groups)}")
-        budgets = wanted
-    candidates = {}
-    for budget in budgets:
-        entry = entries[budget]
-        options = entry.get("candidates") or [entry]
-        candidates[budget] = [
-            (tuple(tuple(g) for g in o["groups"]), dict(o["serve"]))
-            for o in options]
-    return candidates
+    try:
+        return document_lib.candidates_by_budget(document, budgets)
+    except ValueError as error:
+        raise InputError(f"{str(error).replace('the document', source)}. "
+                         f"Received: num_groups={','.join(num_groups)}"
+                         ) from None
 
 
 def dry_run(build, data, groups, flag="--model"):
@@ -443,6 +434,22 @@ def _inputs():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from tag_keras import _lock
+
+    try:
+        lock = _lock.acquire(_OUT_DIR.value, what="--out_dir") if (
+            _OUT_DIR.value) else None
+    except (_lock.DirectoryInUseError, OSError) as error:
+        print(f"tag-train: error: {error}", file=sys.stderr)
+        return 1
+    try:
+        return _main()
+    finally:
+        if lock:
+            _lock.release(lock)
+
+
+def _main():
     try:
         build, data, tasks, seeds, candidates, model = _inputs()
     except InputError as error:

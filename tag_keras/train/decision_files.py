@@ -3,6 +3,8 @@ per-network table, `decision.png` and the printed table."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
 import math
@@ -78,7 +80,8 @@ def format_table(decision) -> str:
         f"| option | networks | validation {metric} vs all tasks "
         f"[one-sided {level:.1%} bounds, corrected] | answer | seeds | "
         f"validation {other} vs all tasks | test {metric} vs all tasks | "
-        "test error (%) mean ± SE |",
+        f"summed test error (% points, {len(decision.all_tasks.serve)} "
+        "tasks) mean ± SE |",
         "|---|---|---|---|---|---|---|---|"]
     for o in (decision.all_tasks, *decision.budgets):
         name = "all tasks" if o.num_groups == 1 else _groups_text(o.groups)
@@ -87,13 +90,13 @@ def format_table(decision) -> str:
         answer = "" if o.num_groups == 1 else _answer_text(o)
         flag = " (disagrees)" if o.disagreement else ""
         lines.append(
-            f"| {name} | {o.num_groups} | {compared} | {answer} | {o.seeds} "
+            f"| {name} | {len(o.groups)} | {compared} | {answer} | {o.seeds} "
             f"| {_signed(o.other_difference)}{flag} | "
             f"{_signed(o.test_difference)} | "
             f"{_pm(o.test_error_total, o.test_error_total_se)} |")
     for name, o in decision.baselines.items():
         lines.append(
-            f"| {name} (baseline) | {o.num_groups} | {o.difference:+.4f} "
+            f"| {name} (baseline) | {len(o.groups)} | {o.difference:+.4f} "
             f"[{o.low:+.4f}, {o.high:+.4f}] | | {o.seeds} | "
             f"{_signed(o.other_difference)} | {_signed(o.test_difference)}"
             f" | {_pm(o.test_error_total, o.test_error_total_se)} |")
@@ -160,6 +163,9 @@ def write_decision(directory: str | os.PathLike, decision, trainer,
     os.makedirs(directory, exist_ok=True)
     paths = {name: os.path.join(directory, name) for name in (
         "decision.json", "decision.csv", networks_name, "decision.png")}
+    marker = os.path.join(directory, COMPLETE)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(marker)  # the files below are not one set until it is back
     _files.replace_atomically(paths["decision.json"], json.dumps(
         decision.to_dict(), indent=2, allow_nan=False))
     for name, frame in (("decision.csv", decision_frame(decision)),
@@ -168,7 +174,41 @@ def write_decision(directory: str | os.PathLike, decision, trainer,
         frame.to_csv(text, index=False)
         _files.replace_atomically(paths[name], text.getvalue())
     plot_decision(decision, paths["decision.png"])
+    _files.replace_atomically(marker, json.dumps({
+        name: _file_digest(path) for name, path in paths.items()}, indent=2))
     return paths
+
+
+#: The completion marker `write_decision` writes last: each file's name
+#: and SHA-1, so a reader can tell a whole set from a torn one.
+COMPLETE = "decision.complete.json"
+
+
+def _file_digest(path):
+    with open(path, "rb") as handle:
+        return hashlib.sha1(handle.read()).hexdigest()
+
+
+def read_decision(directory: str | os.PathLike) -> dict:
+    """`decision.json` of `directory`, after checking that it belongs to
+    one complete set of outputs (the completion marker is there and every
+    file matches it); raises `ValueError` naming what is wrong."""
+    marker = os.path.join(directory, COMPLETE)
+    if not os.path.exists(marker):
+        raise ValueError(
+            f"{directory} holds no complete set of decision files ({COMPLETE}"
+            " is missing: the run was interrupted while writing, or is "
+            "still running); rerun it to finish.")
+    with open(marker) as handle:
+        digests = json.load(handle)
+    for name, digest in digests.items():
+        path = os.path.join(directory, name)
+        if not os.path.exists(path) or _file_digest(path) != digest:
+            raise ValueError(
+                f"{path} does not match {COMPLETE}: the files are not one "
+                "run's set; rerun to write them again.")
+    with open(os.path.join(directory, "decision.json")) as handle:
+        return json.load(handle)
 
 
 def plot_decision(decision, path):

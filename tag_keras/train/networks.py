@@ -353,6 +353,7 @@ class GroupTrainer:
         network = Network(group, int(seed), seconds, epochs,
                           self._evaluate(model, group),
                           self._store.wanted(group, seed))
+        _check_finite(network, history.history.get("loss", []))
         self._store.put(network)
         return network
 
@@ -416,6 +417,29 @@ def _check_model(model, group):
             "The model function must return a compiled model (call "
             f"model.compile). Received: an uncompiled model for tasks "
             f"{list(group)}")
+
+
+class NonFiniteLossError(ValueError):
+    """A network's loss is not finite: nothing can be decided from it."""
+
+
+def _check_finite(network, losses):
+    """Raises `NonFiniteLossError` naming the network when its training
+    loss ended non-finite, or a task's evaluated loss is infinite or NaN
+    on every example of a split."""
+    name = f"({', '.join(network.tasks)}) seed {network.seed}"
+    if len(losses) and not np.isfinite(losses[-1]):
+        raise NonFiniteLossError(
+            f"The network {name} ended training with loss {losses[-1]}: "
+            "check the inputs for NaN or Inf, and the learning rate. "
+            "Nothing is decided from non-finite losses.")
+    for split, per_task in network.outcomes.items():
+        for task, (loss, _) in per_task.items():
+            if np.isinf(loss).any() or np.isnan(loss).all():
+                raise NonFiniteLossError(
+                    f"The network {name} has a non-finite {split} loss for "
+                    f"task {task!r}: check the inputs for NaN or Inf. "
+                    "Nothing is decided from non-finite losses.")
 
 
 def _total(network, split):

@@ -11,12 +11,13 @@ answer with the seeds it used and what would decide an undecided one,
 and whether the answer held on the test split (`held_on_test`).
 """
 
-import json
 import os
 
 from absl import app
 from absl import flags
 import pandas as pd
+
+from tag_keras import train
 
 _RUNS = flags.DEFINE_list("runs", None, "NAME=DIR pairs of pipeline runs.")
 _OUT = flags.DEFINE_string("out", None, "Markdown file to write.")
@@ -58,8 +59,7 @@ def rows(name, directory):
     """One row per budget of one pipeline run."""
     results = pd.read_csv(os.path.join(directory, "results.csv"),
                           keep_default_na=False, na_values=[""])
-    with open(os.path.join(directory, "decision.json")) as handle:
-        decision = json.load(handle)
+    decision = train.read_decision(directory)
     mtl = results[results.method == "MTL"].iloc[0]
     out = []
     for entry in decision["budgets"]:
