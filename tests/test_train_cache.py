@@ -87,7 +87,8 @@ def test_edited_model_code_retrains(tmp_path):
     _trainer(tmp_path / "out", build=load(4)).train([("a",)])
     lines = []
     _trainer(tmp_path / "out", build=load(5), lines=lines).train([("a",)])
-    assert any("its model changed" in line for line in lines), lines
+    assert any("its model and architecture changed" in line
+               for line in lines), lines
 
 
 @pytest.mark.parametrize("damage", ["truncate", "empty", "flip", "random"])
@@ -202,3 +203,34 @@ def test_the_settings_refusal_names_what_differs_and_a_garbled_file(
     done = _cli(tmp_path)
     assert done.returncode == 1
     assert "cannot be read as the settings" in done.stderr
+
+
+_WIDTH = {"value": 8}
+
+
+def _build_with_global_width(tasks):
+    import keras
+
+    inputs = keras.Input((4,))
+    z = keras.layers.Dense(_WIDTH["value"], activation="relu")(inputs)
+    model = keras.Model(inputs, {t: keras.layers.Dense(1, name=t)(z)
+                                 for t in tasks})
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def test_a_changed_architecture_retrains_even_from_another_module(tmp_path):
+    # The model function's code is the same; what it builds changes (as
+    # when it reads its width from a helper module that was edited).
+    build = _build_with_global_width
+    _trainer(tmp_path, build=build).train([("a",)])
+    lines = []
+    _trainer(tmp_path, build=build, lines=lines).train([("a",)])
+    assert lines == []  # the same architecture: reused
+    _WIDTH["value"] = 9
+    try:
+        lines = []
+        _trainer(tmp_path, build=build, lines=lines).train([("a",)])
+    finally:
+        _WIDTH["value"] = 8
+    assert any("its architecture changed" in line for line in lines), lines

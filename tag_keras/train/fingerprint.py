@@ -12,6 +12,9 @@ stale network; no settings file has to survive for the check to hold.
 * `model`: the source file of the module that defines `build` (or the
   function's own code when it has no file), and the settings a closure
   captures; for a saved model added as it is, its file's bytes.
+* `architecture`: per group, the built model's config and compile
+  config (built in a fresh Keras session, so layer names do not depend
+  on what was built before).
 * `fit`: the batch size and the `fit` keyword arguments, callbacks by
   class and their plain settings (numbers, strings, booleans).
 """
@@ -27,7 +30,7 @@ import numpy as np
 #: Batches of a `tf.data.Dataset` hashed into its fingerprint.
 SAMPLE_BATCHES = 4
 #: The fingerprints a network carries, in the order they are reported.
-PARTS = ("data", "model", "fit")
+PARTS = ("data", "model", "architecture", "fit")
 
 
 def _digest(*chunks):
@@ -111,6 +114,23 @@ def build_digest(build) -> str:
         if " at 0x" not in text and len(text) < 10000:
             captured.append(text)
     return _digest(model_digest(build), *captured)
+
+
+def architecture_digest(model) -> str:
+    """The fingerprint of a built, compiled model: its config (layers,
+    their settings) and its compile config (losses, optimizer)."""
+    def text(value):
+        return json.dumps(value, sort_keys=True, default=repr)
+
+    try:
+        compiled = model.get_compile_config()
+    except (AttributeError, NotImplementedError, TypeError, ValueError):
+        compiled = None
+    try:
+        config = model.get_config()
+    except (NotImplementedError, TypeError, ValueError):
+        config = type(model).__qualname__  # a subclass without a config
+    return _digest(text(config), text(compiled))
 
 
 def _plain(value):

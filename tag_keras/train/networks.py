@@ -121,9 +121,10 @@ class NetworkStore:
     """
 
     def __init__(self, directory: str | None = None, fingerprints=None,
-                 log=None):
+                 log=None, per_group=None):
         self.directory = directory
         self.fingerprints = dict(fingerprints or {})
+        self._per_group = per_group or (lambda group: {})
         self._expected = {}
         self._log = log or (lambda line: None)
         self._legacy = 0
@@ -131,13 +132,18 @@ class NetworkStore:
 
     def expect(self, group, seed, **parts) -> None:
         """Overrides the fingerprint parts a network must carry (e.g. a
-        saved model added as it is: its file's digest as "model")."""
+        saved model added as it is: its file's digest as "model", and no
+        "architecture"); a part given as None is not checked."""
         self._expected[(frozenset(group), int(seed))] = parts
 
     def wanted(self, group, seed) -> dict:
         """The fingerprints the network of `group` at `seed` must carry."""
-        return {**self.fingerprints,
-                **self._expected.get((frozenset(group), int(seed)), {})}
+        override = self._expected.get((frozenset(group), int(seed)), {})
+        parts = {**self.fingerprints}
+        if "architecture" not in override:
+            parts.update(self._per_group(tuple(group)))
+        parts.update(override)
+        return {k: v for k, v in parts.items() if v is not None}
 
     def get(self, group, seed) -> Network | None:
         """The network of `group` (any order) at `seed`, or None.
@@ -250,8 +256,10 @@ class GroupTrainer:
             "model": fingerprint_lib.build_digest(build),
             "fit": fingerprint_lib.fit_digest(self.fit_kwargs,
                                               self.batch_size)}
+        self._architectures = {}
         self._store = NetworkStore(self.directory, self.fingerprints,
-                                   log=self._log)
+                                   log=self._log,
+                                   per_group=self._architecture)
         self._fit_train, self._fit_validation, self.early_stopping = (
             data_lib.monitored_split(data, self.fit_kwargs.get("callbacks")))
 
@@ -282,7 +290,8 @@ class GroupTrainer:
         added as it is, whose file has fingerprint `digest`
         (`fingerprint.file_digest`): a cached one made from another file
         is stale. Call before `has` and `add_model`."""
-        self._store.expect(self.ordered(group), seed, model=digest)
+        self._store.expect(self.ordered(group), seed, model=digest,
+                           architecture=None)
 
     def add_model(self, model, seed: int, *, seconds: float = math.nan,
                   epochs: int = 0) -> Network:
@@ -327,6 +336,24 @@ class GroupTrainer:
     def stored(self) -> list:
         """Every network trained, added or read back so far."""
         return self._store.all()
+
+    def _architecture(self, group):
+        """`{"architecture": digest}` of the group's model, built once in
+        a fresh Keras session (`fingerprint.architecture_digest`)."""
+        group = self.ordered(group)
+        if group not in self._architectures:
+            import keras
+
+            keras.backend.clear_session()
+            scope = (contextlib.nullcontext() if self.distribution is None
+                     else self.distribution.scope())
+            with scope:
+                model = self.build(list(group))
+            self._architectures[group] = fingerprint_lib.architecture_digest(
+                model)
+            del model
+            keras.backend.clear_session()
+        return {"architecture": self._architectures[group]}
 
     def _train(self, group, seed):
         import keras
