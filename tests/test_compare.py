@@ -123,10 +123,17 @@ def test_each_answer_on_constructed_differences():
     assert undecided.low <= -0.3 and undecided.high >= 0
 
 
-def test_copies_keep_together_with_a_zero_width_interval():
+def test_a_zero_width_interval_decides_nothing():
+    # Issue 35: copies (or any differences that never vary) give a zero
+    # standard error; nothing can be bounded, so nothing is decided.
     got = comparison.compare(np.zeros((3, 2, 5)), margin=0.1)
     assert (got.difference, got.low, got.high) == (0.0, 0.0, 0.0)
-    assert got.answer == "keep together"
+    assert got.answer == "undecided"
+    assert got.answer_detail == comparison.NO_VARIATION
+    assert got.what_would_decide() == comparison.NO_VARIATION
+    split_looking = comparison.compare(np.full((2, 1, 2), -1.6), margin=0.1)
+    assert split_looking.high == split_looking.low == pytest.approx(-1.6)
+    assert split_looking.answer == "undecided"
 
 
 def test_a_constant_difference_has_no_variance_with_partial_labels():
@@ -135,7 +142,7 @@ def test_a_constant_difference_has_no_variance_with_partial_labels():
     got = comparison.compare(d, margin=0.1)
     assert got.difference == pytest.approx(-0.5)
     assert got.standard_error == pytest.approx(0.0, abs=1e-12)
-    assert got.answer == "split"
+    assert got.answer == "undecided"  # a zero-width interval is no evidence
 
 
 def test_seeds_needed_falls_as_the_seed_variance_falls():

@@ -43,6 +43,10 @@ SPLIT_BETTER = "split better"
 ALL_TASK_BETTER = "all-task better"
 WITHIN_MARGIN = "within the margin"
 NOT_SHOWN = "not shown either way"
+#: The detail of an undecided answer whose differences do not vary.
+NO_VARIATION = ("the differences do not vary across examples and seeds, "
+                "so no variance can be estimated; add validation examples "
+                "or seeds")
 
 #: The probability a planned run must reach to count as deciding.
 POWER = 0.8
@@ -106,6 +110,8 @@ class Comparison:
         decided)."""
         if self.answer != UNDECIDED:
             return ""
+        if self.answer_detail == NO_VARIATION:
+            return NO_VARIATION
         if self.seeds_needed is None:
             seeds = ("more seeds alone cannot (the example part is too "
                      "large)")
@@ -177,7 +183,11 @@ def compare(differences, *, margin: float, alpha: float = 0.025,
     seed, example, interaction = (float(v) for v in parts)
     answer, detail = answer_of(float(low), float(high), margin)
     planned = {}
-    if answer == UNDECIDED:
+    if not se > 1e-12 * max(1.0, abs(float(mean))):
+        # The differences do not vary: no variance can be estimated and
+        # nothing bounded, however large the difference looks.
+        answer, detail = UNDECIDED, NO_VARIATION
+    elif answer == UNDECIDED:
         planned = _plan(mean, margin, level, seed, example, interaction,
                         num_seeds, num_examples, ms_seed)
     return Comparison(
