@@ -113,6 +113,11 @@ def test_tag_train_end_to_end_with_the_all_task_model(tmp_path):
      "'validation' split decides and needs at least 2 examples"),
     (["--data=tests.train_module:unlabelled_validation"], _GROUPS,
      "Task 'b' has no labelled example in the 'validation' split"),
+    (["--data=tests.train_module:spaced_names"], {
+        "tasks": ["a b", "b"], "results": [
+            {"num_groups": 2, "groups": [["a b"], ["b"]],
+             "serve": {"a b": 0, "b": 1}}]},
+     "Task name 'a b' cannot name a layer under TensorFlow"),
     (["--model=tests.train_module:drops_a_head"], _GROUPS,
      r"--groups names tasks \['b'\] that --model's network of \(a, b\)"),
 ])

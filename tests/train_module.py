@@ -78,6 +78,16 @@ def unlabelled_validation():
         **y, "b": np.full_like(y["b"], np.nan)}))
 
 
+def spaced_names():
+    """Task a renamed "a b"."""
+    splits = data()
+    for name, (x, y) in splits.items():
+        y = dict(y)
+        y["a b"] = y.pop("a")
+        splits[name] = (x, y)
+    return splits
+
+
 def drops_a_head(tasks):
     """A model function that forgets the last task of small groups."""
     return build(tasks if len(tasks) == len(TASKS) else tasks[:-1] or tasks)

@@ -233,6 +233,7 @@ def _evaluate_once(model, batch, group, what):
     try:
         outputs = model(x, training=False)
     except Exception as error:  # Whatever Keras raises, in one line.
+        _refuse_task_names(error, group)
         raise InputError(
             f"{what} cannot take the 'train' split's inputs: "
             f"{_one_line(error)}") from None
@@ -251,9 +252,21 @@ def _evaluate_once(model, batch, group, what):
         model.test_on_batch(x, {t: np.nan_to_num(np.asarray(y[t]))
                                 for t in group})
     except Exception as error:  # Whatever Keras raises, in one line.
+        _refuse_task_names(error, group)
         raise InputError(
             f"{what} failed a one-batch dry run on the 'train' split: "
             f"{_one_line(error)}") from None
+
+
+def _refuse_task_names(error, group):
+    """A clear line when Keras refused a task's name as a scope name."""
+    bad = [t for t in group if f"'{t}' is not a valid scope name"
+           in str(error)]
+    if bad:
+        raise InputError(
+            f"Task name {bad[0]!r} cannot name a layer under TensorFlow "
+            "(letters, digits and _ . / > - only); rename the task in "
+            "--data and --groups.") from None
 
 
 def _one_line(error):
