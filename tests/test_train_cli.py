@@ -133,6 +133,33 @@ def test_bad_input_is_one_line_before_training(tmp_path, args, groups,
     assert not (tmp_path / "out" / "networks").exists()
 
 
+@pytest.mark.parametrize("content, message", [
+    (b"garbage", "exists but is not a .keras file"),
+    ("uncompiled", "holds an uncompiled model; compile it"),
+    ("extra output", r"has outputs \['d'\] that --groups does not name"),
+    ("wrong input", "cannot take the 'train' split's inputs"),
+])
+def test_a_bad_all_task_model_file_is_named_for_what_it_is(
+        tmp_path, content, message):
+    path = tmp_path / "all.keras"
+    if isinstance(content, str):
+        import keras
+
+        inputs = keras.Input((5,) if content == "wrong input" else (4,))
+        heads = "abcd" if content == "extra output" else "abc"
+        model = keras.Model(inputs, {t: keras.layers.Dense(1, name=t)(inputs)
+                                     for t in heads})
+        if content != "uncompiled":
+            model.compile(optimizer="sgd", loss="mse")
+        model.save(path)
+    else:
+        path.write_bytes(content)
+    done = _run(tmp_path, f"--all_task_model={path}")
+    assert done.returncode == 1
+    assert re.search(message, done.stderr), done.stderr[-2000:]
+    assert not (tmp_path / "out" / "networks").exists()
+
+
 def test_a_repeated_budget_keeps_both_entries_as_candidates():
     from tag_keras.select import document as document_lib
 

@@ -317,12 +317,24 @@ def load_all_task_model(path, tasks):
     # Registers TaskAffinityModel for `load_model`.
     from tag_keras.measure import model as _  # noqa: F401
 
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise InputError(
+            f"--all_task_model: {path} exists but is not a .keras file (a "
+            "zip archive written by model.save); it may be damaged or "
+            f"another format. Received: all_task_model={path}")
     try:
         model = keras.saving.load_model(path)
     except Exception as error:
         raise InputError(
             f"--all_task_model: cannot load {path}: {type(error).__name__}: "
             f"{' '.join(str(error).split())}") from None
+    if not getattr(model, "compiled", False):
+        raise InputError(
+            f"--all_task_model: {path} holds an uncompiled model; compile "
+            "it (the losses decide) before model.save. Received: "
+            f"all_task_model={path}")
     _check_outputs(model, tasks, "--all_task_model")
     from tag_keras.train import networks
 
