@@ -34,8 +34,8 @@ from experiments.benchmarks.decision import report  # noqa: E402
 _COMMON = common_flags.define_common_flags(
     ("out_dir", "budgets", "epochs", "measure_seeds", "resamples"))
 _TASK_SETS = flags.DEFINE_list(
-    "decision_task_sets", ["pooled", "digits9", "planted", "planted3",
-                           "digits7", "mnist7"],
+    "decision_task_sets", ["digits9", "planted3", "planted", "digits7",
+                           "pooled", "mnist7", "mnist_bottleneck"],
     f"Task sets, of {sorted(lib.TASK_SETS)}.")
 _TRUTH_SEEDS = flags.DEFINE_integer(
     "decision_truth_seeds", 10, "Training seeds of every network of the "
