@@ -104,6 +104,8 @@ def test_ctrl_c_is_one_line(tmp_path):
         stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, PYTHONPATH=_ROOT))
     time.sleep(4)
+    if process.poll() is not None:  # a loaded machine slept past the end
+        pytest.skip("the search finished before the signal")
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130

@@ -224,6 +224,8 @@ def test_ctrl_c_while_importing_is_one_line():
         pytest.skip("the command finished before the signal")
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
+    if process.returncode == 1 and "--model" in out:
+        pytest.skip("the help was printed before the signal (it exits 1)")
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == "tag-train: interrupted"
     assert "Traceback" not in err
