@@ -21,6 +21,10 @@ from tag_keras import train
 
 _RUNS = flags.DEFINE_list("runs", None, "NAME=DIR pairs of pipeline runs.")
 _OUT = flags.DEFINE_string("out", None, "Markdown file to write.")
+_UNMARKED = flags.DEFINE_bool(
+    "allow_unmarked", False, "Also read runs written before decision "
+    "files had a completion marker (decision.complete.json); such a run "
+    "cannot be told from a torn one, so say which runs you read this way.")
 
 
 def held_on_test(entry):
@@ -55,11 +59,23 @@ def what_would_decide(entry):
     return "not reachable with more seeds or data"
 
 
-def rows(name, directory):
+def read(directory, allow_unmarked=False):
+    """A run's decision.json: checked against its completion marker, or
+    read as it is when `allow_unmarked` and the run has no marker."""
+    import json
+
+    marker = os.path.join(directory, "decision.complete.json")
+    if allow_unmarked and not os.path.exists(marker):
+        with open(os.path.join(directory, "decision.json")) as handle:
+            return json.load(handle)
+    return train.read_decision(directory)
+
+
+def rows(name, directory, allow_unmarked=False):
     """One row per budget of one pipeline run."""
     results = pd.read_csv(os.path.join(directory, "results.csv"),
                           keep_default_na=False, na_values=[""])
-    decision = train.read_decision(directory)
+    decision = read(directory, allow_unmarked)
     mtl = results[results.method == "MTL"].iloc[0]
     out = []
     for entry in decision["budgets"]:
@@ -101,7 +117,7 @@ def main(argv):
     table = []
     for pair in _RUNS.value:
         name, directory = pair.split("=", 1)
-        table += rows(name, directory)
+        table += rows(name, directory, _UNMARKED.value)
     text = markdown(table)
     with open(_OUT.value, "w") as handle:
         handle.write(text)
