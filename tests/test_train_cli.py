@@ -231,8 +231,11 @@ def test_ctrl_c_while_importing_is_one_line():
     assert "Traceback" not in err
 
 
-def test_outputs_are_matched_by_their_dict_keys(tmp_path):
-    done = _run(tmp_path, "--model=tests.train_module:keyed_heads",
+@pytest.mark.parametrize("model", ["keyed_heads", "subclassed"])
+def test_outputs_are_matched_by_their_dict_keys(tmp_path, model):
+    # Heads named head_0, ... but keyed by task; and a subclassed model
+    # with no input shape until it is called.
+    done = _run(tmp_path, f"--model=tests.train_module:{model}",
                 "--seeds=0,1", "--max_seeds=2", "--num_groups=2")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Answer: " in done.stdout

@@ -93,6 +93,28 @@ def drops_a_head(tasks):
     return build(tasks if len(tasks) == len(TASKS) else tasks[:-1] or tasks)
 
 
+class Subclassed(keras.Model):
+    """A subclassed model: no input shape until it is called."""
+
+    def __init__(self, tasks):
+        super().__init__()
+        self.tasks = list(tasks)
+        self.shared = keras.layers.Dense(8, activation="relu")
+        self.heads = [keras.layers.Dense(1) for _ in self.tasks]
+
+    def call(self, x):
+        z = self.shared(x)
+        return {t: head(z) for t, head in zip(self.tasks, self.heads)}
+
+
+def subclassed(tasks):
+    """A compiled subclassed model, built only by its first call."""
+    model = Subclassed(tasks)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss={
+        t: keras.losses.BinaryCrossentropy(from_logits=True) for t in tasks})
+    return model
+
+
 def keyed_heads(tasks):
     """Outputs keyed by task, the head layers named head_0, head_1, ..."""
     inputs = keras.Input((4,))

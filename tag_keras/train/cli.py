@@ -154,7 +154,7 @@ def _inputs():
             f"--groups names tasks {unknown} the --data has no labels for; "
             f"its tasks are {label_tasks}. Received: groups={_GROUPS.value}")
     inputs.check_labels(data, tasks)
-    inputs.check_model(build, tasks)
+    inputs.check_model(build, tasks, data)
     groups = [tuple(tasks)] + [g for options in candidates.values()
                                for grouping, _ in options for g in grouping]
     if _STL.value:

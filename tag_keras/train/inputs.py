@@ -132,7 +132,7 @@ def dry_run(build, data, groups, flag="--model"):
             raise InputError(
                 f"{flag}: building the network of {name} raised "
                 f"{_one_line(error)}") from None
-        _check_outputs(model, group, f"{flag}'s network of {name}")
+        _check_outputs(model, group, f"{flag}'s network of {name}", first)
         _evaluate_once(model, first, group, f"{flag}'s network of {name}")
 
 
@@ -203,8 +203,9 @@ def _one_line(error):
     return f"{type(error).__name__}: {' '.join(text.split())[:400]}"
 
 
-def check_model(build, tasks):
-    """Builds the all-task model once (no training) to check its outputs."""
+def check_model(build, tasks, data):
+    """Builds the all-task model once (no training) to check its outputs
+    (a model without an input shape is called on one training batch)."""
     try:
         model = build(list(tasks))
     except Exception as error:
@@ -212,10 +213,11 @@ def check_model(build, tasks):
             f"--model: building the all-task model raised "
             f"{type(error).__name__}: {' '.join(str(error).split())}"
         ) from None
-    _check_outputs(model, tasks, "--model's model")
+    _check_outputs(model, tasks, "--model's model",
+                   _first_batch(data["train"]))
 
 
-def _check_outputs(model, tasks, what):
+def _check_outputs(model, tasks, what, batch=None):
     import keras
 
     if not isinstance(model, keras.Model):
@@ -224,6 +226,16 @@ def _check_outputs(model, tasks, what):
     from tag_keras.train import networks
 
     names = networks.output_keys(model)
+    if not names and batch is not None:  # not built: call it once
+        try:
+            outputs = model(batch[0], training=False)
+        except Exception as error:  # Whatever Keras raises, in one line.
+            _refuse_task_names(error, tasks)
+            raise InputError(
+                f"{what} cannot take the 'train' split's inputs: "
+                f"{_one_line(error)}") from None
+        names = ([str(k) for k in outputs] if isinstance(outputs, dict)
+                 else networks.output_keys(model))
     missing = [t for t in tasks if t not in names]
     if missing:
         raise InputError(
