@@ -301,7 +301,8 @@ class GroupTrainer:
         group = self.ordered([t for t in self.tasks if t in set(
             output_keys(model))])
         network = Network(group, int(seed), float(seconds), int(epochs),
-                          self._evaluate(model, group),
+                          evaluate(model, self.data, group, self.label_tasks,
+                                   self.eval_batch_size),
                           self._store.wanted(group, seed))
         self._store.put(network)
         return network
@@ -355,40 +356,83 @@ class GroupTrainer:
             keras.backend.clear_session()
         return {"architecture": self._architectures[group]}
 
-    def _train(self, group, seed):
-        import keras
+    def recipe(self) -> "Recipe":
+        """Everything that trains one network, for `train_network`
+        (picklable when the model function and data are)."""
+        return Recipe(self.build, self.data, self._fit_train,
+                      self._fit_validation, self.fit_kwargs, self.batch_size,
+                      self.eval_batch_size, tuple(self.label_tasks),
+                      self.distribution)
 
-        keras.backend.clear_session()
-        keras.utils.set_random_seed(seed)
-        scope = (contextlib.nullcontext() if self.distribution is None
-                 else self.distribution.scope())
-        with scope:
-            model = self.build(list(group))
-        _check_model(model, group)
-        start = time.perf_counter()
-        monitored = (None if self._fit_validation is None else
-                     data_lib.fit_data(self._fit_validation, group,
-                                       batch_size=self.batch_size,
-                                       shuffle=False))
-        history = model.fit(
-            data_lib.fit_data(self._fit_train, group,
-                              batch_size=self.batch_size, seed=seed),
-            validation_data=monitored,
-            **{"verbose": 0, **self.fit_kwargs, "shuffle": False})
-        seconds = time.perf_counter() - start
-        epochs = len(next(iter(history.history.values()), []))
-        network = Network(group, int(seed), seconds, epochs,
-                          self._evaluate(model, group),
-                          self._store.wanted(group, seed))
-        _check_finite(network, history.history.get("loss", []))
+    def _train(self, group, seed):
+        network = train_network(self.recipe(), group, seed,
+                                self._store.wanted(group, seed))
         self._store.put(network)
         return network
 
-    def _evaluate(self, model, group):
-        return {split: outcomes_lib.evaluate_network(
-                    model, self.data[split], group, self.label_tasks,
-                    self.eval_batch_size)
-                for split in EVALUATED if split in self.data}
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """What training one network needs: the model function, the data and
+    the fit settings (see `GroupTrainer`)."""
+
+    build: Callable
+    data: Mapping
+    fit_train: object
+    fit_validation: object
+    fit_kwargs: Mapping
+    batch_size: int
+    eval_batch_size: int
+    label_tasks: tuple
+    distribution: object = None
+
+
+def train_network(recipe: Recipe, group: tuple, seed: int,
+                  fingerprints: Mapping | None = None) -> Network:
+    """Trains and evaluates the network of `group` at `seed`.
+
+    It depends only on the recipe, the group and the seed: the Keras
+    session is cleared and every random generator seeded first, so that
+    nothing carries over from a network trained before in this process.
+
+    Raises:
+        NonFiniteLossError: The loss is not finite.
+    """
+    import keras
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    scope = (contextlib.nullcontext() if recipe.distribution is None
+             else recipe.distribution.scope())
+    with scope:
+        model = recipe.build(list(group))
+    _check_model(model, group)
+    start = time.perf_counter()
+    monitored = (None if recipe.fit_validation is None else
+                 data_lib.fit_data(recipe.fit_validation, group,
+                                   batch_size=recipe.batch_size,
+                                   shuffle=False))
+    history = model.fit(
+        data_lib.fit_data(recipe.fit_train, group,
+                          batch_size=recipe.batch_size, seed=seed),
+        validation_data=monitored,
+        **{"verbose": 0, **recipe.fit_kwargs, "shuffle": False})
+    seconds = time.perf_counter() - start
+    epochs = len(next(iter(history.history.values()), []))
+    network = Network(tuple(group), int(seed), seconds, epochs,
+                      evaluate(model, recipe.data, group, recipe.label_tasks,
+                               recipe.eval_batch_size),
+                      dict(fingerprints or {}))
+    _check_finite(network, history.history.get("loss", []))
+    return network
+
+
+def evaluate(model, data, group, label_tasks, batch_size):
+    """Split -> task -> `(losses, errors)` per example, on every split of
+    `EVALUATED` that `data` holds."""
+    return {split: outcomes_lib.evaluate_network(
+                model, data[split], group, label_tasks, batch_size)
+            for split in EVALUATED if split in data}
 
 
 def output_keys(model) -> list:
