@@ -131,6 +131,9 @@ def test_a_zero_width_interval_decides_nothing():
     assert got.answer == "undecided"
     assert got.answer_detail == comparison.NO_VARIATION
     assert got.what_would_decide() == comparison.NO_VARIATION
+    # Float32 round-off is not variation either.
+    rounded = -0.3 + np.random.default_rng(0).normal(0, 3e-8, (2, 3, 24))
+    assert comparison.compare(rounded, margin=0.2).answer == "undecided"
     split_looking = comparison.compare(np.full((2, 1, 2), -1.6), margin=0.1)
     assert split_looking.high == split_looking.low == pytest.approx(-1.6)
     assert split_looking.answer == "undecided"

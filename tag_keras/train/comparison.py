@@ -43,6 +43,9 @@ SPLIT_BETTER = "split better"
 ALL_TASK_BETTER = "all-task better"
 WITHIN_MARGIN = "within the margin"
 NOT_SHOWN = "not shown either way"
+#: A standard error at most this share of max(1, |D|) is round-off, not
+#: variation (float32 keeps about 7 digits).
+NO_VARIATION_SE = 1e-6
 #: The detail of an undecided answer whose differences do not vary.
 NO_VARIATION = ("the differences do not vary across examples and seeds, "
                 "so no variance can be estimated; add validation examples "
@@ -183,9 +186,10 @@ def compare(differences, *, margin: float, alpha: float = 0.025,
     seed, example, interaction = (float(v) for v in parts)
     answer, detail = answer_of(float(low), float(high), margin)
     planned = {}
-    if not se > 1e-12 * max(1.0, abs(float(mean))):
-        # The differences do not vary: no variance can be estimated and
-        # nothing bounded, however large the difference looks.
+    if not se > NO_VARIATION_SE * max(1.0, abs(float(mean))):
+        # The differences do not vary (beyond float32 round-off): no
+        # variance can be estimated and nothing bounded, however large
+        # the difference looks.
         answer, detail = UNDECIDED, NO_VARIATION
     elif answer == UNDECIDED:
         planned = _plan(mean, margin, level, seed, example, interaction,
