@@ -301,4 +301,4 @@ def test_pipeline_runs_judge_each_answer_on_its_own_claim():
         "2.50x the validation examples")
     assert decide(entry("undecided", "", 0, seeds_needed=None,
                         validation_factor=None)) == (
-        "not reachable with more seeds or data")
+        "not within 1000 seeds, nor 1000x the validation data, alone")

@@ -56,7 +56,7 @@ def what_would_decide(entry):
     if entry.get("validation_factor"):
         return (f"{entry['validation_factor']:.2f}x the validation "
                 "examples")
-    return "not reachable with more seeds or data"
+    return "not within 1000 seeds, nor 1000x the validation data, alone"
 
 
 def read(directory, allow_unmarked=False):
