@@ -120,3 +120,13 @@ def test_summary_rates_each_answer_of_each_case():
     assert table.loc["keep together: within the margin", "rate"] == 0
     assert table.loc["undecided", "rate"] == pytest.approx(0.8)
     assert (table.pool == 20).all() and (table.replicates == 40).all()
+
+
+def test_a_replicate_on_every_seed_at_once_has_no_looks():
+    one = ((("a", "b"),), {"a": 0, "b": 0})
+    pool = list(range(200, 210))
+    out = self_comparison.replicate(self_comparison.Arms(
+        (_Trainer(), *one, pool), (_Trainer(0.3), *one, pool),
+        first=len(pool)), max_seeds=None)
+    assert out["seeds_used"] == 10
+    assert out["answer_detail"] == "all-task better"

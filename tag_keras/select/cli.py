@@ -17,7 +17,6 @@ import os
 import pathlib
 import sys
 
-from absl import app
 from absl import flags
 
 from tag_keras import _cli
@@ -279,8 +278,7 @@ def _inputs():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    del argv  # `_cli.run` refused extra arguments already
     try:
         source, budgets, options, mode, steps = _inputs()
         selection = choose.choose_groups(

@@ -33,7 +33,6 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from tag_keras import _cli  # noqa: E402
@@ -154,7 +153,6 @@ def _inputs():
             f"--groups names tasks {unknown} the --data has no labels for; "
             f"its tasks are {label_tasks}. Received: groups={_GROUPS.value}")
     inputs.check_labels(data, tasks)
-    inputs.check_model(build, tasks, data)
     groups = [tuple(tasks)] + [g for options in candidates.values()
                                for grouping, _ in options for g in grouping]
     if _STL.value:
@@ -175,8 +173,7 @@ def _inputs():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    del argv  # `_cli.run` refused extra arguments already
     from tag_keras import _lock
 
     try:

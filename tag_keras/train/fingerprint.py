@@ -29,8 +29,6 @@ import numpy as np
 
 #: Batches of a `tf.data.Dataset` hashed into its fingerprint.
 SAMPLE_BATCHES = 4
-#: The fingerprints a network carries, in the order they are reported.
-PARTS = ("data", "model", "architecture", "fit")
 
 
 def _digest(*chunks):

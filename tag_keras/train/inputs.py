@@ -17,6 +17,7 @@ import os
 import pathlib
 import re
 import sys
+import zipfile
 
 from tag_keras import _errors
 from tag_keras.select import document as document_lib
@@ -132,7 +133,6 @@ def dry_run(build, data, groups, flag="--model"):
             raise InputError(
                 f"{flag}: building the network of {name} raised "
                 f"{_one_line(error)}") from None
-        _check_outputs(model, group, f"{flag}'s network of {name}", first)
         _evaluate_once(model, first, group, f"{flag}'s network of {name}")
 
 
@@ -150,8 +150,15 @@ def _first_batch(split, size=4):
 
 
 def _evaluate_once(model, batch, group, what):
+    """Calls `model` on one batch, checks that its outputs are keyed by
+    every task of `group` (a model without an input shape is built by
+    this call), the labels' width per task, and one `test_on_batch`."""
+    import keras
     import numpy as np
 
+    if not isinstance(model, keras.Model):
+        raise InputError(f"{what} must be a keras.Model. Received: "
+                         f"{type(model).__name__}")
     x, y = batch
     try:
         outputs = model(x, training=False)
@@ -160,6 +167,7 @@ def _evaluate_once(model, batch, group, what):
         raise InputError(
             f"{what} cannot take the 'train' split's inputs: "
             f"{_one_line(error)}") from None
+    _check_outputs(model, group, what, outputs)
     for task in group:
         labels = np.asarray(y[task])
         width = (outputs[task].shape[-1] if isinstance(outputs, dict)
@@ -203,39 +211,13 @@ def _one_line(error):
     return f"{type(error).__name__}: {' '.join(text.split())[:400]}"
 
 
-def check_model(build, tasks, data):
-    """Builds the all-task model once (no training) to check its outputs
-    (a model without an input shape is called on one training batch)."""
-    try:
-        model = build(list(tasks))
-    except Exception as error:
-        raise InputError(
-            f"--model: building the all-task model raised "
-            f"{type(error).__name__}: {' '.join(str(error).split())}"
-        ) from None
-    _check_outputs(model, tasks, "--model's model",
-                   _first_batch(data["train"]))
-
-
-def _check_outputs(model, tasks, what, batch=None):
-    import keras
-
-    if not isinstance(model, keras.Model):
-        raise InputError(f"{what} must be a keras.Model. Received: "
-                         f"{type(model).__name__}")
+def _check_outputs(model, tasks, what, outputs=None):
+    """Refuses a `keras.Model` that is not compiled or lacks an output
+    keyed by each task (the keys of `outputs`, when it was called)."""
     from tag_keras.train import networks
 
-    names = networks.output_keys(model)
-    if not names and batch is not None:  # not built: call it once
-        try:
-            outputs = model(batch[0], training=False)
-        except Exception as error:  # Whatever Keras raises, in one line.
-            _refuse_task_names(error, tasks)
-            raise InputError(
-                f"{what} cannot take the 'train' split's inputs: "
-                f"{_one_line(error)}") from None
-        names = ([str(k) for k in outputs] if isinstance(outputs, dict)
-                 else networks.output_keys(model))
+    names = ([str(k) for k in outputs] if isinstance(outputs, dict)
+             else networks.output_keys(model))
     missing = [t for t in tasks if t not in names]
     if missing:
         raise InputError(
@@ -255,8 +237,6 @@ def load_all_task_model(path, tasks):
 
     # Registers TaskAffinityModel for `load_model`.
     from tag_keras.measure import model as _  # noqa: F401
-
-    import zipfile
 
     if not zipfile.is_zipfile(path):
         raise InputError(

@@ -118,6 +118,12 @@ class NetworkStore:
 
     Args:
         directory: Where the `.npz` files are kept; None: memory only.
+        fingerprints: Part -> digest every stored network must carry
+            (`tag_keras.train.fingerprint`); a read-back one that differs
+            is stale.
+        log: Called with one line per stale or damaged file.
+        per_group: `per_group(group) -> {part: digest}`, the parts that
+            depend on the group (its built architecture).
     """
 
     def __init__(self, directory: str | None = None, fingerprints=None,
@@ -127,7 +133,7 @@ class NetworkStore:
         self._per_group = per_group or (lambda group: {})
         self._expected = {}
         self._log = log or (lambda line: None)
-        self._legacy = 0
+        self._told_legacy = False
         self._networks = {}
 
     def expect(self, group, seed, **parts) -> None:
@@ -173,11 +179,11 @@ class NetworkStore:
         if set(network.tasks) != set(group) or network.seed != seed:
             return None  # A hash collision: train it again.
         if not network.fingerprints:
-            if not self._legacy:
+            if not self._told_legacy:
                 self._log(f"Networks in {self.directory} were cached by a "
                           "tag_keras without fingerprints: reused as they "
                           "are, unchecked; delete them to retrain.")
-            self._legacy += 1
+                self._told_legacy = True
             self._networks[key] = network
             return network
         stale = fingerprint_lib.changed(network.fingerprints,

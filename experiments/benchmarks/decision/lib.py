@@ -201,13 +201,8 @@ UNIT_FIELDS = (
 
 def unit_fields(option):
     """The JSON-ready `UNIT_FIELDS` of a decision `Option`."""
-    values = {}
-    for name in UNIT_FIELDS:
-        value = getattr(option, name)
-        if isinstance(value, float) and not np.isfinite(value):
-            value = None
-        values[name] = value
-    return values
+    entry = option.to_dict()
+    return {name: entry[name] for name in UNIT_FIELDS}
 
 
 def decision_engine(task_set, seed, directory):

@@ -74,15 +74,16 @@ class Arms:
 
     An arm is `(trainer, groups, serve, seeds)`: its networks are the
     trainer's networks of `groups`, serving each task from
-    `groups[serve[task]]`, and the decision's seed i is `seeds[i]`.
+    `groups[serve[task]]`, and the decision's seed i is `seeds[i]`. The
+    decision starts at the `first` seeds.
     """
 
-    def __init__(self, arm_a, arm_b):
+    def __init__(self, arm_a, arm_b, first=3):
         trainer = arm_a[0]
         self.tasks = tuple(trainer.tasks)
         self.splits = trainer.splits
         self.early_stopping = trainer.early_stopping
-        self.seeds = [0, 1, 2]
+        self.seeds = list(range(first))
         self.candidate = tuple(reversed(self.tasks))
         self._arms = {self.tasks: arm_a, self.candidate: arm_b}
         self._cache = {}
@@ -118,11 +119,12 @@ class _Served:
     outcomes: dict
 
 
-def replicate(arms):
-    """One decision of arm B against arm A: its answer and the numbers."""
+def replicate(arms, max_seeds=MAX_SEEDS):
+    """One decision of arm B against arm A (sequential up to `max_seeds`;
+    None: the arms' first seeds only): its answer and the numbers."""
     from tag_keras import train
 
-    decision = train.decide(arms, arms.candidates(), max_seeds=MAX_SEEDS)
+    decision = train.decide(arms, arms.candidates(), max_seeds=max_seeds)
     (option,) = decision.budgets
     detail = option.answer_detail if option.decision != "undecided" else (
         "not shown either way")
@@ -262,7 +264,8 @@ def compare_with_degraded(spec, size, out_dir, replicates, log):
     one = ((tasks,), {t: 0 for t in tasks})
     clean.train([tasks])
     noisy.train([tasks])
-    whole = replicate_on(clean, noisy, one, pool, max_seeds=None)
+    whole = replicate(Arms((clean, *one, pool), (noisy, *one, pool),
+                           first=size), max_seeds=None)
     case = f"all-task network against {task} {rate:.0%} flipped"
     rows = []
     rng = np.random.default_rng(0)
@@ -280,18 +283,6 @@ def compare_with_degraded(spec, size, out_dir, replicates, log):
     log(f"    {case}: whole pool {whole['difference']:+.4f} "
         f"[{whole['low']:+.4f}, {whole['high']:+.4f}], {whole['answer']}")
     return rows
-
-
-def replicate_on(clean, noisy, one, seeds, max_seeds):
-    """The decision on every seed of `seeds` at once (no looks)."""
-    from tag_keras import train
-
-    arms = Arms((clean, *one, seeds), (noisy, *one, seeds))
-    arms.seeds = list(range(len(seeds)))
-    decision = train.decide(arms, arms.candidates(), max_seeds=max_seeds)
-    (option,) = decision.budgets
-    return {"answer": option.decision, "difference": option.difference,
-            "low": option.low, "high": option.high}
 
 
 def summary(replicates):
