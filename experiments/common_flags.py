@@ -16,6 +16,7 @@ from experiments import data as data_lib
 from experiments.lib import distribution as distribution_lib
 from experiments.lib import training
 from tag_keras import InputError
+from tag_keras.train import executor_flags
 
 _PER_DATASET = " (default: per dataset, see training.DEFAULT_CONFIGS)"
 
@@ -84,6 +85,9 @@ _SPECS = {
 DATA = ("dataset", "tasks", "data_dir", "download")
 TRAINING = ("epochs", "batch_size", "learning_rate", "momentum", "seed",
             "width", "patience", "lr_halving_epochs", "verbose")
+#: Where the networks train (`tag_keras.train.executor_flags`: --workers,
+#: --ray_address, --cpus_per_network, --gpus_per_network).
+EXECUTOR = executor_flags.NAMES
 
 _DEFINED = {}
 
@@ -94,13 +98,15 @@ def define_common_flags(names):
     Returns:
         A namespace with one absl `FlagHolder` per name.
     """
-    unknown = [n for n in names if n not in _SPECS]
+    unknown = [n for n in names if n not in _SPECS and n not in EXECUTOR]
     if unknown:
         raise ValueError(f"No common flags {unknown}; known: {list(_SPECS)}")
     return types.SimpleNamespace(**{n: _define(n) for n in names})
 
 
 def _define(name):
+    if name in EXECUTOR:  # defined once, beside tag-train's
+        return getattr(executor_flags.define(), name)
     if name not in _DEFINED:
         from absl import flags
 
@@ -160,6 +166,12 @@ def distribution_from_flags(common):
         return distribution_lib.make_distribution(name)
     except ValueError as error:
         raise InputError(f"--distribution={name}: {error}") from None
+
+
+def executor_from_flags(common):
+    """The started `RayExecutor` the flags ask for, or None (train in
+    this process); raises `InputError` (one line). Stop it at the end."""
+    return executor_flags.start(executor_flags.executor_from_flags(common))
 
 
 def data_from_flags(common, dataset=None):

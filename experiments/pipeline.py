@@ -29,7 +29,7 @@ from experiments.lib import training  # noqa: E402
 from tag_keras import InputError
 
 _COMMON = common_flags.define_common_flags(
-    common_flags.DATA + common_flags.TRAINING + (
+    common_flags.DATA + common_flags.TRAINING + common_flags.EXECUTOR + (
         "out_dir", "affinity_every_n_steps", "budgets", "gradnorm_alpha",
         "distribution"))
 _RG_SAMPLES = flags.DEFINE_integer(
@@ -95,9 +95,25 @@ def main(argv):
             raise InputError(
                 "--stability_resamples must be 0 or at least 10. Received: "
                 f"{_STABILITY.value}")
+        if distribution is not None and (_COMMON.workers.value is not None
+                                         or _COMMON.ray_address.value):
+            raise InputError(
+                "--distribution spreads one network over devices; --workers"
+                " and --ray_address spread the networks over workers: give "
+                "one of them. Received: distribution="
+                f"{_COMMON.distribution.value}")
+        executor = common_flags.executor_from_flags(_COMMON)
     except InputError as error:
         print(f"pipeline: error: {error}", file=sys.stderr)
         return 1
+    try:
+        return _run(data, budgets, out_dir, distribution, executor)
+    finally:
+        if executor is not None:
+            executor.stop()
+
+
+def _run(data, budgets, out_dir, distribution, executor):
     config = common_flags.config_from_flags(_COMMON)
     print(f"{data.description}; {training.describe_config(config)}"
           f"{distribution_lib.describe_distribution(distribution)}", flush=True)
@@ -109,7 +125,8 @@ def main(argv):
         gradnorm_alpha=_COMMON.gradnorm_alpha.value,
         stability_resamples=_STABILITY.value, distribution=distribution,
         log=lambda line: print(line, flush=True), num_seeds=_NUM_SEEDS.value,
-        max_seeds=_MAX_SEEDS.value, margin=_MARGIN.value)
+        max_seeds=_MAX_SEEDS.value, margin=_MARGIN.value,
+        executor=executor)
     print()
     print(results_lib.markdown_table(frame, data.tasks))
     print(f"Wall time {time.perf_counter() - start:.0f} s.", end=" ")

@@ -120,6 +120,17 @@ def test_tag_train_end_to_end_with_the_all_task_model(tmp_path):
      "Task name 'a b' cannot name a layer under TensorFlow"),
     (["--model=tests.train_module:drops_a_head"], _GROUPS,
      r"--groups names tasks \['b'\] that --model's network of \(a, b\)"),
+    # Issue 37: where the networks train.
+    (["--workers=0"], _GROUPS, "--workers must be at least 1"),
+    (["--workers=2", "--ray_address=auto"], _GROUPS,
+     "Give --workers .* or --ray_address .*, not both"),
+    (["--ray_address=127.0.0.1:1"], _GROUPS,
+     "--ray_address: no Ray cluster answers at 127.0.0.1:1 within"),
+    (["--ray_address=nowhere"], _GROUPS, "--ray_address must be host:port"),
+    (["--cpus_per_network=2"], _GROUPS,
+     "--cpus_per_network and --gpus_per_network apply to Ray tasks"),
+    (["--workers=1", "--gpus_per_network=1"], _GROUPS,
+     "--gpus_per_network asks for 1 GPUs per network, but no node"),
 ])
 def test_bad_input_is_one_line_before_training(tmp_path, args, groups,
                                                message):

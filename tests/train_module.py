@@ -142,3 +142,11 @@ if __name__ == "__main__":
                                  fit_kwargs={"epochs": 1}, batch_size=16,
                                  directory=directory, log=log)
     trainer.train([g.split(",") for g in sys.argv[2:]])
+
+
+def streamed():
+    """`data()` as batched `tf.data.Dataset`s (cannot be pickled)."""
+    import tensorflow as tf
+
+    return {split: tf.data.Dataset.from_tensor_slices(pair).batch(16)
+            for split, pair in data().items()}

@@ -44,6 +44,7 @@ finding the groups) and `results.md` (the same table), `pipeline.json`
 (timings).
 """
 
+import functools
 import itertools
 import json
 import os
@@ -142,7 +143,7 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
                  cosine=True, hoa=False, optimal=False, augmentations=(),
                  gradnorm_alpha=1.5, stability_resamples=100,
                  distribution=None, log=print, num_seeds=3, max_seeds=None,
-                 margin=None):
+                 margin=None, executor=None):
     """Runs the experiment; writes `out_dir`; returns the results frame.
 
     Args:
@@ -167,6 +168,8 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
             several workers every worker runs this function and only the
             chief writes `out_dir`.
         log: Progress output, one line per stage and per network.
+        executor: Where the seeded networks train
+            (`tag_keras.train.executors`; None: in this process).
         num_seeds: Training seeds `config.seed`, `config.seed + 1`, ...:
             every network of MTL, STL, RG, TAG and CS is trained under
             each, and the table gives the mean ± SE over them.
@@ -190,7 +193,8 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
         run = _Run(data, config, writable, distribution, log,
                    [b for b in budgets if b <= len(data.tasks)],
                    stages=5 + bool(cosine) + bool(hoa) + bool(optimal)
-                   + bool(augmentations), num_seeds=num_seeds)
+                   + bool(augmentations), num_seeds=num_seeds,
+                   executor=executor)
         run.stability_resamples = stability_resamples
         run.measure("TAG", "lookahead", writable)
         if cosine:
@@ -218,7 +222,7 @@ class _Run:
     """One pipeline run: its trainers, the chosen groups, the stage count."""
 
     def __init__(self, data, config, out_dir, distribution, log, budgets,
-                 stages, num_seeds=1):
+                 stages, num_seeds=1, executor=None):
         self.data, self.config, self.out_dir = data, config, out_dir
         self.distribution, self.log, self.budgets = distribution, log, budgets
         self.start = time.perf_counter()
@@ -226,7 +230,9 @@ class _Run:
         self.seeds = [config.seed + i for i in range(num_seeds)]
         self.networks = training.seeded_trainer(
             data, config, self.seeds, directory=out_dir,
-            distribution=distribution, log=log)
+            distribution=distribution, log=log).use(
+                executor, functools.partial(training.group_data, data,
+                                            config))
         # HOA and the oracle: the first seed's networks, as `TrainResult`s.
         self.trainer = training.SeedTrainer(
             self.networks, self.seeds[0], data, distribution=distribution)

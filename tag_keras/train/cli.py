@@ -4,6 +4,8 @@
               --groups=groups.json --out_dir=DIR [--seeds=0,1,2] \\
               [--max_seeds=8] [--margin=M] [--metric=auto|loss|error] \\
               [--epochs=N] [--patience=P] [--all_task_model=PATH.keras]
+              [--workers=N | --ray_address=ADDRESS] [--cpus_per_network=C]
+              [--gpus_per_network=G]
 
 `--model`'s function takes a list of task names and returns a compiled
 `keras.Model` with one output per task; `--data`'s takes no argument and
@@ -24,12 +26,15 @@ against `--margin`; seeds are added, at planned looks up to
 (`--patience`) never reads the validation split: it stops on the data's
 "early_stopping" split, or a slice carved from train. Writes
 `DIR/decision.json`, `DIR/decision.csv`, `DIR/results.csv` and
-`DIR/decision.png`. Every input is checked before any training; bad input
+`DIR/decision.png`. With `--workers` or `--ray_address` the networks
+train in parallel as Ray tasks (`tag_keras.train.executors`), with the
+same numbers. Every input is checked before any training; bad input
 ends with a one-line error and exit status 1.
 """
 
 import os
 import sys
+import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -38,6 +43,7 @@ from absl import flags  # noqa: E402
 from tag_keras import _cli  # noqa: E402
 from tag_keras import _errors  # noqa: E402
 from tag_keras.select import document as document_lib  # noqa: E402
+from tag_keras.train import executor_flags  # noqa: E402
 from tag_keras.train import inputs  # noqa: E402
 
 _MODEL = flags.DEFINE_string(
@@ -98,6 +104,10 @@ _METRIC = flags.DEFINE_enum(
     "auto: error when every head is a classifier, else loss. Choose what "
     "you will judge the networks on.")
 
+_EXECUTOR = executor_flags.define()
+for _name in executor_flags.NAMES:
+    flags.declare_key_flag(_name)
+
 #: What every flag needs, for the one-line errors.
 _REQUIRED = ("model", "data", "groups", "out_dir")
 
@@ -136,6 +146,7 @@ def _inputs():
         raise InputError(
             "--margin must be positive, in the metric's units (the smallest"
             f" gain worth splitting for). Received: margin={_MARGIN.value}")
+    executor = executor_flags.executor_from_flags(_EXECUTOR)
     build = inputs.load_function(_MODEL.value, "model", 1)
     data_function = inputs.load_function(_DATA.value, "data", 0)
     try:
@@ -169,7 +180,9 @@ def _inputs():
                 # 2: early stopping never reads the validation split.
                 "protocol": 2}
     inputs.check_settings(_OUT_DIR.value, settings)
-    return build, data, tasks, seeds, candidates, model
+    return types.SimpleNamespace(
+        build=build, data_function=data_function, data=data, tasks=tasks,
+        seeds=seeds, candidates=candidates, model=model, executor=executor)
 
 
 def main(argv):
@@ -191,10 +204,19 @@ def main(argv):
 
 def _main():
     try:
-        build, data, tasks, seeds, candidates, model = _inputs()
+        given = _inputs()
+        executor_flags.start(given.executor)
     except InputError as error:
         print(f"tag-train: error: {error}", file=sys.stderr)
         return 1
+    try:
+        return _train(given)
+    finally:
+        if given.executor is not None:
+            given.executor.stop()
+
+
+def _train(given):
     import keras
 
     from tag_keras import train
@@ -206,22 +228,32 @@ def _main():
             restore_best_weights=True))
     try:
         trainer = train.GroupTrainer(
-            build, data, seeds=seeds, tasks=tasks,
+            given.build, given.data, seeds=given.seeds, tasks=given.tasks,
             fit_kwargs={"epochs": _EPOCHS.value, "callbacks": callbacks},
             batch_size=_BATCH_SIZE.value, directory=_OUT_DIR.value,
-            log=lambda line: print(line, flush=True))
+            log=lambda line: print(line, flush=True),
+            executor=given.executor, data_function=given.data_function)
     except ValueError as error:
         print(f"tag-train: error: --data: {error}", file=sys.stderr)
         return 1
+    if given.executor is not None:
+        try:
+            given.executor.check_shared(trainer.directory)
+        except ValueError as error:
+            print(f"tag-train: error: --out_dir: {error}", file=sys.stderr)
+            return 1
+        print(f"Networks train as Ray tasks: {given.executor!r}.",
+              flush=True)
     if trainer.early_stopping:
         print(f"Early stopping reads {trainer.early_stopping}.", flush=True)
-    if model is not None:
+    tasks, seeds, candidates = given.tasks, given.seeds, given.candidates
+    if given.model is not None:
         from tag_keras.train import fingerprint
 
         trainer.expect_model(tasks, seeds[0], "file " + fingerprint
                              .file_digest(_ALL_TASK_MODEL.value))
         if not trainer.has(tasks, seeds[0]):
-            trainer.add_model(model, seeds[0])
+            trainer.add_model(given.model, seeds[0])
     random = {b: train.random_partitions(tasks, b, _RANDOM.value, seed=b)
               for b in candidates if _RANDOM.value and b <= len(tasks)}
     try:

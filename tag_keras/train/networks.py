@@ -203,6 +203,15 @@ class NetworkStore:
             os.makedirs(self.directory, exist_ok=True)
             save_network(self._path(network.tasks, network.seed), network)
 
+    def keep(self, network: Network) -> Network:
+        """Keeps `network` in memory only (its file is written already)."""
+        self._networks[(frozenset(network.tasks), network.seed)] = network
+        return network
+
+    def path(self, group, seed) -> str | None:
+        """The cache file of `group` at `seed` (None without a directory)."""
+        return None if self.directory is None else self._path(group, seed)
+
     def all(self) -> list:
         """Every network kept so far (read back ones included)."""
         return list(self._networks.values())
@@ -234,6 +243,12 @@ class GroupTrainer:
         eval_batch_size: Examples per forward pass when evaluating arrays.
         tasks: The tasks to serve (default: every task the training split
             has labels for), in this order.
+        executor: Where the missing networks train
+            (`tag_keras.train.executors`): None, one after another in this
+            process; a `RayExecutor`, as Ray tasks in parallel.
+        data_function: The function that returned `data`, called again
+            (once per worker process) by an executor whose workers cannot
+            be sent `data` (a `tf.data.Dataset` cannot be pickled).
     """
 
     def __init__(self, build: Callable, data: Mapping, *,
@@ -241,7 +256,8 @@ class GroupTrainer:
                  batch_size: int = 32, directory: str | None = None,
                  distribution: tf.distribute.Strategy | None = None,
                  log: Callable | None = print, eval_batch_size: int = 256,
-                 tasks: Sequence[str] | None = None):
+                 tasks: Sequence[str] | None = None, executor=None,
+                 data_function: Callable | None = None):
         if not callable(build):
             raise TypeError("`build` must be a function of a list of task "
                             f"names. Received: build={build!r}")
@@ -257,6 +273,8 @@ class GroupTrainer:
                           else os.path.join(directory, "networks"))
         self.distribution = distribution
         self._log = log or (lambda line: None)
+        self.executor = executor
+        self.data_function = data_function
         self.fingerprints = {
             "data": fingerprint_lib.data_digest(data),
             "model": fingerprint_lib.build_digest(build),
@@ -268,6 +286,15 @@ class GroupTrainer:
                                    per_group=self._architecture)
         self._fit_train, self._fit_validation, self.early_stopping = (
             data_lib.monitored_split(data, self.fit_kwargs.get("callbacks")))
+
+    def use(self, executor, data_function: Callable | None = None):
+        """Trains the missing networks on `executor` from now on (None:
+        in this process), with `data_function` as in the constructor.
+        Returns self."""
+        self.executor = executor
+        if data_function is not None:
+            self.data_function = data_function
+        return self
 
     def ordered(self, group: Iterable[str]) -> tuple:
         """`group` in the data's task order; raises for unknown tasks."""
@@ -330,14 +357,26 @@ class GroupTrainer:
         todo = [(g, s) for g in wanted for s in seeds
                 if self._store.get(g, s) is None]
         start = time.perf_counter()
-        for i, (group, seed) in enumerate(todo, start=1):
-            network = self._train(group, seed)
+        finished = []
+
+        def done(network):
+            finished.append(network)
+            i = len(finished)
             elapsed = time.perf_counter() - start
             left = elapsed / i * (len(todo) - i)
-            self._log(f"[{i}/{len(todo)}] ({', '.join(group)}) seed {seed}: "
-                      f"{network.epochs} epochs in {network.seconds:.1f} s, "
-                      f"validation loss {_total(network, 'validation'):.4g}"
-                      f"; {elapsed:.0f} s so far, about {left:.0f} s left")
+            self._log(f"[{i}/{len(todo)}] ({', '.join(network.tasks)}) seed "
+                      f"{network.seed}: {network.epochs} epochs in "
+                      f"{network.seconds:.1f} s, validation loss "
+                      f"{_total(network, 'validation'):.4g}; {elapsed:.0f} s "
+                      f"so far, about {left:.0f} s left")
+
+        if self.executor is None or not todo:
+            for group, seed in todo:
+                done(self._train(group, seed))
+        else:
+            self.executor.run(self.recipe(), [
+                (g, s, self._store.wanted(g, s), self._store.path(g, s))
+                for g, s in todo], lambda n: done(self._store.keep(n)))
         return [self.network(g, s) for g in wanted for s in seeds]
 
     def stored(self) -> list:
@@ -368,7 +407,7 @@ class GroupTrainer:
         return Recipe(self.build, self.data, self._fit_train,
                       self._fit_validation, self.fit_kwargs, self.batch_size,
                       self.eval_batch_size, tuple(self.label_tasks),
-                      self.distribution)
+                      self.distribution, self.data_function)
 
     def _train(self, group, seed):
         network = train_network(self.recipe(), group, seed,
@@ -391,6 +430,42 @@ class Recipe:
     eval_batch_size: int
     label_tasks: tuple
     distribution: object = None
+    data_function: Callable | None = None
+
+    def shippable(self) -> "Recipe":
+        """This recipe as it can be sent to another process: with the data
+        when it is arrays, else without it (the worker calls
+        `data_function`; `rebuilt` there).
+
+        Raises:
+            ValueError: The data holds a `tf.data.Dataset` or a
+                `PyDataset` and there is no `data_function`.
+        """
+        import keras
+        import tensorflow as tf
+
+        streams = (tf.data.Dataset, keras.utils.PyDataset)
+        if not any(isinstance(split, streams)
+                   for split in self.data.values()):
+            return self
+        if self.data_function is None:
+            raise ValueError(
+                "The data holds a tf.data.Dataset or PyDataset, which cannot"
+                " be sent to Ray workers; give GroupTrainer the function "
+                "that returns the data (`data_function`) so each worker "
+                "builds it, or give numpy arrays.")
+        return dataclasses.replace(self, data=None, fit_train=None,
+                                   fit_validation=None)
+
+    def rebuilt(self) -> "Recipe":
+        """A recipe from `shippable` with its data built again here."""
+        if self.data is not None:
+            return self
+        data = self.data_function()
+        fit_train, fit_validation, _ = data_lib.monitored_split(
+            data, self.fit_kwargs.get("callbacks"))
+        return dataclasses.replace(self, data=data, fit_train=fit_train,
+                                   fit_validation=fit_validation)
 
 
 def train_network(recipe: Recipe, group: tuple, seed: int,

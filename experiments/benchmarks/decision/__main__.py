@@ -32,7 +32,8 @@ from experiments.benchmarks.decision import lib  # noqa: E402
 from experiments.benchmarks.decision import report  # noqa: E402
 
 _COMMON = common_flags.define_common_flags(
-    ("out_dir", "budgets", "epochs", "measure_seeds", "resamples"))
+    ("out_dir", "budgets", "epochs", "measure_seeds", "resamples")
+    + common_flags.EXECUTOR)
 _TASK_SETS = flags.DEFINE_list(
     "decision_task_sets", ["digits9", "planted3", "planted", "digits7",
                            "pooled", "mnist7", "mnist_bottleneck"],
@@ -48,15 +49,16 @@ _RG = flags.DEFINE_integer("truth_rg_samples", 4, "Random partitions per "
 DEFAULT_OUT_DIR = "experiments/benchmarks/results/decision_calibration"
 
 
-def run_task_set(task_set, out_dir, budgets, log):
+def run_task_set(task_set, out_dir, budgets, log, executor):
     cache = os.path.join(out_dir, "cache", task_set.name)
     resamples = _COMMON.resamples.value or 100
     units = [lib.measure_and_decide(task_set, seed, cache, budgets,
-                                    resamples=resamples, log=log)
+                                    resamples=resamples, log=log,
+                                    executor=executor)
              for seed in range(_COMMON.measure_seeds.value)]
     truth, random = lib.truth(task_set, units, cache, budgets,
                               seeds=_TRUTH_SEEDS.value, rg_samples=_RG.value,
-                              log=log)
+                              log=log, executor=executor)
 
     def totals(groups, serve):
         return lib.total_errors(truth, groups, serve)
@@ -102,9 +104,18 @@ def main(argv):
                           or [2, 3, 4]})
         task_sets = [lib.load_task_set(n, _COMMON.epochs.value)
                      for n in _TASK_SETS.value]
+        executor = common_flags.executor_from_flags(_COMMON)
     except ValueError as error:
         print(f"decision: error: {error}", file=sys.stderr)
         return 1
+    try:
+        return _run(task_sets, budgets, executor)
+    finally:
+        if executor is not None:
+            executor.stop()
+
+
+def _run(task_sets, budgets, executor):
     out_dir = _COMMON.out_dir.value or DEFAULT_OUT_DIR
     os.makedirs(out_dir, exist_ok=True)
     command = "python -m experiments.benchmarks.decision " + " ".join(
@@ -116,7 +127,7 @@ def main(argv):
         print(f"[{index + 1}/{len(task_sets)}] {task_set.name}: "
               f"{task_set.data.description}", flush=True)
         more = run_task_set(task_set, out_dir, budgets,
-                            lambda line: print(line, flush=True))
+                            lambda line: print(line, flush=True), executor)
         rows += more[0]
         quality += more[1]
         cost += more[2]

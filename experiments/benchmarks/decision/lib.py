@@ -23,6 +23,7 @@ local.
 """
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -138,8 +139,9 @@ def decision_seeds(seed):
 
 
 def measure_and_decide(task_set, seed, directory, budgets, *, resamples=100,
-                       max_seeds=MAX_SEEDS, log=print):
+                       max_seeds=MAX_SEEDS, log=print, executor=None):
     """The measuring run of `seed` and both affinity answers; cached.
+    The decision's networks train on `executor` (None: in this process).
 
     Returns the JSON-ready unit: per budget the TAG grouping, its affinity
     structure and the validated decision (answer, bounds, margin, seeds
@@ -166,7 +168,7 @@ def measure_and_decide(task_set, seed, directory, budgets, *, resamples=100,
     assessed = stability_lib.assess(steps, budgets, tasks=list(data.tasks),
                                     resamples=resamples, seed=seed)
     groupings = {b: select_lib.select_groups(affinity, b) for b in budgets}
-    engine = decision_engine(task_set, seed, directory)
+    engine = decision_engine(task_set, seed, directory, executor)
     start = time.perf_counter()
     decision = train.decide(
         engine, {b: [(g.groups, dict(g.serve))]
@@ -205,13 +207,21 @@ def unit_fields(option):
     return {name: entry[name] for name in UNIT_FIELDS}
 
 
-def decision_engine(task_set, seed, directory):
+def decision_engine(task_set, seed, directory, executor=None):
     """The `GroupTrainer` of measuring seed `seed`'s validated decision,
     starting at `decision_seeds(seed)`, cached under `decision_<m>/`."""
     config = dataclasses.replace(task_set.config, seed=seed)
-    return training.seeded_trainer(
+    return on_executor(training.seeded_trainer(
         task_set.data, config, decision_seeds(seed),
-        directory=os.path.join(directory, f"decision_{seed}"), log=None)
+        directory=os.path.join(directory, f"decision_{seed}"), log=None),
+        executor, task_set.data, config)
+
+
+def on_executor(engine, executor, data, config):
+    """`engine` training on `executor` (data rebuilt in a worker when it
+    is streamed)."""
+    return engine.use(executor, functools.partial(training.group_data, data,
+                                                  config))
 
 
 #: Columns of a truth table, after `group` and `seed`.
@@ -228,15 +238,17 @@ class Truth:
         directory: The task set's cache directory.
         seeds: How many truth seeds (500, 501, ...).
         log: Called with one line per network trained.
+        executor: Where the networks train (None: in this process).
     """
 
-    def __init__(self, task_set, directory, seeds, log=print):
+    def __init__(self, task_set, directory, seeds, log=print, executor=None):
         self.tasks = tuple(task_set.data.tasks)
         self.seeds = [TRUTH_SEED_BASE + i for i in range(seeds)]
         self.path = os.path.join(directory, "truth.csv")
-        self.engine = training.seeded_trainer(
+        self.engine = on_executor(training.seeded_trainer(
             task_set.data, task_set.config, self.seeds,
-            directory=os.path.join(directory, "truth"), log=log)
+            directory=os.path.join(directory, "truth"), log=log),
+            executor, task_set.data, task_set.config)
         self.table = {}
         if os.path.exists(self.path):
             import pandas as pd
@@ -252,12 +264,21 @@ class Truth:
 
     def train(self, groups):
         """Trains every (group, truth seed) not in the table yet, writing
-        the table after each group."""
+        the table after each group (on an executor, the groups missing the
+        same seeds at once)."""
+        by_missing = {}
         for group in dict.fromkeys(self.ordered(g) for g in groups):
             missing = [s for s in self.seeds if (group, s) not in self.table]
-            if not missing:
-                continue
-            for network in self.engine.train([group], missing):
+            if missing:
+                by_missing.setdefault(tuple(missing), []).append(group)
+        batches = [(list(missing), [group]) for missing, together
+                   in by_missing.items() for group in together]
+        if self.engine.executor is not None:
+            batches = [(list(missing), together)
+                       for missing, together in by_missing.items()]
+        for missing, together in batches:
+            for network in self.engine.train(together, missing):
+                group = self.ordered(network.tasks)
                 self.table[(group, network.seed)] = {
                     task: {"group": "+".join(group), "seed": network.seed,
                            "task": task, **{
@@ -285,13 +306,13 @@ class Truth:
 
 
 def truth(task_set, units, directory, budgets, *, seeds=10, rg_samples=4,
-          log=print):
+          log=print, executor=None):
     """`(Truth, random partitions per budget)`: every network the truth
-    needs, trained under `seeds` truth seeds."""
+    needs, trained under `seeds` truth seeds (on `executor`)."""
     from tag_keras.train import random_groupings
 
     tasks = task_set.data.tasks
-    known = Truth(task_set, directory, seeds, log=log)
+    known = Truth(task_set, directory, seeds, log=log, executor=executor)
     random = {b: random_groupings.random_partitions(
         tasks, b, rg_samples, seed=b)
         for b in budgets if b <= len(tasks)}
