@@ -45,6 +45,8 @@ setuptools.setup(
         "experiments": ["tensorflow-datasets>=4.9", "scikit-learn>=1.3",
                         "mlxtend>=0.23"],
         "docs": ["mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
+        # tag-train --workers / --ray_address (tag_keras.train.executors).
+        "ray": ["ray>=2.40"],
     },
     entry_points={
         "console_scripts": [
