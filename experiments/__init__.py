@@ -11,3 +11,9 @@ May import `tag_keras` (its public names), TensorFlow, Keras,
 tensorflow-datasets and scikit-learn; `tag_keras` never imports this
 package.
 """
+
+import tag_keras_entry
+
+# The kernels every command pins (oneDNN's instruction set), so a table
+# repeats across CPUs: see `tag_keras_entry`.
+tag_keras_entry.pin_kernels()

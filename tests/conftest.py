@@ -7,6 +7,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+import tag_keras_entry  # noqa: E402
+
+tag_keras_entry.pin_kernels()  # as every command does
+
 import pytest  # noqa: E402
 
 #: The tasks of `planted_three_tasks`.

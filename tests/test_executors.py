@@ -143,3 +143,78 @@ def test_bad_settings_are_one_line():
         executors.RayExecutor(workers=2, address="auto")
     with pytest.raises(ValueError, match="`cpus_per_network` must be"):
         executors.RayExecutor(cpus_per_network=0)
+
+
+def _tag_train(out_dir, *args, wait=True):
+    import json
+    import subprocess
+    import sys
+
+    groups = out_dir.parent / "groups.json"
+    groups.write_text(json.dumps({"tasks": ["a", "b", "c"], "results": [
+        {"num_groups": 2, "groups": [["a", "b"], ["c"]],
+         "serve": {"a": 0, "b": 0, "c": 1}}]}))
+    command = [sys.executable, "-m", "tag_keras.train.cli",
+               "--model=tests.train_module:build",
+               "--data=tests/train_module.py:data", f"--groups={groups}",
+               f"--out_dir={out_dir}", "--epochs=2", "--seeds=0,1,2",
+               "--max_seeds=3", "--metric=loss", *args]
+    options = dict(cwd=_ROOT, text=True, stdout=subprocess.PIPE,
+                   stderr=subprocess.PIPE,
+                   env=dict(os.environ, PYTHONPATH=_ROOT))
+    if wait:
+        return subprocess.run(command, timeout=900, **options)
+    return subprocess.Popen(command, **options)
+
+
+def _interrupt_after_first_network(out_dir, sig, *args):
+    """Runs tag-train, sends `sig` once its first network is done."""
+    process = _tag_train(out_dir, *args, wait=False)
+    for line in process.stdout:
+        if line.startswith("[1/"):
+            process.send_signal(sig)
+            break
+    out, err = process.communicate(timeout=300)
+    return process.returncode, err
+
+
+@pytest.mark.slow
+def test_tag_train_with_two_workers_writes_what_one_worker_writes(tmp_path):
+    """`--workers=1` and `--workers=2` write the same decision.json and
+    results.csv; the two-worker run is first stopped by Ctrl-C (one line,
+    exit 130), then its driver killed, and each rerun trains only what
+    is missing, the cache never holding a partial network."""
+    import json
+    import signal
+
+    one = _tag_train(tmp_path / "one", "--workers=1")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = tmp_path / "two"
+    code, err = _interrupt_after_first_network(two, signal.SIGINT,
+                                               "--workers=2")
+    if code == 0:
+        pytest.skip("the run ended before the signal (a loaded machine)")
+    assert code == 130 and err.strip().splitlines()[-1] == (
+        "tag-train: interrupted")
+    after_ctrl_c = set(os.listdir(two / "networks"))
+    assert after_ctrl_c and all(f.endswith(".npz") for f in after_ctrl_c)
+    code, _ = _interrupt_after_first_network(two, signal.SIGKILL,
+                                             "--workers=2")
+    assert code == -signal.SIGKILL
+    after_kill = set(os.listdir(two / "networks"))
+    assert after_ctrl_c <= after_kill
+    assert all(f.endswith(".npz") for f in after_kill)
+    done = _tag_train(two, "--workers=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    trained = [line for line in done.stdout.splitlines()
+               if line.startswith("[")]
+    total = len(os.listdir(two / "networks"))
+    assert len(trained) == total - len(after_kill)
+    import pandas as pd
+
+    assert (json.loads((tmp_path / "one" / "decision.json").read_text())
+            == json.loads((two / "decision.json").read_text()))
+    pd.testing.assert_frame_equal(  # all but the wall time of each fit
+        pd.read_csv(tmp_path / "one" / "results.csv").drop(
+            columns="seconds"),
+        pd.read_csv(two / "results.csv").drop(columns="seconds"))

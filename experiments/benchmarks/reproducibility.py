@@ -5,11 +5,12 @@ seed, the default protocol) in a fresh process per numeric setting, twice
 each, and prints a digest of its per-example test losses, its summed test
 error and the wall time of the training, beside the default setting's:
 
-* `default`: TensorFlow as installed (oneDNN custom operations on, as
-  many threads as cores).
+* `default`: TensorFlow as installed (oneDNN custom operations on, every
+  instruction set the CPU has, as many threads as cores).
 * `isa=avx2`: oneDNN limited to AVX2 kernels (`ONEDNN_MAX_CPU_ISA=AVX2`):
   the same process on a CPU without AVX-512, as far as oneDNN is
-  concerned. This is the "other machine".
+  concerned. This is the "other machine", and what the commands pin
+  (`tag_keras_entry.PINNED_KERNELS`).
 * `onednn=off`: `TF_ENABLE_ONEDNN_OPTS=0` (Eigen kernels instead).
 * `onednn=off isa=avx2`: both, to see whether oneDNN-off is independent
   of the CPU's instruction set.
@@ -113,10 +114,11 @@ def _trainer(seed):
 
 def _run(setting, seed):
     environment, _, _ = SETTINGS[setting]
-    env = {**os.environ, **environment}
-    for name in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA"):
-        if name not in environment:
-            env.pop(name, None)
+    # "ALL": oneDNN's own default, every instruction set the CPU has (the
+    # experiments package would otherwise pin AVX2).
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "ALL", **environment}
+    if "TF_ENABLE_ONEDNN_OPTS" not in environment:
+        env.pop("TF_ENABLE_ONEDNN_OPTS", None)
     out = subprocess.run(
         [sys.executable, "-m", "experiments.benchmarks.reproducibility",
          f"--child={setting}", f"--seed={seed}",
@@ -133,7 +135,7 @@ def main(argv):
         return
     rows = {name: [] for name in _SETTINGS.value or SETTINGS}
     for _ in range(_REPEATS.value):  # interleaved, so load hits all alike
-        for name in SETTINGS:
+        for name in rows:
             rows[name].append(_run(name, _SEED.value))
             print(name, rows[name][-1], flush=True)
     base = rows["default"]

@@ -38,6 +38,10 @@ import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import tag_keras_entry  # noqa: E402
+
+tag_keras_entry.pin_kernels()  # run as python -m tag_keras.train.cli too
+
 from absl import flags  # noqa: E402
 
 from tag_keras import _cli  # noqa: E402
