@@ -168,10 +168,12 @@ def distribution_from_flags(common):
         raise InputError(f"--distribution={name}: {error}") from None
 
 
-def executor_from_flags(common):
+def executor_from_flags(common, out_dir):
     """The started `RayExecutor` the flags ask for, or None (train in
-    this process); raises `InputError` (one line). Stop it at the end."""
-    return executor_flags.start(executor_flags.executor_from_flags(common))
+    this process), its nodes checked to see `out_dir`; raises
+    `InputError` (one line). Stop it at the end."""
+    return executor_flags.start(executor_flags.executor_from_flags(common),
+                                out_dir)
 
 
 def data_from_flags(common, dataset=None):

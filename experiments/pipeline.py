@@ -102,7 +102,7 @@ def main(argv):
                 " and --ray_address spread the networks over workers: give "
                 "one of them. Received: distribution="
                 f"{_COMMON.distribution.value}")
-        executor = common_flags.executor_from_flags(_COMMON)
+        executor = common_flags.executor_from_flags(_COMMON, out_dir)
     except InputError as error:
         print(f"pipeline: error: {error}", file=sys.stderr)
         return 1

@@ -325,3 +325,28 @@ def test_celeba_builder_can_start_a_download():
     builder_cls = tfds.builder_cls("celeb_a")
     assert builder_cls.code_path
     assert builder_cls._checksums_path
+
+
+def test_a_loaded_dataset_pickles_as_how_to_load_it_again():
+    """Ray workers receive a dataset (a model function's closure holds
+    one) as `load_dataset`'s arguments; the copy is the same data, with
+    the same tasks, and its repr (read by model fingerprints) is kept."""
+    import pickle
+
+    loaded = data.load_dataset("planted", seed=3, num_train=40)
+    subset = loaded.select_tasks(loaded.tasks[:2])
+    for original in (loaded, subset):
+        copy = pickle.loads(pickle.dumps(original))
+        assert copy.tasks == original.tasks
+        assert repr(copy) == repr(original)
+        for split in ("train", "test"):
+            for (x, y), (cx, cy) in zip(original.split(split).take(5),
+                                        copy.split(split).take(5)):
+                np.testing.assert_array_equal(x, cx)
+                assert {t: int(v) for t, v in y.items()} == {
+                    t: int(v) for t, v in cy.items()}
+    hand_made = base.MultiTaskData(
+        "mine", ("a",), {"a": 2}, (1,), loaded.train, loaded.validation,
+        loaded.test, "hand made")
+    with pytest.raises(TypeError, match="not made by .*load_dataset"):
+        pickle.dumps(hand_made)

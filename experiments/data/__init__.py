@@ -20,6 +20,7 @@ flags and pass values in. May import NumPy, TensorFlow, tensorflow-datasets
 and scikit-learn; never `tag_keras`, `experiments.lib` or a binary.
 """
 
+from experiments.data import base
 from experiments.data import celeba
 from experiments.data import digits
 from experiments.data import mnist
@@ -70,5 +71,25 @@ def load_dataset(name, *, tasks=None, data_dir=None, seed=0, **options):
         raise ValueError(
             f"`name` must be one of {list(DATASETS)}. Received: name={name!r}"
         )
-    return _LOADERS[name](tasks=tasks, data_dir=data_dir, seed=seed,
+    data = _LOADERS[name](tasks=tasks, data_dir=data_dir, seed=seed,
                           **options)
+    if name == "celeba":  # a worker reads what the driver prepared
+        options = {**options, "download": False}
+    return base.with_source(data, {"name": name, "tasks": tasks,
+                                   "data_dir": data_dir, "seed": seed,
+                                   **options})
+
+
+def reload(source, tasks):
+    """`load_dataset(**source)` with only `tasks`: how a pickled
+    `MultiTaskData` is made again in another process (the last one is
+    kept, so the tasks of one process load it once)."""
+    key = repr(sorted(source.items()))
+    if _RELOADED.get("key") != key:
+        _RELOADED.update(key=key, data=load_dataset(**source))
+    data = _RELOADED["data"]
+    return data if tuple(tasks) == tuple(data.tasks) else (
+        data.select_tasks(tasks))
+
+
+_RELOADED = {}

@@ -70,6 +70,20 @@ class MultiTaskData:
                 f"num_classes={self.num_classes!r}"
             )
 
+    def __reduce__(self):
+        """Pickled as how to load it again (`experiments.data.reload`), so
+        that it can be sent to other processes (Ray workers): its splits
+        are tf.data pipelines, which cannot be pickled."""
+        source = getattr(self, "_source", None)
+        if source is None:
+            raise TypeError(
+                f"MultiTaskData {self.name!r} was not made by "
+                "experiments.data.load_dataset, so another process cannot "
+                "load it again; it cannot be pickled.")
+        from experiments import data as data_lib
+
+        return data_lib.reload, (source, self.tasks)
+
     def split(self, split):
         """Returns the split called `split` (`"train"`, `"validation"`...)."""
         if split not in SPLITS:
@@ -118,7 +132,7 @@ class MultiTaskData:
         def keep(x, labels):
             return x, {task: labels[task] for task in tasks}
 
-        return dataclasses.replace(
+        return with_source(dataclasses.replace(
             self,
             tasks=tasks,
             num_classes={t: self.num_classes[t] for t in tasks},
@@ -126,7 +140,7 @@ class MultiTaskData:
             validation=self.validation.map(keep),
             test=self.test.map(keep),
             metadata=self._selected_metadata(tasks),
-        )
+        ), getattr(self, "_source", None))
 
     def _selected_metadata(self, tasks):
         metadata = dict(self.metadata)
@@ -135,6 +149,15 @@ class MultiTaskData:
                 t: metadata["clusters"][t] for t in tasks
             }
         return metadata
+
+
+def with_source(data, source):
+    """`data`, remembering `load_dataset`'s arguments that made it (kept
+    out of its fields, so its repr, which model fingerprints read, is
+    unchanged); returns `data`."""
+    if source is not None:
+        object.__setattr__(data, "_source", dict(source))
+    return data
 
 
 def resolve_tasks(tasks, available, default):

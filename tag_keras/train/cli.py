@@ -209,7 +209,8 @@ def main(argv):
 def _main():
     try:
         given = _inputs()
-        executor_flags.start(given.executor)
+        executor_flags.start(given.executor,
+                             os.path.join(_OUT_DIR.value, "networks"))
     except InputError as error:
         print(f"tag-train: error: {error}", file=sys.stderr)
         return 1
@@ -241,11 +242,6 @@ def _train(given):
         print(f"tag-train: error: --data: {error}", file=sys.stderr)
         return 1
     if given.executor is not None:
-        try:
-            given.executor.check_shared(trainer.directory)
-        except ValueError as error:
-            print(f"tag-train: error: --out_dir: {error}", file=sys.stderr)
-            return 1
         print(f"Networks train as Ray tasks: {given.executor!r}.",
               flush=True)
     if trainer.early_stopping:

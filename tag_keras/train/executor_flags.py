@@ -148,11 +148,20 @@ def _local_cluster():
         return None
 
 
-def start(executor):
-    """Starts `executor` (None: nothing), a refusal as `InputError`."""
+def start(executor, directory=None):
+    """Starts `executor` (None: nothing) and checks that every node of
+    its cluster sees `directory` (the cache); a refusal is `InputError`.
+    """
     if executor is None:
         return None
     try:
-        return executor.start()
+        executor.start()  # its refusals begin with the argument's name
     except ValueError as error:
         raise _errors.InputError(f"--{error}") from None
+    if directory is not None:
+        try:
+            executor.check_shared(directory)
+        except ValueError as error:
+            executor.stop()
+            raise _errors.InputError(f"--out_dir: {error}") from None
+    return executor

@@ -186,7 +186,7 @@ class RayExecutor:
             max_retries=self.max_retries)
         try:
             shared = ray.put(recipe.shippable())
-        except (TypeError, AttributeError, ValueError) as error:
+        except Exception as error:  # whatever pickling the user's raises
             raise ValueError(
                 "The model function, data or fit settings cannot be sent to"
                 f" Ray workers ({type(error).__name__}: "

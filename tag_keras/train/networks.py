@@ -39,6 +39,8 @@ from tag_keras.train import outcomes as outcomes_lib
 if TYPE_CHECKING:  # for annotations only
     import tensorflow as tf
 
+    from tag_keras.train.executors import RayExecutor
+
 #: Splits every network is evaluated on, when the data holds them.
 EVALUATED = ("validation", "test")
 
@@ -256,7 +258,8 @@ class GroupTrainer:
                  batch_size: int = 32, directory: str | None = None,
                  distribution: tf.distribute.Strategy | None = None,
                  log: Callable | None = print, eval_batch_size: int = 256,
-                 tasks: Sequence[str] | None = None, executor=None,
+                 tasks: Sequence[str] | None = None,
+                 executor: RayExecutor | None = None,
                  data_function: Callable | None = None):
         if not callable(build):
             raise TypeError("`build` must be a function of a list of task "
@@ -287,7 +290,8 @@ class GroupTrainer:
         self._fit_train, self._fit_validation, self.early_stopping = (
             data_lib.monitored_split(data, self.fit_kwargs.get("callbacks")))
 
-    def use(self, executor, data_function: Callable | None = None):
+    def use(self, executor: RayExecutor | None,
+            data_function: Callable | None = None) -> "GroupTrainer":
         """Trains the missing networks on `executor` from now on (None:
         in this process), with `data_function` as in the constructor.
         Returns self."""

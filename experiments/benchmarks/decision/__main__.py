@@ -104,7 +104,8 @@ def main(argv):
                           or [2, 3, 4]})
         task_sets = [lib.load_task_set(n, _COMMON.epochs.value)
                      for n in _TASK_SETS.value]
-        executor = common_flags.executor_from_flags(_COMMON)
+        executor = common_flags.executor_from_flags(
+            _COMMON, _COMMON.out_dir.value or DEFAULT_OUT_DIR)
     except ValueError as error:
         print(f"decision: error: {error}", file=sys.stderr)
         return 1
