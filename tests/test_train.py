@@ -402,6 +402,19 @@ def test_decision_files_read_back(trainer, tmp_path):
     assert train.read_decision(str(tmp_path)) == document
 
 
+def test_results_rows_do_not_depend_on_the_training_order(trainer):
+    """Parallel workers finish networks in any order; results.csv must
+    not change with it."""
+    from tag_keras.train import decision_files
+
+    trainer.train([("a", "b"), ("c",)])
+    stored = trainer.stored()
+    frames = [decision_files.results_frame(trainer, order)
+              for order in (stored, stored[::-1])]
+    pd.testing.assert_frame_equal(*frames)
+    assert frames[0].group.str.count("[|]").is_monotonic_decreasing
+
+
 def test_outputs_are_one_set_or_refused_when_torn(tmp_path, trainer,
                                                   monkeypatch):
     from tag_keras import train

@@ -104,6 +104,13 @@ def _same_numbers(runs):
     for run in runs:
         frame = pd.read_csv(os.path.join(run["out_dir"], "results.csv"))
         frames.append(frame[[c for c in frame if "seconds" not in c]])
+        if run["job"] == "user_cnn":  # and decision.json, whole
+            with open(os.path.join(run["out_dir"], "decision.json"),
+                      encoding="utf-8") as handle:
+                frames[-1] = (frames[-1], handle.read())
+    if isinstance(frames[0], tuple):
+        return all(f[0].equals(frames[0][0]) and f[1] == frames[0][1]
+                   for f in frames[1:])
     return all(f.equals(frames[0]) for f in frames[1:])
 
 

@@ -21,10 +21,16 @@ def results_frame(trainer, networks=None):
     """One row per network, seed, task and split: the mean loss and error.
 
     Columns: group (tasks joined by "|"), seed, task, split, loss, error,
-    examples (labelled examples), seconds, epochs.
+    examples (labelled examples), seconds, epochs. Rows are in one order
+    whatever order the networks were trained in (parallel workers finish
+    in any order): larger groups first, then by the tasks' positions,
+    then by seed.
     """
+    position = {task: i for i, task in enumerate(trainer.tasks)}
     rows = []
-    for network in networks or trainer.stored():
+    for network in sorted(networks or trainer.stored(), key=lambda n: (
+            -len(n.tasks), [position.get(t, len(position)) for t in n.tasks],
+            n.seed)):
         for split, per_task in network.outcomes.items():
             for task, (loss, _) in per_task.items():
                 rows.append({
