@@ -18,7 +18,7 @@ the object store.
 
 Usage:
   python -m experiments.benchmarks.parallel_training \\
-      --out=experiments/benchmarks/results/parallel_training.md
+      --parallel_out=experiments/benchmarks/results/parallel_training.md
 """
 
 import os
@@ -33,11 +33,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-_OUT = flags.DEFINE_string("out", None, "Also write the tables here (.md).")
-_WORK_DIR = flags.DEFINE_string("work_dir", "runs/parallel_benchmark",
-                                "Where the runs write (one folder each).")
-_JOBS = flags.DEFINE_list("jobs", ["digits", "user_cnn"], "Jobs to time.")
-_MODES = flags.DEFINE_list("modes", ["1", "2", "sequential"],
+_OUT = flags.DEFINE_string("parallel_out", None,
+                           "Also write the tables here (.md).")
+_WORK_DIR = flags.DEFINE_string(
+    "parallel_work_dir", "runs/parallel_benchmark",
+    "Where the runs write (one folder each).")
+_JOBS = flags.DEFINE_list("parallel_jobs", ["digits", "user_cnn"],
+                          "Jobs to time.")
+_MODES = flags.DEFINE_list("parallel_modes", ["1", "2", "sequential"],
                            "Modes: sequential, or a number of workers.")
 _CNN_MAX_SEEDS = flags.DEFINE_integer(
     "cnn_max_seeds", 3, "tag-train's --max_seeds for the CNN example "
@@ -81,7 +84,8 @@ def _prepare_cnn(work):
 def _timed(job, mode, work):
     out_dir, command = _command(job, mode, work)
     if os.path.exists(out_dir):
-        raise app.UsageError(f"{out_dir} exists: give an empty --work_dir")
+        raise app.UsageError(f"{out_dir} exists: give an empty "
+                             "--parallel_work_dir")
     start = time.perf_counter()
     done = subprocess.run(command, cwd=_ROOT, capture_output=True,
                           text=True, env=dict(os.environ, PYTHONPATH=_ROOT))
@@ -175,7 +179,8 @@ def main(argv):
              f"{os.cpu_count()} CPUs; each mode a fresh output directory, "
              "run one after another in this invocation.", "",
              "| job | mode | wall s | networks trained | wall / --workers=1"
-             " | same numbers as the other modes |", "|---|---|---|---|---|---|"]
+             " | same numbers as the other modes |",
+             "|---|---|---|---|---|---|"]
     for job in _JOBS.value:
         if job == "user_cnn":
             _prepare_cnn(work)

@@ -22,7 +22,7 @@ error and the wall time of the training, beside the default setting's:
 
 Usage:
   python -m experiments.benchmarks.reproducibility \\
-      --out=experiments/benchmarks/results/reproducibility.md
+      --repro_out=experiments/benchmarks/results/reproducibility.md
 """
 
 import hashlib
@@ -37,17 +37,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-_OUT = flags.DEFINE_string("out", None, "Also write the table here (.md).")
-_REPEATS = flags.DEFINE_integer("repeats", 2, "Runs per setting.",
+_OUT = flags.DEFINE_string("repro_out", None,
+                           "Also write the table here (.md).")
+_REPEATS = flags.DEFINE_integer("repro_repeats", 2, "Runs per setting.",
                                 lower_bound=1)
-_SEED = flags.DEFINE_integer("seed", 0, "Training seed.")
+_SEED = flags.DEFINE_integer("repro_seed", 0, "Training seed.")
 _NETWORK = flags.DEFINE_enum(
-    "network", "digits", ["digits", "user_cnn"], "digits: the default "
+    "repro_network", "digits", ["digits", "user_cnn"], "digits: the default "
     "job's all-task MLP; user_cnn: examples/user_cnn.py's all-task CNN "
     "(1 epoch).")
-_SETTINGS = flags.DEFINE_list("settings", None, "Settings to run "
+_SETTINGS = flags.DEFINE_list("repro_settings", None, "Settings to run "
                               "(default: all).")
-_CHILD = flags.DEFINE_string("child", None, "Internal: run one setting "
+_CHILD = flags.DEFINE_string("repro_child", None, "Internal: run one setting "
                              "(its JSON) in this process and print a line.")
 
 #: Setting name -> (environment variables, threads, op determinism).
@@ -121,8 +122,8 @@ def _run(setting, seed):
         env.pop("TF_ENABLE_ONEDNN_OPTS", None)
     out = subprocess.run(
         [sys.executable, "-m", "experiments.benchmarks.reproducibility",
-         f"--child={setting}", f"--seed={seed}",
-         f"--network={_NETWORK.value}"], env=env, check=True,
+         f"--repro_child={setting}", f"--repro_seed={seed}",
+         f"--repro_network={_NETWORK.value}"], env=env, check=True,
         capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 

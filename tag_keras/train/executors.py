@@ -230,7 +230,8 @@ def _train_remote(recipe, token, group, seed, fingerprints, path, threads,
     if recipe.data is None:
         if token not in _REBUILT:
             _REBUILT.clear()
-            _REBUILT[token] = _rebuilt(recipe, (fingerprints or {}).get("data"))
+            _REBUILT[token] = _rebuilt(recipe,
+                                       (fingerprints or {}).get("data"))
         recipe = _REBUILT[token]
     network = networks.train_network(recipe, group, seed, fingerprints)
     if path is not None:
