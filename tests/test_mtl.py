@@ -85,6 +85,49 @@ def test_gradnorm_update_step_clip_and_renormalisation():
     assert got.numpy().sum() == pytest.approx(3.0)
 
 
+def test_gradnorm_update_holds_a_task_without_an_initial_loss_at_the_mean():
+    """A task whose first batch had no label has no initial loss yet (NaN,
+    or 0 from a step where it was absent): it counts as training at the
+    mean pace, and the other tasks' weights still update (issue 38: one
+    such task froze every weight for the whole run)."""
+    w = np.array([1.0, 0.5, 2.0])
+    norms = np.array([3.0, 0.2, 1.0])
+    losses = np.array([0.5, 1.0, 0.9])
+    alpha, lr = 1.5, 0.5
+    for unknown in (np.nan, 0.0):
+        initial = np.array([1.0, unknown, 1.2])
+        ratios = losses[[0, 2]] / initial[[0, 2]]
+        relative = np.array([ratios[0] / ratios.mean(), 1.0,
+                             ratios[1] / ratios.mean()])
+        target = norms.mean() * relative ** alpha
+        expected = np.clip(w - lr * np.sign(norms - target) * norms / w,
+                           0.1, 10.0)
+        expected = expected * 3 / expected.sum()
+        got = gradnorm_update(tf.constant(w), tf.constant(norms),
+                              tf.constant(losses), tf.constant(initial),
+                              alpha=alpha, learning_rate=lr,
+                              clip=(0.1, 10.0))
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+
+
+def test_gradnorm_keeps_learning_when_a_task_is_unlabelled_at_first():
+    x, y, weights = reference.data(seed=0)
+    y = {t: v.astype("float32") for t, v in y.items()}
+    y[TASKS[0]][:4] = np.nan  # no label in the first batch
+    strategy = mtl.GradNorm(alpha=1.0, learning_rate=0.05)
+    model = reference.linear_model(weights, training_method=strategy)
+    model.compile(optimizer=keras.optimizers.SGD(LR),
+                  loss={t: "mse" for t in TASKS})
+    model.fit(x[:16], {t: v[:16] for t, v in y.items()}, batch_size=4,
+              epochs=1, shuffle=False, verbose=0)
+    task_weight = strategy.task_weight.numpy()
+    assert np.isfinite(task_weight).all()
+    assert not np.allclose(task_weight, 1.0)
+    # The task's initial loss is its loss on the first step it had labels.
+    initial = strategy.initial_losses.numpy()
+    assert np.isfinite(initial).all() and (initial > 0).all()
+
+
 # ----------------------------------------------------------------------
 # Inside `fit`: one or two steps of the linear model against NumPy.
 

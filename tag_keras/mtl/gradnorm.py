@@ -18,13 +18,14 @@ class GradNorm(TrainingMethod):
     to the last shared layer's kernel, `r_i = (L_i / L_i(0)) / mean_j(L_j /
     L_j(0))` and the target `T_i = mean_j(G_j) * r_i ** alpha` held
     constant, the weights take one gradient-descent step on
-    `sum_i |G_i - T_i|`:
+    `sum_i |G_i - T_i|` (a task with no initial loss yet, absent from the
+    batches so far, has `r_i = 1`):
 
         w_i <- w_i - learning_rate * sign(G_i - T_i) * G_i / w_i
 
     (`G_i / w_i` is the unweighted gradient norm), are clipped to `clip` and
     renormalised to sum to the number of tasks. `L_i(0)` is the task's loss
-    on the first training step. The weights are non-trainable model weights:
+    on the first training step where it had a label. The weights are non-trainable model weights:
     saved with the model and restored by `BackupAndRestore`.
 
     Needs one backward pass per task on every step.
@@ -98,7 +99,12 @@ class GradNorm(TrainingMethod):
         loss = replica_sum(tf.stack([tf.cast(losses[t], tf.float32)
                                      for t in self.task_names]))
         w, initial = self.task_weight, self.initial_losses
-        initial_value = tf.where(tf.math.is_nan(initial), loss, initial)
+        # A task's initial loss is its loss on the first step where it had
+        # a label (a positive loss): a task absent from the first batch
+        # has loss 0 there, which would make every later ratio infinite.
+        seen = tf.math.is_finite(loss) & (loss > 0)
+        initial_value = tf.where(tf.math.is_nan(initial) & seen, loss,
+                                 initial)
         new = gradnorm_update(
             tf.convert_to_tensor(w), norms, loss, initial_value,
             alpha=self.alpha, learning_rate=self.learning_rate,
@@ -124,10 +130,16 @@ def gradnorm_update(weights, norms, losses, initial_losses, *, alpha,
         weights: `[n]` current task weights.
         norms: `[n]` gradient norms of the weighted losses.
         losses: `[n]` current task losses.
-        initial_losses: `[n]` first-step task losses.
+        initial_losses: `[n]` first-step task losses; NaN (or not
+            positive) for a task with no initial loss yet, which counts as
+            training at the mean pace of the others.
     """
-    ratios = losses / initial_losses
-    relative = ratios / tf.reduce_mean(ratios)
+    known = tf.math.is_finite(initial_losses) & (initial_losses > 0)
+    ratios = tf.where(known, losses / tf.where(known, initial_losses, 1),
+                      tf.zeros_like(losses))
+    count = tf.reduce_sum(tf.cast(known, losses.dtype))
+    mean = tf.reduce_sum(ratios) / tf.maximum(count, 1)
+    relative = tf.where(known, ratios / mean, tf.ones_like(ratios))
     target = tf.stop_gradient(tf.reduce_mean(norms) * relative ** alpha)
     raw_norms = norms / weights
     grad = tf.sign(norms - target) * raw_norms
