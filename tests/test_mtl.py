@@ -484,3 +484,25 @@ def test_configs_saved_before_version_0_2_still_load():
     assert state.num_sources == 3 and state.sums.shape == (3, 2)
     with pytest.raises(ValueError, match="affinity_method"):
         mtl.ITMTL(affinity_method="cosine")
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e-20])
+def test_pcgrad_and_mgda_do_not_depend_on_the_gradients_scale(scale):
+    """Their projections and weights are scale-free, so gradients around
+    1e19 (whose squares overflow float32) or 1e-20 (whose squares
+    underflow) must give the same answer as gradients of norm 1 (issue
+    38: NaN, or no projection and an arbitrary vertex, before)."""
+    from tag_keras.mtl.mgda import gradient_weights
+
+    rng = np.random.default_rng(3)
+    flat = rng.normal(size=(3, 6)).astype("float32")
+    flat[1] = -flat[0] + 0.1 * flat[1]  # two tasks in conflict
+    orders = [tf.constant([1, 2]), tf.constant([2, 0]), tf.constant([0, 1])]
+    projected = project_conflicts(tf.constant(flat), orders).numpy()
+    scaled = project_conflicts(tf.constant(flat * scale), orders).numpy()
+    assert np.isfinite(scaled).all()
+    np.testing.assert_allclose(scaled / scale, projected, rtol=1e-5,
+                               atol=1e-6)
+    alpha = gradient_weights(tf.constant(flat)).numpy()
+    scaled_alpha = gradient_weights(tf.constant(flat * scale)).numpy()
+    np.testing.assert_allclose(scaled_alpha, alpha, atol=1e-5)

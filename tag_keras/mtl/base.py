@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from tag_keras.tasks.gradients import TaskGradients
 
@@ -243,3 +244,13 @@ def representation_tensor(model, layer=None):
             "whose output is the shared representation. Received: "
             "layer=None.")
     return inputs[0]
+
+
+def largest_entry(values):
+    """The largest absolute entry of `values`, or 1 where that is 0 or
+    not finite: the scale at which scale-free methods (PCGrad's
+    projections, MGDA's weights) compute, so that squares of gradients
+    near 1e19 do not overflow float32 nor those near 1e-20 underflow."""
+    largest = tf.reduce_max(tf.abs(values))
+    usable = tf.math.is_finite(largest) & (largest > 0)
+    return tf.where(usable, largest, tf.ones_like(largest))

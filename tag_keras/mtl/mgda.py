@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from tag_keras.mtl.base import TrainingMethod
+from tag_keras.mtl.base import largest_entry
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
@@ -67,9 +68,10 @@ class MGDA(TrainingMethod):
 
     def combine(self, gradients, context):
         flat = gradients.global_flat()
-        gram = (context.representation_gram() if self.upper_bound
-                else tf.matmul(flat, flat, transpose_b=True))
-        alpha = min_norm_weights(gram, self.iterations, self.tolerance)
+        alpha = (min_norm_weights(context.representation_gram(),
+                                  self.iterations, self.tolerance)
+                 if self.upper_bound else
+                 gradient_weights(flat, self.iterations, self.tolerance))
         n = tf.cast(tf.shape(flat)[0], flat.dtype)
         total = n * tf.linalg.matvec(flat, alpha, transpose_a=True)
         return gradients.replica_share(total)
@@ -78,6 +80,19 @@ class MGDA(TrainingMethod):
         return {**super().get_config(), "upper_bound": self.upper_bound,
                 "representation_layer": self.representation_layer,
                 "iterations": self.iterations, "tolerance": self.tolerance}
+
+
+def gradient_weights(flat, iterations=250, tolerance=1e-6):
+    """MGDA's α for the task gradients `flat` (`[n, d]`, one row each).
+
+    α does not depend on the gradients' scale, so the Gram matrix is
+    taken at the largest entry's scale: gradients near 1e19 (whose
+    squares overflow float32) or 1e-20 (whose squares underflow) give
+    the α of gradients of norm about 1.
+    """
+    flat = flat / largest_entry(flat)
+    gram = tf.matmul(flat, flat, transpose_b=True)
+    return min_norm_weights(gram, iterations, tolerance)
 
 
 def min_norm_weights(gram, iterations=250, tolerance=1e-6):
@@ -89,6 +104,9 @@ def min_norm_weights(gram, iterations=250, tolerance=1e-6):
     search between two points.
     """
     gram = tf.convert_to_tensor(gram, tf.float32)
+    # α does not depend on the Gram matrix's scale (a representation Gram
+    # included): solve at unit scale.
+    gram = gram / largest_entry(gram)
     n = gram.shape[0]
     if n == 1:
         return tf.ones([1], gram.dtype)

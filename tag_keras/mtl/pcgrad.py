@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from tag_keras.mtl.base import WeightedMethod
+from tag_keras.mtl.base import largest_entry
 
 if TYPE_CHECKING:  # for annotations only
     from tag_keras.mtl.base import TrainingMethod
@@ -90,6 +91,11 @@ def project_conflicts(flat, orders):
         orders: For each `i`, an int tensor of the other tasks' rows in the
             order to visit them.
     """
+    # Projections are scale-free: work at the largest entry's scale, so
+    # that squared norms neither overflow (gradients near 1e19) nor
+    # underflow (near 1e-20) in float32.
+    scale = largest_entry(flat)
+    flat = flat / scale
     rows = []
     for i, order in enumerate(orders):
         g = flat[i]
@@ -102,4 +108,5 @@ def project_conflicts(flat, orders):
             safe = tf.where(norm > 0, norm, tf.ones_like(norm))
             g = tf.where(conflict, g - dot / safe * other, g)
         rows.append(g)
-    return tf.stack(rows)
+    return tf.stack(rows) * scale
+
