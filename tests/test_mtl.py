@@ -506,3 +506,20 @@ def test_pcgrad_and_mgda_do_not_depend_on_the_gradients_scale(scale):
     alpha = gradient_weights(tf.constant(flat)).numpy()
     scaled_alpha = gradient_weights(tf.constant(flat * scale)).numpy()
     np.testing.assert_allclose(scaled_alpha, alpha, atol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(LR)),
+    lambda: keras.optimizers.SGD(LR, loss_scale_factor=1024.0),
+])
+def test_gradnorm_does_not_depend_on_the_loss_scale(optimizer):
+    """GradNorm balances the gradients of the losses themselves: a
+    loss-scaled optimizer must not change its weights (issue 38: after 2
+    steps plain SGD gave [0.99, 1.31, 0.70] and the loss-scaled ones hit
+    the clip bounds)."""
+    plain = mtl.GradNorm(alpha=1.0, learning_rate=0.05)
+    _train(plain, 2)
+    scaled = mtl.GradNorm(alpha=1.0, learning_rate=0.05)
+    _train(scaled, 2, optimizer=optimizer())
+    np.testing.assert_allclose(scaled.task_weight.numpy(),
+                               plain.task_weight.numpy(), rtol=1e-4)

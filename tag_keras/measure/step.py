@@ -201,7 +201,8 @@ class StepParts:
         """`TaskGradients` of `{task: dense shared gradients}`."""
         return TaskGradients(
             self.tasks, self.shared.pick(self.model.trainable_variables),
-            shared, kernel_mask=self.shared.kernels)
+            shared, kernel_mask=self.shared.kernels,
+            loss_scale=self.model.optimizer.scale_loss(1.0))
 
     def lookahead(self):
         """The `OptimizerLookahead` of the shared variables (made once)."""

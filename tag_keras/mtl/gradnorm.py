@@ -94,8 +94,11 @@ class GradNorm(TrainingMethod):
         kernels = replica_sum(tf.stack([
             tf.cast(gradients.of(t)[index], tf.float32)
             for t in self.task_names]))
+        # The norms of the losses' own gradients: a loss-scaled optimizer's
+        # scale divided out.
         norms = tf.norm(
-            tf.reshape(kernels, [len(self.task_names), -1]), axis=1)
+            tf.reshape(kernels, [len(self.task_names), -1]),
+            axis=1) / tf.cast(gradients.loss_scale, tf.float32)
         loss = replica_sum(tf.stack([tf.cast(losses[t], tf.float32)
                                      for t in self.task_names]))
         w, initial = self.task_weight, self.initial_losses

@@ -30,6 +30,9 @@ class TaskGradients:
         gradients: `{task: [gradient or None per shared variable]}`.
         kernel_mask: Optional booleans, one per variable: which variables
             `flat(kernels_only=True)` keeps.
+        loss_scale: The factor the gradients carry from a loss-scale
+            optimizer or an optimizer's `loss_scale_factor` (1 for none):
+            divide by it for the gradients of the losses themselves.
 
     Example:
 
@@ -43,8 +46,10 @@ class TaskGradients:
     """
 
     def __init__(self, tasks: Sequence[str], variables: Sequence,
-                 gradients: dict, kernel_mask: Sequence[bool] | None = None):
+                 gradients: dict, kernel_mask: Sequence[bool] | None = None,
+                 loss_scale=1.0):
         self.tasks = tuple(tasks)
+        self.loss_scale = loss_scale
         self.variables = list(variables)
         self._lists = {t: [dense_or_zeros(g, v)
                            for g, v in zip(gradients[t], self.variables)]
