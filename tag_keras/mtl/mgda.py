@@ -18,7 +18,9 @@ class MGDA(TrainingMethod):
     n · Σ α_i g_i with α the minimiser of ‖Σ α_i g_i‖² over the simplex:
     a direction that decreases every task's loss when one exists (the
     multiple-gradient descent algorithm). The factor n keeps the step's
-    scale that of the plain sum when all gradients agree. α is found
+    scale that of the plain sum when all gradients agree; the paper and
+    the reference implementations step Σ α_i g_i, so a published MGDA
+    run is reproduced with its learning rate divided by n. α is found
     exactly for two tasks and by Frank-Wolfe on the Gram matrix otherwise
     (Sener & Koltun's Algorithm 2), `iterations` steps at most. Task heads
     update with their own gradients.
