@@ -100,7 +100,8 @@ def define_common_flags(names):
     """
     unknown = [n for n in names if n not in _SPECS and n not in EXECUTOR]
     if unknown:
-        raise ValueError(f"No common flags {unknown}; known: {list(_SPECS)}")
+        raise ValueError(f"No common flags {unknown}; known: "
+                         f"{list(_SPECS) + list(EXECUTOR)}")
     return types.SimpleNamespace(**{n: _define(n) for n in names})
 
 

@@ -25,8 +25,9 @@ class GradNorm(TrainingMethod):
 
     (`G_i / w_i` is the unweighted gradient norm), are clipped to `clip` and
     renormalised to sum to the number of tasks. `L_i(0)` is the task's loss
-    on the first training step where it had a label. The weights are non-trainable model weights:
-    saved with the model and restored by `BackupAndRestore`.
+    on the first training step where it had a label. The weights are
+    non-trainable model weights: saved with the model and restored by
+    `BackupAndRestore`.
 
     Needs one backward pass per task on every step.
 

@@ -109,4 +109,3 @@ def project_conflicts(flat, orders):
             g = tf.where(conflict, g - dot / safe * other, g)
         rows.append(g)
     return tf.stack(rows) * scale
-

@@ -200,7 +200,7 @@ class NetworkStore:
 
     def put(self, network: Network) -> None:
         """Keeps `network`, and writes it when there is a directory."""
-        self._networks[(frozenset(network.tasks), network.seed)] = network
+        self.keep(network)
         if self.directory is not None:
             os.makedirs(self.directory, exist_ok=True)
             save_network(self._path(network.tasks, network.seed), network)

@@ -266,18 +266,21 @@ class Truth:
         """Trains every (group, truth seed) not in the table yet, writing
         the table after each group (on an executor, the groups missing the
         same seeds at once)."""
-        by_missing = {}
+        missing = {}
         for group in dict.fromkeys(self.ordered(g) for g in groups):
-            missing = [s for s in self.seeds if (group, s) not in self.table]
-            if missing:
-                by_missing.setdefault(tuple(missing), []).append(group)
-        batches = [(list(missing), [group]) for missing, together
-                   in by_missing.items() for group in together]
-        if self.engine.executor is not None:
-            batches = [(list(missing), together)
-                       for missing, together in by_missing.items()]
-        for missing, together in batches:
-            for network in self.engine.train(together, missing):
+            seeds = tuple(s for s in self.seeds
+                          if (group, s) not in self.table)
+            if seeds:
+                missing[group] = seeds
+        if self.engine.executor is None:
+            batches = [([group], seeds) for group, seeds in missing.items()]
+        else:
+            together = {}
+            for group, seeds in missing.items():
+                together.setdefault(seeds, []).append(group)
+            batches = [(groups, seeds) for seeds, groups in together.items()]
+        for batch, seeds in batches:
+            for network in self.engine.train(batch, list(seeds)):
                 group = self.ordered(network.tasks)
                 self.table[(group, network.seed)] = {
                     task: {"group": "+".join(group), "seed": network.seed,
