@@ -132,40 +132,42 @@ def _fixed_costs():
              runtime_env={"env_vars": {"PYTHONPATH": _ROOT}})
     costs["start a local runtime (2 CPUs)"] = time.perf_counter() - start
 
-    @ray.remote(num_cpus=1)
-    def first():
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
+    try:
+        @ray.remote(num_cpus=1)
+        def first():
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
 
-        return os.getpid()
+            return os.getpid()
 
-    @ray.remote(num_cpus=1)
-    def nothing():
-        return 0
+        @ray.remote(num_cpus=1)
+        def nothing():
+            return 0
 
-    start = time.perf_counter()
-    ray.get([first.remote() for _ in range(2)])
-    costs["two workers' first tasks (import TensorFlow)"] = (
-        time.perf_counter() - start)
-    trips = []
-    for _ in range(20):
         start = time.perf_counter()
-        ray.get(nothing.remote())
-        trips.append(time.perf_counter() - start)
-    costs["a warm task's round trip (median of 20)"] = statistics.median(
-        trips)
-    data = training.group_data(training.load_data("digits"),
-                               training.default_config("digits"))
-    size = sum(np.asarray(x).nbytes + sum(np.asarray(v).nbytes
-                                          for v in y.values())
-               for x, y in data.values())
-    start = time.perf_counter()
-    ray.put(data)
-    costs[f"put the digits arrays ({size / 2**20:.1f} MiB) in the object "
-          "store"] = time.perf_counter() - start
-    start = time.perf_counter()
-    ray.shutdown()
-    costs["stop the runtime"] = time.perf_counter() - start
+        ray.get([first.remote() for _ in range(2)])
+        costs["two workers' first tasks (import TensorFlow)"] = (
+            time.perf_counter() - start)
+        trips = []
+        for _ in range(20):
+            start = time.perf_counter()
+            ray.get(nothing.remote())
+            trips.append(time.perf_counter() - start)
+        costs["a warm task's round trip (median of 20)"] = statistics.median(
+            trips)
+        data = training.group_data(training.load_data("digits"),
+                                   training.default_config("digits"))
+        size = sum(np.asarray(x).nbytes + sum(np.asarray(v).nbytes
+                                              for v in y.values())
+                   for x, y in data.values())
+        start = time.perf_counter()
+        ray.put(data)
+        costs[f"put the digits arrays ({size / 2**20:.1f} MiB) in the object "
+              "store"] = time.perf_counter() - start
+    finally:
+        start = time.perf_counter()
+        ray.shutdown()
+        costs["stop the runtime"] = time.perf_counter() - start
     return costs
 
 
