@@ -2,10 +2,15 @@
 
 Keras 3 offers no public way to do the few things below; they are reached
 from this module only, and `tests/test_keras_private.py` fails if a Keras
-release changes any of them. `setup.py` pins Keras to the minor versions
-those tests pass on (`TESTED_KERAS`).
+release changes any of them. `setup.py` declares the Keras versions those
+tests pass on, from `OLDEST_KERAS` up; CI runs them on the oldest and on
+the pinned version, and a Keras newer than `NEWEST_TESTED_KERAS` gets one
+warning when this module is imported (`check_keras_version`).
 """
 
+import warnings
+
+import keras
 import tensorflow as tf
 from keras.src.losses import loss as loss_module
 from keras.src.models import functional as functional_module
@@ -14,8 +19,74 @@ from keras.src.saving import object_registration
 from keras.src.trainers import data_adapters
 from keras.src.trainers.data_adapters import array_data_adapter
 
-#: Keras minor versions whose private APIs below are tested.
-TESTED_KERAS = ("3.15",)
+#: The oldest Keras (major, minor) the private uses below work on. Keras
+#: 3.7 lacks `scale_loss_for_distribution`, `unscale_loss_for_distribution`
+#: and `Model._aggregate_additional_loss`; 3.6 also `CompileLoss._flat_losses`
+#: and `Trainer._make_function`.
+OLDEST_KERAS = (3, 8)
+#: The newest Keras (major, minor) they were tested on.
+NEWEST_TESTED_KERAS = (3, 15)
+
+
+def keras_version_problem(version: str) -> tuple[str, str] | None:
+    """`("error" | "warning", message)` for a Keras `version` outside the
+    tested range, or None inside it."""
+    try:
+        found = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        found = None
+    tested = (f"{OLDEST_KERAS[0]}.{OLDEST_KERAS[1]} to "
+              f"{NEWEST_TESTED_KERAS[0]}.{NEWEST_TESTED_KERAS[1]}")
+    if found is not None and found < OLDEST_KERAS:
+        return ("error",
+                f"tag_keras needs Keras {OLDEST_KERAS[0]}.{OLDEST_KERAS[1]}"
+                f" or newer (it is tested on Keras {tested}); upgrade with "
+                f"`pip install 'keras>={OLDEST_KERAS[0]}.{OLDEST_KERAS[1]}'`."
+                f" Received: keras {version}")
+    if found is None or found > NEWEST_TESTED_KERAS:
+        return ("warning",
+                f"tag_keras is tested on Keras {tested}; Keras {version} is "
+                "newer. It reaches a few Keras internals "
+                "(tag_keras/_keras_private.py): if something fails, "
+                "`pytest tests/test_keras_private.py` in a source checkout "
+                "names what changed, and installing "
+                f"`keras=={NEWEST_TESTED_KERAS[0]}.{NEWEST_TESTED_KERAS[1]}.*`"
+                " avoids it.")
+    return None
+
+
+def check_keras_version(version: str | None = None) -> None:
+    """Raises `ImportError` for a Keras older than `OLDEST_KERAS`; warns
+    once for one newer than `NEWEST_TESTED_KERAS`."""
+    problem = keras_version_problem(keras.__version__ if version is None
+                                    else version)
+    if problem is None:
+        return
+    kind, message = problem
+    if kind == "error":
+        raise ImportError(message)
+    warnings.warn(message, UserWarning, stacklevel=2)
+
+
+def check_backend(backend: str | None = None) -> None:
+    """Raises `InputError` unless Keras runs on TensorFlow.
+
+    Called when a measuring model is constructed, so that another backend
+    is one line there instead of a trace deep inside `fit`.
+    """
+    from tag_keras._errors import InputError
+
+    backend = keras.backend.backend() if backend is None else backend
+    if backend != "tensorflow":
+        raise InputError(
+            f"tag_keras measures with TensorFlow: it needs Keras's "
+            f"TensorFlow backend, and this Keras runs on {backend!r}. Set "
+            "KERAS_BACKEND=tensorflow (or \"backend\": \"tensorflow\" in "
+            f"~/.keras/keras.json) and install TensorFlow. Received: "
+            f"backend={backend!r}")
+
+
+check_keras_version()
 
 #: The functional model class: `TaskAffinityModel(inputs=, outputs=)` mixes
 #: it in per user class (`keras.Model` rewrites class bases instead).

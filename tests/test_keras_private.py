@@ -14,6 +14,8 @@ import tensorflow as tf
 import tag_keras
 from tag_keras import _keras_private as private
 
+pytestmark = pytest.mark.keras_range
+
 
 def _model(dropout=0.0):
     inputs = keras.Input((3,))
@@ -23,9 +25,59 @@ def _model(dropout=0.0):
                                 "b": keras.layers.Dense(1, name="b")(h)})
 
 
-def test_the_installed_keras_is_a_tested_version():
-    minor = ".".join(keras.__version__.split(".")[:2])
-    assert minor in private.TESTED_KERAS
+def test_the_installed_keras_is_in_the_tested_range():
+    minor = tuple(int(p) for p in keras.__version__.split(".")[:2])
+    assert private.OLDEST_KERAS <= minor <= private.NEWEST_TESTED_KERAS
+    assert private.keras_version_problem(keras.__version__) is None
+
+
+@pytest.mark.parametrize("version, kind", [
+    ("3.7.0", "error"), ("2.15.0", "error"), ("3.8.0", None),
+    ("3.11.3", None), ("3.15.1", None), ("3.16.0", "warning"),
+    ("4.0.0", "warning"), ("3.16.0.dev2026", "warning"),
+    ("nightly", "warning")])
+def test_keras_outside_the_tested_range_is_refused_or_warned(version, kind):
+    problem = private.keras_version_problem(version)
+    assert (problem and problem[0]) == kind
+    if kind is None:
+        private.check_keras_version(version)
+        return
+    message = problem[1]
+    assert f"keras {version}" in message.lower()
+    assert "3.8 to 3.15" in message
+    if kind == "error":
+        with pytest.raises(ImportError, match="needs Keras 3.8 or newer"):
+            private.check_keras_version(version)
+    else:
+        with pytest.warns(UserWarning, match="is newer") as caught:
+            private.check_keras_version(version)
+        assert len(caught) == 1
+
+
+def test_another_backend_is_one_line_naming_it():
+    private.check_backend("tensorflow")
+    with pytest.raises(tag_keras.InputError,
+                       match=r"runs on 'jax'.*KERAS_BACKEND=tensorflow"):
+        private.check_backend("jax")
+
+
+@pytest.mark.parametrize("construct", ["model", "trainer"])
+def test_another_backend_is_refused_when_built(monkeypatch, construct):
+    # No other backend is installed here (JAX, torch): Keras's answer is
+    # replaced, which is all the check reads.
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(tag_keras.InputError, match="runs on 'jax'"):
+        if construct == "model":
+            inputs = keras.Input((3,))
+            tag_keras.TaskAffinityModel(
+                inputs=inputs, outputs={"a": keras.layers.Dense(1)(inputs)})
+        else:
+            from tag_keras import train
+
+            x = np.zeros((4, 3), "float32")
+            splits = {"train": (x, {"a": np.zeros(4)}),
+                      "validation": (x, {"a": np.zeros(4)})}
+            train.GroupTrainer(lambda tasks: None, splits)
 
 
 def test_functional_arguments_and_the_functional_variant():

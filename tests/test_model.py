@@ -60,6 +60,7 @@ def _state(model):
                    "affinity_random_subsets": 2}),
     ("first_order", {"lookahead_step": "increment", "affinity_sources": 2}),
 ])
+@pytest.mark.keras_range
 def test_measuring_never_changes_training(method, options):
     x, y = _data()
     plain = _fit(_trunk_model(keras.Model, dropout=0.3), x, y,

@@ -8,6 +8,8 @@ from tests import reference
 from tests.reference import data as _data
 from tests.reference import linear_model as _linear_model
 
+pytestmark = pytest.mark.keras_range
+
 TASKS = reference.TASKS
 
 

@@ -23,6 +23,22 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert test_command in [line.strip() for line in ci_lines]
 
 
+def test_the_oldest_keras_is_one_version_in_setup_ci_and_the_guards():
+    source = (_ROOT / "tag_keras" / "_keras_private.py").read_text()
+    oldest = ".".join(re.search(r"^OLDEST_KERAS = \((\d+), (\d+)\)$",
+                                source, re.M).groups())
+    newest = ".".join(re.search(
+        r"^NEWEST_TESTED_KERAS = \((\d+), (\d+)\)$", source, re.M).groups())
+    setup = (_ROOT / "setup.py").read_text()
+    assert f'"keras>={oldest},<4"' in setup
+    ci = (_ROOT / ".ci" / "run").read_text()
+    assert re.search(rf"^OLDEST_KERAS={re.escape(oldest)}\.\d+$", ci, re.M)
+    assert "python -m pytest -q -m keras_range" in ci
+    pinned = re.search(r"^keras==(\d+\.\d+)\.\d+$",
+                       (_ROOT / "requirements.txt").read_text(), re.M)
+    assert pinned.group(1) == newest
+
+
 def test_readme_install_command_installs_and_runs_the_main_job():
     install = _readme_commands()[0]
     assert "pip install -r requirements.txt -e ." in install

@@ -32,6 +32,7 @@ def _run(tmp_path, *args, groups=_GROUPS):
                           timeout=600, env=dict(os.environ, PYTHONPATH=_ROOT))
 
 
+@pytest.mark.keras_range
 def test_tag_train_end_to_end_with_the_all_task_model(tmp_path):
     import keras
 
@@ -242,6 +243,7 @@ def test_ctrl_c_while_importing_is_one_line():
     assert "Traceback" not in err
 
 
+@pytest.mark.keras_range
 @pytest.mark.parametrize("model", ["keyed_heads", "subclassed"])
 def test_outputs_are_matched_by_their_dict_keys(tmp_path, model):
     # Heads named head_0, ... but keyed by task; and a subclassed model

@@ -126,6 +126,7 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
     """
 
     def __new__(cls, *args, **kwargs):
+        _keras_private.check_backend()
         if _keras_private.is_functional_call(args, kwargs) and not issubclass(
                 cls, _keras_private.Functional):
             cls = _functional_variant(cls)

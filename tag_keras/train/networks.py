@@ -261,6 +261,9 @@ class GroupTrainer:
                  tasks: Sequence[str] | None = None,
                  executor: RayExecutor | None = None,
                  data_function: Callable | None = None):
+        from tag_keras import _keras_private
+
+        _keras_private.check_backend()
         if not callable(build):
             raise TypeError("`build` must be a function of a list of task "
                             f"names. Received: build={build!r}")
