@@ -8,10 +8,12 @@ the pinned version, and a Keras newer than `NEWEST_TESTED_KERAS` gets one
 warning when this module is imported (`check_keras_version`).
 """
 
+import contextlib
 import warnings
 
 import keras
 import tensorflow as tf
+from tensorflow.python.framework import ops as tf_ops
 from keras.src.losses import loss as loss_module
 from keras.src.models import functional as functional_module
 from keras.src.models import model as model_module
@@ -226,6 +228,17 @@ def uses_weight_decay(optimizer, variable):
     return optimizer._use_weight_decay(variable)
 
 
+def slot_prefix(variable):
+    """How the names of an optimizer's slots for `variable` begin.
+
+    Reason: `Optimizer.add_variable_from_reference` names a slot
+    `{variable.path with '/' -> '_'}_{slot}` (e.g. `dense_kernel_momentum`);
+    the lookahead pairs its clone's slots with the real ones by it, and
+    Keras offers no public map from a variable to its slots.
+    """
+    return variable.path.replace("/", "_") + "_"
+
+
 def share_learning_rate(clone, optimizer):
     """Makes `clone` use `optimizer`'s learning-rate object itself.
 
@@ -341,6 +354,40 @@ def keep_loop_whole(loop_output):
         op = op.inputs[0].op
     op._set_attr("_lower_using_switch_merge",  # pylint: disable=protected-access
                  attr_value_pb2.AttrValue(b=False))
+
+
+#: Prefix of the names `tf.custom_gradient` registers in graph mode.
+_CUSTOM_GRADIENT = "CustomGradient-"
+
+
+@contextlib.contextmanager
+def forgetting_custom_gradients():
+    """Unregisters, on exit, the custom gradients traced inside.
+
+    Every `tf.custom_gradient` traced in graph mode registers its
+    gradient function under a new name in TensorFlow's global gradient
+    registry, which never drops it, and the function holds the traced
+    graph alive. Keras's train and test steps trace one each (through
+    `ReplicaContext.all_reduce`), so every network trained in a process
+    kept its step graphs: measured, about 6,000 Python objects per
+    network, and after a few hundred networks each garbage collection
+    (one per `keras.backend.clear_session()`) took seconds. Use it around
+    the whole life of models that are dropped at the end (a network
+    trained, evaluated and discarded): a gradient asked of those graphs
+    after the exit would not find its function. Registrations made by
+    another thread meanwhile are dropped too.
+
+    Reason: the registry is TensorFlow's private
+    `ops._gradient_registry`, which has no public way to unregister.
+    """
+    registry = tf_ops._gradient_registry._registry  # pylint: disable=protected-access
+    before = set(registry)
+    try:
+        yield
+    finally:
+        for name in set(registry) - before:
+            if name.startswith(_CUSTOM_GRADIENT):
+                registry.pop(name, None)
 
 
 def make_function(model, step_function):

@@ -265,6 +265,7 @@ def test_hoa_trains_singles_and_pairs_and_selects(tiny_data, config,
         [(t,) for t in data.tasks])
 
 
+@pytest.mark.slow
 def test_pipeline_writes_one_table(tiny_data, tmp_path):
     config = training.TrainConfig(epochs=1, batch_size=32,
                                   learning_rate=0.05, width=4,

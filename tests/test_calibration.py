@@ -35,6 +35,7 @@ def run(tmp_path_factory):
     return out_dir, reported
 
 
+@pytest.mark.slow
 def test_a_tiny_run_writes_every_file(run):
     out_dir, reported = run
     assert reported == ["planted"]
@@ -61,6 +62,7 @@ def test_a_tiny_run_writes_every_file(run):
     assert "Calibration of the verdict" in report and "tiny" in report
 
 
+@pytest.mark.slow
 def test_a_rerun_trains_nothing(run):
     out_dir, _ = run
     lines = []

@@ -70,6 +70,7 @@ def test_mirrored_strategy_measures_the_global_batch(single, tmp_path):
     _check_against_single(result, single)
 
 
+@pytest.mark.slow
 def test_multi_worker_strategy_gives_one_matrix_on_every_worker(
     single, tmp_path
 ):
@@ -97,6 +98,7 @@ def test_multi_worker_strategy_gives_one_matrix_on_every_worker(
     assert not (tmp_path / "worker1.npz_logs").exists()
 
 
+@pytest.mark.slow
 def test_training_strategies_use_the_global_batch(tmp_path):
     """UW, GradNorm, PCGrad, IT-MTL and MGDA train the same on two
     replicas."""
@@ -133,6 +135,7 @@ def _cluster_env():
         for i in range(2)]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_resumes_without_losing_or_duplicating_rows(
     tmp_path
 ):

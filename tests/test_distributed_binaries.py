@@ -91,6 +91,7 @@ def default_run(tmp_path_factory):
     return out_dir
 
 
+@pytest.mark.slow
 def test_mirrored_run_affinity_on_two_devices_matches_the_default(
         default_run, tmp_path):
     stdout = _finish(_start("run_affinity", *FLAGS, "--distribution=mirrored",
@@ -138,6 +139,7 @@ def _run_workers(module, *args, out_dirs):
                 process.kill()
 
 
+@pytest.mark.slow
 def test_multi_worker_run_affinity_only_the_chief_writes(default_run,
                                                          tmp_path):
     # Different --out_dir per worker only to see who wrote what; on a real

@@ -50,6 +50,7 @@ _CANDIDATES = {2: [((("a", "b"), ("c",)), {"a": 0, "b": 0, "c": 1})],
                3: [((("a",), ("b",), ("c",)), {"a": 0, "b": 1, "c": 2})]}
 
 
+@pytest.mark.slow
 def test_ray_trains_the_networks_and_decision_of_one_process(
         runtime, tmp_path):
     """Two networks at a time (1 CPU, one thread each) and in this process
@@ -103,6 +104,7 @@ def test_ray_trains_the_networks_and_decision_of_one_process(
     assert not list((tmp_path / "two" / "networks").glob(".*"))
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_with_the_same_network(
         runtime, tmp_path, monkeypatch):
     from tag_keras.train import executors
@@ -120,6 +122,7 @@ def test_a_killed_worker_is_retried_with_the_same_network(
     assert len(files) == 2 and all(f.endswith(".npz") for f in files)
 
 
+@pytest.mark.slow
 def test_tf_data_is_rebuilt_in_the_worker(runtime, tmp_path):
     from tag_keras.train import executors
 

@@ -42,6 +42,7 @@ def benchmark(task_set, tmp_path_factory):
     return out_dir, first, second, files, options
 
 
+@pytest.mark.slow
 def test_trains_every_group_and_run_once_then_resumes(benchmark, task_set):
     out_dir, first, second, files, options = benchmark
     runs = gq.variants([1], tag_every=1)
@@ -68,6 +69,7 @@ def test_trains_every_group_and_run_once_then_resumes(benchmark, task_set):
     assert (third["networks_trained"], third["runs_trained"]) == (1, 0)
 
 
+@pytest.mark.slow
 def test_files_are_written_and_read_back(benchmark):
     out_dir = benchmark[0]
     results = pd.read_csv(out_dir / "results.csv")
@@ -100,6 +102,7 @@ def test_files_are_written_and_read_back(benchmark):
         assert f"]({figure})" in text
 
 
+@pytest.mark.slow
 def test_optimal_is_best_on_what_it_optimises(benchmark):
     out_dir = benchmark[0]
     results = pd.read_csv(out_dir / "results.csv")

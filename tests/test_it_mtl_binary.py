@@ -25,6 +25,7 @@ def two_tasks():
         num_validation=32, num_test=40, num_features=6)
 
 
+@pytest.mark.slow
 def test_tiny_comparison_writes_tables_and_resumes(two_tasks, tmp_path,
                                                    monkeypatch):
     config = training.TrainConfig(epochs=1, batch_size=16, learning_rate=0.05,

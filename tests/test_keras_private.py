@@ -174,6 +174,24 @@ def test_optimizer_internals_the_lookahead_uses():
     assert float(clone.learning_rate) == 0.5
 
 
+@pytest.mark.parametrize("optimizer, slots", [
+    (keras.optimizers.SGD(0.1, momentum=0.9), {"momentum"}),
+    (keras.optimizers.Adam(0.1), {"momentum", "velocity"}),
+    (keras.optimizers.RMSprop(0.1, momentum=0.5),
+     {"velocity", "momentum"}),
+])
+def test_optimizer_slots_are_named_by_their_variables_path(optimizer, slots):
+    with keras.name_scope("block"):
+        kernel = keras.Variable(np.ones((2, 2)), name="kernel")
+    bias = keras.Variable(np.ones(2), name="bias")
+    optimizer.build([kernel, bias])
+    for variable in (kernel, bias):
+        prefix = private.slot_prefix(variable)
+        found = {v.name[len(prefix):] for v in optimizer.variables
+                 if v.name.startswith(prefix)}
+        assert found == slots, (prefix, [v.name for v in optimizer.variables])
+
+
 @pytest.mark.parametrize("hook", ["_maybe_symbolic_build", "_symbolic_build",
                                   "_make_function"])
 def test_the_trainer_hooks_multi_worker_fixes_override_exist(hook):
@@ -283,3 +301,33 @@ def test_fit_on_arrays_reads_them_without_the_autotune_thread():
     finally:
         private.without_autotune_thread = original
     assert seen == [False]
+
+
+def test_traced_steps_are_released_after_forgetting_custom_gradients():
+    import gc
+
+    from tensorflow.python.framework import ops as tf_ops
+
+    registry = tf_ops._gradient_registry._registry
+
+    def graphs():
+        gc.collect()
+        return sum(type(o).__name__ == "FuncGraph" for o in gc.get_objects())
+
+    def fit_one():
+        model = _model()
+        model.compile(optimizer="sgd", loss="mse")
+        x = np.zeros((8, 3), "float32")
+        model.fit(x, {"a": np.zeros(8), "b": np.zeros(8)}, epochs=1,
+                  verbose=0)
+        model.evaluate(x, {"a": np.zeros(8), "b": np.zeros(8)}, verbose=0)
+
+    before_names, before_graphs = set(registry), graphs()
+    with private.forgetting_custom_gradients():
+        fit_one()
+        # Keras's steps registered their custom gradients meanwhile.
+        assert any(name.startswith("CustomGradient-")
+                   for name in set(registry) - before_names)
+    assert not any(name.startswith("CustomGradient-")
+                   for name in set(registry) - before_names)
+    assert graphs() <= before_graphs

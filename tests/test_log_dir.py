@@ -105,6 +105,7 @@ def test_a_resume_writes_every_step_once_in_any_order(tmp_path, order, step):
                                                         for e in range(4)}
 
 
+@pytest.mark.slow
 def test_a_sigkill_between_the_backup_and_the_logger_loses_no_row(tmp_path):
     """A real kill -9 in the hook after the backup's, logger listed last."""
     script = (

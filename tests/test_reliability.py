@@ -91,6 +91,7 @@ def test_output_equal_to_an_input_is_refused(tmp_path):
     assert path.read_text() == before
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_one_line(tmp_path):
     names = [f"t{i}" for i in range(40)]
     rng = np.random.default_rng(0)

@@ -558,6 +558,7 @@ def test_bad_trainer_arguments_are_one_line_errors():
         trainer.network(("a", "zzz"), 0)
 
 
+@pytest.mark.slow
 def test_the_cache_survives_a_kill_between_networks(tmp_path):
     env = dict(os.environ, KILL_AFTER="3", PYTHONPATH=_ROOT)
     script = os.path.join(_HERE, "train_module.py")

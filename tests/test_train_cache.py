@@ -172,6 +172,7 @@ def _saved_model(path, seed):
     model.save(path)
 
 
+@pytest.mark.slow
 def test_tag_train_notices_a_replaced_all_task_model(tmp_path):
     path = tmp_path / "all.keras"
     _saved_model(path, 0)

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests import cli_runner
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _ROOT = os.path.dirname(_HERE)
 _GROUPS = {"tasks": ["a", "b", "c"], "results": [
@@ -20,18 +22,30 @@ _GROUPS = {"tasks": ["a", "b", "c"], "results": [
      "serve": {"a": 0, "b": 1, "c": 2}}]}
 
 
-def _run(tmp_path, *args, groups=_GROUPS):
+def _arguments(tmp_path, args, groups):
     path = tmp_path / "groups.json"
     path.write_text(json.dumps(groups))
+    return ["--model=tests.train_module:build",
+            f"--data={_ROOT}/tests/train_module.py:data",
+            f"--groups={path}", f"--out_dir={tmp_path / 'out'}",
+            "--epochs=1", *args]
+
+
+def _run(tmp_path, *args, groups=_GROUPS):
+    """`tag-train` in a process of its own."""
     command = [sys.executable, "-m", "tag_keras.train.cli",
-               "--model=tests.train_module:build",
-               "--data=tests/train_module.py:data",
-               f"--groups={path}", f"--out_dir={tmp_path / 'out'}",
-               "--epochs=1", *args]
+               *_arguments(tmp_path, args, groups)]
     return subprocess.run(command, cwd=_ROOT, capture_output=True, text=True,
                           timeout=600, env=dict(os.environ, PYTHONPATH=_ROOT))
 
 
+def _run_here(tmp_path, *args, groups=_GROUPS):
+    """`tag-train`'s main in this process (checks before any training)."""
+    return cli_runner.run_main("tag_keras.train.cli", "tag-train",
+                               *_arguments(tmp_path, args, groups))
+
+
+@pytest.mark.slow
 @pytest.mark.keras_range
 def test_tag_train_end_to_end_with_the_all_task_model(tmp_path):
     import keras
@@ -135,7 +149,9 @@ def test_tag_train_end_to_end_with_the_all_task_model(tmp_path):
 ])
 def test_bad_input_is_one_line_before_training(tmp_path, args, groups,
                                                message):
-    done = _run(tmp_path, *args, groups=groups)
+    # The one that starts a Ray runtime runs in a process of its own.
+    run = _run if "--workers=1" in args else _run_here
+    done = run(tmp_path, *args, groups=groups)
     assert done.returncode == 1
     lines = [line for line in done.stderr.strip().splitlines()
              if not re.match(r"(WARNING: All log messages|[IWE]\d{4} )",
@@ -166,7 +182,7 @@ def test_a_bad_all_task_model_file_is_named_for_what_it_is(
         model.save(path)
     else:
         path.write_bytes(content)
-    done = _run(tmp_path, f"--all_task_model={path}")
+    done = _run_here(tmp_path, f"--all_task_model={path}")
     assert done.returncode == 1
     assert re.search(message, done.stderr), done.stderr[-2000:]
     assert not (tmp_path / "out" / "networks").exists()
@@ -248,8 +264,8 @@ def test_ctrl_c_while_importing_is_one_line():
 def test_outputs_are_matched_by_their_dict_keys(tmp_path, model):
     # Heads named head_0, ... but keyed by task; and a subclassed model
     # with no input shape until it is called.
-    done = _run(tmp_path, f"--model=tests.train_module:{model}",
-                "--seeds=0,1", "--max_seeds=2", "--num_groups=2")
+    done = _run_here(tmp_path, f"--model=tests.train_module:{model}",
+                     "--seeds=0,1", "--max_seeds=2", "--num_groups=2")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Answer: " in done.stdout
 

@@ -34,6 +34,7 @@ def test_plan_draws_auxiliary_sets_from_the_other_tasks():
         trajectories.plan(TASKS, ["c0_t0"], aux_size=3)
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_every_file_and_resumes(planted_three_tasks, tmp_path,
                                                monkeypatch):
     config = training.TrainConfig(epochs=3, batch_size=16, learning_rate=0.05,

@@ -47,6 +47,7 @@ def test_synthetic_pairs_have_the_planned_covariances():
         transfer_tasks.task_pair(overlap=2)
 
 
+@pytest.mark.slow
 def test_similarity_experiment_writes_rows_and_resumes(tmp_path,
                                                       monkeypatch):
     monkeypatch.setattr(transfer_lib, "CONDITIONS",
@@ -92,6 +93,7 @@ def test_flip_labels_flips_the_share_asked_for_one_task(tiny_data):
     assert test == [y["c0_t0"] for _, y in tiny_data.test.as_numpy_iterator()]
 
 
+@pytest.mark.slow
 def test_label_noise_and_capacity_tiny_runs(tiny_data, tmp_path):
     config = training.TrainConfig(epochs=1, batch_size=16, learning_rate=0.05,
                                   patience=1, width=4)

@@ -180,23 +180,20 @@ def _clone_optimizer(optimizer, variables):
     return clone
 
 
-def _slot_name(variable):
-    return variable.path.replace("/", "_")
-
-
 def _pair_state(clone, optimizer, shadows, variables):
     """Pairs each clone variable with the real optimizer variable it mirrors.
 
-    Slots are created by `add_variable_from_reference` with the name
-    `{reference.path with '/' -> '_'}_{slot}`, so a clone slot of shadow k
-    maps to the real slot of variable k with the same `{slot}` suffix.
-    Non-slot state (the iteration count, ...) maps by name.
+    A slot's name starts with its variable's prefix
+    (`_keras_private.slot_prefix`), so a clone slot of shadow k maps to
+    the real slot of variable k with the same suffix. Non-slot state
+    (the iteration count, ...) maps by name.
     """
     real_by_name = {}
     for real in optimizer.variables:
         real_by_name.setdefault(real.name, []).append(real)
     prefixes = [
-        (re.escape(_slot_name(shadow)) + "_", _slot_name(variable) + "_")
+        (re.escape(_keras_private.slot_prefix(shadow)),
+         _keras_private.slot_prefix(variable))
         for shadow, variable in zip(shadows, variables)
     ]
     pairs = []

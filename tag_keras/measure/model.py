@@ -29,6 +29,7 @@ given once; they never enter the averages.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 import keras
@@ -207,12 +208,14 @@ class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
             self.optimizer.build(self.trainable_variables)
 
     def fit(self, *args, **kwargs):
-        callbacks = kwargs.pop("callbacks", None)
-        if len(args) > 5:
-            args, callbacks = args[:5] + args[6:], args[5]
+        # `callbacks` found by Keras's own signature, however it is given.
+        arguments = inspect.signature(keras.Model.fit).bind(
+            self, *args, **kwargs).arguments
+        del arguments["self"]
+        arguments["callbacks"] = EpochAffinity.first_in(
+            arguments.get("callbacks"), self)
         self.next_train_step = None
-        return super().fit(*args, callbacks=EpochAffinity.first_in(
-            callbacks, self), **kwargs)
+        return super().fit(**arguments)
 
     def train_step(self, data):
         return self.step(data, measure=self.affinity_every_n_steps > 0)

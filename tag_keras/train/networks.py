@@ -397,7 +397,8 @@ class GroupTrainer:
         if group not in self._architectures:
             import keras
 
-            keras.backend.clear_session()
+            # Nothing is traced here, so no garbage collection is needed.
+            keras.backend.clear_session(free_memory=False)
             scope = (contextlib.nullcontext() if self.distribution is None
                      else self.distribution.scope())
             with scope:
@@ -405,7 +406,7 @@ class GroupTrainer:
             self._architectures[group] = fingerprint_lib.architecture_digest(
                 model)
             del model
-            keras.backend.clear_session()
+            keras.backend.clear_session(free_memory=False)
         return {"architecture": self._architectures[group]}
 
     def recipe(self) -> "Recipe":
@@ -488,8 +489,20 @@ def train_network(recipe: Recipe, group: tuple, seed: int,
     """
     import keras
 
+    from tag_keras import _keras_private
+
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
+    # The model is dropped on return: its traced steps must not stay
+    # registered (`forgetting_custom_gradients`), or each network kept
+    # its graphs alive for the rest of the process.
+    with _keras_private.forgetting_custom_gradients():
+        network, losses = _fit_and_evaluate(recipe, group, seed, fingerprints)
+    _check_finite(network, losses)
+    return network
+
+
+def _fit_and_evaluate(recipe, group, seed, fingerprints):
     scope = (contextlib.nullcontext() if recipe.distribution is None
              else recipe.distribution.scope())
     with scope:
@@ -511,8 +524,7 @@ def train_network(recipe: Recipe, group: tuple, seed: int,
                       evaluate(model, recipe.data, group, recipe.label_tasks,
                                recipe.eval_batch_size),
                       dict(fingerprints or {}))
-    _check_finite(network, history.history.get("loss", []))
-    return network
+    return network, history.history.get("loss", [])
 
 
 def evaluate(model, data, group, label_tasks, batch_size):
