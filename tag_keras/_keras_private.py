@@ -92,6 +92,12 @@ check_keras_version()
 
 #: The functional model class: `TaskAffinityModel(inputs=, outputs=)` mixes
 #: it in per user class (`keras.Model` rewrites class bases instead).
+#: No public route: `keras.Model.__new__` makes `Model(inputs, outputs)`
+#: functional by swapping in this private class, and a subclass of
+#: `keras.Model` that is built the functional way (with its own train
+#: step) must be one too. Wrapping a built model instead (composition)
+#: would change the user's API (`TaskAffinityModel(model)`), and Keras
+#: would not track or save the inner model as its own functional graph.
 Functional = functional_module.Functional
 
 
@@ -163,6 +169,16 @@ def compile_loss(model):
 
     Reason: Keras computes only the total loss publicly; the per-task
     losses are its entries (`_flat_losses`: loss, weight, output path).
+    The public route, rebuilding the losses from the `loss=` and
+    `loss_weights=` that `compile` receives (`keras.losses.get`), was
+    tried and not taken: `CompileLoss` resolves some names only when it
+    is built, from each output's shape ("crossentropy" becomes binary,
+    categorical or sparse), maps a single loss or a list onto the
+    outputs, and reduces each entry its own way; the measured step's
+    per-task losses must add up to Keras's total exactly, or measuring
+    would change training (`tests/test_model.py::
+    test_measuring_never_changes_training`). Reading the built entries
+    is the one way to get Keras's own numbers.
     """
     return model._compile_loss
 
