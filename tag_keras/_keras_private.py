@@ -170,8 +170,8 @@ def compile_loss(model):
     Reason: Keras computes only the total loss publicly; the per-task
     losses are its entries (`_flat_losses`: loss, weight, output path).
     The public route, rebuilding the losses from the `loss=` and
-    `loss_weights=` that `compile` receives (`keras.losses.get`), was
-    tried and not taken: `CompileLoss` resolves some names only when it
+    `loss_weights=` that `compile` receives (`keras.losses.get`), does
+    not give them: `CompileLoss` resolves some names only when it
     is built, from each output's shape ("crossentropy" becomes binary,
     categorical or sparse), maps a single loss or a list onto the
     outputs, and reduces each entry its own way; the measured step's
