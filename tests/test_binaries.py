@@ -227,7 +227,7 @@ def test_train_groups_serves_each_task_from_its_group(tiny_data, config):
     assert result.errors["noise_0"] == second.test_error["noise_0"]
     first = trainer.result(("c0_t0", "c0_t1", "noise_0"))
     assert result.errors["c0_t0"] == first.test_error["c0_t0"]
-    with pytest.raises(select_lib.GroupsDocumentError, match=r"\[3\]"):
+    with pytest.raises(select_lib.InputError, match=r"\[3\]"):
         groups_lib.train_groups(trainer, document, budgets=[3])
 
 
@@ -235,10 +235,10 @@ def test_read_groups_rejects_bad_documents(tmp_path):
     path = tmp_path / "groups.json"
     path.write_text(json.dumps({"results": [
         {"num_groups": 2, "groups": [["a"], ["b"]], "serve": {"a": 1}}]}))
-    with pytest.raises(select_lib.GroupsDocumentError, match="does not hold"):
+    with pytest.raises(select_lib.InputError, match="does not hold"):
         select_lib.read_groups(path)
     path.write_text("{")
-    with pytest.raises(select_lib.GroupsDocumentError, match="Cannot read"):
+    with pytest.raises(select_lib.InputError, match="Cannot read"):
         select_lib.read_groups(path)
 
 

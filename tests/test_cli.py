@@ -229,6 +229,8 @@ def test_one_error_type_reaches_the_user(tmp_path):
         with pytest.raises(tag_keras.InputError) as raised:
             attempt()
         assert "\n" not in str(raised.value)
-    assert select_lib.ReadError is select_lib.GroupsDocumentError is (
-        tag_keras.InputError) is cli.InputError
+    assert select_lib.InputError is tag_keras.InputError is cli.InputError
+    # One name: the 0.2 aliases are gone (issue 38).
+    assert not hasattr(select_lib, "ReadError")
+    assert not hasattr(select_lib, "GroupsDocumentError")
     assert issubclass(tag_keras.InputError, ValueError)

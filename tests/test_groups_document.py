@@ -32,7 +32,7 @@ def test_malformed_documents_are_one_line_errors(tmp_path, document,
                                                  message):
     path = tmp_path / "groups.json"
     path.write_text(json.dumps(document))
-    with pytest.raises(select_lib.GroupsDocumentError, match=message) as info:
+    with pytest.raises(select_lib.InputError, match=message) as info:
         select_lib.read_groups(path)
     assert "\n" not in str(info.value)
 
@@ -42,7 +42,7 @@ def test_the_tasks_to_train_must_be_served_whatever_the_document_lists(
     path = tmp_path / "groups.json"
     path.write_text(json.dumps({"results": [_GOOD]}))  # No `tasks` list.
     assert select_lib.read_groups(path)["results"][0] == _GOOD
-    with pytest.raises(select_lib.GroupsDocumentError,
+    with pytest.raises(select_lib.InputError,
                        match=r"tasks \['d'\] are not served"):
         select_lib.read_groups(path, tasks=["a", "b", "c", "d"])
 
@@ -52,5 +52,5 @@ def test_experiments_check_groups_refuses_unserved_tasks_before_training():
 
     document = {"results": [_GOOD]}
     groups_lib.check_groups(document, ["a", "b", "c"])
-    with pytest.raises(select_lib.GroupsDocumentError, match="not served"):
+    with pytest.raises(select_lib.InputError, match="not served"):
         groups_lib.check_groups(document, ["a", "b", "c", "d"])

@@ -9,13 +9,13 @@ of the group that serves it.
 """
 
 from experiments.lib import results as results_lib
-from tag_keras.select import GroupsDocumentError
+from tag_keras import InputError
 from tag_keras.select import document as document_lib
 from tag_keras.select import validate_groups
 
 
 def check_groups(document, tasks, budgets=None):
-    """Raises `GroupsDocumentError` unless `document` fits these tasks.
+    """Raises `InputError` unless `document` fits these tasks.
 
     Args:
         document: A validated groups document.
@@ -26,13 +26,13 @@ def check_groups(document, tasks, budgets=None):
         have = [e["num_groups"] for e in document["results"]]
         absent = sorted(set(budgets) - set(have))
         if absent:
-            raise GroupsDocumentError(
+            raise InputError(
                 f"Budgets {absent} are not in the groups JSON; it has "
                 f"{have}.")
     unknown = sorted({t for e in document["results"] for g in e["groups"]
                       for t in g} - set(tasks))
     if unknown:
-        raise GroupsDocumentError(
+        raise InputError(
             f"The groups name tasks the dataset lacks: {unknown}. Received: "
             f"dataset tasks={list(tasks)}")
     # Every task trained for must be served by every budget kept, whatever

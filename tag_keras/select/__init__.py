@@ -18,7 +18,6 @@ machine without TensorFlow, and starts in a fraction of a second.
 from tag_keras._errors import InputError
 from tag_keras.select.choose import Selection
 from tag_keras.select.choose import choose_groups
-from tag_keras.select.document import GroupsDocumentError
 from tag_keras.select.document import groups_document
 from tag_keras.select.document import read_groups
 from tag_keras.select.document import validate_groups
@@ -30,12 +29,11 @@ from tag_keras.select.grouping import Grouping
 from tag_keras.select.grouping import select_groups
 from tag_keras.select.performance import read_performance
 from tag_keras.select.performance import select_groups_from_performance
-from tag_keras.select.readers import ReadError
 from tag_keras.select.readers import read_affinity
 from tag_keras.select.readers import read_table
 
 __all__ = [
-    "Grouping", "GroupsDocumentError", "InputError", "ReadError",
+    "Grouping", "InputError",
     "Selection",
     "choose_groups", "groups_document",
     "read_affinity", "read_group_affinity", "read_groups",

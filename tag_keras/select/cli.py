@@ -293,7 +293,7 @@ def main(argv):
         return 1
     try:
         _report(selection, source)
-    except (OSError, document_lib.GroupsDocumentError) as error:
+    except (OSError, _errors.InputError) as error:
         print(f"tag-select: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -25,11 +25,6 @@ from tag_keras import _files
 REQUIRED_RESULT_KEYS = ("num_groups", "groups", "serve")
 
 
-#: A groups document is unusable (one line). The package's one input
-#: error, `tag_keras.InputError`; this name is kept for 0.2 code.
-GroupsDocumentError = _errors.InputError
-
-
 def groups_document(tasks: Sequence[str], groupings: Sequence, *,
                     stabilities: Sequence | None = None,
                     candidates: Sequence | None = None,
@@ -89,7 +84,7 @@ def write_groups(path: str | os.PathLike, document: dict) -> None:
     try:
         text = json.dumps(document, indent=2, allow_nan=False)
     except ValueError:
-        raise GroupsDocumentError(
+        raise _errors.InputError(
             f"The groups document for {path} holds a non-finite number (a "
             "score overflowed: affinities near the float limit?); rescale "
             "the matrix. Nothing was written.") from None
@@ -105,14 +100,14 @@ def read_groups(path: str | os.PathLike,
     (`validate_groups`).
 
     Raises:
-        GroupsDocumentError: The file is missing, not JSON, or not a valid
+        InputError: The file is missing, not JSON, or not a valid
             document (the message names the file and what is wrong).
     """
     try:
         with open(path) as handle:
             document = json.load(handle)
     except (OSError, ValueError) as error:
-        raise GroupsDocumentError(
+        raise _errors.InputError(
             f"Cannot read the groups JSON {path}: "
             f"{' '.join(str(error).split())}") from None
     return validate_groups(document, source=os.fspath(path), tasks=tasks)
@@ -132,11 +127,11 @@ def validate_groups(document: dict, source: str = "the groups document",
     every one of them must be served by every entry too.
 
     Raises:
-        GroupsDocumentError: Naming `source` and the first problem found.
+        InputError: Naming `source` and the first problem found.
     """
     results = document.get("results") if isinstance(document, dict) else None
     if not isinstance(results, list) or not results:
-        raise GroupsDocumentError(
+        raise _errors.InputError(
             f"{source} has no `results` list (expected the JSON of "
             "tag-select --output).")
     listed = document.get("tasks")
@@ -144,38 +139,38 @@ def validate_groups(document: dict, source: str = "the groups document",
             not isinstance(listed, list)
             or not all(isinstance(t, str) for t in listed)
             or len(set(listed)) != len(listed)):
-        raise GroupsDocumentError(
+        raise _errors.InputError(
             f"In {source}, `tasks` must be a list of distinct task names. "
             f"Received: tasks={listed!r}")
     required = list(listed or []) + [t for t in tasks or ()
                                      if t not in (listed or [])]
     for entry in results:
         if not isinstance(entry, dict):
-            raise GroupsDocumentError(
+            raise _errors.InputError(
                 f"Each result in {source} must be an object. Received: "
                 f"{entry!r}")
         missing = sorted(set(REQUIRED_RESULT_KEYS) - set(entry))
         if missing:
-            raise GroupsDocumentError(
+            raise _errors.InputError(
                 f"A result in {source} lacks {missing}. Received: "
                 f"{sorted(entry)}")
         budget = entry["num_groups"]
         if isinstance(budget, bool) or not isinstance(budget, int) or (
                 budget < 1):
-            raise GroupsDocumentError(
+            raise _errors.InputError(
                 f"In {source}, `num_groups` must be an integer >= 1. "
                 f"Received: num_groups={budget!r}")
         _check_entry(entry, budget, required, source)
         candidates = entry.get("candidates")
         if candidates is not None:
             if not isinstance(candidates, list) or not candidates:
-                raise GroupsDocumentError(
+                raise _errors.InputError(
                     f"In {source}, budget {budget}: `candidates` must be a "
                     f"non-empty list. Received: candidates={candidates!r}")
             for candidate in candidates:
                 if not isinstance(candidate, dict) or not {
                         "groups", "serve"} <= set(candidate):
-                    raise GroupsDocumentError(
+                    raise _errors.InputError(
                         f"In {source}, budget {budget}: each candidate "
                         "needs `groups` and `serve`. Received: "
                         f"{candidate!r}")
@@ -221,28 +216,28 @@ def _check_entry(entry, budget, required, source):
     if not isinstance(groups, list) or not groups or not all(
             isinstance(g, list) and g and all(isinstance(t, str) for t in g)
             for g in groups):
-        raise GroupsDocumentError(
+        raise _errors.InputError(
             f"In {source}, budget {budget}: `groups` must be a list of "
             f"non-empty lists of task names. Received: groups={groups!r}")
     for group in groups:
         if len(set(group)) != len(group):
-            raise GroupsDocumentError(
+            raise _errors.InputError(
                 f"In {source}, budget {budget}: a group repeats a task. "
                 f"Received: group={group!r}")
     serve = entry["serve"]
     if not isinstance(serve, dict):
-        raise GroupsDocumentError(
+        raise _errors.InputError(
             f"In {source}, budget {budget}: `serve` must be an object of "
             f"task -> group index. Received: serve={serve!r}")
     for task, index in serve.items():
         if isinstance(index, bool) or not isinstance(index, int) or not (
                 0 <= index < len(groups)) or task not in groups[index]:
-            raise GroupsDocumentError(
+            raise _errors.InputError(
                 f"In {source}, budget {budget}: task {task!r} is served by "
                 f"group {index!r}, which does not hold it.")
     named = [t for g in groups for t in g]
     unserved = [t for t in dict.fromkeys(required + named) if t not in serve]
     if unserved:
-        raise GroupsDocumentError(
+        raise _errors.InputError(
             f"In {source}, budget {budget}: tasks {unserved} are not "
             "served by any group.")

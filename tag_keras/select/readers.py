@@ -27,11 +27,6 @@ NAME_COLUMNS = {
 }
 
 
-#: A file cannot be read as the table expected (one line). The package's
-#: one input error, `tag_keras.InputError`; this name is kept for 0.2 code.
-ReadError = _errors.InputError
-
-
 def read_affinity(path: str | os.PathLike) -> pd.DataFrame:
     """An affinity matrix CSV (`affinity.csv`, `affinity_stderr.csv`).
 
@@ -41,17 +36,17 @@ def read_affinity(path: str | os.PathLike) -> pd.DataFrame:
     NaN.
 
     Raises:
-        ReadError: The file is empty, ragged or holds a value that is not
+        InputError: The file is empty, ragged or holds a value that is not
             a number (naming the file and the line).
     """
     rows = _rows(path)
     if not rows:
-        raise ReadError(f"Cannot read {path} as CSV: the file is empty")
+        raise _errors.InputError(f"Cannot read {path} as CSV: the file is empty")
     header, body = rows[0], rows[1:]
     values, index = [], []
     for number, row in enumerate(body, start=2):
         if len(row) != len(header):
-            raise ReadError(
+            raise _errors.InputError(
                 f"{path}, line {number}: {len(row)} fields, the header has "
                 f"{len(header)}")
         index.append(row[0])
@@ -72,12 +67,12 @@ def read_table(path: str | os.PathLike,
     """
     rows = _rows(path)
     if not rows:
-        raise ReadError(f"Cannot read {path} as CSV: the file is empty")
+        raise _errors.InputError(f"Cannot read {path} as CSV: the file is empty")
     header = rows[0]
     columns = {name: [] for name in header}
     for number, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
-            raise ReadError(
+            raise _errors.InputError(
                 f"{path}, line {number}: {len(row)} fields, the header has "
                 f"{len(header)}")
         for name, value in zip(header, row):
@@ -99,7 +94,7 @@ def _rows(path):
         with open(path, newline="") as handle:
             return list(csv.reader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise ReadError(f"Cannot read {path} as CSV: "
+        raise _errors.InputError(f"Cannot read {path} as CSV: "
                         f"{' '.join(str(error).split())}") from None
 
 
@@ -109,5 +104,5 @@ def _number(value, path, line):
     try:
         return float(value)
     except ValueError:
-        raise ReadError(f"{path}, line {line}: {value!r} is not a number"
+        raise _errors.InputError(f"{path}, line {line}: {value!r} is not a number"
                         ) from None

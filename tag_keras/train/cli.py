@@ -155,7 +155,7 @@ def _inputs():
     data_function = inputs.load_function(_DATA.value, "data", 0)
     try:
         document = document_lib.read_groups(_GROUPS.value)
-    except document_lib.GroupsDocumentError as error:
+    except _errors.InputError as error:
         raise InputError(f"--groups: {error}") from None
     data, label_tasks = inputs.load_data(data_function)
     candidates = inputs.read_budgets(document, _NUM_GROUPS.value,
