@@ -10,7 +10,16 @@ still tested on real processes.
 import contextlib
 import importlib
 import io
+import signal
 import subprocess
+
+
+def as_from_a_terminal():
+    """`preexec_fn` for a command the test interrupts: SIGINT at its
+    default. A shell's background job (`cmd &`) starts with SIGINT
+    ignored, and a command started from it would inherit that and never
+    see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_main(module_name, program, *args):

@@ -162,9 +162,12 @@ def _tag_train(out_dir, *args, wait=True):
                "--data=tests/train_module.py:data", f"--groups={groups}",
                f"--out_dir={out_dir}", "--epochs=2", "--seeds=0,1,2",
                "--max_seeds=3", "--metric=loss", *args]
+    from tests import cli_runner
+
     options = dict(cwd=_ROOT, text=True, stdout=subprocess.PIPE,
                    stderr=subprocess.PIPE,
-                   env=dict(os.environ, PYTHONPATH=_ROOT))
+                   env=dict(os.environ, PYTHONPATH=_ROOT),
+                   preexec_fn=cli_runner.as_from_a_terminal)
     if wait:
         return subprocess.run(command, timeout=900, **options)
     return subprocess.Popen(command, **options)

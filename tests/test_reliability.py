@@ -2,7 +2,6 @@
 overwritten, Ctrl-C."""
 
 import errno
-import json
 import os
 import signal
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 
 from tag_keras import _files
 from tag_keras import select as select_lib
+from tests import cli_runner
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,10 +91,6 @@ def test_output_equal_to_an_input_is_refused(tmp_path):
     assert path.read_text() == before
 
 
-def _default_sigint():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.slow
 def test_ctrl_c_is_one_line(tmp_path):
     names = [f"t{i}" for i in range(40)]
@@ -108,9 +104,7 @@ def test_ctrl_c_is_one_line(tmp_path):
          "--time_limit=60"], cwd=_ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, PYTHONPATH=_ROOT),
-        # As from a terminal: a shell's background job (`cmd &`) starts
-        # with SIGINT ignored, which the command would inherit.
-        preexec_fn=_default_sigint)
+        preexec_fn=cli_runner.as_from_a_terminal)
     time.sleep(4)
     if process.poll() is not None:  # a loaded machine slept past the end
         pytest.skip("the search finished before the signal")

@@ -246,7 +246,8 @@ def test_ctrl_c_while_importing_is_one_line():
 
     path = _console_script("tag-train")
     process = subprocess.Popen([path, "--help"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=cli_runner.as_from_a_terminal)
     time.sleep(0.3)  # importing (NumPy, absl, ...), before main runs
     if process.poll() is not None:
         pytest.skip("the command finished before the signal")
