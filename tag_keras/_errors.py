@@ -2,9 +2,11 @@
 
 A bad argument, flag, file or groups document raises `InputError` with a
 one-line message: what was wrong, what was expected, how to fix it, and
-the value received. The binaries print that line and exit with status 2;
-library callers catch one type. It is a `ValueError`, so code that caught
-`ValueError` keeps working. A leaf module (no imports), so the selector
+the value received. The commands print that line and exit with status 1
+(`tag-select` and `tag-train` exit with 2 for a stray positional argument,
+`tag_keras._cli`, and with 130 for Ctrl-C); library callers catch one
+type. It is a `ValueError`, so code that caught `ValueError` keeps
+working. A leaf module (no imports), so the selector
 can raise it without TensorFlow.
 """
 
