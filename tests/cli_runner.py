@@ -12,6 +12,11 @@ import importlib
 import io
 import signal
 import subprocess
+import sys
+
+from absl import flags
+
+from tag_keras.train import executor_flags
 
 
 def as_from_a_terminal():
@@ -31,16 +36,10 @@ def run_main(module_name, program, *args):
     of the same names), and the registry is restored afterwards; so are
     the executor flags, which are defined once per process.
     """
-    import sys
-
-    from absl import flags
-
     values = flags.FLAGS
     saved = flags.FlagValues()
     saved.append_flag_values(values)
     values.remove_flag_values(saved)
-    from tag_keras.train import executor_flags
-
     holders = dict(executor_flags._HOLDERS)
     executor_flags._HOLDERS.clear()
     kept = sys.modules.pop(module_name, None)

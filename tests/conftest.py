@@ -15,6 +15,7 @@ tag_keras_entry.pin_kernels()  # as every command does
 
 import pytest  # noqa: E402
 
+
 @pytest.fixture(autouse=True)
 def _release_traced_graphs():
     """Each test's traced Keras steps are released when it ends.
