@@ -264,37 +264,25 @@ def share_learning_rate(clone, optimizer):
     clone._learning_rate = optimizer._learning_rate
 
 
-class MultiWorkerFixes:
-    """Model mixin: Keras 3.15's TensorFlow trainer under any strategy.
+class BuildFromSpecUnderStrategy:
+    """Model mixin fixing Keras's build under a `tf.distribute` strategy.
 
-    Public as `tag_keras.MultiWorkerFixes`. `TaskAffinityModel` has it;
-    mix it into a plain model (`class Plain(tag_keras.MultiWorkerFixes,
-    keras.Model)`) to compare one with it under the same strategy.
-
-    Under a `tf.distribute` strategy Keras 3.15 builds the model before
-    `fit` from the first batch of the training data, which (1) advances a
-    reshuffling dataset by one epoch, so that epoch k of a distributed run
-    sees the order of epoch k + 1 of the same run on one device, and (2)
-    under `MultiWorkerMirroredStrategy` fails outright: it averages that
-    batch over replicas with one `strategy.reduce` over the whole (x, y)
+    The bug (Keras 3.8 to 3.15, `TensorFlowTrainer._maybe_symbolic_build`):
+    under a strategy Keras builds the model before `fit` from the first
+    batch of the training data, which (1) advances a reshuffling dataset
+    by one epoch, so that epoch k of a distributed run sees the order of
+    epoch k + 1 of the same run on one device, and (2) under
+    `MultiWorkerMirroredStrategy` fails outright: it averages that batch
+    over replicas with one `strategy.reduce` over the whole (x, y)
     structure, which the collective strategy rejects. Only shapes and
     dtypes matter for the build: this mixin builds from the dataset's
-    `element_spec` (one replica's, for an already distributed dataset) and
-    reads no data. Keras 3.15 also reduces each multi-worker step's scalar
-    logs with `strategy.reduce("MEAN", value, axis=0)`, which needs an
-    axis: each log gets a leading axis of length one.
+    `element_spec` (one replica's, for an already distributed dataset)
+    and reads no data. Without a strategy Keras's own build runs.
 
-    A third fix applies without a strategy too: the input pipeline Keras
-    builds from arrays runs without tf.data's autotuning thread
-    (`without_autotune_thread`).
-
-    Reason: the fixes override private trainer hooks
-    (`_maybe_symbolic_build`, `_make_function`).
+    Reason: it overrides the private trainer hook `_maybe_symbolic_build`.
     """
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        if iterator is not None:
-            without_autotune_thread(iterator)
         if self._distribute_strategy is None or iterator is None:
             return super()._maybe_symbolic_build(iterator, data_batch)
         data_batch = _element_spec(iterator)
@@ -306,6 +294,19 @@ class MultiWorkerFixes:
         with self.distribute_strategy.scope():
             self._symbolic_build(data_batch=data_batch)
 
+
+class ScalarLogsUnderMultiWorker:
+    """Model mixin fixing Keras's step logs under multi-worker training.
+
+    The bug (Keras 3.8 to 3.15, `reduce_per_replica`): under
+    `MultiWorkerMirroredStrategy` Keras reduces each step's scalar logs
+    with `strategy.reduce("MEAN", value, axis=0)`, which needs an axis,
+    so the first step fails. Each log gets a leading axis of length one;
+    under any other strategy, or none, Keras's step function is unchanged.
+
+    Reason: it overrides the private trainer hook `_make_function`.
+    """
+
     def _make_function(self, step_function):
         if not _is_multi_worker(self.distribute_strategy):
             return super()._make_function(step_function)
@@ -315,6 +316,35 @@ class MultiWorkerFixes:
             return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), logs)
 
         return super()._make_function(with_axis)
+
+
+class MultiWorkerFixes(BuildFromSpecUnderStrategy, ScalarLogsUnderMultiWorker):
+    """Model mixin: Keras's TensorFlow trainer under any strategy.
+
+    Public as `tag_keras.MultiWorkerFixes`. The two fixes for the Keras
+    bugs that bite distributed `fit` (each a no-op where its bug does
+    not bite): `BuildFromSpecUnderStrategy` (the build reads a batch
+    under a strategy) and `ScalarLogsUnderMultiWorker` (the multi-worker
+    reduction of the step's logs needs an axis). `TaskAffinityModel` has
+    them; mix them into a plain model (`class Plain(
+    tag_keras.MultiWorkerFixes, keras.Model)`) to compare one with it
+    under the same strategy.
+    """
+
+
+class ArraysWithoutAutotune:
+    """Model mixin: the pipeline Keras builds from arrays, without the
+    end-of-fit stall (`without_autotune_thread`); a `tf.data.Dataset`
+    keeps its own options.
+
+    Reason: it overrides the private trainer hook `_maybe_symbolic_build`,
+    where the epoch iterator is first seen.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None:
+            without_autotune_thread(iterator)
+        return super()._maybe_symbolic_build(iterator, data_batch)
 
 
 def without_autotune_thread(iterator):

@@ -4,6 +4,7 @@
 internals; a Keras release that changes one of them fails here first.
 """
 
+import contextlib
 import inspect
 
 import keras
@@ -331,3 +332,51 @@ def test_traced_steps_are_released_after_forgetting_custom_gradients():
     assert not any(name.startswith("CustomGradient-")
                    for name in set(registry) - before_names)
     assert graphs() <= before_graphs
+
+
+class BuiltFromSpec(private.BuildFromSpecUnderStrategy, keras.Model):
+    pass
+
+
+def _kernel_after_one_epoch(model_class, strategy):
+    """A linear model's kernel after one epoch of a reshuffled dataset."""
+    keras.utils.set_random_seed(1)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        inputs = keras.Input((3,))
+        model = model_class(inputs=inputs,
+                            outputs=keras.layers.Dense(1)(inputs))
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    rng = np.random.default_rng(0)
+    data = tf.data.Dataset.from_tensor_slices(
+        (rng.normal(size=(16, 3)).astype("float32"),
+         rng.normal(size=(16, 1)).astype("float32"))).shuffle(
+        16, seed=3, reshuffle_each_iteration=True).batch(8)
+    model.fit(data, epochs=1, verbose=0)
+    return model.get_weights()[0]
+
+
+@pytest.mark.keras_range
+def test_the_build_fix_is_needed_under_a_strategy_and_idle_without():
+    # Keras builds a distributed model from the first batch, consuming
+    # one shuffle of the data: a plain model's first epoch under a
+    # one-device strategy is not its first epoch without one. When this
+    # assertion fails, Keras has fixed its build and the mixin can go.
+    one_device = tf.distribute.MirroredStrategy(["/cpu:0"])
+    alone = _kernel_after_one_epoch(keras.Model, None)
+    assert np.abs(_kernel_after_one_epoch(keras.Model, one_device)
+                  - alone).max() > 1e-3
+    np.testing.assert_array_equal(
+        _kernel_after_one_epoch(BuiltFromSpec, one_device), alone)
+    np.testing.assert_array_equal(
+        _kernel_after_one_epoch(BuiltFromSpec, None), alone)
+
+
+def test_the_fixes_are_named_for_their_bugs():
+    assert issubclass(tag_keras.MultiWorkerFixes,
+                      private.BuildFromSpecUnderStrategy)
+    assert issubclass(tag_keras.MultiWorkerFixes,
+                      private.ScalarLogsUnderMultiWorker)
+    assert not issubclass(tag_keras.MultiWorkerFixes,
+                          private.ArraysWithoutAutotune)
+    assert issubclass(tag_keras.TaskAffinityModel,
+                      private.ArraysWithoutAutotune)

@@ -50,7 +50,8 @@ from tag_keras.mtl import base as mtl_base
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
-class TaskAffinityModel(AffinityReadout, _keras_private.MultiWorkerFixes,
+class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
+                        _keras_private.MultiWorkerFixes,
                         keras.Model):
     """A multi-task `keras.Model` that measures inter-task affinity in `fit`.
 
