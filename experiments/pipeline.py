@@ -47,7 +47,7 @@ _OPTIMAL = flags.DEFINE_bool(
     "groups by test error for each budget.")
 _STABILITY = flags.DEFINE_integer(
     "stability_resamples", 100, "Resamples of the TAG run's measured steps "
-    "for each budget's split / keep-together verdict and stability (0: "
+    "for each budget's affinity structure, stable / unclear (0: "
     "none; at least 10).", lower_bound=0)
 _NUM_SEEDS = flags.DEFINE_integer(
     "num_seeds", 3, "Training seeds (--seed, --seed + 1, ...): every MTL, "

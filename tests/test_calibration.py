@@ -39,7 +39,7 @@ def run(tmp_path_factory):
 def test_a_tiny_run_writes_every_file(run):
     out_dir, reported = run
     assert reported == ["planted"]
-    for name in ("results", "summary", "correlations", "verdicts", "costs",
+    for name in ("results", "summary", "correlations", "structures", "costs",
                  "truth", "calibration", "noise_floor"):
         assert not pd.read_csv(out_dir / f"{name}.csv").empty, name
     results = pd.read_csv(out_dir / "results.csv")
@@ -55,11 +55,12 @@ def test_a_tiny_run_writes_every_file(run):
     # The oracle is a bound: no method beats it on the truth.
     oracle = results[results.method == "Test oracle (truth)"].test_error.min()
     assert results.test_error.min() >= oracle - 1e-9
-    verdicts = pd.read_csv(out_dir / "verdicts.csv")
-    assert set(verdicts.verdict) <= {"split", "keep together"}
-    assert len(verdicts) == 3 * 2  # Three estimators, two seeds, budget 2.
+    structures = pd.read_csv(out_dir / "structures.csv")
+    assert set(structures.affinity_structure) <= {"stable", "unclear"}
+    assert len(structures) == 3 * 2  # Three estimators, two seeds, budget 2.
     report = (out_dir / "report.md").read_text()
-    assert "Calibration of the verdict" in report and "tiny" in report
+    assert ("Calibration of the affinity structure" in report
+            and "tiny" in report)
 
 
 @pytest.mark.slow
@@ -108,12 +109,14 @@ def test_truth_benefits_and_totals_by_hand():
                                   {"a": 0, "b": 1}) == pytest.approx(20.0)
 
 
-def test_calibration_counts_right_and_wrong_verdicts():
-    verdicts = pd.DataFrame({
+def test_calibration_counts_right_and_wrong_structures():
+    structures = pd.DataFrame({
         "method": ["m"] * 4, "dataset": ["d"] * 4, "budget": [2, 2, 3, 3],
-        "verdict": ["split", "split", "keep together", "keep together"],
+        "affinity_structure": ["stable", "stable", "unclear", "unclear"],
         "split_better": [True, False, False, True]})
-    table = report_lib.calibration(verdicts)
+    table = report_lib.calibration(structures)
     overall = table[table.dataset == "all"].iloc[0]
-    assert (overall["said split"], overall["split right"]) == (2, 1)
-    assert (overall["said keep together"], overall["keep right"]) == (2, 1)
+    assert (overall["stable"], overall["stable, split better"]) == (2, 1)
+    assert (overall["unclear"], overall["unclear, split not better"]) == (
+        2, 1)
+    assert overall["split better (any structure)"] == 2

@@ -114,11 +114,11 @@ def test_class_rates_precision_and_demands_by_hand():
     as_good = demands.loc["P(split given the all-task network at least as good)"]
     # All-task better (keep) and within margin with D >= 0 (split).
     assert as_good.cases == 2 and as_good.estimate == pytest.approx(0.5)
-    assert as_good.verdict == "not met"
+    assert as_good.outcome == "not met"
     undecided = demands.loc["P(undecided given a true difference of at least 2 margins)"]
     # |D| >= 2: -3, -3, 2 (not -1.5, 0.2 or -1.0).
     assert undecided.cases == 3 and undecided.estimate == 0.0
-    assert undecided.verdict == "met"
+    assert undecided.outcome == "met"
 
 
 def test_the_cluster_interval_covers_the_estimate_and_resamples_clusters():

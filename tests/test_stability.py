@@ -1,4 +1,4 @@
-"""Stability and the split / keep-together verdict (tag_keras.select)."""
+"""Stability and the affinity structure, stable / unclear (tag_keras.select)."""
 
 import json
 
@@ -130,14 +130,3 @@ def test_tag_select_stability_without_steps_is_one_line(tmp_path,
     lines = err.strip().splitlines()
     assert len(lines) == 1
     assert "--stability needs the per-step values" in lines[0]
-
-
-def test_documents_from_before_the_rename_read_their_verdict():
-    from tag_keras.select import document
-
-    assert document.affinity_structure({"verdict": "split"}) == "stable"
-    assert document.affinity_structure(
-        {"verdict": "keep together"}) == "unclear"
-    assert document.affinity_structure(
-        {"affinity_structure": "unclear"}) == "unclear"
-    assert document.affinity_structure({}) == ""

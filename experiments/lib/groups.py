@@ -73,5 +73,5 @@ def train_groups(trainer, document, *, budgets=None, method="TAG",
             errors=trainer.served_errors(groups, entry["serve"]),
             groups=groups,
             search_seconds=(search_seconds or {}).get(budget),
-            verdict=document_lib.affinity_structure(entry)))
+            affinity_structure=document_lib.affinity_structure(entry)))
     return results

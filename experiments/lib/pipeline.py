@@ -161,7 +161,7 @@ def run_pipeline(data, config, out_dir, *, budgets=(2, 3, 4), rg_samples=2,
             with that `tag_keras.mtl` method (one row each).
         gradnorm_alpha: GradNorm's alpha.
         stability_resamples: Resamples of the TAG run's measured steps for
-            each budget's verdict (split / keep together) and stability
+            each budget's affinity structure (stable / unclear)
             (`tag_keras.select.stability`); 0 for none.
         distribution: A `tf.distribute.Strategy` every network is trained
             under (`distribution.make_distribution`); None for none. Under
@@ -442,7 +442,7 @@ def _evaluate(run, augmented, random_groupings, decision):
             results.append(results_lib.MethodResult.over_seeds(
                 method, budget, per_seed, groups=groups,
                 search_seconds=run.searches[method].get(budget),
-                verdict=document_lib.affinity_structure(entry),
+                affinity_structure=document_lib.affinity_structure(entry),
                 decision=decided.get(budget, "") if method == "TAG"
                 else ""))
     return results

@@ -27,7 +27,7 @@ class MethodResult:
         search_seconds: Wall time spent finding the groups (training for
             the affinities or performances, plus selection); None if none.
         samples: How many groupings were averaged (RG).
-        verdict: For a grouping chosen from measured affinities with its
+        affinity_structure: For a grouping chosen from measured affinities with its
             stability assessed: the affinity structure, "stable" or
             "unclear" (`tag_keras.select.stability`); "" otherwise.
         seed_totals: Training seed -> total test error (%) of that seed's
@@ -42,7 +42,7 @@ class MethodResult:
     groups: tuple = ()
     search_seconds: float | None = None
     samples: int = 1
-    verdict: str = ""
+    affinity_structure: str = ""
     seed_totals: Mapping = dataclasses.field(default_factory=dict)
     decision: str = ""
 
@@ -113,13 +113,13 @@ def results_frame(results, tasks):
         row["seeds"] = len(r.seed_totals) or 1
         row["search_seconds"] = (None if r.search_seconds is None
                                  else round(r.search_seconds, 2))
-        row["verdict"] = r.verdict
+        row["affinity_structure"] = r.affinity_structure
         row["decision"] = r.decision
         rows.append(row)
     return pd.DataFrame(rows, columns=[
         "method", "num_groups", "samples", "groups", *tasks, "total",
         "total_se", "vs_mtl", "vs_mtl_se", "seeds", "search_seconds",
-        "verdict", "decision"])
+        "affinity_structure", "decision"])
 
 
 def _present(value):
@@ -134,12 +134,13 @@ def markdown_table(frame, tasks):
     paired difference with MTL; the affinity structure and the validated
     decision get columns when any row has them.
     """
-    verdicts = "verdict" in frame and frame["verdict"].fillna("").any()
+    structures = ("affinity_structure" in frame
+                  and frame["affinity_structure"].fillna("").any())
     decisions = "decision" in frame and frame["decision"].fillna("").any()
     seeded = "total_se" in frame and frame["total_se"].notna().any()
     header = ["Method", "Groups", *tasks, "Total"] + (
         ["vs MTL"] if seeded else []) + ["Search time"] + (
-        ["Affinity structure"] if verdicts else []) + (
+        ["Affinity structure"] if structures else []) + (
         ["Decision (validation)"] if decisions else [])
     lines = ["| " + " | ".join(header) + " |",
              "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
@@ -163,7 +164,7 @@ def markdown_table(frame, tasks):
                     vs += f" ± {row['vs_mtl_se']:.2f}"
             cells.append(vs)
         cells.append(search)
-        for column, shown in (("verdict", verdicts),
+        for column, shown in (("affinity_structure", structures),
                               ("decision", decisions)):
             if shown:
                 value = row.get(column)

@@ -38,7 +38,7 @@ def first_order_affinity(dot_products, loss_before, learning_rate=None):
     With `Δθ_i` the shared-weight change of one optimizer step on source i's
     gradient, `L_j(θ + Δθ_i) ≈ L_j(θ) + <∇L_j, Δθ_i>`, so
     `Z[i, j] ≈ -<∇L_j, Δθ_i> / L_j`. For plain SGD `Δθ_i = -lr ∇L_i` and this
-    is METHOD.md's `lr <∇L_j, ∇L_i> / L_j`.
+    is the paper's first-order form `lr <∇L_j, ∇L_i> / L_j`.
 
     Args:
         dot_products: `[n, n]` tensor, `dot_products[i, j] = <∇L_j, Δθ_i>`.

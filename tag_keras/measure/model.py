@@ -36,6 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tag_keras import _compat
 from tag_keras import _keras_private
 from tag_keras.measure import held_out
 from tag_keras.tasks import labels
@@ -242,11 +243,9 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        # Models saved before version 0.2 name the method `strategy`.
-        if "strategy" in config:
-            config = dict(config)
-            config["training_method"] = config.pop("strategy")
-        return super().from_config(config, custom_objects=custom_objects)
+        return super().from_config(
+            _compat.renamed_config("TaskAffinityModel", config),
+            custom_objects=custom_objects)
 
     def get_config(self):
         return {
@@ -314,12 +313,7 @@ def _functional_variant(cls):
 
 def _training_method(method, kwargs):
     """`training_method=` checked; the former `strategy=` refused."""
-    if "strategy" in kwargs:
-        raise TypeError(
-            "`strategy=` was renamed `training_method=` in version 0.2 (it "
-            "was easily confused with a `tf.distribute` strategy). Pass "
-            "training_method=... instead. Models saved with the old name "
-            "still load.")
+    _compat.refuse_renamed_argument("TaskAffinityModel", kwargs)
     method = mtl_base.deserialize(method)
     if method is not None and not isinstance(method, mtl_base.TrainingMethod):
         raise TypeError(

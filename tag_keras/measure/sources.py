@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tag_keras import _compat
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import rows as rows_lib
 from tag_keras.tasks import names as names_lib
@@ -190,12 +191,13 @@ class GroupAffinityState(keras.layers.Layer):
     model).
 
     Args:
-        num_sources: P, the group sources: the rows of the table. (Before
+        num_sources: P, the group sources: the rows of the table. (In
             version 0.2 `num_groups`, which elsewhere means the budget.)
         num_tasks: n.
     """
 
     def __init__(self, num_sources, num_tasks, **kwargs):
+        _compat.refuse_renamed_argument("GroupAffinityState", kwargs)
         super().__init__(**kwargs)
         self.num_sources, self.num_tasks = int(num_sources), int(num_tasks)
 
@@ -237,10 +239,7 @@ class GroupAffinityState(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if "num_groups" in config:  # saved before version 0.2
-            config["num_sources"] = config.pop("num_groups")
-        return cls(**config)
+        return cls(**_compat.renamed_config("GroupAffinityState", config))
 
 
 class GroupMeter:

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tag_keras import _compat
 from tag_keras import _distribute
 from tag_keras.mtl import pcgrad
 from tag_keras.mtl.base import WeightedMethod
@@ -74,7 +75,7 @@ class ITMTL(WeightedMethod):
         candidates: The candidate list, or None for the defaults.
         affinity_method: `"lookahead"` (the default: the compiled
             optimizer's real step, one forward pass per candidate) or
-            `"first_order"` (its approximation; `first_order=True` before
+            `"first_order"` (its approximation; `first_order=True` in
             version 0.2).
         loss_weighting: Optional loss-weighting method.
         seed: Seed of the PCGrad candidate's random projection order.
@@ -94,6 +95,7 @@ class ITMTL(WeightedMethod):
                  loss_weighting: TrainingMethod | None = None,
                  seed: int | None = None, update_heads_first: bool = False,
                  **kwargs):
+        _compat.refuse_renamed_argument("ITMTL", kwargs)
         super().__init__(loss_weighting, **kwargs)
         if candidates is not None:
             candidates = _check_candidates(candidates)
@@ -206,12 +208,7 @@ class ITMTL(WeightedMethod):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if "first_order" in config:  # saved before version 0.2
-            config["affinity_method"] = ("first_order"
-                                         if config.pop("first_order")
-                                         else "lookahead")
-        return cls(**config)
+        return cls(**_compat.renamed_config("ITMTL", config))
 
 
 def total_affinity(after, before, usable):

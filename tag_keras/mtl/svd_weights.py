@@ -10,6 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tag_keras import _compat
 from tag_keras import _data
 from tag_keras.mtl.base import TrainingMethod
 from tag_keras.mtl.base import representation_tensor
@@ -52,7 +53,7 @@ class SVDTaskWeights(TrainingMethod):
         every_n_epochs: Recompute every this many epochs.
         representation_layer: None for the heads' common input, or the
             name of the layer whose output is the representation (as
-            `MGDA`'s; `layer=` before version 0.2).
+            `MGDA`'s; `layer=` in version 0.2).
         max_samples: Examples read per recomputation.
         **kwargs: Layer arguments such as `name`.
     """
@@ -61,6 +62,7 @@ class SVDTaskWeights(TrainingMethod):
                  every_n_epochs: int = 1,
                  representation_layer: str | None = None,
                  max_samples: int = 2048, **kwargs):
+        _compat.refuse_renamed_argument("SVDTaskWeights", kwargs)
         super().__init__(**kwargs)
         for name, value in (("rank", rank), ("every_n_epochs",
                                              every_n_epochs),
@@ -145,10 +147,7 @@ class SVDTaskWeights(TrainingMethod):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if "layer" in config:  # saved before version 0.2
-            config["representation_layer"] = config.pop("layer")
-        return cls(**config)
+        return cls(**_compat.renamed_config("SVDTaskWeights", config))
 
 
 class _Untracked:

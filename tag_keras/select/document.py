@@ -19,6 +19,7 @@ import os
 from typing import Any, Sequence
 
 from tag_keras import _errors
+from tag_keras._compat import affinity_structure  # noqa: F401 (public here)
 from tag_keras import _files
 
 #: Keys every result entry carries.
@@ -57,21 +58,6 @@ def groups_document(tasks: Sequence[str], groupings: Sequence, *,
              "score": o.score} for o in options]
     document = {"tasks": list(tasks), **settings, "results": results}
     return validate_groups(document)
-
-
-#: The affinity structure under its name before version 0.2 ("verdict").
-_OLD_VERDICTS = {"split": "stable", "keep together": "unclear"}
-
-
-def affinity_structure(entry):
-    """A result entry's affinity structure ("stable", "unclear" or "").
-
-    Reads documents written before version 0.2 too, whose key was
-    `"verdict"` ("split" / "keep together").
-    """
-    if "affinity_structure" in entry:
-        return entry["affinity_structure"]
-    return _OLD_VERDICTS.get(entry.get("verdict"), "")
 
 
 def write_groups(path: str | os.PathLike, document: dict) -> None:

@@ -68,7 +68,8 @@ class Grouping:
         return abs(self.upper_bound - self.score)
 
     def to_dict(self):
-        """The JSON-ready result entry described in DESIGN.md."""
+        """The JSON-ready result entry of the groups document
+        (`tag_keras.select.document`)."""
         return {
             "num_groups": self.num_groups,
             "groups": [list(g) for g in self.groups],

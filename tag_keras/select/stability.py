@@ -22,8 +22,7 @@ estimates, for each budget:
   the affinities hold a grouping structure beyond their noise, nothing
   more: it is not a decision to split. Whether split networks beat one
   all-task network only trained networks can tell, on validation data
-  (`tag_keras.train.decide`, `tag-train`). Before version 0.2 this was
-  called the verdict, "split" / "keep together".
+  (`tag_keras.train.decide`, `tag-train`).
 
 Pure NumPy and pandas, like the rest of `tag_keras.select`.
 """

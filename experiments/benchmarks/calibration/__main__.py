@@ -1,4 +1,4 @@
-"""Can a grouping's verdict be trusted? Methods judged on a de-noised truth.
+"""Can a grouping's affinity structure be trusted? Methods judged on a de-noised truth.
 
 For each task set (planted, digits, and planted3: three clusters of two
 related tasks plus a noise task, drawn from another seed) it trains every
@@ -12,8 +12,8 @@ surrogate for the rest (`"tasks+all"`). It then reports each method's
 correlation with the de-noised pair and group benefits, its total error
 per budget with paired per-seed differences against release TAG and
 against MTL, the cost per step beside a plain fit, the training-path
-noise floor, and the calibration of `tag-select --stability`'s split /
-keep-together verdict.
+noise floor, and the calibration of `tag-select --stability`'s affinity
+structure read as a decision ("stable": split).
 
 Every network and run is a cached unit of work (JSON under
 `<out_dir>/cache/`), so the binary is resumable; the report is rewritten

@@ -1,6 +1,6 @@
 """The calibration benchmark's analysis: a de-noised truth, every method
-judged against it, and how often the split / keep-together verdict was
-right. Flag-free; `experiments.benchmarks.calibration` runs it.
+judged against it, and how often the affinity structure ("stable" read
+as split) was right. Flag-free; `experiments.benchmarks.calibration` runs it.
 
 The truth of a task set is every group network's test error averaged over
 the truth seeds (each network's seed SE reported). Methods that measure
@@ -37,8 +37,8 @@ GROUP_RUNS = {
     "tasks_all": "TAG group affinity (tasks+all, surrogate)",
 }
 RELEASE = AFFINITY_RUNS["release"][0]
-#: Runs whose per-step file gives a stability verdict.
-VERDICT_RUNS = ("release", "sgd", "increment")
+#: Runs whose per-step file gives an affinity structure.
+STRUCTURE_RUNS = ("release", "sgd", "increment")
 
 
 def truth_table(networks_by_seed):
@@ -144,11 +144,11 @@ def evaluate_task_set(tasks, truth_networks, measured, budgets, *,
             {name: affinity_steps DataFrame}, "group_affinity": {name:
             DataFrame}}}` (group runs named as in `GROUP_RUNS`).
         budgets: Numbers of networks.
-        resamples: Stability resamples for the verdict.
+        resamples: Stability resamples for the affinity structure.
         assess: `tag_keras.select.stability.assess` (injected).
 
     Returns:
-        `(rows, correlation_rows, verdict_rows, cost_rows, truth frame)`:
+        `(rows, correlation_rows, structure_rows, cost_rows, truth frame)`:
         lists of dicts, one per (method, seed, budget) and alike.
     """
     import tag_keras
@@ -157,7 +157,7 @@ def evaluate_task_set(tasks, truth_networks, measured, budgets, *,
     truth, truth_frame = truth_table(truth_networks)
     pair_benefit, group_benefit = benefits(tasks, truth)
     mtl = total_error(truth, (tasks,), dict.fromkeys(tasks, 0))
-    rows, correlation_rows, verdict_rows, cost_rows = [], [], [], []
+    rows, correlation_rows, structure_rows, cost_rows = [], [], [], []
 
     def add(method, seed, budget, grouping):
         rows.append(_grouping_row(method, seed, budget, grouping, truth, mtl))
@@ -193,8 +193,8 @@ def evaluate_task_set(tasks, truth_networks, measured, budgets, *,
             cost_rows.append({
                 "method": label, "seed": seed,
                 "seconds_over_plain": work["runs"][name]["seconds"] / plain})
-        verdict_rows += _verdict_rows(work, seed, tasks, budgets, truth, mtl,
-                                      resamples, assess)
+        structure_rows += _structure_rows(work, seed, tasks, budgets, truth,
+                                          mtl, resamples, assess)
         # Training-path noise: the subsets run trains exactly like the
         # release run (same seed, measuring never changes training); its
         # single-task matrix differs only by float order.
@@ -204,7 +204,7 @@ def evaluate_task_set(tasks, truth_networks, measured, budgets, *,
                 tag_keras.select_groups(repeat, budget))
 
     rows += _reference_rows(tasks, truth, truth_networks, budgets, mtl)
-    return rows, correlation_rows, verdict_rows, cost_rows, truth_frame
+    return rows, correlation_rows, structure_rows, cost_rows, truth_frame
 
 
 def _grouping_row(method, seed, budget, grouping, truth, mtl):
@@ -215,23 +215,20 @@ def _grouping_row(method, seed, budget, grouping, truth, mtl):
             "mtl_error": mtl}
 
 
-def _verdict_rows(work, seed, tasks, budgets, truth, mtl, resamples,
-                  assess):
-    """The affinity structure of each `VERDICT_RUNS` run read as a
-    decision, beside the truth, per budget."""
+def _structure_rows(work, seed, tasks, budgets, truth, mtl, resamples,
+                    assess):
+    """The affinity structure of each `STRUCTURE_RUNS` run, beside the
+    truth, per budget."""
     rows = []
-    for name in VERDICT_RUNS:
-        verdicts = assess(work["steps"][name], budgets, tasks=list(tasks),
+    for name in STRUCTURE_RUNS:
+        assessed = assess(work["steps"][name], budgets, tasks=list(tasks),
                           resamples=resamples, seed=seed)
-        for budget, (chosen, stability) in verdicts.items():
+        for budget, (chosen, stability) in assessed.items():
             error = total_error(truth, chosen.groups, dict(chosen.serve))
             rows.append({
                 "method": AFFINITY_RUNS[name][0], "seed": seed,
                 "budget": budget,
-                # The affinity structure read as a decision: stable
-                # means split.
-                "verdict": ("split" if stability.affinity_structure
-                            == "stable" else "keep together"),
+                "affinity_structure": stability.affinity_structure,
                 "predicted": stability.improvement,
                 "predicted_low": stability.improvement_low,
                 "predicted_high": stability.improvement_high,
@@ -318,28 +315,31 @@ def summarize(results):
     return pd.DataFrame(out)
 
 
-def calibration(verdicts):
+def calibration(structures):
     """Per (method, dataset, budget), per (method, dataset) over budgets and
-    per method over everything: how often each verdict was right.
+    per method over everything: how often the affinity structure, read as
+    a decision, was right.
 
-    A `split` is right when the chosen groups' total truth error is below
-    the all-task network's; `keep together` when it is not.
+    "stable" read as split is right when the chosen groups' total truth
+    error is below the all-task network's; "unclear" read as keep
+    together when it is not.
     """
     out = []
 
     def add(method, dataset, budget, rows):
-        split = rows[rows.verdict == "split"]
-        keep = rows[rows.verdict != "split"]
+        stable = rows[rows.affinity_structure == "stable"]
+        unclear = rows[rows.affinity_structure != "stable"]
         out.append({
             "method": method, "dataset": dataset, "budget": budget,
-            "cases": len(rows), "said split": len(split),
-            "split right": int(split.split_better.sum()),
-            "said keep together": len(keep),
-            "keep right": int((~keep.split_better.astype(bool)).sum()),
-            "split better (any verdict)": int(rows.split_better.sum()),
+            "cases": len(rows), "stable": len(stable),
+            "stable, split better": int(stable.split_better.sum()),
+            "unclear": len(unclear),
+            "unclear, split not better": int(
+                (~unclear.split_better.astype(bool)).sum()),
+            "split better (any structure)": int(rows.split_better.sum()),
         })
 
-    for method, frame in verdicts.groupby("method", sort=False):
+    for method, frame in structures.groupby("method", sort=False):
         for dataset, part in frame.groupby("dataset", sort=False):
             for budget, rows in part.groupby("budget"):
                 add(method, dataset, str(budget), rows)

@@ -90,7 +90,7 @@ def rows(name, directory, allow_unmarked=False):
             "MTL": f"{mtl.total:.2f} ± {mtl.total_se:.2f}",
             "TAG": f"{tag.total:.2f} ± {tag.total_se:.2f}",
             "TAG - MTL": f"{tag.vs_mtl:+.2f} ± {tag.vs_mtl_se:.2f}",
-            "affinity structure": tag.verdict,
+            "affinity structure": tag.affinity_structure,
             "validation difference [bounds], margin": (
                 f"{entry['metric']} {entry['difference']:+.4f} "
                 f"[{entry['low']:+.4f}, {entry['high']:+.4f}], "

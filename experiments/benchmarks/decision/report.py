@@ -256,15 +256,15 @@ def demands(answers, decider="validated decision", reps=2000):
     for name, (measure, bound, kind) in DEMANDS.items():
         estimate, low, high, cases = measure(frame, reps)
         if not cases:
-            verdict = "n/a"
+            outcome = "n/a"
         elif kind == "max":
-            verdict = "met" if estimate <= bound else "not met"
+            outcome = "met" if estimate <= bound else "not met"
         else:
-            verdict = "met" if estimate >= bound else "not met"
+            outcome = "met" if estimate >= bound else "not met"
         rows.append({"decider": decider, "demand": name,
                      "estimate": estimate, "low": low, "high": high,
                      "bound": bound, "kind": kind, "cases": cases,
-                     "verdict": verdict})
+                     "outcome": outcome})
     return pd.DataFrame(rows)
 
 
@@ -330,7 +330,7 @@ def rates_markdown(classes):
 
 def demands_markdown(demand_rows):
     lines = ["| decision-maker | demand | estimate [95% cluster interval] | "
-             "bound | cases | verdict |", "|---|---|---|---|---|---|"]
+             "bound | cases | outcome |", "|---|---|---|---|---|---|"]
     for row in demand_rows.to_dict("records"):
         bound = ("≤ " if row["kind"] == "max" else "≥ ") + f"{row['bound']:.0%}"
         estimate = ("–" if np.isnan(row["estimate"]) else
@@ -338,7 +338,7 @@ def demands_markdown(demand_rows):
                         "" if np.isnan(row["low"]) else
                         f" [{row['low']:.1%}, {row['high']:.1%}]"))
         lines.append(f"| {row['decider']} | {row['demand']} | {estimate} | "
-                     f"{bound} | {row['cases']} | {row['verdict']} |")
+                     f"{bound} | {row['cases']} | {row['outcome']} |")
     return "\n".join(lines)
 
 

@@ -57,7 +57,7 @@ class Variant:
         every: Measure every this many steps (0 for "plain").
         held_out: Measure the lookahead losses on validation batches.
         write_steps: Keep `affinity_steps.csv` (for the window ablation
-            and the stability verdict).
+            and the affinity structure).
         step: `TaskAffinityModel(lookahead_step=...)`.
         sources: `TaskAffinityModel(affinity_sources=...)`; with groups,
             `group_affinity.csv` is kept beside the run's affinity.
