@@ -1,70 +1,24 @@
-"""The affinity measures themselves: pure functions on tensors and arrays.
+"""The affinity measures: which pairs enter the averages, and the means,
+standard errors and labelled frames of the accumulated sums.
 
 Orientation everywhere: the first index (row) is the *source* task, whose
 gradient is applied; the second index (column) is the *target* task, whose
-loss is measured. `Z[i, j]` is the affinity of task i onto task j.
+loss is measured. `Z[i, j]` is the affinity of task i onto task j. The
+formulas themselves are in the task core (`tag_keras.tasks.affinity`),
+shared with IT-MTL, and named here too.
 """
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-#: The measurement methods `TaskAffinityModel(affinity_method=...)` accepts.
+from tag_keras.tasks.affinity import cosine_affinity  # noqa: F401
+from tag_keras.tasks.affinity import first_order_affinity  # noqa: F401
+from tag_keras.tasks.affinity import lookahead_affinity  # noqa: F401
+
+#: The built-in measurement methods (`TaskAffinityModel(affinity_method=...)`
+#: also accepts those registered with `register_affinity_method`).
 AFFINITY_METHODS = ("lookahead", "first_order", "cosine")
-
-
-def lookahead_affinity(loss_before, loss_after, learning_rate=None):
-    """The TAG lookahead affinity `1 - L_j(after i) / L_j(before)`.
-
-    Args:
-        loss_before: `[n]` tensor, each target task's loss before the step.
-        loss_after: `[n, n]` tensor, `loss_after[i, j]` is target j's loss
-            after one optimizer step on source i's gradient.
-        learning_rate: Optional scalar; when given the result is divided by
-            it (the original release's scaling).
-
-    Returns:
-        `[n, n]` tensor `Z[i, j]`.
-    """
-    z = 1.0 - loss_after / loss_before[tf.newaxis, :]
-    if learning_rate is not None:
-        z = z / tf.cast(learning_rate, z.dtype)
-    return z
-
-
-def first_order_affinity(dot_products, loss_before, learning_rate=None):
-    """The first-order (Taylor) approximation of the lookahead affinity.
-
-    With `Δθ_i` the shared-weight change of one optimizer step on source i's
-    gradient, `L_j(θ + Δθ_i) ≈ L_j(θ) + <∇L_j, Δθ_i>`, so
-    `Z[i, j] ≈ -<∇L_j, Δθ_i> / L_j`. For plain SGD `Δθ_i = -lr ∇L_i` and this
-    is the paper's first-order form `lr <∇L_j, ∇L_i> / L_j`.
-
-    Args:
-        dot_products: `[n, n]` tensor, `dot_products[i, j] = <∇L_j, Δθ_i>`.
-        loss_before: `[n]` tensor of target losses.
-        learning_rate: Optional scalar to divide by.
-
-    Returns:
-        `[n, n]` tensor `Z[i, j]`.
-    """
-    z = -dot_products / loss_before[tf.newaxis, :]
-    if learning_rate is not None:
-        z = z / tf.cast(learning_rate, z.dtype)
-    return z
-
-
-def cosine_affinity(gram):
-    """Cosine similarities from a Gram matrix of flattened task gradients.
-
-    Args:
-        gram: `[n, n]` tensor, `gram[i, j] = <g_i, g_j>`.
-
-    Returns:
-        `[n, n]` tensor of `<g_i, g_j> / (|g_i| |g_j|)` (symmetric).
-    """
-    norms = tf.sqrt(tf.linalg.diag_part(gram))
-    return gram / (norms[:, tf.newaxis] * norms[tf.newaxis, :])
 
 
 def valid_pairs(z, source_ok, target_ok):

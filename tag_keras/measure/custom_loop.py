@@ -57,7 +57,8 @@ class AffinityMeter(AffinityReadout):
         shared_variables: The variables every task's loss depends on.
         optimizer: The built `keras.optimizers.Optimizer` that updates them.
         task_names: The task names, in matrix order.
-        affinity_method: `"lookahead"`, `"first_order"` or `"cosine"`.
+        affinity_method: `"lookahead"`, `"first_order"`, `"cosine"` or a
+            name registered with `tag_keras.register_affinity_method`.
         lookahead_step: `"optimizer"`, `"sgd"` or `"increment"` (see
             `TaskAffinityModel`).
         scale_by_learning_rate: Divide by this step's learning rate.

@@ -22,7 +22,8 @@ class Meter:
     Example:
 
     ```python
-    meter = Meter(LookaheadEstimator(lookahead), AffinityState(n))
+    meter = Meter(make_estimator("lookahead", lambda: lookahead),
+                  AffinityState(n))
     done = meter.record(task_gradients, target, source_ok, step)
     ```
     """
@@ -38,7 +39,7 @@ class Meter:
         Args:
             settings: The `AffinitySettings`.
             lookahead: A function making the `OptimizerLookahead` (called
-                unless the method is `"cosine"`).
+                when the method's estimator `uses_lookahead`).
             optimizer: The optimizer that updates the shared variables.
             state: The `AffinityState` to record into.
             group_sources: Optional `sources.GroupSources` measured too.
@@ -49,8 +50,7 @@ class Meter:
         if group_sources is not None:
             groups = sources.GroupMeter(group_sources, group_state)
         return cls(estimators.make_estimator(
-            method, None if method == "cosine" else lookahead(),
-            optimizer=optimizer,
+            method, lookahead, optimizer=optimizer,
             scale_by_learning_rate=settings.scale_by_learning_rate,
             kernels_only=settings.cosine_kernels_only,
             step=settings.lookahead_step), state, groups)

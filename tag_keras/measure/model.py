@@ -38,6 +38,7 @@ import tensorflow as tf
 
 from tag_keras import _compat
 from tag_keras import _keras_private
+from tag_keras.measure import estimators
 from tag_keras.measure import held_out
 from tag_keras.tasks import labels
 from tag_keras.tasks.names import check_task_names
@@ -71,7 +72,8 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
     Args:
         affinity_every_n_steps: Measure on steps 0, n, 2n, ... (the
             optimizer's iteration count). 0 never measures.
-        affinity_method: `"lookahead"`, `"first_order"` or `"cosine"`.
+        affinity_method: `"lookahead"`, `"first_order"`, `"cosine"` or a
+            name registered with `tag_keras.register_affinity_method`.
         scale_by_learning_rate: Divide lookahead and first-order affinities
             by the step's learning rate, as the original release does.
         shared_layers: Optional names of the layers whose weights are
@@ -337,10 +339,12 @@ def _validate_arguments(every, method, shared_layers, affinity_data, tasks):
             or not all(isinstance(n, str) for n in shared_layers)):
         raise TypeError("`shared_layers` must be a list of layer names. "
                         f"Received: shared_layers={shared_layers!r}.")
-    if affinity_data is not None and method != "lookahead":
+    if affinity_data is not None and not estimators.estimator_class(
+            method).held_out:
         raise ValueError(
-            "`affinity_data` (held-out affinity) needs "
-            "affinity_method='lookahead'. Received: "
-            f"affinity_method={method!r}.")
+            "`affinity_data` (held-out affinity) needs a method that "
+            "measures the target losses on other batches: one of "
+            f"{estimators.methods_with('held_out')}. "
+            f"Received: affinity_method={method!r}.")
     if tasks is not None:
         check_task_names(tasks)

@@ -67,7 +67,8 @@ class AffinityRecorder:
 
         Args:
             lookahead: Makes the `OptimizerLookahead` of the shared
-                variables (called unless the method is `"cosine"`).
+                variables (called when the method's estimator
+                `uses_lookahead`).
             optimizer: The optimizer that updates the shared variables.
         """
         return Meter.for_settings(self.settings, lookahead, optimizer,

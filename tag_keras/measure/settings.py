@@ -19,8 +19,8 @@ class AffinitySettings:
     """The measurement's settings (checked when made).
 
     Attributes:
-        method: `"lookahead"`, `"first_order"` or `"cosine"`
-            (`affinity_method=`).
+        method: `"lookahead"`, `"first_order"`, `"cosine"` or a name
+            registered with `register_affinity_method` (`affinity_method=`).
         lookahead_step: `"optimizer"`, `"sgd"` or `"increment"`.
         scale_by_learning_rate: Divide by the step's learning rate.
         cosine_kernels_only: With `"cosine"`, weight tensors of rank > 1.
@@ -44,7 +44,15 @@ class AffinitySettings:
     def __post_init__(self):
         estimators.check_settings(self.method, self.lookahead_step)
         sources_lib.check_arguments(self.sources, self.random_subsets,
-                                    self.max_subset_tasks, self.method)
+                                    self.max_subset_tasks)
+        if self.has_group_sources and not estimators.estimator_class(
+                self.method).group_sources:
+            raise ValueError(
+                f"Group sources need a method that steps on a group's "
+                f"gradient: one of {estimators.methods_with('group_sources')}. "
+                f"Received: affinity_method={self.method!r}, "
+                f"affinity_sources={self.sources!r}, "
+                f"affinity_random_subsets={self.random_subsets!r}.")
         if isinstance(self.seed, bool) or not isinstance(
                 self.seed, numbers.Integral):
             raise ValueError("`affinity_seed` must be an integer. Received: "

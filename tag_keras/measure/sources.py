@@ -37,8 +37,7 @@ SOURCES = ("tasks", "tasks+all", "subsets")
 MAX_SUBSET_TASKS = 12
 
 
-def check_arguments(sources, random_subsets, max_subset_tasks,
-                    method="lookahead"):
+def check_arguments(sources, random_subsets, max_subset_tasks):
     """Raises a one-line error for a bad argument (task count unknown)."""
     if isinstance(sources, str):
         if sources not in SOURCES:
@@ -64,12 +63,6 @@ def check_arguments(sources, random_subsets, max_subset_tasks,
         raise ValueError(
             "`max_subset_tasks` must be an integer >= 2. Received: "
             f"max_subset_tasks={max_subset_tasks!r}.")
-    if method == "cosine" and (sources != "tasks" or random_subsets):
-        raise ValueError(
-            "Group sources need affinity_method='lookahead' or "
-            "'first_order' (a group's gradient is stepped on). Received: "
-            f"affinity_method='cosine', affinity_sources={sources!r}, "
-            f"affinity_random_subsets={random_subsets!r}.")
 
 
 def make(settings, num_tasks):

@@ -22,6 +22,7 @@ from tag_keras import _compat
 from tag_keras import _distribute
 from tag_keras.mtl import pcgrad
 from tag_keras.mtl.base import WeightedMethod
+from tag_keras.tasks import affinity as affinity_formulas
 
 if TYPE_CHECKING:  # for annotations only
     from tag_keras.mtl.base import TrainingMethod
@@ -178,18 +179,22 @@ class ITMTL(WeightedMethod):
         return gradients.sum(tasks)
 
     def _first_order_scores(self, candidates, gradients, context):
+        """Each candidate's summed first-order affinity: a unit step down
+        the candidate `c` changes the shared weights by `-c`, so
+        `Z_j = <∇(w_j L_j), c> / (w_j L_j)` (the loss weights cancel)."""
         flat = gradients.global_flat()
         multipliers = self.loss_multipliers()
         scale = tf.cast(context.losses, tf.float32)
         if multipliers is not None:
             scale = scale * tf.cast(multipliers, tf.float32)
-        # grad of sum_j log L_j = sum_j grad(w_j L_j) / (w_j L_j).
-        inverse = tf.where(context.usable,
-                           1.0 / tf.where(context.usable, scale, 1.0), 0.0)
-        log_product = tf.linalg.matvec(flat, inverse, transpose_a=True)
         stacked = _distribute.replica_sum(
             tf.stack([gradients.flatten(c) for c in candidates]))
-        return tf.linalg.matvec(stacked, log_product)
+        # dot[c, j] = <∇(w_j L_j), Δθ_c> with Δθ_c = -c.
+        dots = -tf.matmul(stacked, flat, transpose_b=True)
+        safe = tf.where(context.usable, scale, tf.ones_like(scale))
+        z = affinity_formulas.first_order_affinity(dots, safe)
+        return tf.reduce_sum(
+            tf.where(context.usable[tf.newaxis], z, tf.zeros_like(z)), axis=1)
 
     def _record(self, choice, scores):
         # Every replica holds the same choice (the scores are global-batch
@@ -212,12 +217,13 @@ class ITMTL(WeightedMethod):
 
 
 def total_affinity(after, before, usable):
-    """`sum_j (1 - after_j / before_j)` over the usable tasks."""
+    """`sum_j (1 - after_j / before_j)` over the usable tasks: the sum of a
+    candidate's lookahead affinities (`tag_keras.tasks.affinity`)."""
     before = tf.cast(before, tf.float32)
     after = tf.cast(after, tf.float32)
     safe = tf.where(usable, before, tf.ones_like(before))
-    terms = tf.where(usable, 1.0 - after / safe, tf.zeros_like(after))
-    return tf.reduce_sum(terms)
+    z = affinity_formulas.lookahead_affinity(safe, after[tf.newaxis])[0]
+    return tf.reduce_sum(tf.where(usable, z, tf.zeros_like(z)))
 
 
 def best_candidate(scores):

@@ -11,6 +11,8 @@ part of that, each the only implementation in the package:
 - `labels`: missing labels (NaN) masked, in a traced step and in NumPy.
 - `shared`: which trainable variables the tasks share, found from which
   variables each task's loss depends on.
+- `affinity`: the affinity formulas (lookahead, first-order, cosine),
+  which the measurement's estimators and IT-MTL's scores share.
 - `gradients`: `TaskGradients`, each task's dense gradient of the shared
   variables: the one value the affinity estimators, the lookahead and every
   `tag_keras.mtl` training method read.
