@@ -532,14 +532,14 @@ def test_loss_surface_moves_each_filter_by_its_norm():
 
 
 def test_one_pass_evaluation_against_numpy_with_nan_labels():
-    from tag_keras.diagnostics import _task
-    from tag_keras.diagnostics import evaluation
+    from tag_keras.tasks import view as view_lib
+    from tag_keras.tasks import evaluation
 
     model = _heads_model()
     x, y = _data()
     y = dict(y, a=y["a"].copy())
     y["a"][::3] = np.nan
-    view = _task.TaskView(model, (x, y))
+    view = view_lib.TaskView(model, (x, y))
     got = evaluation.losses_and_errors(view, ["a", "b"], x, y, batch_size=7)
     keep = ~np.isnan(y["a"][:, 0])
     logits = x.astype(np.float64) @ _kernel(model, "a")
@@ -572,12 +572,12 @@ def _multi_label(activation, seed):
 
 @pytest.mark.parametrize("activation", [None, "sigmoid"])
 def test_multi_label_error_is_the_share_of_wrong_unit_decisions(activation):
-    from tag_keras.diagnostics import _task
-    from tag_keras.diagnostics import evaluation
+    from tag_keras.tasks import view as view_lib
+    from tag_keras.tasks import evaluation
 
     model, x, labels = _multi_label(activation, 7)
     labels[::4] = np.nan  # Unlabelled examples are left out.
-    view = _task.TaskView(model, (x, {"m": labels}))
+    view = view_lib.TaskView(model, (x, {"m": labels}))
     assert view.heads.is_multi_label("m")
     loss, error = evaluation.losses_and_errors(view, ["m"], x,
                                                {"m": labels},

@@ -141,10 +141,37 @@ def _imported_packages(package):
 
 
 def test_the_task_core_sits_below_every_package_that_uses_it():
-    assert _imported_packages("tasks") <= {"_distribute", "_keras_private"}
+    assert _imported_packages("tasks") <= {"_data", "_distribute",
+                                           "_keras_private"}
     for user in ("measure", "diagnostics", "mtl", "train"):
         assert "tasks" in _imported_packages(user), user
     # The training methods name `TaskGradients` from the core, not from
     # the package that drives them.
     assert "measure" not in _imported_packages("mtl")
     assert "measure" not in _imported_packages("diagnostics")
+    # Per-example evaluation is task core: training decides with it.
+    assert "diagnostics" not in _imported_packages("train")
+
+
+def test_no_package_imports_another_packages_private_module():
+    import ast
+    import pathlib
+
+    root = pathlib.Path(tag_keras.__file__).parent
+    found = []
+    for path in root.rglob("*.py"):
+        package = path.relative_to(root).parts[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}"
+                                         for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                if (len(parts) >= 3 and parts[0] == "tag_keras"
+                        and parts[1] != package
+                        and parts[2].startswith("_")):
+                    found.append(f"{path.relative_to(root)}: {name}")
+    assert found == []

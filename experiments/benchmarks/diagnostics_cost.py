@@ -67,7 +67,7 @@ def _fit_seconds(data, epochs, callbacks):
 def _measure_table(data):
     """Each measure alone, against one training epoch."""
     from tag_keras import _data
-    from tag_keras.diagnostics import _task
+    from tag_keras.tasks import view as view_lib
     from tag_keras.diagnostics import conflict
     from tag_keras.diagnostics import per_example
     from tag_keras.diagnostics import worst_case
@@ -80,7 +80,7 @@ def _measure_table(data):
     print(f"digits, 9 tasks: one training epoch {1000 * epoch:.0f} ms "
           f"(median of {_REPEATS.value})\n")
     source = data.batches("train", 256)
-    view = _task.TaskView(model, source)
+    view = view_lib.TaskView(model, source)
     x, y = _data.task_examples(source, view.tasks, _TASK, 2048)
     batches = list(_data.batches(source, 128, view.tasks, 16))
     measures = [

@@ -11,8 +11,8 @@ from keras import ops
 
 from tag_keras import _data
 from tag_keras.tasks import labels as labels_lib
-from tag_keras.diagnostics._task import TaskView
-from tag_keras.diagnostics._task import batch_function
+from tag_keras.tasks.view import TaskView
+from tag_keras.tasks.view import batch_function
 
 if TYPE_CHECKING:  # for annotations only
     import keras

@@ -14,7 +14,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tag_keras import _data
-from tag_keras.diagnostics._task import TaskView
+from tag_keras.tasks.view import TaskView
 
 if TYPE_CHECKING:  # for annotations only
     import keras

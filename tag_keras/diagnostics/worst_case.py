@@ -8,8 +8,8 @@ import numpy as np
 import tensorflow as tf
 
 from tag_keras import _data
-from tag_keras.diagnostics._task import TaskView
-from tag_keras.diagnostics._task import batch_function
+from tag_keras.tasks.view import TaskView
+from tag_keras.tasks.view import batch_function
 from tag_keras.diagnostics.conflict import _check_positive
 
 if TYPE_CHECKING:  # for annotations only

@@ -2,7 +2,7 @@
 
 The decision pairs networks example by example, so every network is
 evaluated on the same examples in the same order, and keeps one loss and
-one error per example and task (`tag_keras.diagnostics.evaluation`: the
+one error per example and task (`tag_keras.tasks.evaluation`: the
 compiled loss without `loss_weights`; the error is 0/1 for a classifier,
 the share of wrong unit decisions for a multi-label head, NaN for a
 regression head). An example not labelled for a task is NaN there.
@@ -10,8 +10,8 @@ regression head). An example not labelled for a task is NaN there.
 
 import numpy as np
 
-from tag_keras.diagnostics import evaluation
-from tag_keras.diagnostics._task import TaskView
+from tag_keras.tasks import evaluation
+from tag_keras.tasks.view import TaskView
 from tag_keras.train import data as data_lib
 
 

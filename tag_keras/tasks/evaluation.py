@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from tag_keras import _data
 from tag_keras.tasks import labels as labels_lib
-from tag_keras.diagnostics._task import batch_function
+from tag_keras.tasks.view import batch_function
 
 
 def losses_and_errors(view, tasks, x, y, batch_size=256):

@@ -5,7 +5,7 @@ task's parameters θ_k (the trainable variables its loss depends on: the
 shared weights and its head), the shared ones (two or more tasks depend on
 them) and each task's loss per example, all through the task core
 (`tag_keras.tasks`: the same losses and the same shared-variable discovery
-as the training step). `heads` (`_heads.HeadLosses`) tells classification
+as the training step). `heads` (`tasks.heads.HeadLosses`) tells classification
 heads apart and gives the loss of every label they can take. Every forward
 pass runs in inference mode (dropout off, BatchNorm on its moving
 statistics), through `stateless_call` when parameters are moved, so no
@@ -19,7 +19,7 @@ from keras import tree
 
 from tag_keras import _keras_private
 from tag_keras import _data
-from tag_keras.diagnostics._heads import HeadLosses
+from tag_keras.tasks.heads import HeadLosses
 from tag_keras.tasks import shared as shared_lib
 from tag_keras.tasks.losses import TaskLosses
 
