@@ -29,6 +29,7 @@ import tensorflow as tf
 from tag_keras import _compat
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import rows as rows_lib
+from tag_keras.measure import state as state_lib
 from tag_keras.tasks import names as names_lib
 
 #: The named values of `affinity_sources`.
@@ -175,13 +176,13 @@ def _bitmask(mask):
     return sum(1 << k for k, m in enumerate(mask) if m)
 
 
-class GroupAffinityState(keras.layers.Layer):
+class GroupAffinityState(state_lib.RunningSums):
     """Running sums of the group sources' affinities; a layer of the model.
 
-    For every (group, target) pair: the sum of the measured values, the sum
+    The `RunningSums` (`tag_keras.measure.state`) with one row per group
+    source: for every (group, target) pair the sum of the measured values,
     of their squares, how many steps entered them and how many measured
-    steps skipped them (non-trainable float64 weights, saved with the
-    model).
+    steps skipped them.
 
     Args:
         num_sources: P, the group sources: the rows of the table. (In
@@ -191,40 +192,15 @@ class GroupAffinityState(keras.layers.Layer):
 
     def __init__(self, num_sources, num_tasks, **kwargs):
         _compat.refuse_renamed_argument("GroupAffinityState", kwargs)
-        super().__init__(**kwargs)
-        self.num_sources, self.num_tasks = int(num_sources), int(num_tasks)
-
-        def weight(name):
-            return self.add_weight(
-                shape=(self.num_sources, self.num_tasks),
-                initializer="zeros", dtype="float64", trainable=False,
-                aggregation="only_first_replica", name=name)
-
-        self.sums = weight("group_affinity_sum")
-        self.squares = weight("group_affinity_sum_of_squares")
-        self.counts = weight("group_affinity_count")
-        self.skips = weight("group_affinity_skip_count")
+        super().__init__(num_sources, num_tasks, "group_affinity", **kwargs)
+        self.num_sources = int(num_sources)
         self.built = True
 
     def record(self, indices, z, source_ok, target_ok):
         """Adds `[s, n]` rows `z` of the groups `indices`; returns a tensor
         to wait on. `source_ok` is `[s]`, `target_ok` `[n]`."""
-        z = tf.cast(z, "float64")
-        valid = affinity_lib.valid_pairs(z, source_ok, target_ok)
-        kept = tf.where(valid, z, tf.zeros_like(z))
-        as_count = tf.cast(valid, "float64")
-        shape = tf.constant([self.num_sources, self.num_tasks], tf.int64)
-        where = tf.cast(indices, tf.int64)[:, tf.newaxis]
-
-        def scatter(rows):
-            return tf.scatter_nd(where, rows, shape)
-
-        self.sums.assign_add(scatter(kept))
-        self.squares.assign_add(scatter(kept * kept))
-        self.counts.assign_add(scatter(as_count))
-        self.skips.assign_add(scatter(1.0 - as_count))
-        with tf.control_dependencies([v.value for v in self.weights]):
-            return tf.identity(valid[0, 0])
+        return self.done(self.accumulate(z, source_ok, target_ok,
+                                         rows=indices))
 
     def get_config(self):
         return {**super().get_config(), "num_sources": self.num_sources,
