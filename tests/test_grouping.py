@@ -468,3 +468,36 @@ def test_without_a_time_limit_large_searches_stop_at_the_same_point():
     first = grouping.select_groups(_frame(z), 3)
     assert grouping.select_groups(_frame(z), 3) == first
     assert first.method in ("column_generation", "local_search")
+
+
+@pytest.mark.parametrize("max_size, singles", [(6, True), (3, False)])
+def test_the_solvers_forms_agree_with_the_objectives_definition(max_size,
+                                                                 singles):
+    # One definition of the selection objective, `grouping.task_score`
+    # (a member's mean affinity from the others; a singleton's diagonal);
+    # the solvers' vectorised form (`_scores.Scores`) and the block values
+    # derived from it (`_blocks`: f(S) = max over groups G ⊇ S of the
+    # summed scores of S in G) must agree with it everywhere.
+    n = 6
+    z = np.random.default_rng(5).normal(size=(n, n))
+    scores = _scores.Scores(z, max_size,
+                            singles=np.diag(z) if singles else None)
+    groups = [g for size in range(1, max_size + 1)
+              for g in itertools.combinations(range(n), size)]
+    for group in groups:
+        got = scores.member_scores(list(group))
+        if len(group) == 1 and not singles:
+            assert got.tolist() == [-np.inf]
+            continue
+        np.testing.assert_allclose(
+            got, [grouping.task_score(z, a, group) for a in group],
+            rtol=1e-12)
+    values = scores.blocks.all_values()
+    for mask in range(1, 2**n):
+        block = [t for t in range(n) if mask >> t & 1]
+        best = max((sum(grouping.task_score(z, a, g) for a in block)
+                    for g in groups if set(block) <= set(g)
+                    and (len(g) > 1 or singles)), default=-np.inf)
+        assert values[mask] == pytest.approx(best, rel=1e-12, abs=1e-12)
+        assert scores.blocks.value(mask)[0] == pytest.approx(
+            best, rel=1e-12, abs=1e-12)

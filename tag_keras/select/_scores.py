@@ -1,5 +1,11 @@
 r"""The scores s(a, G) that selection maximises, as the solvers see them.
 
+The objective's definition is `grouping.task_score` (a member's mean
+affinity from the other members; a singleton's diagonal entry); this is
+its vectorised form for the solvers, and `_blocks` derives the block
+values from it. `tests/test_grouping.py` checks both against the
+definition on every group and block.
+
 Both objectives beyond the exact tables share one form,
 
     s(a, G) = c_a + w(|G|) Σ_{b ∈ G∖a} z[b, a],
