@@ -428,3 +428,26 @@ def test_a_recompiled_model_measures_with_its_new_optimizer():
     assert step == fresh_step
     np.testing.assert_allclose(matrix.to_numpy(), expected.to_numpy(),
                                rtol=1e-5)
+
+
+def test_the_settings_keywords_are_one_spelling():
+    import inspect
+
+    from tag_keras.measure import settings as settings_lib
+
+    keywords = set(settings_lib.KEYWORDS)
+    for constructor in (tag_keras.TaskAffinityModel.__init__,
+                        tag_keras.AffinityMeter.__init__):
+        assert keywords <= set(inspect.signature(constructor).parameters)
+    assert set(settings_lib.KEYWORDS.values()) == {
+        f.name for f in settings_lib.dataclasses.fields(
+            settings_lib.AffinitySettings)}
+    settings = settings_lib.AffinitySettings.from_keywords(
+        affinity_method="first_order", affinity_sources=2, affinity_seed=4)
+    assert (settings.method, settings.sources, settings.seed) == (
+        "first_order", 2, 4)
+    assert settings_lib.AffinitySettings.from_keywords(
+        **settings.to_config()) == settings
+    with pytest.raises(TypeError, match=r"Unknown affinity settings "
+                       r"\['affinity_methd'\]"):
+        settings_lib.AffinitySettings.from_keywords(affinity_methd="x")

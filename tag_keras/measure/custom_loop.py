@@ -105,12 +105,13 @@ class AffinityMeter(AffinityReadout):
                  affinity_random_subsets: int | None = None,
                  affinity_seed: int = 0,
                  max_subset_tasks: int = sources_lib.MAX_SUBSET_TASKS):
-        self.affinity_settings = AffinitySettings(
-            method=affinity_method, lookahead_step=lookahead_step,
+        self.affinity_settings = AffinitySettings.from_keywords(
+            affinity_method=affinity_method, lookahead_step=lookahead_step,
             scale_by_learning_rate=scale_by_learning_rate,
             cosine_kernels_only=cosine_kernels_only,
-            sources=affinity_sources, random_subsets=affinity_random_subsets,
-            seed=affinity_seed, max_subset_tasks=max_subset_tasks)
+            affinity_sources=affinity_sources,
+            affinity_random_subsets=affinity_random_subsets,
+            affinity_seed=affinity_seed, max_subset_tasks=max_subset_tasks)
         self.shared_variables = list(shared_variables)
         if not self.shared_variables:
             raise ValueError("`shared_variables` must name at least one "

@@ -152,12 +152,13 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
                  max_subset_tasks: int = sources_lib.MAX_SUBSET_TASKS,
                  **kwargs):
         training_method = _training_method(training_method, kwargs)
-        settings = AffinitySettings(
-            method=affinity_method, lookahead_step=lookahead_step,
+        settings = AffinitySettings.from_keywords(
+            affinity_method=affinity_method, lookahead_step=lookahead_step,
             scale_by_learning_rate=scale_by_learning_rate,
             cosine_kernels_only=cosine_kernels_only,
-            sources=affinity_sources, random_subsets=affinity_random_subsets,
-            seed=affinity_seed, max_subset_tasks=max_subset_tasks)
+            affinity_sources=affinity_sources,
+            affinity_random_subsets=affinity_random_subsets,
+            affinity_seed=affinity_seed, max_subset_tasks=max_subset_tasks)
         _validate_arguments(affinity_every_n_steps, affinity_method,
                             shared_layers, affinity_data, task_names)
         if _keras_private.is_functional_call(args, kwargs):

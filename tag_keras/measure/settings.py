@@ -67,13 +67,30 @@ class AffinitySettings:
         """Whether groups of tasks are stepped on besides single tasks."""
         return not (self.sources in ("tasks", 1) and not self.random_subsets)
 
+    @classmethod
+    def from_keywords(cls, **keywords) -> "AffinitySettings":
+        """The settings from the models' keyword names (`KEYWORDS`)."""
+        unknown = sorted(set(keywords) - set(KEYWORDS))
+        if unknown:
+            raise TypeError(f"Unknown affinity settings {unknown}; the "
+                            f"settings are {list(KEYWORDS)}.")
+        return cls(**{KEYWORDS[k]: v for k, v in keywords.items()})
+
     def to_config(self) -> dict:
         """The settings under the models' keyword names."""
-        return {"affinity_method": self.method,
-                "lookahead_step": self.lookahead_step,
-                "scale_by_learning_rate": self.scale_by_learning_rate,
-                "cosine_kernels_only": self.cosine_kernels_only,
-                "affinity_sources": self.sources,
-                "affinity_random_subsets": self.random_subsets,
-                "affinity_seed": self.seed,
-                "max_subset_tasks": self.max_subset_tasks}
+        return {keyword: getattr(self, field)
+                for keyword, field in KEYWORDS.items()}
+
+
+#: The models' keyword name of each field (`TaskAffinityModel`,
+#: `AffinityMeter`, saved configs): the one spelling of the mapping.
+KEYWORDS = {
+    "affinity_method": "method",
+    "lookahead_step": "lookahead_step",
+    "scale_by_learning_rate": "scale_by_learning_rate",
+    "cosine_kernels_only": "cosine_kernels_only",
+    "affinity_sources": "sources",
+    "affinity_random_subsets": "random_subsets",
+    "affinity_seed": "seed",
+    "max_subset_tasks": "max_subset_tasks",
+}
