@@ -120,23 +120,28 @@ def test_a_task_named_with_an_underscore_works_in_the_diagnostics():
     assert {"_a", "b"} <= set(conflict.columns) | set(conflict.index)
 
 
+def _imported_names(path):
+    """Every dotted name the file at `path` imports (`a.b` and, for `from
+    a.b import c`, also `a.b.c`)."""
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+            yield from (f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+
+
 def _imported_packages(package):
     """The `tag_keras` subpackages and modules `package`'s files import."""
-    import ast
     import pathlib
 
     root = pathlib.Path(tag_keras.__file__).parent / package
     found = set()
     for path in root.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module] + [f"{node.module}.{a.name}"
-                                         for a in node.names]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            found.update(n.split(".")[1] for n in names
-                         if n.startswith("tag_keras.") and n.count(".") >= 1)
+        found.update(n.split(".")[1] for n in _imported_names(path)
+                     if n.startswith("tag_keras.") and n.count(".") >= 1)
     return found - {package}
 
 
@@ -154,24 +159,15 @@ def test_the_task_core_sits_below_every_package_that_uses_it():
 
 
 def test_no_package_imports_another_packages_private_module():
-    import ast
     import pathlib
 
     root = pathlib.Path(tag_keras.__file__).parent
     found = []
     for path in root.rglob("*.py"):
         package = path.relative_to(root).parts[0]
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module] + [f"{node.module}.{a.name}"
-                                         for a in node.names]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            for name in names:
-                parts = name.split(".")
-                if (len(parts) >= 3 and parts[0] == "tag_keras"
-                        and parts[1] != package
-                        and parts[2].startswith("_")):
-                    found.append(f"{path.relative_to(root)}: {name}")
+        for name in _imported_names(path):
+            parts = name.split(".")
+            if (len(parts) >= 3 and parts[0] == "tag_keras"
+                    and parts[1] != package and parts[2].startswith("_")):
+                found.append(f"{path.relative_to(root)}: {name}")
     assert found == []

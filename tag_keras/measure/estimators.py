@@ -213,22 +213,35 @@ class TentativeStep:
         return target.losses_at(values)
 
 
-class LookaheadEstimator(AffinityEstimator):
-    """TAG: `1 - L_j(θs after a real optimizer step on g_i) / L_j(θs)`.
-
-    Uses `inputs.step` (its lookahead gives the learning rate) and
-    `inputs.scale_by_learning_rate`.
-    """
+class _SteppedEstimator(AffinityEstimator):
+    """A method that steps on each source's gradient (`inputs.step`, whose
+    lookahead gives the learning rate), so that any summed gradient is a
+    source, optionally scaled by the step's learning rate."""
 
     uses_lookahead = True
     group_sources = True
-    held_out = True
 
     def __init__(self, inputs: EstimatorInputs):
         super().__init__(inputs)
         self.step = inputs.step
         self.lookahead = inputs.step.lookahead
         self.scale_by_learning_rate = inputs.scale_by_learning_rate
+
+    def rate(self):
+        """The learning rate to divide by, or None (not scaled)."""
+        if not self.scale_by_learning_rate:
+            return None
+        return self.lookahead.learning_rate
+
+
+class LookaheadEstimator(_SteppedEstimator):
+    """TAG: `1 - L_j(θs after a real optimizer step on g_i) / L_j(θs)`.
+
+    Uses `inputs.step` (its lookahead gives the learning rate) and
+    `inputs.scale_by_learning_rate`.
+    """
+
+    held_out = True
 
     def source_rows(self, gradients, target):
         """`g -> [n]`: every target's affinity from a source of gradient
@@ -241,12 +254,12 @@ class LookaheadEstimator(AffinityEstimator):
             after = target.losses_at(self.step.values(shared_gradients,
                                                       target))
             return affinity_lib.lookahead_affinity(
-                before, after[tf.newaxis], _rate(self))[0]
+                before, after[tf.newaxis], self.rate())[0]
 
         return row
 
 
-class FirstOrderEstimator(AffinityEstimator):
+class FirstOrderEstimator(_SteppedEstimator):
     """Its Taylor approximation `-<∇L_j, Δθs_i> / L_j`, `Δθs_i` the step.
 
     No lookahead forward pass: `L_j` and `∇L_j` are at `θs`, also for
@@ -256,15 +269,9 @@ class FirstOrderEstimator(AffinityEstimator):
     `inputs.scale_by_learning_rate`.
     """
 
-    uses_lookahead = True
-    group_sources = True
-
     def __init__(self, inputs: EstimatorInputs):
         super().__init__(inputs)
-        self.step = inputs.step
-        self.lookahead = inputs.step.lookahead
         self.optimizer = inputs.optimizer
-        self.scale_by_learning_rate = inputs.scale_by_learning_rate
 
     def source_rows(self, gradients, target):
         """`g -> [n]`: every target's first-order affinity from a source
@@ -279,7 +286,7 @@ class FirstOrderEstimator(AffinityEstimator):
                 [n - c for n, c in zip(new_values, current)])
             dots = tf.linalg.matvec(flat, change)
             return affinity_lib.first_order_affinity(
-                dots[tf.newaxis], target.before, _rate(self))[0]
+                dots[tf.newaxis], target.before, self.rate())[0]
 
         return row
 
@@ -336,9 +343,3 @@ def make_estimator(method, lookahead=None, *, optimizer=None,
         step=tentative, optimizer=optimizer,
         scale_by_learning_rate=scale_by_learning_rate,
         kernels_only=kernels_only))
-
-
-def _rate(estimator):
-    if not estimator.scale_by_learning_rate:
-        return None
-    return estimator.lookahead.learning_rate
