@@ -12,8 +12,6 @@ import numpy as np
 import tensorflow as tf
 from keras import tree
 
-from tag_keras.tasks import labels as labels_lib
-
 
 def batches(data, batch_size, tasks, max_batches=None):
     """Yields `(x, y, sample_weight)` batches as NumPy, `y` keyed by task.
@@ -29,35 +27,6 @@ def batches(data, batch_size, tasks, max_batches=None):
         x = tree.map_structure(np.asarray, x)
         yield x, labels_by_task(y, tasks), _numpy_or_none(sample_weight)
         count += 1
-
-
-def task_examples(data, tasks, task, max_samples):
-    """`(x, y)`: up to `max_samples` examples labelled for `task`.
-
-    An example is labelled when no entry of its label is NaN. `y` holds
-    `task`'s labels only.
-
-    Raises:
-        ValueError: if no example is labelled for `task`.
-    """
-    xs, ys, total = [], [], 0
-    for x, y, _ in batches(data, 256, tasks):
-        labels = y[task]
-        keep = labels_lib.labelled(labels)
-        if not keep.any():
-            continue
-        xs.append(tree.map_structure(lambda a: a[keep], x))
-        ys.append(labels[keep])
-        total += int(keep.sum())
-        if total >= max_samples:
-            break
-    if not total:
-        raise ValueError(
-            f"`data` holds no example labelled for task {task!r} (labels "
-            "that are NaN count as missing). Pass data with labels for it. "
-            f"Received: data of type {type(data).__name__}.")
-    x = tree.map_structure(lambda *a: np.concatenate(a)[:max_samples], *xs)
-    return x, np.concatenate(ys)[:max_samples]
 
 
 def first_batch(data):

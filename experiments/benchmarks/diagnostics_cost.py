@@ -67,6 +67,7 @@ def _fit_seconds(data, epochs, callbacks):
 def _measure_table(data):
     """Each measure alone, against one training epoch."""
     from tag_keras import _data
+    from tag_keras.tasks import labels as labels_lib
     from tag_keras.tasks import view as view_lib
     from tag_keras.diagnostics import conflict
     from tag_keras.diagnostics import per_example
@@ -81,7 +82,7 @@ def _measure_table(data):
           f"(median of {_REPEATS.value})\n")
     source = data.batches("train", 256)
     view = view_lib.TaskView(model, source)
-    x, y = _data.task_examples(source, view.tasks, _TASK, 2048)
+    x, y = labels_lib.task_examples(source, view.tasks, _TASK, 2048)
     batches = list(_data.batches(source, 128, view.tasks, 16))
     measures = [
         ("gradient_conflict (all tasks, batch 128)",

@@ -15,6 +15,7 @@ import tensorflow as tf
 from keras import tree
 
 from tag_keras import _data
+from tag_keras.tasks import labels as labels_lib
 from tag_keras.tasks.view import TaskView
 from tag_keras.tasks.view import batch_function
 from tag_keras.diagnostics.conflict import _check_positive
@@ -82,7 +83,7 @@ def fisher_trace(model: keras.Model, data: Any, task: str,
             "expectation over the model's predictions cannot be computed "
             "exactly. Pass `samples=` (e.g. samples=8) to estimate it by "
             f"sampling. Received: samples={samples!r}.")
-    x, y = _data.task_examples(data, view.tasks, task, max_samples)
+    x, y = labels_lib.task_examples(data, view.tasks, task, max_samples)
     return fisher_trace_of(view, task, x, batch_size, samples, seed)
 
 
@@ -125,7 +126,7 @@ def gradient_coherence(model: keras.Model, data: Any, task: str,
     _check_positive("max_samples", max_samples)
     view = TaskView(model, data)
     view.check_task(task)
-    x, y = _data.task_examples(data, view.tasks, task, max_samples)
+    x, y = labels_lib.task_examples(data, view.tasks, task, max_samples)
     return gradient_coherence_of(view, task, x, y, batch_size)
 
 

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from tag_keras import _data
+from tag_keras.tasks import labels as labels_lib
 from tag_keras.tasks.view import TaskView
 from tag_keras.diagnostics.conflict import gradient_conflict_of
 from tag_keras.tasks.evaluation import losses_and_errors
@@ -108,7 +109,7 @@ class TrajectoryMeasures:
         self._examples = {}
         if {"sharpness", "fisher", "coherence"} & set(self.measures):
             self._examples = {
-                task: _data.task_examples(self._data["train"], view.tasks,
+                task: labels_lib.task_examples(self._data["train"], view.tasks,
                                           task, self.max_samples)
                 for task in self._tasks}
         if len(view.tasks) >= 2 and view.shared_variables:

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tag_keras import _data
+from tag_keras.tasks import labels as labels_lib
 from tag_keras.tasks.view import TaskView
 from tag_keras.tasks.view import batch_function
 from tag_keras.diagnostics.conflict import _check_positive
@@ -60,7 +61,7 @@ def sharpness(model: keras.Model, data: Any, task: str, rho: float = 1e-3,
     _check_positive("steps", steps)
     view = TaskView(model, data)
     view.check_task(task)
-    x, y = _data.task_examples(data, view.tasks, task, max_samples)
+    x, y = labels_lib.task_examples(data, view.tasks, task, max_samples)
     return sharpness_of(view, task, x, y, float(rho), batch_size, steps)
 
 

@@ -21,7 +21,6 @@ measured every step. A group's gradient is the sum of its tasks' gradients
 import itertools
 import numbers
 
-import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf

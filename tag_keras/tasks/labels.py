@@ -12,12 +12,16 @@ exactly one). A task with no label in a batch has a zero loss there: it
 does not train, and the affinity step skips it (`has_labels`).
 
 The diagnostics and the transfer tools read labels as NumPy:
-`labelled` and `fill_missing` are the same rule there.
+`labelled` and `fill_missing` are the same rule there, and
+`task_examples` gathers the examples labelled for one task.
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import tree
+
+from tag_keras import _data
 
 
 def mask_missing_in_batch(data):
@@ -108,3 +112,32 @@ def fill_missing(labels):
     shape = (-1,) + (1,) * (labels.ndim - 1)
     filled = np.where(keep.reshape(shape), labels, 0).astype(labels.dtype)
     return filled, keep
+
+
+def task_examples(data, tasks, task, max_samples):
+    """`(x, y)`: up to `max_samples` examples labelled for `task`.
+
+    An example is labelled when no entry of its label is NaN. `y` holds
+    `task`'s labels only.
+
+    Raises:
+        ValueError: if no example is labelled for `task`.
+    """
+    xs, ys, total = [], [], 0
+    for x, y, _ in _data.batches(data, 256, tasks):
+        labels = y[task]
+        keep = labelled(labels)
+        if not keep.any():
+            continue
+        xs.append(tree.map_structure(lambda a: a[keep], x))
+        ys.append(labels[keep])
+        total += int(keep.sum())
+        if total >= max_samples:
+            break
+    if not total:
+        raise ValueError(
+            f"`data` holds no example labelled for task {task!r} (labels "
+            "that are NaN count as missing). Pass data with labels for it. "
+            f"Received: data of type {type(data).__name__}.")
+    x = tree.map_structure(lambda *a: np.concatenate(a)[:max_samples], *xs)
+    return x, np.concatenate(ys)[:max_samples]

@@ -98,6 +98,7 @@ def task_covariance_similarity(model: keras.Model, data: Any,
     from keras import tree
 
     from tag_keras import _data
+    from tag_keras.tasks import labels as labels_lib
 
     _check_energy(energy)
     outputs = _output_names(model)
@@ -115,7 +116,7 @@ def task_covariance_similarity(model: keras.Model, data: Any,
         features = keras.Model(model.input, model.get_layer(layer).output)
     factors = {}
     for task in outputs:
-        x, _ = _data.task_examples(data, outputs, task, max_samples)
+        x, _ = labels_lib.task_examples(data, outputs, task, max_samples)
         if features is not None:
             x = _data.map_batches(
                 lambda part: features(part, training=False), x)
