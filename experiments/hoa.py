@@ -22,7 +22,8 @@ from experiments import common_flags  # noqa: E402
 from experiments.lib import distribution as distribution_lib  # noqa: E402
 from experiments.lib import hoa as hoa_lib  # noqa: E402
 from experiments.lib import training  # noqa: E402
-from tag_keras import InputError
+from tag_keras import InputError  # noqa: E402
+from tag_keras import select as select_lib  # noqa: E402
 
 _COMMON = common_flags.define_common_flags(
     common_flags.DATA + common_flags.TRAINING + (
@@ -54,10 +55,10 @@ def main(argv):
           "networks ...")
     trainer = training.GroupTrainer(data, config, distribution=distribution)
     document = hoa_lib.run(trainer, out_dir, budgets, value=_HOA_VALUE.value)
-    for entry in document["results"]:
-        print(f"Budget {entry['num_groups']}: "
-              + " | ".join("+".join(g) for g in entry["groups"])
-              + f" (mean {_HOA_VALUE.value} {entry['score']:.4f})")
+    for result in select_lib.GroupsDocument.from_dict(document).results:
+        print(f"Budget {result.num_groups}: "
+              + " | ".join("+".join(g) for g in result.chosen.groups)
+              + f" (mean {_HOA_VALUE.value} {result.score:.4f})")
     if distribution_lib.is_chief(distribution):
         print(f"Wrote {out_dir}/performance.csv, groups.json, hoa.json")
     return 0

@@ -46,13 +46,15 @@ def main(argv):
         raise app.UsageError("--groups is required (the selector's JSON).")
     try:
         distribution = common_flags.distribution_from_flags(_COMMON)
-        document = select_lib.read_groups(_GROUPS.value)
+        document = select_lib.read_document(_GROUPS.value)
         budgets = common_flags.budget_list(_COMMON, default=None)
         out_dir = _COMMON.out_dir.value or "runs/groups"
         training.check_out_dir(out_dir)
         data = training.load_data(
             _COMMON.dataset.value,
-            tasks=_COMMON.tasks.value or document.get("tasks"),
+            # The document's own task list, if it has one (else every
+            # task of the dataset).
+            tasks=_COMMON.tasks.value or document.document.get("tasks"),
             data_dir=_COMMON.data_dir.value, seed=_COMMON.seed.value,
             download=_COMMON.download.value)
         groups_lib.check_groups(document, data.tasks, budgets)

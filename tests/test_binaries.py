@@ -210,13 +210,14 @@ def test_all_task_baselines_with_an_augmentation(tiny_data, config,
 
 
 def test_train_groups_serves_each_task_from_its_group(tiny_data, config):
-    document = {"tasks": list(TASKS), "results": [
-        {"num_groups": 2, "groups": [["c0_t0", "c0_t1", "noise_0"],
-                                     ["c1_t0", "noise_0"]],
-         "serve": {"c0_t0": 0, "c0_t1": 0, "c1_t0": 1, "noise_0": 1}},
-        {"num_groups": 1, "groups": [list(TASKS)],
-         "serve": dict.fromkeys(TASKS, 0)},
-    ]}
+    document = select_lib.GroupsDocument.from_dict({
+        "tasks": list(TASKS), "results": [
+            {"num_groups": 2, "groups": [["c0_t0", "c0_t1", "noise_0"],
+                                         ["c1_t0", "noise_0"]],
+             "serve": {"c0_t0": 0, "c0_t1": 0, "c1_t0": 1, "noise_0": 1}},
+            {"num_groups": 1, "groups": [list(TASKS)],
+             "serve": dict.fromkeys(TASKS, 0)},
+        ]})
     trainer = training.GroupTrainer(tiny_data, config, log=lambda _: None)
     results = groups_lib.train_groups(trainer, document, budgets=[2],
                                         search_seconds={2: 1.5})

@@ -198,7 +198,8 @@ def test_a_repeated_budget_keeps_both_entries_as_candidates():
          "serve": {"a": 0, "b": 1, "c": 1}},
         {"num_groups": 2, "groups": [["a", "b"], ["c"]],
          "serve": {"a": 0, "b": 0, "c": 1}}]}
-    candidates = document_lib.candidates_by_budget(document)
+    candidates = document_lib.GroupsDocument.from_dict(
+        document).candidates()
     assert [groups for groups, _ in candidates[2]] == [
         (("a", "b"), ("c",)), (("a",), ("b", "c"))]
 

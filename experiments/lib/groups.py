@@ -10,7 +10,6 @@ of the group that serves it.
 
 from experiments.lib import results as results_lib
 from tag_keras import InputError
-from tag_keras.select import document as document_lib
 from tag_keras.select import validate_groups
 
 
@@ -18,18 +17,16 @@ def check_groups(document, tasks, budgets=None):
     """Raises `InputError` unless `document` fits these tasks.
 
     Args:
-        document: A validated groups document.
+        document: A `tag_keras.select.GroupsDocument`.
         tasks: The dataset's tasks.
         budgets: Budgets that must be in the document (None: any).
     """
-    if budgets is not None:
-        have = [e["num_groups"] for e in document["results"]]
-        absent = sorted(set(budgets) - set(have))
-        if absent:
-            raise InputError(
-                f"Budgets {absent} are not in the groups JSON; it has "
-                f"{have}.")
-    unknown = sorted({t for e in document["results"] for g in e["groups"]
+    try:
+        kept = document.results_for(budgets)
+    except ValueError as error:
+        raise InputError(str(error).replace("the document",
+                                            "the groups JSON")) from None
+    unknown = sorted({t for r in document.results for g in r.chosen.groups
                       for t in g} - set(tasks))
     if unknown:
         raise InputError(
@@ -37,9 +34,8 @@ def check_groups(document, tasks, budgets=None):
             f"dataset tasks={list(tasks)}")
     # Every task trained for must be served by every budget kept, whatever
     # the document's own `tasks` list says (or lacks).
-    kept = [e for e in document["results"]
-            if budgets is None or e["num_groups"] in budgets]
-    validate_groups({**document, "results": kept}, tasks=list(tasks))
+    validate_groups({**document.document,
+                     "results": [r.entry for r in kept]}, tasks=list(tasks))
 
 
 def train_groups(trainer, document, *, budgets=None, method="TAG",
@@ -49,7 +45,8 @@ def train_groups(trainer, document, *, budgets=None, method="TAG",
     Args:
         trainer: A `training.GroupTrainer` (it may already hold some
             groups; they are not trained again).
-        document: A groups document (`tag_keras.select.read_groups`).
+        document: A `tag_keras.select.GroupsDocument`
+            (`tag_keras.select.read_document`).
         budgets: Budgets to keep (default: all in `document`).
         method: Method name for the table rows.
         search_seconds: Optional `{budget: seconds}` spent finding groups.
@@ -58,20 +55,14 @@ def train_groups(trainer, document, *, budgets=None, method="TAG",
     Returns:
         A list of `results.MethodResult`, one per budget.
     """
-    entries = [e for e in document["results"]
-               if budgets is None or e["num_groups"] in budgets]
     check_groups(document, trainer.data.tasks, budgets)
+    kept = document.results_for(budgets)
     log(f"{method}: training the groups of budgets "
-        f"{[e['num_groups'] for e in entries]} ...")
-    trainer.train_all([tuple(g) for e in entries for g in e["groups"]])
-    results = []
-    for entry in entries:
-        groups = tuple(tuple(g) for g in entry["groups"])
-        budget = entry["num_groups"]
-        results.append(results_lib.MethodResult(
-            method=method, num_groups=budget,
-            errors=trainer.served_errors(groups, entry["serve"]),
-            groups=groups,
-            search_seconds=(search_seconds or {}).get(budget),
-            affinity_structure=document_lib.affinity_structure(entry)))
-    return results
+        f"{[r.num_groups for r in kept]} ...")
+    trainer.train_all([g for r in kept for g in r.chosen.groups])
+    return [results_lib.MethodResult(
+        method=method, num_groups=r.num_groups,
+        errors=trainer.served_errors(*r.chosen),
+        groups=r.chosen.groups,
+        search_seconds=(search_seconds or {}).get(r.num_groups),
+        affinity_structure=r.affinity_structure) for r in kept]

@@ -60,7 +60,6 @@ from experiments.lib import training
 from tag_keras import InputError
 from tag_keras import select as select_lib
 from tag_keras.select import choose
-from tag_keras.select import document as document_lib
 from tag_keras.select import readers
 
 # Largest task count for `optimal` (2^n - 1 networks).
@@ -274,7 +273,7 @@ class _Run:
                                 document)
         self.searches[method] = {b: result.seconds + s
                                  for b, s in seconds.items()}
-        self.chosen[method] = document
+        self.chosen[method] = select_lib.GroupsDocument.from_dict(document)
 
     def train_planned(self, rg_samples, hoa):
         """Trains MTL, STL, the chosen groups and RG under every seed (and
@@ -286,8 +285,7 @@ class _Run:
             for b in self.budgets if rg_samples}
         planned = [tuple(tasks)] + [(t,) for t in tasks]
         for document in self.chosen.values():
-            planned += [tuple(g) for e in document["results"]
-                        for g in e["groups"]]
+            planned += document.groups()
         planned += [g for ps in random_groupings.values() for p in ps
                     for g in p]
         self.stage(f"training the groups under seeds {self.seeds}: MTL, "
@@ -305,9 +303,8 @@ class _Run:
         document = hoa_lib.run(self.trainer, os.path.join(self.out_dir, "hoa"),
                                self.budgets)
         self.searches["HOA"] = document.pop("search_seconds")
-        self.chosen["HOA"] = document
-        self.trainer.train_all([tuple(g) for e in document["results"]
-                                for g in e["groups"]])
+        self.chosen["HOA"] = select_lib.GroupsDocument.from_dict(document)
+        self.trainer.train_all(self.chosen["HOA"].groups())
 
     def optimal(self):
         tasks = self.data.tasks
@@ -316,9 +313,10 @@ class _Run:
         self.stage(f"optimal: training all {len(subsets)} subsets of tasks "
                    "...")
         self.trainer.train_all(subsets)
-        self.chosen["Optimal"], self.searches["Optimal"] = best_by_test_error(
+        document, self.searches["Optimal"] = best_by_test_error(
             self.trainer, subsets, self.budgets,
             os.path.join(self.out_dir, "optimal"))
+        self.chosen["Optimal"] = select_lib.GroupsDocument.from_dict(document)
 
     def augmented(self, augmentations, gradnorm_alpha):
         """All-task networks trained with `tag_keras.mtl` methods."""
@@ -343,9 +341,8 @@ class _Run:
 
         self.stage("deciding on validation data: each budget's TAG "
                    "grouping against the all-task network ...")
-        candidates = {e["num_groups"]: [(tuple(tuple(g) for g in e["groups"]),
-                                         e["serve"])]
-                      for e in self.chosen["TAG"]["results"]}
+        candidates = {r.num_groups: [r.chosen]
+                      for r in self.chosen["TAG"].results}
         random = {b: (p, len(p) == training.partition_count(
             len(self.data.tasks), b)) for b, p in random_groupings.items()}
         decision = train.decide(self.networks, candidates, random=random,
@@ -428,21 +425,21 @@ def _evaluate(run, augmented, random_groupings, decision):
                     [e[s] for e in per_partition]) for s in run.seeds},
                 samples=len(partitions)))
         for method in sorted(run.chosen, key=_ORDER.index):
-            entry = next((e for e in run.chosen[method]["results"]
-                          if e["num_groups"] == budget), None)
-            if entry is None:
+            result = next((r for r in run.chosen[method].results
+                           if r.num_groups == budget), None)
+            if result is None:
                 continue
-            groups = tuple(tuple(g) for g in entry["groups"])
+            groups, serve = result.chosen
             if method in ("TAG", "CS"):
-                per_seed = _per_seed(run, groups, entry["serve"])
+                per_seed = _per_seed(run, groups, serve)
             else:  # HOA and the oracle: the first seed only.
                 trainer.train_all(list(groups))
-                per_seed = {run.seeds[0]: trainer.served_errors(
-                    groups, entry["serve"])}
+                per_seed = {run.seeds[0]: trainer.served_errors(groups,
+                                                                serve)}
             results.append(results_lib.MethodResult.over_seeds(
                 method, budget, per_seed, groups=groups,
                 search_seconds=run.searches[method].get(budget),
-                affinity_structure=document_lib.affinity_structure(entry),
+                affinity_structure=result.affinity_structure,
                 decision=decided.get(budget, "") if method == "TAG"
                 else ""))
     return results

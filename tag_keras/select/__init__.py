@@ -18,7 +18,11 @@ machine without TensorFlow, and starts in a fraction of a second.
 from tag_keras._errors import InputError
 from tag_keras.select.choose import Selection
 from tag_keras.select.choose import choose_groups
+from tag_keras.select.document import BudgetResult
+from tag_keras.select.document import Candidate
+from tag_keras.select.document import GroupsDocument
 from tag_keras.select.document import groups_document
+from tag_keras.select.document import read_document
 from tag_keras.select.document import read_groups
 from tag_keras.select.document import validate_groups
 from tag_keras.select.document import write_groups
@@ -33,10 +37,10 @@ from tag_keras.select.readers import read_affinity
 from tag_keras.select.readers import read_table
 
 __all__ = [
-    "Grouping", "InputError",
+    "BudgetResult", "Candidate", "Grouping", "GroupsDocument", "InputError",
     "Selection",
     "choose_groups", "groups_document",
-    "read_affinity", "read_group_affinity", "read_groups",
+    "read_affinity", "read_document", "read_group_affinity", "read_groups",
     "read_performance", "read_table",
     "select_groups", "select_groups_from_group_affinity",
     "select_groups_from_performance", "surrogate_fit", "validate_groups",

@@ -5,21 +5,23 @@
          "score": 0.123, "optimal": true, "upper_bound": 0.130, ...}, ...]}
 
 `tag-select --output`, the pipeline, HOA and the demo write it with
-`write_groups`; `experiments.train_groups` reads it with `read_groups`.
-`validate_groups` checks a document already in memory. One module owns the
-format, so that every writer and reader agree on it.
+`write_groups`. Trainers read it typed, with `read_document` (or
+`GroupsDocument.from_dict` for one in memory): each budget's `BudgetResult`
+and its `Candidate`s, the one form of a grouping that `tag-train`, the
+pipeline, the experiments and `tag_keras.train.decide` take.
+`read_groups` and `validate_groups` give and check the JSON dict itself.
+One module owns the format, so that every writer and reader agree on it.
 """
 
 from __future__ import annotations
 
-
-
+import dataclasses
 import json
 import os
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from tag_keras import _errors
-from tag_keras._compat import affinity_structure  # noqa: F401 (public here)
+from tag_keras._compat import affinity_structure
 from tag_keras import _files
 
 #: Keys every result entry carries.
@@ -89,14 +91,18 @@ def read_groups(path: str | os.PathLike,
         InputError: The file is missing, not JSON, or not a valid
             document (the message names the file and what is wrong).
     """
+    return validate_groups(_load(path), source=os.fspath(path), tasks=tasks)
+
+
+def _load(path):
+    """The JSON at `path`; `InputError` naming the file if unreadable."""
     try:
         with open(path) as handle:
-            document = json.load(handle)
+            return json.load(handle)
     except (OSError, ValueError) as error:
         raise _errors.InputError(
             f"Cannot read the groups JSON {path}: "
             f"{' '.join(str(error).split())}") from None
-    return validate_groups(document, source=os.fspath(path), tasks=tasks)
 
 
 def validate_groups(document: dict, source: str = "the groups document",
@@ -165,36 +171,140 @@ def validate_groups(document: dict, source: str = "the groups document",
     return document
 
 
-def candidates_by_budget(document: dict, budgets=None) -> dict:
-    """`{budget: [(groups, serve), ...]}` of a validated document: each
-    budget's entries and their `candidates` (from `--top`), in order,
-    each distinct grouping once; a budget given twice keeps both.
+class Candidate(NamedTuple):
+    """A grouping as a trainer takes it: the groups, and which group
+    serves each task. Unpacks as `(groups, serve)`.
 
-    Args:
-        document: A validated groups document.
-        budgets: The budgets wanted (None: every budget in it).
+    Attributes:
+        groups: The groups, tuples of task names.
+        serve: Task name -> index into `groups` of the group serving it.
+    """
+
+    groups: tuple
+    serve: dict
+
+    @classmethod
+    def of(cls, item) -> "Candidate":
+        """From a document entry or candidate (a dict), a `Grouping`, or
+        a `(groups, serve)` pair."""
+        if isinstance(item, dict):
+            groups, serve = item["groups"], item["serve"]
+        elif hasattr(item, "groups") and hasattr(item, "serve"):
+            groups, serve = item.groups, item.serve
+        else:
+            groups, serve = item
+        return cls(tuple(tuple(g) for g in groups), dict(serve))
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetResult:
+    """One result of a groups document: a budget's grouping, typed.
+
+    Attributes:
+        num_groups: The budget.
+        chosen: The selector's grouping for it.
+        candidates: What a trainer judges for it: the document's
+            `candidates` (`tag-select --top`, best first) or else the
+            chosen grouping alone.
+        score: The chosen grouping's objective (None where not recorded).
+        affinity_structure: "stable", "unclear" or "" (no stability).
+        entry: The whole JSON entry, for the fields not typed here.
+    """
+
+    num_groups: int
+    chosen: Candidate
+    candidates: tuple
+    score: float | None
+    affinity_structure: str
+    entry: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupsDocument:
+    """A validated groups document, typed: what every trainer reads.
+
+    Attributes:
+        tasks: The document's `tasks`, or (where it lists none) every task
+            its results serve, sorted.
+        results: One `BudgetResult` per entry, in the document's order.
+        document: The validated JSON document itself.
+    """
+
+    tasks: tuple
+    results: tuple
+    document: dict
+
+    @classmethod
+    def from_dict(cls, document: dict, source: str = "the groups document",
+                  tasks: Sequence[str] | None = None) -> "GroupsDocument":
+        """Validates `document` (`validate_groups`) and types it."""
+        validate_groups(document, source=source, tasks=tasks)
+        results = tuple(BudgetResult(
+            num_groups=entry["num_groups"], chosen=Candidate.of(entry),
+            candidates=tuple(Candidate.of(c) for c in (
+                entry.get("candidates") or [entry])),
+            score=entry.get("score"),
+            affinity_structure=affinity_structure(entry), entry=entry)
+            for entry in document["results"])
+        listed = document.get("tasks") or sorted(
+            {t for r in results for t in r.chosen.serve})
+        return cls(tuple(listed), results, document)
+
+    @property
+    def budgets(self) -> list:
+        """The budgets, sorted, each once."""
+        return sorted({r.num_groups for r in self.results})
+
+    def results_for(self, budgets=None) -> list:
+        """The results of `budgets` (None: all), in document order.
+
+        Raises:
+            ValueError: A wanted budget is not in the document.
+        """
+        if budgets is None:
+            return list(self.results)
+        absent = sorted(set(budgets) - set(self.budgets))
+        if absent:
+            raise ValueError(f"Budgets {absent} are not in the document; it "
+                             f"has {self.budgets}")
+        return [r for r in self.results if r.num_groups in set(budgets)]
+
+    def candidates(self, budgets=None) -> dict:
+        """`{budget: [Candidate, ...]}`: each budget's candidates, in
+        order, each distinct grouping once (a budget given twice keeps
+        both entries' candidates); what `tag_keras.train.decide` takes.
+
+        Raises:
+            ValueError: A wanted budget is not in the document.
+        """
+        out = {}
+        for result in sorted(self.results_for(budgets),
+                             key=lambda r: r.num_groups):
+            unique = out.setdefault(result.num_groups, {})
+            for candidate in result.candidates:
+                unique.setdefault(repr(candidate), candidate)
+        return {b: list(unique.values()) for b, unique in out.items()}
+
+    def groups(self, budgets=None) -> list:
+        """Every group the candidates of `budgets` (None: all) hold, in
+        order, each once: the networks a trainer needs."""
+        return list(dict.fromkeys(
+            g for options in self.candidates(budgets).values()
+            for candidate in options for g in candidate.groups))
+
+
+def read_document(path: str | os.PathLike,
+                  tasks: Sequence[str] | None = None) -> GroupsDocument:
+    """Reads, validates and types a groups document.
+
+    With `tasks`, every one of them must be served by every budget.
 
     Raises:
-        ValueError: A wanted budget is not in the document.
+        InputError: The file is missing, not JSON, or not a valid
+            document (the message names the file and what is wrong).
     """
-    entries = {}
-    for entry in document["results"]:
-        entries.setdefault(entry["num_groups"], []).append(entry)
-    wanted = sorted(entries) if budgets is None else sorted(set(budgets))
-    absent = [b for b in wanted if b not in entries]
-    if absent:
-        raise ValueError(f"Budgets {absent} are not in the document; it has "
-                         f"{sorted(entries)}")
-    candidates = {}
-    for budget in wanted:
-        unique = {}
-        for entry in entries[budget]:
-            for option in entry.get("candidates") or [entry]:
-                grouping = (tuple(tuple(g) for g in option["groups"]),
-                            dict(option["serve"]))
-                unique.setdefault(repr(grouping), grouping)
-        candidates[budget] = list(unique.values())
-    return candidates
+    return GroupsDocument.from_dict(_load(path), source=os.fspath(path),
+                                    tasks=tasks)
 
 
 def _check_entry(entry, budget, required, source):

@@ -154,14 +154,13 @@ def _inputs():
     build = inputs.load_function(_MODEL.value, "model", 1)
     data_function = inputs.load_function(_DATA.value, "data", 0)
     try:
-        document = document_lib.read_groups(_GROUPS.value)
+        document = document_lib.read_document(_GROUPS.value)
     except _errors.InputError as error:
         raise InputError(f"--groups: {error}") from None
     data, label_tasks = inputs.load_data(data_function)
     candidates = inputs.read_budgets(document, _NUM_GROUPS.value,
                                      _GROUPS.value)
-    tasks = document.get("tasks") or sorted(
-        {t for e in document["results"] for t in e["serve"]})
+    tasks = list(document.tasks)
     unknown = [t for t in tasks if t not in label_tasks]
     if unknown:
         raise InputError(

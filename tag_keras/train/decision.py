@@ -255,8 +255,10 @@ def decide(trainer: GroupTrainer, candidates: dict, *,
     Args:
         trainer: A `GroupTrainer`; its `seeds` (at least 2) are the first
             seeds, and networks missing from it are trained.
-        candidates: Budget -> list of `(groups, serve)` candidates (the
-            affinity's proposals, best first).
+        candidates: Budget -> list of candidates, the affinity's
+            proposals, best first: `tag_keras.select.Candidate`s (as
+            `GroupsDocument.candidates()` gives them) or `(groups, serve)`
+            pairs.
         margin: The smallest gain worth more networks, in the metric's
             units (summed over tasks); None: 2% of the all-task network's
             summed validation metric at the first seeds.

@@ -20,7 +20,6 @@ import sys
 import zipfile
 
 from tag_keras import _errors
-from tag_keras.select import document as document_lib
 
 InputError = _errors.InputError
 
@@ -103,7 +102,8 @@ def check_labels(data, tasks):
 
 
 def read_budgets(document, num_groups, source):
-    """`{budget: [(groups, serve), ...]}` from a validated document."""
+    """`{budget: [Candidate, ...]}` of a `GroupsDocument` (`--num_groups`'s
+    budgets, or all)."""
     budgets = None
     if num_groups:
         try:
@@ -112,7 +112,7 @@ def read_budgets(document, num_groups, source):
             raise InputError("--num_groups must be integers. Received: "
                              f"num_groups={','.join(num_groups)}") from None
     try:
-        return document_lib.candidates_by_budget(document, budgets)
+        return document.candidates(budgets)
     except ValueError as error:
         raise InputError(f"{str(error).replace('the document', source)}. "
                          f"Received: num_groups={','.join(num_groups)}"
