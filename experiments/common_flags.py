@@ -75,9 +75,11 @@ _SPECS = {
     "resamples": ("integer", None, "Stability resamples of the affinity "
                   "structure (benchmarks; default per benchmark).",
                   {"lower_bound": 10}),
-    "verbose": ("enum", "lines", "Progress while networks train: bar "
-                "(Keras's progress bar), lines (one line per epoch with "
-                "losses, seconds and ETA), silent.",
+    "verbose": ("enum", "lines", "Progress while an all-task network "
+                "trains (a measuring run, a diagnostic): bar (Keras's "
+                "progress bar), lines (one line per epoch with losses, "
+                "seconds and ETA), silent. Group networks (the library's "
+                "GroupTrainer) print one line each.",
                 {"enum_values": ["bar", "lines", "silent"]}),
 }
 

@@ -53,8 +53,8 @@ def main(argv):
           f"{distribution_lib.describe_distribution(distribution)}")
     print(f"HOA: training {n} single-task and {n * (n - 1) // 2} pair "
           "networks ...")
-    trainer = training.GroupTrainer(data, config, distribution=distribution)
-    document = hoa_lib.run(trainer, out_dir, budgets, value=_HOA_VALUE.value)
+    engine = training.seeded_trainer(data, config, distribution=distribution)
+    document = hoa_lib.run(engine, out_dir, budgets, value=_HOA_VALUE.value)
     for result in select_lib.GroupsDocument.from_dict(document).results:
         print(f"Budget {result.num_groups}: "
               + " | ".join("+".join(g) for g in result.chosen.groups)

@@ -61,9 +61,9 @@ def main(argv):
         config = common_flags.config_from_flags(_COMMON)
         print(f"{data.description}; {training.describe_config(config)}"
               f"{distribution_lib.describe_distribution(distribution)}")
-        trainer = training.GroupTrainer(data, config,
-                                        distribution=distribution)
-        results = groups_lib.train_groups(trainer, document, budgets=budgets,
+        engine = training.seeded_trainer(data, config,
+                                         distribution=distribution)
+        results = groups_lib.train_groups(engine, document, budgets=budgets,
                                           method=_METHOD.value)
     except InputError as error:
         print(f"train_groups: error: {error}", file=sys.stderr)

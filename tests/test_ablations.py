@@ -5,6 +5,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+import tag_keras
+
 from experiments.lib import ablations
 from experiments.lib import training
 from tests.conftest import PLANTED_TASKS as TASKS
@@ -76,22 +78,36 @@ def test_groups_from_other_settings_train_under_the_base_one(
     config = training.TrainConfig(epochs=1, batch_size=16, learning_rate=0.05,
                                   patience=1, width=4,
                                   affinity_every_n_steps=1)
-    seen = []
+    measured, engines = [], []
     original = ablations.training.train_network
+    original_engine = ablations.training.seeded_trainer
 
     def spy(data, config, **kwargs):
-        seen.append((config.batch_size, config.learning_rate,
-                     kwargs.get("model_cls") is not None))
+        measured.append((config.batch_size, config.learning_rate))
         return original(data, config, **kwargs)
 
+    def engine_spy(data, config, *args, **kwargs):
+        engine = original_engine(data, config, *args, **kwargs)
+        engines.append(((config.batch_size, config.learning_rate), engine))
+        return engine
+
     monkeypatch.setattr(ablations.training, "train_network", spy)
+    monkeypatch.setattr(ablations.training, "seeded_trainer", engine_spy)
     summary = ablations.settings(planted_three_tasks, config, str(tmp_path),
                                  seeds=1, budgets=(2,), log=lambda _: None)
-    measured = [(b, lr) for b, lr, affinity in seen if affinity]
     assert measured == [(16, 0.05), (8, 0.05), (16, 0.1)]
-    # Every group network trains under the base setting.
-    assert all((b, lr) == (16, 0.05) for b, lr, affinity in seen
-               if not affinity)
+    # Every group network trains under the base setting, in the library's
+    # GroupTrainer, and the table is its served test error.
+    assert [setting for setting, _ in engines] == [(16, 0.05)]
+    assert engines[0][1].stored()
+    rows = pd.read_csv(tmp_path / "settings.csv")
+    grouping = tag_keras.select_groups(pd.read_csv(
+        tmp_path / "runs" / "seed0" / "base" / "affinity" / "affinity.csv",
+        index_col="source"), 2)
+    served = ablations.training.served_errors(
+        engines[0][1], grouping.groups, grouping.serve)
+    assert rows.set_index("setting").loc["base", "total_error"] == (
+        pytest.approx(100 * sum(served.values())))
     assert list(summary["setting"]) == ["base", "half batch",
                                         "double learning rate"]
     assert summary.loc[0, "same groups as base"] == 1
@@ -101,18 +117,20 @@ def test_hoa_with_half_size_singles(planted_three_tasks, tmp_path,
                                     monkeypatch):
     config = training.TrainConfig(epochs=1, batch_size=16, learning_rate=0.05,
                                   patience=1, width=4)
-    widths = []
-    original = ablations.training.train_network
+    engines = []
+    original = ablations.training.seeded_trainer
 
-    def spy(data, config, **kwargs):
-        widths.append((config.width, kwargs.get("tasks")))
-        return original(data, config, **kwargs)
+    def spy(data, config, *args, **kwargs):
+        engine = original(data, config, *args, **kwargs)
+        engines.append((config.width, engine))
+        return engine
 
-    monkeypatch.setattr(ablations.training, "train_network", spy)
+    monkeypatch.setattr(ablations.training, "seeded_trainer", spy)
     summary = ablations.hoa_half(planted_three_tasks, config, str(tmp_path),
                                  seeds=1, budgets=(1, 2), log=lambda _: None)
     # Half-width networks are single-task ones only.
-    assert sorted(t for w, t in widths if w == 2) == [(t,) for t in TASKS]
+    (half,) = [engine for width, engine in engines if width == 2]
+    assert sorted(n.tasks for n in half.stored()) == [(t,) for t in TASKS]
     rows = pd.read_csv(tmp_path / "hoa_half.csv")
     assert sorted(set(rows["method"])) == ["HOA", "HOA, half-size singles"]
     half = rows[rows.method == "HOA, half-size singles"]

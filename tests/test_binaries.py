@@ -149,27 +149,38 @@ def test_load_data_errors_are_one_line():
 # Training real tiny networks.
 
 
-def test_group_trainer_trains_each_group_once(tiny_data, config):
+def test_group_networks_train_in_the_library_engine(tiny_data, config):
     lines = []
-    trainer = training.GroupTrainer(tiny_data, config, log=lines.append)
-    results = trainer.train_all([("c0_t0", "c0_t1"), ("c0_t1", "c0_t0"),
-                                 ("noise_0",)])
-    assert len(trainer) == 2
+    engine = training.seeded_trainer(tiny_data, config, log=lines.append)
+    assert engine.seeds == [config.seed]
+    served = training.served_errors(
+        engine, [("c0_t0", "c0_t1"), ("c1_t0", "c0_t0"), ("noise_0",)],
+        {"c0_t0": 0, "c0_t1": 0, "c1_t0": 1, "noise_0": 2})
+    assert len(engine.stored()) == 3
     progress = [ln for ln in lines if ln.startswith("[")]
-    assert progress[0] == "[1/2] training group (c0_t0, c0_t1) ..."
-    # Later networks: the time so far and the ETA of the rest.
-    assert re.fullmatch(r"\[2/2\] training group \(noise_0\) \.\.\.; "
-                        r"\d+ s so far, ETA \d+ s", progress[1])
-    assert results[0] is results[1]
-    assert set(results[0].test_error) == {"c0_t0", "c0_t1"}
-    for error in results[0].test_error.values():
+    assert [ln[:5] for ln in progress] == ["[1/3]", "[2/3]", "[3/3]"]
+    pair = engine.network(("c0_t1", "c0_t0"), config.seed)
+    # The library's per-example error: a share of the 40 test examples.
+    assert served["c0_t0"] == pair.mean("test", "c0_t0", "error")
+    for error in served.values():
         assert 0 <= error <= 1
         assert error * 40 == pytest.approx(round(error * 40), abs=1e-4)
-    assert 1 <= results[0].best_epoch <= results[0].epochs <= 2
-    served = trainer.served_errors([("c0_t0", "c0_t1"), ("noise_0",)],
-                                   {"c0_t0": 0, "c0_t1": 0, "noise_0": 1})
-    assert served["noise_0"] == results[2].test_error["noise_0"]
-    assert len(trainer) == 2  # Nothing trained again.
+    assert training.training_seconds(engine, [("c0_t0", "c0_t1")]) == (
+        pair.seconds)
+    training.served_errors(engine, [("c0_t1", "c0_t0")], {"c0_t1": 0})
+    assert len(engine.stored()) == 3  # Nothing trained again.
+
+
+def test_one_network_is_evaluated_as_the_library_does(tiny_data, config):
+    result, model = training.train_network(tiny_data, config)
+    test = model.evaluate(tiny_data.batches("test", 64), return_dict=True,
+                          verbose=0)
+    for task in TASKS:  # Every test example labelled: 1 - accuracy.
+        assert result.test_error[task] == pytest.approx(
+            1 - test[f"{task}_accuracy"], abs=1e-6)
+    network = training.evaluated_network(model, tiny_data, TASKS, 0, 64)
+    assert result.validation_loss == {
+        t: network.mean("validation", t) for t in TASKS}
 
 
 def test_run_affinity_writes_its_files(tiny_data, config, tmp_path):
@@ -218,18 +229,18 @@ def test_train_groups_serves_each_task_from_its_group(tiny_data, config):
             {"num_groups": 1, "groups": [list(TASKS)],
              "serve": dict.fromkeys(TASKS, 0)},
         ]})
-    trainer = training.GroupTrainer(tiny_data, config, log=lambda _: None)
-    results = groups_lib.train_groups(trainer, document, budgets=[2],
-                                        search_seconds={2: 1.5})
-    assert len(trainer) == 2
+    engine = training.seeded_trainer(tiny_data, config, log=None)
+    results = groups_lib.train_groups(engine, document, budgets=[2],
+                                      search_seconds={2: 1.5})
+    assert len(engine.stored()) == 2
     (result,) = results
     assert result.num_groups == 2 and result.search_seconds == 1.5
-    second = trainer.result(("c1_t0", "noise_0"))
-    assert result.errors["noise_0"] == second.test_error["noise_0"]
-    first = trainer.result(("c0_t0", "c0_t1", "noise_0"))
-    assert result.errors["c0_t0"] == first.test_error["c0_t0"]
+    second = engine.network(("c1_t0", "noise_0"), config.seed)
+    assert result.errors["noise_0"] == second.mean("test", "noise_0", "error")
+    first = engine.network(("c0_t0", "c0_t1", "noise_0"), config.seed)
+    assert result.errors["c0_t0"] == first.mean("test", "c0_t0", "error")
     with pytest.raises(select_lib.InputError, match=r"\[3\]"):
-        groups_lib.train_groups(trainer, document, budgets=[3])
+        groups_lib.train_groups(engine, document, budgets=[3])
 
 
 def test_read_groups_rejects_bad_documents(tmp_path):
@@ -246,9 +257,9 @@ def test_read_groups_rejects_bad_documents(tmp_path):
 def test_hoa_trains_singles_and_pairs_and_selects(tiny_data, config,
                                                   tmp_path):
     data = tiny_data.select_tasks(TASKS[:3])
-    trainer = training.GroupTrainer(data, config, log=lambda _: None)
-    document = hoa.run(trainer, tmp_path, [1, 2])
-    assert len(trainer) == 6  # 3 singles + 3 pairs.
+    engine = training.seeded_trainer(data, config, log=None)
+    document = hoa.run(engine, tmp_path, [1, 2])
+    assert len(engine.stored()) == 6  # 3 singles + 3 pairs.
     performance = pd.read_csv(tmp_path / "performance.csv")
     assert len(performance) == 3 + 2 * 3
     assert set(performance["group"]) == {
@@ -256,14 +267,14 @@ def test_hoa_trains_singles_and_pairs_and_selects(tiny_data, config,
         "c0_t1|c1_t0"}
     row = performance[(performance["group"] == "c0_t0|c1_t0")
                       & (performance["task"] == "c1_t0")]
-    assert row["value"].item() == pytest.approx(
-        trainer.result(("c0_t0", "c1_t0")).validation_loss["c1_t0"])
+    assert row["value"].item() == pytest.approx(engine.network(
+        ("c0_t0", "c1_t0"), config.seed).mean("validation", "c1_t0"))
     written = json.loads((tmp_path / "groups.json").read_text())
     assert [r["num_groups"] for r in written["results"]] == [1, 2]
     assert written["mode"] == "performance"
     assert set(document["search_seconds"]) == {1, 2}
-    assert document["search_seconds"][1] >= trainer.seconds(
-        [(t,) for t in data.tasks])
+    assert document["search_seconds"][1] >= training.training_seconds(
+        engine, [(t,) for t in data.tasks])
 
 
 @pytest.mark.slow
@@ -423,11 +434,9 @@ def test_train_groups_binary_end_to_end(tmp_path):
     assert list(results.columns[:4]) == ["method", "num_groups", "samples",
                                          "groups"]
     assert list(results["method"]) == ["Mine"]
-    assert "[1/1] training group (c0_t0, c0_t1) ..." in process.stdout
-    # --verbose=lines (the default): a line per epoch with losses and ETA.
-    assert re.search(r"\(c0_t0, c0_t1\) epoch 1/1: loss [0-9.]+, val_loss "
-                     r"[0-9.]+, c0_t0_loss .*; [0-9.]+ s/epoch, ETA 0 s",
-                     process.stdout)
+    # The library's GroupTrainer: one line per network.
+    assert re.search(r"\[1/1\] \(c0_t0, c0_t1\) seed 0: 1 epochs in "
+                     r"[0-9.]+ s, validation loss", process.stdout)
     assert "| Mine | 1 |" in (tmp_path / "results.md").read_text()
 
 

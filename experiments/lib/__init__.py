@@ -1,7 +1,9 @@
 """Flag-free library of the experiments: what the binaries run.
 
-* `training`: the training protocol (`TrainConfig`, `train_network`,
-  `GroupTrainer`), `distribution`: tf.distribute and chief-only output,
+* `training`: the training protocol (`TrainConfig`; `seeded_trainer`,
+  the library's `tag_keras.train.GroupTrainer` that trains every group
+  network; `train_network` for one network whose model is needed),
+  `distribution`: tf.distribute and chief-only output,
   `models`: the networks, `timing`: wall-time and per-epoch progress
   callbacks.
 * `measure`: one all-task run measuring affinity (run_affinity).

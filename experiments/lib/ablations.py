@@ -149,11 +149,10 @@ def _seeds_to_run(path, columns, seeds, config):
                   for seed in range(seeds) if seed not in done]
 
 
-def _served(trainer, grouping):
+def _served(engine, grouping):
     """Trains `grouping`'s groups; its served total test error (%) and its
     groups as text."""
-    trainer.train_all(grouping.groups)
-    errors = trainer.served_errors(grouping.groups, grouping.serve)
+    errors = training.served_errors(engine, grouping.groups, grouping.serve)
     return {"total_error": 100 * sum(errors.values()),
             "groups": " ".join("|".join(g) for g in grouping.groups)}
 
@@ -178,17 +177,17 @@ def pcgrad(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4), log=print):
             data, seeded, os.path.join(out_dir, "runs", f"seed{seed}"),
             tensorboard=False, write_steps=False)
         all_task = 100 * float(sum(result.test_error.values()))
-        trainers = {
-            "TAG": training.GroupTrainer(data, seeded, log=log),
-            "TAG+PCGrad": training.GroupTrainer(
+        engines = {
+            "TAG": training.seeded_trainer(data, seeded, log=log),
+            "TAG+PCGrad": training.seeded_trainer(
                 data, seeded, log=log, training_method=mtl.PCGrad)}
         new = []
         for budget in budgets:
             grouping = tag_keras.select_groups(affinity, budget)
-            for method, trainer in trainers.items():
+            for method, engine in engines.items():
                 new.append({"seed": seed, "budget": budget,
                             "method": method, "all_task_error": all_task,
-                            **_served(trainer, grouping)})
+                            **_served(engine, grouping)})
         rows = pd.concat([rows, pd.DataFrame(new)], ignore_index=True)
         rows.to_csv(path, index=False)
     summary = []
@@ -232,7 +231,7 @@ def settings(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4),
     rows, todo = _seeds_to_run(path, ["seed", "budget", "setting"], seeds,
                                config)
     for seed, seeded in todo:
-        trainer = training.GroupTrainer(data, seeded, log=log)
+        engine = training.seeded_trainer(data, seeded, log=log)
         new = []
         for name, changes in SETTINGS.items():
             measured = dataclasses.replace(seeded, **{
@@ -247,7 +246,7 @@ def settings(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4),
             for budget in budgets:
                 grouping = tag_keras.select_groups(affinity, budget)
                 new.append({"seed": seed, "budget": budget, "setting": name,
-                            **_served(trainer, grouping)})
+                            **_served(engine, grouping)})
         rows = pd.concat([rows, pd.DataFrame(new)], ignore_index=True)
         rows.to_csv(path, index=False)
     summary = []
@@ -288,16 +287,16 @@ def hoa_half(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4),
     rows, todo = _seeds_to_run(path, ["seed", "budget", "method"], seeds,
                                config)
     for seed, seeded in todo:
-        full = training.GroupTrainer(data, seeded, log=log)
-        half = training.GroupTrainer(data, dataclasses.replace(
+        full = training.seeded_trainer(data, seeded, log=log)
+        half = training.seeded_trainer(data, dataclasses.replace(
             seeded, width=max(1, config.width // 2)), log=log)
         log(f"seed {seed}: HOA's single-task and pair networks ...")
         performance, _ = hoa_lib.measure_performance(full)
         singles = [(t,) for t in data.tasks]
-        half.train_all(singles)
         half_losses = pd.DataFrame({
             "task": list(data.tasks),
-            "value": [half.result(g).validation_loss[g[0]] for g in singles]})
+            "value": [network.mean("validation", network.tasks[0])
+                      for network in half.train(singles)]})
         new = []
         for budget in budgets:
             for method, options in (
@@ -308,12 +307,13 @@ def hoa_half(data, config, out_dir, *, seeds=3, budgets=(2, 3, 4),
                     performance, budget, **options)
                 halved = set(grouping.half_size)
                 whole = [g for g in grouping.groups if g not in halved]
-                full.train_all(whole)
+                full.train(whole)
                 errors = {}
                 for task, index in grouping.serve.items():
                     group = grouping.groups[index]
-                    trainer = half if group in halved else full
-                    errors[task] = trainer.result(group).test_error[task]
+                    engine = half if group in halved else full
+                    errors[task] = engine.network(group, seed).mean(
+                        "test", task, "error")
                 new.append({
                     "seed": seed, "budget": budget, "method": method,
                     "total_error": 100 * sum(errors.values()),

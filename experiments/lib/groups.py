@@ -9,6 +9,7 @@ of the group that serves it.
 """
 
 from experiments.lib import results as results_lib
+from experiments.lib import training
 from tag_keras import InputError
 from tag_keras.select import validate_groups
 
@@ -38,31 +39,34 @@ def check_groups(document, tasks, budgets=None):
                      "results": [r.entry for r in kept]}, tasks=list(tasks))
 
 
-def train_groups(trainer, document, *, budgets=None, method="TAG",
-                 search_seconds=None, log=print):
+def train_groups(engine, document, *, budgets=None, method="TAG",
+                 search_seconds=None, seed=None, log=print):
     """Trains the groups of every budget and evaluates the served tasks.
 
     Args:
-        trainer: A `training.GroupTrainer` (it may already hold some
-            groups; they are not trained again).
+        engine: A `tag_keras.train.GroupTrainer`
+            (`training.seeded_trainer`; it may already hold some groups:
+            they are not trained again).
         document: A `tag_keras.select.GroupsDocument`
             (`tag_keras.select.read_document`).
         budgets: Budgets to keep (default: all in `document`).
         method: Method name for the table rows.
         search_seconds: Optional `{budget: seconds}` spent finding groups.
+        seed: The training seed (default: the engine's first).
         log: Progress output.
 
     Returns:
         A list of `results.MethodResult`, one per budget.
     """
-    check_groups(document, trainer.data.tasks, budgets)
+    check_groups(document, engine.tasks, budgets)
+    seed = engine.seeds[0] if seed is None else seed
     kept = document.results_for(budgets)
     log(f"{method}: training the groups of budgets "
         f"{[r.num_groups for r in kept]} ...")
-    trainer.train_all([g for r in kept for g in r.chosen.groups])
+    engine.train([g for r in kept for g in r.chosen.groups], seeds=[seed])
     return [results_lib.MethodResult(
         method=method, num_groups=r.num_groups,
-        errors=trainer.served_errors(*r.chosen),
+        errors=training.served_errors(engine, *r.chosen, seed=seed),
         groups=r.chosen.groups,
         search_seconds=(search_seconds or {}).get(r.num_groups),
         affinity_structure=r.affinity_structure) for r in kept]

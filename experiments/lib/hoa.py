@@ -25,13 +25,17 @@ from tag_keras.select import choose
 
 HOA_VALUES = ("validation_loss", "test_error")
 
-def measure_performance(trainer, *, value="validation_loss"):
+def measure_performance(engine, *, seed=None, value="validation_loss"):
     """Trains every single task and pair; returns `(DataFrame, seconds)`.
 
     Args:
-        trainer: A `training.GroupTrainer`; groups it already holds (e.g.
+        engine: A `tag_keras.train.GroupTrainer`
+            (`training.seeded_trainer`); networks it already holds (e.g.
             the single tasks of the STL baseline) are not trained again.
-        value: "validation_loss" or "test_error".
+        seed: The training seed of HOA's networks (default: the engine's
+            first).
+        value: "validation_loss" or "test_error" (each task's mean over
+            the split's examples).
 
     Returns:
         The `group,task,value` table and the total training seconds of its
@@ -40,48 +44,49 @@ def measure_performance(trainer, *, value="validation_loss"):
     if value not in HOA_VALUES:
         raise ValueError(f"`value` must be one of {list(HOA_VALUES)}. "
                          f"Received: value={value!r}")
-    tasks = trainer.data.tasks
+    seed = engine.seeds[0] if seed is None else seed
+    tasks = engine.tasks
     groups = [(t,) for t in tasks] + training.pairs(tasks)
-    trainer.train_all(groups)
-    rows = []
-    for group in groups:
-        result = trainer.result(group)
-        measured = (result.validation_loss if value == "validation_loss"
-                    else result.test_error)
-        rows += [{"group": "|".join(group), "task": t, "value": measured[t]}
-                 for t in group]
-    return pd.DataFrame(rows), trainer.seconds(groups)
+    engine.train(groups, seeds=[seed])
+    split, metric = (("validation", "loss") if value == "validation_loss"
+                     else ("test", "error"))
+    rows = [{"group": "|".join(group), "task": t,
+             "value": engine.network(group, seed).mean(split, t, metric)}
+            for group in groups for t in group]
+    return pd.DataFrame(rows), training.training_seconds(engine, groups, seed)
 
 
-def run(trainer, out_dir, budgets, *, value="validation_loss"):
+def run(engine, out_dir, budgets, *, seed=None, value="validation_loss"):
     """Measures, selects and writes the files; returns the groups JSON.
 
     The document has an extra `search_seconds` entry: `{budget: training
     seconds of all singles and pairs + that budget's selection seconds}`.
-    Under a multi-worker `trainer.distribution` only the chief writes.
+    Under a multi-worker `engine.distribution` only the chief writes.
     """
-    performance, train_seconds = measure_performance(trainer, value=value)
+    performance, train_seconds = measure_performance(engine, seed=seed,
+                                                     value=value)
 
     def summary(select_seconds):
         return {"hoa.json": {
             "train_seconds": train_seconds, "select_seconds": select_seconds,
-            "networks": len(trainer.data.tasks) + len(
-                training.pairs(trainer.data.tasks))}}
+            "networks": len(engine.tasks) + len(
+                training.pairs(engine.tasks))}}
 
     document, select_seconds = select_and_write(
-        trainer, performance, budgets, out_dir, value=value, extra=summary)
+        engine.distribution, performance, budgets, out_dir, value=value,
+        extra=summary)
     search = {b: train_seconds + s for b, s in select_seconds.items()}
     return {**document, "search_seconds": search}
 
 
-def select_and_write(trainer, performance, budgets, out_dir, *, value,
+def select_and_write(distribution, performance, budgets, out_dir, *, value,
                      extra=None):
     """Selects from `performance` per budget and writes the files.
 
     Writes `performance.csv`, `groups.json` and, with `extra` (a function
     of the selection seconds giving `{file name: JSON-ready dict}`), more
     JSON files in `out_dir`, on the chief only under a multi-worker
-    `trainer.distribution`.
+    `distribution` (the strategy the networks trained under, or None).
 
     Returns:
         `(groups document, {budget: selection seconds})`.
@@ -90,7 +95,7 @@ def select_and_write(trainer, performance, budgets, out_dir, *, value,
                                      mode="performance",
                                      record={"value": value})
     document, select_seconds = selection.document, selection.seconds
-    with distribution_lib.output_dir(out_dir, trainer.distribution) as writable:
+    with distribution_lib.output_dir(out_dir, distribution) as writable:
         os.makedirs(writable, exist_ok=True)
         performance.to_csv(os.path.join(writable, "performance.csv"),
                            index=False)

@@ -82,27 +82,29 @@ def select(affinity, budgets, steps=None, resamples=100):
     return selection.document, selection.seconds
 
 
-def best_by_test_error(trainer, groups, budgets, out_dir):
+def best_by_test_error(engine, groups, budgets, out_dir, seed=None):
     """The exact best groups per budget from measured test errors.
 
-    Every task's test error in every one of `groups` (all trained) goes
-    into `tag_keras.select_groups_from_performance`, which then finds, for
+    Every task's test error in every one of `groups` (trained at `seed`,
+    default the engine's first) goes into `tag_keras.select_groups_from_performance`, which then finds, for
     each budget, the groups with the lowest mean served test error. With
     every subset measured this is the exhaustive optimum. Writes
     `performance.csv` and `groups.json` in `out_dir` (on the chief only,
-    under a multi-worker `trainer.distribution`).
+    under a multi-worker `engine.distribution`).
 
     Returns:
         `(document, {budget: training seconds of every group + that
         budget's selection seconds})`.
     """
+    seed = engine.seeds[0] if seed is None else seed
     performance = pd.DataFrame([
         {"group": "|".join(g), "task": t,
-         "value": trainer.result(g).test_error[t]}
+         "value": engine.network(g, seed).mean("test", t, "error")}
         for g in groups for t in g])
     document, select_seconds = hoa_lib.select_and_write(
-        trainer, performance, budgets, out_dir, value="test_error")
-    train_seconds = trainer.seconds(groups)
+        engine.distribution, performance, budgets, out_dir,
+        value="test_error")
+    train_seconds = training.training_seconds(engine, groups, seed)
     return document, {b: train_seconds + s for b, s in select_seconds.items()}
 
 
@@ -232,9 +234,6 @@ class _Run:
             distribution=distribution, log=log).use(
                 executor, functools.partial(training.group_data, data,
                                             config))
-        # HOA and the oracle: the first seed's networks, as `TrainResult`s.
-        self.trainer = training.SeedTrainer(
-            self.networks, self.seeds[0], data, distribution=distribution)
         self.chosen, self.searches = {}, {}
         self._stages, self._stage = stages, 0
         self.stability_resamples = 0
@@ -259,10 +258,9 @@ class _Run:
             tensorboard=False, distribution=self.distribution,
             return_model=True, **options)
         steps = None
+        # The TAG run early-stopped on the validation split, so it is not
+        # one of the decision's all-task networks.
         if method == "TAG":
-            self.trainer.add(result)
-            # The TAG run early-stopped on the validation split, so it is
-            # not one of the decision's all-task networks.
             if self.stability_resamples:
                 steps = _steps_table(out_dir)
         del model
@@ -293,18 +291,20 @@ class _Run:
                    + (", RG" if rg_samples else "")
                    + " (each distinct group once per seed) ...")
         self.networks.train(planned)
-        if hoa:
-            self.trainer.train_all(training.pairs(tasks))
+        if hoa:  # HOA and the oracle train under the first seed only.
+            self.networks.train(training.pairs(tasks), seeds=self.seeds[:1])
         return random_groupings
 
     def hoa(self):
         self.stage("HOA: selecting from the singles' and pairs' validation "
                    "losses, training its groups ...")
-        document = hoa_lib.run(self.trainer, os.path.join(self.out_dir, "hoa"),
-                               self.budgets)
+        document = hoa_lib.run(self.networks,
+                               os.path.join(self.out_dir, "hoa"),
+                               self.budgets, seed=self.seeds[0])
         self.searches["HOA"] = document.pop("search_seconds")
         self.chosen["HOA"] = select_lib.GroupsDocument.from_dict(document)
-        self.trainer.train_all(self.chosen["HOA"].groups())
+        self.networks.train(self.chosen["HOA"].groups(),
+                            seeds=self.seeds[:1])
 
     def optimal(self):
         tasks = self.data.tasks
@@ -312,10 +312,10 @@ class _Run:
                    for g in itertools.combinations(tasks, size)]
         self.stage(f"optimal: training all {len(subsets)} subsets of tasks "
                    "...")
-        self.trainer.train_all(subsets)
+        self.networks.train(subsets, seeds=self.seeds[:1])
         document, self.searches["Optimal"] = best_by_test_error(
-            self.trainer, subsets, self.budgets,
-            os.path.join(self.out_dir, "optimal"))
+            self.networks, subsets, self.budgets,
+            os.path.join(self.out_dir, "optimal"), seed=self.seeds[0])
         self.chosen["Optimal"] = select_lib.GroupsDocument.from_dict(document)
 
     def augmented(self, augmentations, gradnorm_alpha):
@@ -399,7 +399,7 @@ def _per_seed(run, groups, serve):
 def _evaluate(run, augmented, random_groupings, decision):
     """One `MethodResult` per method and budget of `run` (a `_Run`)."""
     run.stage("evaluating ...")
-    tasks, trainer = run.data.tasks, run.trainer
+    tasks = run.data.tasks
     single = {run.seeds[0]: None}
     results = [
         results_lib.MethodResult.over_seeds(
@@ -433,9 +433,8 @@ def _evaluate(run, augmented, random_groupings, decision):
             if method in ("TAG", "CS"):
                 per_seed = _per_seed(run, groups, serve)
             else:  # HOA and the oracle: the first seed only.
-                trainer.train_all(list(groups))
-                per_seed = {run.seeds[0]: trainer.served_errors(groups,
-                                                                serve)}
+                per_seed = {run.seeds[0]: training.served_errors(
+                    run.networks, groups, serve, run.seeds[0])}
             results.append(results_lib.MethodResult.over_seeds(
                 method, budget, per_seed, groups=groups,
                 search_seconds=run.searches[method].get(budget),

@@ -3,16 +3,25 @@
 The protocol of the TAG paper's CelebA experiments, for any task group:
 one network per group (the encoder of the all-task model, one head per
 task), SGD with momentum, the learning rate halved every
-`lr_halving_epochs` epochs, early stopping on the validation loss after
-`patience` epochs without improvement, the best epoch's weights restored,
-then the error (1 - accuracy) of every task on the test split.
+`lr_halving_epochs` epochs, early stopping after `patience` epochs
+without a lower monitored loss, the best epoch's weights restored, then
+every task's error on the test split, example by example as the library
+computes it (`tag_keras.train.outcomes`: 1 where the most probable label
+is wrong).
 
 `TrainConfig` holds those numbers; `default_config` gives per-dataset
 defaults (`DEFAULT_CONFIGS`): the paper's for CelebA, smaller and faster
 ones for the bundled and generated data so a whole pipeline runs in
-minutes on two CPU cores. `GroupTrainer` trains each distinct group once
-and remembers it, so methods and budgets that choose the same group share
-one network. Library code: the binaries read flags and pass values in.
+minutes on two CPU cores.
+
+Groups of tasks train through one engine, the library's
+`tag_keras.train.GroupTrainer` (`seeded_trainer`): each distinct group
+once per seed, early-stopped on a slice carved from the training data,
+so methods and budgets that choose the same group share one network.
+`train_network` trains one network whose model the caller needs (the
+affinity-measuring runs, the diagnostics); it early-stops on the
+validation split, as the paper's measuring run did. Library code: the
+binaries read flags and pass values in.
 
 Every network can be trained under a `tf.distribute` strategy
 (`experiments.distribution`): it is built and compiled in the strategy's
@@ -24,6 +33,7 @@ scope and the batch size is the global batch. Result tables are in
 import contextlib
 import dataclasses
 import itertools
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -205,13 +215,6 @@ def fit_callbacks(config):
     ]
 
 
-def per_task(logs, tasks, name):
-    """`{task: logs[f"{task}_{name}"]}`; a one-task model logs `name` only."""
-    if len(tasks) == 1 and name in logs and f"{tasks[0]}_{name}" not in logs:
-        return {tasks[0]: float(logs[name])}
-    return {t: float(logs[f"{t}_{name}"]) for t in tasks}
-
-
 def train_network(data, config, *, tasks=None, model_cls=None, callbacks=(),
                   distribution=None, **model_kwargs):
     """Builds, compiles, trains and evaluates one network.
@@ -270,22 +273,34 @@ def train_network(data, config, *, tasks=None, model_cls=None, callbacks=(),
         callbacks=[*callbacks, *progress, *fit_callbacks(config)])
     seconds = time.perf_counter() - start
     val_losses = history.history["val_loss"]
-    validation = model.evaluate(
-        group.batches("validation", config.eval_batch_size),
-        return_dict=True, verbose=0)
-    test = model.evaluate(group.batches("test", config.eval_batch_size),
-                          return_dict=True, verbose=0)
+    # The library's per-example evaluation, as every group network's.
+    network = evaluated_network(model, group, tasks, config.seed,
+                                config.eval_batch_size)
     result = TrainResult(
         tasks=tasks,
-        test_error={t: 1.0 - a
-                    for t, a in per_task(test, tasks, "accuracy").items()},
-        validation_loss=per_task(validation, tasks, "loss"),
+        test_error={t: network.mean("test", t, "error") for t in tasks},
+        validation_loss={t: network.mean("validation", t) for t in tasks},
         epochs=len(val_losses),
         best_epoch=int(np.nanargmin(val_losses)) + 1,
         seconds=seconds,
         affinity=getattr(model, "fit_affinity", None),
     )
     return result, model
+
+
+def evaluated_network(model, data, tasks, seed, batch_size):
+    """`model` evaluated example by example on `data`'s validation and
+    test splits, as a `tag_keras.train.Network` (whose `mean(split, task,
+    "error")` is the test error of every table here)."""
+    from tag_keras.train import networks as networks_lib
+    from tag_keras.train import outcomes
+
+    tasks = tuple(tasks)
+    evaluated = {split: outcomes.evaluate_network(
+                     model, data.batches(split, batch_size), tasks, tasks,
+                     batch_size)
+                 for split in networks_lib.EVALUATED}
+    return networks_lib.Network(tasks, int(seed), math.nan, 0, evaluated, {})
 
 
 def split_arrays(data, split):
@@ -319,20 +334,31 @@ def group_data(data, config):
             "test": data.batches("test", config.eval_batch_size)}
 
 
-def network_builder(data, config, *, distribution=None):
-    """`build(tasks)`: a compiled network of the protocol for a group."""
+def network_builder(data, config, *, distribution=None, training_method=None):
+    """`build(tasks)`: a compiled network of the protocol for a group.
+
+    With `training_method` (a function returning a new `tag_keras.mtl`
+    method, e.g. `mtl.PCGrad`), each network is a `TaskAffinityModel`
+    trained with that method and measuring nothing.
+    """
     import keras
 
     from experiments.lib import models
 
     model_cls = keras.Model
+    if training_method is not None:
+        import tag_keras
+
+        model_cls = tag_keras.TaskAffinityModel
     if distribution is not None:
         model_cls = distribution_lib.distributed_model_class(model_cls)
 
     def build(tasks):
         group = data.select_tasks(tuple(tasks))
+        options = {} if training_method is None else {
+            "affinity_every_n_steps": 0, "training_method": training_method()}
         model = models.build_model(group, width=config.width,
-                                   model_cls=model_cls)
+                                   model_cls=model_cls, **options)
         model.compile(optimizer=keras.optimizers.SGD(
             config.learning_rate, momentum=config.momentum),
             **models.compile_kwargs(group))
@@ -341,15 +367,19 @@ def network_builder(data, config, *, distribution=None):
     return build
 
 
-def seeded_trainer(data, config, seeds, *, directory=None,
-                   distribution=None, log=print):
-    """A `tag_keras.train.GroupTrainer` training with this protocol under
-    every seed of `seeds` (`config.seed` is not used)."""
+def seeded_trainer(data, config, seeds=None, *, directory=None,
+                   distribution=None, log=print, training_method=None):
+    """The `tag_keras.train.GroupTrainer` that trains every network of the
+    experiments: this protocol's networks (`network_builder`) under every
+    seed of `seeds` (default: `[config.seed]`), early-stopped on a slice
+    carved from the training data (the validation split decides)."""
     from tag_keras import train
 
     return train.GroupTrainer(
-        network_builder(data, config, distribution=distribution),
-        group_data(data, config), seeds=seeds,
+        network_builder(data, config, distribution=distribution,
+                        training_method=training_method),
+        group_data(data, config),
+        seeds=[config.seed] if seeds is None else seeds,
         fit_kwargs={"epochs": config.epochs,
                     "callbacks": fit_callbacks(config)},
         batch_size=config.batch_size, directory=directory,
@@ -357,145 +387,27 @@ def seeded_trainer(data, config, seeds, *, directory=None,
         eval_batch_size=config.eval_batch_size, tasks=data.tasks)
 
 
-class _Served:
-    """What both trainers give from their `result(tasks)`."""
-
-    def served_errors(self, groups, serve):
-        """Task -> test error of the group serving it (`serve[task]`)."""
-        return {task: self.result(groups[index]).test_error[task]
-                for task, index in serve.items()}
-
-    def seconds(self, groups):
-        """Total training time of these groups' networks."""
-        return sum(self.result(g).seconds for g in groups)
+def served_errors(engine, groups, serve, seed=None):
+    """Task -> test error of the network of the group serving it
+    (`groups[serve[task]]`) at `seed` (default: the engine's first), each
+    group trained if missing."""
+    seed = engine.seeds[0] if seed is None else seed
+    engine.train(groups, seeds=[seed])
+    return {task: engine.network(groups[index], seed).mean(
+                "test", task, "error")
+            for task, index in serve.items()}
 
 
-class SeedTrainer(_Served):
-    """One seed of a `tag_keras.train.GroupTrainer`, with `GroupTrainer`'s
-    interface (`result`, `train_all`, `served_errors`, `seconds`), so that
-    HOA and the oracle train through the same networks as the rest.
-
-    Args:
-        engine: The `tag_keras.train.GroupTrainer`.
-        seed: The seed whose networks this view trains and reads.
-        data: The `MultiTaskData`.
-        distribution: The strategy the engine trains under (None: none).
-    """
-
-    def __init__(self, engine, seed, data, *, distribution=None):
-        self.engine, self.seed, self.data = engine, seed, data
-        self.distribution = distribution
-
-    def __contains__(self, tasks):
-        return self.engine.has(tasks, self.seed)
-
-    def __len__(self):
-        return sum(n.seed == self.seed for n in self.engine.stored())
-
-    def add(self, result):
-        """Nothing to do: the engine holds the measuring run's network."""
-
-    def result(self, tasks):
-        """The `TrainResult` of `tasks` at this seed (trained if needed)."""
-        network = self.engine.network(tasks, self.seed)
-        return TrainResult(
-            tasks=network.tasks,
-            test_error={t: network.mean("test", t, "error")
-                        for t in network.tasks},
-            validation_loss={t: network.mean("validation", t)
-                             for t in network.tasks},
-            epochs=network.epochs, best_epoch=0, seconds=network.seconds)
-
-    def train_all(self, groups):
-        """Trains every group missing at this seed; their results."""
-        self.engine.train(groups, seeds=[self.seed])
-        return [self.result(g) for g in groups]
+def training_seconds(engine, groups, seed=None):
+    """Total training time of these groups' networks at `seed` (default:
+    the engine's first)."""
+    seed = engine.seeds[0] if seed is None else seed
+    return sum(engine.network(g, seed).seconds for g in groups)
 
 
 def format_group(tasks):
     """`"(a, b)"`."""
     return f"({', '.join(tasks)})"
-
-
-class GroupTrainer(_Served):
-    """Trains each distinct task group once and remembers the result.
-
-    Groups are keyed by their set of tasks: `(a, b)` and `(b, a)` are one
-    network. Results of networks trained elsewhere (e.g. the all-task
-    measurement run) can be added with `add`.
-
-    Args:
-        data: A `MultiTaskData`.
-        config: A `TrainConfig`.
-        distribution: A `tf.distribute.Strategy` every network is trained
-            under (see
-            `distribution.make_distribution`); None for none.
-        log: Called with one line per network (default `print`).
-        training_method: None, or a function returning a new
-            `tag_keras.mtl` method for each network (e.g. `mtl.PCGrad`);
-            every group must then have two or more tasks.
-    """
-
-    def __init__(self, data, config, *, distribution=None, log=print,
-                 training_method=None):
-        self.data = data
-        self.config = config
-        self.distribution = distribution
-        self._log = log
-        self._training_method = training_method
-        self._results = {}
-
-    def __contains__(self, tasks):
-        return frozenset(tasks) in self._results
-
-    def __len__(self):
-        return len(self._results)
-
-    def add(self, result):
-        """Remembers a `TrainResult` trained outside this trainer."""
-        self._results[frozenset(result.tasks)] = result
-
-    def result(self, tasks):
-        """The `TrainResult` of `tasks`, training the network if needed."""
-        key = frozenset(tasks)
-        if key not in self._results:
-            import keras
-
-            keras.backend.clear_session()  # Many models in one process.
-            ordered = tuple(t for t in self.data.tasks if t in key)
-            kwargs = {}
-            if self._training_method is not None:
-                import tag_keras
-
-                kwargs = {"model_cls": tag_keras.TaskAffinityModel,
-                          "affinity_every_n_steps": 0,
-                          "training_method": self._training_method()}
-            self._results[key], _ = train_network(
-                self.data, self.config, tasks=ordered,
-                distribution=self.distribution, **kwargs)
-        return self._results[key]
-
-    def train_all(self, groups):
-        """Trains every group not trained yet, one progress line each."""
-        todo = []
-        for group in groups:
-            if frozenset(group) not in self and frozenset(group) not in {
-                    frozenset(g) for g in todo}:
-                todo.append(tuple(t for t in self.data.tasks if t in group))
-        start = time.perf_counter()
-        for i, group in enumerate(todo, start=1):
-            elapsed = time.perf_counter() - start
-            eta = ("" if i == 1 else
-                   f"; {elapsed:.0f} s so far, ETA "
-                   f"{elapsed / (i - 1) * (len(todo) - i + 1):.0f} s")
-            self._log(f"[{i}/{len(todo)}] training group {format_group(group)}"
-                      f" ...{eta}")
-            result = self.result(group)
-            self._log(f"    {result.epochs} epochs (best {result.best_epoch})"
-                      f" in {result.seconds:.1f} s, test error "
-                      + ", ".join(f"{t} {100 * e:.1f}%"
-                                  for t, e in result.test_error.items()))
-        return [self.result(g) for g in groups]
 
 
 def serve_partition(groups):
