@@ -56,12 +56,25 @@ def test_wider_networks_scale_the_width(planted_three_tasks, tmp_path):
     assert summary.loc[0, "minus 1x"] == 0.0
 
 
-def test_tag_groups_with_and_without_pcgrad(planted_three_tasks, tmp_path):
+def test_tag_groups_with_and_without_pcgrad(planted_three_tasks, tmp_path,
+                                           monkeypatch):
     config = training.TrainConfig(epochs=1, batch_size=16, learning_rate=0.05,
                                   patience=1, width=4,
                                   affinity_every_n_steps=1)
+    engines = []
+    original = ablations.training.seeded_trainer
+
+    def spy(*args, **kwargs):
+        engines.append(original(*args, **kwargs))
+        return engines[-1]
+
+    monkeypatch.setattr(ablations.training, "seeded_trainer", spy)
     summary = ablations.pcgrad(planted_three_tasks, config, str(tmp_path),
                                seeds=1, budgets=(2,), log=lambda _: None)
+    # The all-task network is the plain engine's, trained as the groups.
+    all_task = engines[0].network(TASKS, 0)
+    assert summary.loc[0, "all-task"] == pytest.approx(
+        100 * sum(all_task.mean("test", t, "error") for t in TASKS))
     rows = pd.read_csv(tmp_path / "pcgrad.csv")
     assert sorted(rows["method"]) == ["TAG", "TAG+PCGrad"]
     # The same groups for both methods, each with two or more tasks.
