@@ -28,14 +28,14 @@ import importlib
 
 __version__ = "0.4.0.dev0"
 
-from tag_keras._errors import InputError  # noqa: E402
-from tag_keras._lock import DirectoryInUseError  # noqa: E402
-from tag_keras.select import Grouping  # noqa: E402
-from tag_keras.select import Selection  # noqa: E402
-from tag_keras.select import choose_groups  # noqa: E402
-from tag_keras.select import select_groups  # noqa: E402
-from tag_keras.select import select_groups_from_group_affinity  # noqa: E402
-from tag_keras.select import select_groups_from_performance  # noqa: E402
+from tag_keras._errors import InputError
+from tag_keras._lock import DirectoryInUseError
+from tag_keras.select import Grouping
+from tag_keras.select import Selection
+from tag_keras.select import choose_groups
+from tag_keras.select import select_groups
+from tag_keras.select import select_groups_from_group_affinity
+from tag_keras.select import select_groups_from_performance
 
 # Public name -> module that defines it (imported lazily).
 _LAZY = {

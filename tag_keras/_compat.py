@@ -12,7 +12,8 @@ is refused with the one to use.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 #: The version that stops reading the old names.
 REMOVED_IN = "0.5.0"

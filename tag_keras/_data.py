@@ -19,14 +19,12 @@ def batches(data, batch_size, tasks, max_batches=None):
     Arrays are cut into `batch_size` slices in order; a dataset keeps its
     own batches.
     """
-    count = 0
-    for batch in _raw_batches(data, batch_size):
+    for count, batch in enumerate(_raw_batches(data, batch_size)):
         if max_batches is not None and count >= max_batches:
             return
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
         x = tree.map_structure(np.asarray, x)
         yield x, labels_by_task(y, tasks), _numpy_or_none(sample_weight)
-        count += 1
 
 
 def first_batch(data):
@@ -83,7 +81,7 @@ def slices(x, y, batch_size):
     size = len(y)
     for start in range(0, size, batch_size):
         part = slice(start, start + batch_size)
-        yield tree.map_structure(lambda a: a[part], x), y[part]
+        yield slice_inputs(x, part), y[part]
 
 
 def labels_by_task(y, tasks):
@@ -133,13 +131,9 @@ def _raw_batches(data, batch_size):
         size = len(tree.flatten(x)[0])
         for start in range(0, size, batch_size):
             part = slice(start, start + batch_size)
-
-            def cut(value):
-                return tree.map_structure(lambda a: np.asarray(a)[part],
-                                          value)
-
-            yield (cut(x), cut(y)) if weight is None else (
-                cut(x), cut(y), cut(weight))
+            cut = [slice_inputs(tree.map_structure(np.asarray, v), part)
+                   for v in (x, y, weight) if v is not None]
+            yield tuple(cut)
 
 
 def _numpy_or_none(value):

@@ -72,7 +72,8 @@ class RowFile:
         text = io.StringIO()
         csv.writer(text).writerows([header, *kept])
         replace_atomically(self.path, text.getvalue())
-        self._handle = open(self.path, "a", newline="")
+        # Kept open: rows are appended one by one until close().
+        self._handle = open(self.path, "a", newline="")  # noqa: SIM115
         self._writer = csv.writer(self._handle)
 
     def _kept_rows(self, header, keep):

@@ -13,13 +13,13 @@ import warnings
 
 import keras
 import tensorflow as tf
-from tensorflow.python.framework import ops as tf_ops
 from keras.src.losses import loss as loss_module
 from keras.src.models import functional as functional_module
 from keras.src.models import model as model_module
 from keras.src.saving import object_registration
 from keras.src.trainers import data_adapters
 from keras.src.trainers.data_adapters import array_data_adapter
+from tensorflow.python.framework import ops as tf_ops
 
 #: The oldest Keras (major, minor) the private uses below work on. Keras
 #: 3.7 lacks `scale_loss_for_distribution`, `unscale_loss_for_distribution`
@@ -40,20 +40,20 @@ def keras_version_problem(version: str) -> tuple[str, str] | None:
     tested = (f"{OLDEST_KERAS[0]}.{OLDEST_KERAS[1]} to "
               f"{NEWEST_TESTED_KERAS[0]}.{NEWEST_TESTED_KERAS[1]}")
     if found is not None and found < OLDEST_KERAS:
-        return ("error",
-                f"tag_keras needs Keras {OLDEST_KERAS[0]}.{OLDEST_KERAS[1]}"
-                f" or newer (it is tested on Keras {tested}); upgrade with "
-                f"`pip install 'keras>={OLDEST_KERAS[0]}.{OLDEST_KERAS[1]}'`."
-                f" Received: keras {version}")
+        return ("error", (
+            f"tag_keras needs Keras {OLDEST_KERAS[0]}.{OLDEST_KERAS[1]}"
+            f" or newer (it is tested on Keras {tested}); upgrade with "
+            f"`pip install 'keras>={OLDEST_KERAS[0]}.{OLDEST_KERAS[1]}'`."
+            f" Received: keras {version}"))
     if found is None or found > NEWEST_TESTED_KERAS:
-        return ("warning",
-                f"tag_keras is tested on Keras {tested}; Keras {version} is "
-                "newer. It reaches a few Keras internals "
-                "(tag_keras/_keras_private.py): if something fails, "
-                "`pytest tests/test_keras_private.py` in a source checkout "
-                "names what changed, and installing "
-                f"`keras=={NEWEST_TESTED_KERAS[0]}.{NEWEST_TESTED_KERAS[1]}.*`"
-                " avoids it.")
+        return ("warning", (
+            f"tag_keras is tested on Keras {tested}; Keras {version} is "
+            "newer. It reaches a few Keras internals "
+            "(tag_keras/_keras_private.py): if something fails, "
+            "`pytest tests/test_keras_private.py` in a source checkout "
+            "names what changed, and installing "
+            f"`keras=={NEWEST_TESTED_KERAS[0]}.{NEWEST_TESTED_KERAS[1]}.*`"
+            " avoids it."))
     return None
 
 

@@ -32,7 +32,8 @@ class CandidateLogger(keras.callbacks.Callback):
     def _method(self):
         method = getattr(self.model, "training_method", None)
         if not isinstance(method, ITMTL):
-            raise ValueError(
+            # A misconfigured model, not an argument of the wrong type.
+            raise ValueError(  # noqa: TRY004
                 "CandidateLogger needs a TaskAffinityModel trained with "
                 "training_method=tag_keras.mtl.ITMTL(...). Received: a "
                 f"model with training_method={type(method).__name__}.")

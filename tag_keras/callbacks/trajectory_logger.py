@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tag_keras import _data
 from tag_keras import _distribute
 from tag_keras import _files
-from tag_keras import _data
 from tag_keras.diagnostics.conflict import _check_positive
 from tag_keras.diagnostics.trajectory import MEASURES
 from tag_keras.diagnostics.trajectory import TrajectoryMeasures
@@ -114,12 +114,12 @@ class TrajectoryLogger(keras.callbacks.Callback):
         self._data = {"train": train_data, "test": test_data,
                       "val": validation_data}
         self.max_samples = max_samples
-        self._settings = dict(
-            rho=float(rho), sharpness_steps=sharpness_steps,
-            sharpness_batch_size=sharpness_batch_size,
-            fisher_batch_size=fisher_batch_size,
-            fisher_samples=fisher_samples,
-            coherence_batch_size=coherence_batch_size)
+        self._settings = {
+            "rho": float(rho), "sharpness_steps": sharpness_steps,
+            "sharpness_batch_size": sharpness_batch_size,
+            "fisher_batch_size": fisher_batch_size,
+            "fisher_samples": fisher_samples,
+            "coherence_batch_size": coherence_batch_size}
         self.tensorboard = tensorboard
         self._trajectory = None
         self._file = self._writer = None

@@ -8,17 +8,18 @@ Per-example gradients come from one vectorised Jacobian per batch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from keras import tree
 
 from tag_keras import _data
+from tag_keras.diagnostics.conflict import _check_positive
 from tag_keras.tasks import labels as labels_lib
 from tag_keras.tasks.view import TaskView
 from tag_keras.tasks.view import batch_function
-from tag_keras.diagnostics.conflict import _check_positive
 
 if TYPE_CHECKING:  # for annotations only
     import keras
@@ -83,7 +84,7 @@ def fisher_trace(model: keras.Model, data: Any, task: str,
             "expectation over the model's predictions cannot be computed "
             "exactly. Pass `samples=` (e.g. samples=8) to estimate it by "
             f"sampling. Received: samples={samples!r}.")
-    x, y = labels_lib.task_examples(data, view.tasks, task, max_samples)
+    x, _ = labels_lib.task_examples(data, view.tasks, task, max_samples)
     return fisher_trace_of(view, task, x, batch_size, samples, seed)
 
 

@@ -10,13 +10,13 @@ import math
 import numpy as np
 
 from tag_keras import _data
-from tag_keras.tasks import labels as labels_lib
-from tag_keras.tasks.view import TaskView
 from tag_keras.diagnostics.conflict import gradient_conflict_of
-from tag_keras.tasks.evaluation import losses_and_errors
 from tag_keras.diagnostics.per_example import fisher_trace_of
 from tag_keras.diagnostics.per_example import gradient_coherence_of
 from tag_keras.diagnostics.worst_case import sharpness_of
+from tag_keras.tasks import labels as labels_lib
+from tag_keras.tasks.evaluation import losses_and_errors
+from tag_keras.tasks.view import TaskView
 
 #: The measure groups `TrajectoryLogger(measures=...)` accepts.
 MEASURES = ("loss", "error", "conflict", "sharpness", "fisher", "coherence")

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from tag_keras import _data
+from tag_keras.diagnostics.conflict import _check_positive
 from tag_keras.tasks import labels as labels_lib
 from tag_keras.tasks.view import TaskView
 from tag_keras.tasks.view import batch_function
-from tag_keras.diagnostics.conflict import _check_positive
 
 if TYPE_CHECKING:  # for annotations only
     import keras

@@ -8,20 +8,23 @@ computes its own per-task losses and applies its own updates: a hand-written
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
 
 import tensorflow as tf
 
 from tag_keras import _distribute
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import sources as sources_lib
-from tag_keras.tasks.gradients import TaskGradients
-from tag_keras.tasks.names import check_task_names
 from tag_keras.measure.forward import ForwardPass
 from tag_keras.measure.lookahead import make_lookahead
 from tag_keras.measure.readout import AffinityReadout
 from tag_keras.measure.settings import AffinitySettings
 from tag_keras.measure.target import Target
+from tag_keras.tasks.gradients import TaskGradients
+from tag_keras.tasks.names import check_task_names
 
 if TYPE_CHECKING:  # for annotations only
     import keras

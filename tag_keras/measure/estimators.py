@@ -16,7 +16,8 @@ supports (group sources, held-out data, a tentative step).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 

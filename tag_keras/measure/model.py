@@ -30,7 +30,8 @@ given once; they never enter the averages.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -40,15 +41,15 @@ from tag_keras import _compat
 from tag_keras import _keras_private
 from tag_keras.measure import estimators
 from tag_keras.measure import held_out
-from tag_keras.tasks import labels
-from tag_keras.tasks.names import check_task_names
-from tag_keras.tasks import shared as shared_lib
 from tag_keras.measure import sources as sources_lib
 from tag_keras.measure import step as step_lib
 from tag_keras.measure.epochs import EpochAffinity
 from tag_keras.measure.readout import AffinityReadout
 from tag_keras.measure.settings import AffinitySettings
 from tag_keras.mtl import base as mtl_base
+from tag_keras.tasks import labels
+from tag_keras.tasks import shared as shared_lib
+from tag_keras.tasks.names import check_task_names
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
@@ -134,7 +135,9 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
         _keras_private.check_backend()
         if _keras_private.is_functional_call(args, kwargs) and not issubclass(
                 cls, _keras_private.Functional):
-            cls = _functional_variant(cls)
+            # Deliberate: the zero-argument super() below must see the
+            # functional variant as the class being created.
+            cls = _functional_variant(cls)  # noqa: PLW0642
         return super().__new__(cls, *args, **kwargs)
 
     def __init__(self, *args, affinity_every_n_steps: int = 10,

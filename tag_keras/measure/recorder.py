@@ -7,7 +7,7 @@ bookkeeping (`epoch_affinity`, `fit_affinity`). `AffinityLogger` reads the
 recorder's small interface, nothing else of the model.
 """
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -53,7 +53,7 @@ class AffinityRecorder:
         self.state = AffinityState(len(names), name="affinity_state")
         self.group_sources, self.group_state = groups, group_state
         self.epoch_affinity = self.fit_affinity = None
-        self.measured_steps: Optional[int] = None
+        self.measured_steps: int | None = None
         self._epoch_start = None
 
     # The measurement ----------------------------------------------------

@@ -8,7 +8,6 @@ the settings back off the model.
 
 import dataclasses
 import numbers
-from typing import Optional, Union
 
 from tag_keras.measure import estimators
 from tag_keras.measure import sources as sources_lib
@@ -36,8 +35,8 @@ class AffinitySettings:
     lookahead_step: str = "optimizer"
     scale_by_learning_rate: bool = True
     cosine_kernels_only: bool = False
-    sources: Union[str, int] = "tasks"
-    random_subsets: Optional[int] = None
+    sources: str | int = "tasks"
+    random_subsets: int | None = None
     seed: int = 0
     max_subset_tasks: int = sources_lib.MAX_SUBSET_TASKS
 
@@ -55,7 +54,9 @@ class AffinitySettings:
                 f"affinity_random_subsets={self.random_subsets!r}.")
         if isinstance(self.seed, bool) or not isinstance(
                 self.seed, numbers.Integral):
-            raise ValueError("`affinity_seed` must be an integer. Received: "
+            # ValueError, as for every other bad setting (Keras's habit).
+            raise ValueError(  # noqa: TRY004
+                "`affinity_seed` must be an integer. Received: "
                              f"affinity_seed={self.seed!r}.")
         for name, cast in (("scale_by_learning_rate", bool),
                            ("cosine_kernels_only", bool), ("seed", int),

@@ -16,14 +16,14 @@ from keras import ops
 
 from tag_keras import _distribute
 from tag_keras import _keras_private
-from tag_keras.tasks import shared as shared_lib
 from tag_keras.measure import target as target_lib
-from tag_keras.tasks import gradients as gradients_lib
-from tag_keras.tasks.gradients import TaskGradients
 from tag_keras.measure.lookahead import make_lookahead
-from tag_keras.tasks.losses import TaskLosses
 from tag_keras.mtl import base as mtl_base
 from tag_keras.mtl.base import StepContext
+from tag_keras.tasks import gradients as gradients_lib
+from tag_keras.tasks import shared as shared_lib
+from tag_keras.tasks.gradients import TaskGradients
+from tag_keras.tasks.losses import TaskLosses
 
 
 class TrainStep:

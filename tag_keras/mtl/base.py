@@ -97,7 +97,7 @@ class TrainingMethod(keras.layers.Layer):
         weight is its multiplier times the gradient of its compiled loss.
         None means all ones.
         """
-        return None
+        return
 
     def attach(self, model):
         """Called by `TaskAffinityModel.fit` at train begin with the model.

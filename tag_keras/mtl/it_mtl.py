@@ -10,9 +10,9 @@ compiled optimizer's real next step, state included, on copies.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
-
 import itertools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import weakref
+from typing import Any
 
 import keras
 import numpy as np

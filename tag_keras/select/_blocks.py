@@ -9,7 +9,6 @@ bitmasks (`values`, `all_values`) and for the blocks inside special
 
 import numpy as np
 
-
 #: Masks per chunk when valuing blocks over all 2^n.
 _CHUNK = 1 << 16
 

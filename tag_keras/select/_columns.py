@@ -266,7 +266,7 @@ def _generate_columns(scores, columns, num_groups, best_total, deadline,
     upper, lp_optimal, pi, mu, nodes = None, False, None, 0.0, 0
     lp_value = np.inf
     gap = _FIRST_GAP
-    budget = num_groups if num_groups < n else n
+    budget = min(n, num_groups)
     pricing = deadline.early(0.9)  # Time left for the MILP over its blocks.
     while not pricing.passed():
         lp_value, pi, mu = _master(columns, num_groups)

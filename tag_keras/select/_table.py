@@ -132,7 +132,7 @@ def best_group(scores, block):
     n = scores.shape[1]
     members = np.flatnonzero((block >> np.arange(n)) & 1)
     candidates = [
-        (-np.nansum(scores[g, members]), bin(g).count("1"), g)
+        (-np.nansum(scores[g, members]), g.bit_count(), g)
         for g in range(1, 2**n)
         if g & block == block and not np.isnan(scores[g, members]).any()
     ]

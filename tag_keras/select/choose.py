@@ -11,12 +11,12 @@ document. Pure NumPy and pandas, like the rest of `tag_keras.select`.
 
 from __future__ import annotations
 
-
-
 import dataclasses
 import numbers
 import time
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -53,8 +53,8 @@ class Selection:
     tasks: list
     groupings: list
     seconds: dict
-    candidates: Optional[list]
-    stabilities: Optional[list]
+    candidates: list | None
+    stabilities: list | None
     document: dict
 
     @property
@@ -65,11 +65,11 @@ class Selection:
 
 def choose_groups(source: pd.DataFrame, budgets: Sequence[int], *,
                   mode: str = "affinity", top: int = 1,
-                  steps: Optional[pd.DataFrame] = None,
+                  steps: pd.DataFrame | None = None,
                   resamples: int = 200, seed: int = 0,
-                  time_limit: Optional[float] = None,
-                  progress: Optional[Callable[[str], None]] = None,
-                  record: Optional[dict] = None,
+                  time_limit: float | None = None,
+                  progress: Callable[[str], None] | None = None,
+                  record: dict | None = None,
                   **options: Any) -> Selection:
     """Selects each budget's grouping from `source`; builds the document.
 

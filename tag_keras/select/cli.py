@@ -145,8 +145,8 @@ def format_result(result, tasks):
         relative = result.gap / max(abs(result.upper_bound), 1e-300)
         status = (f"NOT proven optimal: upper bound {result.upper_bound:.6g}, "
                   f"gap {result.gap:.3g} ({relative:.1%})")
-    lines = [f"Budget {result.num_groups}: {len(result.groups)} group(s), "
-             f"mean {kind} {result.score:.6g}, {status} [{result.method}]"]
+    lines = [(f"Budget {result.num_groups}: {len(result.groups)} group(s), "
+              f"mean {kind} {result.score:.6g}, {status} [{result.method}]")]
     if len(result.groups) < result.num_groups and result.optimal:
         lines.append(f"  (a budget of {len(result.groups)} already reaches "
                      f"this score: budget {result.num_groups} uses only "
@@ -195,8 +195,8 @@ def check_output(path, flag="output"):
 
 def describe_surrogate(fit):
     """Lines on the group-affinity surrogate's fit, per target."""
-    lines = ["Surrogate for unmeasured group sources (least squares on "
-             "membership, per target):"]
+    lines = [("Surrogate for unmeasured group sources (least squares on "
+              "membership, per target):")]
     for row in fit.itertuples():
         r2 = ("exact fit, no residual to judge" if math.isnan(row.r2)
               else f"R^2 {row.r2:.3f}")

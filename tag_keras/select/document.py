@@ -18,11 +18,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any
+from typing import NamedTuple
 
 from tag_keras import _errors
-from tag_keras._compat import affinity_structure
 from tag_keras import _files
+from tag_keras._compat import affinity_structure
 
 #: Keys every result entry carries.
 REQUIRED_RESULT_KEYS = ("num_groups", "groups", "serve")
@@ -184,7 +186,7 @@ class Candidate(NamedTuple):
     serve: dict
 
     @classmethod
-    def of(cls, item) -> "Candidate":
+    def of(cls, item) -> Candidate:
         """From a document entry or candidate (a dict), a `Grouping`, or
         a `(groups, serve)` pair."""
         if isinstance(item, dict):
@@ -236,7 +238,7 @@ class GroupsDocument:
 
     @classmethod
     def from_dict(cls, document: dict, source: str = "the groups document",
-                  tasks: Sequence[str] | None = None) -> "GroupsDocument":
+                  tasks: Sequence[str] | None = None) -> GroupsDocument:
         """Validates `document` (`validate_groups`) and types it."""
         validate_groups(document, source=source, tasks=tasks)
         results = tuple(BudgetResult(

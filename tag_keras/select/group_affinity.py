@@ -21,7 +21,7 @@ to `MAX_TASKS` tasks; beyond, the column generation of `select_groups`
 import dataclasses
 import math
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -30,8 +30,8 @@ from tag_keras._errors import InputError
 from tag_keras.select import _blocks
 from tag_keras.select import _scores
 from tag_keras.select import _table
-from tag_keras.select import readers
 from tag_keras.select import grouping as grouping_lib
+from tag_keras.select import readers
 
 SEPARATOR = "|"
 COLUMNS = ("sources", "target", "affinity")

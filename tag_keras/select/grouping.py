@@ -7,7 +7,7 @@ import dataclasses
 import math
 import numbers
 import types
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd

@@ -11,15 +11,15 @@ budget semantics and result type as `select_groups`. Pure NumPy/pandas.
 import dataclasses
 import os
 import types
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
 from tag_keras._errors import InputError
 from tag_keras.select import _table
-from tag_keras.select import readers
 from tag_keras.select import grouping as grouping_lib
+from tag_keras.select import readers
 
 SEPARATOR = "|"
 # Largest task count: block values cost 3^n (HOA needs n^2 / 2 trained
@@ -87,7 +87,7 @@ def group_losses(tasks, measured):
     members = _table.members_of(n)
     pair = np.full((n, n), np.nan)  # pair[b, a]: a's loss trained with b.
     for (mask, a), value in measured.items():
-        if bin(mask).count("1") == 2:
+        if int(mask).bit_count() == 2:
             pair[(mask ^ (1 << a)).bit_length() - 1, a] = value
     np.fill_diagonal(pair, 0.0)  # A task's own term is left out below.
     others = members.sum(axis=1, keepdims=True) - 1

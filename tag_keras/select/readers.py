@@ -12,7 +12,7 @@ numbers, an empty value cell as NaN. Use these rather than a bare
 import csv
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -82,10 +82,9 @@ def read_table(path: str | os.PathLike,
     for name in header:
         if name in name_columns:
             frame[name] = frame[name].astype(object)
-        elif len(frame) and all(float(v).is_integer() for v in frame[name]
-                                if not math.isnan(v)):
-            if not frame[name].isna().any():
-                frame[name] = frame[name].astype("int64")
+        elif (len(frame) and not frame[name].isna().any()
+              and all(float(v).is_integer() for v in frame[name])):
+            frame[name] = frame[name].astype("int64")
     return frame
 
 

@@ -29,10 +29,9 @@ Pure NumPy and pandas, like the rest of `tag_keras.select`.
 
 from __future__ import annotations
 
-
-
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -197,7 +196,7 @@ def improvement(z, tasks, grouping):
 
 def _blocks(count, block_size):
     if block_size is None:
-        block_size = max(1, int(round(count ** (1 / 3))))
+        block_size = max(1, round(count ** (1 / 3)))
     if isinstance(block_size, bool) or not isinstance(block_size, int) or (
             block_size < 1):
         raise InputError("`block_size` must be an integer >= 1. Received: "

@@ -129,7 +129,7 @@ def task_examples(data, tasks, task, max_samples):
         keep = labelled(labels)
         if not keep.any():
             continue
-        xs.append(tree.map_structure(lambda a: a[keep], x))
+        xs.append(_data.slice_inputs(x, keep))
         ys.append(labels[keep])
         total += int(keep.sum())
         if total >= max_samples:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 #: Separator of task names in a group's label (`"a|b"`, as written in
 #: `group_affinity.csv`, `performance.csv` and the groups document).

@@ -31,7 +31,8 @@ _LAZY = {
     "random_partitions": "random_groupings",
 }
 
-__all__ = sorted(_LAZY)
+# A list at run time; ruff cannot see it is one.
+__all__ = sorted(_LAZY)  # noqa: PLE0605
 
 
 def __getattr__(name):

@@ -38,17 +38,17 @@ import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import tag_keras_entry  # noqa: E402
+import tag_keras_entry
 
 tag_keras_entry.pin_kernels()  # run as python -m tag_keras.train.cli too
 
-from absl import flags  # noqa: E402
+from absl import flags
 
-from tag_keras import _cli  # noqa: E402
-from tag_keras import _errors  # noqa: E402
-from tag_keras.select import document as document_lib  # noqa: E402
-from tag_keras.train import executor_flags  # noqa: E402
-from tag_keras.train import inputs  # noqa: E402
+from tag_keras import _cli
+from tag_keras import _errors
+from tag_keras.select import document as document_lib
+from tag_keras.train import executor_flags
+from tag_keras.train import inputs
 
 _MODEL = flags.DEFINE_string(
     "model", None, "MODULE:FUNCTION; the function takes a list of task "

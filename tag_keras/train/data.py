@@ -143,7 +143,8 @@ def monitored_split(data, callbacks):
         return data["train"], None, None
     train = data["train"]
     if not isinstance(train, (tuple, list)):
-        raise ValueError(
+        # A usable split of another kind, not an argument of a wrong type.
+        raise ValueError(  # noqa: TRY004
             "Early stopping must not read the validation split, which "
             "decides; with a training split that is not (x, y) arrays, "
             "give the data an 'early_stopping' split to stop on. Received: "
@@ -151,7 +152,7 @@ def monitored_split(data, callbacks):
             "'early_stopping' split")
     x, y = train[0], train[1]
     size = len(tree.flatten(x)[0])
-    carved = max(1, int(round(CARVED_SHARE * size)))
+    carved = max(1, round(CARVED_SHARE * size))
     if size - carved < 1:
         raise ValueError(
             "Too few training examples to carve an early-stopping slice; "
@@ -161,12 +162,12 @@ def monitored_split(data, callbacks):
     held, kept = np.sort(order[:carved]), np.sort(order[carved:])
 
     def take(rows):
-        return (tree.map_structure(lambda a: np.asarray(a)[rows], x),
+        return (_data.slice_inputs(tree.map_structure(np.asarray, x), rows),
                 {t: np.asarray(v)[rows] for t, v in y.items()})
 
     return (take(kept), take(held),
-            f"{carved} of the {size} training examples, carved once "
-            f"(seed {CARVING_SEED}) and not trained on")
+            (f"{carved} of the {size} training examples, carved once "
+             f"(seed {CARVING_SEED}) and not trained on"))
 
 
 def fit_data(split, tasks, *, batch_size=32, seed=0, shuffle=True):

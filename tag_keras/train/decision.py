@@ -28,19 +28,18 @@ negative means the split is better.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tag_keras.train import comparison as comparison_lib
 from tag_keras.train import random_groupings
 from tag_keras.train import statistics
-from tag_keras.train.comparison import KEEP_TOGETHER  # noqa: F401
-from tag_keras.train.comparison import SPLIT  # noqa: F401
-from tag_keras.train.comparison import UNDECIDED  # noqa: F401
+from tag_keras.train.comparison import KEEP_TOGETHER
+from tag_keras.train.comparison import SPLIT
+from tag_keras.train.comparison import UNDECIDED
 
 if TYPE_CHECKING:  # for annotations only
     from tag_keras.train.networks import GroupTrainer
@@ -249,7 +248,7 @@ def decide(trainer: GroupTrainer, candidates: dict, *,
            margin: float | None = None, alpha: float = 0.025,
            metric: str = "auto", max_seeds: int | None = None,
            random: dict | None = None, baselines: dict | None = None,
-           log=None) -> "Decision":
+           log=None) -> Decision:
     """The validated decision for every budget.
 
     Args:

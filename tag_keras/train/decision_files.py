@@ -83,11 +83,11 @@ def format_table(decision) -> str:
     metric, other = decision.all_tasks.metric, decision.all_tasks.other_metric
     level = 1 - decision.alpha
     lines = [
-        f"| option | networks | validation {metric} vs all tasks "
-        f"[one-sided {level:.1%} bounds, corrected] | answer | seeds | "
-        f"validation {other} vs all tasks | test {metric} vs all tasks | "
-        f"summed test error (% points, {len(decision.all_tasks.serve)} "
-        "tasks) mean ± SE |",
+        (f"| option | networks | validation {metric} vs all tasks "
+         f"[one-sided {level:.1%} bounds, corrected] | answer | seeds | "
+         f"validation {other} vs all tasks | test {metric} vs all tasks | "
+         f"summed test error (% points, {len(decision.all_tasks.serve)} "
+         "tasks) mean ± SE |"),
         "|---|---|---|---|---|---|---|---|"]
     for o in (decision.all_tasks, *decision.budgets):
         name = "all tasks" if o.num_groups == 1 else _groups_text(o.groups)
@@ -130,14 +130,14 @@ def format_table(decision) -> str:
     best = decision.best
     verdict = {"split": f"split into {best.num_groups} networks",
                "keep together": "keep all tasks in one network",
-               "undecided": "undecided (no budget is shown better or "
-               "shown not worth it)"}[decision.answer]
-    lines += [f"Answer: {verdict}. Margin {decision.margin:.4g} (summed "
+               "undecided": ("undecided (no budget is shown better or "
+                             "shown not worth it)")}[decision.answer]
+    lines += [(f"Answer: {verdict}. Margin {decision.margin:.4g} (summed "
               f"validation {metric}); seeds {list(decision.seeds)}; each "
               f"answer wrong at most {decision.alpha:g} of the time over "
               "every budget, candidate and look; negative = lower "
               f"{metric} than the all-task network; test numbers are "
-              "shown, never used."]
+              "shown, never used.")]
     return "\n".join(lines)
 
 

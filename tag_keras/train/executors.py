@@ -154,7 +154,8 @@ class RayExecutor:
             if len(nodes) < 2:
                 return
             from ray.util.scheduling_strategies import (
-                NodeAffinitySchedulingStrategy)
+                NodeAffinitySchedulingStrategy,
+            )
 
             look = ray.remote(os.path.exists).options(num_cpus=0)
             seen = ray.get([look.options(
@@ -186,7 +187,7 @@ class RayExecutor:
             max_retries=self.max_retries)
         try:
             shared = ray.put(recipe.shippable())
-        except Exception as error:  # whatever pickling the user's raises
+        except Exception as error:  # noqa: BLE001 (any pickling error)
             raise ValueError(
                 "The model function, data or fit settings cannot be sent to"
                 f" Ray workers ({type(error).__name__}: "

@@ -41,7 +41,7 @@ def _digest(*chunks):
 
 def _array_digest(hasher, value):
     array = np.ascontiguousarray(np.asarray(value))
-    hasher.update(f"{array.dtype.str}{array.shape}".encode("utf-8"))
+    hasher.update(f"{array.dtype.str}{array.shape}".encode())
     if array.dtype.kind == "O":
         hasher.update(repr(array.tolist()).encode("utf-8"))
     else:
@@ -51,10 +51,10 @@ def _array_digest(hasher, value):
 def _nested(hasher, value):
     if isinstance(value, dict):
         for key in sorted(value, key=str):
-            hasher.update(f"<{key}>".encode("utf-8"))
+            hasher.update(f"<{key}>".encode())
             _nested(hasher, value[key])
     elif isinstance(value, (tuple, list)):
-        hasher.update(f"[{len(value)}]".encode("utf-8"))
+        hasher.update(f"[{len(value)}]".encode())
         for item in value:
             _nested(hasher, item)
     else:

@@ -51,7 +51,7 @@ def load_function(spec, flag, parameters):
             module = importlib.import_module(module_name)
     except InputError:
         raise
-    except Exception as error:  # Anything the user's module raises.
+    except Exception as error:  # noqa: BLE001 (the user's module)
         raise InputError(
             f"--{flag}: cannot import {module_name}: "
             f"{type(error).__name__}: {' '.join(str(error).split())}. "
@@ -80,7 +80,7 @@ def load_data(function):
 
     try:
         data = function()
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 (the user's function)
         raise InputError(f"--data: the function raised {type(error).__name__}"
                          f": {' '.join(str(error).split())}") from None
     try:
@@ -129,7 +129,7 @@ def dry_run(build, data, groups, flag="--model"):
         name = f"({', '.join(group)})"
         try:
             model = build(list(group))
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 (the user's function)
             raise InputError(
                 f"{flag}: building the network of {name} raised "
                 f"{_one_line(error)}") from None
@@ -162,7 +162,7 @@ def _evaluate_once(model, batch, group, what):
     x, y = batch
     try:
         outputs = model(x, training=False)
-    except Exception as error:  # Whatever Keras raises, in one line.
+    except Exception as error:  # noqa: BLE001 (any Keras error)
         _refuse_task_names(error, group)
         raise InputError(
             f"{what} cannot take the 'train' split's inputs: "
@@ -182,7 +182,7 @@ def _evaluate_once(model, batch, group, what):
     try:
         model.test_on_batch(x, {t: np.nan_to_num(np.asarray(y[t]))
                                 for t in group})
-    except Exception as error:  # Whatever Keras raises, in one line.
+    except Exception as error:  # noqa: BLE001 (any Keras error)
         _refuse_task_names(error, group)
         raise InputError(
             f"{what} failed a one-batch dry run on the 'train' split: "
@@ -245,7 +245,7 @@ def load_all_task_model(path, tasks):
             f"another format. Received: all_task_model={path}")
     try:
         model = keras.saving.load_model(path)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 (any bad file)
         raise InputError(
             f"--all_task_model: cannot load {path}: {type(error).__name__}: "
             f"{' '.join(str(error).split())}") from None

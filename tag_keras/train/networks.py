@@ -15,8 +15,6 @@ where the run is and what is left (with an ETA).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import contextlib
 import dataclasses
 import hashlib
@@ -27,7 +25,11 @@ import os
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -254,7 +256,7 @@ class GroupTrainer:
     """
 
     def __init__(self, build: Callable, data: Mapping, *,
-                 seeds: Sequence[int] = (0,), fit_kwargs: Mapping = None,
+                 seeds: Sequence[int] = (0,), fit_kwargs: Mapping | None = None,
                  batch_size: int = 32, directory: str | None = None,
                  distribution: tf.distribute.Strategy | None = None,
                  log: Callable | None = print, eval_batch_size: int = 256,
@@ -294,7 +296,7 @@ class GroupTrainer:
             data_lib.monitored_split(data, self.fit_kwargs.get("callbacks")))
 
     def use(self, executor: RayExecutor | None,
-            data_function: Callable | None = None) -> "GroupTrainer":
+            data_function: Callable | None = None) -> GroupTrainer:
         """Trains the missing networks on `executor` from now on (None:
         in this process), with `data_function` as in the constructor.
         Returns self."""
@@ -409,7 +411,7 @@ class GroupTrainer:
             keras.backend.clear_session(free_memory=False)
         return {"architecture": self._architectures[group]}
 
-    def recipe(self) -> "Recipe":
+    def recipe(self) -> Recipe:
         """Everything that trains one network, for `train_network`
         (picklable when the model function and data are)."""
         return Recipe(self.build, self.data, self._fit_train,
@@ -440,7 +442,7 @@ class Recipe:
     distribution: object = None
     data_function: Callable | None = None
 
-    def shippable(self) -> "Recipe":
+    def shippable(self) -> Recipe:
         """This recipe as it can be sent to another process: with the data
         when it is arrays, else without it (the worker calls
         `data_function`; `rebuilt` there).
@@ -465,7 +467,7 @@ class Recipe:
         return dataclasses.replace(self, data=None, fit_train=None,
                                    fit_validation=None)
 
-    def rebuilt(self) -> "Recipe":
+    def rebuilt(self) -> Recipe:
         """A recipe from `shippable` with its data built again here."""
         if self.data is not None:
             return self

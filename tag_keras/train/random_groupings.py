@@ -7,7 +7,7 @@ their mean is the exact expectation; otherwise a uniform sample is used
 and the mean carries a sampling standard error.
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
