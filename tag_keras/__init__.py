@@ -40,16 +40,17 @@ from tag_keras.select import select_groups_from_performance
 # Public name -> module that defines it (imported lazily).
 _LAZY = {
     "AFFINITY_METHODS": ("tag_keras.measure.affinity", "AFFINITY_METHODS"),
-    "AffinityEstimator": ("tag_keras.measure.estimators",
-                          "AffinityEstimator"),
+    "AffinityEstimator": ("tag_keras.measure.estimators", "AffinityEstimator"),
     "AffinityLogger": ("tag_keras.callbacks", "AffinityLogger"),
     "TrajectoryLogger": ("tag_keras.callbacks", "TrajectoryLogger"),
     "CandidateLogger": ("tag_keras.callbacks", "CandidateLogger"),
     "AffinityMeter": ("tag_keras.measure.custom_loop", "AffinityMeter"),
     "ForwardPass": ("tag_keras.measure.forward", "ForwardPass"),
     "affinity_methods": ("tag_keras.measure.estimators", "affinity_methods"),
-    "register_affinity_method": ("tag_keras.measure.estimators",
-                                 "register_affinity_method"),
+    "register_affinity_method": (
+        "tag_keras.measure.estimators",
+        "register_affinity_method",
+    ),
     # Public home of the Keras multi-worker fixes (they override
     # private trainer hooks, so they live with the other Keras internals).
     "MultiWorkerFixes": ("tag_keras._keras_private", "MultiWorkerFixes"),

@@ -42,8 +42,7 @@ def renamed_config(class_name: str, config: dict) -> dict:
     dropped).
     """
     config = dict(config)
-    for old, (new, convert) in RENAMED_CONFIG_KEYS.get(class_name,
-                                                       {}).items():
+    for old, (new, convert) in RENAMED_CONFIG_KEYS.get(class_name, {}).items():
         if old in config:
             value = config.pop(old)
             config.setdefault(new, convert(value) if convert else value)
@@ -57,7 +56,8 @@ def refuse_renamed_argument(class_name: str, kwargs: dict) -> None:
             raise TypeError(
                 f"`{class_name}({old}=...)` was renamed `{new}=` in version "
                 f"0.3. Pass {new}=... instead; models saved with `{old}` "
-                f"still load until version {REMOVED_IN}.")
+                f"still load until version {REMOVED_IN}."
+            )
 
 
 def affinity_structure(entry: dict) -> str:

@@ -34,7 +34,15 @@ from tag_keras.measure.meter import Meter
 from tag_keras.measure.model import TaskAffinityModel
 from tag_keras.measure.state import AffinityState
 
-__all__ = ["AFFINITY_METHODS", "AffinityEstimator", "AffinityMeter",
-           "AffinityState", "EstimatorInputs", "ForwardPass", "Meter",
-           "TaskAffinityModel", "affinity_methods",
-           "register_affinity_method"]
+__all__ = [
+    "AFFINITY_METHODS",
+    "AffinityEstimator",
+    "AffinityMeter",
+    "AffinityState",
+    "EstimatorInputs",
+    "ForwardPass",
+    "Meter",
+    "TaskAffinityModel",
+    "affinity_methods",
+    "register_affinity_method",
+]

@@ -96,23 +96,25 @@ class AffinityEstimator:
         """
         row = self.source_rows(gradients, target)
         gradients.prepare_rows()  # outside the loop
-        return rows_lib.one_at_a_time(len(gradients),
-                                      lambda i: row(gradients.row(i)))
+        return rows_lib.one_at_a_time(
+            len(gradients), lambda i: row(gradients.row(i))
+        )
 
     def source_rows(self, gradients, target) -> Callable[[list], tf.Tensor]:
         """A function from a source's shared gradients (one per shared
         variable: a task's, or a group's sum) to its `[n]` affinities
         onto every target."""
         raise NotImplementedError(
-            f"{type(self).__name__} must implement source_rows (or "
-            "matrix).")
+            f"{type(self).__name__} must implement source_rows (or matrix)."
+        )
 
 
 _REGISTRY: dict[str, type] = {}
 
 
-def register_affinity_method(name: str, estimator_class: type, *,
-                             replace: bool = False) -> None:
+def register_affinity_method(
+    name: str, estimator_class: type, *, replace: bool = False
+) -> None:
     """Makes `affinity_method=name` measure with `estimator_class`.
 
     Args:
@@ -127,19 +129,25 @@ def register_affinity_method(name: str, estimator_class: type, *,
         ValueError: an empty name, or a registered one without `replace`.
     """
     if not isinstance(name, str) or not name:
-        raise ValueError("The affinity method's name must be a non-empty "
-                         f"string. Received: name={name!r}.")
-    if not (isinstance(estimator_class, type)
-            and issubclass(estimator_class, AffinityEstimator)):
+        raise ValueError(
+            "The affinity method's name must be a non-empty "
+            f"string. Received: name={name!r}."
+        )
+    if not (
+        isinstance(estimator_class, type)
+        and issubclass(estimator_class, AffinityEstimator)
+    ):
         raise TypeError(
             "register_affinity_method needs a subclass of "
             "tag_keras.measure.AffinityEstimator. Received: "
-            f"estimator_class={estimator_class!r}.")
+            f"estimator_class={estimator_class!r}."
+        )
     if name in _REGISTRY and not replace:
         raise ValueError(
             f"The affinity method {name!r} is registered already (by "
             f"{_REGISTRY[name].__name__}); pass replace=True to replace "
-            "it.")
+            "it."
+        )
     _REGISTRY[name] = estimator_class
 
 
@@ -158,11 +166,13 @@ def check_method(affinity_method: str) -> None:
     """Raises `ValueError` unless `affinity_method` is registered: the one
     place a method's name is checked."""
     if not isinstance(affinity_method, str) or (
-            affinity_method not in _REGISTRY):
+        affinity_method not in _REGISTRY
+    ):
         raise ValueError(
             f"`affinity_method` must be one of {list(_REGISTRY)} (or a "
             "name registered with tag_keras.register_affinity_method). "
-            f"Received: affinity_method={affinity_method!r}.")
+            f"Received: affinity_method={affinity_method!r}."
+        )
 
 
 def check_settings(affinity_method, lookahead_step):
@@ -171,7 +181,8 @@ def check_settings(affinity_method, lookahead_step):
     if lookahead_step not in STEPS:
         raise ValueError(
             f"`lookahead_step` must be one of {list(STEPS)}. Received: "
-            f"lookahead_step={lookahead_step!r}.")
+            f"lookahead_step={lookahead_step!r}."
+        )
 
 
 class TentativeStep:
@@ -249,13 +260,16 @@ class LookaheadEstimator(_SteppedEstimator):
         `g` (a group's summed gradient), against this step's reference."""
         del gradients
         before = self.step.reference_losses(
-            target, self.step.reference_values(target))
+            target, self.step.reference_values(target)
+        )
 
         def row(shared_gradients):
-            after = target.losses_at(self.step.values(shared_gradients,
-                                                      target))
+            after = target.losses_at(
+                self.step.values(shared_gradients, target)
+            )
             return affinity_lib.lookahead_affinity(
-                before, after[tf.newaxis], self.rate())[0]
+                before, after[tf.newaxis], self.rate()
+            )[0]
 
         return row
 
@@ -284,10 +298,12 @@ class FirstOrderEstimator(_SteppedEstimator):
         def row(shared_gradients):
             new_values = self.step.values(shared_gradients, target)
             change = gradients.flatten(
-                [n - c for n, c in zip(new_values, current)])
+                [n - c for n, c in zip(new_values, current)]
+            )
             dots = tf.linalg.matvec(flat, change)
             return affinity_lib.first_order_affinity(
-                dots[tf.newaxis], target.before, self.rate())[0]
+                dots[tf.newaxis], target.before, self.rate()
+            )[0]
 
         return row
 
@@ -318,13 +334,18 @@ register_affinity_method("cosine", CosineEstimator)
 def methods_with(attribute: str) -> list[str]:
     """The registered methods whose estimator has `attribute` True
     (`"group_sources"`, `"held_out"`, `"uses_lookahead"`)."""
-    return [name for name, cls in _REGISTRY.items()
-            if getattr(cls, attribute)]
+    return [name for name, cls in _REGISTRY.items() if getattr(cls, attribute)]
 
 
-def make_estimator(method, lookahead=None, *, optimizer=None,
-                   scale_by_learning_rate=True, kernels_only=False,
-                   step="optimizer"):
+def make_estimator(
+    method,
+    lookahead=None,
+    *,
+    optimizer=None,
+    scale_by_learning_rate=True,
+    kernels_only=False,
+    step="optimizer",
+):
     """The estimator of the registered `method`.
 
     Args:
@@ -338,9 +359,14 @@ def make_estimator(method, lookahead=None, *, optimizer=None,
         step: One of `STEPS`, each source's tentative update.
     """
     cls = estimator_class(method)
-    tentative = (TentativeStep(step, lookahead()) if cls.uses_lookahead
-                 else None)
-    return cls(EstimatorInputs(
-        step=tentative, optimizer=optimizer,
-        scale_by_learning_rate=scale_by_learning_rate,
-        kernels_only=kernels_only))
+    tentative = (
+        TentativeStep(step, lookahead()) if cls.uses_lookahead else None
+    )
+    return cls(
+        EstimatorInputs(
+            step=tentative,
+            optimizer=optimizer,
+            scale_by_learning_rate=scale_by_learning_rate,
+            kernels_only=kernels_only,
+        )
+    )

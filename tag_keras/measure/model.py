@@ -53,9 +53,12 @@ from tag_keras.tasks.names import check_task_names
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
-class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
-                        _keras_private.MultiWorkerFixes,
-                        keras.Model):
+class TaskAffinityModel(
+    AffinityReadout,
+    _keras_private.ArraysWithoutAutotune,
+    _keras_private.MultiWorkerFixes,
+    keras.Model,
+):
     """A multi-task `keras.Model` that measures inter-task affinity in `fit`.
 
     Build it like a functional model whose outputs are a dict keyed by task
@@ -134,36 +137,50 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
     def __new__(cls, *args, **kwargs):
         _keras_private.check_backend()
         if _keras_private.is_functional_call(args, kwargs) and not issubclass(
-                cls, _keras_private.Functional):
+            cls, _keras_private.Functional
+        ):
             # Deliberate: the zero-argument super() below must see the
             # functional variant as the class being created.
             cls = _functional_variant(cls)  # noqa: PLW0642
         return super().__new__(cls, *args, **kwargs)
 
-    def __init__(self, *args, affinity_every_n_steps: int = 10,
-                 affinity_method: str = "lookahead",
-                 scale_by_learning_rate: bool = True,
-                 shared_layers: Sequence[str] | None = None,
-                 affinity_data: Any = None, affinity_batch_size: int = 32,
-                 cosine_kernels_only: bool = False,
-                 training_method: mtl_base.TrainingMethod | None = None,
-                 task_names: Sequence[str] | None = None,
-                 lookahead_step: str = "optimizer",
-                 affinity_sources: str | int = "tasks",
-                 affinity_random_subsets: int | None = None,
-                 affinity_seed: int = 0,
-                 max_subset_tasks: int = sources_lib.MAX_SUBSET_TASKS,
-                 **kwargs):
+    def __init__(
+        self,
+        *args,
+        affinity_every_n_steps: int = 10,
+        affinity_method: str = "lookahead",
+        scale_by_learning_rate: bool = True,
+        shared_layers: Sequence[str] | None = None,
+        affinity_data: Any = None,
+        affinity_batch_size: int = 32,
+        cosine_kernels_only: bool = False,
+        training_method: mtl_base.TrainingMethod | None = None,
+        task_names: Sequence[str] | None = None,
+        lookahead_step: str = "optimizer",
+        affinity_sources: str | int = "tasks",
+        affinity_random_subsets: int | None = None,
+        affinity_seed: int = 0,
+        max_subset_tasks: int = sources_lib.MAX_SUBSET_TASKS,
+        **kwargs,
+    ):
         training_method = _training_method(training_method, kwargs)
         settings = AffinitySettings.from_keywords(
-            affinity_method=affinity_method, lookahead_step=lookahead_step,
+            affinity_method=affinity_method,
+            lookahead_step=lookahead_step,
             scale_by_learning_rate=scale_by_learning_rate,
             cosine_kernels_only=cosine_kernels_only,
             affinity_sources=affinity_sources,
             affinity_random_subsets=affinity_random_subsets,
-            affinity_seed=affinity_seed, max_subset_tasks=max_subset_tasks)
-        _validate_arguments(affinity_every_n_steps, affinity_method,
-                            shared_layers, affinity_data, task_names)
+            affinity_seed=affinity_seed,
+            max_subset_tasks=max_subset_tasks,
+        )
+        _validate_arguments(
+            affinity_every_n_steps,
+            affinity_method,
+            shared_layers,
+            affinity_data,
+            task_names,
+        )
         if _keras_private.is_functional_call(args, kwargs):
             # What `keras.Model.__init__` does, minus rewriting the class
             # hierarchy (see `_functional_variant`).
@@ -171,8 +188,9 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
         super().__init__(*args, **kwargs)
         self.affinity_settings = settings
         self.affinity_every_n_steps = int(affinity_every_n_steps)
-        self.shared_layers = (None if shared_layers is None
-                              else list(shared_layers))
+        self.shared_layers = (
+            None if shared_layers is None else list(shared_layers)
+        )
         self._affinity_data = affinity_data
         self._affinity_batch_size = affinity_batch_size
         self.training_method = training_method
@@ -189,7 +207,8 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
         if self._train_step is None or self._train_step.parts is None:
             raise ValueError(
                 "The shared variables are found when the first training step "
-                "is traced: call `fit` or `train_on_batch` first.")
+                "is traced: call `fit` or `train_on_batch` first."
+            )
         return self._train_step.parts.shared.pick(self.trainable_variables)
 
     # Keras hooks -------------------------------------------------------
@@ -201,7 +220,8 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
                 "TaskAffinityModel computes one loss per task from "
                 "`compile(loss=...)`; overriding `compute_loss` is not "
                 f"supported. Received: a {type(self).__name__} that overrides "
-                "it.")
+                "it."
+            )
         if isinstance(kwargs.get("loss"), dict):
             self._decide_task_names(kwargs["loss"])
         self._train_step = step_lib.TrainStep(self)
@@ -217,11 +237,15 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
 
     def fit(self, *args, **kwargs):
         # `callbacks` found by Keras's own signature, however it is given.
-        arguments = inspect.signature(keras.Model.fit).bind(
-            self, *args, **kwargs).arguments
+        arguments = (
+            inspect.signature(keras.Model.fit)
+            .bind(self, *args, **kwargs)
+            .arguments
+        )
         del arguments["self"]
         arguments["callbacks"] = EpochAffinity.first_in(
-            arguments.get("callbacks"), self)
+            arguments.get("callbacks"), self
+        )
         self.next_train_step = None
         return super().fit(**arguments)
 
@@ -251,7 +275,8 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
     def from_config(cls, config, custom_objects=None):
         return super().from_config(
             _compat.renamed_config("TaskAffinityModel", config),
-            custom_objects=custom_objects)
+            custom_objects=custom_objects,
+        )
 
     def get_config(self):
         return {
@@ -260,8 +285,9 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
             **self.affinity_settings.to_config(),
             "shared_layers": self.shared_layers,
             "training_method": mtl_base.serialize(self.training_method),
-            "task_names": (list(self.task_names) if self.has_task_names
-                           else None),
+            "task_names": (
+                list(self.task_names) if self.has_task_names else None
+            ),
         }
 
     def _task_names_decided(self, names):
@@ -276,8 +302,9 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
         if self._affinity_data is None:
             return None
         with tf.init_scope():  # The traced steps advance it.
-            return held_out.cycle(self._affinity_data,
-                                  self._affinity_batch_size)
+            return held_out.cycle(
+                self._affinity_data, self._affinity_batch_size
+            )
 
 
 def _checked_outputs(model):
@@ -288,7 +315,8 @@ def _checked_outputs(model):
         raise TypeError(
             "TaskAffinityModel needs the model's outputs to be a dict "
             "keyed by task name, e.g. outputs={'a': head_a, 'b': head_b}. "
-            f"Received: outputs of type {type(outputs).__name__}.")
+            f"Received: outputs of type {type(outputs).__name__}."
+        )
     if model.shared_layers is not None and model.built:
         shared_lib.check_layer_names(model, model.shared_layers)
     return outputs
@@ -307,9 +335,11 @@ def _functional_variant(cls):
     under the public class's registered name.
     """
     if cls not in _FUNCTIONAL_VARIANTS:
-        variant = type(cls.__name__, (cls, _keras_private.Functional),
-                       {"__module__": cls.__module__,
-                        "__qualname__": cls.__qualname__})
+        variant = type(
+            cls.__name__,
+            (cls, _keras_private.Functional),
+            {"__module__": cls.__module__, "__qualname__": cls.__qualname__},
+        )
         registered = keras.saving.get_registered_name(cls)
         if registered != cls.__name__:
             _keras_private.register_saved_name(variant, registered)
@@ -325,7 +355,8 @@ def _training_method(method, kwargs):
         raise TypeError(
             "`training_method` must be a tag_keras.mtl method such as "
             "tag_keras.mtl.PCGrad(). Received: "
-            f"training_method={method!r}.")
+            f"training_method={method!r}."
+        )
     return method
 
 
@@ -333,22 +364,30 @@ def _validate_arguments(every, method, shared_layers, affinity_data, tasks):
     if isinstance(every, bool) or not isinstance(every, (int, np.integer)):
         raise TypeError(
             "`affinity_every_n_steps` must be a non-negative integer. "
-            f"Received: affinity_every_n_steps={every!r}.")
+            f"Received: affinity_every_n_steps={every!r}."
+        )
     if every < 0:
         raise ValueError(
             "`affinity_every_n_steps` must be >= 0 (0 never measures). "
-            f"Received: affinity_every_n_steps={every}.")
+            f"Received: affinity_every_n_steps={every}."
+        )
     if shared_layers is not None and (
-            isinstance(shared_layers, str)
-            or not all(isinstance(n, str) for n in shared_layers)):
-        raise TypeError("`shared_layers` must be a list of layer names. "
-                        f"Received: shared_layers={shared_layers!r}.")
-    if affinity_data is not None and not estimators.estimator_class(
-            method).held_out:
+        isinstance(shared_layers, str)
+        or not all(isinstance(n, str) for n in shared_layers)
+    ):
+        raise TypeError(
+            "`shared_layers` must be a list of layer names. "
+            f"Received: shared_layers={shared_layers!r}."
+        )
+    if (
+        affinity_data is not None
+        and not estimators.estimator_class(method).held_out
+    ):
         raise ValueError(
             "`affinity_data` (held-out affinity) needs a method that "
             "measures the target losses on other batches: one of "
             f"{estimators.methods_with('held_out')}. "
-            f"Received: affinity_method={method!r}.")
+            f"Received: affinity_method={method!r}."
+        )
     if tasks is not None:
         check_task_names(tasks)

@@ -71,9 +71,14 @@ class AffinityRecorder:
                 `uses_lookahead`).
             optimizer: The optimizer that updates the shared variables.
         """
-        return Meter.for_settings(self.settings, lookahead, optimizer,
-                                  self.state, self.group_sources,
-                                  self.group_state)
+        return Meter.for_settings(
+            self.settings,
+            lookahead,
+            optimizer,
+            self.state,
+            self.group_sources,
+            self.group_state,
+        )
 
     # Epochs ---------------------------------------------------------------
 
@@ -86,7 +91,8 @@ class AffinityRecorder:
         """Sets `epoch_affinity` (since `begin_epoch`) and `fit_affinity`;
         the next epoch starts here unless `begin_epoch` says otherwise."""
         self.epoch_affinity, self.fit_affinity = self.epoch_matrices(
-            self._epoch_start)
+            self._epoch_start
+        )
         self._epoch_start = self.state.totals()
 
     def epoch_matrices(self, start):
@@ -99,8 +105,11 @@ class AffinityRecorder:
         whole = affinity_lib.mean_matrix(sums, counts, self.task_names)
         if start is not None:
             sums, counts = sums - start[0], counts - start[1]
-        epoch = (affinity_lib.mean_matrix(sums, counts, self.task_names)
-                 if counts.sum() > 0 else None)
+        epoch = (
+            affinity_lib.mean_matrix(sums, counts, self.task_names)
+            if counts.sum() > 0
+            else None
+        )
         return epoch, whole
 
     # Readout --------------------------------------------------------------
@@ -134,13 +143,19 @@ class AffinityRecorder:
         """Every measured source, single tasks and groups, onto every task
         (see `TaskAffinityModel.group_affinity`)."""
         state = self.state
-        single = (state.sums.numpy(), state.squares.numpy(),
-                  state.counts.numpy())
+        single = (
+            state.sums.numpy(),
+            state.squares.numpy(),
+            state.counts.numpy(),
+        )
         groups, masks = None, None
         if self.group_sources is not None:
             table = self.group_state
-            groups = (table.sums.numpy(), table.squares.numpy(),
-                      table.counts.numpy())
+            groups = (
+                table.sums.numpy(),
+                table.squares.numpy(),
+                table.counts.numpy(),
+            )
             masks = self.group_sources.masks
         return sources_lib.group_frame(self.task_names, single, groups, masks)
 

@@ -32,7 +32,9 @@ def one_at_a_time(count, row):
             Python int when the rows are unrolled.
     """
     if count < 1:
-        raise ValueError(f"one_at_a_time needs a row. Received: count={count}.")
+        raise ValueError(
+            f"one_at_a_time needs a row. Received: count={count}."
+        )
     if _distribute.num_replicas() > 1 or tf.executing_eagerly():
         rows, after = [], []
         for i in range(count):
@@ -45,8 +47,10 @@ def one_at_a_time(count, row):
         return i + 1, rows.write(i, tf.cast(row(i), tf.float32))
 
     last, rows = tf.while_loop(
-        lambda i, _: i < count, body,
+        lambda i, _: i < count,
+        body,
         [tf.constant(0), tf.TensorArray(tf.float32, size=count)],
-        parallel_iterations=1)
+        parallel_iterations=1,
+    )
     _keras_private.keep_loop_whole(last)
     return rows.stack()

@@ -163,8 +163,10 @@ class WeightedMethod(TrainingMethod):
         return self.loss_weighting.loss_multipliers()
 
     def get_config(self):
-        return {**super().get_config(),
-                "loss_weighting": serialize(self.loss_weighting)}
+        return {
+            **super().get_config(),
+            "loss_weighting": serialize(self.loss_weighting),
+        }
 
 
 class StepContext:
@@ -189,7 +191,8 @@ class StepContext:
         if self._representation_gram is None:
             raise ValueError(
                 "representation_gram() needs a method with "
-                "needs_representation = True.")
+                "needs_representation = True."
+            )
         return self._representation_gram()
 
     def lookahead(self, shared_gradients):
@@ -231,18 +234,27 @@ def representation_tensor(model, layer=None):
     if layer is not None:
         names = [item.name for item in model.layers]
         if layer not in names:
-            raise ValueError(f"Unknown layer {layer!r}; the model's layers: "
-                             f"{names}. Received: layer={layer!r}.")
+            raise ValueError(
+                f"Unknown layer {layer!r}; the model's layers: "
+                f"{names}. Received: layer={layer!r}."
+            )
         return model.get_layer(layer).output
     outputs = {id(t) for t in tree.flatten(model.output)}
-    inputs = [item.input for item in model.layers
-              if any(id(t) in outputs for t in tree.flatten(item.output))]
-    if not inputs or len({id(t) for t in inputs}) != 1 or isinstance(
-            inputs[0], (list, dict, tuple)):
+    inputs = [
+        item.input
+        for item in model.layers
+        if any(id(t) in outputs for t in tree.flatten(item.output))
+    ]
+    if (
+        not inputs
+        or len({id(t) for t in inputs}) != 1
+        or isinstance(inputs[0], (list, dict, tuple))
+    ):
         raise ValueError(
             "The task heads do not read one common tensor: name the layer "
             "whose output is the shared representation. Received: "
-            "layer=None.")
+            "layer=None."
+        )
     return inputs[0]
 
 

@@ -29,8 +29,12 @@ class UncertaintyWeights(TrainingMethod):
         **kwargs: Layer arguments such as `name`.
     """
 
-    def __init__(self, initial_value: float = 0.01,
-                 clip: tuple[float, float] | None = (0.01, 10.0), **kwargs):
+    def __init__(
+        self,
+        initial_value: float = 0.01,
+        clip: tuple[float, float] | None = (0.01, 10.0),
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if clip is not None:
             low, high = (float(c) for c in clip)
@@ -77,8 +81,9 @@ class UncertaintyWeights(TrainingMethod):
             s = ops.cast(variable, losses[task].dtype)
             # Under tf.distribute each replica's loss is already divided by
             # the number of replicas; the additive term must be as well.
-            weighted[task] = (losses[task] * ops.exp(-2.0 * s)
-                              + _keras_private.scale_loss_for_distribution(s))
+            weighted[task] = losses[task] * ops.exp(
+                -2.0 * s
+            ) + _keras_private.scale_loss_for_distribution(s)
         return weighted
 
     def task_weights(self):
@@ -90,8 +95,11 @@ class UncertaintyWeights(TrainingMethod):
         return ops.exp(-2.0 * self.log_sigma)
 
     def get_config(self):
-        return {**super().get_config(), "initial_value": self.initial_value,
-                "clip": self.clip}
+        return {
+            **super().get_config(),
+            "initial_value": self.initial_value,
+            "clip": self.clip,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")

@@ -43,19 +43,26 @@ def shrink(z, se):
     if z.ndim != 2 or z.shape[0] != z.shape[1] or se.shape != z.shape:
         raise InputError(
             "`z` must be a square matrix and `se` of its shape. Received: "
-            f"z.shape={z.shape}, se.shape={se.shape}")
+            f"z.shape={z.shape}, se.shape={se.shape}"
+        )
     n = len(z)
     if n < 3:
-        raise InputError("Shrinkage needs at least 3 tasks (two sources per "
-                         f"target). Received: {n} tasks")
+        raise InputError(
+            "Shrinkage needs at least 3 tasks (two sources per "
+            f"target). Received: {n} tasks"
+        )
     off = ~np.eye(n, dtype=bool)
     if not np.all(np.isfinite(z[off])):
-        raise InputError("Every affinity off the diagonal must be finite "
-                         "(a pair never measured has no mean to shrink).")
+        raise InputError(
+            "Every affinity off the diagonal must be finite "
+            "(a pair never measured has no mean to shrink)."
+        )
     if not np.all(np.isfinite(se[off])) or np.any(se[off] < 0):
-        raise InputError("Every standard error off the diagonal must be "
-                         "finite and >= 0. Measure more steps (a pair "
-                         "needs values in at least two blocks).")
+        raise InputError(
+            "Every standard error off the diagonal must be "
+            "finite and >= 0. Measure more steps (a pair "
+            "needs values in at least two blocks)."
+        )
     out = z.copy()
     for j in range(n):
         sources = [i for i in range(n) if i != j]
@@ -63,8 +70,9 @@ def shrink(z, se):
         mean = column.mean()
         spread = max(0.0, column.var(ddof=1) - noise.mean())
         with np.errstate(invalid="ignore", divide="ignore"):
-            weight = np.where(spread + noise > 0,
-                              spread / (spread + noise), 1.0)
+            weight = np.where(
+                spread + noise > 0, spread / (spread + noise), 1.0
+            )
         out[sources, j] = mean + weight * (column - mean)
     return out
 

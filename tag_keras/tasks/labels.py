@@ -43,12 +43,16 @@ def mask_missing_labels(y, sample_weight):
         (others unchanged).
     """
     if not isinstance(y, dict) or not any(
-            tf.convert_to_tensor(v).dtype.is_floating for v in y.values()):
+        tf.convert_to_tensor(v).dtype.is_floating for v in y.values()
+    ):
         return y, sample_weight
     labels, weights = {}, {}
     for task, values in y.items():
-        weight = (sample_weight.get(task) if isinstance(sample_weight, dict)
-                  else sample_weight)
+        weight = (
+            sample_weight.get(task)
+            if isinstance(sample_weight, dict)
+            else sample_weight
+        )
         values = tf.convert_to_tensor(values)
         if not values.dtype.is_floating:
             labels[task], weights[task] = values, weight
@@ -64,11 +68,13 @@ def mask_missing_labels(y, sample_weight):
         else:
             weight = tf.convert_to_tensor(weight)
             shape = [-1] + [1] * (weight.shape.rank - 1)
-            weights[task] = weight * tf.cast(tf.reshape(mask, shape),
-                                             weight.dtype)
+            weights[task] = weight * tf.cast(
+                tf.reshape(mask, shape), weight.dtype
+            )
     if isinstance(sample_weight, dict):
-        weights.update({t: w for t, w in sample_weight.items()
-                        if t not in weights})
+        weights.update(
+            {t: w for t, w in sample_weight.items() if t not in weights}
+        )
     return labels, weights
 
 
@@ -138,6 +144,7 @@ def task_examples(data, tasks, task, max_samples):
         raise ValueError(
             f"`data` holds no example labelled for task {task!r} (labels "
             "that are NaN count as missing). Pass data with labels for it. "
-            f"Received: data of type {type(data).__name__}.")
+            f"Received: data of type {type(data).__name__}."
+        )
     x = tree.map_structure(lambda *a: np.concatenate(a)[:max_samples], *xs)
     return x, np.concatenate(ys)[:max_samples]

@@ -49,19 +49,25 @@ def discover(model, tape, scaled, scaled_extra, tasks, shared_layers=None):
         shared_layers: Optional layer names whose weights are shared.
     """
     variables = model.trainable_variables
-    depends = [[g is not None for g in tape.gradient(scaled[t], variables)]
-               for t in tasks]
+    depends = [
+        [g is not None for g in tape.gradient(scaled[t], variables)]
+        for t in tasks
+    ]
     extra = [False] * len(variables)
     if scaled_extra is not None:
         extra = [g is not None for g in tape.gradient(scaled_extra, variables)]
-    connected = [k for k in range(len(variables))
-                 if extra[k] or any(d[k] for d in depends)]
+    connected = [
+        k
+        for k in range(len(variables))
+        if extra[k] or any(d[k] for d in depends)
+    ]
     if shared_layers is not None:
         ids = layer_variable_ids(model, shared_layers)
         shared = [k for k, v in enumerate(variables) if id(v) in ids]
     else:
-        shared = [k for k in range(len(variables))
-                  if sum(d[k] for d in depends) >= 2]
+        shared = [
+            k for k in range(len(variables)) if sum(d[k] for d in depends) >= 2
+        ]
     kernels = [len(variables[k].shape) >= 2 for k in shared]
     attached = [any(d[k] for k in shared) for d in depends]
     per_task = [[k for k, used in enumerate(d) if used] for d in depends]
@@ -76,7 +82,8 @@ def check_layer_names(model, names):
         raise ValueError(
             f"`shared_layers` names layers the model does not have: "
             f"{unknown}. Valid layer names: {known}. Received: "
-            f"shared_layers={list(names)}.")
+            f"shared_layers={list(names)}."
+        )
 
 
 def layer_variable_ids(model, names):

@@ -38,9 +38,13 @@ KILL_FIRST_ATTEMPT = "TAG_KERAS_TEST_KILL_FIRST_ATTEMPT"
 
 #: Environment variables that change TensorFlow's numbers or noise, sent
 #: to every worker as the driver has them.
-NUMERIC_ENVIRONMENT = ("TF_ENABLE_ONEDNN_OPTS", "TF_DETERMINISTIC_OPS",
-                       "TF_CPP_MIN_LOG_LEVEL", "ONEDNN_MAX_CPU_ISA",
-                       "PYTHONHASHSEED")
+NUMERIC_ENVIRONMENT = (
+    "TF_ENABLE_ONEDNN_OPTS",
+    "TF_DETERMINISTIC_OPS",
+    "TF_CPP_MIN_LOG_LEVEL",
+    "ONEDNN_MAX_CPU_ISA",
+    "PYTHONHASHSEED",
+)
 
 
 class RayExecutor:
@@ -58,31 +62,46 @@ class RayExecutor:
         max_retries: How often Ray retries a task whose worker died.
     """
 
-    def __init__(self, *, workers: int | None = None,
-                 address: str | None = None, cpus_per_network: float = 1,
-                 gpus_per_network: float = 0, max_retries: int = 3):
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        address: str | None = None,
+        cpus_per_network: float = 1,
+        gpus_per_network: float = 0,
+        max_retries: int = 3,
+    ):
         if workers is not None and workers < 1:
-            raise ValueError(f"`workers` must be at least 1. Received: "
-                             f"workers={workers}")
+            raise ValueError(
+                f"`workers` must be at least 1. Received: workers={workers}"
+            )
         if workers is not None and address is not None:
-            raise ValueError("Give `workers` (a local runtime) or `address` "
-                             "(a cluster), not both. Received: "
-                             f"workers={workers}, address={address!r}")
+            raise ValueError(
+                "Give `workers` (a local runtime) or `address` "
+                "(a cluster), not both. Received: "
+                f"workers={workers}, address={address!r}"
+            )
         if not cpus_per_network > 0 or gpus_per_network < 0:
             raise ValueError(
                 "`cpus_per_network` must be positive and `gpus_per_network`"
                 f" not negative. Received: cpus_per_network="
-                f"{cpus_per_network}, gpus_per_network={gpus_per_network}")
+                f"{cpus_per_network}, gpus_per_network={gpus_per_network}"
+            )
         self.workers, self.address = workers, address
         self.cpus, self.gpus = cpus_per_network, gpus_per_network
         self.max_retries = int(max_retries)
         self._started = False
 
     def __repr__(self):
-        where = (f"workers={self.workers}" if self.workers is not None
-                 else f"address={self.address!r}")
-        return (f"RayExecutor({where}, cpus_per_network={self.cpus:g}, "
-                f"gpus_per_network={self.gpus:g})")
+        where = (
+            f"workers={self.workers}"
+            if self.workers is not None
+            else f"address={self.address!r}"
+        )
+        return (
+            f"RayExecutor({where}, cpus_per_network={self.cpus:g}, "
+            f"gpus_per_network={self.gpus:g})"
+        )
 
     def start(self):
         """Starts (or joins) the Ray runtime; checks that a network fits.
@@ -93,29 +112,41 @@ class RayExecutor:
         import ray
 
         if not ray.is_initialized():
-            env = {name: os.environ[name] for name in NUMERIC_ENVIRONMENT
-                   if name in os.environ}
+            env = {
+                name: os.environ[name]
+                for name in NUMERIC_ENVIRONMENT
+                if name in os.environ
+            }
             if self.workers is not None:
                 # Ray's notice that the runtime it starts uses token
                 # authentication (a loopback runtime of this run only).
                 logging.getLogger("ray._private.authentication").setLevel(
-                    logging.ERROR)
+                    logging.ERROR
+                )
                 # Local workers import what the driver imports (the model
                 # and data modules from the working directory included).
                 path = [os.getcwd()] + [p for p in sys.path if p]
                 env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(path))
-                ray.init(num_cpus=self.workers * self.cpus,
-                         include_dashboard=False, log_to_driver=False,
-                         configure_logging=False,
-                         runtime_env={"env_vars": env})
+                ray.init(
+                    num_cpus=self.workers * self.cpus,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                    runtime_env={"env_vars": env},
+                )
             else:
-                ray.init(address=self.address, log_to_driver=False,
-                         configure_logging=False,
-                         runtime_env={"env_vars": env} if env else None)
+                ray.init(
+                    address=self.address,
+                    log_to_driver=False,
+                    configure_logging=False,
+                    runtime_env={"env_vars": env} if env else None,
+                )
             self._started = True
         nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
-        for name, asked, flag in (("CPU", self.cpus, "cpus_per_network"),
-                                  ("GPU", self.gpus, "gpus_per_network")):
+        for name, asked, flag in (
+            ("CPU", self.cpus, "cpus_per_network"),
+            ("GPU", self.gpus, "gpus_per_network"),
+        ):
             largest = max((node.get(name, 0) for node in nodes), default=0)
             if asked > largest:
                 self.stop()
@@ -123,7 +154,8 @@ class RayExecutor:
                     f"{flag} asks for {asked:g} {name}s per network, but no"
                     f" node of the Ray cluster has more than {largest:g}, so"
                     " no network could start; ask for fewer, or join a "
-                    f"cluster that has them. Received: {flag}={asked:g}")
+                    f"cluster that has them. Received: {flag}={asked:g}"
+                )
         return self
 
     def stop(self):
@@ -158,15 +190,23 @@ class RayExecutor:
             )
 
             look = ray.remote(os.path.exists).options(num_cpus=0)
-            seen = ray.get([look.options(
-                scheduling_strategy=NodeAffinitySchedulingStrategy(
-                    node, soft=False)).remote(probe) for node in nodes])
+            seen = ray.get(
+                [
+                    look.options(
+                        scheduling_strategy=NodeAffinitySchedulingStrategy(
+                            node, soft=False
+                        )
+                    ).remote(probe)
+                    for node in nodes
+                ]
+            )
             if not all(seen):
                 raise ValueError(
                     f"{sum(not s for s in seen)} of {len(nodes)} Ray nodes "
                     f"cannot see {directory}: the cache directory must be "
                     "storage every worker reaches (a shared file system); "
-                    "give such an --out_dir.")
+                    "give such an --out_dir."
+                )
         finally:
             os.remove(probe)
 
@@ -183,8 +223,10 @@ class RayExecutor:
         if not ray.is_initialized():
             self.start()
         task = ray.remote(_train_remote).options(
-            num_cpus=self.cpus, num_gpus=self.gpus,
-            max_retries=self.max_retries)
+            num_cpus=self.cpus,
+            num_gpus=self.gpus,
+            max_retries=self.max_retries,
+        )
         try:
             shared = ray.put(recipe.shippable())
         except Exception as error:  # noqa: BLE001 (any pickling error)
@@ -192,13 +234,17 @@ class RayExecutor:
                 "The model function, data or fit settings cannot be sent to"
                 f" Ray workers ({type(error).__name__}: "
                 f"{' '.join(str(error).split())[:200]}); give numpy arrays "
-                "and a model function importable by the workers.") from None
+                "and a model function importable by the workers."
+            ) from None
         marker = os.environ.get(KILL_FIRST_ATTEMPT)
         threads = max(1, int(self.cpus))
         token = uuid.uuid4().hex  # this run's recipe, in each worker
-        pending = {task.remote(shared, token, group, seed, fingerprints,
-                               path, threads, marker): path
-                   for group, seed, fingerprints, path in jobs}
+        pending = {
+            task.remote(
+                shared, token, group, seed, fingerprints, path, threads, marker
+            ): path
+            for group, seed, fingerprints, path in jobs
+        }
         try:
             while pending:
                 (ready,), _ = ray.wait(list(pending), num_returns=1)
@@ -218,8 +264,9 @@ class RayExecutor:
 _REBUILT = {}
 
 
-def _train_remote(recipe, token, group, seed, fingerprints, path, threads,
-                  marker=None):
+def _train_remote(
+    recipe, token, group, seed, fingerprints, path, threads, marker=None
+):
     """One Ray task: trains one network and writes its cache file."""
     from tag_keras.train import networks
 
@@ -231,8 +278,9 @@ def _train_remote(recipe, token, group, seed, fingerprints, path, threads,
     if recipe.data is None:
         if token not in _REBUILT:
             _REBUILT.clear()
-            _REBUILT[token] = _rebuilt(recipe,
-                                       (fingerprints or {}).get("data"))
+            _REBUILT[token] = _rebuilt(
+                recipe, (fingerprints or {}).get("data")
+            )
         recipe = _REBUILT[token]
     network = networks.train_network(recipe, group, seed, fingerprints)
     if path is not None:
@@ -251,7 +299,8 @@ def _rebuilt(recipe, digest):
         raise ValueError(
             "The data function returned other data in a Ray worker than in"
             " the driver (its fingerprint differs); it must return the same"
-            " data every time it is called (fix its shuffling seed).")
+            " data every time it is called (fix its shuffling seed)."
+        )
     return recipe
 
 

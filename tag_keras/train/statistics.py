@@ -71,8 +71,10 @@ def contributions(differences):
     """
     d = np.asarray(differences, float)
     if d.ndim != 3:
-        raise ValueError("`differences` must be [seeds, tasks, examples]. "
-                         f"Received: shape {d.shape}")
+        raise ValueError(
+            "`differences` must be [seeds, tasks, examples]. "
+            f"Received: shape {d.shape}"
+        )
     labelled = ~np.isnan(d)
     counts = labelled.sum(axis=2)  # [S, T]
     usable = (counts > 0).all(axis=0)
@@ -81,7 +83,8 @@ def contributions(differences):
         raise ValueError(
             "A task is labelled at some seeds and not at others, so the "
             "seeds do not measure the same thing. Received: tasks at "
-            f"indices {np.flatnonzero(partial).tolist()}")
+            f"indices {np.flatnonzero(partial).tolist()}"
+        )
     if not usable.any():
         return None
     num_examples = d.shape[2]
@@ -89,7 +92,8 @@ def contributions(differences):
     means = np.nansum(d, axis=2) / counts  # m[s, t]
     centred = np.where(labelled, d - means[:, :, None], 0.0)
     return means.sum(axis=1)[:, None] + num_examples * np.sum(
-        centred / counts[:, :, None], axis=1)
+        centred / counts[:, :, None], axis=1
+    )
 
 
 def paired_statistic(differences) -> float:
@@ -107,13 +111,14 @@ def mean_squares(x):
     grand = x.mean()
     seed_means = x.mean(axis=1)
     example_means = x.mean(axis=0)
-    ms_seed = num_examples * np.sum((seed_means - grand) ** 2) / (
-        num_seeds - 1)
-    ms_example = num_seeds * np.sum((example_means - grand) ** 2) / (
-        num_examples - 1)
+    ms_seed = (
+        num_examples * np.sum((seed_means - grand) ** 2) / (num_seeds - 1)
+    )
+    ms_example = (
+        num_seeds * np.sum((example_means - grand) ** 2) / (num_examples - 1)
+    )
     residual = x - seed_means[:, None] - example_means[None, :] + grand
-    ms_residual = np.sum(residual ** 2) / ((num_seeds - 1)
-                                           * (num_examples - 1))
+    ms_residual = np.sum(residual**2) / ((num_seeds - 1) * (num_examples - 1))
     return float(grand), float(ms_seed), float(ms_example), float(ms_residual)
 
 
@@ -135,36 +140,53 @@ def variance_and_df(seed, example, interaction, num_seeds, num_examples):
     """
     s, n = num_seeds, num_examples
     seed, example, interaction = np.broadcast_arrays(
-        *(np.asarray(v, float) for v in (seed, example, interaction)))
+        *(np.asarray(v, float) for v in (seed, example, interaction))
+    )
     ms_seed = interaction + n * seed
     ms_example = interaction + s * example
     keep_seed = (seed > 0).astype(float)
     keep_example = (example > 0).astype(float)
     # Var(D) · S N = k_a MS_a + k_b MS_b + k_e MS_e.
-    terms = (keep_seed * ms_seed, keep_example * ms_example,
-             (1 - keep_seed - keep_example) * interaction)
+    terms = (
+        keep_seed * ms_seed,
+        keep_example * ms_example,
+        (1 - keep_seed - keep_example) * interaction,
+    )
     dfs = (s - 1, n - 1, (s - 1) * (n - 1))
     total = sum(terms)
-    denominator = sum(t ** 2 / f for t, f in zip(terms, dfs))
+    denominator = sum(t**2 / f for t, f in zip(terms, dfs))
     with np.errstate(divide="ignore", invalid="ignore"):
-        df = np.where(denominator > 0, total ** 2 / denominator, np.inf)
+        df = np.where(denominator > 0, total**2 / denominator, np.inf)
     return np.maximum(total, 0.0) / (s * n), df
 
 
-def interval(mean, ms_seed, ms_example, ms_residual, num_seeds,
-             num_examples, level_one_sided):
+def interval(
+    mean,
+    ms_seed,
+    ms_example,
+    ms_residual,
+    num_seeds,
+    num_examples,
+    level_one_sided,
+):
     """`(low, high, standard_error, df, (σ²_seed, σ²_example,
     σ²_interaction))` from the mean squares: the rule every comparison,
     plan and simulation uses (vectorised)."""
-    parts = components(ms_seed, ms_example, ms_residual, num_seeds,
-                       num_examples)
+    parts = components(
+        ms_seed, ms_example, ms_residual, num_seeds, num_examples
+    )
     variance, _ = variance_and_df(*parts, num_seeds, num_examples)
     dof = num_seeds - 1
-    upper = dof * np.asarray(ms_seed, float) / stats.chi2.ppf(
-        1 - DF_CONFIDENCE, dof)
+    upper = (
+        dof
+        * np.asarray(ms_seed, float)
+        / stats.chi2.ppf(1 - DF_CONFIDENCE, dof)
+    )
     _, df = variance_and_df(
-        *components(upper, ms_example, ms_residual, num_seeds,
-                    num_examples), num_seeds, num_examples)
+        *components(upper, ms_example, ms_residual, num_seeds, num_examples),
+        num_seeds,
+        num_examples,
+    )
     low, high, se = bounds(mean, variance, df, level_one_sided)
     return low, high, se, df, parts
 
@@ -182,5 +204,6 @@ def mean_and_se(values):
     values = np.asarray(values, float)
     if len(values) < 2:
         return float(values.mean()), float("nan")
-    return float(values.mean()), float(values.std(ddof=1)
-                                       / np.sqrt(len(values)))
+    return float(values.mean()), float(
+        values.std(ddof=1) / np.sqrt(len(values))
+    )
