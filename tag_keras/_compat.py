@@ -67,4 +67,5 @@ def affinity_structure(entry: dict) -> str:
     "keep together")."""
     if "affinity_structure" in entry:
         return entry["affinity_structure"]
-    return _OLD_VERDICTS.get(entry.get("verdict"), "")
+    verdict = entry.get("verdict")
+    return _OLD_VERDICTS.get(verdict, "") if isinstance(verdict, str) else ""

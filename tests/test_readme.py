@@ -59,6 +59,22 @@ def test_ci_builds_the_docs_strictly():
                for line in ci_lines)
 
 
+def test_ci_runs_the_pinned_toolchain_on_the_package():
+    ci_lines = [line.strip() for line in
+                (_ROOT / ".ci" / "run").read_text().splitlines()]
+    for command in ("ruff check tag_keras", "ruff format --check tag_keras",
+                    "mypy"):
+        assert command in ci_lines
+        assert f"`{command}`" in (_ROOT / "README.md").read_text()
+    pins = (_ROOT / "requirements.txt").read_text()
+    assert re.search(r"^ruff==\d+\.\d+\.\d+$", pins, re.M)
+    assert re.search(r"^mypy==\d+\.\d+\.\d+$", pins, re.M)
+    assert "files = tag_keras" in (_ROOT / "mypy.ini").read_text()
+    # PEP 561: installed, the package tells type checkers it is typed.
+    assert (_ROOT / "tag_keras" / "py.typed").is_file()
+    assert '"py.typed"' in (_ROOT / "setup.py").read_text()
+
+
 def test_the_readme_stays_short():
     assert len((_ROOT / "README.md").read_bytes()) < 10_000
 

@@ -140,7 +140,7 @@ class TrajectoryLogger(keras.callbacks.Callback):
             "coherence_batch_size": coherence_batch_size,
         }
         self.tensorboard = tensorboard
-        self._trajectory = None
+        self._trajectory: TrajectoryMeasures | None = None
         self._file = self._writer = None
         self._active = False
 
@@ -178,7 +178,7 @@ class TrajectoryLogger(keras.callbacks.Callback):
             self._writer.close()
             self._writer = None
 
-    def measure(self):
+    def measure(self) -> dict[tuple[str, str], float]:
         """`{(task, measure): value}` at the model's current weights."""
         if self._trajectory is None:
             self._trajectory = TrajectoryMeasures(

@@ -134,7 +134,7 @@ class AffinityMeter(AffinityReadout):
         self._decide_task_names(names)
 
     @property
-    def distribute_strategy(self):
+    def distribute_strategy(self) -> tf.distribute.Strategy:
         """The current `tf.distribute` strategy (for `AffinityLogger`)."""
         return tf.distribute.get_strategy()
 
@@ -207,7 +207,7 @@ class AffinityMeter(AffinityReadout):
         """
         return ForwardPass(model, x, self.shared_variables)
 
-    def end_epoch(self):
+    def end_epoch(self) -> None:
         """Sets `epoch_affinity` (since the last call) and `fit_affinity`."""
         self.affinity_recorder.end_epoch()
 

@@ -17,12 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from typing import Any
 
 import tensorflow as tf
 
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import rows as rows_lib
+
+if TYPE_CHECKING:  # for annotations only
+    from tag_keras.measure.target import Target
+    from tag_keras.tasks.gradients import TaskGradients
+
 
 #: The built-in methods; `affinity_methods()` lists the registered ones.
 AFFINITY_METHODS = affinity_lib.AFFINITY_METHODS
@@ -81,7 +87,7 @@ class AffinityEstimator:
     def __init__(self, inputs: EstimatorInputs):
         self.inputs = inputs
 
-    def matrix(self, gradients, target) -> tf.Tensor:
+    def matrix(self, gradients: TaskGradients, target: Target) -> tf.Tensor:
         """`[n, n]` affinities of this step: row i from task i's gradient.
 
         Args:
@@ -100,7 +106,9 @@ class AffinityEstimator:
             len(gradients), lambda i: row(gradients.row(i))
         )
 
-    def source_rows(self, gradients, target) -> Callable[[list], tf.Tensor]:
+    def source_rows(
+        self, gradients: TaskGradients, target: Target
+    ) -> Callable[[list], tf.Tensor]:
         """A function from a source's shared gradients (one per shared
         variable: a task's, or a group's sum) to its `[n]` affinities
         onto every target."""

@@ -30,6 +30,8 @@ given once; they never enter the averages.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+from collections.abc import Iterator
 from collections.abc import Sequence
 from typing import Any
 
@@ -134,6 +136,9 @@ class TaskAffinityModel(
     ```
     """
 
+    #: Keras's compiled training function (set by `make_train_function`).
+    train_function: Callable | None
+
     def __new__(cls, *args, **kwargs):
         _keras_private.check_backend()
         if _keras_private.is_functional_call(args, kwargs) and not issubclass(
@@ -146,7 +151,7 @@ class TaskAffinityModel(
 
     def __init__(
         self,
-        *args,
+        *args: Any,
         affinity_every_n_steps: int = 10,
         affinity_method: str = "lookahead",
         scale_by_learning_rate: bool = True,
@@ -161,8 +166,8 @@ class TaskAffinityModel(
         affinity_random_subsets: int | None = None,
         affinity_seed: int = 0,
         max_subset_tasks: int = sources_lib.MAX_SUBSET_TASKS,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         training_method = _training_method(training_method, kwargs)
         settings = AffinitySettings.from_keywords(
             affinity_method=affinity_method,
@@ -195,14 +200,14 @@ class TaskAffinityModel(
         self._affinity_batch_size = affinity_batch_size
         self.training_method = training_method
         self.next_train_step = None
-        self._train_step = None
+        self._train_step: Any = None  # step_lib.TrainStep, once compiled
         self._recorder = None
         self._decide_task_names(task_names or _checked_outputs(self))
 
     # Public API (the settings and matrices: `AffinityReadout`) ---------
 
     @property
-    def shared_variables(self):
+    def shared_variables(self) -> list:
         """The trainable variables treated as shared (known after a step)."""
         if self._train_step is None or self._train_step.parts is None:
             raise ValueError(
@@ -255,14 +260,14 @@ class TaskAffinityModel(
     def test_step(self, data):
         return super().test_step(labels.mask_missing_in_batch(data))
 
-    def step(self, data, measure):
+    def step(self, data: Any, measure: bool) -> dict[str, Any]:
         """One training step, measured or not (NaN labels masked)."""
         data = labels.mask_missing_in_batch(data)
         if measure or self.training_method is not None:
             return self._train_step(data, measure=measure)
         return keras.Model.train_step(self, data)
 
-    def make_train_function(self, force=False):
+    def make_train_function(self, force: bool = False) -> Callable:
         """Measured and plain steps, chosen per step (`step.make_train_...`)."""
         if self.train_function is not None and not force:
             return self.train_function
@@ -297,7 +302,7 @@ class TaskAffinityModel(
 
     # Used by the train step --------------------------------------------
 
-    def held_out_batches(self):
+    def held_out_batches(self) -> Iterator | None:
         """An endless iterator of `affinity_data` batches, or None."""
         if self._affinity_data is None:
             return None
@@ -322,7 +327,7 @@ def _checked_outputs(model):
     return outputs
 
 
-_FUNCTIONAL_VARIANTS = {}
+_FUNCTIONAL_VARIANTS: dict = {}
 
 
 def _functional_variant(cls):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -48,10 +50,10 @@ class GradNorm(TrainingMethod):
         self,
         alpha: float = 1.5,
         learning_rate: float = 0.01,
-        clip: tuple[float, float] | None = (0.1, 10.0),
+        clip: tuple[float, float] = (0.1, 10.0),
         kernel: str | None = None,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if not alpha >= 0:
             raise ValueError(f"`alpha` must be >= 0. Received: alpha={alpha}.")

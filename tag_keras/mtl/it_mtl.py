@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+from typing import Any
 
 import keras
 import numpy as np
@@ -98,8 +99,8 @@ class ITMTL(WeightedMethod):
         loss_weighting: TrainingMethod | None = None,
         seed: int | None = None,
         update_heads_first: bool = False,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         _compat.refuse_renamed_argument("ITMTL", kwargs)
         super().__init__(loss_weighting, **kwargs)
         if candidates is not None:
@@ -141,11 +142,11 @@ class ITMTL(WeightedMethod):
         self.last_choice = state("last_choice", (), -1, "int64")
 
     @property
-    def candidate_labels(self):
+    def candidate_labels(self) -> list[str]:
         """The candidates' names, in the order of `counts()`."""
         return [label for label, _ in self._resolved]
 
-    def counts(self):
+    def counts(self) -> dict[str, int]:
         """`{candidate: steps it was chosen}` over all training so far."""
         values = np.asarray(self.choice_counts.numpy(), np.int64)
         return dict(zip(self.candidate_labels, values.tolist()))

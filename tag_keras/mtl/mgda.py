@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import tensorflow as tf
 
@@ -58,8 +60,8 @@ class MGDA(TrainingMethod):
         representation_layer: str | None = None,
         iterations: int = 250,
         tolerance: float = 1e-6,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.upper_bound = bool(upper_bound)
         self.needs_representation = self.upper_bound

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -43,8 +44,8 @@ class PCGrad(WeightedMethod):
         loss_weighting: TrainingMethod | None = None,
         shuffle: bool = True,
         seed: int | None = None,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(loss_weighting, **kwargs)
         self.shuffle = bool(shuffle)
         self.seed = seed

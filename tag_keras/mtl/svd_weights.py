@@ -64,8 +64,8 @@ class SVDTaskWeights(TrainingMethod):
         every_n_epochs: int = 1,
         representation_layer: str | None = None,
         max_samples: int = 2048,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         _compat.refuse_renamed_argument("SVDTaskWeights", kwargs)
         super().__init__(**kwargs)
         for name, value in (
@@ -124,7 +124,7 @@ class SVDTaskWeights(TrainingMethod):
     def loss_multipliers(self):
         return self.task_weights_variable.value
 
-    def task_weights(self):
+    def task_weights(self) -> dict[str, float]:
         """`{task: weight}`, the current multipliers."""
         return dict(
             zip(
@@ -143,7 +143,7 @@ class SVDTaskWeights(TrainingMethod):
             return
         self.task_weights_variable.assign(self.compute(model))
 
-    def compute(self, model, data=None):
+    def compute(self, model: keras.Model, data: Any = None) -> np.ndarray:
         """`[n]` normalised weights from `data` (default: the given data)."""
         from tag_keras.transfer import svd_task_weights
 

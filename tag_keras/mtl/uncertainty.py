@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+from typing import Any
+
 import keras
 from keras import ops
 
 from tag_keras import _keras_private
 from tag_keras.mtl.base import TrainingMethod
+
+if TYPE_CHECKING:  # for annotations only
+    import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
@@ -33,8 +39,8 @@ class UncertaintyWeights(TrainingMethod):
         self,
         initial_value: float = 0.01,
         clip: tuple[float, float] | None = (0.01, 10.0),
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if clip is not None:
             low, high = (float(c) for c in clip)
@@ -71,7 +77,7 @@ class UncertaintyWeights(TrainingMethod):
         ]
 
     @property
-    def log_sigma(self):
+    def log_sigma(self) -> tf.Tensor:
         """The current `s` of every task, in task order (a tensor)."""
         return ops.stack([v.value for v in self.log_sigmas])
 
@@ -86,7 +92,7 @@ class UncertaintyWeights(TrainingMethod):
             ) + _keras_private.scale_loss_for_distribution(s)
         return weighted
 
-    def task_weights(self):
+    def task_weights(self) -> dict[str, float]:
         """`{task: exp(-2 s)}`, the current multiplier of each task's loss."""
         values = ops.convert_to_numpy(ops.exp(-2.0 * self.log_sigma))
         return dict(zip(self.task_names, values.tolist()))

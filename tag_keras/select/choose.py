@@ -27,7 +27,7 @@ from tag_keras.select import grouping as grouping_lib
 from tag_keras.select import performance as performance_lib
 
 #: The inputs `choose_groups(mode=...)` reads, with their selectors.
-MODES = {
+MODES: dict[str, Callable[..., Any]] = {
     "affinity": grouping_lib.select_groups,
     "group_affinity": group_lib.select_groups_from_group_affinity,
     "performance": performance_lib.select_groups_from_performance,

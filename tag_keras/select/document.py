@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Iterable
 from collections.abc import Sequence
 from typing import Any
 from typing import NamedTuple
@@ -218,7 +219,7 @@ class Candidate(NamedTuple):
     serve: dict
 
     @classmethod
-    def of(cls, item) -> Candidate:
+    def of(cls, item: Any) -> Candidate:
         """From a document entry or candidate (a dict), a `Grouping`, or
         a `(groups, serve)` pair."""
         if isinstance(item, dict):
@@ -301,7 +302,7 @@ class GroupsDocument:
         """The budgets, sorted, each once."""
         return sorted({r.num_groups for r in self.results})
 
-    def results_for(self, budgets=None) -> list:
+    def results_for(self, budgets: Iterable[int] | None = None) -> list:
         """The results of `budgets` (None: all), in document order.
 
         Raises:
@@ -317,7 +318,7 @@ class GroupsDocument:
             )
         return [r for r in self.results if r.num_groups in set(budgets)]
 
-    def candidates(self, budgets=None) -> dict:
+    def candidates(self, budgets: Iterable[int] | None = None) -> dict:
         """`{budget: [Candidate, ...]}`: each budget's candidates, in
         order, each distinct grouping once (a budget given twice keeps
         both entries' candidates); what `tag_keras.train.decide` takes.
@@ -325,7 +326,7 @@ class GroupsDocument:
         Raises:
             ValueError: A wanted budget is not in the document.
         """
-        out = {}
+        out: dict[int, dict] = {}
         for result in sorted(
             self.results_for(budgets), key=lambda r: r.num_groups
         ):
@@ -334,7 +335,7 @@ class GroupsDocument:
                 unique.setdefault(repr(candidate), candidate)
         return {b: list(unique.values()) for b, unique in out.items()}
 
-    def groups(self, budgets=None) -> list:
+    def groups(self, budgets: Iterable[int] | None = None) -> list:
         """Every group the candidates of `budgets` (None: all) hold, in
         order, each once: the networks a trainer needs."""
         return list(

@@ -63,11 +63,11 @@ class Grouping:
     half_size: tuple = ()
 
     @property
-    def gap(self):
+    def gap(self) -> float:
         """Distance between `score` and `upper_bound` (0 when optimal)."""
         return abs(self.upper_bound - self.score)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """The JSON-ready result entry of the groups document
         (`tag_keras.select.document`)."""
         return {

@@ -77,7 +77,7 @@ def read_table(
             f"Cannot read {path} as CSV: the file is empty"
         )
     header = rows[0]
-    columns = {name: [] for name in header}
+    columns: dict[str, list] = {name: [] for name in header}
     for number, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise _errors.InputError(

@@ -22,6 +22,8 @@ release's plain mean (`experiments.benchmarks.decision`); `select_groups`
 reads its output like any affinity matrix. Pure NumPy and pandas.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -29,7 +31,7 @@ from tag_keras._errors import InputError
 from tag_keras.select import stability
 
 
-def shrink(z, se):
+def shrink(z: np.ndarray, se: np.ndarray) -> np.ndarray:
     """The shrunk matrix of `z` (`[n, n]`, source x target) given the
     standard error `se` of each entry (same shape).
 
@@ -95,7 +97,11 @@ def block_standard_errors(values, block_size=None):
     return stability._mean(values), np.where(counts > 1, se, np.nan)
 
 
-def shrunk_affinity(steps, tasks=None, block_size=None):
+def shrunk_affinity(
+    steps: pd.DataFrame,
+    tasks: Sequence[str] | None = None,
+    block_size: int | None = None,
+) -> pd.DataFrame:
     """The shrunk affinity matrix (source x target DataFrame) of a
     per-step table (`affinity_steps.csv`'s columns step, source, target,
     affinity)."""

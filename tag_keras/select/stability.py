@@ -79,7 +79,7 @@ class Stability:
     steps: int
     seed: int
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """JSON-ready (the `"stability"` object of the groups document)."""
         return {
             k: v
@@ -87,7 +87,7 @@ class Stability:
             if k != "affinity_structure"
         }
 
-    def describe(self):
+    def describe(self) -> str:
         """Two lines for the printed table."""
         tasks = ", ".join(
             f"{t} {share:.0%}" for t, share in self.task_recurrence.items()
@@ -171,7 +171,11 @@ def assess(
     Returns:
         `{budget: (Grouping chosen on all steps, Stability)}`.
     """
-    budgets = [num_groups] if np.isscalar(num_groups) else list(num_groups)
+    budgets = (
+        [num_groups]
+        if isinstance(num_groups, (int, np.integer))
+        else list(num_groups)
+    )
     if (
         isinstance(resamples, bool)
         or not isinstance(resamples, int)

@@ -121,7 +121,10 @@ class Comparison:
             seeds = "more seeds alone cannot (the example part is too large)"
         else:
             seeds = f"about {self.seeds_needed} seeds"
-            low, high = self.seeds_needed_range
+            low, high = self.seeds_needed_range or (
+                self.seeds_needed,
+                self.seeds_needed,
+            )
             if (low, high) != (self.seeds_needed, self.seeds_needed):
                 top = (
                     high
@@ -149,7 +152,11 @@ class Comparison:
 
 
 def compare(
-    differences, *, margin: float, alpha: float = 0.025, comparisons: int = 1
+    differences: np.ndarray,
+    *,
+    margin: float,
+    alpha: float = 0.025,
+    comparisons: int = 1,
 ) -> Comparison:
     """The three-way answer for paired differences (see the module).
 

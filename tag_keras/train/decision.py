@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -137,7 +138,7 @@ class Option:
     test_error_total: float
     test_error_total_se: float
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """JSON-ready, finite numbers only (NaN becomes null)."""
         entry = dataclasses.asdict(self)
         entry["groups"] = [list(g) for g in self.groups]
@@ -186,7 +187,7 @@ class Decision:
     baselines: dict = dataclasses.field(default_factory=dict)
     early_stopping: str | None = None
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """The `decision.json` document."""
         return {
             "answer": self.answer,
@@ -267,7 +268,7 @@ def decide(
     max_seeds: int | None = None,
     random: dict | None = None,
     baselines: dict | None = None,
-    log=None,
+    log: Callable[[str], object] | None = None,
 ) -> Decision:
     """The validated decision for every budget.
 

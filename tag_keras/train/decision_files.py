@@ -9,12 +9,17 @@ import io
 import json
 import math
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from tag_keras import _files
 from tag_keras.train.comparison import UNDECIDED
+
+if TYPE_CHECKING:  # for annotations only
+    from tag_keras.train.decision import Decision
+    from tag_keras.train.networks import GroupTrainer
 
 
 def results_frame(trainer, networks=None):
@@ -125,7 +130,7 @@ def decision_frame(decision):
     return frame
 
 
-def format_table(decision) -> str:
+def format_table(decision: Decision) -> str:
     """The decision as a Markdown table, with what would decide each
     undecided budget and a closing line."""
     metric, other = decision.all_tasks.metric, decision.all_tasks.other_metric
@@ -234,8 +239,8 @@ def _pm(mean, se):
 
 def write_decision(
     directory: str | os.PathLike,
-    decision,
-    trainer,
+    decision: Decision,
+    trainer: GroupTrainer,
     networks_name: str = "results.csv",
 ) -> dict:
     """Writes `decision.json`, `decision.csv`, the per-network table

@@ -35,7 +35,7 @@ CONNECT_TIMEOUT = 10.0
 
 NAMES = ("workers", "ray_address", "cpus_per_network", "gpus_per_network")
 
-_HOLDERS = {}
+_HOLDERS: dict = {}
 
 
 def define() -> types.SimpleNamespace:

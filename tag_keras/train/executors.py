@@ -30,6 +30,14 @@ import logging
 import os
 import sys
 import uuid
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only
+    from tag_keras.train.networks import Network
+    from tag_keras.train.networks import Recipe
+
 
 #: Set by tests only, in the driver's environment: a path; the first
 #: task to find it absent creates it and kills its worker, so that Ray's
@@ -103,7 +111,7 @@ class RayExecutor:
             f"gpus_per_network={self.gpus:g})"
         )
 
-    def start(self):
+    def start(self) -> RayExecutor:
         """Starts (or joins) the Ray runtime; checks that a network fits.
 
         Raises:
@@ -158,7 +166,7 @@ class RayExecutor:
                 )
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         """Shuts down a runtime this executor started."""
         if self._started:
             import ray
@@ -172,7 +180,7 @@ class RayExecutor:
     def __exit__(self, *exc):
         self.stop()
 
-    def check_shared(self, directory):
+    def check_shared(self, directory: str) -> None:
         """Raises `ValueError` unless a task on every node sees a file
         the driver wrote in `directory` (the cache must be shared)."""
         import ray
@@ -210,7 +218,12 @@ class RayExecutor:
         finally:
             os.remove(probe)
 
-    def run(self, recipe, jobs, done):
+    def run(
+        self,
+        recipe: Recipe,
+        jobs: Sequence[tuple],
+        done: Callable[[Network], object],
+    ) -> None:
         """Trains `jobs` (`(group, seed, fingerprints, path)` each, path
         the cache file or None) and calls `done(network)` as each
         finishes, in the order they finish. Ctrl-C (or any error) cancels
@@ -261,7 +274,7 @@ class RayExecutor:
 
 #: The recipe rebuilt in this worker process, by its run's token, so
 #: that `data_function` runs once per worker and run.
-_REBUILT = {}
+_REBUILT: dict = {}
 
 
 def _train_remote(

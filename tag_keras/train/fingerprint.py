@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+from typing import Any
 
 import numpy as np
 
@@ -143,7 +144,7 @@ def _plain(value):
 def fit_digest(fit_kwargs, batch_size) -> str:
     """The fingerprint of the fit settings (callbacks by class and their
     plain attributes)."""
-    settings = {"batch_size": int(batch_size)}
+    settings: dict[str, Any] = {"batch_size": int(batch_size)}
     for key, value in sorted(fit_kwargs.items()):
         if key == "callbacks":
             settings[key] = [

@@ -39,6 +39,7 @@ from tag_keras.train import fingerprint as fingerprint_lib
 from tag_keras.train import outcomes as outcomes_lib
 
 if TYPE_CHECKING:  # for annotations only
+    import keras
     import tensorflow as tf
 
     from tag_keras.train.executors import RayExecutor
@@ -69,7 +70,7 @@ class Network:
     outcomes: Mapping
     fingerprints: Mapping = dataclasses.field(default_factory=dict)
 
-    def mean(self, split, task, metric="loss"):
+    def mean(self, split: str, task: str, metric: str = "loss") -> float:
         """The mean `metric` ("loss" or "error") of `task` on `split`."""
         values = self.outcomes[split][task][0 if metric == "loss" else 1]
         values = values[~np.isnan(values)]
@@ -167,11 +168,11 @@ class NetworkStore:
     ):
         self.directory = directory
         self.fingerprints = dict(fingerprints or {})
-        self._per_group = per_group or (lambda group: {})
-        self._expected = {}
+        self._per_group: Callable = per_group or (lambda group: {})
+        self._expected: dict = {}
         self._log = log or (lambda line: None)
         self._told_legacy = False
-        self._networks = {}
+        self._networks: dict = {}
 
     def expect(self, group, seed, **parts) -> None:
         """Overrides the fingerprint parts a network must carry (e.g. a
@@ -341,7 +342,7 @@ class GroupTrainer:
                 self.fit_kwargs, self.batch_size
             ),
         }
-        self._architectures = {}
+        self._architectures: dict = {}
         self._store = NetworkStore(
             self.directory,
             self.fingerprints,
@@ -376,11 +377,11 @@ class GroupTrainer:
             )
         return tuple(t for t in self.tasks if t in group)
 
-    def has(self, group, seed) -> bool:
+    def has(self, group: Iterable[str], seed: int) -> bool:
         """Whether the network of `group` at `seed` is trained (or stored)."""
         return self._store.get(self.ordered(group), seed) is not None
 
-    def network(self, group, seed) -> Network:
+    def network(self, group: Iterable[str], seed: int) -> Network:
         """The network of `group` at `seed`, trained now if missing."""
         group = self.ordered(group)
         found = self._store.get(group, seed)
@@ -388,7 +389,9 @@ class GroupTrainer:
             found = self._train(group, seed)
         return found
 
-    def expect_model(self, group, seed, digest: str) -> None:
+    def expect_model(
+        self, group: Iterable[str], seed: int, digest: str
+    ) -> None:
         """Declares that the network of `group` at `seed` is a saved model
         added as it is, whose file has fingerprint `digest`
         (`fingerprint.file_digest`): a cached one made from another file
@@ -398,7 +401,12 @@ class GroupTrainer:
         )
 
     def add_model(
-        self, model, seed: int, *, seconds: float = math.nan, epochs: int = 0
+        self,
+        model: keras.Model,
+        seed: int,
+        *,
+        seconds: float = math.nan,
+        epochs: int = 0,
     ) -> Network:
         """Stores an already trained `model` (e.g. the measuring run's
         all-task `TaskAffinityModel`) as the network of its outputs' tasks
@@ -529,7 +537,7 @@ class Recipe:
     the fit settings (see `GroupTrainer`)."""
 
     build: Callable
-    data: Mapping
+    data: Mapping | None
     fit_train: object
     fit_validation: object
     fit_kwargs: Mapping
@@ -552,7 +560,8 @@ class Recipe:
         import tensorflow as tf
 
         streams = (tf.data.Dataset, keras.utils.PyDataset)
-        if not any(isinstance(split, streams) for split in self.data.values()):
+        splits = (self.data or {}).values()
+        if not any(isinstance(split, streams) for split in splits):
             return self
         if self.data_function is None:
             raise ValueError(
@@ -569,6 +578,11 @@ class Recipe:
         """A recipe from `shippable` with its data built again here."""
         if self.data is not None:
             return self
+        if self.data_function is None:
+            raise ValueError(
+                "A recipe without its data needs the function that returns "
+                "it (`data_function`). Received: data_function=None"
+            )
         data = self.data_function()
         fit_train, fit_validation, _ = data_lib.monitored_split(
             data, self.fit_kwargs.get("callbacks")

@@ -72,7 +72,7 @@ def random_partitions(
     if partition_count(len(tasks), num_groups) <= num_samples:
         return all_partitions(tasks, num_groups), True
     rng = np.random.default_rng(seed)
-    partitions = []
+    partitions: list = []
     while len(partitions) < num_samples:
         labels = rng.integers(0, num_groups, size=len(tasks))
         if len(set(labels.tolist())) < num_groups:

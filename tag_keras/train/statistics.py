@@ -52,6 +52,7 @@ References:
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 #: The one-sided confidence of the MS_seed used for the degrees of
@@ -59,7 +60,7 @@ from scipy import stats
 DF_CONFIDENCE = 0.9
 
 
-def contributions(differences):
+def contributions(differences: np.ndarray) -> np.ndarray | None:
     """`x[seeds, examples]`: each example's contribution (see the module).
 
     Tasks with no labelled example at any seed (all NaN, e.g. the error
@@ -96,14 +97,14 @@ def contributions(differences):
     )
 
 
-def paired_statistic(differences) -> float:
+def paired_statistic(differences: np.ndarray) -> float:
     """D for `[seeds, tasks, examples]` differences (see the module);
     NaN if no task has a labelled example."""
     x = contributions(differences)
     return float("nan") if x is None else float(x.mean())
 
 
-def mean_squares(x):
+def mean_squares(x: np.ndarray) -> tuple[float, float, float, float]:
     """`(mean, MS_seed, MS_example, MS_residual)` of `x[seeds, examples]`:
     the two-way analysis of variance without replication."""
     x = np.asarray(x, float)
@@ -122,7 +123,13 @@ def mean_squares(x):
     return float(grand), float(ms_seed), float(ms_example), float(ms_residual)
 
 
-def components(ms_seed, ms_example, ms_residual, num_seeds, num_examples):
+def components(
+    ms_seed: ArrayLike,
+    ms_example: ArrayLike,
+    ms_residual: ArrayLike,
+    num_seeds: ArrayLike,
+    num_examples: ArrayLike,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`(σ²_seed, σ²_example, σ²_interaction)` from the mean squares,
     each truncated at zero (NumPy arrays broadcast)."""
     seed = np.maximum(ms_seed - ms_residual, 0.0) / num_examples
@@ -130,7 +137,13 @@ def components(ms_seed, ms_example, ms_residual, num_seeds, num_examples):
     return seed, example, np.asarray(ms_residual, float)
 
 
-def variance_and_df(seed, example, interaction, num_seeds, num_examples):
+def variance_and_df(
+    seed: ArrayLike,
+    example: ArrayLike,
+    interaction: ArrayLike,
+    num_seeds: ArrayLike,
+    num_examples: ArrayLike,
+) -> tuple[np.ndarray, np.ndarray]:
     """`(Var(D), df)` at `num_seeds` × `num_examples` from the components.
 
     The variance is σ²_a / S + σ²_b / N + σ²_e / (S N); its df are
@@ -161,14 +174,14 @@ def variance_and_df(seed, example, interaction, num_seeds, num_examples):
 
 
 def interval(
-    mean,
-    ms_seed,
-    ms_example,
-    ms_residual,
-    num_seeds,
-    num_examples,
-    level_one_sided,
-):
+    mean: ArrayLike,
+    ms_seed: ArrayLike,
+    ms_example: ArrayLike,
+    ms_residual: ArrayLike,
+    num_seeds: ArrayLike,
+    num_examples: ArrayLike,
+    level_one_sided: float,
+) -> tuple:
     """`(low, high, standard_error, df, (σ²_seed, σ²_example,
     σ²_interaction))` from the mean squares: the rule every comparison,
     plan and simulation uses (vectorised)."""
@@ -191,7 +204,12 @@ def interval(
     return low, high, se, df, parts
 
 
-def bounds(mean, variance, df, level_one_sided):
+def bounds(
+    mean: ArrayLike,
+    variance: ArrayLike,
+    df: ArrayLike,
+    level_one_sided: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`(low, high, standard_error)`: one-sided t bounds, each holding
     with probability `level_one_sided` (vectorised)."""
     se = np.sqrt(variance)
@@ -199,7 +217,7 @@ def bounds(mean, variance, df, level_one_sided):
     return mean - q * se, mean + q * se, se
 
 
-def mean_and_se(values):
+def mean_and_se(values: ArrayLike) -> tuple[float, float]:
     """`(mean, standard error)` over seeds (SE NaN for one value)."""
     values = np.asarray(values, float)
     if len(values) < 2:

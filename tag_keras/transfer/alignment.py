@@ -86,9 +86,10 @@ class AlignmentSchedule(keras.callbacks.Callback):
         self.alignment_layers = list(alignment_layers)
         self.shared_layers = list(shared_layers)
         self.period, self.align_epochs = period, align_epochs
-        self.phases, self._functions = [], {}
+        self.phases: list[str] = []
+        self._functions: dict = {}
 
-    def phase(self, epoch):
+    def phase(self, epoch: int) -> str:
         """`"align"` or `"shared"`: what trains in `epoch`."""
         return "align" if epoch % self.period < self.align_epochs else "shared"
 
