@@ -20,12 +20,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from typing import Any
 
-import tensorflow as tf
+from keras import ops
 
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import rows as rows_lib
 
 if TYPE_CHECKING:  # for annotations only
+    import tensorflow as tf
+
     from tag_keras.measure.target import Target
     from tag_keras.tasks.gradients import TaskGradients
 
@@ -276,7 +278,7 @@ class LookaheadEstimator(_SteppedEstimator):
                 self.step.values(shared_gradients, target)
             )
             return affinity_lib.lookahead_affinity(
-                before, after[tf.newaxis], self.rate()
+                before, ops.expand_dims(after, 0), self.rate()
             )[0]
 
         return row
@@ -299,8 +301,8 @@ class FirstOrderEstimator(_SteppedEstimator):
     def source_rows(self, gradients, target):
         """`g -> [n]`: every target's first-order affinity from a source
         of gradient `g` (a group's summed gradient)."""
-        scale = self.optimizer.scale_loss(tf.constant(1.0))
-        flat = gradients.global_flat() / tf.cast(scale, tf.float32)
+        scale = self.optimizer.scale_loss(ops.convert_to_tensor(1.0))
+        flat = gradients.global_flat() / ops.cast(scale, "float32")
         current = self.step.reference_values(target)
 
         def row(shared_gradients):
@@ -308,9 +310,9 @@ class FirstOrderEstimator(_SteppedEstimator):
             change = gradients.flatten(
                 [n - c for n, c in zip(new_values, current)]
             )
-            dots = tf.linalg.matvec(flat, change)
+            dots = ops.matmul(flat, change)
             return affinity_lib.first_order_affinity(
-                dots[tf.newaxis], target.before, self.rate()
+                ops.expand_dims(dots, 0), target.before, self.rate()
             )[0]
 
         return row
@@ -330,7 +332,7 @@ class CosineEstimator(AffinityEstimator):
     def matrix(self, gradients, target):
         del target
         flat = gradients.global_flat(kernels_only=self.kernels_only)
-        gram = tf.matmul(flat, flat, transpose_b=True)
+        gram = ops.matmul(flat, ops.transpose(flat))
         return affinity_lib.cosine_affinity(gram)
 
 
