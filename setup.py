@@ -46,6 +46,9 @@ setuptools.setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.21,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+        # TaskAffinityModel on Keras's JAX backend (KERAS_BACKEND=jax;
+        # docs/guides/backends.md).
+        "jax": ["jax>=0.4.36"],
         "experiments": ["tensorflow-datasets>=4.9", "scikit-learn>=1.3",
                         "mlxtend>=0.23"],
         "docs": ["mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],

@@ -81,21 +81,29 @@ def check_keras_version(version: str | None = None) -> None:
     warnings.warn(message, UserWarning, stacklevel=2)
 
 
-def check_backend(backend: str | None = None) -> None:
-    """Raises `InputError` unless Keras runs on TensorFlow.
+def check_backend(
+    backend: str | None = None,
+    *,
+    what: str = "this part of tag_keras",
+    supported: tuple[str, ...] = ("tensorflow",),
+) -> None:
+    """Raises `InputError` unless Keras runs on a `supported` backend.
 
-    Called when a measuring model is constructed, so that another backend
-    is one line there instead of a trace deep inside `fit`.
+    Called when a model or trainer is constructed, so that another
+    backend is one line there instead of a trace deep inside `fit`.
+    `TaskAffinityModel` runs on TensorFlow and JAX; the rest of the
+    package on TensorFlow (docs/guides/backends.md).
     """
     from tag_keras._errors import InputError
 
     backend = keras.backend.backend() if backend is None else backend
-    if backend != "tensorflow":
+    if backend not in supported:
+        names = " or ".join(repr(b) for b in supported)
         raise InputError(
-            f"tag_keras measures with TensorFlow: it needs Keras's "
-            f"TensorFlow backend, and this Keras runs on {backend!r}. Set "
-            'KERAS_BACKEND=tensorflow (or "backend": "tensorflow" in '
-            f"~/.keras/keras.json) and install TensorFlow. Received: "
+            f"{what[0].upper()}{what[1:]} runs on Keras's {names} backend, "
+            f"and this Keras runs on {backend!r}. Set KERAS_BACKEND="
+            f'{supported[0]} (or "backend": "{supported[0]}" in '
+            f"~/.keras/keras.json) and install it. Received: "
             f"backend={backend!r}"
         )
 
@@ -326,9 +334,11 @@ class ScalarLogsUnderMultiWorker:
     Reason: it overrides the private trainer hook `_make_function`.
     """
 
-    def _make_function(self, step_function):
-        if not _is_multi_worker(self.distribute_strategy):
-            return super()._make_function(step_function)
+    def _make_function(self, step_function, *args, **kwargs):
+        if keras.backend.backend() != "tensorflow" or not _is_multi_worker(
+            self.distribute_strategy
+        ):
+            return super()._make_function(step_function, *args, **kwargs)
 
         def with_axis(data):
             logs = step_function(data)

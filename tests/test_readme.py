@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -85,6 +87,7 @@ def _quickstart(path):
     return re.search(r"```python\n(.*?)\n```", section, re.S).group(1)
 
 
+@pytest.mark.backends
 def test_the_quickstart_runs_as_written(tmp_path):
     code = _quickstart(_ROOT / "README.md")
     assert len(code.splitlines()) <= 25
@@ -97,7 +100,9 @@ def test_the_quickstart_runs_as_written(tmp_path):
     lines = done.stdout.strip().splitlines()
     assert lines[0].split() == ["target", "a", "b", "c", "d"]
     groups = ast.literal_eval(lines[-1])  # a tuple of tuples of names
-    assert len(groups) <= 2 and set().union(*groups) == set("abcd")
+    # What the README says it prints, on either backend (the JAX pass of
+    # .ci/run runs this test under KERAS_BACKEND=jax).
+    assert groups == (("a", "b"), ("c", "d"))
     assert (tmp_path / "runs/quickstart/affinity.csv").exists()
 
 

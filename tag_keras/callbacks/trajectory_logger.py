@@ -13,6 +13,7 @@ import tensorflow as tf
 from tag_keras import _data
 from tag_keras import _distribute
 from tag_keras import _files
+from tag_keras import _keras_private
 from tag_keras.diagnostics.conflict import _check_positive
 from tag_keras.diagnostics.trajectory import MEASURES
 from tag_keras.diagnostics.trajectory import TrajectoryMeasures
@@ -100,6 +101,7 @@ class TrajectoryLogger(keras.callbacks.Callback):
         coherence_batch_size: int = 16,
         tensorboard: bool = True,
     ):
+        _keras_private.check_backend(what="TrajectoryLogger")
         super().__init__()
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
             raise ValueError(

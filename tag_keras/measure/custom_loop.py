@@ -16,6 +16,7 @@ from typing import Any
 import tensorflow as tf
 
 from tag_keras import _distribute
+from tag_keras import _keras_private
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import sources as sources_lib
 from tag_keras.measure.forward import ForwardPass
@@ -112,6 +113,7 @@ class AffinityMeter(AffinityReadout):
         affinity_seed: int = 0,
         max_subset_tasks: int = sources_lib.MAX_SUBSET_TASKS,
     ):
+        _keras_private.check_backend(what="AffinityMeter")
         self.affinity_settings = AffinitySettings.from_keywords(
             affinity_method=affinity_method,
             lookahead_step=lookahead_step,

@@ -140,7 +140,9 @@ class TaskAffinityModel(
     train_function: Callable | None
 
     def __new__(cls, *args, **kwargs):
-        _keras_private.check_backend()
+        _keras_private.check_backend(
+            what="TaskAffinityModel", supported=("tensorflow", "jax")
+        )
         if _keras_private.is_functional_call(args, kwargs) and not issubclass(
             cls, _keras_private.Functional
         ):
@@ -209,12 +211,17 @@ class TaskAffinityModel(
     @property
     def shared_variables(self) -> list:
         """The trainable variables treated as shared (known after a step)."""
-        if self._train_step is None or self._train_step.parts is None:
+        found = (
+            None
+            if self._train_step is None
+            else self._train_step.found_shared()
+        )
+        if found is None:
             raise ValueError(
                 "The shared variables are found when the first training step "
                 "is traced: call `fit` or `train_on_batch` first."
             )
-        return self._train_step.parts.shared.pick(self.trainable_variables)
+        return found.pick(self.trainable_variables)
 
     # Keras hooks -------------------------------------------------------
 
@@ -229,7 +236,13 @@ class TaskAffinityModel(
             )
         if isinstance(kwargs.get("loss"), dict):
             self._decide_task_names(kwargs["loss"])
-        self._train_step = step_lib.TrainStep(self)
+        if keras.backend.backend() == "jax":
+            from tag_keras.measure import jax_step
+
+            jax_step.check_supported(self)
+            self._train_step = jax_step.JaxTrainStep(self)
+        else:
+            self._train_step = step_lib.TrainStep(self)
 
     def get_compile_config(self):
         # `compile` is overridden only to add checks; its config is Keras's.
@@ -254,11 +267,15 @@ class TaskAffinityModel(
         self.next_train_step = None
         return super().fit(**arguments)
 
-    def train_step(self, data):
+    def train_step(self, *args):
+        if keras.backend.backend() == "jax":  # (state, data): unmeasured
+            return self._train_step.plain(*args)
+        (data,) = args
         return self.step(data, measure=self.affinity_every_n_steps > 0)
 
-    def test_step(self, data):
-        return super().test_step(labels.mask_missing_in_batch(data))
+    def test_step(self, *args):
+        *state, data = args  # JAX: (state, data)
+        return super().test_step(*state, labels.mask_missing_in_batch(data))
 
     def step(self, data: Any, measure: bool) -> dict[str, Any]:
         """One training step, measured or not (NaN labels masked)."""
@@ -273,6 +290,11 @@ class TaskAffinityModel(
             return self.train_function
         if self.affinity_every_n_steps == 0:
             return super().make_train_function(force)
+        if keras.backend.backend() == "jax":
+            from tag_keras.measure import jax_step
+
+            self.train_function = jax_step.make_train_function(self)
+            return self.train_function
         self.train_function = step_lib.make_train_function(self)
         return self.train_function
 

@@ -9,11 +9,13 @@ recorder's small interface, nothing else of the model.
 
 from collections.abc import Callable
 
+import keras
 import numpy as np
 import pandas as pd
 
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import sources as sources_lib
+from tag_keras.measure.host_state import HostAffinityState
 from tag_keras.measure.meter import Meter
 from tag_keras.measure.settings import AffinitySettings
 from tag_keras.measure.state import AffinityState
@@ -50,7 +52,10 @@ class AffinityRecorder:
         groups, group_state = sources_lib.make(settings, len(task_names))
         names = check_task_names(task_names, groups=groups is not None)
         self.task_names = names
-        self.state = AffinityState(len(names), name="affinity_state")
+        if keras.backend.backend() == "jax":  # float64 sums on the host
+            self.state = HostAffinityState(len(names))
+        else:
+            self.state = AffinityState(len(names), name="affinity_state")
         self.group_sources, self.group_state = groups, group_state
         self.epoch_affinity = self.fit_affinity = None
         self.measured_steps: int | None = None

@@ -8,8 +8,6 @@ backward pass, and the `Meter` records the affinity from the same
 `TaskGradients`. Other steps differentiate the total loss once.
 """
 
-import warnings
-
 import keras
 import tensorflow as tf
 from keras import ops
@@ -51,6 +49,10 @@ class TrainStep:
                     ),
                 ],
             )
+
+    def found_shared(self):
+        """The `SharedVariables`, or None before the first traced step."""
+        return None if self.parts is None else self.parts.shared
 
     def __call__(self, data, measure):
         """One step on `data`; `measure` (a Python bool) records affinity."""
@@ -212,21 +214,12 @@ class StepParts:
         self.shared = shared_lib.discover(
             model, tape, scaled, extra, self.tasks, model.shared_layers
         )
-        if not self.shared.shared and (
-            measuring or model.training_method is not None
-        ):
-            raise _no_shared_error(model, self.tasks)
-        detached = [
-            t for t, a in zip(self.tasks, self.shared.attached) if not a
-        ]
-        if measuring and detached:
-            warnings.warn(
-                f"Tasks {detached} do not depend on the shared weights (their "
-                "heads bypass them), so a shared step cannot change their "
-                "loss nor theirs the others': their rows and columns of the "
-                "affinity matrix are left out (NaN), not reported as zeros.",
-                stacklevel=2,
-            )
+        shared_lib.check_found(
+            self.shared,
+            self.tasks,
+            measuring,
+            needed=measuring or model.training_method is not None,
+        )
         held_out = model.held_out_batches() if measuring else None
         self.targets = target_lib.TargetBatches(
             model, task_losses, self.tasks, self.shared, held_out
@@ -325,20 +318,6 @@ def _representation_gram(tape, scaled, tasks, representation):
     ]
     local = tf.stack(rows)
     return _distribute.replica_sum(tf.matmul(local, local, transpose_b=True))
-
-
-def _no_shared_error(model, tasks):
-    if len(tasks) < 2:
-        return ValueError(
-            "Affinity and multi-task training methods need at least two "
-            f"tasks. Received: task_names={list(tasks)}."
-        )
-    return ValueError(
-        "Affinity needs weights shared by two or more tasks, and no "
-        "trainable weight has a gradient from two task losses. Pass "
-        "`shared_layers=[...]` or share an encoder. Received: tasks "
-        f"{list(tasks)}."
-    )
 
 
 def _check_outputs(y_pred):

@@ -42,6 +42,7 @@ class TaskView:
     """
 
     def __init__(self, model, data):
+        _keras_private.check_backend(what="the diagnostics (TaskView)")
         _data.check_data(data)
         if not getattr(model, "compiled", False):
             raise ValueError(

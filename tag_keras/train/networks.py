@@ -314,7 +314,7 @@ class GroupTrainer:
     ):
         from tag_keras import _keras_private
 
-        _keras_private.check_backend()
+        _keras_private.check_backend(what="GroupTrainer (tag-train)")
         if not callable(build):
             raise TypeError(
                 "`build` must be a function of a list of task "

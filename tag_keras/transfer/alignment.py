@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from tag_keras import _keras_private
+
 
 @keras.saving.register_keras_serializable(package="tag_keras")
 class CovarianceAlignment(keras.layers.Layer):
@@ -31,6 +33,7 @@ class CovarianceAlignment(keras.layers.Layer):
     """
 
     def build(self, input_shape):
+        _keras_private.check_backend(what="CovarianceAlignment")
         size = input_shape[-1]
         if size is None:
             raise ValueError(
@@ -76,6 +79,7 @@ class AlignmentSchedule(keras.callbacks.Callback):
         period: int = 2,
         align_epochs: int = 1,
     ):
+        _keras_private.check_backend(what="AlignmentSchedule")
         super().__init__()
         if not 1 <= period or not 0 <= align_epochs <= period:
             raise ValueError(

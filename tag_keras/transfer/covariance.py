@@ -102,6 +102,9 @@ def task_covariance_similarity(
     Returns:
         A symmetric DataFrame, index and columns = task.
     """
+    from tag_keras import _keras_private
+
+    _keras_private.check_backend(what="task_covariance_similarity")
     import keras
     import pandas as pd
     from keras import tree
