@@ -22,6 +22,8 @@ setuptools.setup(
     long_description=(_HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["tag_keras", "tag_keras.*"]),
+    # PEP 561: the package's annotations are for type checkers to read.
+    package_data={"tag_keras": ["py.typed"]},
     # The console scripts' entry points, outside the package so that
     # Ctrl-C while they import is handled.
     py_modules=["tag_keras_entry"],
@@ -44,9 +46,14 @@ setuptools.setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.21,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+        # TaskAffinityModel on Keras's JAX backend (KERAS_BACKEND=jax;
+        # docs/guides/backends.md).
+        "jax": ["jax>=0.4.36"],
         "experiments": ["tensorflow-datasets>=4.9", "scikit-learn>=1.3",
                         "mlxtend>=0.23"],
         "docs": ["mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
+        # The checks .ci/run makes on tag_keras/ (ruff.toml, mypy.ini).
+        "dev": ["ruff>=0.17", "mypy>=2.4"],
         # tag-train --workers / --ray_address (tag_keras.train.executors).
         "ray": ["ray>=2.40"],
     },

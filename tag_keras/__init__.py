@@ -28,28 +28,29 @@ import importlib
 
 __version__ = "0.4.0.dev0"
 
-from tag_keras._errors import InputError  # noqa: E402
-from tag_keras._lock import DirectoryInUseError  # noqa: E402
-from tag_keras.select import Grouping  # noqa: E402
-from tag_keras.select import Selection  # noqa: E402
-from tag_keras.select import choose_groups  # noqa: E402
-from tag_keras.select import select_groups  # noqa: E402
-from tag_keras.select import select_groups_from_group_affinity  # noqa: E402
-from tag_keras.select import select_groups_from_performance  # noqa: E402
+from tag_keras._errors import InputError
+from tag_keras._lock import DirectoryInUseError
+from tag_keras.select import Grouping
+from tag_keras.select import Selection
+from tag_keras.select import choose_groups
+from tag_keras.select import select_groups
+from tag_keras.select import select_groups_from_group_affinity
+from tag_keras.select import select_groups_from_performance
 
 # Public name -> module that defines it (imported lazily).
 _LAZY = {
     "AFFINITY_METHODS": ("tag_keras.measure.affinity", "AFFINITY_METHODS"),
-    "AffinityEstimator": ("tag_keras.measure.estimators",
-                          "AffinityEstimator"),
+    "AffinityEstimator": ("tag_keras.measure.estimators", "AffinityEstimator"),
     "AffinityLogger": ("tag_keras.callbacks", "AffinityLogger"),
     "TrajectoryLogger": ("tag_keras.callbacks", "TrajectoryLogger"),
     "CandidateLogger": ("tag_keras.callbacks", "CandidateLogger"),
     "AffinityMeter": ("tag_keras.measure.custom_loop", "AffinityMeter"),
     "ForwardPass": ("tag_keras.measure.forward", "ForwardPass"),
     "affinity_methods": ("tag_keras.measure.estimators", "affinity_methods"),
-    "register_affinity_method": ("tag_keras.measure.estimators",
-                                 "register_affinity_method"),
+    "register_affinity_method": (
+        "tag_keras.measure.estimators",
+        "register_affinity_method",
+    ),
     # Public home of the Keras multi-worker fixes (they override
     # private trainer hooks, so they live with the other Keras internals).
     "MultiWorkerFixes": ("tag_keras._keras_private", "MultiWorkerFixes"),

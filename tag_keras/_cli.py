@@ -25,9 +25,12 @@ def run(main, module_name, program):
 
     def checked(argv):
         if len(argv) > 1:
-            print(f"{program}: error: unexpected arguments {argv[1:]}; "
-                  f"every input is a flag, --name=value (see {program} "
-                  "--help).", file=sys.stderr)
+            print(
+                f"{program}: error: unexpected arguments {argv[1:]}; "
+                f"every input is a flag, --name=value (see {program} "
+                "--help).",
+                file=sys.stderr,
+            )
             return 2
         return main(argv)
 

@@ -12,7 +12,8 @@ is refused with the one to use.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 #: The version that stops reading the old names.
 REMOVED_IN = "0.5.0"
@@ -41,8 +42,7 @@ def renamed_config(class_name: str, config: dict) -> dict:
     dropped).
     """
     config = dict(config)
-    for old, (new, convert) in RENAMED_CONFIG_KEYS.get(class_name,
-                                                       {}).items():
+    for old, (new, convert) in RENAMED_CONFIG_KEYS.get(class_name, {}).items():
         if old in config:
             value = config.pop(old)
             config.setdefault(new, convert(value) if convert else value)
@@ -56,7 +56,8 @@ def refuse_renamed_argument(class_name: str, kwargs: dict) -> None:
             raise TypeError(
                 f"`{class_name}({old}=...)` was renamed `{new}=` in version "
                 f"0.3. Pass {new}=... instead; models saved with `{old}` "
-                f"still load until version {REMOVED_IN}.")
+                f"still load until version {REMOVED_IN}."
+            )
 
 
 def affinity_structure(entry: dict) -> str:
@@ -66,4 +67,5 @@ def affinity_structure(entry: dict) -> str:
     "keep together")."""
     if "affinity_structure" in entry:
         return entry["affinity_structure"]
-    return _OLD_VERDICTS.get(entry.get("verdict"), "")
+    verdict = entry.get("verdict")
+    return _OLD_VERDICTS.get(verdict, "") if isinstance(verdict, str) else ""

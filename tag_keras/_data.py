@@ -19,14 +19,12 @@ def batches(data, batch_size, tasks, max_batches=None):
     Arrays are cut into `batch_size` slices in order; a dataset keeps its
     own batches.
     """
-    count = 0
-    for batch in _raw_batches(data, batch_size):
+    for count, batch in enumerate(_raw_batches(data, batch_size)):
         if max_batches is not None and count >= max_batches:
             return
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
         x = tree.map_structure(np.asarray, x)
         yield x, labels_by_task(y, tasks), _numpy_or_none(sample_weight)
-        count += 1
 
 
 def first_batch(data):
@@ -38,8 +36,10 @@ def first_batch(data):
     check_data(data)
     batch = next(iter(_raw_batches(data, 32)), None)
     if batch is None or not len(tree.flatten(batch)[0]):
-        raise ValueError("`data` holds no examples. Received: empty data "
-                         f"of type {type(data).__name__}.")
+        raise ValueError(
+            "`data` holds no examples. Received: empty data "
+            f"of type {type(data).__name__}."
+        )
     x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
     return tree.map_structure(np.asarray, x), y
 
@@ -58,8 +58,10 @@ def examples(data, tasks, max_samples):
         if total >= max_samples:
             break
     if not total:
-        raise ValueError("`data` holds no examples. Received: empty data "
-                         f"of type {type(data).__name__}.")
+        raise ValueError(
+            "`data` holds no examples. Received: empty data "
+            f"of type {type(data).__name__}."
+        )
     x = tree.map_structure(lambda *a: np.concatenate(a)[:max_samples], *xs)
     return x, {t: np.concatenate(v)[:max_samples] for t, v in ys.items()}
 
@@ -68,9 +70,14 @@ def map_batches(function, x, batch_size=256):
     """`function` applied to `x` in slices of `batch_size` rows; the
     results as one NumPy array."""
     size = len(tree.flatten(x)[0])
-    return np.concatenate([
-        np.asarray(function(slice_inputs(x, slice(start, start + batch_size))))
-        for start in range(0, size, batch_size)])
+    return np.concatenate(
+        [
+            np.asarray(
+                function(slice_inputs(x, slice(start, start + batch_size)))
+            )
+            for start in range(0, size, batch_size)
+        ]
+    )
 
 
 def slice_inputs(x, part):
@@ -83,7 +90,7 @@ def slices(x, y, batch_size):
     size = len(y)
     for start in range(0, size, batch_size):
         part = slice(start, start + batch_size)
-        yield tree.map_structure(lambda a: a[part], x), y[part]
+        yield slice_inputs(x, part), y[part]
 
 
 def labels_by_task(y, tasks):
@@ -93,19 +100,22 @@ def labels_by_task(y, tasks):
         if unknown:
             raise ValueError(
                 f"The labels name tasks the model does not have: {unknown}. "
-                f"The model's tasks: {list(tasks)}.")
+                f"The model's tasks: {list(tasks)}."
+            )
         return {t: np.asarray(v) for t, v in y.items()}
     if isinstance(y, (list, tuple)):
         if len(y) != len(tasks):
             raise ValueError(
                 f"Labels given as a list need one entry per task "
-                f"{sorted(tasks)}. Received: {len(y)} entries.")
+                f"{sorted(tasks)}. Received: {len(y)} entries."
+            )
         return {t: np.asarray(v) for t, v in zip(sorted(tasks), y)}
     if len(tasks) == 1:
         return {tasks[0]: np.asarray(y)}
     raise ValueError(
         f"Labels must be a dict keyed by task for a model with tasks "
-        f"{list(tasks)}. Received: labels of type {type(y).__name__}.")
+        f"{list(tasks)}. Received: labels of type {type(y).__name__}."
+    )
 
 
 def check_data(data, name="data"):
@@ -117,7 +127,8 @@ def check_data(data, name="data"):
     raise TypeError(
         f"`{name}` must be `(x, y)` or `(x, y, sample_weight)` arrays, a "
         "batched tf.data.Dataset or a keras.utils.PyDataset. Received: "
-        f"{name} of type {type(data).__name__}.")
+        f"{name} of type {type(data).__name__}."
+    )
 
 
 def _raw_batches(data, batch_size):
@@ -133,13 +144,12 @@ def _raw_batches(data, batch_size):
         size = len(tree.flatten(x)[0])
         for start in range(0, size, batch_size):
             part = slice(start, start + batch_size)
-
-            def cut(value):
-                return tree.map_structure(lambda a: np.asarray(a)[part],
-                                          value)
-
-            yield (cut(x), cut(y)) if weight is None else (
-                cut(x), cut(y), cut(weight))
+            cut = [
+                slice_inputs(tree.map_structure(np.asarray, v), part)
+                for v in (x, y, weight)
+                if v is not None
+            ]
+            yield tuple(cut)
 
 
 def _numpy_or_none(value):

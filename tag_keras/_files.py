@@ -25,17 +25,18 @@ def replace_atomically(path, data):
     directory = os.path.dirname(path) or "."
     payload = data.encode("utf-8") if isinstance(data, str) else data
     while True:
-        temp = os.path.join(directory, f".{os.path.basename(path)}."
-                            f"{secrets.token_hex(6)}.tmp")
+        temp = os.path.join(
+            directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp"
+        )
         try:
-            handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                             0o666)
+            handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             break
         except FileExistsError:
             continue
         except OSError as error:
-            raise OSError(error.errno, f"Cannot write {path}: "
-                          f"{error.strerror}") from None
+            raise OSError(
+                error.errno, f"Cannot write {path}: {error.strerror}"
+            ) from None
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(payload)
@@ -44,8 +45,9 @@ def replace_atomically(path, data):
         with contextlib.suppress(OSError):
             os.remove(temp)
         if isinstance(error, OSError):
-            raise OSError(error.errno, f"Cannot write {path}: "
-                          f"{error.strerror}") from None
+            raise OSError(
+                error.errno, f"Cannot write {path}: {error.strerror}"
+            ) from None
         raise
 
 
@@ -72,7 +74,8 @@ class RowFile:
         text = io.StringIO()
         csv.writer(text).writerows([header, *kept])
         replace_atomically(self.path, text.getvalue())
-        self._handle = open(self.path, "a", newline="")
+        # Kept open: rows are appended one by one until close().
+        self._handle = open(self.path, "a", newline="")  # noqa: SIM115
         self._writer = csv.writer(self._handle)
 
     def _kept_rows(self, header, keep):
@@ -87,15 +90,17 @@ class RowFile:
                     raise ValueError("NUL bytes")
                 row = next(csv.reader([line]))
                 if len(row) != len(header):
-                    raise ValueError(f"{len(row)} fields, expected "
-                                     f"{len(header)}")
+                    raise ValueError(
+                        f"{len(row)} fields, expected {len(header)}"
+                    )
                 if keep(row):
                     kept.append(row)
             except (ValueError, csv.Error) as error:
                 warnings.warn(
                     f"{self.path}, line {number}: dropped a torn or garbled "
                     f"row ({' '.join(str(error).split())}): {line[:80]!r}",
-                    stacklevel=4)
+                    stacklevel=4,
+                )
         return kept
 
     def write(self, rows):
@@ -104,8 +109,9 @@ class RowFile:
             self._writer.writerows(rows)
             self._handle.flush()
         except OSError as error:
-            raise OSError(error.errno, f"Cannot write {self.path}: "
-                          f"{error.strerror}") from None
+            raise OSError(
+                error.errno, f"Cannot write {self.path}: {error.strerror}"
+            ) from None
 
     def close(self):
         self._handle.close()

@@ -13,13 +13,13 @@ import warnings
 
 import keras
 import tensorflow as tf
-from tensorflow.python.framework import ops as tf_ops
 from keras.src.losses import loss as loss_module
 from keras.src.models import functional as functional_module
 from keras.src.models import model as model_module
 from keras.src.saving import object_registration
 from keras.src.trainers import data_adapters
 from keras.src.trainers.data_adapters import array_data_adapter
+from tensorflow.python.framework import ops as tf_ops
 
 #: The oldest Keras (major, minor) the private uses below work on. Keras
 #: 3.7 lacks `scale_loss_for_distribution`, `unscale_loss_for_distribution`
@@ -37,31 +37,42 @@ def keras_version_problem(version: str) -> tuple[str, str] | None:
         found = tuple(int(part) for part in version.split(".")[:2])
     except ValueError:
         found = None
-    tested = (f"{OLDEST_KERAS[0]}.{OLDEST_KERAS[1]} to "
-              f"{NEWEST_TESTED_KERAS[0]}.{NEWEST_TESTED_KERAS[1]}")
+    tested = (
+        f"{OLDEST_KERAS[0]}.{OLDEST_KERAS[1]} to "
+        f"{NEWEST_TESTED_KERAS[0]}.{NEWEST_TESTED_KERAS[1]}"
+    )
     if found is not None and found < OLDEST_KERAS:
-        return ("error",
+        return (
+            "error",
+            (
                 f"tag_keras needs Keras {OLDEST_KERAS[0]}.{OLDEST_KERAS[1]}"
                 f" or newer (it is tested on Keras {tested}); upgrade with "
                 f"`pip install 'keras>={OLDEST_KERAS[0]}.{OLDEST_KERAS[1]}'`."
-                f" Received: keras {version}")
+                f" Received: keras {version}"
+            ),
+        )
     if found is None or found > NEWEST_TESTED_KERAS:
-        return ("warning",
+        return (
+            "warning",
+            (
                 f"tag_keras is tested on Keras {tested}; Keras {version} is "
                 "newer. It reaches a few Keras internals "
                 "(tag_keras/_keras_private.py): if something fails, "
                 "`pytest tests/test_keras_private.py` in a source checkout "
                 "names what changed, and installing "
                 f"`keras=={NEWEST_TESTED_KERAS[0]}.{NEWEST_TESTED_KERAS[1]}.*`"
-                " avoids it.")
+                " avoids it."
+            ),
+        )
     return None
 
 
 def check_keras_version(version: str | None = None) -> None:
     """Raises `ImportError` for a Keras older than `OLDEST_KERAS`; warns
     once for one newer than `NEWEST_TESTED_KERAS`."""
-    problem = keras_version_problem(keras.__version__ if version is None
-                                    else version)
+    problem = keras_version_problem(
+        keras.__version__ if version is None else version
+    )
     if problem is None:
         return
     kind, message = problem
@@ -70,22 +81,31 @@ def check_keras_version(version: str | None = None) -> None:
     warnings.warn(message, UserWarning, stacklevel=2)
 
 
-def check_backend(backend: str | None = None) -> None:
-    """Raises `InputError` unless Keras runs on TensorFlow.
+def check_backend(
+    backend: str | None = None,
+    *,
+    what: str = "this part of tag_keras",
+    supported: tuple[str, ...] = ("tensorflow",),
+) -> None:
+    """Raises `InputError` unless Keras runs on a `supported` backend.
 
-    Called when a measuring model is constructed, so that another backend
-    is one line there instead of a trace deep inside `fit`.
+    Called when a model or trainer is constructed, so that another
+    backend is one line there instead of a trace deep inside `fit`.
+    `TaskAffinityModel` runs on TensorFlow and JAX; the rest of the
+    package on TensorFlow (docs/guides/backends.md).
     """
     from tag_keras._errors import InputError
 
     backend = keras.backend.backend() if backend is None else backend
-    if backend != "tensorflow":
+    if backend not in supported:
+        names = " or ".join(repr(b) for b in supported)
         raise InputError(
-            f"tag_keras measures with TensorFlow: it needs Keras's "
-            f"TensorFlow backend, and this Keras runs on {backend!r}. Set "
-            "KERAS_BACKEND=tensorflow (or \"backend\": \"tensorflow\" in "
-            f"~/.keras/keras.json) and install TensorFlow. Received: "
-            f"backend={backend!r}")
+            f"{what[0].upper()}{what[1:]} runs on Keras's {names} backend, "
+            f"and this Keras runs on {backend!r}. Set KERAS_BACKEND="
+            f'{supported[0]} (or "backend": "{supported[0]}" in '
+            f"~/.keras/keras.json) and install it. Received: "
+            f"backend={backend!r}"
+        )
 
 
 check_keras_version()
@@ -185,8 +205,10 @@ def compile_loss(model):
 
 def loss_entries(compile_loss_object):
     """`[(task, loss_fn, loss_weight)]`, built, in Keras's flattened order."""
-    return [(entry.path[0], entry.loss, entry.loss_weights)
-            for entry in compile_loss_object._flat_losses]
+    return [
+        (entry.path[0], entry.loss, entry.loss_weights)
+        for entry in compile_loss_object._flat_losses
+    ]
 
 
 def track_total_loss(model, total, batch_size):
@@ -197,13 +219,16 @@ def track_total_loss(model, total, batch_size):
     """
     model._loss_tracker.update_state(
         loss_module.unscale_loss_for_distribution(total),
-        sample_weight=batch_size)
+        sample_weight=batch_size,
+    )
 
 
 def track_task_loss(tracker, value, batch_size):
     """Updates one `<task>_loss` tracker as `CompileLoss` does."""
-    tracker.update_state(loss_module.unscale_loss_for_distribution(value),
-                         sample_weight=batch_size)
+    tracker.update_state(
+        loss_module.unscale_loss_for_distribution(value),
+        sample_weight=batch_size,
+    )
 
 
 def scale_loss_for_distribution(value):
@@ -231,7 +256,8 @@ def flat_layers(model):
 def dataset_from_arrays(x, y, sample_weight, batch_size):
     """A `tf.data.Dataset` batching arrays exactly as `model.fit` does."""
     adapter = data_adapters.get_data_adapter(
-        x, y, sample_weight, batch_size=batch_size, shuffle=False)
+        x, y, sample_weight, batch_size=batch_size, shuffle=False
+    )
     return adapter.get_tf_dataset()
 
 
@@ -288,8 +314,9 @@ class BuildFromSpecUnderStrategy:
         data_batch = _element_spec(iterator)
         if data_batch is None:
             for _, _, batches in iterator:
-                data_batch = tf.nest.map_structure(_first_replica,
-                                                   next(batches))
+                data_batch = tf.nest.map_structure(
+                    _first_replica, next(batches)
+                )
                 break
         with self.distribute_strategy.scope():
             self._symbolic_build(data_batch=data_batch)
@@ -307,9 +334,11 @@ class ScalarLogsUnderMultiWorker:
     Reason: it overrides the private trainer hook `_make_function`.
     """
 
-    def _make_function(self, step_function):
-        if not _is_multi_worker(self.distribute_strategy):
-            return super()._make_function(step_function)
+    def _make_function(self, step_function, *args, **kwargs):
+        if keras.backend.backend() != "tensorflow" or not _is_multi_worker(
+            self.distribute_strategy
+        ):
+            return super()._make_function(step_function, *args, **kwargs)
 
         def with_axis(data):
             logs = step_function(data)
@@ -369,7 +398,8 @@ def without_autotune_thread(iterator):
     adapter = getattr(iterator, "data_adapter", None)
     dataset = getattr(iterator, "_distributed_dataset", None)
     if not isinstance(adapter, array_data_adapter.ArrayDataAdapter) or (
-            not isinstance(dataset, tf.data.Dataset)):
+        not isinstance(dataset, tf.data.Dataset)
+    ):
         return  # Not arrays, or distributed by a strategy: as built.
     options = tf.data.Options()
     options.autotune.enabled = False
@@ -396,10 +426,13 @@ def keep_loop_whole(loop_output):
         if not op.inputs:
             raise ValueError(
                 "keep_loop_whole needs an output of a tf.while_loop. "
-                f"Received: the output of a {op.type} op.")
+                f"Received: the output of a {op.type} op."
+            )
         op = op.inputs[0].op
-    op._set_attr("_lower_using_switch_merge",  # pylint: disable=protected-access
-                 attr_value_pb2.AttrValue(b=False))
+    op._set_attr(
+        "_lower_using_switch_merge",  # pylint: disable=protected-access
+        attr_value_pb2.AttrValue(b=False),
+    )
 
 
 #: Prefix of the names `tf.custom_gradient` registers in graph mode.
@@ -446,9 +479,10 @@ def make_function(model, step_function):
 
 
 def _is_multi_worker(strategy):
-    return isinstance(
-        strategy, tf.distribute.MultiWorkerMirroredStrategy
-    ) and strategy.extended._in_multi_worker_mode()
+    return (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and strategy.extended._in_multi_worker_mode()
+    )
 
 
 def _element_spec(iterator):

@@ -33,8 +33,7 @@ def acquire(directory, what="log_dir"):
     me = {"pid": os.getpid(), "host": socket.gethostname()}
     for _ in range(3):
         try:
-            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                             0o666)
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             owner = _read(path)
             if owner == me:
@@ -44,11 +43,14 @@ def acquire(directory, what="log_dir"):
                     f"{what} {directory} is in use by process {owner['pid']}"
                     f" on {owner['host']}; give this run its own {what}, or "
                     f"delete {path} if that run is gone. Received: "
-                    f"{what}={directory}") from None
+                    f"{what}={directory}"
+                ) from None
             warnings.warn(
                 f"{what} {directory}: taking over the lock of process "
                 f"{(owner or {}).get('pid', '?')}, which is no longer "
-                "running.", stacklevel=3)
+                "running.",
+                stacklevel=3,
+            )
             try:
                 os.remove(path)
             except FileNotFoundError:
@@ -59,7 +61,8 @@ def acquire(directory, what="log_dir"):
         return path
     raise DirectoryInUseError(
         f"Cannot take the lock of {what} {directory}: other processes keep "
-        f"taking it. Received: {what}={directory}")
+        f"taking it. Received: {what}={directory}"
+    )
 
 
 def release(path):

@@ -51,9 +51,10 @@ def affinity_figure(frame, title=None):
     n = len(frame)
     size = 1.5 + 0.55 * n
     figure, axes = pyplot.subplots(1, 2, figsize=(2 * size + 1.5, size))
-    panels = ((frame, "affinity (row = source, column = target)"),
-              (column_centred(frame),
-               "centred per target column (other sources)"))
+    panels = (
+        (frame, "affinity (row = source, column = target)"),
+        (column_centred(frame), "centred per target column (other sources)"),
+    )
     for ax, (values, label) in zip(axes, panels):
         _heatmap(ax, figure, values, label)
     if title:
@@ -68,8 +69,9 @@ def _heatmap(ax, figure, frame, label):
     limit = float(np.abs(values[finite]).max()) if finite.any() else 1.0
     limit = limit or 1.0
     cmap = _pyplot().get_cmap("RdBu").with_extremes(bad="lightgrey")
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-limit,
-                      vmax=limit)
+    image = ax.imshow(
+        np.ma.masked_invalid(values), cmap=cmap, vmin=-limit, vmax=limit
+    )
     n = len(frame)
     ax.set_xticks(range(n), [str(c) for c in frame.columns], rotation=90)
     ax.set_yticks(range(n), [str(i) for i in frame.index])
@@ -80,10 +82,17 @@ def _heatmap(ax, figure, frame, label):
         for i in range(n):
             for j in range(n):
                 if finite[i, j]:
-                    ax.text(j, i, f"{values[i, j]:.2g}", ha="center",
-                            va="center", fontsize=7,
-                            color="white" if abs(values[i, j]) > 0.6 * limit
-                            else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{values[i, j]:.2g}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white"
+                        if abs(values[i, j]) > 0.6 * limit
+                        else "black",
+                    )
     figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
 
 

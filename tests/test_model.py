@@ -61,13 +61,22 @@ def plain_adam():
                        optimizer=keras.optimizers.Adam(0.01)))
 
 
+_TF_ONLY = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                              reason="group sources: TensorFlow only")
+
+
+@pytest.mark.backends
 @pytest.mark.parametrize("method, options", [
     ("lookahead", {}), ("first_order", {}), ("cosine", {}),
-    ("lookahead", {"lookahead_step": "increment",
-                   "affinity_sources": "subsets"}),
-    ("lookahead", {"lookahead_step": "sgd", "affinity_sources": "tasks+all",
-                   "affinity_random_subsets": 2}),
-    ("first_order", {"lookahead_step": "increment", "affinity_sources": 2}),
+    pytest.param("lookahead", {"lookahead_step": "increment",
+                               "affinity_sources": "subsets"},
+                 marks=_TF_ONLY),
+    pytest.param("lookahead", {"lookahead_step": "sgd",
+                               "affinity_sources": "tasks+all",
+                               "affinity_random_subsets": 2},
+                 marks=_TF_ONLY),
+    pytest.param("first_order", {"lookahead_step": "increment",
+                                 "affinity_sources": 2}, marks=_TF_ONLY),
 ])
 @pytest.mark.keras_range
 def test_measuring_never_changes_training(method, options, plain_adam):
@@ -89,6 +98,7 @@ def test_measuring_never_changes_training(method, options, plain_adam):
     assert np.isfinite(measured.affinity().to_numpy()).all()
 
 
+@pytest.mark.backends
 def test_measurement_off_is_a_plain_keras_step():
     x, y = _data()
     plain = _fit(_trunk_model(keras.Model), x, y)
@@ -99,6 +109,7 @@ def test_measurement_off_is_a_plain_keras_step():
     assert off.affinity().isna().all().all()
 
 
+@pytest.mark.backends
 def test_unmeasured_steps_are_plain_steps():
     # Measuring only at step 0 of a one-step fit: identical to plain Keras
     # except through that step; with every=1000 and steps after the first
@@ -111,6 +122,7 @@ def test_unmeasured_steps_are_plain_steps():
     assert (rare.affinity_counts().to_numpy() == 1).all()
 
 
+@pytest.mark.backends
 def test_shared_weights_are_inferred():
     x, y = _data()
     model = _fit(_trunk_model(affinity_every_n_steps=1), x, y, epochs=1)
@@ -123,6 +135,7 @@ def test_shared_weights_are_inferred():
     }
 
 
+@pytest.mark.backends
 def test_shared_layers_restrict_the_lookahead():
     x, y = _data()
     model = _trunk_model(affinity_every_n_steps=1, shared_layers=["trunk"])
@@ -133,6 +146,7 @@ def test_shared_layers_restrict_the_lookahead():
     assert np.isfinite(model.affinity().to_numpy()).all()
 
 
+@pytest.mark.backends
 def test_unknown_shared_layer_is_a_clear_error():
     with pytest.raises(ValueError, match=r"shared_layers=\['trunk', 'nope'\]"):
         _trunk_model(shared_layers=["trunk", "nope"])
@@ -390,6 +404,7 @@ def test_nan_labels_are_masked_and_training_stays_finite(every):
         assert np.isfinite(model.affinity().to_numpy()).all()
 
 
+@pytest.mark.backends
 def test_a_task_that_bypasses_the_shared_weights_is_marked_not_zero():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((3,))

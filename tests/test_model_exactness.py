@@ -69,6 +69,7 @@ OPTIMIZERS = {
 }
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize(
     "name, scale",
     [("sgd", False), ("momentum", True), ("nesterov", False),
@@ -105,6 +106,7 @@ def test_lookahead_matches_numpy_over_consecutive_steps(name, scale):
     assert model.affinity().index.name == "source"
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("step_kind", ["sgd", "increment"])
 @pytest.mark.parametrize("method", ["lookahead", "first_order"])
 @pytest.mark.parametrize("name", ["momentum", "adam"])
@@ -133,12 +135,14 @@ def test_lookahead_step_kinds_match_numpy(step_kind, method, name):
                                final["W"], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.backends
 def test_an_unknown_lookahead_step_is_refused():
     _, _, weights = _data()
     with pytest.raises(ValueError, match="lookahead_step='adam'"):
         _linear_model(weights, lookahead_step="adam")
 
 
+@pytest.mark.backends
 def test_measuring_every_third_step_counts_only_those_steps():
     x, y, weights = _data()
     model = _linear_model(weights, affinity_every_n_steps=3)
@@ -174,6 +178,7 @@ def _fit_one_batch(model, x, y, weights):
     return losses, g_shared
 
 
+@pytest.mark.backends
 def test_first_order_is_the_inner_product_for_sgd():
     x, y, weights = _data(seed=3)
     model = _linear_model(
@@ -189,6 +194,7 @@ def test_first_order_is_the_inner_product_for_sgd():
                                rtol=1e-3, atol=1e-6)
 
 
+@pytest.mark.backends
 def test_cosine_is_the_gradient_cosine():
     x, y, weights = _data(seed=4)
     model = _linear_model(weights, affinity_every_n_steps=1,

@@ -96,8 +96,13 @@ class AffinityLogger(keras.callbacks.Callback):
     #: Placed before other callbacks by `TaskAffinityModel.fit`.
     records_measurements = True
 
-    def __init__(self, log_dir: str | os.PathLike, write_steps: bool = True,
-                 tensorboard: bool = True, figure: bool = True):
+    def __init__(
+        self,
+        log_dir: str | os.PathLike,
+        write_steps: bool = True,
+        tensorboard: bool = True,
+        figure: bool = True,
+    ):
         super().__init__()
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
             raise ValueError(
@@ -147,8 +152,11 @@ class AffinityLogger(keras.callbacks.Callback):
             # Read here, after every `on_train_begin` (BackupAndRestore
             # restores the model there): a restored run's last measured
             # step was written by the run that measured it.
-            last = (self.model.last_step_affinity()
-                    if self.model.has_task_names else None)
+            last = (
+                self.model.last_step_affinity()
+                if self.model.has_task_names
+                else None
+            )
             self._last_step = None if last is None else last[0]
             self._seen = None
             os.makedirs(self.log_dir, exist_ok=True)
@@ -158,8 +166,12 @@ class AffinityLogger(keras.callbacks.Callback):
                 self._files.open(_STEPS, epoch, self._last_step)
 
     def on_train_batch_end(self, batch, logs=None):
-        if not (self._active and self.write_steps and self._files
-                and self.model.has_task_names):
+        if not (
+            self._active
+            and self.write_steps
+            and self._files
+            and self.model.has_task_names
+        ):
             return
         # Read the state only after a measured step, when the owner counts
         # them on the host (TaskAffinityModel's fit does); else each batch.
@@ -188,14 +200,20 @@ class AffinityLogger(keras.callbacks.Callback):
             if self.model.group_sources is not None:
                 _files.replace_atomically(
                     os.path.join(self.log_dir, _GROUPS),
-                    self.model.group_affinity().to_csv(index=False))
+                    self.model.group_affinity().to_csv(index=False),
+                )
 
     def on_train_end(self, logs=None):
         # `affinity.csv` was written with this matrix at the last epoch end.
-        if self._active and self._files and self.affinity is not None and (
-                self.figure):
+        if (
+            self._active
+            and self._files
+            and self.affinity is not None
+            and (self.figure)
+        ):
             figures.write_affinity_png(
-                self.affinity, os.path.join(self.log_dir, _FIGURE))
+                self.affinity, os.path.join(self.log_dir, _FIGURE)
+            )
         if self._files is not None:
             self._files.close()
         self._files = None
@@ -224,24 +242,30 @@ class _Rows:
 
             def keep(row):
                 return int(row[0]) <= last_step and math.isfinite(
-                    float(row[4]))
+                    float(row[4])
+                )
+
             fresh = last_step is None
         else:
             header = ["epoch", "source", "target", "affinity"]
 
             def keep(row):
                 return int(row[0]) < epoch and math.isfinite(float(row[3]))
+
             fresh = epoch == 0
         # A fresh run starts the file anew without reading what was there.
         self.handles[name] = _files.RowFile(
-            os.path.join(self.log_dir, name), header, None if fresh else keep)
+            os.path.join(self.log_dir, name), header, None if fresh else keep
+        )
 
     def write(self, name, prefix, frame):
         """One row per finite (source, target) value of `frame`."""
         self.handles[name].write(
             [*prefix, source, target, repr(float(frame.loc[source, target]))]
-            for source in frame.index for target in frame.columns
-            if np.isfinite(frame.loc[source, target]))
+            for source in frame.index
+            for target in frame.columns
+            if np.isfinite(frame.loc[source, target])
+        )
 
     def close(self):
         for handle in self.handles.values():
@@ -250,8 +274,9 @@ class _Rows:
 
 
 def _write_matrix(log_dir, frame, name=_MATRIX):
-    _files.replace_atomically(os.path.join(log_dir, name),
-                              frame.to_csv(index_label="source"))
+    _files.replace_atomically(
+        os.path.join(log_dir, name), frame.to_csv(index_label="source")
+    )
 
 
 def _strategy(owner):
@@ -284,9 +309,11 @@ class _Events:
                     value = frame.loc[source, target]
                     if np.isfinite(value):
                         tf.summary.scalar(
-                            f"affinity/{_tag(source)}->{_tag(target)}", value)
-            image = tf.io.decode_png(figures.affinity_png_bytes(frame),
-                                     channels=3)
+                            f"affinity/{_tag(source)}->{_tag(target)}", value
+                        )
+            image = tf.io.decode_png(
+                figures.affinity_png_bytes(frame), channels=3
+            )
             tf.summary.image("affinity/matrix", image[None])
         self._writer.flush()
 

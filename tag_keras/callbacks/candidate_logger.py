@@ -32,10 +32,12 @@ class CandidateLogger(keras.callbacks.Callback):
     def _method(self):
         method = getattr(self.model, "training_method", None)
         if not isinstance(method, ITMTL):
-            raise ValueError(
+            # A misconfigured model, not an argument of the wrong type.
+            raise ValueError(  # noqa: TRY004
                 "CandidateLogger needs a TaskAffinityModel trained with "
                 "training_method=tag_keras.mtl.ITMTL(...). Received: a "
-                f"model with training_method={type(method).__name__}.")
+                f"model with training_method={type(method).__name__}."
+            )
         return method
 
     def on_train_begin(self, logs=None):
@@ -46,8 +48,10 @@ class CandidateLogger(keras.callbacks.Callback):
             if directory:
                 os.makedirs(directory, exist_ok=True)
             self._file = _files.RowFile(
-                self.path, ["epoch", "steps", *labels],
-                keep=(lambda row: True) if self.append else None)
+                self.path,
+                ["epoch", "steps", *labels],
+                keep=(lambda row: True) if self.append else None,
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         counts = self._method().epoch_counts

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tag_keras import _data
 from tag_keras import _distribute
 from tag_keras import _files
-from tag_keras import _data
+from tag_keras import _keras_private
 from tag_keras.diagnostics.conflict import _check_positive
 from tag_keras.diagnostics.trajectory import MEASURES
 from tag_keras.diagnostics.trajectory import TrajectoryMeasures
@@ -81,47 +82,67 @@ class TrajectoryLogger(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, log_dir: str | os.PathLike, train_data: Any,
-                 test_data: Any, every_n_epochs: int = 1,
-                 measures: Sequence[str] = MEASURES, *,
-                 tasks: Sequence[str] | None = None,
-                 validation_data: Any = None, max_samples: int = 2048,
-                 rho: float = 1e-3, sharpness_steps: int = 20,
-                 sharpness_batch_size: int = 128, fisher_batch_size: int = 16,
-                 fisher_samples: int | None = 8,
-                 coherence_batch_size: int = 16, tensorboard: bool = True):
+    def __init__(
+        self,
+        log_dir: str | os.PathLike,
+        train_data: Any,
+        test_data: Any,
+        every_n_epochs: int = 1,
+        measures: Sequence[str] = MEASURES,
+        *,
+        tasks: Sequence[str] | None = None,
+        validation_data: Any = None,
+        max_samples: int = 2048,
+        rho: float = 1e-3,
+        sharpness_steps: int = 20,
+        sharpness_batch_size: int = 128,
+        fisher_batch_size: int = 16,
+        fisher_samples: int | None = 8,
+        coherence_batch_size: int = 16,
+        tensorboard: bool = True,
+    ):
+        _keras_private.check_backend(what="TrajectoryLogger")
         super().__init__()
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
-            raise ValueError("`log_dir` must be a non-empty directory path. "
-                             f"Received: log_dir={log_dir!r}.")
+            raise ValueError(
+                "`log_dir` must be a non-empty directory path. "
+                f"Received: log_dir={log_dir!r}."
+            )
         _data.check_data(train_data, "train_data")
         _data.check_data(test_data, "test_data")
         if validation_data is not None:
             _data.check_data(validation_data, "validation_data")
         _check_positive("every_n_epochs", every_n_epochs)
         _check_positive("max_samples", max_samples)
-        measures = (measures,) if isinstance(measures, str) else tuple(
-            measures)
+        measures = (
+            (measures,) if isinstance(measures, str) else tuple(measures)
+        )
         unknown = [m for m in measures if m not in MEASURES]
         if unknown or not measures:
             raise ValueError(
                 f"`measures` must name one or more of {MEASURES}. Received: "
-                f"measures={measures!r}.")
+                f"measures={measures!r}."
+            )
         self.log_dir = os.fspath(log_dir)
         self.every_n_epochs = every_n_epochs
         self.measures = measures
         self.tasks = None if tasks is None else list(tasks)
-        self._data = {"train": train_data, "test": test_data,
-                      "val": validation_data}
+        self._data = {
+            "train": train_data,
+            "test": test_data,
+            "val": validation_data,
+        }
         self.max_samples = max_samples
-        self._settings = dict(
-            rho=float(rho), sharpness_steps=sharpness_steps,
-            sharpness_batch_size=sharpness_batch_size,
-            fisher_batch_size=fisher_batch_size,
-            fisher_samples=fisher_samples,
-            coherence_batch_size=coherence_batch_size)
+        self._settings = {
+            "rho": float(rho),
+            "sharpness_steps": sharpness_steps,
+            "sharpness_batch_size": sharpness_batch_size,
+            "fisher_batch_size": fisher_batch_size,
+            "fisher_samples": fisher_samples,
+            "coherence_batch_size": coherence_batch_size,
+        }
         self.tensorboard = tensorboard
-        self._trajectory = None
+        self._trajectory: TrajectoryMeasures | None = None
         self._file = self._writer = None
         self._active = False
 
@@ -135,7 +156,8 @@ class TrajectoryLogger(keras.callbacks.Callback):
             self._file = _files.RowFile(
                 os.path.join(self.log_dir, _FILE),
                 ["epoch", "task", "measure", "value"],
-                lambda row: int(row[0]) < epoch)
+                lambda row: int(row[0]) < epoch,
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         if not self._active or (epoch + 1) % self.every_n_epochs:
@@ -143,8 +165,10 @@ class TrajectoryLogger(keras.callbacks.Callback):
         if self._file is None:
             self.on_epoch_begin(epoch)
         values = self.measure()
-        self._file.write([epoch, task, name, repr(value)]
-                         for (task, name), value in values.items())
+        self._file.write(
+            [epoch, task, name, repr(value)]
+            for (task, name), value in values.items()
+        )
         if self.tensorboard:
             self._write_events(epoch, values)
 
@@ -156,12 +180,17 @@ class TrajectoryLogger(keras.callbacks.Callback):
             self._writer.close()
             self._writer = None
 
-    def measure(self):
+    def measure(self) -> dict[tuple[str, str], float]:
         """`{(task, measure): value}` at the model's current weights."""
         if self._trajectory is None:
             self._trajectory = TrajectoryMeasures(
-                self.model, self._data, self.measures, self.tasks,
-                self.max_samples, **self._settings)
+                self.model,
+                self._data,
+                self.measures,
+                self.tasks,
+                self.max_samples,
+                **self._settings,
+            )
         return self._trajectory.measure()
 
     def _write_events(self, epoch, values):

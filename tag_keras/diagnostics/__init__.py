@@ -40,8 +40,8 @@ from tag_keras.diagnostics.landscape import loss_along_updates
 from tag_keras.diagnostics.landscape import loss_surface
 from tag_keras.diagnostics.per_example import fisher_trace
 from tag_keras.diagnostics.per_example import gradient_coherence
-from tag_keras.diagnostics.worst_case import sharpness
 from tag_keras.diagnostics.trajectory import MEASURES
+from tag_keras.diagnostics.worst_case import sharpness
 
 __all__ = [
     "MEASURES",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,10 +20,13 @@ if TYPE_CHECKING:  # for annotations only
     import keras
 
 
-def gradient_conflict(model: keras.Model, data: Any,
-                      tasks: Sequence[str] | None = None,
-                      max_batches: int = 200,
-                      batch_size: int = 128) -> pd.DataFrame:
+def gradient_conflict(
+    model: keras.Model,
+    data: Any,
+    tasks: Sequence[str] | None = None,
+    max_batches: int = 200,
+    batch_size: int = 128,
+) -> pd.DataFrame:
     """How much each task's shared-weight gradient conflicts with the rest.
 
     On each batch, g_k is task k's gradient of the shared weights (those
@@ -62,13 +67,14 @@ def gradient_conflict(model: keras.Model, data: Any,
         raise ValueError(
             "Gradient conflict needs two or more tasks that share weights. "
             f"Received: a model with tasks {view.tasks} and "
-            f"{len(view.shared_variables)} shared variables.")
+            f"{len(view.shared_variables)} shared variables."
+        )
     report = view.tasks if tasks is None else list(tasks)
     for task in report:
         view.check_task(task, "tasks")
     return gradient_conflict_of(
-        view, _data.batches(data, batch_size, view.tasks, max_batches),
-        report)
+        view, _data.batches(data, batch_size, view.tasks, max_batches), report
+    )
 
 
 def gradient_conflict_of(view, batches, report):
@@ -84,10 +90,10 @@ def gradient_conflict_of(view, batches, report):
             if present[k]:
                 rows[task].append((cosines[k], norms[k] / mean_norm))
     frame = pd.DataFrame(
-        [_summary(rows[task]) for task in report], index=pd.Index(
-            report, name="task"),
-        columns=["cosine_to_total", "conflict_rate", "norm_ratio",
-                 "batches"])
+        [_summary(rows[task]) for task in report],
+        index=pd.Index(report, name="task"),
+        columns=["cosine_to_total", "conflict_rate", "norm_ratio", "batches"],
+    )
     return frame.astype({"batches": int})
 
 
@@ -107,19 +113,29 @@ def task_gradients_fn(view):
             y_pred = view.outputs(x)
             losses, present = [], []
             for task in view.tasks:
-                per_example = view.example_losses(task, y[task],
-                                                  y_pred[task])
+                per_example = view.example_losses(task, y[task], y_pred[task])
                 weight = tf.cast(keep[task], per_example.dtype)
                 count = tf.reduce_sum(weight)
-                losses.append(tf.math.divide_no_nan(
-                    tf.reduce_sum(per_example * weight), count))
+                losses.append(
+                    tf.math.divide_no_nan(
+                        tf.reduce_sum(per_example * weight), count
+                    )
+                )
                 present.append(count > 0)
         rows = []
         for loss in losses:
             grads = tape.gradient(loss, variables)
-            rows.append(tf.concat(
-                [tf.reshape(g if g is not None else tf.zeros_like(v), [-1])
-                 for g, v in zip(grads, variables)], axis=0))
+            rows.append(
+                tf.concat(
+                    [
+                        tf.reshape(
+                            g if g is not None else tf.zeros_like(v), [-1]
+                        )
+                        for g, v in zip(grads, variables)
+                    ],
+                    axis=0,
+                )
+            )
         del tape
         return tf.stack(rows), tf.stack(present)
 
@@ -139,8 +155,8 @@ class _ConflictStep:
         total = tf.reduce_sum(grads, axis=0)
         norms = tf.norm(grads, axis=1)
         cosines = tf.math.divide_no_nan(
-            ops.sum(grads * total[None], axis=1),
-            norms * tf.norm(total))
+            ops.sum(grads * total[None], axis=1), norms * tf.norm(total)
+        )
         return cosines, norms, present
 
 
@@ -148,11 +164,16 @@ def _summary(values):
     if not values:
         return [np.nan, np.nan, np.nan, 0]
     cosines, ratios = np.asarray(values, dtype=np.float64).T
-    return [cosines.mean(), float((cosines < 0).mean()), ratios.mean(),
-            len(values)]
+    return [
+        cosines.mean(),
+        float((cosines < 0).mean()),
+        ratios.mean(),
+        len(values),
+    ]
 
 
 def _check_positive(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: "
-                         f"{name}={value!r}.")
+        raise ValueError(
+            f"`{name}` must be a positive integer. Received: {name}={value!r}."
+        )

@@ -11,7 +11,7 @@ _COLUMNS = ["epoch", "task", "measure", "value"]
 
 
 def read_trajectory(
-        trajectory: str | os.PathLike | pd.DataFrame
+    trajectory: str | os.PathLike | pd.DataFrame,
 ) -> pd.DataFrame:
     """A trajectory as a DataFrame `epoch,task,measure,value`.
 
@@ -28,18 +28,21 @@ def read_trajectory(
         if not os.path.exists(path):
             raise FileNotFoundError(
                 f"No trajectory file at {path!r}: pass a TrajectoryLogger's "
-                f"log_dir or its trajectory.csv. Received: {trajectory!r}.")
+                f"log_dir or its trajectory.csv. Received: {trajectory!r}."
+            )
         frame = pd.read_csv(path)
     else:
         raise TypeError(
             "A trajectory must be a DataFrame with columns epoch, task, "
             "measure, value, or the path of a trajectory.csv. Received: "
-            f"{type(trajectory).__name__}.")
+            f"{type(trajectory).__name__}."
+        )
     missing = [c for c in _COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(
             f"A trajectory needs the columns {_COLUMNS}; {missing} are "
-            f"missing. Received columns: {list(frame.columns)}.")
+            f"missing. Received columns: {list(frame.columns)}."
+        )
     return frame
 
 
@@ -52,15 +55,21 @@ def series(trajectory, task, measure):
         raise ValueError(
             f"The trajectory has no {measure!r} values for task {task!r} "
             f"(its measures for that task: {known}; its tasks: "
-            f"{sorted(frame['task'].unique())}).")
+            f"{sorted(frame['task'].unique())})."
+        )
     return rows.groupby("epoch")["value"].last().sort_index()
 
 
-def generalization_gap(trajectory_a: str | os.PathLike | pd.DataFrame,
-                       trajectory_b: str | os.PathLike | pd.DataFrame,
-                       task: str, bins: int = 20, loss: str = "loss",
-                       metric: str = "error", early: tuple[int, int] = (2, 5),
-                       end: int = 3) -> pd.DataFrame:
+def generalization_gap(
+    trajectory_a: str | os.PathLike | pd.DataFrame,
+    trajectory_b: str | os.PathLike | pd.DataFrame,
+    task: str,
+    bins: int = 20,
+    loss: str = "loss",
+    metric: str = "error",
+    early: tuple[int, int] = (2, 5),
+    end: int = 3,
+) -> pd.DataFrame:
     """Test metric of two trajectories compared at equal training loss.
 
     The training-loss range both trajectories cover together is cut into
@@ -94,21 +103,27 @@ def generalization_gap(trajectory_a: str | os.PathLike | pd.DataFrame,
         Explain Multi-Task Transfer?", TMLR 2024, appendix A.
     """
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
-        raise ValueError(f"`bins` must be an integer >= 2. Received: "
-                         f"bins={bins!r}.")
-    pairs = [_pairs(t, task, loss, metric) for t in (trajectory_a,
-                                                     trajectory_b)]
+        raise ValueError(
+            f"`bins` must be an integer >= 2. Received: bins={bins!r}."
+        )
+    pairs = [
+        _pairs(t, task, loss, metric) for t in (trajectory_a, trajectory_b)
+    ]
     losses = np.concatenate([p[:, 0] for p in pairs])
     if np.any(losses <= 0):
         raise ValueError(
             f"Geometric loss bins need positive losses; {loss!r} of task "
-            f"{task!r} has values <= 0 (smallest {losses.min()!r}).")
+            f"{task!r} has values <= 0 (smallest {losses.min()!r})."
+        )
     edges = np.geomspace(losses.max(), losses.min(), bins + 1)
     numbers = [_bin_numbers(p[:, 0], edges) for p in pairs]
     rows = []
     for number in range(1, bins + 1):
-        row = {"bin": number, "loss_high": edges[number - 1],
-               "loss_low": edges[number]}
+        row = {
+            "bin": number,
+            "loss_high": edges[number - 1],
+            "loss_low": edges[number],
+        }
         for name, p, n in zip("ab", pairs, numbers):
             inside = p[n == number, 1]
             row[f"metric_{name}"] = inside.mean() if len(inside) else np.nan
@@ -117,15 +132,20 @@ def generalization_gap(trajectory_a: str | os.PathLike | pd.DataFrame,
     frame = pd.DataFrame(rows).set_index("bin")
     frame["gap"] = frame["metric_a"] - frame["metric_b"]
     frame["window"] = ""
-    frame.loc[early[0]:early[1], "window"] = "early"
+    frame.loc[early[0] : early[1], "window"] = "early"
     higher = int(np.argmax([p[:, 0].min() for p in pairs]))
     last = int(numbers[higher].max())
-    frame.loc[max(1, last - end + 1):last, "window"] = "end"
+    frame.loc[max(1, last - end + 1) : last, "window"] = "end"
     return frame
 
 
-def summarize(trajectory: str | os.PathLike | pd.DataFrame, task: str,
-              best: int = 10, last: int = 20, largest: int = 20) -> dict:
+def summarize(
+    trajectory: str | os.PathLike | pd.DataFrame,
+    task: str,
+    best: int = 10,
+    last: int = 20,
+    largest: int = 20,
+) -> dict:
     """One number per measure, as the paper's footnote summarises a run.
 
     * `generalization`: mean test `error` of the `best` checkpoints with
@@ -142,7 +162,8 @@ def summarize(trajectory: str | os.PathLike | pd.DataFrame, task: str,
     if rows.empty:
         raise ValueError(
             f"The trajectory has no rows for task {task!r}. Its tasks: "
-            f"{sorted(frame['task'].unique())}.")
+            f"{sorted(frame['task'].unique())}."
+        )
     measures = set(rows["measure"])
     summary = {}
     if {"val_error", "error"} <= measures:
@@ -152,23 +173,30 @@ def summarize(trajectory: str | os.PathLike | pd.DataFrame, task: str,
         summary["generalization"] = float(test.reindex(chosen).mean())
     for name in ("sharpness", "coherence", "conflict"):
         if name in measures:
-            summary[name] = float(series(frame, task, name).iloc[-last:]
-                                  .mean())
+            summary[name] = float(
+                series(frame, task, name).iloc[-last:].mean()
+            )
     if "fisher" in measures:
-        summary["fisher"] = float(series(frame, task, "fisher")
-                                  .nlargest(largest).mean())
+        summary["fisher"] = float(
+            series(frame, task, "fisher").nlargest(largest).mean()
+        )
     return summary
 
 
 def _pairs(trajectory, task, loss, metric):
     """`[checkpoints, 2]`: (training loss, metric) at common epochs."""
-    both = pd.concat([series(trajectory, task, loss).rename("loss"),
-                      series(trajectory, task, metric).rename("metric")],
-                     axis=1).dropna()
+    both = pd.concat(
+        [
+            series(trajectory, task, loss).rename("loss"),
+            series(trajectory, task, metric).rename("metric"),
+        ],
+        axis=1,
+    ).dropna()
     if both.empty:
         raise ValueError(
             f"The trajectory has no epoch with both {loss!r} and {metric!r} "
-            f"for task {task!r}.")
+            f"for task {task!r}."
+        )
     return both.to_numpy(dtype=np.float64)
 
 

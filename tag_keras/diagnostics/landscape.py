@@ -7,7 +7,8 @@ written.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,9 +21,13 @@ if TYPE_CHECKING:  # for annotations only
     import keras
 
 
-def loss_along_updates(model: keras.Model, data: Any,
-                       learning_rate: float | None = None, extent: float = 3.0,
-                       points: int = 31) -> pd.DataFrame:
+def loss_along_updates(
+    model: keras.Model,
+    data: Any,
+    learning_rate: float | None = None,
+    extent: float = 3.0,
+    points: int = 31,
+) -> pd.DataFrame:
     """Each task's loss along the shared update of each task's gradient.
 
     For every source s (each task, and `"total"`: the sum of the task
@@ -52,12 +57,16 @@ def loss_along_updates(model: keras.Model, data: Any,
         appendix E.
     """
     if not extent > 0 or isinstance(points, bool) or points < 2:
-        raise ValueError("`extent` must be positive and `points` >= 2. "
-                         f"Received: extent={extent!r}, points={points!r}.")
+        raise ValueError(
+            "`extent` must be positive and `points` >= 2. "
+            f"Received: extent={extent!r}, points={points!r}."
+        )
     view = TaskView(model, data)
     if len(view.tasks) < 2 or not view.shared_variables:
-        raise ValueError("The update lines need two or more tasks sharing "
-                         f"weights. Received: tasks {view.tasks}.")
+        raise ValueError(
+            "The update lines need two or more tasks sharing "
+            f"weights. Received: tasks {view.tasks}."
+        )
     if learning_rate is None:
         learning_rate = float(np.asarray(model.optimizer.learning_rate))
     x, y, _ = next(_data.batches(data, 256, view.tasks))
@@ -69,15 +78,21 @@ def loss_along_updates(model: keras.Model, data: Any,
     rows = []
     for source, gradient in grads.items():
         for step in np.linspace(0.0, extent, points):
-            values = [t - step * learning_rate * g
-                      for t, g in zip(theta, gradient)]
+            values = [
+                t - step * learning_rate * g for t, g in zip(theta, gradient)
+            ]
             for target, loss in zip(view.tasks, losses(values)):
                 rows.append((source, float(step), target, float(loss)))
     return pd.DataFrame(rows, columns=["source", "step", "target", "loss"])
 
 
-def loss_surface(model: keras.Model, data: Any, span: float = 0.1,
-                 points: int = 21, seed: int = 0) -> pd.DataFrame:
+def loss_surface(
+    model: keras.Model,
+    data: Any,
+    span: float = 0.1,
+    points: int = 21,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Each task's loss on the plane of two filter-normalised directions.
 
     Two random Gaussian directions over every trainable variable, each
@@ -99,22 +114,26 @@ def loss_surface(model: keras.Model, data: Any, span: float = 0.1,
         A DataFrame with columns `a`, `b`, `task`, `loss`.
     """
     if not span > 0 or isinstance(points, bool) or points < 2:
-        raise ValueError("`span` must be positive and `points` >= 2. "
-                         f"Received: span={span!r}, points={points!r}.")
+        raise ValueError(
+            "`span` must be positive and `points` >= 2. "
+            f"Received: span={span!r}, points={points!r}."
+        )
     view = TaskView(model, data)
     x, y, _ = next(_data.batches(data, 256, view.tasks))
     variables = list(model.trainable_variables)
     theta = [v.numpy() for v in variables]
     rng = np.random.default_rng(seed)
-    directions = [[_filter_normalised(t, rng) for t in theta]
-                  for _ in range(2)]
+    directions = [
+        [_filter_normalised(t, rng) for t in theta] for _ in range(2)
+    ]
     losses = _losses_fn(view, variables, x, y)
     grid = np.linspace(-span, span, points)
     rows = []
     for a in grid:
         for b in grid:
-            values = [t + a * d1 + b * d2 for t, d1, d2 in
-                      zip(theta, *directions)]
+            values = [
+                t + a * d1 + b * d2 for t, d1, d2 in zip(theta, *directions)
+            ]
             for task, loss in zip(view.tasks, losses(values)):
                 rows.append((float(a), float(b), task, float(loss)))
     return pd.DataFrame(rows, columns=["a", "b", "task", "loss"])
@@ -125,22 +144,26 @@ def _filter_normalised(weights, rng):
         return np.zeros_like(weights)
     direction = rng.normal(size=weights.shape).astype(weights.dtype)
     axes = tuple(range(weights.ndim - 1))
-    norm = np.sqrt(np.sum(weights ** 2, axis=axes, keepdims=True))
-    scale = np.sqrt(np.sum(direction ** 2, axis=axes, keepdims=True))
+    norm = np.sqrt(np.sum(weights**2, axis=axes, keepdims=True))
+    scale = np.sqrt(np.sum(direction**2, axis=axes, keepdims=True))
     return direction * norm / np.maximum(scale, 1e-12)
 
 
 def _task_gradients(view, variables, x, y):
     with tf.GradientTape(persistent=True) as tape:
         y_pred = view.outputs(x)
-        losses = {t: tf.reduce_mean(view.example_losses(t, y[t], y_pred[t]))
-                  for t in view.tasks}
+        losses = {
+            t: tf.reduce_mean(view.example_losses(t, y[t], y_pred[t]))
+            for t in view.tasks
+        }
     grads = {}
     for task in view.tasks:
-        grads[task] = [np.zeros(v.shape, v.dtype.as_numpy_dtype)
-                       if g is None else g.numpy()
-                       for g, v in zip(tape.gradient(losses[task], variables),
-                                       variables)]
+        grads[task] = [
+            np.zeros(v.shape, v.dtype.as_numpy_dtype)
+            if g is None
+            else g.numpy()
+            for g, v in zip(tape.gradient(losses[task], variables), variables)
+        ]
     del tape
     return grads
 
@@ -149,8 +172,12 @@ def _losses_fn(view, variables, x, y):
     @tf.function
     def losses(values):
         y_pred = view.outputs(x, variables, values)
-        return tf.stack([tf.reduce_mean(view.example_losses(
-            t, y[t], y_pred[t])) for t in view.tasks])
+        return tf.stack(
+            [
+                tf.reduce_mean(view.example_losses(t, y[t], y_pred[t]))
+                for t in view.tasks
+            ]
+        )
 
     def call(values):
         return losses([tf.constant(v) for v in values]).numpy()

@@ -8,17 +8,18 @@ Per-example gradients come from one vectorised Jacobian per batch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from keras import tree
 
 from tag_keras import _data
+from tag_keras.diagnostics.conflict import _check_positive
 from tag_keras.tasks import labels as labels_lib
 from tag_keras.tasks.view import TaskView
 from tag_keras.tasks.view import batch_function
-from tag_keras.diagnostics.conflict import _check_positive
 
 if TYPE_CHECKING:  # for annotations only
     import keras
@@ -28,9 +29,15 @@ if TYPE_CHECKING:  # for annotations only
 _SQUARED_ERROR_VARIANCE = 0.5
 
 
-def fisher_trace(model: keras.Model, data: Any, task: str,
-                 batch_size: int = 16, max_samples: int = 2048,
-                 samples: int | None = None, seed: int = 0) -> float:
+def fisher_trace(
+    model: keras.Model,
+    data: Any,
+    task: str,
+    batch_size: int = 16,
+    max_samples: int = 2048,
+    samples: int | None = None,
+    seed: int = 0,
+) -> float:
     """The trace of the empirical-model Fisher information of task k.
 
     F = E_{x ∈ S_k, ŷ ∼ f(x)} ‖∇θ ℓ(f(x), ŷ)‖² with ŷ drawn from the
@@ -74,32 +81,40 @@ def fisher_trace(model: keras.Model, data: Any, task: str,
         _check_positive("samples", samples)
     view = TaskView(model, data)
     view.check_task(task)
-    if samples is None and not (view.heads.is_classifier(task)
-                                or view.heads.is_multi_label(task)):
+    if samples is None and not (
+        view.heads.is_classifier(task) or view.heads.is_multi_label(task)
+    ):
         raise ValueError(
             f"Task {task!r}'s loss is not the log-loss of a classifier "
             "(exp(-loss) over its labels does not sum to one) nor of "
             "independent Bernoulli units, so the "
             "expectation over the model's predictions cannot be computed "
             "exactly. Pass `samples=` (e.g. samples=8) to estimate it by "
-            f"sampling. Received: samples={samples!r}.")
-    x, y = labels_lib.task_examples(data, view.tasks, task, max_samples)
+            f"sampling. Received: samples={samples!r}."
+        )
+    x, _ = labels_lib.task_examples(data, view.tasks, task, max_samples)
     return fisher_trace_of(view, task, x, batch_size, samples, seed)
 
 
 def fisher_trace_of(view, task, x, batch_size, samples=None, seed=0):
     """`fisher_trace` on inputs `x` of `task` (validated arguments)."""
-    norms = view.cached(("fisher", task, samples, seed),
-                        lambda: _FisherNorms(view, task, samples, seed))
+    norms = view.cached(
+        ("fisher", task, samples, seed),
+        lambda: _FisherNorms(view, task, samples, seed),
+    )
     total, y = 0.0, np.zeros(len(_first(x)))
     for index, (x_part, _) in enumerate(_data.slices(x, y, batch_size)):
         total += float(tf.reduce_sum(norms(x_part, index)))
     return total / len(y)
 
 
-def gradient_coherence(model: keras.Model, data: Any, task: str,
-                       batch_size: int = 128,
-                       max_samples: int = 2048) -> float:
+def gradient_coherence(
+    model: keras.Model,
+    data: Any,
+    task: str,
+    batch_size: int = 128,
+    max_samples: int = 2048,
+) -> float:
     """The trace of the per-example gradient covariance of task k.
 
     E_{(x, y) ∈ S_k} ‖∇θ ℓ(x, y) − ∇θ L_k‖², with L_k the mean loss over
@@ -132,8 +147,9 @@ def gradient_coherence(model: keras.Model, data: Any, task: str,
 
 def gradient_coherence_of(view, task, x, y, batch_size):
     """`gradient_coherence` on examples `(x, y)` of `task`."""
-    per_example = view.cached(("coherence", task),
-                              lambda: _per_example_gradients_fn(view, task))
+    per_example = view.cached(
+        ("coherence", task), lambda: _per_example_gradients_fn(view, task)
+    )
     mean, squares = 0.0, 0.0
     for x_part, y_part in _data.slices(x, y, batch_size):
         grads = per_example(x_part, y_part).numpy().astype(np.float64)
@@ -179,7 +195,8 @@ class _FisherNorms:
         jacobian = tape.jacobian(losses, self._variables)
         squares = sum(
             tf.reduce_sum(tf.square(j), axis=list(range(2, len(j.shape))))
-            for j in jacobian)
+            for j in jacobian
+        )
         return tf.reduce_sum(tf.stop_gradient(weights) * squares, axis=1)
 
     def _multi_label_norms(self, x):
@@ -194,13 +211,15 @@ class _FisherNorms:
         with tf.GradientTape() as tape:
             losses = view.heads.unit_losses(task, view.outputs(x)[task])
         p = tf.stop_gradient(view.heads.unit_probabilities(task, None, losses))
-        rows = _flatten_rows(tape.jacobian(losses, self._variables),
-                             self._variables, 2)        # [batch, w + 1, P]
+        rows = _flatten_rows(
+            tape.jacobian(losses, self._variables), self._variables, 2
+        )  # [batch, w + 1, P]
         changes = rows[:, 1:] - rows[:, :1]
         mean = rows[:, 0] + tf.einsum("bu,bup->bp", p, changes)
         spread = tf.reduce_sum(tf.square(changes), axis=2)
-        return (tf.reduce_sum(tf.square(mean), axis=1)
-                + tf.reduce_sum(p * (1 - p) * spread, axis=1))
+        return tf.reduce_sum(tf.square(mean), axis=1) + tf.reduce_sum(
+            p * (1 - p) * spread, axis=1
+        )
 
     def _losses(self, y_pred, seed):
         """`([batch, m] losses, [batch, m] weights)` for the expectation."""
@@ -208,7 +227,8 @@ class _FisherNorms:
         if view.heads.is_multi_label(task):
             p = tf.stop_gradient(view.heads.unit_probabilities(task, y_pred))
             uniform = tf.random.stateless_uniform(
-                tf.concat([[self._samples], tf.shape(p)], axis=0), seed)
+                tf.concat([[self._samples], tf.shape(p)], axis=0), seed
+            )
             labels = tf.cast(uniform < p[None], y_pred.dtype)
             losses = view.heads.losses_for_labels(task, labels, y_pred)
             return losses, tf.fill(tf.shape(losses), 1.0 / self._samples)
@@ -219,13 +239,17 @@ class _FisherNorms:
                 return losses, probabilities
             drawn = tf.random.stateless_categorical(
                 tf.math.log(tf.stop_gradient(probabilities) + 1e-30),
-                self._samples, seed)
+                self._samples,
+                seed,
+            )
             picked = tf.gather(losses, drawn, batch_dims=1)
             return picked, tf.fill(tf.shape(picked), 1.0 / self._samples)
         noise = tf.random.stateless_normal(
-            tf.concat([[self._samples], tf.shape(y_pred)], axis=0), seed,
+            tf.concat([[self._samples], tf.shape(y_pred)], axis=0),
+            seed,
             stddev=float(np.sqrt(_SQUARED_ERROR_VARIANCE)),
-            dtype=y_pred.dtype)
+            dtype=y_pred.dtype,
+        )
         labels = tf.stop_gradient(y_pred)[None] + noise
         losses = view.heads.losses_for_labels(task, labels, y_pred)
         return losses, tf.fill(tf.shape(losses), 1.0 / self._samples)

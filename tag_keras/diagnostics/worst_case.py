@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from tag_keras import _data
+from tag_keras.diagnostics.conflict import _check_positive
 from tag_keras.tasks import labels as labels_lib
 from tag_keras.tasks.view import TaskView
 from tag_keras.tasks.view import batch_function
-from tag_keras.diagnostics.conflict import _check_positive
 
 if TYPE_CHECKING:  # for annotations only
     import keras
 
 
-def sharpness(model: keras.Model, data: Any, task: str, rho: float = 1e-3,
-              batch_size: int = 128, max_samples: int = 2048,
-              steps: int = 20) -> float:
+def sharpness(
+    model: keras.Model,
+    data: Any,
+    task: str,
+    rho: float = 1e-3,
+    batch_size: int = 128,
+    max_samples: int = 2048,
+    steps: int = 20,
+) -> float:
     """E_B max_{|ε| ≤ ρ|θ| elementwise} L_k^B(θ + ε) − L_k^B(θ).
 
     θ = θ_k, task k's parameters (the shared weights and its head); L_k^B
@@ -51,11 +58,15 @@ def sharpness(model: keras.Model, data: Any, task: str, rho: float = 1e-3,
         Explain Multi-Task Transfer?", TMLR 2024, appendix B (after
         Andriushchenko et al., 2023).
     """
-    if isinstance(rho, bool) or not isinstance(
-            rho, (int, float, np.floating)) or not rho > 0:
+    if (
+        isinstance(rho, bool)
+        or not isinstance(rho, (int, float, np.floating))
+        or not rho > 0
+    ):
         raise ValueError(
             f"`rho` must be a positive number (the box's radius relative to "
-            f"each weight, 1e-3 in the paper). Received: rho={rho!r}.")
+            f"each weight, 1e-3 in the paper). Received: rho={rho!r}."
+        )
     _check_positive("batch_size", batch_size)
     _check_positive("max_samples", max_samples)
     _check_positive("steps", steps)
@@ -67,10 +78,14 @@ def sharpness(model: keras.Model, data: Any, task: str, rho: float = 1e-3,
 
 def sharpness_of(view, task, x, y, rho, batch_size, steps):
     """`sharpness` on examples `(x, y)` of `task` (validated arguments)."""
-    ascent = view.cached(("sharpness", task, rho, steps),
-                         lambda: _Ascent(view, task, rho, steps))
-    increases = [float(ascent(x_part, y_part))
-                 for x_part, y_part in _data.slices(x, y, batch_size)]
+    ascent = view.cached(
+        ("sharpness", task, rho, steps),
+        lambda: _Ascent(view, task, rho, steps),
+    )
+    increases = [
+        float(ascent(x_part, y_part))
+        for x_part, y_part in _data.slices(x, y, batch_size)
+    ]
     return float(np.mean(increases))
 
 
@@ -101,12 +116,15 @@ class _Ascent:
             with tf.GradientTape() as tape:
                 tape.watch(epsilon)
                 loss = self._loss_at(
-                    [t + e for t, e in zip(theta, epsilon)], x, y)
+                    [t + e for t, e in zip(theta, epsilon)], x, y
+                )
             grads = tape.gradient(loss, epsilon)
             best = tf.maximum(best, loss)
             epsilon = [
                 tf.clip_by_value(e + step * r * tf.sign(g), -r, r)
-                if g is not None else e
-                for e, r, g in zip(epsilon, radius, grads)]
+                if g is not None
+                else e
+                for e, r, g in zip(epsilon, radius, grads)
+            ]
         final = self._loss_at([t + e for t, e in zip(theta, epsilon)], x, y)
         return tf.maximum(best, final) - base

@@ -24,17 +24,25 @@ training methods the step drives) and the leaf modules
 """
 
 from tag_keras.measure.affinity import AFFINITY_METHODS
+from tag_keras.measure.custom_loop import AffinityMeter
 from tag_keras.measure.estimators import AffinityEstimator
 from tag_keras.measure.estimators import EstimatorInputs
 from tag_keras.measure.estimators import affinity_methods
 from tag_keras.measure.estimators import register_affinity_method
-from tag_keras.measure.custom_loop import AffinityMeter
 from tag_keras.measure.forward import ForwardPass
 from tag_keras.measure.meter import Meter
 from tag_keras.measure.model import TaskAffinityModel
 from tag_keras.measure.state import AffinityState
 
-__all__ = ["AFFINITY_METHODS", "AffinityEstimator", "AffinityMeter",
-           "AffinityState", "EstimatorInputs", "ForwardPass", "Meter",
-           "TaskAffinityModel", "affinity_methods",
-           "register_affinity_method"]
+__all__ = [
+    "AFFINITY_METHODS",
+    "AffinityEstimator",
+    "AffinityMeter",
+    "AffinityState",
+    "EstimatorInputs",
+    "ForwardPass",
+    "Meter",
+    "TaskAffinityModel",
+    "affinity_methods",
+    "register_affinity_method",
+]

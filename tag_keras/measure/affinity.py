@@ -10,7 +10,7 @@ shared with IT-MTL, and named here too.
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
+from keras import ops
 
 from tag_keras.tasks.affinity import cosine_affinity  # noqa: F401
 from tag_keras.tasks.affinity import first_order_affinity  # noqa: F401
@@ -37,15 +37,15 @@ def valid_pairs(z, source_ok, target_ok):
         `[n, n]` boolean tensor.
     """
     return (
-        source_ok[:, tf.newaxis]
-        & target_ok[tf.newaxis, :]
-        & tf.math.is_finite(z)
+        ops.expand_dims(source_ok, 1)
+        & ops.expand_dims(target_ok, 0)
+        & ops.isfinite(z)
     )
 
 
 def usable_loss(loss):
     """True where a task's loss can be divided by: finite and non-zero."""
-    return tf.math.is_finite(loss) & tf.not_equal(loss, 0.0)
+    return ops.logical_and(ops.isfinite(loss), ops.not_equal(loss, 0.0))
 
 
 def mean_of(sums, counts):

@@ -8,20 +8,24 @@ computes its own per-task losses and applies its own updates: a hand-written
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
 
 import tensorflow as tf
 
 from tag_keras import _distribute
+from tag_keras import _keras_private
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import sources as sources_lib
-from tag_keras.tasks.gradients import TaskGradients
-from tag_keras.tasks.names import check_task_names
 from tag_keras.measure.forward import ForwardPass
 from tag_keras.measure.lookahead import make_lookahead
 from tag_keras.measure.readout import AffinityReadout
 from tag_keras.measure.settings import AffinitySettings
 from tag_keras.measure.target import Target
+from tag_keras.tasks.gradients import TaskGradients
+from tag_keras.tasks.names import check_task_names
 
 if TYPE_CHECKING:  # for annotations only
     import keras
@@ -94,41 +98,55 @@ class AffinityMeter(AffinityReadout):
     `model.non_trainable_variables` after the pass would see other masks.
     """
 
-    def __init__(self, shared_variables: Sequence,
-                 optimizer: keras.optimizers.Optimizer,
-                 task_names: Sequence[str], *,
-                 affinity_method: str = "lookahead",
-                 lookahead_step: str = "optimizer",
-                 scale_by_learning_rate: bool = True,
-                 cosine_kernels_only: bool = False,
-                 affinity_sources: str | int = "tasks",
-                 affinity_random_subsets: int | None = None,
-                 affinity_seed: int = 0,
-                 max_subset_tasks: int = sources_lib.MAX_SUBSET_TASKS):
+    def __init__(
+        self,
+        shared_variables: Sequence,
+        optimizer: keras.optimizers.Optimizer,
+        task_names: Sequence[str],
+        *,
+        affinity_method: str = "lookahead",
+        lookahead_step: str = "optimizer",
+        scale_by_learning_rate: bool = True,
+        cosine_kernels_only: bool = False,
+        affinity_sources: str | int = "tasks",
+        affinity_random_subsets: int | None = None,
+        affinity_seed: int = 0,
+        max_subset_tasks: int = sources_lib.MAX_SUBSET_TASKS,
+    ):
+        _keras_private.check_backend(what="AffinityMeter")
         self.affinity_settings = AffinitySettings.from_keywords(
-            affinity_method=affinity_method, lookahead_step=lookahead_step,
+            affinity_method=affinity_method,
+            lookahead_step=lookahead_step,
             scale_by_learning_rate=scale_by_learning_rate,
             cosine_kernels_only=cosine_kernels_only,
             affinity_sources=affinity_sources,
             affinity_random_subsets=affinity_random_subsets,
-            affinity_seed=affinity_seed, max_subset_tasks=max_subset_tasks)
+            affinity_seed=affinity_seed,
+            max_subset_tasks=max_subset_tasks,
+        )
         self.shared_variables = list(shared_variables)
         if not self.shared_variables:
-            raise ValueError("`shared_variables` must name at least one "
-                             "variable. Received: shared_variables=[].")
+            raise ValueError(
+                "`shared_variables` must name at least one "
+                "variable. Received: shared_variables=[]."
+            )
         names = check_task_names(task_names, minimum=2)
         self.optimizer = optimizer
         self._recorder = self._meter = None
         self._decide_task_names(names)
 
     @property
-    def distribute_strategy(self):
+    def distribute_strategy(self) -> tf.distribute.Strategy:
         """The current `tf.distribute` strategy (for `AffinityLogger`)."""
         return tf.distribute.get_strategy()
 
-    def measure(self, gradients: dict, losses: dict,
-                losses_at: Callable[[list], dict],
-                step: Any = None) -> tf.Tensor:
+    def measure(
+        self,
+        gradients: dict,
+        losses: dict,
+        losses_at: Callable[[list], dict],
+        step: Any = None,
+    ) -> tf.Tensor:
         """Measures one step; returns a tensor to wait on before updating.
 
         Args:
@@ -151,23 +169,33 @@ class AffinityMeter(AffinityReadout):
             raise ValueError(
                 f"`gradients` and `losses` need every task; {missing} are "
                 f"missing. Received: gradients for {sorted(gradients)}, "
-                f"losses for {sorted(losses)}.")
+                f"losses for {sorted(losses)}."
+            )
         task_gradients = TaskGradients(
-            tasks, self.shared_variables, gradients,
-            kernel_mask=[len(v.shape) >= 2 for v in self.shared_variables])
+            tasks,
+            self.shared_variables,
+            gradients,
+            kernel_mask=[len(v.shape) >= 2 for v in self.shared_variables],
+        )
 
         def stack(values):
-            return _distribute.replica_sum(tf.stack(
-                [tf.cast(values[t], tf.float32) for t in tasks]))
+            return _distribute.replica_sum(
+                tf.stack([tf.cast(values[t], tf.float32) for t in tasks])
+            )
 
         before = stack(losses)
-        target = Target(tasks, before, affinity_lib.usable_loss(before),
-                        [tf.identity(v) for v in self.shared_variables],
-                        lambda values, heads=None: stack(losses_at(values)))
+        target = Target(
+            tasks,
+            before,
+            affinity_lib.usable_loss(before),
+            [tf.identity(v) for v in self.shared_variables],
+            lambda values, heads=None: stack(losses_at(values)),
+        )
         source_ok = target.ok & task_gradients.finite()
         iterations = self.optimizer.iterations if step is None else step
-        return self._meter_for_method().record(task_gradients, target,
-                                               source_ok, iterations)
+        return self._meter_for_method().record(
+            task_gradients, target, source_ok, iterations
+        )
 
     def forward(self, model: keras.Model, x: Any) -> ForwardPass:
         """The step's forward pass on `x`, replayable for `measure`.
@@ -181,14 +209,15 @@ class AffinityMeter(AffinityReadout):
         """
         return ForwardPass(model, x, self.shared_variables)
 
-    def end_epoch(self):
+    def end_epoch(self) -> None:
         """Sets `epoch_affinity` (since the last call) and `fit_affinity`."""
         self.affinity_recorder.end_epoch()
 
     def _meter_for_method(self):
         if self._meter is None:
             self._meter = self.affinity_recorder.make_meter(
-                self._lookahead, self.optimizer)
+                self._lookahead, self.optimizer
+            )
         return self._meter
 
     def _lookahead(self):
@@ -196,6 +225,8 @@ class AffinityMeter(AffinityReadout):
             raise ValueError(
                 "The optimizer must be built before measuring: call "
                 "`optimizer.build(trainable_variables)` first. Received: "
-                f"optimizer={self.optimizer!r} (not built).")
-        return make_lookahead(self.optimizer, self.shared_variables,
-                              tf.distribute.get_strategy())
+                f"optimizer={self.optimizer!r} (not built)."
+            )
+        return make_lookahead(
+            self.optimizer, self.shared_variables, tf.distribute.get_strategy()
+        )

@@ -36,13 +36,19 @@ class EpochAffinity(keras.callbacks.Callback):
         row.
         """
         tracker = cls()
-        listed = (callbacks.callbacks
-                  if isinstance(callbacks, keras.callbacks.CallbackList)
-                  else list(callbacks or []))
-        recorders = [c for c in listed
-                     if getattr(c, "records_measurements", False)]
-        ordered = [tracker, *recorders,
-                   *(c for c in listed if c not in recorders)]
+        listed = (
+            callbacks.callbacks
+            if isinstance(callbacks, keras.callbacks.CallbackList)
+            else list(callbacks or [])
+        )
+        recorders = [
+            c for c in listed if getattr(c, "records_measurements", False)
+        ]
+        ordered = [
+            tracker,
+            *recorders,
+            *(c for c in listed if c not in recorders),
+        ]
         if isinstance(callbacks, keras.callbacks.CallbackList):
             callbacks.callbacks[:] = ordered
             tracker.set_model(model)
@@ -84,7 +90,9 @@ class EpochAffinity(keras.callbacks.Callback):
                 "leaves the shared weights where they are and affinity, "
                 "which is divided by the rate (scale_by_learning_rate), is "
                 "undefined: every pair was skipped. Measure while the rate "
-                "is positive.", stacklevel=2)
+                "is positive.",
+                stacklevel=2,
+            )
         elif skipped.sum() > 0:
             self._warned = True
             warnings.warn(
@@ -94,7 +102,8 @@ class EpochAffinity(keras.callbacks.Callback):
                 "labels in the batch or a zero or non-finite loss. Skipped "
                 "pairs do not enter the averages; see "
                 "`model.affinity_skipped()` and `affinity_counts()`.",
-                stacklevel=2)
+                stacklevel=2,
+            )
 
 
 def _learning_rate(model):

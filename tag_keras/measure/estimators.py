@@ -16,12 +16,21 @@ supports (group sources, held-out data, a tentative step).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from typing import Any
 
-import tensorflow as tf
+from keras import ops
 
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import rows as rows_lib
+
+if TYPE_CHECKING:  # for annotations only
+    import tensorflow as tf
+
+    from tag_keras.measure.target import Target
+    from tag_keras.tasks.gradients import TaskGradients
+
 
 #: The built-in methods; `affinity_methods()` lists the registered ones.
 AFFINITY_METHODS = affinity_lib.AFFINITY_METHODS
@@ -80,7 +89,7 @@ class AffinityEstimator:
     def __init__(self, inputs: EstimatorInputs):
         self.inputs = inputs
 
-    def matrix(self, gradients, target) -> tf.Tensor:
+    def matrix(self, gradients: TaskGradients, target: Target) -> tf.Tensor:
         """`[n, n]` affinities of this step: row i from task i's gradient.
 
         Args:
@@ -95,23 +104,27 @@ class AffinityEstimator:
         """
         row = self.source_rows(gradients, target)
         gradients.prepare_rows()  # outside the loop
-        return rows_lib.one_at_a_time(len(gradients),
-                                      lambda i: row(gradients.row(i)))
+        return rows_lib.one_at_a_time(
+            len(gradients), lambda i: row(gradients.row(i))
+        )
 
-    def source_rows(self, gradients, target) -> Callable[[list], tf.Tensor]:
+    def source_rows(
+        self, gradients: TaskGradients, target: Target
+    ) -> Callable[[list], tf.Tensor]:
         """A function from a source's shared gradients (one per shared
         variable: a task's, or a group's sum) to its `[n]` affinities
         onto every target."""
         raise NotImplementedError(
-            f"{type(self).__name__} must implement source_rows (or "
-            "matrix).")
+            f"{type(self).__name__} must implement source_rows (or matrix)."
+        )
 
 
 _REGISTRY: dict[str, type] = {}
 
 
-def register_affinity_method(name: str, estimator_class: type, *,
-                             replace: bool = False) -> None:
+def register_affinity_method(
+    name: str, estimator_class: type, *, replace: bool = False
+) -> None:
     """Makes `affinity_method=name` measure with `estimator_class`.
 
     Args:
@@ -126,19 +139,25 @@ def register_affinity_method(name: str, estimator_class: type, *,
         ValueError: an empty name, or a registered one without `replace`.
     """
     if not isinstance(name, str) or not name:
-        raise ValueError("The affinity method's name must be a non-empty "
-                         f"string. Received: name={name!r}.")
-    if not (isinstance(estimator_class, type)
-            and issubclass(estimator_class, AffinityEstimator)):
+        raise ValueError(
+            "The affinity method's name must be a non-empty "
+            f"string. Received: name={name!r}."
+        )
+    if not (
+        isinstance(estimator_class, type)
+        and issubclass(estimator_class, AffinityEstimator)
+    ):
         raise TypeError(
             "register_affinity_method needs a subclass of "
             "tag_keras.measure.AffinityEstimator. Received: "
-            f"estimator_class={estimator_class!r}.")
+            f"estimator_class={estimator_class!r}."
+        )
     if name in _REGISTRY and not replace:
         raise ValueError(
             f"The affinity method {name!r} is registered already (by "
             f"{_REGISTRY[name].__name__}); pass replace=True to replace "
-            "it.")
+            "it."
+        )
     _REGISTRY[name] = estimator_class
 
 
@@ -157,11 +176,13 @@ def check_method(affinity_method: str) -> None:
     """Raises `ValueError` unless `affinity_method` is registered: the one
     place a method's name is checked."""
     if not isinstance(affinity_method, str) or (
-            affinity_method not in _REGISTRY):
+        affinity_method not in _REGISTRY
+    ):
         raise ValueError(
             f"`affinity_method` must be one of {list(_REGISTRY)} (or a "
             "name registered with tag_keras.register_affinity_method). "
-            f"Received: affinity_method={affinity_method!r}.")
+            f"Received: affinity_method={affinity_method!r}."
+        )
 
 
 def check_settings(affinity_method, lookahead_step):
@@ -170,7 +191,8 @@ def check_settings(affinity_method, lookahead_step):
     if lookahead_step not in STEPS:
         raise ValueError(
             f"`lookahead_step` must be one of {list(STEPS)}. Received: "
-            f"lookahead_step={lookahead_step!r}.")
+            f"lookahead_step={lookahead_step!r}."
+        )
 
 
 class TentativeStep:
@@ -248,13 +270,16 @@ class LookaheadEstimator(_SteppedEstimator):
         `g` (a group's summed gradient), against this step's reference."""
         del gradients
         before = self.step.reference_losses(
-            target, self.step.reference_values(target))
+            target, self.step.reference_values(target)
+        )
 
         def row(shared_gradients):
-            after = target.losses_at(self.step.values(shared_gradients,
-                                                      target))
+            after = target.losses_at(
+                self.step.values(shared_gradients, target)
+            )
             return affinity_lib.lookahead_affinity(
-                before, after[tf.newaxis], self.rate())[0]
+                before, ops.expand_dims(after, 0), self.rate()
+            )[0]
 
         return row
 
@@ -276,17 +301,19 @@ class FirstOrderEstimator(_SteppedEstimator):
     def source_rows(self, gradients, target):
         """`g -> [n]`: every target's first-order affinity from a source
         of gradient `g` (a group's summed gradient)."""
-        scale = self.optimizer.scale_loss(tf.constant(1.0))
-        flat = gradients.global_flat() / tf.cast(scale, tf.float32)
+        scale = self.optimizer.scale_loss(ops.convert_to_tensor(1.0))
+        flat = gradients.global_flat() / ops.cast(scale, "float32")
         current = self.step.reference_values(target)
 
         def row(shared_gradients):
             new_values = self.step.values(shared_gradients, target)
             change = gradients.flatten(
-                [n - c for n, c in zip(new_values, current)])
-            dots = tf.linalg.matvec(flat, change)
+                [n - c for n, c in zip(new_values, current)]
+            )
+            dots = ops.matmul(flat, change)
             return affinity_lib.first_order_affinity(
-                dots[tf.newaxis], target.before, self.rate())[0]
+                ops.expand_dims(dots, 0), target.before, self.rate()
+            )[0]
 
         return row
 
@@ -305,7 +332,7 @@ class CosineEstimator(AffinityEstimator):
     def matrix(self, gradients, target):
         del target
         flat = gradients.global_flat(kernels_only=self.kernels_only)
-        gram = tf.matmul(flat, flat, transpose_b=True)
+        gram = ops.matmul(flat, ops.transpose(flat))
         return affinity_lib.cosine_affinity(gram)
 
 
@@ -317,13 +344,18 @@ register_affinity_method("cosine", CosineEstimator)
 def methods_with(attribute: str) -> list[str]:
     """The registered methods whose estimator has `attribute` True
     (`"group_sources"`, `"held_out"`, `"uses_lookahead"`)."""
-    return [name for name, cls in _REGISTRY.items()
-            if getattr(cls, attribute)]
+    return [name for name, cls in _REGISTRY.items() if getattr(cls, attribute)]
 
 
-def make_estimator(method, lookahead=None, *, optimizer=None,
-                   scale_by_learning_rate=True, kernels_only=False,
-                   step="optimizer"):
+def make_estimator(
+    method,
+    lookahead=None,
+    *,
+    optimizer=None,
+    scale_by_learning_rate=True,
+    kernels_only=False,
+    step="optimizer",
+):
     """The estimator of the registered `method`.
 
     Args:
@@ -337,9 +369,14 @@ def make_estimator(method, lookahead=None, *, optimizer=None,
         step: One of `STEPS`, each source's tentative update.
     """
     cls = estimator_class(method)
-    tentative = (TentativeStep(step, lookahead()) if cls.uses_lookahead
-                 else None)
-    return cls(EstimatorInputs(
-        step=tentative, optimizer=optimizer,
-        scale_by_learning_rate=scale_by_learning_rate,
-        kernels_only=kernels_only))
+    tentative = (
+        TentativeStep(step, lookahead()) if cls.uses_lookahead else None
+    )
+    return cls(
+        EstimatorInputs(
+            step=tentative,
+            optimizer=optimizer,
+            scale_by_learning_rate=scale_by_learning_rate,
+            kernels_only=kernels_only,
+        )
+    )

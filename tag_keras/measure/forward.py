@@ -13,7 +13,9 @@ order wrong.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 
@@ -40,29 +42,32 @@ class ForwardPass:
             seeds as `model(x, training=True)` does).
     """
 
-    def __init__(self, model: keras.Model, x: Any,
-                 shared_variables: Sequence):
+    def __init__(self, model: keras.Model, x: Any, shared_variables: Sequence):
         self.model, self.x = model, x
         # Read before the forward pass, which advances the dropout seeds
         # and the BatchNorm moving statistics.
         self._non_trainable = snapshot(model.non_trainable_variables)
         self._trainable = snapshot(model.trainable_variables)
         ids = [id(v) for v in shared_variables]
-        unknown = len(ids) - sum(id(v) in ids
-                                 for v in model.trainable_variables)
+        unknown = len(ids) - sum(
+            id(v) in ids for v in model.trainable_variables
+        )
         if unknown:
             raise ValueError(
                 f"{unknown} of the shared variables are not trainable "
                 "variables of `model`; the replay can only move the model's "
                 "own weights. Received: shared variables "
-                f"{[v.path for v in shared_variables]}.")
+                f"{[v.path for v in shared_variables]}."
+            )
         self._positions = [
             ids.index(id(v)) if id(v) in ids else None
-            for v in model.trainable_variables]
+            for v in model.trainable_variables
+        ]
         self.outputs = _keras_private.call_in_training(model, x)
 
-    def losses_at(self, task_losses: Callable[[Any], dict]
-                  ) -> Callable[[list], dict]:
+    def losses_at(
+        self, task_losses: Callable[[Any], dict]
+    ) -> Callable[[list], dict]:
         """`values -> {task: loss}` for `AffinityMeter.measure`.
 
         Args:
@@ -75,12 +80,15 @@ class ForwardPass:
             replayed from the state before the forward pass; nothing is
             written.
         """
+
         def at(values):
-            trainable = [own if k is None else values[k]
-                         for own, k in zip(self._trainable, self._positions)]
+            trainable = [
+                own if k is None else values[k]
+                for own, k in zip(self._trainable, self._positions)
+            ]
             outputs = _keras_private.stateless_call_in_training(
-                self.model, trainable, self._non_trainable, self.x)
+                self.model, trainable, self._non_trainable, self.x
+            )
             return task_losses(outputs)
 
         return at
-

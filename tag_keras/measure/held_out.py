@@ -22,8 +22,9 @@ def cycle(data, batch_size):
         dataset = data
     else:
         x, y, sample_weight = _split(data)
-        dataset = _keras_private.dataset_from_arrays(x, y, sample_weight,
-                                                     batch_size)
+        dataset = _keras_private.dataset_from_arrays(
+            x, y, sample_weight, batch_size
+        )
     return iter(dataset.repeat())
 
 

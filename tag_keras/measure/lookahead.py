@@ -67,8 +67,9 @@ class OptimizerLookahead:
             var_list=[
                 shadow
                 for shadow, variable in zip(self.shadows, self.variables)
-                if not _keras_private.uses_weight_decay(self.optimizer,
-                                                        variable)
+                if not _keras_private.uses_weight_decay(
+                    self.optimizer, variable
+                )
             ]
         )
         with keras.name_scope(self.clone.name, caller=self.clone):
@@ -116,8 +117,9 @@ class OptimizerLookahead:
         for value, g in zip(values, gradients):
             if self.loss_scale is not None:
                 g = g / tf.cast(self.loss_scale, g.dtype)
-            out.append(value - tf.cast(rate, value.dtype) * tf.cast(
-                g, value.dtype))
+            out.append(
+                value - tf.cast(rate, value.dtype) * tf.cast(g, value.dtype)
+            )
         return out
 
     def state_step(self):
@@ -139,6 +141,7 @@ def make_lookahead(optimizer, variables, distribution):
     made eagerly (the optimizer's config is read as Python values), once,
     in `distribution`'s scope and cross-replica context.
     """
+
     def create():
         with tf.init_scope(), distribution.scope():
             return OptimizerLookahead(optimizer, variables)
@@ -192,8 +195,10 @@ def _pair_state(clone, optimizer, shadows, variables):
     for real in optimizer.variables:
         real_by_name.setdefault(real.name, []).append(real)
     prefixes = [
-        (re.escape(_keras_private.slot_prefix(shadow)),
-         _keras_private.slot_prefix(variable))
+        (
+            re.escape(_keras_private.slot_prefix(shadow)),
+            _keras_private.slot_prefix(variable),
+        )
         for shadow, variable in zip(shadows, variables)
     ]
     pairs = []
@@ -205,7 +210,7 @@ def _pair_state(clone, optimizer, shadows, variables):
         for shadow_prefix, real_prefix in prefixes:
             match = re.match(shadow_prefix, name)
             if match:
-                target = real_prefix + name[match.end():]
+                target = real_prefix + name[match.end() :]
                 break
         candidates = real_by_name.get(target, [])
         candidates = [

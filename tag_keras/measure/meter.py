@@ -32,8 +32,15 @@ class Meter:
         self.estimator, self.state, self.groups = estimator, state, groups
 
     @classmethod
-    def for_settings(cls, settings, lookahead, optimizer, state,
-                     group_sources=None, group_state=None):
+    def for_settings(
+        cls,
+        settings,
+        lookahead,
+        optimizer,
+        state,
+        group_sources=None,
+        group_state=None,
+    ):
         """The `Meter` of an `AffinitySettings`' method.
 
         Args:
@@ -49,11 +56,18 @@ class Meter:
         groups = None
         if group_sources is not None:
             groups = sources.GroupMeter(group_sources, group_state)
-        return cls(estimators.make_estimator(
-            method, lookahead, optimizer=optimizer,
-            scale_by_learning_rate=settings.scale_by_learning_rate,
-            kernels_only=settings.cosine_kernels_only,
-            step=settings.lookahead_step), state, groups)
+        return cls(
+            estimators.make_estimator(
+                method,
+                lookahead,
+                optimizer=optimizer,
+                scale_by_learning_rate=settings.scale_by_learning_rate,
+                kernels_only=settings.cosine_kernels_only,
+                step=settings.lookahead_step,
+            ),
+            state,
+            groups,
+        )
 
     def record(self, gradients, target, source_ok, step):
         """Measures on `target` and records; returns a tensor to wait on.
@@ -66,15 +80,20 @@ class Meter:
         """
         z = self.estimator.matrix(gradients, target)
         return self._with_groups(
-            self.state.record(z, source_ok, target.ok, step), gradients,
-            target, source_ok, step)
+            self.state.record(z, source_ok, target.ok, step),
+            gradients,
+            target,
+            source_ok,
+            step,
+        )
 
     def _with_groups(self, done, gradients, target, source_ok, step):
         """`done`, after the group sources are recorded too (if any)."""
         if self.groups is None:
             return done
         with tf.control_dependencies([done]):
-            groups_done = self.groups.record(self.estimator, gradients,
-                                             target, source_ok, step)
+            groups_done = self.groups.record(
+                self.estimator, gradients, target, source_ok, step
+            )
         with tf.control_dependencies([groups_done]):
             return tf.identity(done)

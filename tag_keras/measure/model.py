@@ -30,7 +30,10 @@ given once; they never enter the averages.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Sequence
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -40,21 +43,24 @@ from tag_keras import _compat
 from tag_keras import _keras_private
 from tag_keras.measure import estimators
 from tag_keras.measure import held_out
-from tag_keras.tasks import labels
-from tag_keras.tasks.names import check_task_names
-from tag_keras.tasks import shared as shared_lib
 from tag_keras.measure import sources as sources_lib
 from tag_keras.measure import step as step_lib
 from tag_keras.measure.epochs import EpochAffinity
 from tag_keras.measure.readout import AffinityReadout
 from tag_keras.measure.settings import AffinitySettings
 from tag_keras.mtl import base as mtl_base
+from tag_keras.tasks import labels
+from tag_keras.tasks import shared as shared_lib
+from tag_keras.tasks.names import check_task_names
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
-class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
-                        _keras_private.MultiWorkerFixes,
-                        keras.Model):
+class TaskAffinityModel(
+    AffinityReadout,
+    _keras_private.ArraysWithoutAutotune,
+    _keras_private.MultiWorkerFixes,
+    keras.Model,
+):
     """A multi-task `keras.Model` that measures inter-task affinity in `fit`.
 
     Build it like a functional model whose outputs are a dict keyed by task
@@ -130,37 +136,58 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
     ```
     """
 
+    #: Keras's compiled training function (set by `make_train_function`).
+    train_function: Callable | None
+
     def __new__(cls, *args, **kwargs):
-        _keras_private.check_backend()
+        _keras_private.check_backend(
+            what="TaskAffinityModel", supported=("tensorflow", "jax")
+        )
         if _keras_private.is_functional_call(args, kwargs) and not issubclass(
-                cls, _keras_private.Functional):
-            cls = _functional_variant(cls)
+            cls, _keras_private.Functional
+        ):
+            # Deliberate: the zero-argument super() below must see the
+            # functional variant as the class being created.
+            cls = _functional_variant(cls)  # noqa: PLW0642
         return super().__new__(cls, *args, **kwargs)
 
-    def __init__(self, *args, affinity_every_n_steps: int = 10,
-                 affinity_method: str = "lookahead",
-                 scale_by_learning_rate: bool = True,
-                 shared_layers: Sequence[str] | None = None,
-                 affinity_data: Any = None, affinity_batch_size: int = 32,
-                 cosine_kernels_only: bool = False,
-                 training_method: mtl_base.TrainingMethod | None = None,
-                 task_names: Sequence[str] | None = None,
-                 lookahead_step: str = "optimizer",
-                 affinity_sources: str | int = "tasks",
-                 affinity_random_subsets: int | None = None,
-                 affinity_seed: int = 0,
-                 max_subset_tasks: int = sources_lib.MAX_SUBSET_TASKS,
-                 **kwargs):
+    def __init__(
+        self,
+        *args: Any,
+        affinity_every_n_steps: int = 10,
+        affinity_method: str = "lookahead",
+        scale_by_learning_rate: bool = True,
+        shared_layers: Sequence[str] | None = None,
+        affinity_data: Any = None,
+        affinity_batch_size: int = 32,
+        cosine_kernels_only: bool = False,
+        training_method: mtl_base.TrainingMethod | None = None,
+        task_names: Sequence[str] | None = None,
+        lookahead_step: str = "optimizer",
+        affinity_sources: str | int = "tasks",
+        affinity_random_subsets: int | None = None,
+        affinity_seed: int = 0,
+        max_subset_tasks: int = sources_lib.MAX_SUBSET_TASKS,
+        **kwargs: Any,
+    ) -> None:
         training_method = _training_method(training_method, kwargs)
         settings = AffinitySettings.from_keywords(
-            affinity_method=affinity_method, lookahead_step=lookahead_step,
+            affinity_method=affinity_method,
+            lookahead_step=lookahead_step,
             scale_by_learning_rate=scale_by_learning_rate,
             cosine_kernels_only=cosine_kernels_only,
             affinity_sources=affinity_sources,
             affinity_random_subsets=affinity_random_subsets,
-            affinity_seed=affinity_seed, max_subset_tasks=max_subset_tasks)
-        _validate_arguments(affinity_every_n_steps, affinity_method,
-                            shared_layers, affinity_data, task_names)
+            affinity_seed=affinity_seed,
+            max_subset_tasks=max_subset_tasks,
+        )
+        _validate_arguments(
+            affinity_every_n_steps,
+            affinity_method,
+            shared_layers,
+            affinity_data,
+            task_names,
+        )
         if _keras_private.is_functional_call(args, kwargs):
             # What `keras.Model.__init__` does, minus rewriting the class
             # hierarchy (see `_functional_variant`).
@@ -168,26 +195,33 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
         super().__init__(*args, **kwargs)
         self.affinity_settings = settings
         self.affinity_every_n_steps = int(affinity_every_n_steps)
-        self.shared_layers = (None if shared_layers is None
-                              else list(shared_layers))
+        self.shared_layers = (
+            None if shared_layers is None else list(shared_layers)
+        )
         self._affinity_data = affinity_data
         self._affinity_batch_size = affinity_batch_size
         self.training_method = training_method
         self.next_train_step = None
-        self._train_step = None
+        self._train_step: Any = None  # step_lib.TrainStep, once compiled
         self._recorder = None
         self._decide_task_names(task_names or _checked_outputs(self))
 
     # Public API (the settings and matrices: `AffinityReadout`) ---------
 
     @property
-    def shared_variables(self):
+    def shared_variables(self) -> list:
         """The trainable variables treated as shared (known after a step)."""
-        if self._train_step is None or self._train_step.parts is None:
+        found = (
+            None
+            if self._train_step is None
+            else self._train_step.found_shared()
+        )
+        if found is None:
             raise ValueError(
                 "The shared variables are found when the first training step "
-                "is traced: call `fit` or `train_on_batch` first.")
-        return self._train_step.parts.shared.pick(self.trainable_variables)
+                "is traced: call `fit` or `train_on_batch` first."
+            )
+        return found.pick(self.trainable_variables)
 
     # Keras hooks -------------------------------------------------------
 
@@ -198,10 +232,17 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
                 "TaskAffinityModel computes one loss per task from "
                 "`compile(loss=...)`; overriding `compute_loss` is not "
                 f"supported. Received: a {type(self).__name__} that overrides "
-                "it.")
+                "it."
+            )
         if isinstance(kwargs.get("loss"), dict):
             self._decide_task_names(kwargs["loss"])
-        self._train_step = step_lib.TrainStep(self)
+        if keras.backend.backend() == "jax":
+            from tag_keras.measure import jax_step
+
+            jax_step.check_supported(self)
+            self._train_step = jax_step.JaxTrainStep(self)
+        else:
+            self._train_step = step_lib.TrainStep(self)
 
     def get_compile_config(self):
         # `compile` is overridden only to add checks; its config is Keras's.
@@ -214,33 +255,46 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
 
     def fit(self, *args, **kwargs):
         # `callbacks` found by Keras's own signature, however it is given.
-        arguments = inspect.signature(keras.Model.fit).bind(
-            self, *args, **kwargs).arguments
+        arguments = (
+            inspect.signature(keras.Model.fit)
+            .bind(self, *args, **kwargs)
+            .arguments
+        )
         del arguments["self"]
         arguments["callbacks"] = EpochAffinity.first_in(
-            arguments.get("callbacks"), self)
+            arguments.get("callbacks"), self
+        )
         self.next_train_step = None
         return super().fit(**arguments)
 
-    def train_step(self, data):
+    def train_step(self, *args):
+        if keras.backend.backend() == "jax":  # (state, data): unmeasured
+            return self._train_step.plain(*args)
+        (data,) = args
         return self.step(data, measure=self.affinity_every_n_steps > 0)
 
-    def test_step(self, data):
-        return super().test_step(labels.mask_missing_in_batch(data))
+    def test_step(self, *args):
+        *state, data = args  # JAX: (state, data)
+        return super().test_step(*state, labels.mask_missing_in_batch(data))
 
-    def step(self, data, measure):
+    def step(self, data: Any, measure: bool) -> dict[str, Any]:
         """One training step, measured or not (NaN labels masked)."""
         data = labels.mask_missing_in_batch(data)
         if measure or self.training_method is not None:
             return self._train_step(data, measure=measure)
         return keras.Model.train_step(self, data)
 
-    def make_train_function(self, force=False):
+    def make_train_function(self, force: bool = False) -> Callable:
         """Measured and plain steps, chosen per step (`step.make_train_...`)."""
         if self.train_function is not None and not force:
             return self.train_function
         if self.affinity_every_n_steps == 0:
             return super().make_train_function(force)
+        if keras.backend.backend() == "jax":
+            from tag_keras.measure import jax_step
+
+            self.train_function = jax_step.make_train_function(self)
+            return self.train_function
         self.train_function = step_lib.make_train_function(self)
         return self.train_function
 
@@ -248,7 +302,8 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
     def from_config(cls, config, custom_objects=None):
         return super().from_config(
             _compat.renamed_config("TaskAffinityModel", config),
-            custom_objects=custom_objects)
+            custom_objects=custom_objects,
+        )
 
     def get_config(self):
         return {
@@ -257,8 +312,9 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
             **self.affinity_settings.to_config(),
             "shared_layers": self.shared_layers,
             "training_method": mtl_base.serialize(self.training_method),
-            "task_names": (list(self.task_names) if self.has_task_names
-                           else None),
+            "task_names": (
+                list(self.task_names) if self.has_task_names else None
+            ),
         }
 
     def _task_names_decided(self, names):
@@ -268,13 +324,14 @@ class TaskAffinityModel(AffinityReadout, _keras_private.ArraysWithoutAutotune,
 
     # Used by the train step --------------------------------------------
 
-    def held_out_batches(self):
+    def held_out_batches(self) -> Iterator | None:
         """An endless iterator of `affinity_data` batches, or None."""
         if self._affinity_data is None:
             return None
         with tf.init_scope():  # The traced steps advance it.
-            return held_out.cycle(self._affinity_data,
-                                  self._affinity_batch_size)
+            return held_out.cycle(
+                self._affinity_data, self._affinity_batch_size
+            )
 
 
 def _checked_outputs(model):
@@ -285,13 +342,14 @@ def _checked_outputs(model):
         raise TypeError(
             "TaskAffinityModel needs the model's outputs to be a dict "
             "keyed by task name, e.g. outputs={'a': head_a, 'b': head_b}. "
-            f"Received: outputs of type {type(outputs).__name__}.")
+            f"Received: outputs of type {type(outputs).__name__}."
+        )
     if model.shared_layers is not None and model.built:
         shared_lib.check_layer_names(model, model.shared_layers)
     return outputs
 
 
-_FUNCTIONAL_VARIANTS = {}
+_FUNCTIONAL_VARIANTS: dict = {}
 
 
 def _functional_variant(cls):
@@ -304,9 +362,11 @@ def _functional_variant(cls):
     under the public class's registered name.
     """
     if cls not in _FUNCTIONAL_VARIANTS:
-        variant = type(cls.__name__, (cls, _keras_private.Functional),
-                       {"__module__": cls.__module__,
-                        "__qualname__": cls.__qualname__})
+        variant = type(
+            cls.__name__,
+            (cls, _keras_private.Functional),
+            {"__module__": cls.__module__, "__qualname__": cls.__qualname__},
+        )
         registered = keras.saving.get_registered_name(cls)
         if registered != cls.__name__:
             _keras_private.register_saved_name(variant, registered)
@@ -322,7 +382,8 @@ def _training_method(method, kwargs):
         raise TypeError(
             "`training_method` must be a tag_keras.mtl method such as "
             "tag_keras.mtl.PCGrad(). Received: "
-            f"training_method={method!r}.")
+            f"training_method={method!r}."
+        )
     return method
 
 
@@ -330,22 +391,30 @@ def _validate_arguments(every, method, shared_layers, affinity_data, tasks):
     if isinstance(every, bool) or not isinstance(every, (int, np.integer)):
         raise TypeError(
             "`affinity_every_n_steps` must be a non-negative integer. "
-            f"Received: affinity_every_n_steps={every!r}.")
+            f"Received: affinity_every_n_steps={every!r}."
+        )
     if every < 0:
         raise ValueError(
             "`affinity_every_n_steps` must be >= 0 (0 never measures). "
-            f"Received: affinity_every_n_steps={every}.")
+            f"Received: affinity_every_n_steps={every}."
+        )
     if shared_layers is not None and (
-            isinstance(shared_layers, str)
-            or not all(isinstance(n, str) for n in shared_layers)):
-        raise TypeError("`shared_layers` must be a list of layer names. "
-                        f"Received: shared_layers={shared_layers!r}.")
-    if affinity_data is not None and not estimators.estimator_class(
-            method).held_out:
+        isinstance(shared_layers, str)
+        or not all(isinstance(n, str) for n in shared_layers)
+    ):
+        raise TypeError(
+            "`shared_layers` must be a list of layer names. "
+            f"Received: shared_layers={shared_layers!r}."
+        )
+    if (
+        affinity_data is not None
+        and not estimators.estimator_class(method).held_out
+    ):
         raise ValueError(
             "`affinity_data` (held-out affinity) needs a method that "
             "measures the target losses on other batches: one of "
             f"{estimators.methods_with('held_out')}. "
-            f"Received: affinity_method={method!r}.")
+            f"Received: affinity_method={method!r}."
+        )
     if tasks is not None:
         check_task_names(tasks)

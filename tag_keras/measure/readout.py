@@ -20,18 +20,22 @@ class AffinityReadout:
     # The settings, read-only (they live in `affinity_settings`).
     affinity_method = property(lambda self: self.affinity_settings.method)
     lookahead_step = property(
-        lambda self: self.affinity_settings.lookahead_step)
+        lambda self: self.affinity_settings.lookahead_step
+    )
     scale_by_learning_rate = property(
-        lambda self: self.affinity_settings.scale_by_learning_rate)
+        lambda self: self.affinity_settings.scale_by_learning_rate
+    )
     cosine_kernels_only = property(
-        lambda self: self.affinity_settings.cosine_kernels_only)
+        lambda self: self.affinity_settings.cosine_kernels_only
+    )
     affinity_sources = property(lambda self: self.affinity_settings.sources)
     affinity_random_subsets = property(
-        lambda self: self.affinity_settings.random_subsets)
+        lambda self: self.affinity_settings.random_subsets
+    )
     affinity_seed = property(lambda self: self.affinity_settings.seed)
     max_subset_tasks = property(
-        lambda self: self.affinity_settings.max_subset_tasks)
-
+        lambda self: self.affinity_settings.max_subset_tasks
+    )
 
     @property
     def affinity_recorder(self) -> AffinityRecorder:
@@ -44,7 +48,8 @@ class AffinityReadout:
         if self._recorder is None:
             raise ValueError(
                 "The task names are not known yet: compile the model with a "
-                "loss dict keyed by task, pass `task_names=`, or train it.")
+                "loss dict keyed by task, pass `task_names=`, or train it."
+            )
         return self._recorder.task_names
 
     @property
@@ -55,20 +60,23 @@ class AffinityReadout:
     @property
     def group_sources(self):
         """The measured group sources (`sources.GroupSources`), or None."""
-        return None if self._recorder is None else (
-            self._recorder.group_sources)
+        return (
+            None if self._recorder is None else (self._recorder.group_sources)
+        )
 
     @property
     def epoch_affinity(self):
         """The mean over the epoch that last ended (DataFrame), or None."""
-        return None if self._recorder is None else (
-            self._recorder.epoch_affinity)
+        return (
+            None if self._recorder is None else (self._recorder.epoch_affinity)
+        )
 
     @property
     def fit_affinity(self):
         """The mean over every step measured up to the last epoch end."""
-        return None if self._recorder is None else (
-            self._recorder.fit_affinity)
+        return (
+            None if self._recorder is None else (self._recorder.fit_affinity)
+        )
 
     def affinity(self):
         """Mean affinity over all measured steps (DataFrame, NaN = never)."""
@@ -141,5 +149,6 @@ class AffinityReadout:
             raise ValueError(
                 f"`{method}` needs the task names: compile the model with a "
                 "loss dict keyed by task, pass `task_names=`, or train it "
-                "first.")
+                "first."
+            )
         return self._recorder

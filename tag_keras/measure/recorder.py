@@ -7,13 +7,15 @@ bookkeeping (`epoch_affinity`, `fit_affinity`). `AffinityLogger` reads the
 recorder's small interface, nothing else of the model.
 """
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
+import keras
 import numpy as np
 import pandas as pd
 
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import sources as sources_lib
+from tag_keras.measure.host_state import HostAffinityState
 from tag_keras.measure.meter import Meter
 from tag_keras.measure.settings import AffinitySettings
 from tag_keras.measure.state import AffinityState
@@ -50,10 +52,13 @@ class AffinityRecorder:
         groups, group_state = sources_lib.make(settings, len(task_names))
         names = check_task_names(task_names, groups=groups is not None)
         self.task_names = names
-        self.state = AffinityState(len(names), name="affinity_state")
+        if keras.backend.backend() == "jax":  # float64 sums on the host
+            self.state = HostAffinityState(len(names))
+        else:
+            self.state = AffinityState(len(names), name="affinity_state")
         self.group_sources, self.group_state = groups, group_state
         self.epoch_affinity = self.fit_affinity = None
-        self.measured_steps: Optional[int] = None
+        self.measured_steps: int | None = None
         self._epoch_start = None
 
     # The measurement ----------------------------------------------------
@@ -71,9 +76,14 @@ class AffinityRecorder:
                 `uses_lookahead`).
             optimizer: The optimizer that updates the shared variables.
         """
-        return Meter.for_settings(self.settings, lookahead, optimizer,
-                                  self.state, self.group_sources,
-                                  self.group_state)
+        return Meter.for_settings(
+            self.settings,
+            lookahead,
+            optimizer,
+            self.state,
+            self.group_sources,
+            self.group_state,
+        )
 
     # Epochs ---------------------------------------------------------------
 
@@ -86,7 +96,8 @@ class AffinityRecorder:
         """Sets `epoch_affinity` (since `begin_epoch`) and `fit_affinity`;
         the next epoch starts here unless `begin_epoch` says otherwise."""
         self.epoch_affinity, self.fit_affinity = self.epoch_matrices(
-            self._epoch_start)
+            self._epoch_start
+        )
         self._epoch_start = self.state.totals()
 
     def epoch_matrices(self, start):
@@ -99,8 +110,11 @@ class AffinityRecorder:
         whole = affinity_lib.mean_matrix(sums, counts, self.task_names)
         if start is not None:
             sums, counts = sums - start[0], counts - start[1]
-        epoch = (affinity_lib.mean_matrix(sums, counts, self.task_names)
-                 if counts.sum() > 0 else None)
+        epoch = (
+            affinity_lib.mean_matrix(sums, counts, self.task_names)
+            if counts.sum() > 0
+            else None
+        )
         return epoch, whole
 
     # Readout --------------------------------------------------------------
@@ -134,13 +148,19 @@ class AffinityRecorder:
         """Every measured source, single tasks and groups, onto every task
         (see `TaskAffinityModel.group_affinity`)."""
         state = self.state
-        single = (state.sums.numpy(), state.squares.numpy(),
-                  state.counts.numpy())
+        single = (
+            state.sums.numpy(),
+            state.squares.numpy(),
+            state.counts.numpy(),
+        )
         groups, masks = None, None
         if self.group_sources is not None:
             table = self.group_state
-            groups = (table.sums.numpy(), table.squares.numpy(),
-                      table.counts.numpy())
+            groups = (
+                table.sums.numpy(),
+                table.squares.numpy(),
+                table.counts.numpy(),
+            )
             masks = self.group_sources.masks
         return sources_lib.group_frame(self.task_names, single, groups, masks)
 

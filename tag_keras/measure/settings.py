@@ -8,7 +8,6 @@ the settings back off the model.
 
 import dataclasses
 import numbers
-from typing import Optional, Union
 
 from tag_keras.measure import estimators
 from tag_keras.measure import sources as sources_lib
@@ -36,30 +35,41 @@ class AffinitySettings:
     lookahead_step: str = "optimizer"
     scale_by_learning_rate: bool = True
     cosine_kernels_only: bool = False
-    sources: Union[str, int] = "tasks"
-    random_subsets: Optional[int] = None
+    sources: str | int = "tasks"
+    random_subsets: int | None = None
     seed: int = 0
     max_subset_tasks: int = sources_lib.MAX_SUBSET_TASKS
 
     def __post_init__(self):
         estimators.check_settings(self.method, self.lookahead_step)
-        sources_lib.check_arguments(self.sources, self.random_subsets,
-                                    self.max_subset_tasks)
-        if self.has_group_sources and not estimators.estimator_class(
-                self.method).group_sources:
+        sources_lib.check_arguments(
+            self.sources, self.random_subsets, self.max_subset_tasks
+        )
+        if (
+            self.has_group_sources
+            and not estimators.estimator_class(self.method).group_sources
+        ):
             raise ValueError(
                 f"Group sources need a method that steps on a group's "
                 f"gradient: one of {estimators.methods_with('group_sources')}. "
                 f"Received: affinity_method={self.method!r}, "
                 f"affinity_sources={self.sources!r}, "
-                f"affinity_random_subsets={self.random_subsets!r}.")
+                f"affinity_random_subsets={self.random_subsets!r}."
+            )
         if isinstance(self.seed, bool) or not isinstance(
-                self.seed, numbers.Integral):
-            raise ValueError("`affinity_seed` must be an integer. Received: "
-                             f"affinity_seed={self.seed!r}.")
-        for name, cast in (("scale_by_learning_rate", bool),
-                           ("cosine_kernels_only", bool), ("seed", int),
-                           ("max_subset_tasks", int)):
+            self.seed, numbers.Integral
+        ):
+            # ValueError, as for every other bad setting (Keras's habit).
+            raise ValueError(  # noqa: TRY004
+                "`affinity_seed` must be an integer. Received: "
+                f"affinity_seed={self.seed!r}."
+            )
+        for name, cast in (
+            ("scale_by_learning_rate", bool),
+            ("cosine_kernels_only", bool),
+            ("seed", int),
+            ("max_subset_tasks", int),
+        ):
             object.__setattr__(self, name, cast(getattr(self, name)))
 
     @property
@@ -72,14 +82,18 @@ class AffinitySettings:
         """The settings from the models' keyword names (`KEYWORDS`)."""
         unknown = sorted(set(keywords) - set(KEYWORDS))
         if unknown:
-            raise TypeError(f"Unknown affinity settings {unknown}; the "
-                            f"settings are {list(KEYWORDS)}.")
+            raise TypeError(
+                f"Unknown affinity settings {unknown}; the "
+                f"settings are {list(KEYWORDS)}."
+            )
         return cls(**{KEYWORDS[k]: v for k, v in keywords.items()})
 
     def to_config(self) -> dict:
         """The settings under the models' keyword names."""
-        return {keyword: getattr(self, field)
-                for keyword, field in KEYWORDS.items()}
+        return {
+            keyword: getattr(self, field)
+            for keyword, field in KEYWORDS.items()
+        }
 
 
 #: The models' keyword name of each field (`TaskAffinityModel`,

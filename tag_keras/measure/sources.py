@@ -43,26 +43,37 @@ def check_arguments(sources, random_subsets, max_subset_tasks):
         if sources not in SOURCES:
             raise ValueError(
                 f"`affinity_sources` must be one of {list(SOURCES)} or an "
-                f"integer k >= 1. Received: affinity_sources={sources!r}.")
-    elif isinstance(sources, bool) or not isinstance(
-            sources, numbers.Integral) or sources < 1:
+                f"integer k >= 1. Received: affinity_sources={sources!r}."
+            )
+    elif (
+        isinstance(sources, bool)
+        or not isinstance(sources, numbers.Integral)
+        or sources < 1
+    ):
         raise ValueError(
             "`affinity_sources` must be an integer k >= 1 (groups of up to "
             f"k tasks) or one of {list(SOURCES)}. Received: "
-            f"affinity_sources={sources!r}.")
+            f"affinity_sources={sources!r}."
+        )
     if random_subsets is not None and (
-            isinstance(random_subsets, bool)
-            or not isinstance(random_subsets, numbers.Integral)
-            or random_subsets <= 0):
+        isinstance(random_subsets, bool)
+        or not isinstance(random_subsets, numbers.Integral)
+        or random_subsets <= 0
+    ):
         raise ValueError(
             "`affinity_random_subsets` must be None or an integer m >= 1 "
             "(groups drawn at random each step). Received: "
-            f"affinity_random_subsets={random_subsets!r}.")
-    if isinstance(max_subset_tasks, bool) or not isinstance(
-            max_subset_tasks, numbers.Integral) or max_subset_tasks < 2:
+            f"affinity_random_subsets={random_subsets!r}."
+        )
+    if (
+        isinstance(max_subset_tasks, bool)
+        or not isinstance(max_subset_tasks, numbers.Integral)
+        or max_subset_tasks < 2
+    ):
         raise ValueError(
             "`max_subset_tasks` must be an integer >= 2. Received: "
-            f"max_subset_tasks={max_subset_tasks!r}.")
+            f"max_subset_tasks={max_subset_tasks!r}."
+        )
 
 
 def make(settings, num_tasks):
@@ -70,11 +81,16 @@ def make(settings, num_tasks):
     `(None, None)` when only single tasks are sources."""
     if not settings.has_group_sources:
         return None, None
-    groups = GroupSources(settings.sources, num_tasks,
-                          settings.random_subsets, settings.seed,
-                          settings.max_subset_tasks)
-    return groups, GroupAffinityState(len(groups.masks), num_tasks,
-                                      name="group_affinity_state")
+    groups = GroupSources(
+        settings.sources,
+        num_tasks,
+        settings.random_subsets,
+        settings.seed,
+        settings.max_subset_tasks,
+    )
+    return groups, GroupAffinityState(
+        len(groups.masks), num_tasks, name="group_affinity_state"
+    )
 
 
 def label(tasks, mask):
@@ -103,24 +119,38 @@ class GroupSources:
             k may not measure more groups than `"subsets"` at this n.
     """
 
-    def __init__(self, sources, num_tasks, random_subsets=None, seed=0,
-                 max_subset_tasks=MAX_SUBSET_TASKS):
+    def __init__(
+        self,
+        sources,
+        num_tasks,
+        random_subsets=None,
+        seed=0,
+        max_subset_tasks=MAX_SUBSET_TASKS,
+    ):
         check_arguments(sources, random_subsets, max_subset_tasks)
         n = int(num_tasks)
         limit = 2**max_subset_tasks - max_subset_tasks - 1
         if (sources == "subsets" or random_subsets) and n > max_subset_tasks:
-            what = ("affinity_sources='subsets'" if sources == "subsets"
-                    else f"affinity_random_subsets={random_subsets}")
+            what = (
+                "affinity_sources='subsets'"
+                if sources == "subsets"
+                else f"affinity_random_subsets={random_subsets}"
+            )
             raise ValueError(
                 f"{what} keeps a row for each of the 2^n - n - 1 groups, "
                 f"allowed up to max_subset_tasks={max_subset_tasks} tasks; "
                 f"raise max_subset_tasks or use affinity_sources=k. "
-                f"Received: {n} tasks.")
-        largest = {"tasks": 1, "tasks+all": 1, "subsets": n}.get(sources,
-                                                                 sources)
+                f"Received: {n} tasks."
+            )
+        largest = {"tasks": 1, "tasks+all": 1, "subsets": n}.get(
+            sources, sources
+        )
         largest = min(int(largest), n)
-        fixed = [m for size in range(2, largest + 1)
-                 for m in _masks_of_size(n, size)]
+        fixed = [
+            m
+            for size in range(2, largest + 1)
+            for m in _masks_of_size(n, size)
+        ]
         if sources == "tasks+all" and n >= 2:
             fixed.append((True,) * n)
         if len(fixed) > limit:
@@ -128,12 +158,14 @@ class GroupSources:
                 f"affinity_sources={sources!r} measures {len(fixed)} groups "
                 f"per step at {n} tasks, more than the {limit} that "
                 f"max_subset_tasks={max_subset_tasks} allows; lower k or "
-                "raise max_subset_tasks.")
+                "raise max_subset_tasks."
+            )
         self.random_subsets = int(random_subsets or 0)
         self.seed = int(seed)
         if self.random_subsets:
-            every = [m for size in range(2, n + 1)
-                     for m in _masks_of_size(n, size)]
+            every = [
+                m for size in range(2, n + 1) for m in _masks_of_size(n, size)
+            ]
             every.sort(key=_bitmask)
             row = {m: k for k, m in enumerate(every)}
             self.masks = np.array(every, dtype=bool).reshape(-1, n)
@@ -143,7 +175,8 @@ class GroupSources:
                 raise ValueError(
                     f"affinity_random_subsets={self.random_subsets} is more "
                     f"than the {len(self.pool)} groups of two or more of "
-                    f"{n} tasks not already measured every step.")
+                    f"{n} tasks not already measured every step."
+                )
         else:
             self.masks = np.array(fixed, dtype=bool).reshape(-1, n)
             self.fixed = list(range(len(fixed)))
@@ -158,8 +191,9 @@ class GroupSources:
         fixed = tf.constant(self.fixed, tf.int32, shape=[len(self.fixed)])
         if not self.random_subsets:
             return fixed
-        seed = tf.stack([tf.constant(self.seed, tf.int64),
-                         tf.cast(step, tf.int64)])
+        seed = tf.stack(
+            [tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)]
+        )
         noise = tf.random.stateless_uniform([len(self.pool)], seed)
         drawn = tf.math.top_k(noise, self.random_subsets).indices
         pool = tf.constant(self.pool, tf.int32)
@@ -198,12 +232,16 @@ class GroupAffinityState(state_lib.RunningSums):
     def record(self, indices, z, source_ok, target_ok):
         """Adds `[s, n]` rows `z` of the groups `indices`; returns a tensor
         to wait on. `source_ok` is `[s]`, `target_ok` `[n]`."""
-        return self.done(self.accumulate(z, source_ok, target_ok,
-                                         rows=indices))
+        return self.done(
+            self.accumulate(z, source_ok, target_ok, rows=indices)
+        )
 
     def get_config(self):
-        return {**super().get_config(), "num_sources": self.num_sources,
-                "num_tasks": self.num_tasks}
+        return {
+            **super().get_config(),
+            "num_sources": self.num_sources,
+            "num_tasks": self.num_tasks,
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -237,8 +275,9 @@ class GroupMeter:
         z = rows_lib.one_at_a_time(count, lambda i: row(indices[i]))
         chosen = tf.gather(masks, indices) > 0
         group_ok = tf.reduce_all(~chosen | source_ok[tf.newaxis, :], axis=1)
-        return self.state.record(indices, tf.reshape(z, [count, -1]),
-                                 group_ok, target.ok)
+        return self.state.record(
+            indices, tf.reshape(z, [count, -1]), group_ok, target.ok
+        )
 
 
 def group_frame(tasks, single, groups, masks):
@@ -264,11 +303,12 @@ def group_frame(tasks, single, groups, masks):
     mean = affinity_lib.mean_of(sums, counts)
     stderr = affinity_lib.stderr_of(sums, squares, counts)
     rows, columns = np.nonzero(counts > 0)
-    return pd.DataFrame({
-        "sources": [labels[r] for r in rows],
-        "target": [tasks[c] for c in columns],
-        "affinity": mean[rows, columns],
-        "count": counts[rows, columns].astype(np.int64),
-        "stderr": stderr[rows, columns],
-    })
-
+    return pd.DataFrame(
+        {
+            "sources": [labels[r] for r in rows],
+            "target": [tasks[c] for c in columns],
+            "affinity": mean[rows, columns],
+            "count": counts[rows, columns].astype(np.int64),
+            "stderr": stderr[rows, columns],
+        }
+    )

@@ -37,8 +37,12 @@ class RunningSums(keras.layers.Layer):
         """A non-trainable weight of the state (first replica's value)."""
         return self.add_weight(
             shape=self._shape if shape is None else shape,
-            initializer=keras.initializers.Constant(fill), dtype=dtype,
-            trainable=False, aggregation="only_first_replica", name=name)
+            initializer=keras.initializers.Constant(fill),
+            dtype=dtype,
+            trainable=False,
+            aggregation="only_first_replica",
+            name=name,
+        )
 
     def accumulate(self, z, source_ok, target_ok, rows=None):
         """Adds `[s, n]` values `z` to the sums of `rows` (all rows in
@@ -52,6 +56,7 @@ class RunningSums(keras.layers.Layer):
         kept = tf.where(valid, z, tf.zeros_like(z))
         as_count = tf.cast(valid, "float64")
         if rows is None:
+
             def place(values):
                 return values
         else:
@@ -84,9 +89,9 @@ class RunningSums(keras.layers.Layer):
         """`[rows, n]` standard error of the mean: std (ddof=1) /
         sqrt(count). NaN where fewer than two steps entered a pair.
         """
-        return affinity_lib.stderr_of(self.sums.numpy(),
-                                      self.squares.numpy(),
-                                      self.counts.numpy())
+        return affinity_lib.stderr_of(
+            self.sums.numpy(), self.squares.numpy(), self.counts.numpy()
+        )
 
 
 class AffinityState(RunningSums):
@@ -104,8 +109,9 @@ class AffinityState(RunningSums):
     def __init__(self, num_tasks, **kwargs):
         super().__init__(num_tasks, num_tasks, "affinity", **kwargs)
         self.last = self.state_weight("affinity_last", fill=np.nan)
-        self.last_step = self.state_weight("affinity_last_step", shape=(),
-                                           fill=-1, dtype="int64")
+        self.last_step = self.state_weight(
+            "affinity_last_step", shape=(), fill=-1, dtype="int64"
+        )
         self.built = True
 
     def record(self, z, source_ok, target_ok, step):

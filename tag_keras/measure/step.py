@@ -8,22 +8,20 @@ backward pass, and the `Meter` records the affinity from the same
 `TaskGradients`. Other steps differentiate the total loss once.
 """
 
-import warnings
-
 import keras
 import tensorflow as tf
 from keras import ops
 
 from tag_keras import _distribute
 from tag_keras import _keras_private
-from tag_keras.tasks import shared as shared_lib
 from tag_keras.measure import target as target_lib
-from tag_keras.tasks import gradients as gradients_lib
-from tag_keras.tasks.gradients import TaskGradients
 from tag_keras.measure.lookahead import make_lookahead
-from tag_keras.tasks.losses import TaskLosses
 from tag_keras.mtl import base as mtl_base
 from tag_keras.mtl.base import StepContext
+from tag_keras.tasks import gradients as gradients_lib
+from tag_keras.tasks import shared as shared_lib
+from tag_keras.tasks.gradients import TaskGradients
+from tag_keras.tasks.losses import TaskLosses
 
 
 class TrainStep:
@@ -42,20 +40,34 @@ class TrainStep:
         # the forward pass through a functional copy that also returns it.
         self.forward = None
         if self.method is not None and self.method.needs_representation:
-            self.forward = keras.Model(model.input, [
-                model.output, mtl_base.representation_tensor(
-                    model, self.method.representation_layer)])
+            self.forward = keras.Model(
+                model.input,
+                [
+                    model.output,
+                    mtl_base.representation_tensor(
+                        model, self.method.representation_layer
+                    ),
+                ],
+            )
+
+    def found_shared(self):
+        """The `SharedVariables`, or None before the first traced step."""
+        return None if self.parts is None else self.parts.shared
 
     def __call__(self, data, measure):
         """One step on `data`; `measure` (a Python bool) records affinity."""
         model, optimizer = self.model, self.model.optimizer
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        per_task = measure or (self.method is not None
-                               and self.method.needs_task_gradients)
+        per_task = measure or (
+            self.method is not None and self.method.needs_task_gradients
+        )
         # Read before the forward pass, so the lookahead forward reuses the
         # same random state (dropout masks) as the real one.
-        before = (target_lib.snapshot(model.non_trainable_variables)
-                  if per_task else None)
+        before = (
+            target_lib.snapshot(model.non_trainable_variables)
+            if per_task
+            else None
+        )
         # The first trace also finds the shared variables from the tape.
         persistent = per_task or self.parts is None
         representation = None
@@ -65,41 +77,51 @@ class TrainStep:
             else:
                 y_pred, representation = self.forward(x, training=True)
             _check_outputs(y_pred)
-            losses, labels, weights = self.task_losses(y, y_pred,
-                                                       sample_weight)
-            train_losses = (losses if self.method is None
-                            else self.method.weight_losses(losses))
+            losses, labels, weights = self.task_losses(
+                y, y_pred, sample_weight
+            )
+            train_losses = (
+                losses
+                if self.method is None
+                else self.method.weight_losses(losses)
+            )
             extra = _keras_private.additional_losses(model)
             total = sum(train_losses.values())
             if extra:
                 total = ops.sum([total, *extra])
             _keras_private.track_total_loss(
-                model, total, tf.shape(tf.nest.flatten(x)[0])[0])
-            scaled = {t: optimizer.scale_loss(v)
-                      for t, v in train_losses.items()}
+                model, total, tf.shape(tf.nest.flatten(x)[0])[0]
+            )
+            scaled = {
+                t: optimizer.scale_loss(v) for t, v in train_losses.items()
+            }
             extra = optimizer.scale_loss(ops.sum(extra)) if extra else None
             scaled_total = optimizer.scale_loss(total)
         parts = self._parts(tape, scaled, extra, y_pred)
         variables = parts.shared.pick(model.trainable_variables, "connected")
         if per_task:
-            batch = target_lib.Batch(x, y, sample_weight, losses, labels,
-                                     weights, before)
-            grads = self._per_task(parts, tape, scaled, extra, batch, measure,
-                                   representation)
+            batch = target_lib.Batch(
+                x, y, sample_weight, losses, labels, weights, before
+            )
+            grads = self._per_task(
+                parts, tape, scaled, extra, batch, measure, representation
+            )
         else:
             grads = tape.gradient(scaled_total, variables)
         optimizer.apply(grads, variables)
         return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def _per_task(self, parts, tape, scaled, extra, batch, measure,
-                  representation=None):
+    def _per_task(
+        self, parts, tape, scaled, extra, batch, measure, representation=None
+    ):
         """One backward pass per task; the update; the measurement."""
         variables = self.model.trainable_variables
         if len(batch.snapshot) != len(self.model.non_trainable_variables):
             # The first trace created state (the affinity state, a method's
             # variables) after the snapshot was taken.
             batch.snapshot = target_lib.snapshot(
-                self.model.non_trainable_variables)
+                self.model.non_trainable_variables
+            )
         target = parts.targets.make(batch) if measure else None
         full, shared, after = {}, {}, []
         for task in parts.tasks:
@@ -110,19 +132,30 @@ class TrainStep:
             if measure:
                 after = shared[task]
         gradients = parts.task_gradients(shared)
-        total = [_add([full[t][k] for t in parts.tasks])
-                 for k in range(len(variables))]
+        total = [
+            _add([full[t][k] for t in parts.tasks])
+            for k in range(len(variables))
+        ]
         waits = []
         if self.method is not None:
             gram = None
             if representation is not None:
+
                 def gram():
-                    return _representation_gram(tape, scaled, parts.tasks,
-                                                representation)
+                    return _representation_gram(
+                        tape, scaled, parts.tasks, representation
+                    )
+
             combined = self.method.combine(
-                gradients, parts.context(batch, parts.shared.pick(
-                    total, "heads") if self.method.lookahead_heads else None,
-                    gram))
+                gradients,
+                parts.context(
+                    batch,
+                    parts.shared.pick(total, "heads")
+                    if self.method.lookahead_heads
+                    else None,
+                    gram,
+                ),
+            )
             for k, g in zip(parts.shared.shared, combined):
                 total[k] = g
             self.method.update(batch.losses, gradients)
@@ -130,15 +163,22 @@ class TrainStep:
             # read the current weights and optimizer state.
             waits.append(tf.group(*combined))
         if extra is not None:
-            total = [_add(pair) for pair in zip(
-                total, tape.gradient(extra, variables))]
+            total = [
+                _add(pair)
+                for pair in zip(total, tape.gradient(extra, variables))
+            ]
         grads = parts.shared.pick(total, "connected")
         if measure:
             # A step whose update is not finite is not counted at all.
             source_ok = parts.source_ok(gradients, batch) & _finite(grads)
-            waits.append(parts.meter().record(
-                gradients, target, source_ok,
-                self.model.optimizer.iterations))
+            waits.append(
+                parts.meter().record(
+                    gradients,
+                    target,
+                    source_ok,
+                    self.model.optimizer.iterations,
+                )
+            )
         if not waits:
             return grads
         # The real update must wait for every read the measurement makes of
@@ -149,8 +189,9 @@ class TrainStep:
 
     def _parts(self, tape, scaled, extra, y_pred):
         if self.parts is None:
-            self.parts = StepParts(self.model, self.task_losses, tape,
-                                   scaled, extra, y_pred)
+            self.parts = StepParts(
+                self.model, self.task_losses, tape, scaled, extra, y_pred
+            )
         return self.parts
 
 
@@ -167,42 +208,45 @@ class StepParts:
             raise ValueError(
                 f"Tasks {missing} have no loss: compile the model with one "
                 f"loss per task. Tasks with a loss: {list(scaled)}. "
-                f"Received: task_names={list(self.tasks)}.")
+                f"Received: task_names={list(self.tasks)}."
+            )
         measuring = model.affinity_every_n_steps > 0
         self.shared = shared_lib.discover(
-            model, tape, scaled, extra, self.tasks, model.shared_layers)
-        if not self.shared.shared and (measuring or
-                                       model.training_method is not None):
-            raise _no_shared_error(model, self.tasks)
-        detached = [t for t, a in zip(self.tasks, self.shared.attached)
-                    if not a]
-        if measuring and detached:
-            warnings.warn(
-                f"Tasks {detached} do not depend on the shared weights (their "
-                "heads bypass them), so a shared step cannot change their "
-                "loss nor theirs the others': their rows and columns of the "
-                "affinity matrix are left out (NaN), not reported as zeros.",
-                stacklevel=2)
+            model, tape, scaled, extra, self.tasks, model.shared_layers
+        )
+        shared_lib.check_found(
+            self.shared,
+            self.tasks,
+            measuring,
+            needed=measuring or model.training_method is not None,
+        )
         held_out = model.held_out_batches() if measuring else None
         self.targets = target_lib.TargetBatches(
-            model, task_losses, self.tasks, self.shared, held_out)
+            model, task_losses, self.tasks, self.shared, held_out
+        )
         self._lookahead = self._meter = self._head_lookahead = None
         if model.training_method is not None:
             model.training_method.set_shared_variables(
-                self.shared.pick(model.trainable_variables))
+                self.shared.pick(model.trainable_variables)
+            )
 
     def dense_shared(self, grads):
         """The shared part of one task's gradients, dense, zeros for None."""
         shared = self.shared.pick(self.model.trainable_variables)
-        return [gradients_lib.dense_or_zeros(g, v)
-                for g, v in zip(self.shared.pick(grads), shared)]
+        return [
+            gradients_lib.dense_or_zeros(g, v)
+            for g, v in zip(self.shared.pick(grads), shared)
+        ]
 
     def task_gradients(self, shared):
         """`TaskGradients` of `{task: dense shared gradients}`."""
         return TaskGradients(
-            self.tasks, self.shared.pick(self.model.trainable_variables),
-            shared, kernel_mask=self.shared.kernels,
-            loss_scale=self.model.optimizer.scale_loss(1.0))
+            self.tasks,
+            self.shared.pick(self.model.trainable_variables),
+            shared,
+            kernel_mask=self.shared.kernels,
+            loss_scale=self.model.optimizer.scale_loss(1.0),
+        )
 
     def lookahead(self):
         """The `OptimizerLookahead` of the shared variables (made once)."""
@@ -215,7 +259,8 @@ class StepParts:
         step: a recompiled model's optimizer gets its own)."""
         if self._meter is None:
             self._meter = self.model.affinity_recorder.make_meter(
-                self.lookahead, self.model.optimizer)
+                self.lookahead, self.model.optimizer
+            )
         return self._meter
 
     def context(self, batch, head_gradients=None, representation_gram=None):
@@ -232,8 +277,9 @@ class StepParts:
             before = target.losses_at(target.shared_values, heads)
 
         def lookahead(shared_gradients):
-            return target.losses_at(self.lookahead().step(shared_gradients),
-                                    heads)
+            return target.losses_at(
+                self.lookahead().step(shared_gradients), heads
+            )
 
         return StepContext(before, target.ok, lookahead, representation_gram)
 
@@ -248,48 +294,47 @@ class StepParts:
         if not optimizer.built:
             optimizer.build(self.model.trainable_variables)
         return make_lookahead(
-            optimizer, self.shared.pick(self.model.trainable_variables, which),
-            self.model.distribute_strategy)
+            optimizer,
+            self.shared.pick(self.model.trainable_variables, which),
+            self.model.distribute_strategy,
+        )
 
     def source_ok(self, gradients, batch):
         """`[n]`: the task can be a source (labels, usable loss and grads)."""
-        _, usable = self.targets.usable(batch.losses, batch.labels,
-                                        batch.weights)
+        _, usable = self.targets.usable(
+            batch.losses, batch.labels, batch.weights
+        )
         return usable & gradients.finite()
 
 
 def _representation_gram(tape, scaled, tasks, representation):
     """`[n, n]` global-batch Gram matrix of the tasks' gradients with
     respect to the representation (each replica's block summed)."""
-    rows = [tf.reshape(tf.cast(tape.gradient(scaled[t], representation),
-                               tf.float32), [-1]) for t in tasks]
+    rows = [
+        tf.reshape(
+            tf.cast(tape.gradient(scaled[t], representation), tf.float32), [-1]
+        )
+        for t in tasks
+    ]
     local = tf.stack(rows)
     return _distribute.replica_sum(tf.matmul(local, local, transpose_b=True))
-
-
-def _no_shared_error(model, tasks):
-    if len(tasks) < 2:
-        return ValueError(
-            "Affinity and multi-task training methods need at least two "
-            f"tasks. Received: task_names={list(tasks)}.")
-    return ValueError(
-        "Affinity needs weights shared by two or more tasks, and no "
-        "trainable weight has a gradient from two task losses. Pass "
-        "`shared_layers=[...]` or share an encoder. Received: tasks "
-        f"{list(tasks)}.")
 
 
 def _check_outputs(y_pred):
     if not isinstance(y_pred, dict):
         raise TypeError(
             "TaskAffinityModel needs `call` to return a dict keyed by task "
-            f"name. Received: an output of type {type(y_pred).__name__}.")
+            f"name. Received: an output of type {type(y_pred).__name__}."
+        )
 
 
 def _finite(grads):
     """True when every gradient is finite on every replica."""
-    flags = [tf.reduce_all(tf.math.is_finite(_dense(g)))
-             for g in grads if g is not None]
+    flags = [
+        tf.reduce_all(tf.math.is_finite(_dense(g)))
+        for g in grads
+        if g is not None
+    ]
     return _distribute.replica_all(tf.reduce_all(flags))
 
 
@@ -308,8 +353,11 @@ def _after(done, gradient):
         return None
     with tf.control_dependencies([done]):
         if isinstance(gradient, tf.IndexedSlices):
-            return tf.IndexedSlices(tf.identity(gradient.values),
-                                    gradient.indices, gradient.dense_shape)
+            return tf.IndexedSlices(
+                tf.identity(gradient.values),
+                gradient.indices,
+                gradient.dense_shape,
+            )
         return tf.identity(gradient)
 
 
@@ -344,7 +392,8 @@ def make_train_function(model):
             raise ValueError(
                 "Measuring affinity under a distribution strategy needs "
                 "steps_per_execution=1. Received: steps_per_execution="
-                f"{model.steps_per_execution}.")
+                f"{model.steps_per_execution}."
+            )
 
         def either(data):
             due = tf.equal(model.optimizer.iterations % every, 0)
@@ -358,7 +407,8 @@ def make_train_function(model):
         # `fit` resets the count to None; it is read once per `fit`.
         if model.next_train_step is None:
             model.next_train_step = int(
-                ops.convert_to_numpy(model.optimizer.iterations))
+                ops.convert_to_numpy(model.optimizer.iterations)
+            )
         due = every > 0 and model.next_train_step % every == 0
         logs = (measured_fn if due else plain_fn)(iterator)
         model.next_train_step += 1
@@ -370,4 +420,3 @@ def make_train_function(model):
         return logs
 
     return function
-

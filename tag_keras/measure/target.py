@@ -59,9 +59,11 @@ class TargetBatches:
         losses, labels, weights = batch.losses, batch.labels, batch.weights
         if self.held_out is not None and use_held_out:
             x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(
-                next(self.held_out))
+                next(self.held_out)
+            )
             losses, labels, weights = self._losses(
-                current, batch.snapshot, x, y, sample_weight)
+                current, batch.snapshot, x, y, sample_weight
+            )
         before, ok = self.usable(losses, labels, weights)
 
         def losses_at(shared_values, head_values=None):
@@ -70,17 +72,20 @@ class TargetBatches:
                 values[k] = value
             for k, value in zip(self.shared.heads, head_values or ()):
                 values[k] = value
-            after, _, _ = self._losses(values, batch.snapshot, x, y,
-                                       sample_weight)
+            after, _, _ = self._losses(
+                values, batch.snapshot, x, y, sample_weight
+            )
             return self.stack(after)
 
-        return Target(self.tasks, before, ok, self.shared.pick(current),
-                      losses_at)
+        return Target(
+            self.tasks, before, ok, self.shared.pick(current), losses_at
+        )
 
     def stack(self, losses):
         """`[n]` global-batch losses from `{task: replica loss}`."""
-        return _distribute.replica_sum(tf.stack([losses[t]
-                                                 for t in self.tasks]))
+        return _distribute.replica_sum(
+            tf.stack([losses[t] for t in self.tasks])
+        )
 
     def usable(self, losses, labels, weights):
         """`([n] global-batch losses, [n] usable)` of a batch.
@@ -89,23 +94,31 @@ class TargetBatches:
         loss, and a loss that depends on the shared weights.
         """
         before = self.stack(losses)
-        labelled = _distribute.replica_any(tf.stack([
-            labels_lib.has_labels(labels[t], weights[t])
-            for t in self.tasks]))
-        return before, (affinity_lib.usable_loss(before) & labelled
-                        & tf.constant(self.shared.attached))
+        labelled = _distribute.replica_any(
+            tf.stack(
+                [
+                    labels_lib.has_labels(labels[t], weights[t])
+                    for t in self.tasks
+                ]
+            )
+        )
+        return before, (
+            affinity_lib.usable_loss(before)
+            & labelled
+            & tf.constant(self.shared.attached)
+        )
 
     def _losses(self, trainable, non_trainable, x, y, sample_weight):
         y_pred = _keras_private.stateless_call_in_training(
-            self.model, trainable, non_trainable, x)
+            self.model, trainable, non_trainable, x
+        )
         return self.task_losses(y, y_pred, sample_weight, track=False)
 
 
 class Batch:
     """What a step knows about its batch: inputs, losses, labels, state."""
 
-    def __init__(self, x, y, sample_weight, losses, labels, weights,
-                 snapshot):
+    def __init__(self, x, y, sample_weight, losses, labels, weights, snapshot):
         self.x, self.y, self.sample_weight = x, y, sample_weight
         self.losses, self.labels, self.weights = losses, labels, weights
         self.snapshot = snapshot  # non-trainable values before the step

@@ -33,8 +33,12 @@ from tag_keras.mtl.svd_weights import SVDTaskWeights
 from tag_keras.mtl.uncertainty import UncertaintyWeights
 
 __all__ = [
-    "GradNorm", "ITMTL", "MGDA", "PCGrad",
+    "ITMTL",
+    "MGDA",
+    "GradNorm",
+    "PCGrad",
     "SVDTaskWeights",
-    "StepContext", "TrainingMethod",
+    "StepContext",
+    "TrainingMethod",
     "UncertaintyWeights",
 ]

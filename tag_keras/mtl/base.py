@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+
 import keras
 import tensorflow as tf
 
@@ -61,18 +66,20 @@ class TrainingMethod(keras.layers.Layer):
 
     #: With `needs_representation`: the layer whose output is the shared
     #: representation, or None for the one tensor every head reads.
-    representation_layer = None
+    representation_layer: str | None = None
 
-    def build_tasks(self, task_names):
+    def build_tasks(self, task_names: Sequence[str]) -> None:
         """Creates the method's variables for these tasks, in this order."""
         self.task_names = tuple(task_names)
         self.built = True
 
-    def set_shared_variables(self, variables):
+    def set_shared_variables(self, variables: Sequence) -> None:
         """Receives the shared variables (gradient order). No-op."""
         del variables
 
-    def weight_losses(self, losses):
+    def weight_losses(
+        self, losses: Mapping[str, tf.Tensor]
+    ) -> dict[str, tf.Tensor]:
         """Returns `{task: loss to differentiate}` for `{task: loss}`."""
         return dict(losses)
 
@@ -86,11 +93,11 @@ class TrainingMethod(keras.layers.Layer):
         del context
         return gradients.sum()
 
-    def update(self, losses, gradients):
+    def update(self, losses: tf.Tensor, gradients: TaskGradients) -> None:
         """Updates the method's own state after the gradients are known."""
         del losses, gradients
 
-    def loss_multipliers(self):
+    def loss_multipliers(self) -> tf.Tensor | None:
         """`[n]` factors `weight_losses` multiplies each task's loss by.
 
         The gradient of task `i`'s weighted loss with respect to a shared
@@ -99,7 +106,7 @@ class TrainingMethod(keras.layers.Layer):
         """
         return None
 
-    def attach(self, model):
+    def attach(self, model: keras.Model) -> None:
         """Called by `TaskAffinityModel.fit` at train begin with the model.
 
         For methods that read the model between steps (SVD task weights
@@ -108,10 +115,10 @@ class TrainingMethod(keras.layers.Layer):
         """
         del model
 
-    def on_epoch_begin(self):
+    def on_epoch_begin(self) -> None:
         """Called by `TaskAffinityModel.fit` before any other callback."""
 
-    def on_epoch_end(self):
+    def on_epoch_end(self) -> None:
         """Called by `TaskAffinityModel.fit` before any other callback."""
 
 
@@ -126,7 +133,9 @@ class WeightedMethod(TrainingMethod):
         **kwargs: Layer arguments such as `name`.
     """
 
-    def __init__(self, loss_weighting=None, **kwargs):
+    def __init__(
+        self, loss_weighting: TrainingMethod | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         loss_weighting = deserialize(loss_weighting)
         if loss_weighting is not None and not isinstance(
@@ -139,32 +148,36 @@ class WeightedMethod(TrainingMethod):
             )
         self.loss_weighting = loss_weighting
 
-    def build_tasks(self, task_names):
+    def build_tasks(self, task_names: Sequence[str]) -> None:
         super().build_tasks(task_names)
         if self.loss_weighting is not None:
             self.loss_weighting.build_tasks(task_names)
 
-    def set_shared_variables(self, variables):
+    def set_shared_variables(self, variables: Sequence) -> None:
         if self.loss_weighting is not None:
             self.loss_weighting.set_shared_variables(variables)
 
-    def weight_losses(self, losses):
+    def weight_losses(
+        self, losses: Mapping[str, tf.Tensor]
+    ) -> dict[str, tf.Tensor]:
         if self.loss_weighting is None:
             return dict(losses)
         return self.loss_weighting.weight_losses(losses)
 
-    def update(self, losses, gradients):
+    def update(self, losses: tf.Tensor, gradients: TaskGradients) -> None:
         if self.loss_weighting is not None:
             self.loss_weighting.update(losses, gradients)
 
-    def loss_multipliers(self):
+    def loss_multipliers(self) -> tf.Tensor | None:
         if self.loss_weighting is None:
             return None
         return self.loss_weighting.loss_multipliers()
 
     def get_config(self):
-        return {**super().get_config(),
-                "loss_weighting": serialize(self.loss_weighting)}
+        return {
+            **super().get_config(),
+            "loss_weighting": serialize(self.loss_weighting),
+        }
 
 
 class StepContext:
@@ -177,22 +190,29 @@ class StepContext:
             the batch has its labels.
     """
 
-    def __init__(self, losses, usable, lookahead, representation_gram=None):
+    def __init__(
+        self,
+        losses: tf.Tensor,
+        usable: tf.Tensor,
+        lookahead: Callable[[list], tf.Tensor],
+        representation_gram: Callable[[], tf.Tensor] | None = None,
+    ) -> None:
         self.losses, self.usable = losses, usable
         self._lookahead = lookahead
         self._representation_gram = representation_gram
 
-    def representation_gram(self):
+    def representation_gram(self) -> tf.Tensor:
         """`[n, n]` inner products of the tasks' gradients with respect to
         the shared representation, over the global batch (methods with
         `needs_representation` only)."""
         if self._representation_gram is None:
             raise ValueError(
                 "representation_gram() needs a method with "
-                "needs_representation = True.")
+                "needs_representation = True."
+            )
         return self._representation_gram()
 
-    def lookahead(self, shared_gradients):
+    def lookahead(self, shared_gradients: list) -> tf.Tensor:
         """`[n]` task losses on this batch after one real optimizer step.
 
         The step is the compiled optimizer's, with its current state, on
@@ -231,18 +251,27 @@ def representation_tensor(model, layer=None):
     if layer is not None:
         names = [item.name for item in model.layers]
         if layer not in names:
-            raise ValueError(f"Unknown layer {layer!r}; the model's layers: "
-                             f"{names}. Received: layer={layer!r}.")
+            raise ValueError(
+                f"Unknown layer {layer!r}; the model's layers: "
+                f"{names}. Received: layer={layer!r}."
+            )
         return model.get_layer(layer).output
     outputs = {id(t) for t in tree.flatten(model.output)}
-    inputs = [item.input for item in model.layers
-              if any(id(t) in outputs for t in tree.flatten(item.output))]
-    if not inputs or len({id(t) for t in inputs}) != 1 or isinstance(
-            inputs[0], (list, dict, tuple)):
+    inputs = [
+        item.input
+        for item in model.layers
+        if any(id(t) in outputs for t in tree.flatten(item.output))
+    ]
+    if (
+        not inputs
+        or len({id(t) for t in inputs}) != 1
+        or isinstance(inputs[0], (list, dict, tuple))
+    ):
         raise ValueError(
             "The task heads do not read one common tensor: name the layer "
             "whose output is the shared representation. Received: "
-            "layer=None.")
+            "layer=None."
+        )
     return inputs[0]
 
 

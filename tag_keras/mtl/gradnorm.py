@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -44,19 +46,28 @@ class GradNorm(TrainingMethod):
 
     needs_task_gradients = True
 
-    def __init__(self, alpha: float = 1.5, learning_rate: float = 0.01,
-                 clip: tuple[float, float] | None = (0.1, 10.0),
-                 kernel: str | None = None, **kwargs):
+    def __init__(
+        self,
+        alpha: float = 1.5,
+        learning_rate: float = 0.01,
+        clip: tuple[float, float] = (0.1, 10.0),
+        kernel: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if not alpha >= 0:
             raise ValueError(f"`alpha` must be >= 0. Received: alpha={alpha}.")
         if not learning_rate > 0:
-            raise ValueError("`learning_rate` must be positive. Received: "
-                             f"learning_rate={learning_rate}.")
+            raise ValueError(
+                "`learning_rate` must be positive. Received: "
+                f"learning_rate={learning_rate}."
+            )
         low, high = (float(c) for c in clip)
         if not 0 < low < high:
-            raise ValueError("`clip` must be (low, high) with 0 < low < high. "
-                             f"Received: clip={clip}.")
+            raise ValueError(
+                "`clip` must be (low, high) with 0 < low < high. "
+                f"Received: clip={clip}."
+            )
         self.alpha = float(alpha)
         self.learning_rate = float(learning_rate)
         self.clip = (low, high)
@@ -68,17 +79,24 @@ class GradNorm(TrainingMethod):
         n = len(self.task_names)
         # Computed from global-batch values, identical on every replica.
         self.task_weight = self.add_weight(
-            shape=(n,), initializer="ones", trainable=False,
-            aggregation="only_first_replica", name="task_weight")
+            shape=(n,),
+            initializer="ones",
+            trainable=False,
+            aggregation="only_first_replica",
+            name="task_weight",
+        )
         self.initial_losses = self.add_weight(
-            shape=(n,), initializer=keras.initializers.Constant(float("nan")),
-            trainable=False, aggregation="only_first_replica",
-            name="initial_losses")
+            shape=(n,),
+            initializer=keras.initializers.Constant(float("nan")),
+            trainable=False,
+            aggregation="only_first_replica",
+            name="initial_losses",
+        )
 
     def weight_losses(self, losses):
         return {
-            task: losses[task] * ops.cast(self.task_weight[k],
-                                          losses[task].dtype)
+            task: losses[task]
+            * ops.cast(self.task_weight[k], losses[task].dtype)
             for k, task in enumerate(self.task_names)
         }
 
@@ -88,31 +106,43 @@ class GradNorm(TrainingMethod):
     def update(self, losses, gradients):
         index = self._kernel_index
         if index is None:
-            raise ValueError("GradNorm learns from the shared layers' "
-                             "gradients: use it as TaskAffinityModel's "
-                             "`training_method`.")
+            raise ValueError(
+                "GradNorm learns from the shared layers' "
+                "gradients: use it as TaskAffinityModel's "
+                "`training_method`."
+            )
         # Global-batch gradients and losses (sums over replicas).
-        kernels = replica_sum(tf.stack([
-            tf.cast(gradients.of(t)[index], tf.float32)
-            for t in self.task_names]))
+        kernels = replica_sum(
+            tf.stack(
+                [
+                    tf.cast(gradients.of(t)[index], tf.float32)
+                    for t in self.task_names
+                ]
+            )
+        )
         # The norms of the losses' own gradients: a loss-scaled optimizer's
         # scale divided out.
         norms = tf.norm(
-            tf.reshape(kernels, [len(self.task_names), -1]),
-            axis=1) / tf.cast(gradients.loss_scale, tf.float32)
-        loss = replica_sum(tf.stack([tf.cast(losses[t], tf.float32)
-                                     for t in self.task_names]))
+            tf.reshape(kernels, [len(self.task_names), -1]), axis=1
+        ) / tf.cast(gradients.loss_scale, tf.float32)
+        loss = replica_sum(
+            tf.stack([tf.cast(losses[t], tf.float32) for t in self.task_names])
+        )
         w, initial = self.task_weight, self.initial_losses
         # A task's initial loss is its loss on the first step where it had
         # a label (a positive loss): a task absent from the first batch
         # has loss 0 there, which would make every later ratio infinite.
         seen = tf.math.is_finite(loss) & (loss > 0)
-        initial_value = tf.where(tf.math.is_nan(initial) & seen, loss,
-                                 initial)
+        initial_value = tf.where(tf.math.is_nan(initial) & seen, loss, initial)
         new = gradnorm_update(
-            tf.convert_to_tensor(w), norms, loss, initial_value,
-            alpha=self.alpha, learning_rate=self.learning_rate,
-            clip=self.clip)
+            tf.convert_to_tensor(w),
+            norms,
+            loss,
+            initial_value,
+            alpha=self.alpha,
+            learning_rate=self.learning_rate,
+            clip=self.clip,
+        )
         ok = tf.reduce_all(tf.math.is_finite(new))
         w.assign(tf.where(ok, new, w))
         initial.assign(initial_value)
@@ -121,13 +151,18 @@ class GradNorm(TrainingMethod):
         return self.task_weight.value
 
     def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha,
-                "learning_rate": self.learning_rate, "clip": self.clip,
-                "kernel": self.kernel}
+        return {
+            **super().get_config(),
+            "alpha": self.alpha,
+            "learning_rate": self.learning_rate,
+            "clip": self.clip,
+            "kernel": self.kernel,
+        }
 
 
-def gradnorm_update(weights, norms, losses, initial_losses, *, alpha,
-                    learning_rate, clip):
+def gradnorm_update(
+    weights, norms, losses, initial_losses, *, alpha, learning_rate, clip
+):
     """One GradNorm step on the task weights (see `GradNorm`).
 
     Args:
@@ -139,12 +174,15 @@ def gradnorm_update(weights, norms, losses, initial_losses, *, alpha,
             training at the mean pace of the others.
     """
     known = tf.math.is_finite(initial_losses) & (initial_losses > 0)
-    ratios = tf.where(known, losses / tf.where(known, initial_losses, 1),
-                      tf.zeros_like(losses))
+    ratios = tf.where(
+        known,
+        losses / tf.where(known, initial_losses, 1),
+        tf.zeros_like(losses),
+    )
     count = tf.reduce_sum(tf.cast(known, losses.dtype))
     mean = tf.reduce_sum(ratios) / tf.maximum(count, 1)
     relative = tf.where(known, ratios / mean, tf.ones_like(ratios))
-    target = tf.stop_gradient(tf.reduce_mean(norms) * relative ** alpha)
+    target = tf.stop_gradient(tf.reduce_mean(norms) * relative**alpha)
     raw_norms = norms / weights
     grad = tf.sign(norms - target) * raw_norms
     new = tf.clip_by_value(weights - learning_rate * grad, *clip)
@@ -154,13 +192,17 @@ def gradnorm_update(weights, norms, losses, initial_losses, *, alpha,
 def _kernel_index(variables, kernel):
     """Position of the kernel whose gradient norms GradNorm balances."""
     if kernel is not None:
-        matches = [k for k, v in enumerate(variables)
-                   if v.path.split("/")[0] == kernel and len(v.shape) >= 2]
+        matches = [
+            k
+            for k, v in enumerate(variables)
+            if v.path.split("/")[0] == kernel and len(v.shape) >= 2
+        ]
         if not matches:
             names = sorted({v.path.split("/")[0] for v in variables})
             raise ValueError(
                 f"GradNorm's `kernel` names no shared layer with a kernel. "
-                f"Shared layers: {names}. Received: kernel={kernel!r}.")
+                f"Shared layers: {names}. Received: kernel={kernel!r}."
+            )
         return matches[-1]
     ranked = [k for k, v in enumerate(variables) if len(v.shape) >= 2]
     return ranked[-1] if ranked else len(variables) - 1

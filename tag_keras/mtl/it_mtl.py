@@ -10,9 +10,10 @@ compiled optimizer's real next step, state included, on copies.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
-
 import itertools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
 
 import keras
 import numpy as np
@@ -91,11 +92,15 @@ class ITMTL(WeightedMethod):
 
     needs_task_gradients = True
 
-    def __init__(self, candidates: Sequence | None = None,
-                 affinity_method: str = "lookahead",
-                 loss_weighting: TrainingMethod | None = None,
-                 seed: int | None = None, update_heads_first: bool = False,
-                 **kwargs):
+    def __init__(
+        self,
+        candidates: Sequence | None = None,
+        affinity_method: str = "lookahead",
+        loss_weighting: TrainingMethod | None = None,
+        seed: int | None = None,
+        update_heads_first: bool = False,
+        **kwargs: Any,
+    ) -> None:
         _compat.refuse_renamed_argument("ITMTL", kwargs)
         super().__init__(loss_weighting, **kwargs)
         if candidates is not None:
@@ -103,13 +108,13 @@ class ITMTL(WeightedMethod):
         if affinity_method not in AFFINITY_METHODS:
             raise ValueError(
                 f"`affinity_method` must be one of {list(AFFINITY_METHODS)}."
-                f" Received: affinity_method={affinity_method!r}.")
+                f" Received: affinity_method={affinity_method!r}."
+            )
         self.candidates = candidates
         self.affinity_method = affinity_method
         self.first_order = affinity_method == "first_order"
         self.update_heads_first = bool(update_heads_first)
-        self.lookahead_heads = (self.update_heads_first
-                                and not self.first_order)
+        self.lookahead_heads = self.update_heads_first and not self.first_order
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.epoch_counts = None
@@ -124,21 +129,24 @@ class ITMTL(WeightedMethod):
 
         def state(name, shape, fill, dtype):
             return self.add_weight(
-                shape=shape, initializer=keras.initializers.Constant(fill),
-                dtype=dtype, trainable=False,
-                aggregation="only_first_replica", name=name)
+                shape=shape,
+                initializer=keras.initializers.Constant(fill),
+                dtype=dtype,
+                trainable=False,
+                aggregation="only_first_replica",
+                name=name,
+            )
 
         self.choice_counts = state("choice_counts", (m,), 0.0, "float64")
-        self.last_scores = state("last_scores", (m,), float("nan"),
-                                 "float64")
+        self.last_scores = state("last_scores", (m,), float("nan"), "float64")
         self.last_choice = state("last_choice", (), -1, "int64")
 
     @property
-    def candidate_labels(self):
+    def candidate_labels(self) -> list[str]:
         """The candidates' names, in the order of `counts()`."""
         return [label for label, _ in self._resolved]
 
-    def counts(self):
+    def counts(self) -> dict[str, int]:
         """`{candidate: steps it was chosen}` over all training so far."""
         values = np.asarray(self.choice_counts.numpy(), np.int64)
         return dict(zip(self.candidate_labels, values.tolist()))
@@ -156,25 +164,32 @@ class ITMTL(WeightedMethod):
     # ------------------------------------------------------------------
 
     def combine(self, gradients, context):
-        candidates = [self._candidate(tasks, gradients)
-                      for _, tasks in self._resolved]
+        candidates = [
+            self._candidate(tasks, gradients) for _, tasks in self._resolved
+        ]
         if self.first_order:
             scores = self._first_order_scores(candidates, gradients, context)
         else:
-            scores = tf.stack([
-                total_affinity(context.lookahead(c), context.losses,
-                               context.usable)
-                for c in candidates
-            ])
+            scores = tf.stack(
+                [
+                    total_affinity(
+                        context.lookahead(c), context.losses, context.usable
+                    )
+                    for c in candidates
+                ]
+            )
         choice = best_candidate(scores)
         with tf.control_dependencies([self._record(choice, scores)]):
-            return [tf.gather(tf.stack(per_variable), choice)
-                    for per_variable in zip(*candidates)]
+            return [
+                tf.gather(tf.stack(per_variable), choice)
+                for per_variable in zip(*candidates)
+            ]
 
     def _candidate(self, tasks, gradients):
         if tasks == PCGRAD:
-            orders = pcgrad.random_orders(len(self.task_names),
-                                          self.seed_generator)
+            orders = pcgrad.random_orders(
+                len(self.task_names), self.seed_generator
+            )
             return pcgrad.projected_sum(gradients, orders)
         return gradients.sum(tasks)
 
@@ -188,28 +203,37 @@ class ITMTL(WeightedMethod):
         if multipliers is not None:
             scale = scale * tf.cast(multipliers, tf.float32)
         stacked = _distribute.replica_sum(
-            tf.stack([gradients.flatten(c) for c in candidates]))
+            tf.stack([gradients.flatten(c) for c in candidates])
+        )
         # dot[c, j] = <∇(w_j L_j), Δθ_c> with Δθ_c = -c.
         dots = -tf.matmul(stacked, flat, transpose_b=True)
         safe = tf.where(context.usable, scale, tf.ones_like(scale))
         z = affinity_formulas.first_order_affinity(dots, safe)
         return tf.reduce_sum(
-            tf.where(context.usable[tf.newaxis], z, tf.zeros_like(z)), axis=1)
+            tf.where(context.usable[tf.newaxis], z, tf.zeros_like(z)), axis=1
+        )
 
     def _record(self, choice, scores):
         # Every replica holds the same choice (the scores are global-batch
         # sums); the variables keep the first replica's.
         self.choice_counts.assign_add(
-            tf.one_hot(choice, len(self._resolved), dtype="float64"))
+            tf.one_hot(choice, len(self._resolved), dtype="float64")
+        )
         self.last_scores.assign(tf.cast(scores, "float64"))
         self.last_choice.assign(tf.cast(choice, "int64"))
-        return [v.value for v in (self.choice_counts, self.last_scores,
-                                  self.last_choice)]
+        return [
+            v.value
+            for v in (self.choice_counts, self.last_scores, self.last_choice)
+        ]
 
     def get_config(self):
-        return {**super().get_config(), "candidates": self.candidates,
-                "affinity_method": self.affinity_method, "seed": self.seed,
-                "update_heads_first": self.update_heads_first}
+        return {
+            **super().get_config(),
+            "candidates": self.candidates,
+            "affinity_method": self.affinity_method,
+            "seed": self.seed,
+            "update_heads_first": self.update_heads_first,
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -242,19 +266,23 @@ def _check_candidates(candidates):
     if not candidates:
         raise ValueError(
             "IT-MTL needs at least one candidate gradient, e.g. "
-            "candidates=['all', 'pcgrad']. Received: candidates=[].")
+            "candidates=['all', 'pcgrad']. Received: candidates=[]."
+        )
     checked = []
     for c in candidates:
         if isinstance(c, str):
             checked.append(c)
-        elif isinstance(c, (tuple, list)) and c and all(
-            isinstance(t, str) for t in c
+        elif (
+            isinstance(c, (tuple, list))
+            and c
+            and all(isinstance(t, str) for t in c)
         ):
             checked.append(tuple(c))
         else:
             raise TypeError(
                 "Each candidate must be 'all', 'pcgrad', 'each', a task "
-                f"name or a tuple of task names. Received: {c!r}.")
+                f"name or a tuple of task names. Received: {c!r}."
+            )
     return checked
 
 
@@ -274,29 +302,36 @@ def _resolve(candidates, tasks):
         elif c == EACH:
             resolved.extend((t, (t,)) for t in tasks)
         elif c == LEAVE_ONE_OUT:
-            resolved.extend(("+".join(s), s) for s in (
-                tuple(o for o in tasks if o != t) for t in tasks))
+            resolved.extend(
+                ("+".join(s), s)
+                for s in (tuple(o for o in tasks if o != t) for t in tasks)
+            )
         elif c == SUBSETS:
             if len(tasks) > MAX_SUBSET_TASKS:
                 raise ValueError(
                     f"IT-MTL candidates='subsets' makes 2^n - 1 lookaheads "
                     f"per step; it allows at most {MAX_SUBSET_TASKS} tasks. "
-                    f"Received: {len(tasks)} tasks.")
-            resolved.extend(("+".join(s), s) for size in range(
-                1, len(tasks) + 1) for s in itertools.combinations(tasks,
-                                                                   size))
+                    f"Received: {len(tasks)} tasks."
+                )
+            resolved.extend(
+                ("+".join(s), s)
+                for size in range(1, len(tasks) + 1)
+                for s in itertools.combinations(tasks, size)
+            )
         else:
             subset = (c,) if isinstance(c, str) else tuple(c)
             unknown = [t for t in subset if t not in tasks]
             if unknown:
                 raise ValueError(
                     f"IT-MTL candidate {c!r} names unknown tasks {unknown}. "
-                    f"Tasks: {list(tasks)}; keywords: {list(_KEYWORDS)}.")
+                    f"Tasks: {list(tasks)}; keywords: {list(_KEYWORDS)}."
+                )
             resolved.append(("+".join(subset), subset))
     labels = [label for label, _ in resolved]
     repeated = sorted({x for x in labels if labels.count(x) > 1})
     if repeated:
         raise ValueError(
             f"IT-MTL candidates repeat {repeated}. Received: "
-            f"candidates={candidates!r}.")
+            f"candidates={candidates!r}."
+        )
     return resolved

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import tensorflow as tf
 
@@ -52,36 +54,55 @@ class MGDA(TrainingMethod):
 
     needs_task_gradients = True
 
-    def __init__(self, upper_bound: bool = False,
-                 representation_layer: str | None = None,
-                 iterations: int = 250, tolerance: float = 1e-6, **kwargs):
+    def __init__(
+        self,
+        upper_bound: bool = False,
+        representation_layer: str | None = None,
+        iterations: int = 250,
+        tolerance: float = 1e-6,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.upper_bound = bool(upper_bound)
         self.needs_representation = self.upper_bound
         self.representation_layer = representation_layer
-        if isinstance(iterations, bool) or not isinstance(
-                iterations, int) or iterations < 1:
-            raise ValueError("`iterations` must be a positive integer. "
-                             f"Received: iterations={iterations!r}.")
+        if (
+            isinstance(iterations, bool)
+            or not isinstance(iterations, int)
+            or iterations < 1
+        ):
+            raise ValueError(
+                "`iterations` must be a positive integer. "
+                f"Received: iterations={iterations!r}."
+            )
         if not tolerance > 0:
-            raise ValueError("`tolerance` must be positive. Received: "
-                             f"tolerance={tolerance!r}.")
+            raise ValueError(
+                "`tolerance` must be positive. Received: "
+                f"tolerance={tolerance!r}."
+            )
         self.iterations, self.tolerance = iterations, float(tolerance)
 
     def combine(self, gradients, context):
         flat = gradients.global_flat()
-        alpha = (min_norm_weights(context.representation_gram(),
-                                  self.iterations, self.tolerance)
-                 if self.upper_bound else
-                 gradient_weights(flat, self.iterations, self.tolerance))
+        alpha = (
+            min_norm_weights(
+                context.representation_gram(), self.iterations, self.tolerance
+            )
+            if self.upper_bound
+            else gradient_weights(flat, self.iterations, self.tolerance)
+        )
         n = tf.cast(tf.shape(flat)[0], flat.dtype)
         total = n * tf.linalg.matvec(flat, alpha, transpose_a=True)
         return gradients.replica_share(total)
 
     def get_config(self):
-        return {**super().get_config(), "upper_bound": self.upper_bound,
-                "representation_layer": self.representation_layer,
-                "iterations": self.iterations, "tolerance": self.tolerance}
+        return {
+            **super().get_config(),
+            "upper_bound": self.upper_bound,
+            "representation_layer": self.representation_layer,
+            "iterations": self.iterations,
+            "tolerance": self.tolerance,
+        }
 
 
 def gradient_weights(flat, iterations=250, tolerance=1e-6):
@@ -120,8 +141,8 @@ def min_norm_weights(gram, iterations=250, tolerance=1e-6):
         product = tf.linalg.matvec(gram, alpha)
         t = tf.argmin(product)
         vertex = tf.one_hot(t, n, dtype=gram.dtype)
-        vv = tf.tensordot(alpha, product, 1)        # current point · itself
-        tv = product[t]                              # vertex · point
+        vv = tf.tensordot(alpha, product, 1)  # current point · itself
+        tv = product[t]  # vertex · point
         tt = gram[t, t]
         gamma = _line(vv, tv, tt)
         updated = (1.0 - gamma) * alpha + gamma * vertex
@@ -129,8 +150,11 @@ def min_norm_weights(gram, iterations=250, tolerance=1e-6):
 
     _, alpha, _ = tf.while_loop(
         lambda step, alpha, change: tf.logical_and(
-            step < iterations, change >= tolerance),
-        body, (tf.constant(0), alpha, tf.constant(1.0, gram.dtype)))
+            step < iterations, change >= tolerance
+        ),
+        body,
+        (tf.constant(0), alpha, tf.constant(1.0, gram.dtype)),
+    )
     return alpha
 
 
@@ -145,8 +169,9 @@ def _pair(gii, gij, gjj, i, j, n):
     """The min-norm weights of two gradients, as an `[n]` vector."""
     # Weight β on gᵢ: ‖β gᵢ + (1 − β) gⱼ‖² is least at this β.
     beta = _line(gjj, gij, gii)
-    return (beta * tf.one_hot(i, n, dtype=gii.dtype)
-            + (1.0 - beta) * tf.one_hot(j, n, dtype=gii.dtype))
+    return beta * tf.one_hot(i, n, dtype=gii.dtype) + (
+        1.0 - beta
+    ) * tf.one_hot(j, n, dtype=gii.dtype)
 
 
 def _best_pair(gram, n):

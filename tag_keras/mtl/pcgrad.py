@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -38,8 +39,13 @@ class PCGrad(WeightedMethod):
 
     needs_task_gradients = True
 
-    def __init__(self, loss_weighting: TrainingMethod | None = None,
-                 shuffle: bool = True, seed: int | None = None, **kwargs):
+    def __init__(
+        self,
+        loss_weighting: TrainingMethod | None = None,
+        shuffle: bool = True,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(loss_weighting, **kwargs)
         self.shuffle = bool(shuffle)
         self.seed = seed
@@ -47,13 +53,17 @@ class PCGrad(WeightedMethod):
 
     def combine(self, gradients, context):
         del context
-        orders = random_orders(len(gradients), self.seed_generator,
-                               self.shuffle)
+        orders = random_orders(
+            len(gradients), self.seed_generator, self.shuffle
+        )
         return projected_sum(gradients, orders)
 
     def get_config(self):
-        return {**super().get_config(), "shuffle": self.shuffle,
-                "seed": self.seed}
+        return {
+            **super().get_config(),
+            "shuffle": self.shuffle,
+            "seed": self.seed,
+        }
 
 
 def random_orders(n, seed_generator, shuffle=True):
@@ -78,8 +88,9 @@ def projected_sum(gradients, orders):
         gradients: The step's `TaskGradients`.
         orders: From `random_orders`, in task order.
     """
-    total = tf.reduce_sum(project_conflicts(gradients.global_flat(), orders),
-                          axis=0)
+    total = tf.reduce_sum(
+        project_conflicts(gradients.global_flat(), orders), axis=0
+    )
     return gradients.replica_share(total)
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import weakref
+from typing import Any
 
 import keras
 import numpy as np
@@ -58,19 +57,31 @@ class SVDTaskWeights(TrainingMethod):
         **kwargs: Layer arguments such as `name`.
     """
 
-    def __init__(self, rank: int = 1, data: Any = None,
-                 every_n_epochs: int = 1,
-                 representation_layer: str | None = None,
-                 max_samples: int = 2048, **kwargs):
+    def __init__(
+        self,
+        rank: int = 1,
+        data: Any = None,
+        every_n_epochs: int = 1,
+        representation_layer: str | None = None,
+        max_samples: int = 2048,
+        **kwargs: Any,
+    ) -> None:
         _compat.refuse_renamed_argument("SVDTaskWeights", kwargs)
         super().__init__(**kwargs)
-        for name, value in (("rank", rank), ("every_n_epochs",
-                                             every_n_epochs),
-                            ("max_samples", max_samples)):
-            if isinstance(value, bool) or not isinstance(
-                    value, (int, np.integer)) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer. "
-                                 f"Received: {name}={value!r}.")
+        for name, value in (
+            ("rank", rank),
+            ("every_n_epochs", every_n_epochs),
+            ("max_samples", max_samples),
+        ):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, np.integer))
+                or value < 1
+            ):
+                raise ValueError(
+                    f"`{name}` must be a positive integer. "
+                    f"Received: {name}={value!r}."
+                )
         if data is not None:
             _data.check_data(data)
         self.rank, self.every_n_epochs = int(rank), int(every_n_epochs)
@@ -83,13 +94,21 @@ class SVDTaskWeights(TrainingMethod):
         if self.rank > len(self.task_names):
             raise ValueError(
                 f"`rank` must be at most the number of tasks "
-                f"({len(self.task_names)}). Received: rank={self.rank}.")
+                f"({len(self.task_names)}). Received: rank={self.rank}."
+            )
         self.task_weights_variable = self.add_weight(
-            shape=(len(self.task_names),), initializer="ones",
-            trainable=False, name="svd_task_weights")
+            shape=(len(self.task_names),),
+            initializer="ones",
+            trainable=False,
+            name="svd_task_weights",
+        )
         self.epochs_seen = self.add_weight(
-            shape=(), initializer="zeros", dtype="int64", trainable=False,
-            name="epochs_seen")
+            shape=(),
+            initializer="zeros",
+            dtype="int64",
+            trainable=False,
+            name="epochs_seen",
+        )
 
     def attach(self, model):
         self._holder.model = weakref.ref(model)
@@ -97,16 +116,22 @@ class SVDTaskWeights(TrainingMethod):
 
     def weight_losses(self, losses):
         weights = ops.cast(self.task_weights_variable, "float32")
-        return {task: losses[task] * ops.cast(weights[k], losses[task].dtype)
-                for k, task in enumerate(self.task_names)}
+        return {
+            task: losses[task] * ops.cast(weights[k], losses[task].dtype)
+            for k, task in enumerate(self.task_names)
+        }
 
     def loss_multipliers(self):
         return self.task_weights_variable.value
 
-    def task_weights(self):
+    def task_weights(self) -> dict[str, float]:
         """`{task: weight}`, the current multipliers."""
-        return dict(zip(self.task_names,
-                        np.asarray(self.task_weights_variable).tolist()))
+        return dict(
+            zip(
+                self.task_names,
+                np.asarray(self.task_weights_variable).tolist(),
+            )
+        )
 
     def on_epoch_begin(self):
         epoch = int(self.epochs_seen.numpy())
@@ -118,32 +143,38 @@ class SVDTaskWeights(TrainingMethod):
             return
         self.task_weights_variable.assign(self.compute(model))
 
-    def compute(self, model, data=None):
+    def compute(self, model: keras.Model, data: Any = None) -> np.ndarray:
         """`[n]` normalised weights from `data` (default: the given data)."""
         from tag_keras.transfer import svd_task_weights
 
         data = self._holder.data if data is None else data
         features = self._features(model)
-        x, labels = _data.examples(data, list(self.task_names),
-                                   self.max_samples)
+        x, labels = _data.examples(
+            data, list(self.task_names), self.max_samples
+        )
         z = _data.map_batches(lambda part: features(part, training=False), x)
         x = z.reshape(len(z), -1)
-        alphas = np.array(list(svd_task_weights(x, labels,
-                                                self.rank).values()))
+        alphas = np.array(
+            list(svd_task_weights(x, labels, self.rank).values())
+        )
         return alphas / alphas.mean()
 
     def _features(self, model):
         if self._holder.features is None:
             self._holder.features = keras.Model(
                 model.input,
-                representation_tensor(model, self.representation_layer))
+                representation_tensor(model, self.representation_layer),
+            )
         return self._holder.features
 
     def get_config(self):
-        return {**super().get_config(), "rank": self.rank,
-                "every_n_epochs": self.every_n_epochs,
-                "representation_layer": self.representation_layer,
-                "max_samples": self.max_samples}
+        return {
+            **super().get_config(),
+            "rank": self.rank,
+            "every_n_epochs": self.every_n_epochs,
+            "representation_layer": self.representation_layer,
+            "max_samples": self.max_samples,
+        }
 
     @classmethod
     def from_config(cls, config):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+from typing import Any
+
 import keras
 from keras import ops
 
 from tag_keras import _keras_private
 from tag_keras.mtl.base import TrainingMethod
+
+if TYPE_CHECKING:  # for annotations only
+    import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
@@ -29,8 +35,12 @@ class UncertaintyWeights(TrainingMethod):
         **kwargs: Layer arguments such as `name`.
     """
 
-    def __init__(self, initial_value: float = 0.01,
-                 clip: tuple[float, float] | None = (0.01, 10.0), **kwargs):
+    def __init__(
+        self,
+        initial_value: float = 0.01,
+        clip: tuple[float, float] | None = (0.01, 10.0),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if clip is not None:
             low, high = (float(c) for c in clip)
@@ -67,7 +77,7 @@ class UncertaintyWeights(TrainingMethod):
         ]
 
     @property
-    def log_sigma(self):
+    def log_sigma(self) -> tf.Tensor:
         """The current `s` of every task, in task order (a tensor)."""
         return ops.stack([v.value for v in self.log_sigmas])
 
@@ -77,11 +87,12 @@ class UncertaintyWeights(TrainingMethod):
             s = ops.cast(variable, losses[task].dtype)
             # Under tf.distribute each replica's loss is already divided by
             # the number of replicas; the additive term must be as well.
-            weighted[task] = (losses[task] * ops.exp(-2.0 * s)
-                              + _keras_private.scale_loss_for_distribution(s))
+            weighted[task] = losses[task] * ops.exp(
+                -2.0 * s
+            ) + _keras_private.scale_loss_for_distribution(s)
         return weighted
 
-    def task_weights(self):
+    def task_weights(self) -> dict[str, float]:
         """`{task: exp(-2 s)}`, the current multiplier of each task's loss."""
         values = ops.convert_to_numpy(ops.exp(-2.0 * self.log_sigma))
         return dict(zip(self.task_names, values.tolist()))
@@ -90,8 +101,11 @@ class UncertaintyWeights(TrainingMethod):
         return ops.exp(-2.0 * self.log_sigma)
 
     def get_config(self):
-        return {**super().get_config(), "initial_value": self.initial_value,
-                "clip": self.clip}
+        return {
+            **super().get_config(),
+            "initial_value": self.initial_value,
+            "clip": self.clip,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")

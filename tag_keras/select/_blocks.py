@@ -9,7 +9,6 @@ bitmasks (`values`, `all_values`) and for the blocks inside special
 
 import numpy as np
 
-
 #: Masks per chunk when valuing blocks over all 2^n.
 _CHUNK = 1 << 16
 
@@ -74,26 +73,35 @@ class BlockValues:
                     swapped = -np.inf  # The weakest helper for the next.
                     if 0 < count < len(order):
                         swapped = base + weight * (
-                            within + cumulative[count - 1]
-                            + totals[order[count]])
+                            within
+                            + cumulative[count - 1]
+                            + totals[order[count]]
+                        )
                     value, helpers = self._measured_top(
-                        mask, members, helpers, value, order, swapped)
+                        mask, members, helpers, value, order, swapped
+                    )
             if value > best:
-                best, best_helpers = float(value), tuple(
-                    int(h) for h in helpers)
+                best, best_helpers = (
+                    float(value),
+                    tuple(int(h) for h in helpers),
+                )
         if s.special_index:
-            holding = np.flatnonzero(s.special_members[:, members].all(
-                axis=1))
+            holding = np.flatnonzero(s.special_members[:, members].all(axis=1))
             for index in holding:
                 value = s.special_scores[index, members].sum()
                 if value > best:
                     best = float(value)
-                    best_helpers = tuple(int(h) for h in np.flatnonzero(
-                        s.special_members[index] & ~members))
+                    best_helpers = tuple(
+                        int(h)
+                        for h in np.flatnonzero(
+                            s.special_members[index] & ~members
+                        )
+                    )
         return best, best_helpers
 
-    def _measured_top(self, mask, members, helpers, value, order,
-                      swapped_value):
+    def _measured_top(
+        self, mask, members, helpers, value, order, swapped_value
+    ):
         """The top helper set's value if its group is special (measured),
         with the best other set of that size (the weakest helper swapped
         for the next) as the alternative; `(value, helpers)`."""
@@ -104,7 +112,7 @@ class BlockValues:
         value = s.special_scores[index, members].sum()
         count = len(helpers)
         if 0 < count < len(order):
-            swapped = np.append(order[:count - 1], order[count])
+            swapped = np.append(order[: count - 1], order[count])
             other = s.special_index.get(mask | to_mask(swapped))
             if other is not None:
                 swapped_value = s.special_scores[other, members].sum()
@@ -121,10 +129,12 @@ class BlockValues:
         s = self._scores
         n = s.n
         members, sizes, totals, within, base = _block_sums(s, masks)
-        order = np.argsort(-np.where(members, -np.inf, totals), axis=1,
-                           kind="stable")
+        order = np.argsort(
+            -np.where(members, -np.inf, totals), axis=1, kind="stable"
+        )
         helper_totals = np.take_along_axis(
-            np.where(members, -np.inf, totals), order, axis=1)
+            np.where(members, -np.inf, totals), order, axis=1
+        )
         tops = masks.copy()  # The group of the top helpers, as a bitmask.
         specials = np.array(sorted(s.special_index), dtype=np.int64)
         cumulative = np.zeros(len(masks))
@@ -141,15 +151,15 @@ class BlockValues:
                 group_size = sizes + helpers
                 valid = (group_size >= 2) & (group_size <= s.max_size)
                 valid &= np.isfinite(cumulative)
-                weight = (1.0 / np.maximum(group_size - 1, 1) if s.mean
-                          else 1.0)
+                weight = 1.0 / np.maximum(group_size - 1, 1) if s.mean else 1.0
                 candidate = base + (within + cumulative) * weight
                 if len(specials):
                     special = np.isin(tops, specials)
                     other = np.full(len(masks), -np.inf)
                     if helpers and helpers < n:
                         other = base + weight * (
-                            within + previous + helper_totals[:, helpers])
+                            within + previous + helper_totals[:, helpers]
+                        )
                     candidate = np.where(special, other, candidate)
                 # Strict ">" keeps the smallest group on ties.
                 better = valid & (candidate > values)

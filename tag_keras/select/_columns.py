@@ -93,7 +93,8 @@ class _Columns:
             if np.isfinite(value):
                 self._known.add(mask)
                 tasks = np.flatnonzero(
-                    _blocks.mask_members(mask, self._scores.n))
+                    _blocks.mask_members(mask, self._scores.n)
+                )
                 self._rows.extend(tasks)
                 self._cols.extend([len(self.masks)] * len(tasks))
                 self.masks.append(mask)
@@ -106,7 +107,8 @@ class _Columns:
         """The tasks × blocks membership matrix (sparse)."""
         return sparse.csr_array(
             (np.ones(len(self._rows)), (self._rows, self._cols)),
-            shape=(self._scores.n, len(self.masks)))
+            shape=(self._scores.n, len(self.masks)),
+        )
 
 
 def _master(columns, num_groups):
@@ -114,9 +116,13 @@ def _master(columns, num_groups):
     members = columns.members()
     result = optimize.linprog(
         -np.asarray(columns.values),
-        A_ub=np.ones((1, len(columns.masks))), b_ub=[num_groups],
-        A_eq=members, b_eq=np.ones(members.shape[0]),
-        bounds=(0, None), method="highs")
+        A_ub=np.ones((1, len(columns.masks))),
+        b_ub=[num_groups],
+        A_eq=members,
+        b_eq=np.ones(members.shape[0]),
+        bounds=(0, None),
+        method="highs",
+    )
     if result.status != 0:
         raise RuntimeError(f"Restricted master LP failed: {result.message}")
     pi = -result.eqlin.marginals
@@ -140,15 +146,22 @@ def _steady_duals(scores, columns, budget, value):
     n = scores.n
     best = scores.best_by_size()
     sizes = np.arange(2, best.shape[1] + 1)
-    means = best[:, 1:].T                                # sizes × n
+    means = best[:, 1:].T  # sizes × n
     count = len(sizes)
     # Variables: π (n), μ, τ, s (count), e (count × n, row-major).
     num = n + 2 + count + count * n
     mu, tau, s = n, n + 1, n + 2
     e = n + 2 + count
     blocks = (-columns.members().T).tocsr()
-    rows = [sparse.hstack([blocks, -np.ones((blocks.shape[0], 1)),
-                           sparse.csr_array((blocks.shape[0], num - n - 1))])]
+    rows = [
+        sparse.hstack(
+            [
+                blocks,
+                -np.ones((blocks.shape[0], 1)),
+                sparse.csr_array((blocks.shape[0], num - n - 1)),
+            ]
+        )
+    ]
     bounds = [-np.asarray(columns.values)]
     face = np.zeros(num)
     face[:n], face[mu] = 1.0, budget
@@ -157,37 +170,66 @@ def _steady_duals(scores, columns, budget, value):
     # e[m, a] >= t_a(m) − π_a − s_m:  −π_a − s_m − e[m, a] <= −t_a(m).
     index = np.arange(count * n)
     size_of, task_of = np.divmod(index, n)
-    rows.append(sparse.csr_array(
-        (np.concatenate([-np.ones(count * n)] * 3),
-         (np.tile(index, 3), np.concatenate([task_of, s + size_of,
-                                             e + index]))),
-        shape=(count * n, num)))
+    rows.append(
+        sparse.csr_array(
+            (
+                np.concatenate([-np.ones(count * n)] * 3),
+                (
+                    np.tile(index, 3),
+                    np.concatenate([task_of, s + size_of, e + index]),
+                ),
+            ),
+            shape=(count * n, num),
+        )
+    )
     bounds.append(-means.ravel())
     # m s_m + Σ_a e[m, a] − μ − τ <= 0.
-    cols = np.concatenate([s + np.arange(count), e + index,
-                           np.full(count, mu), np.full(count, tau)])
-    data = np.concatenate([sizes.astype(float), np.ones(count * n),
-                           -np.ones(2 * count)])
-    owner = np.concatenate([np.arange(count), size_of,
-                            np.arange(count), np.arange(count)])
+    cols = np.concatenate(
+        [
+            s + np.arange(count),
+            e + index,
+            np.full(count, mu),
+            np.full(count, tau),
+        ]
+    )
+    data = np.concatenate(
+        [sizes.astype(float), np.ones(count * n), -np.ones(2 * count)]
+    )
+    owner = np.concatenate(
+        [np.arange(count), size_of, np.arange(count), np.arange(count)]
+    )
     rows.append(sparse.csr_array((data, (owner, cols)), shape=(count, num)))
     bounds.append(np.zeros(count))
     if scores.allow_singletons:  # s(a, {a}) − π_a − μ <= τ.
         usable = np.flatnonzero(np.isfinite(scores.singles))
         single = sparse.csr_array(
-            (np.concatenate([-np.ones(n), -np.ones(n), -np.ones(n)]),
-             (np.tile(np.arange(n), 3),
-              np.concatenate([np.arange(n), np.full(n, mu),
-                              np.full(n, tau)]))), shape=(n, num))
+            (
+                np.concatenate([-np.ones(n), -np.ones(n), -np.ones(n)]),
+                (
+                    np.tile(np.arange(n), 3),
+                    np.concatenate(
+                        [np.arange(n), np.full(n, mu), np.full(n, tau)]
+                    ),
+                ),
+            ),
+            shape=(n, num),
+        )
         rows.append(single[usable])
         bounds.append(-scores.singles[usable])
     objective = np.zeros(num)
     objective[tau] = 1.0
-    limits = ([(None, None)] * n + [(0, None), (None, None)]
-              + [(0, None)] * (count + count * n))
+    limits = (
+        [(None, None)] * n
+        + [(0, None), (None, None)]
+        + [(0, None)] * (count + count * n)
+    )
     result = optimize.linprog(
-        objective, A_ub=sparse.vstack(rows).tocsr(),
-        b_ub=np.concatenate(bounds), bounds=limits, method="highs")
+        objective,
+        A_ub=sparse.vstack(rows).tocsr(),
+        b_ub=np.concatenate(bounds),
+        bounds=limits,
+        method="highs",
+    )
     if result.status != 0:
         return None
     return result.x[:n], float(result.x[mu])
@@ -196,13 +238,22 @@ def _steady_duals(scores, columns, budget, value):
 def _improving(found, mu, tolerance):
     """Masks of the best found served sets with rc > tolerance."""
     ranked = sorted(found, key=lambda entry: -entry[0])
-    return [_blocks.to_mask(served)
-            for gain, served in ranked[:_COLUMNS_PER_ROUND]
-            if gain - mu > tolerance]
+    return [
+        _blocks.to_mask(served)
+        for gain, served in ranked[:_COLUMNS_PER_ROUND]
+        if gain - mu > tolerance
+    ]
 
 
-def prove(scores, num_groups, incumbent, deadline, node_limit=None,
-          max_enumerated_tasks=24, progress=None):
+def prove(
+    scores,
+    num_groups,
+    incumbent,
+    deadline,
+    node_limit=None,
+    max_enumerated_tasks=24,
+    progress=None,
+):
     """The optimal blocks, or the best found with a valid upper bound.
 
     Args:
@@ -231,15 +282,19 @@ def prove(scores, num_groups, incumbent, deadline, node_limit=None,
     incumbent = [int(m) for m in incumbent]
     tolerance = 1e-9 * (1 + abs(best_total))
     upper, lp_value, lp_optimal, pi, mu = _generate_columns(
-        scores, columns, num_groups, best_total, deadline, node_limit,
-        progress)
+        scores, columns, num_groups, best_total, deadline, node_limit, progress
+    )
     if upper is not None and upper <= best_total + tolerance:
         return incumbent, best_total, best_total, True
     if lp_value <= best_total + tolerance:  # The MILP cannot do better.
         return incumbent, best_total, upper, False
-    blocks, total, _, _ = _milp(columns.members(), columns.masks,
-                                np.asarray(columns.values), num_groups,
-                                deadline)
+    blocks, total, _, _ = _milp(
+        columns.members(),
+        columns.masks,
+        np.asarray(columns.values),
+        num_groups,
+        deadline,
+    )
     if blocks is not None and total > best_total + tolerance:
         incumbent, best_total = blocks, total
         tolerance = 1e-9 * (1 + abs(best_total))
@@ -247,12 +302,14 @@ def prove(scores, num_groups, incumbent, deadline, node_limit=None,
         return incumbent, best_total, best_total, True
     if not lp_optimal or n > max_enumerated_tasks or deadline.passed():
         return incumbent, best_total, upper, False
-    return _fix(scores, num_groups, incumbent, best_total, upper, pi, mu,
-                deadline)
+    return _fix(
+        scores, num_groups, incumbent, best_total, upper, pi, mu, deadline
+    )
 
 
-def _generate_columns(scores, columns, num_groups, best_total, deadline,
-                      node_limit, progress):
+def _generate_columns(
+    scores, columns, num_groups, best_total, deadline, node_limit, progress
+):
     """Column generation: adds improving blocks to `columns` until the LP
     is solved, the search stops or the deadline's pricing share passes.
 
@@ -266,7 +323,7 @@ def _generate_columns(scores, columns, num_groups, best_total, deadline,
     upper, lp_optimal, pi, mu, nodes = None, False, None, 0.0, 0
     lp_value = np.inf
     gap = _FIRST_GAP
-    budget = num_groups if num_groups < n else n
+    budget = min(n, num_groups)
     pricing = deadline.early(0.9)  # Time left for the MILP over its blocks.
     while not pricing.passed():
         lp_value, pi, mu = _master(columns, num_groups)
@@ -286,15 +343,17 @@ def _generate_columns(scores, columns, num_groups, best_total, deadline,
         # cent above the incumbent and drops after each finished search.
         bar = mu + max(tolerance, gap * abs(best_total) / budget)
         found, most, complete, spent = _pricing.best_groups(
-            scores, pi, mu + tolerance, pricing.passed, left, bar)
+            scores, pi, mu + tolerance, pricing.passed, left, bar
+        )
         nodes += spent
-        bound = float(pi.sum() + budget * mu
-                      + budget * max(0.0, most - mu))
+        bound = float(pi.sum() + budget * mu + budget * max(0.0, most - mu))
         upper = bound if upper is None else min(upper, bound)
         new = _improving(found, mu, tolerance)
         if progress is not None:
-            progress(f"column generation: {len(columns.masks)} blocks, "
-                     f"score {best_total / n:.6g}, bound {upper / n:.6g}")
+            progress(
+                f"column generation: {len(columns.masks)} blocks, "
+                f"score {best_total / n:.6g}, bound {upper / n:.6g}"
+            )
         if new:
             columns.add(new)
         elif not complete:  # Stopped: the bound above is all there is.
@@ -307,8 +366,7 @@ def _generate_columns(scores, columns, num_groups, best_total, deadline,
     return upper, lp_value, lp_optimal, pi, mu
 
 
-def _fix(scores, num_groups, incumbent, best_total, upper, pi, mu,
-         deadline):
+def _fix(scores, num_groups, incumbent, best_total, upper, pi, mu, deadline):
     """Reduced-cost fixing over all 2^n blocks (see the module docstring)."""
     n = scores.n
     values = scores.blocks.all_values(deadline)
@@ -324,8 +382,12 @@ def _fix(scores, num_groups, incumbent, best_total, upper, pi, mu,
     if len(candidates) > _MAX_MILP_COLUMNS:
         return incumbent, best_total, upper, False
     blocks, total, milp_upper, proven = _milp(
-        sparse.csr_array(_member_matrix(candidates, n).T), candidates,
-        values[candidates], num_groups, deadline)
+        sparse.csr_array(_member_matrix(candidates, n).T),
+        candidates,
+        values[candidates],
+        num_groups,
+        deadline,
+    )
     if proven:
         milp_upper = total
     if blocks is not None and not scores.exact_blocks:
@@ -355,14 +417,20 @@ def _milp(members, masks, values, num_groups, deadline):
     left = deadline.left()
     if left is not None:
         options["time_limit"] = max(left, 0.01)
-    result = optimize.milp(-values, constraints=constraints,
-                           integrality=np.ones(len(masks)),
-                           bounds=optimize.Bounds(0, 1), options=options)
+    result = optimize.milp(
+        -values,
+        constraints=constraints,
+        integrality=np.ones(len(masks)),
+        bounds=optimize.Bounds(0, 1),
+        options=options,
+    )
     if result.x is None:
         return None, -np.inf, np.inf, False
     chosen = [int(m) for m, x in zip(masks, result.x) if x > 0.5]
     total = float(values[result.x > 0.5].sum())
-    bound = (-float(result.mip_dual_bound)
-             if getattr(result, "mip_dual_bound", None) is not None
-             else np.inf)
+    bound = (
+        -float(result.mip_dual_bound)
+        if getattr(result, "mip_dual_bound", None) is not None
+        else np.inf
+    )
     return chosen, total, bound, result.status == 0

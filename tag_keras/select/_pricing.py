@@ -73,19 +73,24 @@ def greedy(scores, pi):
             members = np.array(group)
             # Gain of the current members once t joins, for every t.
             joined = offset[members] + weight * (
-                incoming[members][None, :] + off[:, members])
+                incoming[members][None, :] + off[:, members]
+            )
             total = np.maximum(joined - pi[members], 0.0).sum(axis=1)
             total += np.maximum(offset + weight * incoming - pi, 0.0)
             total[inside] = -np.inf
             task = int(np.argmax(total))
-            gain = np.append(joined[task] - pi[members], offset[task]
-                             + weight * incoming[task] - pi[task])
+            gain = np.append(
+                joined[task] - pi[members],
+                offset[task] + weight * incoming[task] - pi[task],
+            )
             group.append(task)
             inside[task] = True
             incoming += off[task]
             if scores.exact_blocks:
-                total, served = float(gain[gain > 0].sum()), np.array(
-                    group)[gain > 0]
+                total, served = (
+                    float(gain[gain > 0].sum()),
+                    np.array(group)[gain > 0],
+                )
             else:  # A special group's scores are measured, not the form's.
                 total, served = scores.gains(pi, group)
             offer(total, served)
@@ -95,8 +100,7 @@ def greedy(scores, pi):
 def _special_gains(scores, pi):
     """`(P(G), served)` of every special group, valued one by one (the
     form does not bound their measured scores)."""
-    gain = np.maximum(np.nan_to_num(scores.special_scores - pi, nan=0.0),
-                      0.0)
+    gain = np.maximum(np.nan_to_num(scores.special_scores - pi, nan=0.0), 0.0)
     return [(float(row.sum()), np.flatnonzero(row > 0)) for row in gain]
 
 
@@ -128,20 +132,23 @@ class _SizeSearch:
         cross = z[free][:, chosen]
         ranked = np.sort(cross, axis=0)
         low = base + ranked[:left].sum(axis=0)
-        high = base + ranked[len(free) - left:].sum(axis=0)
+        high = base + ranked[len(free) - left :].sum(axis=0)
         middle = (low < 0) & (high > 0)
-        slope = np.where(middle, high / np.where(middle, high - low, 1.0),
-                         (low >= 0).astype(float))
+        slope = np.where(
+            middle,
+            high / np.where(middle, high - low, 1.0),
+            (low >= 0).astype(float),
+        )
         total = slope @ (base - np.where(middle, low, 0.0))
         # A new member b adds its (chord-weighted) affinity onto the
         # chosen tasks and, served itself, at most its best case.
         alone = 0.0
         if left >= 2:
             incoming = np.sort(self.no_self[free][:, free], axis=0)
-            alone = incoming[len(free) - left + 1:].sum(axis=0)
+            alone = incoming[len(free) - left + 1 :].sum(axis=0)
         own = np.maximum(onto[free] + alone - self.price[free], 0.0)
         score = cross @ slope + own
-        total += np.sort(score)[len(free) - left:].sum()
+        total += np.sort(score)[len(free) - left :].sum()
         return self.weight * total, score
 
 
@@ -191,8 +198,7 @@ def best_groups(scores, pi, threshold, stop, limit=None, bar=None):
     searches = []
     for size in range(2, min(scores.max_size, n) + 1):
         search = _SizeSearch(scores, no_self, pi, size)
-        searches.append((search.bound(empty, everyone)[0], size,
-                         search))
+        searches.append((search.bound(empty, everyone)[0], size, search))
     searches.sort(key=lambda entry: -entry[0])
     for root, size, search in searches:
         if root <= best:
@@ -205,7 +211,8 @@ def best_groups(scores, pi, threshold, stop, limit=None, bar=None):
             chosen, free = stack.pop()
             nodes += 1
             if nodes % _CHECK_EVERY == 1 and (
-                    stop() or (limit is not None and nodes >= limit)):
+                stop() or (limit is not None and nodes >= limit)
+            ):
                 stopped = True
                 for node in [(chosen, free)] + stack:
                     open_bound = max(open_bound, search.bound(*node)[0])

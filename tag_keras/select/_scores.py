@@ -51,20 +51,30 @@ class Scores:
             Groups of one task, or beyond `max_size`, are ignored.
     """
 
-    def __init__(self, z, max_size, *, mean=True, offset=None, singles=None,
-                 overrides=None):
+    def __init__(
+        self,
+        z,
+        max_size,
+        *,
+        mean=True,
+        offset=None,
+        singles=None,
+        overrides=None,
+    ):
         self.z = np.asarray(z, dtype=float)
         self.n = len(self.z)
         self.max_size = int(max_size)
         self.mean = bool(mean)
-        self.offset = (np.zeros(self.n) if offset is None
-                       else np.asarray(offset, dtype=float))
+        self.offset = (
+            np.zeros(self.n)
+            if offset is None
+            else np.asarray(offset, dtype=float)
+        )
         self.singles = None
         if singles is not None:
             singles = np.asarray(singles, dtype=float)
             if np.isfinite(singles).any():
-                self.singles = np.where(np.isfinite(singles), singles,
-                                        -np.inf)
+                self.singles = np.where(np.isfinite(singles), singles, -np.inf)
         self.special_index, self._blocks = {}, None
         rows, members = [], []
         for mask, row in (overrides or {}).items():
@@ -75,8 +85,9 @@ class Scores:
             true = np.full(self.n, np.nan)
             true[indices] = self._form(indices)
             measured = np.asarray(row, dtype=float)[indices]
-            true[indices] = np.where(np.isfinite(measured), measured,
-                                     true[indices])
+            true[indices] = np.where(
+                np.isfinite(measured), measured, true[indices]
+            )
             self.special_index[int(mask)] = len(rows)
             rows.append(true)
             members.append(group)
@@ -85,7 +96,8 @@ class Scores:
         self.special_scores = np.array(rows).reshape(len(rows), self.n)
         #: `[count, n]` booleans: their members.
         self.special_members = np.array(members, bool).reshape(
-            len(rows), self.n)
+            len(rows), self.n
+        )
 
     @property
     def allow_singletons(self):
@@ -108,8 +120,9 @@ class Scores:
         return 1.0 / (size - 1) if self.mean else 1.0
 
     def _form(self, group):
-        incoming = self.z[np.ix_(group, group)].sum(axis=0) - self.z[
-            group, group]
+        incoming = (
+            self.z[np.ix_(group, group)].sum(axis=0) - self.z[group, group]
+        )
         return self.offset[group] + self.weight(len(group)) * incoming
 
     def member_scores(self, group):
@@ -130,14 +143,17 @@ class Scores:
         if len(group) > self.max_size:
             return -np.inf
         if len(group) == 1:
-            return -np.inf if self.singles is None else float(
-                self.singles[task])
+            return (
+                -np.inf if self.singles is None else float(self.singles[task])
+            )
         index = self.special_index.get(to_mask(group))
         if index is not None:
             return float(self.special_scores[index, task])
         others = self.z[[b for b in group if b != task], task]
-        return float(self.offset[task] + (
-            np.mean(others) if self.mean else np.sum(others)))
+        return float(
+            self.offset[task]
+            + (np.mean(others) if self.mean else np.sum(others))
+        )
 
     def gains(self, pi, group):
         """`(P(G), served)`: Σ_a (s(a, G) − π_a)^+ and the members that

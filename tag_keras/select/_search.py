@@ -107,8 +107,9 @@ def _random_labels(rng, n, num_blocks):
     return labels.tolist()
 
 
-def local_search(scores, num_groups, restarts=16, seed=0, progress=None,
-                 deadline=None):
+def local_search(
+    scores, num_groups, restarts=16, seed=0, progress=None, deadline=None
+):
     """Returns `(blocks as bitmasks, summed objective)` of the best labelling.
 
     Improves a greedy start, then runs `restarts` restarts, fewer when

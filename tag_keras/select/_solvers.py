@@ -67,10 +67,14 @@ def solve_partition_dp(n, values, num_groups, half_values=None):
         rest = union[:, None] ^ subsets
         rows = np.arange(len(union))
         for level in range(1, levels + 1):
-            totals = np.stack([
-                option[subsets] + best[level - cost][rest] if level >= cost
-                else np.full(subsets.shape, -np.inf)
-                for option, cost in options])
+            totals = np.stack(
+                [
+                    option[subsets] + best[level - cost][rest]
+                    if level >= cost
+                    else np.full(subsets.shape, -np.inf)
+                    for option, cost in options
+                ]
+            )
             flat = totals.transpose(1, 0, 2).reshape(len(union), -1)
             pick = np.argmax(flat, axis=1)
             which, index = np.divmod(pick, subsets.shape[1])
@@ -105,15 +109,19 @@ def size_upper_bound(best, num_groups):
     usable = np.isfinite(best)
     num_y = n * len(sizes)
     # Variables: y[a, m] (flattened, only usable ones bounded above 0), z_m.
-    c = np.concatenate([-np.where(usable, best, 0.0).ravel(), np.zeros(
-        len(sizes))])
-    upper = np.concatenate([usable.ravel().astype(float),
-                            np.full(len(sizes), np.inf)])
+    c = np.concatenate(
+        [-np.where(usable, best, 0.0).ravel(), np.zeros(len(sizes))]
+    )
+    upper = np.concatenate(
+        [usable.ravel().astype(float), np.full(len(sizes), np.inf)]
+    )
     serve = sparse.kron(sparse.eye(n), np.ones((1, len(sizes))))
-    capacity = sparse.hstack([
-        sparse.kron(np.ones((1, n)), sparse.eye(len(sizes))),
-        -sparse.diags(sizes.astype(float)),
-    ])
+    capacity = sparse.hstack(
+        [
+            sparse.kron(np.ones((1, n)), sparse.eye(len(sizes))),
+            -sparse.diags(sizes.astype(float)),
+        ]
+    )
     budget = np.concatenate([np.zeros(num_y), np.ones(len(sizes))])
     result = optimize.linprog(
         c,
@@ -163,21 +171,22 @@ def top_partitions(n, values, num_groups, top, batch=4096):
     for size in range(1, n + 1):
         pattern = (np.arange(1, 2**size, 2)[:, None] >> np.arange(size)) & 1
         for start in range(0, int((counts == size).sum()), batch):
-            union = masks[counts == size][start:start + batch]
+            union = masks[counts == size][start : start + batch]
             positions = np.nonzero(bits[union])[1].reshape(len(union), size)
             subsets = (np.left_shift(1, positions) @ pattern.T).astype(
-                np.int64)
+                np.int64
+            )
             rest = union[:, None] ^ subsets
             for level in range(1, levels + 1):
                 # [unions, subsets, top] -> the best `top` of each row.
-                totals = (values[subsets][:, :, None]
-                          + best[level - 1][rest])
+                totals = values[subsets][:, :, None] + best[level - 1][rest]
                 flat = totals.reshape(len(union), -1)
                 order = np.argsort(-flat, axis=1, kind="stable")[:, :top]
                 best[level, union] = np.take_along_axis(flat, order, axis=1)
                 which, rank[level, union] = np.divmod(order, top)
                 choice[level, union] = np.take_along_axis(
-                    subsets, which, axis=1)
+                    subsets, which, axis=1
+                )
     found = []
     for r in range(top):
         total = float(best[levels, 2**n - 1, r])

@@ -25,10 +25,15 @@ _UNAVAILABLE = -1e300
 
 def finite_value(value, context, name="value"):
     """`value` as a float, or a one-line ValueError naming `context`."""
-    if isinstance(value, bool) or not isinstance(
-            value, numbers.Real) or not math.isfinite(value):
-        raise InputError(f"Each {name} must be a finite number. Received: "
-                         f"{context}, {name}={value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+    ):
+        raise InputError(
+            f"Each {name} must be a finite number. Received: "
+            f"{context}, {name}={value!r}"
+        )
     return float(value)
 
 
@@ -37,9 +42,17 @@ def members_of(n):
     return (np.arange(2**n)[:, None] >> np.arange(n)) & 1
 
 
-def best_grouping(tasks, scores, num_groups, max_size, *, minimize=False,
-                  estimated=None, half_scores=None,
-                  missing="Some tasks have no group that could serve them"):
+def best_grouping(
+    tasks,
+    scores,
+    num_groups,
+    max_size,
+    *,
+    minimize=False,
+    estimated=None,
+    half_scores=None,
+    missing="Some tasks have no group that could serve them",
+):
     """The optimal `Grouping` for `scores` (maximised) and budget k.
 
     Args:
@@ -69,15 +82,17 @@ def best_grouping(tasks, scores, num_groups, max_size, *, minimize=False,
                 halves[1 << a] = value
     servable = values if halves is None else np.maximum(values, halves)
     if not np.isfinite(servable[[1 << a for a in range(n)]]).all():
-        lonely = [t for a, t in enumerate(tasks)
-                  if servable[1 << a] == -np.inf]
+        lonely = [
+            t for a, t in enumerate(tasks) if servable[1 << a] == -np.inf
+        ]
         raise InputError(f"{missing}. Received: tasks without one={lonely}")
     half_blocks = []
     if halves is None:
         blocks, _ = _solvers.solve_partition_dp(n, values, num_groups)
     else:
         blocks, _, used = _solvers.solve_partition_dp(
-            n, values, num_groups, half_values=halves)
+            n, values, num_groups, half_values=halves
+        )
         half_blocks = [b.bit_length() - 1 for b, h in zip(blocks, used) if h]
         blocks = [b for b, h in zip(blocks, used) if not h]
 
@@ -89,8 +104,11 @@ def best_grouping(tasks, scores, num_groups, max_size, *, minimize=False,
 
     result = grouping_lib.build_grouping(
         tasks,
-        [tuple(np.flatnonzero((best_group(scores, b) >> np.arange(n)) & 1))
-         for b in blocks] + [(a,) for a in half_blocks],
+        [
+            tuple(np.flatnonzero((best_group(scores, b) >> np.arange(n)) & 1))
+            for b in blocks
+        ]
+        + [(a,) for a in half_blocks],
         score,
         optimal=True,
         upper_bound=0.0,
@@ -101,12 +119,21 @@ def best_grouping(tasks, scores, num_groups, max_size, *, minimize=False,
     flagged = ()
     if estimated is not None:
         masks = [sum(1 << tasks.index(t) for t in g) for g in result.groups]
-        flagged = tuple(t for a, t in enumerate(tasks)
-                        if estimated[masks[result.serve[t]], a])
+        flagged = tuple(
+            t
+            for a, t in enumerate(tasks)
+            if estimated[masks[result.serve[t]], a]
+        )
     return dataclasses.replace(
-        result, upper_bound=result.score, estimated=flagged,
-        half_size=tuple(g for g in result.groups if len(g) == 1
-                        and tasks.index(g[0]) in half_blocks))
+        result,
+        upper_bound=result.score,
+        estimated=flagged,
+        half_size=tuple(
+            g
+            for g in result.groups
+            if len(g) == 1 and tasks.index(g[0]) in half_blocks
+        ),
+    )
 
 
 def block_values(scores):
@@ -117,12 +144,14 @@ def block_values(scores):
     for mask in range(1, 2**n):
         row = scores[mask]
         members = np.flatnonzero((mask >> np.arange(n)) & 1)
-        pattern = (np.arange(1, 2 ** len(members))[:, None]
-                   >> np.arange(len(members))) & 1
+        pattern = (
+            np.arange(1, 2 ** len(members))[:, None] >> np.arange(len(members))
+        ) & 1
         sub = pattern @ (1 << members)
         sums = pattern @ np.nan_to_num(row[members], nan=_UNAVAILABLE)
-        np.maximum.at(values, sub, np.where(sums < _UNAVAILABLE / 2,
-                                            -np.inf, sums))
+        np.maximum.at(
+            values, sub, np.where(sums < _UNAVAILABLE / 2, -np.inf, sums)
+        )
     return values
 
 
@@ -132,7 +161,7 @@ def best_group(scores, block):
     n = scores.shape[1]
     members = np.flatnonzero((block >> np.arange(n)) & 1)
     candidates = [
-        (-np.nansum(scores[g, members]), bin(g).count("1"), g)
+        (-np.nansum(scores[g, members]), g.bit_count(), g)
         for g in range(1, 2**n)
         if g & block == block and not np.isnan(scores[g, members]).any()
     ]

@@ -11,12 +11,12 @@ document. Pure NumPy and pandas, like the rest of `tag_keras.select`.
 
 from __future__ import annotations
 
-
-
 import dataclasses
 import numbers
 import time
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -27,7 +27,7 @@ from tag_keras.select import grouping as grouping_lib
 from tag_keras.select import performance as performance_lib
 
 #: The inputs `choose_groups(mode=...)` reads, with their selectors.
-MODES = {
+MODES: dict[str, Callable[..., Any]] = {
     "affinity": grouping_lib.select_groups,
     "group_affinity": group_lib.select_groups_from_group_affinity,
     "performance": performance_lib.select_groups_from_performance,
@@ -53,8 +53,8 @@ class Selection:
     tasks: list
     groupings: list
     seconds: dict
-    candidates: Optional[list]
-    stabilities: Optional[list]
+    candidates: list | None
+    stabilities: list | None
     document: dict
 
     @property
@@ -63,14 +63,20 @@ class Selection:
         return [g.num_groups for g in self.groupings]
 
 
-def choose_groups(source: pd.DataFrame, budgets: Sequence[int], *,
-                  mode: str = "affinity", top: int = 1,
-                  steps: Optional[pd.DataFrame] = None,
-                  resamples: int = 200, seed: int = 0,
-                  time_limit: Optional[float] = None,
-                  progress: Optional[Callable[[str], None]] = None,
-                  record: Optional[dict] = None,
-                  **options: Any) -> Selection:
+def choose_groups(
+    source: pd.DataFrame,
+    budgets: Sequence[int],
+    *,
+    mode: str = "affinity",
+    top: int = 1,
+    steps: pd.DataFrame | None = None,
+    resamples: int = 200,
+    seed: int = 0,
+    time_limit: float | None = None,
+    progress: Callable[[str], None] | None = None,
+    record: dict | None = None,
+    **options: Any,
+) -> Selection:
     """Selects each budget's grouping from `source`; builds the document.
 
     Args:
@@ -108,14 +114,16 @@ def choose_groups(source: pd.DataFrame, budgets: Sequence[int], *,
             or any error of the selector or of the document's validation.
     """
     if mode not in MODES:
-        raise InputError(f"`mode` must be one of {list(MODES)}. Received: "
-                         f"mode={mode!r}")
+        raise InputError(
+            f"`mode` must be one of {list(MODES)}. Received: mode={mode!r}"
+        )
     budgets = _budgets(budgets)
     if mode != "affinity" and (top > 1 or steps is not None):
         raise InputError(
             "Candidates (`top`) and stability (`steps`) need an affinity "
             f"matrix (mode='affinity'). Received: mode={mode!r}, top={top}, "
-            f"steps={'given' if steps is not None else None}")
+            f"steps={'given' if steps is not None else None}"
+        )
     selector = MODES[mode]
     search = {"time_limit": time_limit, "progress": progress}
     groupings, seconds = [], {}
@@ -126,32 +134,48 @@ def choose_groups(source: pd.DataFrame, budgets: Sequence[int], *,
     tasks = list(groupings[0].serve)
     candidates = None
     if top > 1:
-        candidates = [grouping_lib.select_groups(source, budget, top=top,
-                                                 **options)
-                      for budget in budgets]
+        candidates = [
+            grouping_lib.select_groups(source, budget, top=top, **options)
+            for budget in budgets
+        ]
     stabilities = None
     if steps is not None:
         from tag_keras.select import stability as stability_lib
 
-        assessed = stability_lib.assess(steps, budgets, tasks=tasks,
-                                        resamples=resamples, seed=seed,
-                                        **options)
+        assessed = stability_lib.assess(
+            steps,
+            budgets,
+            tasks=tasks,
+            resamples=resamples,
+            seed=seed,
+            **options,
+        )
         stabilities = [assessed[b][1] for b in budgets]
     settings = {"mode": mode, **_recordable(options), **(record or {})}
     document = document_lib.groups_document(
-        tasks, groupings, stabilities=stabilities, candidates=candidates,
-        **settings)
-    return Selection(tasks, groupings, seconds, candidates, stabilities,
-                     document)
+        tasks,
+        groupings,
+        stabilities=stabilities,
+        candidates=candidates,
+        **settings,
+    )
+    return Selection(
+        tasks, groupings, seconds, candidates, stabilities, document
+    )
 
 
 def _budgets(values):
     budgets = []
     for value in values:
-        if isinstance(value, bool) or not isinstance(
-                value, numbers.Integral) or value < 1:
-            raise InputError("Each budget must be an integer >= 1. "
-                             f"Received: budgets={list(values)!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Integral)
+            or value < 1
+        ):
+            raise InputError(
+                "Each budget must be an integer >= 1. "
+                f"Received: budgets={list(values)!r}"
+            )
         budgets.append(int(value))
     if not budgets:
         raise InputError("Give at least one budget. Received: budgets=[]")
@@ -160,5 +184,6 @@ def _budgets(values):
 
 def _recordable(options):
     """The options a JSON document can record (tables are left out)."""
-    return {k: v for k, v in options.items()
-            if not isinstance(v, pd.DataFrame)}
+    return {
+        k: v for k, v in options.items() if not isinstance(v, pd.DataFrame)
+    }

@@ -18,20 +18,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import Any
+from typing import NamedTuple
 
 from tag_keras import _errors
-from tag_keras._compat import affinity_structure
 from tag_keras import _files
+from tag_keras._compat import affinity_structure
 
 #: Keys every result entry carries.
 REQUIRED_RESULT_KEYS = ("num_groups", "groups", "serve")
 
 
-def groups_document(tasks: Sequence[str], groupings: Sequence, *,
-                    stabilities: Sequence | None = None,
-                    candidates: Sequence | None = None,
-                    **settings: Any) -> dict:
+def groups_document(
+    tasks: Sequence[str],
+    groupings: Sequence,
+    *,
+    stabilities: Sequence | None = None,
+    candidates: Sequence | None = None,
+    **settings: Any,
+) -> dict:
     """The document for `Grouping`s (one per budget) and the settings used.
 
     Args:
@@ -52,12 +59,19 @@ def groups_document(tasks: Sequence[str], groupings: Sequence, *,
     """
     results = [g.to_dict() for g in groupings]
     for result, stability in zip(results, stabilities or ()):
-        result.update(affinity_structure=stability.affinity_structure,
-                      stability=stability.to_dict())
+        result.update(
+            affinity_structure=stability.affinity_structure,
+            stability=stability.to_dict(),
+        )
     for result, options in zip(results, candidates or ()):
         result["candidates"] = [
-            {"groups": [list(g) for g in o.groups], "serve": dict(o.serve),
-             "score": o.score} for o in options]
+            {
+                "groups": [list(g) for g in o.groups],
+                "serve": dict(o.serve),
+                "score": o.score,
+            }
+            for o in options
+        ]
     document = {"tasks": list(tasks), **settings, "results": results}
     return validate_groups(document)
 
@@ -75,13 +89,15 @@ def write_groups(path: str | os.PathLike, document: dict) -> None:
         raise _errors.InputError(
             f"The groups document for {path} holds a non-finite number (a "
             "score overflowed: affinities near the float limit?); rescale "
-            "the matrix. Nothing was written.") from None
+            "the matrix. Nothing was written."
+        ) from None
     os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
     _files.replace_atomically(path, text)
 
 
-def read_groups(path: str | os.PathLike,
-                tasks: Sequence[str] | None = None) -> dict:
+def read_groups(
+    path: str | os.PathLike, tasks: Sequence[str] | None = None
+) -> dict:
     """Reads and validates a groups document; returns it as a dict.
 
     With `tasks`, every one of them must be served by every budget
@@ -102,11 +118,15 @@ def _load(path):
     except (OSError, ValueError) as error:
         raise _errors.InputError(
             f"Cannot read the groups JSON {path}: "
-            f"{' '.join(str(error).split())}") from None
+            f"{' '.join(str(error).split())}"
+        ) from None
 
 
-def validate_groups(document: dict, source: str = "the groups document",
-                    tasks: Sequence[str] | None = None) -> dict:
+def validate_groups(
+    document: dict,
+    source: str = "the groups document",
+    tasks: Sequence[str] | None = None,
+) -> dict:
     """Returns `document` if it is a valid groups document, else raises.
 
     Checks: `tasks`, when given in the document, is a list of distinct
@@ -125,49 +145,64 @@ def validate_groups(document: dict, source: str = "the groups document",
     if not isinstance(results, list) or not results:
         raise _errors.InputError(
             f"{source} has no `results` list (expected the JSON of "
-            "tag-select --output).")
+            "tag-select --output)."
+        )
     listed = document.get("tasks")
     if listed is not None and (
-            not isinstance(listed, list)
-            or not all(isinstance(t, str) for t in listed)
-            or len(set(listed)) != len(listed)):
+        not isinstance(listed, list)
+        or not all(isinstance(t, str) for t in listed)
+        or len(set(listed)) != len(listed)
+    ):
         raise _errors.InputError(
             f"In {source}, `tasks` must be a list of distinct task names. "
-            f"Received: tasks={listed!r}")
-    required = list(listed or []) + [t for t in tasks or ()
-                                     if t not in (listed or [])]
+            f"Received: tasks={listed!r}"
+        )
+    required = list(listed or []) + [
+        t for t in tasks or () if t not in (listed or [])
+    ]
     for entry in results:
         if not isinstance(entry, dict):
             raise _errors.InputError(
                 f"Each result in {source} must be an object. Received: "
-                f"{entry!r}")
+                f"{entry!r}"
+            )
         missing = sorted(set(REQUIRED_RESULT_KEYS) - set(entry))
         if missing:
             raise _errors.InputError(
                 f"A result in {source} lacks {missing}. Received: "
-                f"{sorted(entry)}")
+                f"{sorted(entry)}"
+            )
         budget = entry["num_groups"]
-        if isinstance(budget, bool) or not isinstance(budget, int) or (
-                budget < 1):
+        if (
+            isinstance(budget, bool)
+            or not isinstance(budget, int)
+            or (budget < 1)
+        ):
             raise _errors.InputError(
                 f"In {source}, `num_groups` must be an integer >= 1. "
-                f"Received: num_groups={budget!r}")
+                f"Received: num_groups={budget!r}"
+            )
         _check_entry(entry, budget, required, source)
         candidates = entry.get("candidates")
         if candidates is not None:
             if not isinstance(candidates, list) or not candidates:
                 raise _errors.InputError(
                     f"In {source}, budget {budget}: `candidates` must be a "
-                    f"non-empty list. Received: candidates={candidates!r}")
+                    f"non-empty list. Received: candidates={candidates!r}"
+                )
             for candidate in candidates:
                 if not isinstance(candidate, dict) or not {
-                        "groups", "serve"} <= set(candidate):
+                    "groups",
+                    "serve",
+                } <= set(candidate):
                     raise _errors.InputError(
                         f"In {source}, budget {budget}: each candidate "
                         "needs `groups` and `serve`. Received: "
-                        f"{candidate!r}")
-                _check_entry(candidate, budget,
-                             required + list(entry["serve"]), source)
+                        f"{candidate!r}"
+                    )
+                _check_entry(
+                    candidate, budget, required + list(entry["serve"]), source
+                )
     return document
 
 
@@ -184,7 +219,7 @@ class Candidate(NamedTuple):
     serve: dict
 
     @classmethod
-    def of(cls, item) -> "Candidate":
+    def of(cls, item: Any) -> Candidate:
         """From a document entry or candidate (a dict), a `Grouping`, or
         a `(groups, serve)` pair."""
         if isinstance(item, dict):
@@ -235,19 +270,31 @@ class GroupsDocument:
     document: dict
 
     @classmethod
-    def from_dict(cls, document: dict, source: str = "the groups document",
-                  tasks: Sequence[str] | None = None) -> "GroupsDocument":
+    def from_dict(
+        cls,
+        document: dict,
+        source: str = "the groups document",
+        tasks: Sequence[str] | None = None,
+    ) -> GroupsDocument:
         """Validates `document` (`validate_groups`) and types it."""
         validate_groups(document, source=source, tasks=tasks)
-        results = tuple(BudgetResult(
-            num_groups=entry["num_groups"], chosen=Candidate.of(entry),
-            candidates=tuple(Candidate.of(c) for c in (
-                entry.get("candidates") or [entry])),
-            score=entry.get("score"),
-            affinity_structure=affinity_structure(entry), entry=entry)
-            for entry in document["results"])
+        results = tuple(
+            BudgetResult(
+                num_groups=entry["num_groups"],
+                chosen=Candidate.of(entry),
+                candidates=tuple(
+                    Candidate.of(c)
+                    for c in (entry.get("candidates") or [entry])
+                ),
+                score=entry.get("score"),
+                affinity_structure=affinity_structure(entry),
+                entry=entry,
+            )
+            for entry in document["results"]
+        )
         listed = document.get("tasks") or sorted(
-            {t for r in results for t in r.chosen.serve})
+            {t for r in results for t in r.chosen.serve}
+        )
         return cls(tuple(listed), results, document)
 
     @property
@@ -255,7 +302,7 @@ class GroupsDocument:
         """The budgets, sorted, each once."""
         return sorted({r.num_groups for r in self.results})
 
-    def results_for(self, budgets=None) -> list:
+    def results_for(self, budgets: Iterable[int] | None = None) -> list:
         """The results of `budgets` (None: all), in document order.
 
         Raises:
@@ -265,11 +312,13 @@ class GroupsDocument:
             return list(self.results)
         absent = sorted(set(budgets) - set(self.budgets))
         if absent:
-            raise ValueError(f"Budgets {absent} are not in the document; it "
-                             f"has {self.budgets}")
+            raise ValueError(
+                f"Budgets {absent} are not in the document; it "
+                f"has {self.budgets}"
+            )
         return [r for r in self.results if r.num_groups in set(budgets)]
 
-    def candidates(self, budgets=None) -> dict:
+    def candidates(self, budgets: Iterable[int] | None = None) -> dict:
         """`{budget: [Candidate, ...]}`: each budget's candidates, in
         order, each distinct grouping once (a budget given twice keeps
         both entries' candidates); what `tag_keras.train.decide` takes.
@@ -277,24 +326,31 @@ class GroupsDocument:
         Raises:
             ValueError: A wanted budget is not in the document.
         """
-        out = {}
-        for result in sorted(self.results_for(budgets),
-                             key=lambda r: r.num_groups):
+        out: dict[int, dict] = {}
+        for result in sorted(
+            self.results_for(budgets), key=lambda r: r.num_groups
+        ):
             unique = out.setdefault(result.num_groups, {})
             for candidate in result.candidates:
                 unique.setdefault(repr(candidate), candidate)
         return {b: list(unique.values()) for b, unique in out.items()}
 
-    def groups(self, budgets=None) -> list:
+    def groups(self, budgets: Iterable[int] | None = None) -> list:
         """Every group the candidates of `budgets` (None: all) hold, in
         order, each once: the networks a trainer needs."""
-        return list(dict.fromkeys(
-            g for options in self.candidates(budgets).values()
-            for candidate in options for g in candidate.groups))
+        return list(
+            dict.fromkeys(
+                g
+                for options in self.candidates(budgets).values()
+                for candidate in options
+                for g in candidate.groups
+            )
+        )
 
 
-def read_document(path: str | os.PathLike,
-                  tasks: Sequence[str] | None = None) -> GroupsDocument:
+def read_document(
+    path: str | os.PathLike, tasks: Sequence[str] | None = None
+) -> GroupsDocument:
     """Reads, validates and types a groups document.
 
     With `tasks`, every one of them must be served by every budget.
@@ -303,37 +359,52 @@ def read_document(path: str | os.PathLike,
         InputError: The file is missing, not JSON, or not a valid
             document (the message names the file and what is wrong).
     """
-    return GroupsDocument.from_dict(_load(path), source=os.fspath(path),
-                                    tasks=tasks)
+    return GroupsDocument.from_dict(
+        _load(path), source=os.fspath(path), tasks=tasks
+    )
 
 
 def _check_entry(entry, budget, required, source):
     groups = entry["groups"]
-    if not isinstance(groups, list) or not groups or not all(
+    if (
+        not isinstance(groups, list)
+        or not groups
+        or not all(
             isinstance(g, list) and g and all(isinstance(t, str) for t in g)
-            for g in groups):
+            for g in groups
+        )
+    ):
         raise _errors.InputError(
             f"In {source}, budget {budget}: `groups` must be a list of "
-            f"non-empty lists of task names. Received: groups={groups!r}")
+            f"non-empty lists of task names. Received: groups={groups!r}"
+        )
     for group in groups:
         if len(set(group)) != len(group):
             raise _errors.InputError(
                 f"In {source}, budget {budget}: a group repeats a task. "
-                f"Received: group={group!r}")
+                f"Received: group={group!r}"
+            )
     serve = entry["serve"]
     if not isinstance(serve, dict):
         raise _errors.InputError(
             f"In {source}, budget {budget}: `serve` must be an object of "
-            f"task -> group index. Received: serve={serve!r}")
+            f"task -> group index. Received: serve={serve!r}"
+        )
     for task, index in serve.items():
-        if isinstance(index, bool) or not isinstance(index, int) or not (
-                0 <= index < len(groups)) or task not in groups[index]:
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, int)
+            or not (0 <= index < len(groups))
+            or task not in groups[index]
+        ):
             raise _errors.InputError(
                 f"In {source}, budget {budget}: task {task!r} is served by "
-                f"group {index!r}, which does not hold it.")
+                f"group {index!r}, which does not hold it."
+            )
     named = [t for g in groups for t in g]
     unserved = [t for t in dict.fromkeys(required + named) if t not in serve]
     if unserved:
         raise _errors.InputError(
             f"In {source}, budget {budget}: tasks {unserved} are not "
-            "served by any group.")
+            "served by any group."
+        )

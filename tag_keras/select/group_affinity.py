@@ -21,7 +21,7 @@ to `MAX_TASKS` tasks; beyond, the column generation of `select_groups`
 import dataclasses
 import math
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -30,8 +30,8 @@ from tag_keras._errors import InputError
 from tag_keras.select import _blocks
 from tag_keras.select import _scores
 from tag_keras.select import _table
-from tag_keras.select import readers
 from tag_keras.select import grouping as grouping_lib
+from tag_keras.select import readers
 
 SEPARATOR = "|"
 COLUMNS = ("sources", "target", "affinity")
@@ -57,36 +57,45 @@ def parse(frame):
             task, a non-finite affinity or a repeated (sources, target).
     """
     if not isinstance(frame, pd.DataFrame):
-        raise TypeError("`group_affinity` must be a pandas DataFrame with "
-                        f"columns {list(COLUMNS)}. Received: {frame!r}")
+        raise TypeError(
+            "`group_affinity` must be a pandas DataFrame with "
+            f"columns {list(COLUMNS)}. Received: {frame!r}"
+        )
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise InputError(
             f"`group_affinity` needs the columns {list(COLUMNS)}; "
-            f"{missing} missing. Received: columns={list(frame.columns)}")
+            f"{missing} missing. Received: columns={list(frame.columns)}"
+        )
     tasks = list(dict.fromkeys(str(t) for t in frame["target"]))
     index = {t: k for k, t in enumerate(tasks)}
     measured = {}
-    for sources, target, value in zip(frame["sources"], frame["target"],
-                                      frame["affinity"]):
-        names = str(sources).split(SEPARATOR) if isinstance(
-            sources, str) else []
+    for sources, target, value in zip(
+        frame["sources"], frame["target"], frame["affinity"]
+    ):
+        names = (
+            str(sources).split(SEPARATOR) if isinstance(sources, str) else []
+        )
         if not names or "" in names or len(set(names)) != len(names):
             raise InputError(
                 "Each `sources` must be task names joined by '|', each "
-                f"once. Received: sources={sources!r}, target={target!r}")
+                f"once. Received: sources={sources!r}, target={target!r}"
+            )
         unknown = [t for t in names if t not in index]
         if unknown:
             raise InputError(
                 f"`sources` names tasks {unknown} that are never a target; "
-                f"known tasks: {tasks}. Received: sources={sources!r}")
+                f"known tasks: {tasks}. Received: sources={sources!r}"
+            )
         value = _table.finite_value(
-            value, f"sources={sources!r}, target={target!r}", "affinity")
+            value, f"sources={sources!r}, target={target!r}", "affinity"
+        )
         key = (sum(1 << index[t] for t in names), index[str(target)])
         if key in measured:
             raise InputError(
                 "Each (sources, target) may appear once. Received a second "
-                f"row: sources={sources!r}, target={target!r}")
+                f"row: sources={sources!r}, target={target!r}"
+            )
         measured[key] = float(value)
     return tasks, measured
 
@@ -98,16 +107,17 @@ def _fit(tasks, measured):
     offset, z = np.zeros(n), np.zeros((n, n))
     rows = []
     for a, target in enumerate(tasks):
-        points = [(mask, value) for (mask, t), value in measured.items()
-                  if t == a]
-        design = np.array([[float((mask >> b) & 1) for b in range(n)]
-                           for mask, _ in points])
+        points = [
+            (mask, value) for (mask, t), value in measured.items() if t == a
+        ]
+        design = np.array(
+            [[float((mask >> b) & 1) for b in range(n)] for mask, _ in points]
+        )
         values = np.array([v for _, v in points])
         intercept = len(points) > n
         if intercept:
             design = np.hstack([np.ones((len(points), 1)), design])
-        coefficients, _, rank, _ = np.linalg.lstsq(design, values,
-                                                   rcond=None)
+        coefficients, _, rank, _ = np.linalg.lstsq(design, values, rcond=None)
         if intercept:
             offset[a] = coefficients[0]
         z[:, a] = coefficients[-n:]
@@ -116,9 +126,15 @@ def _fit(tasks, measured):
             residual = values - design @ coefficients
             spread = np.sum((values - values.mean()) ** 2)
             r2 = 1.0 - np.sum(residual**2) / spread if spread > 0 else 1.0
-        rows.append({"target": target, "points": len(points),
-                     "parameters": int(rank), "intercept": intercept,
-                     "r2": r2})
+        rows.append(
+            {
+                "target": target,
+                "points": len(points),
+                "parameters": int(rank),
+                "intercept": intercept,
+                "r2": r2,
+            }
+        )
     return offset, z, pd.DataFrame(rows)
 
 
@@ -182,16 +198,24 @@ def _objective(tasks, measured, allow_singletons, max_size):
             continue
         row = overrides.setdefault(source | (1 << a), np.full(n, np.nan))
         row[a] = value
-    return _scores.Scores(z, max_size, mean=False, offset=offset,
-                          singles=singles if allow_singletons else None,
-                          overrides=overrides)
+    return _scores.Scores(
+        z,
+        max_size,
+        mean=False,
+        offset=offset,
+        singles=singles if allow_singletons else None,
+        overrides=overrides,
+    )
 
 
 def select_groups_from_group_affinity(
-        group_affinity: pd.DataFrame, num_groups: int, *,
-        allow_singletons: bool = False, max_group_size: int | None = None,
-        time_limit: float | None = None,
-        progress: Callable[[str], None] | None = None
+    group_affinity: pd.DataFrame,
+    num_groups: int,
+    *,
+    allow_singletons: bool = False,
+    max_group_size: int | None = None,
+    time_limit: float | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> grouping_lib.Grouping:
     r"""Chooses at most `num_groups` groups maximising served group affinity.
 
@@ -234,20 +258,33 @@ def select_groups_from_group_affinity(
     if n < 2:
         raise InputError(
             "`group_affinity` must name at least 2 target tasks. "
-            f"Received: tasks={tasks}")
-    max_size = grouping_lib._check_budget(num_groups, n, max_group_size,
-                                          allow_singletons)
+            f"Received: tasks={tasks}"
+        )
+    max_size = grouping_lib._check_budget(
+        num_groups, n, max_group_size, allow_singletons
+    )
     grouping_lib._check_time_limit(time_limit)
     if n <= MAX_TASKS:
         scores, estimated = group_scores(tasks, measured, allow_singletons)
         return _table.best_grouping(
-            tasks, scores, num_groups, max_size, estimated=estimated,
+            tasks,
+            scores,
+            num_groups,
+            max_size,
+            estimated=estimated,
             missing="Some tasks have no group that could serve them (a "
             "singleton needs allow_singletons and a measured "
-            "self-affinity)")
+            "self-affinity)",
+        )
     scores = _objective(tasks, measured, allow_singletons, max_size)
-    result = grouping_lib.solve(tasks, scores, num_groups, max_exact_tasks=0,
-                                time_limit=time_limit, progress=progress)
+    result = grouping_lib.solve(
+        tasks,
+        scores,
+        num_groups,
+        max_exact_tasks=0,
+        time_limit=time_limit,
+        progress=progress,
+    )
     flagged = []
     for task, index in result.serve.items():
         group = [tasks.index(t) for t in result.groups[index]]

@@ -7,7 +7,7 @@ import dataclasses
 import math
 import numbers
 import types
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -63,11 +63,11 @@ class Grouping:
     half_size: tuple = ()
 
     @property
-    def gap(self):
+    def gap(self) -> float:
         """Distance between `score` and `upper_bound` (0 when optimal)."""
         return abs(self.upper_bound - self.score)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """The JSON-ready result entry of the groups document
         (`tag_keras.select.document`)."""
         return {
@@ -98,9 +98,10 @@ def validate_affinity(affinity):
             "`affinity` must be a pandas DataFrame (rows = source task, "
             f"columns = target task). Received: affinity={affinity!r}"
         )
-    rows, columns = [str(t) for t in affinity.index], [
-        str(t) for t in affinity.columns
-    ]
+    rows, columns = (
+        [str(t) for t in affinity.index],
+        [str(t) for t in affinity.columns],
+    )
     if len(rows) != len(columns):
         raise InputError(
             "`affinity` must be square (one row and one column per task). "
@@ -118,9 +119,11 @@ def validate_affinity(affinity):
         bad = np.argwhere(~np.isfinite(z))[0]
         hint = ""
         if np.isnan(z[bad[0], bad[1]]):
-            hint = (" (NaN: never measured, e.g. a task whose head bypasses "
-                    "the shared weights or that was never labelled; leave "
-                    "that task out)")
+            hint = (
+                " (NaN: never measured, e.g. a task whose head bypasses "
+                "the shared weights or that was never labelled; leave "
+                "that task out)"
+            )
         raise InputError(
             "`affinity` must hold finite numbers. Received: affinity.loc["
             f"{rows[bad[0]]!r}, {rows[bad[1]]!r}]="
@@ -133,25 +136,31 @@ def validate_affinity(affinity):
             "`affinity` values are too large to add up without overflow "
             f"(largest |value| {np.abs(z).max():.3g} for {len(rows)} tasks); "
             "rescale the matrix, e.g. divide it by its largest absolute "
-            "value: the groups do not change.")
+            "value: the groups do not change."
+        )
     return rows, z
 
 
 def _check_time_limit(time_limit):
     if time_limit is None:
         return
-    if isinstance(time_limit, bool) or not isinstance(
-            time_limit, numbers.Real) or not (
-            math.isfinite(time_limit) and time_limit > 0):
+    if (
+        isinstance(time_limit, bool)
+        or not isinstance(time_limit, numbers.Real)
+        or not (math.isfinite(time_limit) and time_limit > 0)
+    ):
         raise InputError(
             "`time_limit` must be a positive number of seconds or None. "
-            f"Received: time_limit={time_limit!r}")
+            f"Received: time_limit={time_limit!r}"
+        )
 
 
 def _check_budget(num_groups, n, max_group_size, allow_singletons):
-    if isinstance(num_groups, bool) or not isinstance(
-        num_groups, numbers.Integral
-    ) or num_groups < 1:
+    if (
+        isinstance(num_groups, bool)
+        or not isinstance(num_groups, numbers.Integral)
+        or num_groups < 1
+    ):
         raise InputError(
             "`num_groups` must be an integer >= 1. "
             f"Received: num_groups={num_groups!r}"
@@ -159,9 +168,11 @@ def _check_budget(num_groups, n, max_group_size, allow_singletons):
     if max_group_size is None:
         return n
     smallest = 1 if allow_singletons else 2
-    if isinstance(max_group_size, bool) or not isinstance(
-        max_group_size, numbers.Integral
-    ) or max_group_size < smallest:
+    if (
+        isinstance(max_group_size, bool)
+        or not isinstance(max_group_size, numbers.Integral)
+        or max_group_size < smallest
+    ):
         raise InputError(
             f"`max_group_size` must be an integer >= {smallest} or None. "
             f"Received: max_group_size={max_group_size!r}"
@@ -236,39 +247,60 @@ def _normalized(z, tasks):
 _DEFAULT_NODES = 100_000
 
 
-def _solve(scores, num_groups, max_exact_tasks, max_proven_tasks,
-           search_restarts, time_limit, progress):
+def _solve(
+    scores,
+    num_groups,
+    max_exact_tasks,
+    max_proven_tasks,
+    search_restarts,
+    time_limit,
+    progress,
+):
     """`(blocks, method, upper bound or None when exact)` for `scores`."""
     n = scores.n
     if num_groups >= n and scores.exact_blocks:
         return [1 << t for t in range(n)], "separable", None
     if n <= max_exact_tasks and scores.exact_blocks:
         blocks, _ = _solvers.solve_partition_dp(
-            n, scores.blocks.all_values(), num_groups)
+            n, scores.blocks.all_values(), num_groups
+        )
         return blocks, "dynamic_program", None
     deadline = _columns.Deadline(time_limit)
     size_bound = _solvers.size_upper_bound(scores.best_by_size(), num_groups)
 
     def report(restart, best):
-        progress(f"local search: restart {restart}, score {best / n:.6g}, "
-                 f"upper bound {size_bound / n:.6g}")
+        progress(
+            f"local search: restart {restart}, score {best / n:.6g}, "
+            f"upper bound {size_bound / n:.6g}"
+        )
 
     # Half of a time limit for the search, the rest (at least) for the
     # proof.
     blocks, _ = _search.local_search(
-        scores, num_groups, search_restarts,
+        scores,
+        num_groups,
+        search_restarts,
         progress=None if progress is None else report,
-        deadline=deadline.early(0.5))
+        deadline=deadline.early(0.5),
+    )
     node_limit = None
     if n > max_proven_tasks and time_limit is None:
         node_limit = _DEFAULT_NODES
     blocks, total, bound, proven = _columns.prove(
-        scores, num_groups, blocks, deadline, node_limit=node_limit,
-        max_enumerated_tasks=max_proven_tasks, progress=progress)
+        scores,
+        num_groups,
+        blocks,
+        deadline,
+        node_limit=node_limit,
+        max_enumerated_tasks=max_proven_tasks,
+        progress=progress,
+    )
     if progress is not None:
         bound_text = "none" if bound is None else f"{bound / n:.6g}"
-        progress(f"column generation: score {total / n:.6g}, bound "
-                 f"{bound_text}, {'proven' if proven else 'not proven'}")
+        progress(
+            f"column generation: score {total / n:.6g}, bound "
+            f"{bound_text}, {'proven' if proven else 'not proven'}"
+        )
     if proven:
         return blocks, "column_generation", None
     if bound is None:  # No pricing round finished: the local search's.
@@ -276,17 +308,31 @@ def _solve(scores, num_groups, max_exact_tasks, max_proven_tasks,
     return blocks, "column_generation", min(bound, size_bound) / n
 
 
-def solve(tasks, scores, num_groups, *, max_exact_tasks=16,
-          max_proven_tasks=24, search_restarts=16, time_limit=None,
-          progress=None):
+def solve(
+    tasks,
+    scores,
+    num_groups,
+    *,
+    max_exact_tasks=16,
+    max_proven_tasks=24,
+    search_restarts=16,
+    time_limit=None,
+    progress=None,
+):
     """The best `Grouping` for `scores` (a `_scores.Scores` on `tasks`).
 
     The machinery `select_groups` documents; other objectives of the same
     form (`group_affinity`) share it.
     """
     blocks, method, bound = _solve(
-        scores, num_groups, max_exact_tasks, max_proven_tasks,
-        search_restarts, time_limit, progress)
+        scores,
+        num_groups,
+        max_exact_tasks,
+        max_proven_tasks,
+        search_restarts,
+        time_limit,
+        progress,
+    )
     grouping = _from_blocks(tasks, scores, blocks, num_groups, method)
     slack = 1e-9 * (1 + abs(grouping.score))
     optimal = bound is None or bound <= grouping.score + slack
@@ -301,8 +347,11 @@ def _from_blocks(tasks, scores, blocks, num_groups, method):
     """The `Grouping` whose blocks (bitmasks) take their best groups."""
     return build_grouping(
         tasks,
-        [tuple(np.flatnonzero(_blocks.mask_members(b, scores.n)))
-         + scores.blocks.value(b)[1] for b in blocks],
+        [
+            tuple(np.flatnonzero(_blocks.mask_members(b, scores.n)))
+            + scores.blocks.value(b)[1]
+            for b in blocks
+        ],
         scores.score,
         optimal=True,
         upper_bound=0.0,
@@ -312,16 +361,21 @@ def _from_blocks(tasks, scores, blocks, num_groups, method):
 
 
 def _check_top(top, n, max_exact_tasks, scores):
-    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or (
-            top < 1):
+    if (
+        isinstance(top, bool)
+        or not isinstance(top, numbers.Integral)
+        or (top < 1)
+    ):
         raise InputError(
-            f"`top` must be an integer >= 1. Received: top={top!r}")
+            f"`top` must be an integer >= 1. Received: top={top!r}"
+        )
     if top > 1 and (n > max_exact_tasks or not scores.exact_blocks):
         raise InputError(
             "`top` > 1 is solved exactly by the dynamic program, which "
             f"allows at most max_exact_tasks={max_exact_tasks} tasks. "
             f"Received: top={top} for {n} tasks (use top=1, or raise "
-            "max_exact_tasks: its time grows as 3^n)")
+            "max_exact_tasks: its time grows as 3^n)"
+        )
 
 
 def top_groupings(tasks, scores, num_groups, top):
@@ -340,15 +394,21 @@ def top_groupings(tasks, scores, num_groups, top):
     values = scores.blocks.all_values()
     wanted = top
     while True:
-        partitions = _solvers.top_partitions(scores.n, values, num_groups,
-                                             wanted)
+        partitions = _solvers.top_partitions(
+            scores.n, values, num_groups, wanted
+        )
         found = {}
         for blocks, _ in partitions:
             grouping = _from_blocks(
-                tasks, scores, blocks, num_groups,
-                "separable" if num_groups >= scores.n else "dynamic_program")
-            grouping = dataclasses.replace(grouping,
-                                           upper_bound=grouping.score)
+                tasks,
+                scores,
+                blocks,
+                num_groups,
+                "separable" if num_groups >= scores.n else "dynamic_program",
+            )
+            grouping = dataclasses.replace(
+                grouping, upper_bound=grouping.score
+            )
             found.setdefault(grouping.groups, grouping)
             if len(found) == top:
                 return tuple(found.values())
@@ -477,11 +537,18 @@ def select_groups(
     if normalize:
         z = _normalized(z, tasks)
     scores = _scores.Scores(
-        z, max_size, singles=z.diagonal() if allow_singletons else None)
+        z, max_size, singles=z.diagonal() if allow_singletons else None
+    )
     _check_top(top, n, max_exact_tasks, scores)
     if top > 1:
         return top_groupings(tasks, scores, num_groups, top)
-    return solve(tasks, scores, num_groups, max_exact_tasks=max_exact_tasks,
-                 max_proven_tasks=max_proven_tasks,
-                 search_restarts=search_restarts, time_limit=time_limit,
-                 progress=progress)
+    return solve(
+        tasks,
+        scores,
+        num_groups,
+        max_exact_tasks=max_exact_tasks,
+        max_proven_tasks=max_proven_tasks,
+        search_restarts=search_restarts,
+        time_limit=time_limit,
+        progress=progress,
+    )

@@ -11,15 +11,15 @@ budget semantics and result type as `select_groups`. Pure NumPy/pandas.
 import dataclasses
 import os
 import types
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
 from tag_keras._errors import InputError
 from tag_keras.select import _table
-from tag_keras.select import readers
 from tag_keras.select import grouping as grouping_lib
+from tag_keras.select import readers
 
 SEPARATOR = "|"
 # Largest task count: block values cost 3^n (HOA needs n^2 / 2 trained
@@ -87,7 +87,7 @@ def group_losses(tasks, measured):
     members = _table.members_of(n)
     pair = np.full((n, n), np.nan)  # pair[b, a]: a's loss trained with b.
     for (mask, a), value in measured.items():
-        if bin(mask).count("1") == 2:
+        if int(mask).bit_count() == 2:
             pair[(mask ^ (1 << a)).bit_length() - 1, a] = value
     np.fill_diagonal(pair, 0.0)  # A task's own term is left out below.
     others = members.sum(axis=1, keepdims=True) - 1
@@ -101,11 +101,13 @@ def group_losses(tasks, measured):
 
 
 def select_groups_from_performance(
-        performance: pd.DataFrame, num_groups: int, *,
-        max_group_size: int | None = None,
-        half_size_singles: pd.DataFrame | None = None,
-        time_limit: float | None = None,
-        progress: Callable[[str], None] | None = None
+    performance: pd.DataFrame,
+    num_groups: int,
+    *,
+    max_group_size: int | None = None,
+    half_size_singles: pd.DataFrame | None = None,
+    time_limit: float | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> grouping_lib.Grouping:
     """Chooses at most `num_groups` networks minimising the served loss.
 
@@ -157,18 +159,26 @@ def select_groups_from_performance(
         if half_size_singles is not None:
             raise InputError(
                 f"`half_size_singles` is supported up to {MAX_TASKS} tasks. "
-                f"Received: {n} tasks")
-        return _from_pairs(tasks, measured, num_groups, max_group_size,
-                           time_limit, progress)
+                f"Received: {n} tasks"
+            )
+        return _from_pairs(
+            tasks, measured, num_groups, max_group_size, time_limit, progress
+        )
     max_size = grouping_lib._check_budget(num_groups, n, max_group_size, True)
     half = None
     if half_size_singles is not None:
         half = -_half_losses(half_size_singles, tasks)
     # Maximise minus the loss.
     return _table.best_grouping(
-        tasks, -group_losses(tasks, measured), num_groups, max_size,
-        minimize=True, half_scores=half, missing="Some tasks have no "
-        "measured network (alone or in a pair) that could serve them")
+        tasks,
+        -group_losses(tasks, measured),
+        num_groups,
+        max_size,
+        minimize=True,
+        half_scores=half,
+        missing="Some tasks have no "
+        "measured network (alone or in a pair) that could serve them",
+    )
 
 
 def pair_matrix(tasks, measured):
@@ -186,7 +196,8 @@ def pair_matrix(tasks, measured):
                 f"Beyond {MAX_TASKS} tasks HOA selects from single-task and "
                 "pair networks only. Received: a measured group of "
                 f"{len(members)} tasks "
-                f"({SEPARATOR.join(tasks[m] for m in members)})")
+                f"({SEPARATOR.join(tasks[m] for m in members)})"
+            )
         other = members[members != a]
         z[other[0] if len(other) else a, a] = -value
     if np.isnan(z).any():
@@ -195,39 +206,54 @@ def pair_matrix(tasks, measured):
         raise InputError(
             f"Beyond {MAX_TASKS} tasks HOA needs every single task and every "
             f"pair measured. Received: no value of {tasks[a]!r} in "
-            f"{missing!r}")
+            f"{missing!r}"
+        )
     return z
 
 
-def _from_pairs(tasks, measured, num_groups, max_group_size, time_limit,
-                progress):
+def _from_pairs(
+    tasks, measured, num_groups, max_group_size, time_limit, progress
+):
     """`select_groups` on `pair_matrix`, reported as losses."""
-    affinity = pd.DataFrame(pair_matrix(tasks, measured), index=tasks,
-                            columns=tasks)
+    affinity = pd.DataFrame(
+        pair_matrix(tasks, measured), index=tasks, columns=tasks
+    )
     result = grouping_lib.select_groups(
-        affinity, num_groups, allow_singletons=True,
-        max_group_size=max_group_size, time_limit=time_limit,
-        progress=progress)
+        affinity,
+        num_groups,
+        allow_singletons=True,
+        max_group_size=max_group_size,
+        time_limit=time_limit,
+        progress=progress,
+    )
     return dataclasses.replace(
-        result, minimize=True, score=-result.score,
+        result,
+        minimize=True,
+        score=-result.score,
         upper_bound=-result.upper_bound,
         task_scores=types.MappingProxyType(
-            {t: -v for t, v in result.task_scores.items()}))
+            {t: -v for t, v in result.task_scores.items()}
+        ),
+    )
 
 
 def _half_losses(frame, tasks):
     """`[n]` losses of the half-size single-task networks (NaN: none)."""
     if not isinstance(frame, pd.DataFrame) or not {"task", "value"} <= set(
-            frame.columns):
+        frame.columns
+    ):
         raise InputError(
             "`half_size_singles` must be a DataFrame with columns task, "
-            f"value. Received: {frame!r}")
+            f"value. Received: {frame!r}"
+        )
     losses = np.full(len(tasks), np.nan)
     for task, value in zip(frame["task"], frame["value"]):
         if str(task) not in tasks:
             raise InputError(
                 f"`half_size_singles` names an unknown task. Received: "
-                f"task={task!r}; tasks={tasks}")
+                f"task={task!r}; tasks={tasks}"
+            )
         losses[tasks.index(str(task))] = _table.finite_value(
-            value, f"half_size_singles task={task!r}")
+            value, f"half_size_singles task={task!r}"
+        )
     return losses

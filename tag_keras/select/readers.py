@@ -12,7 +12,7 @@ numbers, an empty value cell as NaN. Use these rather than a bare
 import csv
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -41,25 +41,31 @@ def read_affinity(path: str | os.PathLike) -> pd.DataFrame:
     """
     rows = _rows(path)
     if not rows:
-        raise _errors.InputError(f"Cannot read {path} as CSV: the file is empty")
+        raise _errors.InputError(
+            f"Cannot read {path} as CSV: the file is empty"
+        )
     header, body = rows[0], rows[1:]
     values, index = [], []
     for number, row in enumerate(body, start=2):
         if len(row) != len(header):
             raise _errors.InputError(
                 f"{path}, line {number}: {len(row)} fields, the header has "
-                f"{len(header)}")
+                f"{len(header)}"
+            )
         index.append(row[0])
         values.append([_number(v, path, number) for v in row[1:]])
-    frame = pd.DataFrame(values, index=pd.Index(index, dtype=object,
-                                                name=header[0] or None),
-                         columns=pd.Index(header[1:], dtype=object),
-                         dtype=float)
+    frame = pd.DataFrame(
+        values,
+        index=pd.Index(index, dtype=object, name=header[0] or None),
+        columns=pd.Index(header[1:], dtype=object),
+        dtype=float,
+    )
     return frame
 
 
-def read_table(path: str | os.PathLike,
-               name_columns: Sequence[str]) -> pd.DataFrame:
+def read_table(
+    path: str | os.PathLike, name_columns: Sequence[str]
+) -> pd.DataFrame:
     """A long table (`affinity_steps.csv`, `performance.csv`, ...).
 
     `name_columns` are kept as the strings written (never NaN); every
@@ -67,25 +73,31 @@ def read_table(path: str | os.PathLike,
     """
     rows = _rows(path)
     if not rows:
-        raise _errors.InputError(f"Cannot read {path} as CSV: the file is empty")
+        raise _errors.InputError(
+            f"Cannot read {path} as CSV: the file is empty"
+        )
     header = rows[0]
-    columns = {name: [] for name in header}
+    columns: dict[str, list] = {name: [] for name in header}
     for number, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise _errors.InputError(
                 f"{path}, line {number}: {len(row)} fields, the header has "
-                f"{len(header)}")
+                f"{len(header)}"
+            )
         for name, value in zip(header, row):
-            columns[name].append(value if name in name_columns
-                                 else _number(value, path, number))
+            columns[name].append(
+                value if name in name_columns else _number(value, path, number)
+            )
     frame = pd.DataFrame(columns)
     for name in header:
         if name in name_columns:
             frame[name] = frame[name].astype(object)
-        elif len(frame) and all(float(v).is_integer() for v in frame[name]
-                                if not math.isnan(v)):
-            if not frame[name].isna().any():
-                frame[name] = frame[name].astype("int64")
+        elif (
+            len(frame)
+            and not frame[name].isna().any()
+            and all(float(v).is_integer() for v in frame[name])
+        ):
+            frame[name] = frame[name].astype("int64")
     return frame
 
 
@@ -94,8 +106,9 @@ def _rows(path):
         with open(path, newline="") as handle:
             return list(csv.reader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise _errors.InputError(f"Cannot read {path} as CSV: "
-                        f"{' '.join(str(error).split())}") from None
+        raise _errors.InputError(
+            f"Cannot read {path} as CSV: {' '.join(str(error).split())}"
+        ) from None
 
 
 def _number(value, path, line):
@@ -104,5 +117,6 @@ def _number(value, path, line):
     try:
         return float(value)
     except ValueError:
-        raise _errors.InputError(f"{path}, line {line}: {value!r} is not a number"
-                        ) from None
+        raise _errors.InputError(
+            f"{path}, line {line}: {value!r} is not a number"
+        ) from None

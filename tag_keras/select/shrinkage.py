@@ -22,6 +22,8 @@ release's plain mean (`experiments.benchmarks.decision`); `select_groups`
 reads its output like any affinity matrix. Pure NumPy and pandas.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -29,7 +31,7 @@ from tag_keras._errors import InputError
 from tag_keras.select import stability
 
 
-def shrink(z, se):
+def shrink(z: np.ndarray, se: np.ndarray) -> np.ndarray:
     """The shrunk matrix of `z` (`[n, n]`, source x target) given the
     standard error `se` of each entry (same shape).
 
@@ -43,19 +45,26 @@ def shrink(z, se):
     if z.ndim != 2 or z.shape[0] != z.shape[1] or se.shape != z.shape:
         raise InputError(
             "`z` must be a square matrix and `se` of its shape. Received: "
-            f"z.shape={z.shape}, se.shape={se.shape}")
+            f"z.shape={z.shape}, se.shape={se.shape}"
+        )
     n = len(z)
     if n < 3:
-        raise InputError("Shrinkage needs at least 3 tasks (two sources per "
-                         f"target). Received: {n} tasks")
+        raise InputError(
+            "Shrinkage needs at least 3 tasks (two sources per "
+            f"target). Received: {n} tasks"
+        )
     off = ~np.eye(n, dtype=bool)
     if not np.all(np.isfinite(z[off])):
-        raise InputError("Every affinity off the diagonal must be finite "
-                         "(a pair never measured has no mean to shrink).")
+        raise InputError(
+            "Every affinity off the diagonal must be finite "
+            "(a pair never measured has no mean to shrink)."
+        )
     if not np.all(np.isfinite(se[off])) or np.any(se[off] < 0):
-        raise InputError("Every standard error off the diagonal must be "
-                         "finite and >= 0. Measure more steps (a pair "
-                         "needs values in at least two blocks).")
+        raise InputError(
+            "Every standard error off the diagonal must be "
+            "finite and >= 0. Measure more steps (a pair "
+            "needs values in at least two blocks)."
+        )
     out = z.copy()
     for j in range(n):
         sources = [i for i in range(n) if i != j]
@@ -63,8 +72,9 @@ def shrink(z, se):
         mean = column.mean()
         spread = max(0.0, column.var(ddof=1) - noise.mean())
         with np.errstate(invalid="ignore", divide="ignore"):
-            weight = np.where(spread + noise > 0,
-                              spread / (spread + noise), 1.0)
+            weight = np.where(
+                spread + noise > 0, spread / (spread + noise), 1.0
+            )
         out[sources, j] = mean + weight * (column - mean)
     return out
 
@@ -87,7 +97,11 @@ def block_standard_errors(values, block_size=None):
     return stability._mean(values), np.where(counts > 1, se, np.nan)
 
 
-def shrunk_affinity(steps, tasks=None, block_size=None):
+def shrunk_affinity(
+    steps: pd.DataFrame,
+    tasks: Sequence[str] | None = None,
+    block_size: int | None = None,
+) -> pd.DataFrame:
     """The shrunk affinity matrix (source x target DataFrame) of a
     per-step table (`affinity_steps.csv`'s columns step, source, target,
     affinity)."""

@@ -29,10 +29,9 @@ Pure NumPy and pandas, like the rest of `tag_keras.select`.
 
 from __future__ import annotations
 
-
-
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -80,24 +79,30 @@ class Stability:
     steps: int
     seed: int
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """JSON-ready (the `"stability"` object of the groups document)."""
-        return {k: v for k, v in dataclasses.asdict(self).items()
-                if k != "affinity_structure"}
+        return {
+            k: v
+            for k, v in dataclasses.asdict(self).items()
+            if k != "affinity_structure"
+        }
 
-    def describe(self):
+    def describe(self) -> str:
         """Two lines for the printed table."""
-        tasks = ", ".join(f"{t} {share:.0%}"
-                          for t, share in self.task_recurrence.items())
-        return (f"  affinity structure: {self.affinity_structure} "
-                f"(out-of-sample improvement over "
-                f"the all-task group {self.improvement:+.4g}, 95% interval "
-                f"[{self.improvement_low:+.4g}, {self.improvement_high:+.4g}]"
-                f"; in sample {self.in_sample_improvement:+.4g})\n"
-                f"  stability: the grouping recurs in "
-                f"{self.grouping_recurrence:.0%} of {self.resamples} "
-                f"resamples of {self.steps} steps (blocks of "
-                f"{self.block_size}); each task keeps its group: {tasks}")
+        tasks = ", ".join(
+            f"{t} {share:.0%}" for t, share in self.task_recurrence.items()
+        )
+        return (
+            f"  affinity structure: {self.affinity_structure} "
+            f"(out-of-sample improvement over "
+            f"the all-task group {self.improvement:+.4g}, 95% interval "
+            f"[{self.improvement_low:+.4g}, {self.improvement_high:+.4g}]"
+            f"; in sample {self.in_sample_improvement:+.4g})\n"
+            f"  stability: the grouping recurs in "
+            f"{self.grouping_recurrence:.0%} of {self.resamples} "
+            f"resamples of {self.steps} steps (blocks of "
+            f"{self.block_size}); each task keeps its group: {tasks}"
+        )
 
 
 def step_matrices(steps, tasks=None):
@@ -113,10 +118,12 @@ def step_matrices(steps, tasks=None):
         raise InputError(
             f"The per-step table lacks the columns {missing}; expected "
             f"{list(_COLUMNS)} (affinity_steps.csv). Received: "
-            f"columns={list(steps.columns)}")
+            f"columns={list(steps.columns)}"
+        )
     if steps.empty:
-        raise InputError("The per-step table has no rows: no step was "
-                         "measured.")
+        raise InputError(
+            "The per-step table has no rows: no step was measured."
+        )
     if tasks is None:
         tasks = list(dict.fromkeys([*steps["source"], *steps["target"]]))
     tasks = [str(t) for t in tasks]
@@ -124,20 +131,30 @@ def step_matrices(steps, tasks=None):
     named = set(map(str, steps["source"])) | set(map(str, steps["target"]))
     unknown = sorted(named - set(tasks))
     if unknown:
-        raise InputError(f"The per-step table names tasks {unknown} that "
-                         f"the matrix lacks. Matrix tasks: {tasks}")
+        raise InputError(
+            f"The per-step table names tasks {unknown} that "
+            f"the matrix lacks. Matrix tasks: {tasks}"
+        )
     order = {s: k for k, s in enumerate(sorted(steps["step"].unique()))}
     values = np.full((len(order), len(tasks), len(tasks)), np.nan)
-    values[[order[s] for s in steps["step"]],
-           [index[str(t)] for t in steps["source"]],
-           [index[str(t)] for t in steps["target"]]] = steps["affinity"]
+    values[
+        [order[s] for s in steps["step"]],
+        [index[str(t)] for t in steps["source"]],
+        [index[str(t)] for t in steps["target"]],
+    ] = steps["affinity"]
     return tasks, values
 
 
-def assess(steps: pd.DataFrame, num_groups: int | Sequence[int], *,
-           tasks: Sequence[str] | None = None, resamples: int = 200,
-           block_size: int | None = None, seed: int = 0,
-           **select_options: Any) -> dict:
+def assess(
+    steps: pd.DataFrame,
+    num_groups: int | Sequence[int],
+    *,
+    tasks: Sequence[str] | None = None,
+    resamples: int = 200,
+    block_size: int | None = None,
+    seed: int = 0,
+    **select_options: Any,
+) -> dict:
     """Stability and verdict of `select_groups` for each budget.
 
     Args:
@@ -154,11 +171,20 @@ def assess(steps: pd.DataFrame, num_groups: int | Sequence[int], *,
     Returns:
         `{budget: (Grouping chosen on all steps, Stability)}`.
     """
-    budgets = [num_groups] if np.isscalar(num_groups) else list(num_groups)
-    if isinstance(resamples, bool) or not isinstance(resamples, int) or (
-            resamples < 10):
-        raise InputError("`resamples` must be an integer >= 10. Received: "
-                         f"resamples={resamples!r}")
+    budgets = (
+        [num_groups]
+        if isinstance(num_groups, (int, np.integer))
+        else list(num_groups)
+    )
+    if (
+        isinstance(resamples, bool)
+        or not isinstance(resamples, int)
+        or (resamples < 10)
+    ):
+        raise InputError(
+            "`resamples` must be an integer >= 10. Received: "
+            f"resamples={resamples!r}"
+        )
     tasks, values = step_matrices(steps, tasks)
     blocks = _blocks(len(values), block_size)
     rng = np.random.default_rng(seed)
@@ -166,20 +192,37 @@ def assess(steps: pd.DataFrame, num_groups: int | Sequence[int], *,
     results = {}
     for budget in budgets:
         chosen = _select(full, tasks, budget, select_options)
-        recurrence, per_task = _recurrence(values, full, blocks, tasks,
-                                           budget, chosen, rng, resamples,
-                                           select_options)
-        gains = _out_of_sample(values, full, blocks, tasks, budget, rng,
-                               resamples, select_options)
+        recurrence, per_task = _recurrence(
+            values,
+            full,
+            blocks,
+            tasks,
+            budget,
+            chosen,
+            rng,
+            resamples,
+            select_options,
+        )
+        gains = _out_of_sample(
+            values, full, blocks, tasks, budget, rng, resamples, select_options
+        )
         low, high = np.percentile(gains, [2.5, 97.5])
-        results[budget] = (chosen, Stability(
-            affinity_structure=STABLE if low > 0 else UNCLEAR,
-            grouping_recurrence=recurrence, task_recurrence=per_task,
-            improvement=float(np.mean(gains)), improvement_low=float(low),
-            improvement_high=float(high),
-            in_sample_improvement=improvement(full, tasks, chosen),
-            resamples=resamples, block_size=len(blocks[0]),
-            steps=len(values), seed=seed))
+        results[budget] = (
+            chosen,
+            Stability(
+                affinity_structure=STABLE if low > 0 else UNCLEAR,
+                grouping_recurrence=recurrence,
+                task_recurrence=per_task,
+                improvement=float(np.mean(gains)),
+                improvement_low=float(low),
+                improvement_high=float(high),
+                in_sample_improvement=improvement(full, tasks, chosen),
+                resamples=resamples,
+                block_size=len(blocks[0]),
+                steps=len(values),
+                seed=seed,
+            ),
+        )
     return results
 
 
@@ -187,28 +230,40 @@ def improvement(z, tasks, grouping):
     """Mean served score of `grouping` on `z` minus the all-task group's."""
     index = {t: i for i, t in enumerate(tasks)}
     everyone = tuple(range(len(tasks)))
-    served = [grouping_lib.task_score(
-        z, index[t], tuple(index[m] for m in grouping.groups[g]))
-        for t, g in grouping.serve.items()]
-    together = [grouping_lib.task_score(z, i, everyone)
-                for i in range(len(tasks))]
+    served = [
+        grouping_lib.task_score(
+            z, index[t], tuple(index[m] for m in grouping.groups[g])
+        )
+        for t, g in grouping.serve.items()
+    ]
+    together = [
+        grouping_lib.task_score(z, i, everyone) for i in range(len(tasks))
+    ]
     return float(np.mean(served) - np.mean(together))
 
 
 def _blocks(count, block_size):
     if block_size is None:
-        block_size = max(1, int(round(count ** (1 / 3))))
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or (
-            block_size < 1):
-        raise InputError("`block_size` must be an integer >= 1. Received: "
-                         f"block_size={block_size!r}")
+        block_size = max(1, round(count ** (1 / 3)))
+    if (
+        isinstance(block_size, bool)
+        or not isinstance(block_size, int)
+        or (block_size < 1)
+    ):
+        raise InputError(
+            "`block_size` must be an integer >= 1. Received: "
+            f"block_size={block_size!r}"
+        )
     if count < 2 * block_size:
         raise InputError(
             f"Stability needs at least two blocks of {block_size} measured "
             f"steps. Received: {count} measured steps (measure more often "
-            "or train longer)")
-    return [list(range(s, min(s + block_size, count)))
-            for s in range(0, count, block_size)]
+            "or train longer)"
+        )
+    return [
+        list(range(s, min(s + block_size, count)))
+        for s in range(0, count, block_size)
+    ]
 
 
 def _mean(values, fill=None):
@@ -226,20 +281,21 @@ def _select(z, tasks, budget, options):
 
 
 def _signature(grouping):
-    return frozenset((t, frozenset(grouping.groups[g]))
-                     for t, g in grouping.serve.items())
+    return frozenset(
+        (t, frozenset(grouping.groups[g])) for t, g in grouping.serve.items()
+    )
 
 
-def _recurrence(values, full, blocks, tasks, budget, chosen, rng, resamples,
-                options):
+def _recurrence(
+    values, full, blocks, tasks, budget, chosen, rng, resamples, options
+):
     """Block-bootstrap shares: same grouping, and per task same group."""
     reference = dict(_signature(chosen))
     same, per_task = 0, dict.fromkeys(tasks, 0)
     for _ in range(resamples):
         picked = rng.integers(0, len(blocks), size=len(blocks))
         rows = [k for b in picked for k in blocks[b]]
-        grouping = _select(_mean(values[rows], full), tasks, budget,
-                           options)
+        grouping = _select(_mean(values[rows], full), tasks, budget, options)
         signature = dict(_signature(grouping))
         same += signature == reference
         for task in tasks:
@@ -247,8 +303,9 @@ def _recurrence(values, full, blocks, tasks, budget, chosen, rng, resamples,
     return same / resamples, {t: c / resamples for t, c in per_task.items()}
 
 
-def _out_of_sample(values, full, blocks, tasks, budget, rng, resamples,
-                   options):
+def _out_of_sample(
+    values, full, blocks, tasks, budget, rng, resamples, options
+):
     """Improvements of groupings chosen on half the blocks, scored on the
     other half."""
     gains = []

@@ -1,4 +1,5 @@
-"""The affinity formulas: pure functions on tensors, one per method.
+"""The affinity formulas: pure functions on tensors, one per method
+(`keras.ops`, so any backend's tensors).
 
 Orientation everywhere: the first index (row) is the *source* task, whose
 gradient is applied; the second index (column) is the *target* task, whose
@@ -9,7 +10,7 @@ candidate scores (`tag_keras.mtl.ITMTL`) both compute with these, so that
 the two cannot drift apart.
 """
 
-import tensorflow as tf
+from keras import ops
 
 
 def lookahead_affinity(loss_before, loss_after, learning_rate=None):
@@ -25,9 +26,9 @@ def lookahead_affinity(loss_before, loss_after, learning_rate=None):
     Returns:
         `[n, n]` tensor `Z[i, j]`.
     """
-    z = 1.0 - loss_after / loss_before[tf.newaxis, :]
+    z = 1.0 - loss_after / ops.expand_dims(loss_before, 0)
     if learning_rate is not None:
-        z = z / tf.cast(learning_rate, z.dtype)
+        z = z / ops.cast(learning_rate, z.dtype)
     return z
 
 
@@ -47,9 +48,9 @@ def first_order_affinity(dot_products, loss_before, learning_rate=None):
     Returns:
         `[n, n]` tensor `Z[i, j]`.
     """
-    z = -dot_products / loss_before[tf.newaxis, :]
+    z = -dot_products / ops.expand_dims(loss_before, 0)
     if learning_rate is not None:
-        z = z / tf.cast(learning_rate, z.dtype)
+        z = z / ops.cast(learning_rate, z.dtype)
     return z
 
 
@@ -62,5 +63,5 @@ def cosine_affinity(gram):
     Returns:
         `[n, n]` tensor of `<g_i, g_j> / (|g_i| |g_j|)` (symmetric).
     """
-    norms = tf.sqrt(tf.linalg.diag_part(gram))
-    return gram / (norms[:, tf.newaxis] * norms[tf.newaxis, :])
+    norms = ops.sqrt(ops.diagonal(gram))
+    return gram / (ops.expand_dims(norms, 1) * ops.expand_dims(norms, 0))

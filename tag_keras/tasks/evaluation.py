@@ -19,11 +19,14 @@ def losses_and_errors(view, tasks, x, y, batch_size=256):
     """
     result = {}
     for task, (losses, errors) in example_losses_and_errors(
-            view, tasks, x, y, batch_size).items():
+        view, tasks, x, y, batch_size
+    ).items():
         keep = ~np.isnan(losses)
         if keep.any():
-            result[task] = (float(losses[keep].mean()),
-                            float(errors[keep].mean()))
+            result[task] = (
+                float(losses[keep].mean()),
+                float(errors[keep].mean()),
+            )
     return result
 
 
@@ -38,8 +41,9 @@ def example_losses_and_errors(view, tasks, x, y, batch_size=256):
     neither. Examples not labelled for the task (`y[task]` NaN) are NaN in
     both.
     """
-    evaluate = view.cached(("evaluate_all", tuple(tasks)),
-                           lambda: _evaluate_all_fn(view, tasks))
+    evaluate = view.cached(
+        ("evaluate_all", tuple(tasks)), lambda: _evaluate_all_fn(view, tasks)
+    )
     size = len(next(iter(y.values())))
     labels = {t: np.asarray(y[t]) for t in tasks}
     losses = {t: np.full(size, np.nan) for t in tasks}
@@ -50,7 +54,8 @@ def example_losses_and_errors(view, tasks, x, y, batch_size=256):
         filled, kept = {}, {}
         for task in tasks:
             filled[task], kept[task] = labels_lib.fill_missing(
-                labels[task][part])
+                labels[task][part]
+            )
         outputs = evaluate(_data.slice_inputs(x, part), filled)
         for task in tasks:
             per_example, candidates = (v.numpy() for v in outputs[task])
@@ -59,11 +64,13 @@ def example_losses_and_errors(view, tasks, x, y, batch_size=256):
             if view.heads.is_multi_label(task):
                 truth = filled[task][keep].reshape(candidates[keep].shape)
                 errors[task][rows[keep]] = (
-                    (candidates[keep] > 0.5) != (truth > 0.5)).mean(axis=1)
+                    (candidates[keep] > 0.5) != (truth > 0.5)
+                ).mean(axis=1)
             elif view.heads.is_classifier(task):
                 predicted = candidates[keep].argmin(axis=1)
-                errors[task][rows[keep]] = (
-                    predicted != view.heads.classes(task, filled[task][keep]))
+                errors[task][rows[keep]] = predicted != view.heads.classes(
+                    task, filled[task][keep]
+                )
     return {t: (losses[t], errors[t]) for t in tasks}
 
 

@@ -9,7 +9,7 @@ once, here.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -45,27 +45,36 @@ class TaskGradients:
     ```
     """
 
-    def __init__(self, tasks: Sequence[str], variables: Sequence,
-                 gradients: dict, kernel_mask: Sequence[bool] | None = None,
-                 loss_scale=1.0):
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        variables: Sequence,
+        gradients: dict,
+        kernel_mask: Sequence[bool] | None = None,
+        loss_scale: float | tf.Tensor = 1.0,
+    ) -> None:
         self.tasks = tuple(tasks)
         self.loss_scale = loss_scale
         self.variables = list(variables)
-        self._lists = {t: [dense_or_zeros(g, v)
-                           for g, v in zip(gradients[t], self.variables)]
-                       for t in self.tasks}
+        self._lists = {
+            t: [
+                dense_or_zeros(g, v)
+                for g, v in zip(gradients[t], self.variables)
+            ]
+            for t in self.tasks
+        }
         self._kernel_mask = kernel_mask
-        self._global = {}
-        self._arrays = None
+        self._global: dict = {}
+        self._arrays: list | None = None
 
     def __len__(self):
         return len(self.tasks)
 
-    def of(self, task):
+    def of(self, task: str) -> list[tf.Tensor]:
         """Task `task`'s gradient: one dense tensor per shared variable."""
         return list(self._lists[task])
 
-    def row(self, i):
+    def row(self, i: int | tf.Tensor) -> list[tf.Tensor]:
         """Task number `i`'s gradient. `i` may be a scalar tensor inside a
         `tf.while_loop` over the tasks, which then traces one row, not n;
         call `prepare_rows()` before the loop."""
@@ -74,66 +83,85 @@ class TaskGradients:
         if self._arrays is None:
             raise ValueError(
                 "TaskGradients.row of a tensor index needs prepare_rows() "
-                "first, outside the loop that reads the rows.")
+                "first, outside the loop that reads the rows."
+            )
         return [array.read(i) for array in self._arrays]
 
-    def prepare_rows(self):
+    def prepare_rows(self) -> None:
         """Holds each variable's n gradients in a `tf.TensorArray` (no
         copy of the values), for `row` of a tensor index; made once."""
         if self._arrays is None:
             self._arrays = []
             for k, variable in enumerate(self.variables):
                 values = [self._lists[task][k] for task in self.tasks]
-                array = tf.TensorArray(values[0].dtype, size=len(values),
-                                       element_shape=variable.shape)
+                array = tf.TensorArray(
+                    values[0].dtype,
+                    size=len(values),
+                    element_shape=variable.shape,
+                )
                 for j, value in enumerate(values):
                     array = array.write(j, value)
                 self._arrays.append(array)
 
-    def sum(self, tasks=None):
+    def sum(self, tasks: Sequence[str] | None = None) -> list[tf.Tensor]:
         """The sum of `tasks`' gradients (all tasks by default)."""
         tasks = self.tasks if tasks is None else tuple(tasks)
-        return [tf.add_n([self._lists[t][k] for t in tasks])
-                if len(tasks) > 1 else self._lists[tasks[0]][k]
-                for k in range(len(self.variables))]
+        return [
+            tf.add_n([self._lists[t][k] for t in tasks])
+            if len(tasks) > 1
+            else self._lists[tasks[0]][k]
+            for k in range(len(self.variables))
+        ]
 
-    def weighted_sum(self, weights):
+    def weighted_sum(self, weights: tf.Tensor) -> list[tf.Tensor]:
         """`Σ_t weights[t] g_t`, `weights` an `[n]` tensor (a group's
         0/1 membership gives the sum of its tasks' gradients)."""
-        return [tf.add_n([tf.cast(weights[i], g[k].dtype) * g[k]
-                          for i, g in enumerate(self._lists.values())])
-                for k in range(len(self.variables))]
+        return [
+            tf.add_n(
+                [
+                    tf.cast(weights[i], g[k].dtype) * g[k]
+                    for i, g in enumerate(self._lists.values())
+                ]
+            )
+            for k in range(len(self.variables))
+        ]
 
-    def flat(self, kernels_only=False):
+    def flat(self, kernels_only: bool = False) -> tf.Tensor:
         """float32 `[n, d]` of this replica's values, one row per task."""
-        return tf.stack([self.flatten(self._lists[t], kernels_only)
-                         for t in self.tasks])
+        return tf.stack(
+            [self.flatten(self._lists[t], kernels_only) for t in self.tasks]
+        )
 
-    def global_flat(self, kernels_only=False):
+    def global_flat(self, kernels_only: bool = False) -> tf.Tensor:
         """float32 `[n, d]` summed over replicas: the global-batch values."""
         if kernels_only not in self._global:
             self._global[kernels_only] = _distribute.replica_sum(
-                self.flat(kernels_only=kernels_only))
+                self.flat(kernels_only=kernels_only)
+            )
         return self._global[kernels_only]
 
-    def flatten(self, per_variable, kernels_only=False):
+    def flatten(
+        self, per_variable: Sequence[tf.Tensor], kernels_only: bool = False
+    ) -> tf.Tensor:
         """One float32 vector of a list shaped like the shared variables."""
-        parts = [tf.reshape(tf.cast(g, tf.float32), [-1])
-                 for k, g in enumerate(per_variable)
-                 if not kernels_only or self._is_kernel(k)]
+        parts = [
+            tf.reshape(tf.cast(g, tf.float32), [-1])
+            for k, g in enumerate(per_variable)
+            if not kernels_only or self._is_kernel(k)
+        ]
         return tf.concat(parts, axis=0)
 
-    def unflatten(self, vector):
+    def unflatten(self, vector: tf.Tensor) -> list[tf.Tensor]:
         """A `[d]` vector as one tensor per shared variable (their dtypes)."""
         out, start = [], 0
         for variable in self.variables:
             size = variable.shape.num_elements()
-            part = tf.reshape(vector[start:start + size], variable.shape)
+            part = tf.reshape(vector[start : start + size], variable.shape)
             out.append(tf.cast(part, variable.dtype))
             start += size
         return out
 
-    def replica_share(self, global_vector):
+    def replica_share(self, global_vector: tf.Tensor) -> tf.Tensor:
         """A global-batch `[d]` update as this replica's share, unflattened.
 
         The optimizer sums the replicas' gradients, so a method that
@@ -141,11 +169,14 @@ class TaskGradients:
         """
         return self.unflatten(global_vector / _distribute.num_replicas())
 
-    def finite(self):
+    def finite(self) -> tf.Tensor:
         """`[n]` booleans: the task's gradient is finite on every replica."""
-        flags = [tf.reduce_all([tf.reduce_all(tf.math.is_finite(g))
-                                for g in self._lists[t]])
-                 for t in self.tasks]
+        flags = [
+            tf.reduce_all(
+                [tf.reduce_all(tf.math.is_finite(g)) for g in self._lists[t]]
+            )
+            for t in self.tasks
+        ]
         return _distribute.replica_all(tf.stack(flags))
 
     def _is_kernel(self, k):

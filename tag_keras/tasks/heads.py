@@ -28,15 +28,19 @@ class HeadLosses:
 
     def __init__(self, view, y, outputs):
         self._view = view
-        self._label_specs = {t: (np.asarray(y[t]).shape[1:],
-                                 np.asarray(y[t]).dtype)
-                             for t in view.tasks if t in y}
+        self._label_specs = {
+            t: (np.asarray(y[t]).shape[1:], np.asarray(y[t]).dtype)
+            for t in view.tasks
+            if t in y
+        }
         self._widths = {t: int(outputs[t].shape[-1]) for t in view.tasks}
-        self._classifier = {t: self._is_classifier(t, outputs[t])
-                            for t in view.tasks}
+        self._classifier = {
+            t: self._is_classifier(t, outputs[t]) for t in view.tasks
+        }
         self._multi_label = {
             t: not self._classifier[t] and self._is_multi_label(t, outputs[t])
-            for t in view.tasks}
+            for t in view.tasks
+        }
 
     def is_classifier(self, task):
         """Whether `task`'s loss is a log-loss over a few labels."""
@@ -51,8 +55,10 @@ class HeadLosses:
         """`[batch, w + 1]`: the loss of no label and of each unit alone."""
         width = self._widths[task]
         labels = tf.concat([tf.zeros([1, width]), tf.eye(width)], axis=0)
-        labels = tf.broadcast_to(labels[:, None, :], tf.concat(
-            [[width + 1], tf.shape(y_pred)[:1], [width]], axis=0))
+        labels = tf.broadcast_to(
+            labels[:, None, :],
+            tf.concat([[width + 1], tf.shape(y_pred)[:1], [width]], axis=0),
+        )
         return self.losses_for_labels(task, labels, y_pred)
 
     def unit_probabilities(self, task, y_pred, losses=None):
@@ -80,11 +86,13 @@ class HeadLosses:
         """
         count = tf.shape(labels)[0]
         batch = tf.shape(y_pred)[0]
-        flat = tf.reshape(labels, tf.concat([[count * batch],
-                                             tf.shape(labels)[2:]], axis=0))
+        flat = tf.reshape(
+            labels, tf.concat([[count * batch], tf.shape(labels)[2:]], axis=0)
+        )
         repeated = tf.reshape(
             tf.repeat(y_pred[None], count, axis=0),
-            tf.concat([[count * batch], tf.shape(y_pred)[1:]], axis=0))
+            tf.concat([[count * batch], tf.shape(y_pred)[1:]], axis=0),
+        )
         losses = self._view.example_losses(task, flat, repeated)
         return tf.transpose(tf.reshape(losses, [count, batch]))
 
@@ -109,10 +117,18 @@ class HeadLosses:
             labels = tf.eye(width)[:, None, :]
         else:
             count = 2 if width == 1 else width
-            labels = tf.reshape(tf.range(count, dtype=tf.float32),
-                                [count, 1] + [1] * len(shape))
-        full = tf.concat([tf.shape(labels)[:1], tf.shape(y_pred)[:1],
-                          tf.constant(shape, tf.int32)], axis=0)
+            labels = tf.reshape(
+                tf.range(count, dtype=tf.float32),
+                [count, 1] + [1] * len(shape),
+            )
+        full = tf.concat(
+            [
+                tf.shape(labels)[:1],
+                tf.shape(y_pred)[:1],
+                tf.constant(shape, tf.int32),
+            ],
+            axis=0,
+        )
         return tf.broadcast_to(labels, full)
 
     def _is_classifier(self, task, y_pred):
@@ -136,13 +152,15 @@ class HeadLosses:
         p = self.unit_probabilities(task, y_pred, losses).numpy()
         none = losses[:, 0].numpy()
         every = self.losses_for_labels(
-            task, tf.ones(tf.concat([[1], tf.shape(y_pred)], 0)),
-            y_pred)[:, 0].numpy()
+            task, tf.ones(tf.concat([[1], tf.shape(y_pred)], 0)), y_pred
+        )[:, 0].numpy()
         # Bernoulli units: loss(0) = mean −log(1 − p_u); additive in y.
         normal = np.mean(-np.log(np.clip(1 - p, 1e-30, 1)), axis=1)
         additive = none + np.sum(losses[:, 1:].numpy() - none[:, None], 1)
         scale = 1 + np.abs(none)
-        return bool(np.all(np.abs(normal - none) < _PROBABILITY_TOLERANCE
-                           * scale)
-                    and np.all(np.abs(additive - every)
-                               < _PROBABILITY_TOLERANCE * scale))
+        return bool(
+            np.all(np.abs(normal - none) < _PROBABILITY_TOLERANCE * scale)
+            and np.all(
+                np.abs(additive - every) < _PROBABILITY_TOLERANCE * scale
+            )
+        )

@@ -18,7 +18,7 @@ The diagnostics and the transfer tools read labels as NumPy:
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 from keras import tree
 
 from tag_keras import _data
@@ -42,41 +42,52 @@ def mask_missing_labels(y, sample_weight):
         `(y, sample_weight)`: dicts for the tasks with float labels
         (others unchanged).
     """
-    if not isinstance(y, dict) or not any(
-            tf.convert_to_tensor(v).dtype.is_floating for v in y.values()):
+    if not isinstance(y, dict) or not any(_is_float(v) for v in y.values()):
         return y, sample_weight
     labels, weights = {}, {}
     for task, values in y.items():
-        weight = (sample_weight.get(task) if isinstance(sample_weight, dict)
-                  else sample_weight)
-        values = tf.convert_to_tensor(values)
-        if not values.dtype.is_floating:
+        weight = (
+            sample_weight.get(task)
+            if isinstance(sample_weight, dict)
+            else sample_weight
+        )
+        values = ops.convert_to_tensor(values)
+        if not _is_float(values):
             labels[task], weights[task] = values, weight
             continue
-        missing = tf.math.is_nan(values)
-        present = _per_example(~missing)
-        mask = tf.cast(present, values.dtype)
-        total = tf.cast(tf.size(mask), values.dtype)
-        mask = mask * tf.math.divide_no_nan(total, tf.reduce_sum(mask))
-        labels[task] = tf.where(missing, tf.zeros_like(values), values)
+        missing = ops.isnan(values)
+        present = _per_example(ops.logical_not(missing))
+        mask = ops.cast(present, values.dtype)
+        total = ops.cast(ops.size(mask), values.dtype)
+        mask = mask * ops.divide_no_nan(total, ops.sum(mask))
+        labels[task] = ops.where(missing, ops.zeros_like(values), values)
         if weight is None:
             weights[task] = mask
         else:
-            weight = tf.convert_to_tensor(weight)
-            shape = [-1] + [1] * (weight.shape.rank - 1)
-            weights[task] = weight * tf.cast(tf.reshape(mask, shape),
-                                             weight.dtype)
+            weight = ops.convert_to_tensor(weight)
+            shape = [-1] + [1] * (len(weight.shape) - 1)
+            weights[task] = weight * ops.cast(
+                ops.reshape(mask, shape), weight.dtype
+            )
     if isinstance(sample_weight, dict):
-        weights.update({t: w for t, w in sample_weight.items()
-                        if t not in weights})
+        weights.update(
+            {t: w for t, w in sample_weight.items() if t not in weights}
+        )
     return labels, weights
+
+
+def _is_float(values):
+    dtype = getattr(values, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(values).dtype
+    return keras.backend.is_float_dtype(keras.backend.standardize_dtype(dtype))
 
 
 def _per_example(present):
     """`[batch]`: every entry of the example's label is present."""
-    if present.shape.rank is None or present.shape.rank <= 1:
+    if len(present.shape) <= 1:
         return present
-    return tf.reduce_all(present, axis=list(range(1, present.shape.rank)))
+    return ops.all(present, axis=list(range(1, len(present.shape))))
 
 
 def has_labels(y_true, sample_weight=None):
@@ -85,13 +96,15 @@ def has_labels(y_true, sample_weight=None):
     A label is masked when it is NaN (float labels) or its sample weight is
     zero. Integer labels cannot be NaN.
     """
-    present = tf.constant(True)
-    y_true = tf.convert_to_tensor(y_true)
-    if y_true.dtype.is_floating:
-        present = tf.reduce_any(~tf.math.is_nan(y_true))
+    present = ops.convert_to_tensor(True)
+    y_true = ops.convert_to_tensor(y_true)
+    if _is_float(y_true):
+        present = ops.any(ops.logical_not(ops.isnan(y_true)))
     if sample_weight is not None:
-        sample_weight = tf.convert_to_tensor(sample_weight)
-        present = present & tf.reduce_any(tf.not_equal(sample_weight, 0))
+        sample_weight = ops.convert_to_tensor(sample_weight)
+        present = ops.logical_and(
+            present, ops.any(ops.not_equal(sample_weight, 0))
+        )
     return present
 
 
@@ -129,7 +142,7 @@ def task_examples(data, tasks, task, max_samples):
         keep = labelled(labels)
         if not keep.any():
             continue
-        xs.append(tree.map_structure(lambda a: a[keep], x))
+        xs.append(_data.slice_inputs(x, keep))
         ys.append(labels[keep])
         total += int(keep.sum())
         if total >= max_samples:
@@ -138,6 +151,7 @@ def task_examples(data, tasks, task, max_samples):
         raise ValueError(
             f"`data` holds no example labelled for task {task!r} (labels "
             "that are NaN count as missing). Pass data with labels for it. "
-            f"Received: data of type {type(data).__name__}.")
+            f"Received: data of type {type(data).__name__}."
+        )
     x = tree.map_structure(lambda *a: np.concatenate(a)[:max_samples], *xs)
     return x, np.concatenate(ys)[:max_samples]

@@ -50,11 +50,13 @@ class TaskLosses:
                 if isinstance(sample_weight, dict)
                 else sample_weight
             )
-            value = ops.cast(loss_fn(y_t, y_p, weight),
-                             dtype=self._loss_object.dtype)
+            value = ops.cast(
+                loss_fn(y_t, y_p, weight), dtype=self._loss_object.dtype
+            )
             if track and tracker is not None:
                 _keras_private.track_task_loss(
-                    tracker, value, tree.flatten(y_p)[0].shape[0])
+                    tracker, value, tree.flatten(y_p)[0].shape[0]
+                )
             if loss_weight is not None:
                 value = ops.multiply(value, loss_weight)
             losses[task], labels[task], weights[task] = value, y_t, weight
@@ -64,9 +66,11 @@ class TaskLosses:
         """`{task: loss object}` for the outputs that have a loss, built
         from one batch of labels and predictions if needed."""
         self._build(by_task(y_true, y_pred, "y"), y_pred)
-        return {task: loss for task, loss, _ in
-                _keras_private.loss_entries(self._loss_object)
-                if loss is not None}
+        return {
+            task: loss
+            for task, loss, _ in _keras_private.loss_entries(self._loss_object)
+            if loss is not None
+        }
 
     @staticmethod
     def example_losses(loss, y_true, y_pred):
@@ -90,8 +94,7 @@ class TaskLosses:
             # after the tasks, and a name such as `_a_loss` is not a valid
             # root scope.
             with keras.name_scope(self._loss_object.name):
-                self._loss_object.build(by_task(y_true, y_pred, "y"),
-                                        y_pred)
+                self._loss_object.build(by_task(y_true, y_pred, "y"), y_pred)
 
 
 def by_task(values, y_pred, name):

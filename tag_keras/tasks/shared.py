@@ -6,6 +6,8 @@ A variable is shared when the losses of two or more tasks depend on it
 here, from one tape of the forward pass and the per-task losses.
 """
 
+import warnings
+
 from tag_keras import _keras_private
 
 
@@ -49,23 +51,55 @@ def discover(model, tape, scaled, scaled_extra, tasks, shared_layers=None):
         shared_layers: Optional layer names whose weights are shared.
     """
     variables = model.trainable_variables
-    depends = [[g is not None for g in tape.gradient(scaled[t], variables)]
-               for t in tasks]
+    depends = [
+        [g is not None for g in tape.gradient(scaled[t], variables)]
+        for t in tasks
+    ]
     extra = [False] * len(variables)
     if scaled_extra is not None:
         extra = [g is not None for g in tape.gradient(scaled_extra, variables)]
-    connected = [k for k in range(len(variables))
-                 if extra[k] or any(d[k] for d in depends)]
+    connected = [
+        k
+        for k in range(len(variables))
+        if extra[k] or any(d[k] for d in depends)
+    ]
     if shared_layers is not None:
         ids = layer_variable_ids(model, shared_layers)
         shared = [k for k, v in enumerate(variables) if id(v) in ids]
     else:
-        shared = [k for k in range(len(variables))
-                  if sum(d[k] for d in depends) >= 2]
+        shared = [
+            k for k in range(len(variables)) if sum(d[k] for d in depends) >= 2
+        ]
     kernels = [len(variables[k].shape) >= 2 for k in shared]
     attached = [any(d[k] for k in shared) for d in depends]
     per_task = [[k for k, used in enumerate(d) if used] for d in depends]
     return SharedVariables(connected, shared, kernels, attached, per_task)
+
+
+def check_found(found, tasks, measuring, needed=True):
+    """Raises if `needed` and no variable is shared; warns, when
+    `measuring`, about tasks whose loss bypasses the shared weights."""
+    if needed and not found.shared:
+        if len(tasks) < 2:
+            raise ValueError(
+                "Affinity and multi-task training methods need at least two "
+                f"tasks. Received: task_names={list(tasks)}."
+            )
+        raise ValueError(
+            "Affinity needs weights shared by two or more tasks, and no "
+            "trainable weight has a gradient from two task losses. Pass "
+            "`shared_layers=[...]` or share an encoder. Received: tasks "
+            f"{list(tasks)}."
+        )
+    detached = [t for t, a in zip(tasks, found.attached) if not a]
+    if measuring and detached:
+        warnings.warn(
+            f"Tasks {detached} do not depend on the shared weights (their "
+            "heads bypass them), so a shared step cannot change their "
+            "loss nor theirs the others': their rows and columns of the "
+            "affinity matrix are left out (NaN), not reported as zeros.",
+            stacklevel=3,
+        )
 
 
 def check_layer_names(model, names):
@@ -76,7 +110,8 @@ def check_layer_names(model, names):
         raise ValueError(
             f"`shared_layers` names layers the model does not have: "
             f"{unknown}. Valid layer names: {known}. Received: "
-            f"shared_layers={list(names)}.")
+            f"shared_layers={list(names)}."
+        )
 
 
 def layer_variable_ids(model, names):

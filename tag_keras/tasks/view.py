@@ -17,10 +17,10 @@ import tensorflow as tf
 from keras import ops
 from keras import tree
 
-from tag_keras import _keras_private
 from tag_keras import _data
-from tag_keras.tasks.heads import HeadLosses
+from tag_keras import _keras_private
 from tag_keras.tasks import shared as shared_lib
+from tag_keras.tasks.heads import HeadLosses
 from tag_keras.tasks.losses import TaskLosses
 
 
@@ -42,12 +42,14 @@ class TaskView:
     """
 
     def __init__(self, model, data):
+        _keras_private.check_backend(what="the diagnostics (TaskView)")
         _data.check_data(data)
         if not getattr(model, "compiled", False):
             raise ValueError(
                 "The diagnostics need a compiled model: each task's loss is "
                 "the one given to `compile(loss=...)`. Call `model.compile` "
-                f"first. Received: an uncompiled {type(model).__name__}.")
+                f"first. Received: an uncompiled {type(model).__name__}."
+            )
         self.model = model
         self._cache = {}
         x, y = _data.first_batch(data)
@@ -57,15 +59,18 @@ class TaskView:
                 "The diagnostics need a model whose outputs are a dict "
                 "keyed by task name, e.g. `keras.Model(inputs, {'a': ..., "
                 "'b': ...})`. Received: outputs of type "
-                f"{type(outputs).__name__}.")
+                f"{type(outputs).__name__}."
+            )
         y = _data.labels_by_task(y, list(outputs))
         task_losses = TaskLosses(_keras_private.compile_loss(model))
         self._losses = task_losses.functions(
-            {t: tf.convert_to_tensor(v) for t, v in y.items()}, outputs)
+            {t: tf.convert_to_tensor(v) for t, v in y.items()}, outputs
+        )
         self.tasks = [t for t in outputs if t in self._losses]
         self._labelled = [t for t in self.tasks if t in y]
         self._task_variables, self.shared_variables = self._find_variables(
-            x, y)
+            x, y
+        )
         self.heads = HeadLosses(self, y, outputs)
 
     def check_task(self, task, name="task"):
@@ -73,11 +78,13 @@ class TaskView:
         if task not in self.tasks:
             raise ValueError(
                 f"Unknown task {task!r}: the model's tasks are {self.tasks}. "
-                f"Received: {name}={task!r}.")
+                f"Received: {name}={task!r}."
+            )
         if task not in self._labelled:
             raise ValueError(
                 f"The data has no labels for task {task!r}. Received: "
-                f"{name}={task!r}.")
+                f"{name}={task!r}."
+            )
 
     def cached(self, key, make):
         """The object stored under `key`, made by `make()` the first time.
@@ -101,11 +108,13 @@ class TaskView:
         if variables is None:
             return self.model(x, training=False)
         replace = {id(v): value for v, value in zip(variables, values)}
-        trainable = [replace.get(id(v), v.value)
-                     for v in self.model.trainable_variables]
+        trainable = [
+            replace.get(id(v), v.value) for v in self.model.trainable_variables
+        ]
         non_trainable = [v.value for v in self.model.non_trainable_variables]
         return _keras_private.stateless_call_for_inference(
-            self.model, trainable, non_trainable, x)
+            self.model, trainable, non_trainable, x
+        )
 
     def example_losses(self, task, y_true, y_pred):
         """`[batch]`: `task`'s loss per example, without `loss_weights`."""
@@ -116,14 +125,24 @@ class TaskView:
         variables = self.model.trainable_variables
         with tf.GradientTape(persistent=True) as tape:
             y_pred = self.model(x, training=False)
-            losses = {t: ops.mean(self.example_losses(
-                t, np.nan_to_num(y[t]), y_pred[t])) for t in self._labelled}
-        found = shared_lib.discover(self.model, tape, losses, None,
-                                    self._labelled)
+            losses = {
+                t: ops.mean(
+                    self.example_losses(t, np.nan_to_num(y[t]), y_pred[t])
+                )
+                for t in self._labelled
+            }
+        found = shared_lib.discover(
+            self.model, tape, losses, None, self._labelled
+        )
         del tape
         per_task = dict(zip(self._labelled, found.per_task))
-        return ({t: [variables[k] for k in per_task.get(t, [])]
-                 for t in self.tasks}, found.pick(variables))
+        return (
+            {
+                t: [variables[k] for k in per_task.get(t, [])]
+                for t in self.tasks
+            },
+            found.pick(variables),
+        )
 
 
 def batch_function(python_function):

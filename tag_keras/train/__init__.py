@@ -19,29 +19,36 @@ import importlib
 # Public name -> module that defines it, imported on first use, so that
 # `tag-train --help` and bad-input errors come before TensorFlow loads.
 _LAZY = {
-    "Comparison": "comparison", "compare": "comparison",
-    "KEEP_TOGETHER": "comparison", "SPLIT": "comparison",
+    "Comparison": "comparison",
+    "compare": "comparison",
+    "KEEP_TOGETHER": "comparison",
+    "SPLIT": "comparison",
     "UNDECIDED": "comparison",
-    "Decision": "decision", "Option": "decision", "decide": "decision",
+    "Decision": "decision",
+    "Option": "decision",
+    "decide": "decision",
     "planned_looks": "decision",
-    "format_table": "decision_files", "write_decision": "decision_files",
+    "format_table": "decision_files",
+    "write_decision": "decision_files",
     "read_decision": "decision_files",
-    "GroupTrainer": "networks", "Network": "networks",
+    "GroupTrainer": "networks",
+    "Network": "networks",
     "NonFiniteLossError": "networks",
     "random_partitions": "random_groupings",
 }
 
-__all__ = sorted(_LAZY)
+# A list at run time; ruff cannot see it is one.
+__all__ = sorted(_LAZY)  # noqa: PLE0605
 
 
 def __getattr__(name):
     if name in _LAZY:
-        value = getattr(importlib.import_module(
-            f"tag_keras.train.{_LAZY[name]}"), name)
+        value = getattr(
+            importlib.import_module(f"tag_keras.train.{_LAZY[name]}"), name
+        )
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'tag_keras.train' has no attribute "
-                         f"{name!r}")
+    raise AttributeError(f"module 'tag_keras.train' has no attribute {name!r}")
 
 
 def __dir__():

@@ -47,9 +47,11 @@ NOT_SHOWN = "not shown either way"
 #: variation (float32 keeps about 7 digits).
 NO_VARIATION_SE = 1e-6
 #: The detail of an undecided answer whose differences do not vary.
-NO_VARIATION = ("the differences do not vary across examples and seeds, "
-                "so no variance can be estimated; add validation examples "
-                "or seeds")
+NO_VARIATION = (
+    "the differences do not vary across examples and seeds, "
+    "so no variance can be estimated; add validation examples "
+    "or seeds"
+)
 
 #: The probability a planned run must reach to count as deciding.
 POWER = 0.8
@@ -116,30 +118,46 @@ class Comparison:
         if self.answer_detail == NO_VARIATION:
             return NO_VARIATION
         if self.seeds_needed is None:
-            seeds = ("more seeds alone cannot (the example part is too "
-                     "large)")
+            seeds = "more seeds alone cannot (the example part is too large)"
         else:
             seeds = f"about {self.seeds_needed} seeds"
-            low, high = self.seeds_needed_range
+            low, high = self.seeds_needed_range or (
+                self.seeds_needed,
+                self.seeds_needed,
+            )
             if (low, high) != (self.seeds_needed, self.seeds_needed):
-                top = high if high is not None else (
-                    f"more than {MAX_PLANNED_SEEDS}")
-                seeds += (f" (between {low} and {top} given the seed "
-                          "variance's uncertainty)")
+                top = (
+                    high
+                    if high is not None
+                    else (f"more than {MAX_PLANNED_SEEDS}")
+                )
+                seeds += (
+                    f" (between {low} and {top} given the seed "
+                    "variance's uncertainty)"
+                )
         if self.validation_factor is not None:
-            examples = (f"{self.validation_factor:g}x the validation "
-                        "examples at these seeds")
+            examples = (
+                f"{self.validation_factor:g}x the validation "
+                "examples at these seeds"
+            )
         elif self.seeds_needed is None:
             examples = "more validation examples alone cannot either"
         else:
             examples = None
         parts = [p for p in (seeds, examples) if p]
-        return ("would be decided with 80% probability, if the difference "
-                "stayed at its estimate, by " + "; or ".join(parts))
+        return (
+            "would be decided with 80% probability, if the difference "
+            "stayed at its estimate, by " + "; or ".join(parts)
+        )
 
 
-def compare(differences, *, margin: float, alpha: float = 0.025,
-            comparisons: int = 1) -> Comparison:
+def compare(
+    differences: np.ndarray,
+    *,
+    margin: float,
+    alpha: float = 0.025,
+    comparisons: int = 1,
+) -> Comparison:
     """The three-way answer for paired differences (see the module).
 
     Args:
@@ -162,27 +180,33 @@ def compare(differences, *, margin: float, alpha: float = 0.025,
     """
     d = np.asarray(differences, float)
     if d.ndim != 3:
-        raise ValueError("`differences` must be [seeds, tasks, examples]. "
-                         f"Received: shape {d.shape}")
+        raise ValueError(
+            "`differences` must be [seeds, tasks, examples]. "
+            f"Received: shape {d.shape}"
+        )
     if d.shape[0] < 2:
         raise ValueError(
             "Comparing needs at least 2 seeds: with one, the seed variance "
-            "cannot be estimated. Received: 1 seed; train more seeds.")
+            "cannot be estimated. Received: 1 seed; train more seeds."
+        )
     if d.shape[2] < 2:
         raise ValueError(
             "Comparing needs at least 2 validation examples: with one, the "
-            f"example variance cannot be estimated. Received: {d.shape[2]}")
+            f"example variance cannot be estimated. Received: {d.shape[2]}"
+        )
     _check_settings(margin, alpha, comparisons)
     x = statistics.contributions(d)
     if x is None:
-        raise ValueError("No task has a labelled example in `differences`; "
-                         "nothing can be compared.")
+        raise ValueError(
+            "No task has a labelled example in `differences`; "
+            "nothing can be compared."
+        )
     num_seeds, num_examples = x.shape
     mean, ms_seed, ms_example, ms_residual = statistics.mean_squares(x)
     level = 1 - alpha / comparisons
     low, high, se, df, parts = statistics.interval(
-        mean, ms_seed, ms_example, ms_residual, num_seeds, num_examples,
-        level)
+        mean, ms_seed, ms_example, ms_residual, num_seeds, num_examples, level
+    )
     seed, example, interaction = (float(v) for v in parts)
     answer, detail = answer_of(float(low), float(high), margin)
     planned = {}
@@ -192,15 +216,35 @@ def compare(differences, *, margin: float, alpha: float = 0.025,
         # the difference looks.
         answer, detail = UNDECIDED, NO_VARIATION
     elif answer == UNDECIDED:
-        planned = _plan(mean, margin, level, seed, example, interaction,
-                        num_seeds, num_examples, ms_seed)
+        planned = _plan(
+            mean,
+            margin,
+            level,
+            seed,
+            example,
+            interaction,
+            num_seeds,
+            num_examples,
+            ms_seed,
+        )
     return Comparison(
-        difference=mean, low=float(low), high=float(high),
-        standard_error=float(se), df=float(df), seed_variance=seed,
-        example_variance=example, interaction_variance=interaction,
-        answer=answer, answer_detail=detail, margin=float(margin),
-        alpha=float(alpha), comparisons=int(comparisons), seeds=num_seeds,
-        examples=num_examples, **planned)
+        difference=mean,
+        low=float(low),
+        high=float(high),
+        standard_error=float(se),
+        df=float(df),
+        seed_variance=seed,
+        example_variance=example,
+        interaction_variance=interaction,
+        answer=answer,
+        answer_detail=detail,
+        margin=float(margin),
+        alpha=float(alpha),
+        comparisons=int(comparisons),
+        seeds=num_seeds,
+        examples=num_examples,
+        **planned,
+    )
 
 
 def answer_of(low: float, high: float, margin: float) -> tuple[str, str]:
@@ -215,8 +259,11 @@ def answer_of(low: float, high: float, margin: float) -> tuple[str, str]:
 def answers(low, high, margin):
     """`answer_of` on arrays: an array of answer strings."""
     low, high = np.asarray(low, float), np.asarray(high, float)
-    return np.where((high < 0) & (low <= -margin), SPLIT,
-                    np.where(low > -margin, KEEP_TOGETHER, UNDECIDED))
+    return np.where(
+        (high < 0) & (low <= -margin),
+        SPLIT,
+        np.where(low > -margin, KEEP_TOGETHER, UNDECIDED),
+    )
 
 
 #: Simulated runs behind each planned probability (fixed seed, so the
@@ -224,9 +271,19 @@ def answers(low, high, margin):
 PLANNING_DRAWS = 4000
 
 
-def decided_probability(difference, margin, level, seed, example,
-                        interaction, num_seeds, num_examples, *,
-                        draws=PLANNING_DRAWS, rng_seed=0):
+def decided_probability(
+    difference,
+    margin,
+    level,
+    seed,
+    example,
+    interaction,
+    num_seeds,
+    num_examples,
+    *,
+    draws=PLANNING_DRAWS,
+    rng_seed=0,
+):
     """The probability that a run of `num_seeds` × `num_examples` decides
     (split or keep together) when the true difference is `difference`
     and the variance components are as given.
@@ -238,12 +295,10 @@ def decided_probability(difference, margin, level, seed, example,
     """
     s, n = int(num_seeds), int(num_examples)
     rng = np.random.default_rng(rng_seed)
-    variance, _ = statistics.variance_and_df(seed, example, interaction,
-                                             s, n)
+    variance, _ = statistics.variance_and_df(seed, example, interaction, s, n)
     mean = difference + np.sqrt(variance) * rng.standard_normal(draws)
     dfs = (s - 1, n - 1, (s - 1) * (n - 1))
-    expected = (interaction + n * seed, interaction + s * example,
-                interaction)
+    expected = (interaction + n * seed, interaction + s * example, interaction)
     ms = [e * rng.chisquare(f, draws) / f for e, f in zip(expected, dfs)]
     low, high, *_ = statistics.interval(mean, *ms, s, n, level)
     return float(np.mean(answers(low, high, margin) != UNDECIDED))
@@ -260,28 +315,71 @@ def _smallest(decides, low, high):
     return high
 
 
-def _plan(mean, margin, level, seed, example, interaction, num_seeds,
-          num_examples, ms_seed):
+def _plan(
+    mean,
+    margin,
+    level,
+    seed,
+    example,
+    interaction,
+    num_seeds,
+    num_examples,
+    ms_seed,
+):
     """`seeds_needed`, its range, and `validation_factor`."""
+
     def seeds_for(seed_variance):
-        return _smallest(lambda more: decided_probability(
-            mean, margin, level, seed_variance, example, interaction, more,
-            num_examples) >= POWER, num_seeds, MAX_PLANNED_SEEDS)
+        return _smallest(
+            lambda more: (
+                decided_probability(
+                    mean,
+                    margin,
+                    level,
+                    seed_variance,
+                    example,
+                    interaction,
+                    more,
+                    num_examples,
+                )
+                >= POWER
+            ),
+            num_seeds,
+            MAX_PLANNED_SEEDS,
+        )
 
     needed = seeds_for(seed)
     # The seed variance's 80% interval: MS_seed ~ E · χ²_{S-1} / (S - 1).
     dof = num_seeds - 1
-    ends = [max(dof * ms_seed / scipy_stats.chi2.ppf(q, dof) - interaction,
-                0.0) / num_examples for q in (0.9, 0.1)]
+    ends = [
+        max(dof * ms_seed / scipy_stats.chi2.ppf(q, dof) - interaction, 0.0)
+        / num_examples
+        for q in (0.9, 0.1)
+    ]
     spread = (seeds_for(ends[0]), seeds_for(ends[1]))
     # Validation examples in steps of 1% of today's.
-    steps = _smallest(lambda k: decided_probability(
-        mean, margin, level, seed, example, interaction, num_seeds,
-        num_examples * k / 100) >= POWER, 100,
-        int(100 * MAX_VALIDATION_FACTOR))
+    steps = _smallest(
+        lambda k: (
+            decided_probability(
+                mean,
+                margin,
+                level,
+                seed,
+                example,
+                interaction,
+                num_seeds,
+                num_examples * k / 100,
+            )
+            >= POWER
+        ),
+        100,
+        int(100 * MAX_VALIDATION_FACTOR),
+    )
     factor = None if steps is None else float(f"{steps / 100:.2g}")
-    return {"seeds_needed": needed, "seeds_needed_range": spread,
-            "validation_factor": factor}
+    return {
+        "seeds_needed": needed,
+        "seeds_needed_range": spread,
+        "validation_factor": factor,
+    }
 
 
 def check_margin(margin):
@@ -294,15 +392,22 @@ def check_margin(margin):
     if isinstance(margin, bool) or not (math.isfinite(value) and value > 0):
         raise ValueError(
             "`margin` must be a positive number in the metric's units (the "
-            f"smallest gain worth splitting for). Received: margin={margin!r}")
+            f"smallest gain worth splitting for). Received: margin={margin!r}"
+        )
 
 
 def _check_settings(margin, alpha, comparisons):
     check_margin(margin)
     if not 0 < alpha < 0.5:
-        raise ValueError("`alpha` must be in (0, 0.5). Received: "
-                         f"alpha={alpha!r}")
-    if isinstance(comparisons, bool) or not isinstance(
-            comparisons, (int, np.integer)) or comparisons < 1:
-        raise ValueError("`comparisons` must be a whole number >= 1. "
-                         f"Received: comparisons={comparisons!r}")
+        raise ValueError(
+            f"`alpha` must be in (0, 0.5). Received: alpha={alpha!r}"
+        )
+    if (
+        isinstance(comparisons, bool)
+        or not isinstance(comparisons, (int, np.integer))
+        or comparisons < 1
+    ):
+        raise ValueError(
+            "`comparisons` must be a whole number >= 1. "
+            f"Received: comparisons={comparisons!r}"
+        )

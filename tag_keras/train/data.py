@@ -47,7 +47,8 @@ def check_splits(data, name="data"):
             f"`{name}` must be a dict with 'train', 'validation' and "
             "optionally 'test', each (x, y) with y a dict of task -> "
             f"labels, or a tf.data.Dataset of such pairs. Received: {name} "
-            f"of type {type(data).__name__}")
+            f"of type {type(data).__name__}"
+        )
     unknown = sorted(set(data) - set(SPLITS))
     missing = [s for s in SPLITS[:2] if s not in data]
     if missing or unknown:
@@ -55,15 +56,18 @@ def check_splits(data, name="data"):
             f"`{name}` must have the keys 'train' and 'validation' (and "
             "optionally 'test' and 'early_stopping'); the validation split "
             "decides. Received: "
-            f"keys {sorted(data, key=str)}")
+            f"keys {sorted(data, key=str)}"
+        )
     for split in data:
         _data.check_data(data[split], name=f"{name}['{split}']")
         if isinstance(data[split], (tuple, list)) and not isinstance(
-                data[split][1], dict):
+            data[split][1], dict
+        ):
             raise TypeError(
                 f"`{name}['{split}']` must hold labels as a dict of task "
                 "-> labels. Received: labels of type "
-                f"{type(data[split][1]).__name__}")
+                f"{type(data[split][1]).__name__}"
+            )
     return [s for s in SPLITS if s in data]
 
 
@@ -82,7 +86,8 @@ def check_labels(data, tasks):
         if name == "validation" and size < 2:
             raise ValueError(
                 "The 'validation' split decides and needs at least 2 "
-                f"examples (the example variance). Received: {size}")
+                f"examples (the example variance). Received: {size}"
+            )
         for task in tasks:
             if task not in split[1]:
                 continue
@@ -91,14 +96,19 @@ def check_labels(data, tasks):
                 raise ValueError(
                     f"Split '{name}', task {task!r}: {size} inputs but "
                     f"labels of shape {labels.shape}; give one label per "
-                    "example.")
-            if name == "validation" and labels.dtype.kind == "f" and (
-                    np.isnan(labels.reshape(size, -1)).all(axis=1).all()):
+                    "example."
+                )
+            if (
+                name == "validation"
+                and labels.dtype.kind == "f"
+                and (np.isnan(labels.reshape(size, -1)).all(axis=1).all())
+            ):
                 raise ValueError(
                     f"Task {task!r} has no labelled example in the "
                     "'validation' split (every label is NaN): the decision"
                     " could not judge it. Label some, or leave the task "
-                    "out of the groups.")
+                    "out of the groups."
+                )
 
 
 def label_tasks(split):
@@ -113,14 +123,17 @@ def label_tasks(split):
     if not isinstance(labels, dict):
         raise TypeError(
             "Labels must be a dict of task -> labels. Received: labels of "
-            f"type {type(labels).__name__}")
+            f"type {type(labels).__name__}"
+        )
     return [str(t) for t in labels]
 
 
 def monitors_validation(callbacks):
     """Whether any callback watches a validation quantity (`val_...`)."""
-    return any(str(getattr(c, "monitor", "")).startswith("val_")
-               for c in callbacks or ())
+    return any(
+        str(getattr(c, "monitor", "")).startswith("val_")
+        for c in callbacks or ()
+    )
 
 
 def monitored_split(data, callbacks):
@@ -137,36 +150,49 @@ def monitored_split(data, callbacks):
             "early_stopping" split and its training split is not arrays.
     """
     if "early_stopping" in data:
-        return (data["train"], data["early_stopping"],
-                "the data's 'early_stopping' split")
+        return (
+            data["train"],
+            data["early_stopping"],
+            "the data's 'early_stopping' split",
+        )
     if not monitors_validation(callbacks):
         return data["train"], None, None
     train = data["train"]
     if not isinstance(train, (tuple, list)):
-        raise ValueError(
+        # A usable split of another kind, not an argument of a wrong type.
+        raise ValueError(  # noqa: TRY004
             "Early stopping must not read the validation split, which "
             "decides; with a training split that is not (x, y) arrays, "
             "give the data an 'early_stopping' split to stop on. Received: "
             f"a training split of type {type(train).__name__} and no "
-            "'early_stopping' split")
+            "'early_stopping' split"
+        )
     x, y = train[0], train[1]
     size = len(tree.flatten(x)[0])
-    carved = max(1, int(round(CARVED_SHARE * size)))
+    carved = max(1, round(CARVED_SHARE * size))
     if size - carved < 1:
         raise ValueError(
             "Too few training examples to carve an early-stopping slice; "
             "give the data an 'early_stopping' split. Received: "
-            f"{size} training examples")
+            f"{size} training examples"
+        )
     order = np.random.default_rng(CARVING_SEED).permutation(size)
     held, kept = np.sort(order[:carved]), np.sort(order[carved:])
 
     def take(rows):
-        return (tree.map_structure(lambda a: np.asarray(a)[rows], x),
-                {t: np.asarray(v)[rows] for t, v in y.items()})
+        return (
+            _data.slice_inputs(tree.map_structure(np.asarray, x), rows),
+            {t: np.asarray(v)[rows] for t, v in y.items()},
+        )
 
-    return (take(kept), take(held),
+    return (
+        take(kept),
+        take(held),
+        (
             f"{carved} of the {size} training examples, carved once "
-            f"(seed {CARVING_SEED}) and not trained on")
+            f"(seed {CARVING_SEED}) and not trained on"
+        ),
+    )
 
 
 def fit_data(split, tasks, *, batch_size=32, seed=0, shuffle=True):
@@ -184,10 +210,12 @@ def fit_data(split, tasks, *, batch_size=32, seed=0, shuffle=True):
     size = len(tree.flatten(x)[0])
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
-        dataset = dataset.shuffle(size, seed=seed,
-                                  reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(
+            size, seed=seed, reshuffle_each_iteration=True
+        )
     return dataset.batch(batch_size).map(
-        lambda *batch: _group_batch(batch, tasks))
+        lambda *batch: _group_batch(batch, tasks)
+    )
 
 
 def evaluation_batches(split, tasks, batch_size=256):
@@ -200,8 +228,9 @@ def _group_batch(batch, tasks):
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(tuple(batch))
     y = {t: y[t] for t in tasks}
     if isinstance(sample_weight, dict):
-        sample_weight = {t: sample_weight[t] for t in tasks
-                         if t in sample_weight}
+        sample_weight = {
+            t: sample_weight[t] for t in tasks if t in sample_weight
+        }
     return labels_lib.mask_missing_in_batch((x, y, sample_weight))
 
 
@@ -218,9 +247,13 @@ class _GroupPyDataset(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         x, y, sample_weight = labels_lib.mask_missing_in_batch(
-            self._source[index])
+            self._source[index]
+        )
         y = {t: np.asarray(y[t]) for t in self._tasks}
         if isinstance(sample_weight, dict):
-            sample_weight = {t: np.asarray(sample_weight[t])
-                             for t in self._tasks if t in sample_weight}
+            sample_weight = {
+                t: np.asarray(sample_weight[t])
+                for t in self._tasks
+                if t in sample_weight
+            }
         return x, y, sample_weight

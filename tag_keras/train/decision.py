@@ -28,19 +28,19 @@ negative means the split is better.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import dataclasses
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tag_keras.train import comparison as comparison_lib
 from tag_keras.train import random_groupings
 from tag_keras.train import statistics
-from tag_keras.train.comparison import KEEP_TOGETHER  # noqa: F401
-from tag_keras.train.comparison import SPLIT  # noqa: F401
-from tag_keras.train.comparison import UNDECIDED  # noqa: F401
+from tag_keras.train.comparison import KEEP_TOGETHER
+from tag_keras.train.comparison import SPLIT
+from tag_keras.train.comparison import UNDECIDED
 
 if TYPE_CHECKING:  # for annotations only
     from tag_keras.train.networks import GroupTrainer
@@ -138,7 +138,7 @@ class Option:
     test_error_total: float
     test_error_total_se: float
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """JSON-ready, finite numbers only (NaN becomes null)."""
         entry = dataclasses.asdict(self)
         entry["groups"] = [list(g) for g in self.groups]
@@ -187,17 +187,20 @@ class Decision:
     baselines: dict = dataclasses.field(default_factory=dict)
     early_stopping: str | None = None
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """The `decision.json` document."""
         return {
             "answer": self.answer,
             "budgets": [o.to_dict() for o in self.budgets],
             "best": self.best.to_dict(),
             "all_tasks": self.all_tasks.to_dict(),
-            "random": {str(k): {n: _finite(v) for n, v in r.items()}
-                       for k, r in self.random.items()},
-            "baselines": {name: o.to_dict()
-                          for name, o in self.baselines.items()},
+            "random": {
+                str(k): {n: _finite(v) for n, v in r.items()}
+                for k, r in self.random.items()
+            },
+            "baselines": {
+                name: o.to_dict() for name, o in self.baselines.items()
+            },
             "seeds": list(self.seeds),
             "alpha": self.alpha,
             "margin": _finite(self.margin),
@@ -215,8 +218,9 @@ def planned_looks(first: int, max_seeds: int | None) -> tuple:
         return (first,)
     looks = [first]
     while looks[-1] < max_seeds:
-        looks.append(min(max(looks[-1] + 1, round(looks[-1] * 1.6)),
-                         max_seeds))
+        looks.append(
+            min(max(looks[-1] + 1, round(looks[-1] * 1.6)), max_seeds)
+        )
     return tuple(looks)
 
 
@@ -239,17 +243,33 @@ def served(trainer, groups, serve, split, metric="loss", seeds=None):
     """
     index = 0 if metric == "loss" else 1
     seeds = trainer.seeds if seeds is None else seeds
-    return np.stack([
-        np.stack([trainer.network(groups[serve[t]], s)
-                  .outcomes[split][t][index] for t in trainer.tasks])
-        for s in seeds])
+    return np.stack(
+        [
+            np.stack(
+                [
+                    trainer.network(groups[serve[t]], s).outcomes[split][t][
+                        index
+                    ]
+                    for t in trainer.tasks
+                ]
+            )
+            for s in seeds
+        ]
+    )
 
 
-def decide(trainer: GroupTrainer, candidates: dict, *,
-           margin: float | None = None, alpha: float = 0.025,
-           metric: str = "auto", max_seeds: int | None = None,
-           random: dict | None = None, baselines: dict | None = None,
-           log=None) -> "Decision":
+def decide(
+    trainer: GroupTrainer,
+    candidates: dict,
+    *,
+    margin: float | None = None,
+    alpha: float = 0.025,
+    metric: str = "auto",
+    max_seeds: int | None = None,
+    random: dict | None = None,
+    baselines: dict | None = None,
+    log: Callable[[str], object] | None = None,
+) -> Decision:
     """The validated decision for every budget.
 
     Args:
@@ -285,60 +305,98 @@ def decide(trainer: GroupTrainer, candidates: dict, *,
     log = log or (lambda line: None)
     every = tuple(trainer.tasks)
     one = ((every,), {t: 0 for t in every})
-    needed = [every] + [g for options in candidates.values()
-                        for groups, _ in options for g in groups]
-    needed += [g for partitions, _ in (random or {}).values()
-               for p in partitions for g in p]
+    needed = [every] + [
+        g
+        for options in candidates.values()
+        for groups, _ in options
+        for g in groups
+    ]
+    needed += [
+        g
+        for partitions, _ in (random or {}).values()
+        for p in partitions
+        for g in p
+    ]
     needed += [g for groups, _ in (baselines or {}).values() for g in groups]
     trainer.train(needed, first)
     judge = _Judge(trainer, one, metric, margin, first)
     tests = sum(len(options) for options in candidates.values()) * len(looks)
-    budgets = _sequential(trainer, judge, candidates, looks, tests, alpha,
-                          more_seeds(first, looks[-1]), log)
-    all_seeds = more_seeds(first, max(o.seeds for o in budgets)
-                           if budgets else len(first))
+    budgets = _sequential(
+        trainer,
+        judge,
+        candidates,
+        looks,
+        tests,
+        alpha,
+        more_seeds(first, looks[-1]),
+        log,
+    )
+    all_seeds = more_seeds(
+        first, max(o.seeds for o in budgets) if budgets else len(first)
+    )
     all_tasks = judge.reference_option(all_seeds)
     splits = [o for o in budgets if o.decision == SPLIT]
     if splits:
         answer = SPLIT
         best = min(splits, key=lambda o: o.difference)
     else:
-        answer = (KEEP_TOGETHER if all(o.decision == KEEP_TOGETHER
-                                       for o in budgets) else UNDECIDED)
+        answer = (
+            KEEP_TOGETHER
+            if all(o.decision == KEEP_TOGETHER for o in budgets)
+            else UNDECIDED
+        )
         best = dataclasses.replace(all_tasks, decision=answer)
-    random_rows = {budget: judge.random_row(partitions, exact, first)
-                   for budget, (partitions, exact) in (random or {}).items()}
-    others = {name: judge.option(len(groups), groups, serve, first,
-                                 alpha, 1, 1)
-              for name, (groups, serve) in (baselines or {}).items()}
-    return Decision(answer, all_tasks, tuple(budgets), best, random_rows,
-                    tuple(all_seeds), alpha, judge.margin, judge.metric,
-                    looks, others, trainer.early_stopping)
+    random_rows = {
+        budget: judge.random_row(partitions, exact, first)
+        for budget, (partitions, exact) in (random or {}).items()
+    }
+    others = {
+        name: judge.option(len(groups), groups, serve, first, alpha, 1, 1)
+        for name, (groups, serve) in (baselines or {}).items()
+    }
+    return Decision(
+        answer,
+        all_tasks,
+        tuple(budgets),
+        best,
+        random_rows,
+        tuple(all_seeds),
+        alpha,
+        judge.margin,
+        judge.metric,
+        looks,
+        others,
+        trainer.early_stopping,
+    )
 
 
 def _check_decide(metric, margin, alpha, max_seeds, num_seeds):
     if metric not in METRICS:
-        raise ValueError(f"`metric` must be one of {list(METRICS)}. "
-                         f"Received: metric={metric!r}")
+        raise ValueError(
+            f"`metric` must be one of {list(METRICS)}. "
+            f"Received: metric={metric!r}"
+        )
     if margin is not None:
         comparison_lib.check_margin(margin)
     if not 0 < alpha < 0.5:
-        raise ValueError(f"`alpha` must be in (0, 0.5). Received: "
-                         f"alpha={alpha!r}")
+        raise ValueError(
+            f"`alpha` must be in (0, 0.5). Received: alpha={alpha!r}"
+        )
     if num_seeds < 2:
         raise ValueError(
             "The decision needs at least 2 seeds: with one, the seed "
             "variance cannot be estimated. Received: seeds="
-            f"{num_seeds} seed; give at least 2.")
+            f"{num_seeds} seed; give at least 2."
+        )
     if max_seeds is not None and max_seeds < num_seeds:
         raise ValueError(
             "`max_seeds` must be at least the number of starting seeds. "
-            f"Received: max_seeds={max_seeds} with {num_seeds} seeds")
+            f"Received: max_seeds={max_seeds} with {num_seeds} seeds"
+        )
     return planned_looks(num_seeds, max_seeds)
 
 
-def _sequential(trainer, judge, candidates, looks, tests, alpha, seeds,
-                log):
+def _sequential(trainer, judge, candidates, looks, tests, alpha, seeds, log):
     """Each budget's `Option`, looking at `looks` and training the next
     seeds only for the budgets still undecided."""
     pending = sorted(candidates)
@@ -347,25 +405,35 @@ def _sequential(trainer, judge, candidates, looks, tests, alpha, seeds,
         now = seeds[:look]
         if number:
             groups = [tuple(trainer.tasks)] + [
-                g for b in pending for groups, _ in candidates[b]
-                for g in groups]
-            log(f"look {number + 1}/{len(looks)}: training {look} seeds for "
-                f"the undecided budgets {pending}")
+                g
+                for b in pending
+                for groups, _ in candidates[b]
+                for g in groups
+            ]
+            log(
+                f"look {number + 1}/{len(looks)}: training {look} seeds for "
+                f"the undecided budgets {pending}"
+            )
             trainer.train(groups, now)
         for budget in list(pending):
             options = candidates[budget]
-            scored = [judge.difference(g, s, "validation", judge.metric, now)
-                      for g, s in options]
+            scored = [
+                judge.difference(g, s, "validation", judge.metric, now)
+                for g, s in options
+            ]
             groups, serve = options[int(np.argmin(scored))]
-            option = judge.option(budget, groups, serve, now, alpha, tests,
-                                  len(options))
+            option = judge.option(
+                budget, groups, serve, now, alpha, tests, len(options)
+            )
             last = number == len(looks) - 1
             if option.decision != UNDECIDED or last:
                 done[budget] = option
                 pending.remove(budget)
-            log(f"{budget} networks at {look} seeds: {option.decision} "
+            log(
+                f"{budget} networks at {look} seeds: {option.decision} "
                 f"({option.difference:+.4g} [{option.low:+.4g}, "
-                f"{option.high:+.4g}], margin {option.margin:.4g})")
+                f"{option.high:+.4g}], margin {option.margin:.4g})"
+            )
         if not pending:
             break
     return [done[b] for b in sorted(done)]
@@ -387,20 +455,23 @@ class _Judge:
             raise ValueError(
                 "metric='error' needs classification heads (an error per "
                 "example); every task's validation error is undefined "
-                "here. Use metric='loss' or 'auto'.")
+                "here. Use metric='loss' or 'auto'."
+            )
         if metric == "auto":
             metric = "error" if classifiers else "loss"
         self.metric = metric
         self.other = "loss" if metric == "error" else "error"
         if margin is None:
-            total = statistics.paired_statistic(served(
-                trainer, *one, "validation", metric, first))
+            total = statistics.paired_statistic(
+                served(trainer, *one, "validation", metric, first)
+            )
             margin = MARGIN_SHARE * total
             if not margin > 0:
                 raise ValueError(
                     "The default margin (2% of the all-task network's "
                     f"summed validation {metric}) is {margin!r}; give a "
-                    "positive margin in the metric's units.")
+                    "positive margin in the metric's units."
+                )
         self.margin = float(margin)
 
     def differences(self, groups, serve, split, kind, seeds):
@@ -408,16 +479,18 @@ class _Judge:
         all-task network, or None where the split is missing."""
         if split == "test" and not self.has_test:
             return None
-        return (served(self.trainer, groups, serve, split, kind, seeds)
-                - self._reference(split, kind, seeds))
+        return served(
+            self.trainer, groups, serve, split, kind, seeds
+        ) - self._reference(split, kind, seeds)
 
     def _reference(self, split, kind, seeds):
         """The all-task network's `served` values, stacked once per
         split, metric and seeds."""
         key = (split, kind, tuple(seeds))
         if key not in self._references:
-            self._references[key] = served(self.trainer, *self.one, split,
-                                           kind, seeds)
+            self._references[key] = served(
+                self.trainer, *self.one, split, kind, seeds
+            )
         return self._references[key]
 
     def difference(self, groups, serve, split, kind, seeds):
@@ -430,77 +503,131 @@ class _Judge:
         d = self.differences(groups, serve, split, kind, seeds)
         if d is None or statistics.contributions(d) is None:
             return None
-        return comparison_lib.compare(d, margin=self.margin, alpha=alpha,
-                                      comparisons=tests)
+        return comparison_lib.compare(
+            d, margin=self.margin, alpha=alpha, comparisons=tests
+        )
 
-    def option(self, budget, groups, serve, seeds, alpha, tests,
-               candidates):
+    def option(self, budget, groups, serve, seeds, alpha, tests, candidates):
         """The `Option` of one grouping, decided on validation data."""
-        main = self.compare(groups, serve, "validation", self.metric, seeds,
-                            alpha, tests)
-        other = self.compare(groups, serve, "validation", self.other, seeds,
-                             alpha, tests)
-        test = self.compare(groups, serve, "test", self.metric, seeds,
-                            alpha, 1)
-        test_error = self.compare(groups, serve, "test", "error", seeds,
-                                  alpha, 1)
+        main = self.compare(
+            groups, serve, "validation", self.metric, seeds, alpha, tests
+        )
+        other = self.compare(
+            groups, serve, "validation", self.other, seeds, alpha, tests
+        )
+        test = self.compare(
+            groups, serve, "test", self.metric, seeds, alpha, 1
+        )
+        test_error = self.compare(
+            groups, serve, "test", "error", seeds, alpha, 1
+        )
         error = main if self.metric == "error" else other
         detail = main.answer_detail
         if main.answer == UNDECIDED:
             detail = main.what_would_decide()
         return Option(
-            num_groups=budget, groups=tuple(tuple(g) for g in groups),
-            serve=dict(serve), decision=main.answer, answer_detail=detail,
-            difference=main.difference, low=main.low, high=main.high,
-            standard_error=main.standard_error, df=main.df,
-            margin=self.margin, seeds=len(seeds), examples=main.examples,
+            num_groups=budget,
+            groups=tuple(tuple(g) for g in groups),
+            serve=dict(serve),
+            decision=main.answer,
+            answer_detail=detail,
+            difference=main.difference,
+            low=main.low,
+            high=main.high,
+            standard_error=main.standard_error,
+            df=main.df,
+            margin=self.margin,
+            seeds=len(seeds),
+            examples=main.examples,
             seeds_needed=main.seeds_needed,
             seeds_needed_range=main.seeds_needed_range,
-            validation_factor=main.validation_factor, metric=self.metric,
-            comparisons=tests, candidates=candidates,
-            other_metric=self.other, **_triple("other", other),
+            validation_factor=main.validation_factor,
+            metric=self.metric,
+            comparisons=tests,
+            candidates=candidates,
+            other_metric=self.other,
+            **_triple("other", other),
             disagreement=_disagree(main, other),
-            **_triple("test", test), **_triple("error", error),
+            **_triple("test", test),
+            **_triple("error", error),
             test_error_difference=_triple("x", test_error)["x_difference"],
             seed_variance=main.seed_variance,
             example_variance=main.example_variance,
             interaction_variance=main.interaction_variance,
-            **_totals(self.trainer, groups, serve, self.has_test, seeds))
+            **_totals(self.trainer, groups, serve, self.has_test, seeds),
+        )
 
     def reference_option(self, seeds):
         """The all-task network's `Option`: difference 0 by definition."""
         nan = math.nan
         return Option(
-            num_groups=1, groups=self.one[0], serve=dict(self.one[1]),
-            decision=REFERENCE, answer_detail="", difference=0.0, low=0.0,
-            high=0.0, standard_error=0.0, df=nan, margin=self.margin,
-            seeds=len(seeds), examples=self.examples, seeds_needed=None,
+            num_groups=1,
+            groups=self.one[0],
+            serve=dict(self.one[1]),
+            decision=REFERENCE,
+            answer_detail="",
+            difference=0.0,
+            low=0.0,
+            high=0.0,
+            standard_error=0.0,
+            df=nan,
+            margin=self.margin,
+            seeds=len(seeds),
+            examples=self.examples,
+            seeds_needed=None,
             seeds_needed_range=None,
-            validation_factor=None, metric=self.metric, comparisons=0,
-            candidates=1, other_metric=self.other, other_difference=0.0,
-            other_low=0.0, other_high=0.0, disagreement=False,
+            validation_factor=None,
+            metric=self.metric,
+            comparisons=0,
+            candidates=1,
+            other_metric=self.other,
+            other_difference=0.0,
+            other_low=0.0,
+            other_high=0.0,
+            disagreement=False,
             test_difference=0.0 if self.has_test else nan,
             test_low=0.0 if self.has_test else nan,
-            test_high=0.0 if self.has_test else nan, error_difference=0.0,
-            error_low=0.0, error_high=0.0,
+            test_high=0.0 if self.has_test else nan,
+            error_difference=0.0,
+            error_low=0.0,
+            error_high=0.0,
             test_error_difference=0.0 if self.has_test else nan,
-            seed_variance=0.0, example_variance=0.0,
+            seed_variance=0.0,
+            example_variance=0.0,
             interaction_variance=0.0,
-            **_totals(self.trainer, *self.one, self.has_test, seeds))
+            **_totals(self.trainer, *self.one, self.has_test, seeds),
+        )
 
     def random_row(self, partitions, exact, seeds):
         """The expected difference of random groupings of one budget."""
-        rows = np.asarray([
-            [self.difference(p, {t: i for i, g in enumerate(p) for t in g},
-                             split, kind, seeds)
-             for split, kind in (("validation", self.metric),
-                                 ("test", self.metric), ("test", "error"))]
-            for p in partitions])
+        rows = np.asarray(
+            [
+                [
+                    self.difference(
+                        p,
+                        {t: i for i, g in enumerate(p) for t in g},
+                        split,
+                        kind,
+                        seeds,
+                    )
+                    for split, kind in (
+                        ("validation", self.metric),
+                        ("test", self.metric),
+                        ("test", "error"),
+                    )
+                ]
+                for p in partitions
+            ]
+        )
         mean, se = random_groupings.expectation(rows[:, 0], exact)
-        return {"difference": mean, "sampling_se": se,
-                "test_difference": float(rows[:, 1].mean()),
-                "test_error_difference": float(rows[:, 2].mean()),
-                "partitions": len(partitions), "exact": bool(exact)}
+        return {
+            "difference": mean,
+            "sampling_se": se,
+            "test_difference": float(rows[:, 1].mean()),
+            "test_error_difference": float(rows[:, 2].mean()),
+            "partitions": len(partitions),
+            "exact": bool(exact),
+        }
 
 
 def _triple(name, comparison):
@@ -510,8 +637,9 @@ def _triple(name, comparison):
         values = (math.nan,) * 3
     else:
         values = (comparison.difference, comparison.low, comparison.high)
-    return dict(zip((f"{name}_difference", f"{name}_low", f"{name}_high"),
-                    values))
+    return dict(
+        zip((f"{name}_difference", f"{name}_low", f"{name}_high"), values)
+    )
 
 
 def _disagree(main, other):
@@ -519,23 +647,26 @@ def _disagree(main, other):
     directions."""
     if other is None:
         return False
-    return bool((main.high < 0 and other.low > 0)
-                or (main.low > 0 and other.high < 0))
+    return bool(
+        (main.high < 0 and other.low > 0) or (main.low > 0 and other.high < 0)
+    )
 
 
 def _totals(trainer, groups, serve, has_test, seeds):
     """Mean ± SE over seeds of the summed per-task means."""
     result = {}
     for name, split, metric, scale in (
-            ("validation_total", "validation", "loss", 1),
-            ("test_total", "test", "loss", 1),
-            ("test_error_total", "test", "error", 100)):
+        ("validation_total", "validation", "loss", 1),
+        ("test_total", "test", "loss", 1),
+        ("test_error_total", "test", "error", 100),
+    ):
         if split == "test" and not has_test:
             result[name], result[name + "_se"] = math.nan, math.nan
             continue
         values = served(trainer, groups, serve, split, metric, seeds)
-        per_seed = [statistics.paired_statistic(v[None]) * scale
-                    for v in values]
+        per_seed = [
+            statistics.paired_statistic(v[None]) * scale for v in values
+        ]
         result[name], result[name + "_se"] = statistics.mean_and_se(per_seed)
     return result
 

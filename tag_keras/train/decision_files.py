@@ -9,12 +9,17 @@ import io
 import json
 import math
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from tag_keras import _files
 from tag_keras.train.comparison import UNDECIDED
+
+if TYPE_CHECKING:  # for annotations only
+    from tag_keras.train.decision import Decision
+    from tag_keras.train.networks import GroupTrainer
 
 
 def results_frame(trainer, networks=None):
@@ -28,32 +33,75 @@ def results_frame(trainer, networks=None):
     """
     position = {task: i for i, task in enumerate(trainer.tasks)}
     rows = []
-    for network in sorted(networks or trainer.stored(), key=lambda n: (
-            -len(n.tasks), [position.get(t, len(position)) for t in n.tasks],
-            n.seed)):
+    for network in sorted(
+        networks or trainer.stored(),
+        key=lambda n: (
+            -len(n.tasks),
+            [position.get(t, len(position)) for t in n.tasks],
+            n.seed,
+        ),
+    ):
         for split, per_task in network.outcomes.items():
             for task, (loss, _) in per_task.items():
-                rows.append({
-                    "group": "|".join(network.tasks), "seed": network.seed,
-                    "task": task, "split": split,
-                    "loss": network.mean(split, task, "loss"),
-                    "error": network.mean(split, task, "error"),
-                    "examples": int((~np.isnan(loss)).sum()),
-                    "seconds": network.seconds, "epochs": network.epochs})
-    return pd.DataFrame(rows, columns=[
-        "group", "seed", "task", "split", "loss", "error", "examples",
-        "seconds", "epochs"])
+                rows.append(
+                    {
+                        "group": "|".join(network.tasks),
+                        "seed": network.seed,
+                        "task": task,
+                        "split": split,
+                        "loss": network.mean(split, task, "loss"),
+                        "error": network.mean(split, task, "error"),
+                        "examples": int((~np.isnan(loss)).sum()),
+                        "seconds": network.seconds,
+                        "epochs": network.epochs,
+                    }
+                )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "group",
+            "seed",
+            "task",
+            "split",
+            "loss",
+            "error",
+            "examples",
+            "seconds",
+            "epochs",
+        ],
+    )
 
 
 #: `decision.csv`'s columns taken from each `Option`, in order.
 _OPTION_COLUMNS = (
-    "num_groups", "decision", "answer_detail", "difference", "low", "high",
-    "standard_error", "df", "margin", "seeds", "seeds_needed",
-    "validation_factor", "metric", "other_metric", "other_difference",
-    "other_low", "other_high", "disagreement", "test_difference",
-    "validation_total", "validation_total_se", "test_total",
-    "test_total_se", "test_error_total", "test_error_total_se",
-    "candidates", "comparisons")
+    "num_groups",
+    "decision",
+    "answer_detail",
+    "difference",
+    "low",
+    "high",
+    "standard_error",
+    "df",
+    "margin",
+    "seeds",
+    "seeds_needed",
+    "validation_factor",
+    "metric",
+    "other_metric",
+    "other_difference",
+    "other_low",
+    "other_high",
+    "disagreement",
+    "test_difference",
+    "validation_total",
+    "validation_total_se",
+    "test_total",
+    "test_total_se",
+    "test_error_total",
+    "test_error_total_se",
+    "candidates",
+    "comparisons",
+)
 
 
 def decision_frame(decision):
@@ -68,76 +116,104 @@ def decision_frame(decision):
         row.update({c: getattr(o, c) for c in _OPTION_COLUMNS})
         rows.append(row)
     for budget, r in decision.random.items():
-        rows.append({"option": "random groupings", "num_groups": budget,
-                     "difference": r["difference"],
-                     "test_difference": r["test_difference"],
-                     "candidates": r["partitions"]})
+        rows.append(
+            {
+                "option": "random groupings",
+                "num_groups": budget,
+                "difference": r["difference"],
+                "test_difference": r["test_difference"],
+                "candidates": r["partitions"],
+            }
+        )
     frame = pd.DataFrame(rows)
     frame.insert(0, "answer", decision.answer)
     return frame
 
 
-def format_table(decision) -> str:
+def format_table(decision: Decision) -> str:
     """The decision as a Markdown table, with what would decide each
     undecided budget and a closing line."""
     metric, other = decision.all_tasks.metric, decision.all_tasks.other_metric
     level = 1 - decision.alpha
     lines = [
-        f"| option | networks | validation {metric} vs all tasks "
-        f"[one-sided {level:.1%} bounds, corrected] | answer | seeds | "
-        f"validation {other} vs all tasks | test {metric} vs all tasks | "
-        f"summed test error (% points, {len(decision.all_tasks.serve)} "
-        "tasks) mean ± SE |",
-        "|---|---|---|---|---|---|---|---|"]
+        (
+            f"| option | networks | validation {metric} vs all tasks "
+            f"[one-sided {level:.1%} bounds, corrected] | answer | seeds | "
+            f"validation {other} vs all tasks | test {metric} vs all tasks | "
+            f"summed test error (% points, {len(decision.all_tasks.serve)} "
+            "tasks) mean ± SE |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for o in (decision.all_tasks, *decision.budgets):
         name = "all tasks" if o.num_groups == 1 else _groups_text(o.groups)
-        compared = ("(reference)" if o.num_groups == 1 else
-                    f"{o.difference:+.4f} [{o.low:+.4f}, {o.high:+.4f}]")
+        compared = (
+            "(reference)"
+            if o.num_groups == 1
+            else f"{o.difference:+.4f} [{o.low:+.4f}, {o.high:+.4f}]"
+        )
         answer = "" if o.num_groups == 1 else _answer_text(o)
         flag = " (disagrees)" if o.disagreement else ""
         lines.append(
             f"| {name} | {len(o.groups)} | {compared} | {answer} | {o.seeds} "
             f"| {_signed(o.other_difference)}{flag} | "
             f"{_signed(o.test_difference)} | "
-            f"{_pm(o.test_error_total, o.test_error_total_se)} |")
+            f"{_pm(o.test_error_total, o.test_error_total_se)} |"
+        )
     for name, o in decision.baselines.items():
         lines.append(
             f"| {name} (baseline) | {len(o.groups)} | {o.difference:+.4f} "
             f"[{o.low:+.4f}, {o.high:+.4f}] | | {o.seeds} | "
             f"{_signed(o.other_difference)} | {_signed(o.test_difference)}"
-            f" | {_pm(o.test_error_total, o.test_error_total_se)} |")
+            f" | {_pm(o.test_error_total, o.test_error_total_se)} |"
+        )
     for budget, r in decision.random.items():
-        kind = "exact" if r["exact"] else (
-            f"{r['partitions']} sampled, SE {r['sampling_se']:.4f}")
-        lines.append(f"| random groupings ({kind}) | {budget} | "
-                     f"{r['difference']:+.4f} | | | | "
-                     f"{_signed(r['test_difference'])} | |")
+        kind = (
+            "exact"
+            if r["exact"]
+            else (f"{r['partitions']} sampled, SE {r['sampling_se']:.4f}")
+        )
+        lines.append(
+            f"| random groupings ({kind}) | {budget} | "
+            f"{r['difference']:+.4f} | | | | "
+            f"{_signed(r['test_difference'])} | |"
+        )
     lines.append("")
     for o in decision.budgets:
         if o.decision == UNDECIDED:
-            lines.append(f"{o.num_groups} networks: undecided; "
-                         f"{o.answer_detail}.")
+            lines.append(
+                f"{o.num_groups} networks: undecided; {o.answer_detail}."
+            )
         if o.disagreement:
             lines.append(
                 f"{o.num_groups} networks: the validation {metric} and "
                 f"{other} exclude zero in opposite directions; judge on the "
-                "one you will use the networks by (--metric).")
+                "one you will use the networks by (--metric)."
+            )
         if o.candidates > 1:
             lines.append(
                 f"{o.num_groups} networks: chosen from {o.candidates} "
                 "candidates on the same validation data: the difference is "
-                "selected (optimistic); the bounds are corrected for it.")
+                "selected (optimistic); the bounds are corrected for it."
+            )
     best = decision.best
-    verdict = {"split": f"split into {best.num_groups} networks",
-               "keep together": "keep all tasks in one network",
-               "undecided": "undecided (no budget is shown better or "
-               "shown not worth it)"}[decision.answer]
-    lines += [f"Answer: {verdict}. Margin {decision.margin:.4g} (summed "
-              f"validation {metric}); seeds {list(decision.seeds)}; each "
-              f"answer wrong at most {decision.alpha:g} of the time over "
-              "every budget, candidate and look; negative = lower "
-              f"{metric} than the all-task network; test numbers are "
-              "shown, never used."]
+    verdict = {
+        "split": f"split into {best.num_groups} networks",
+        "keep together": "keep all tasks in one network",
+        "undecided": (
+            "undecided (no budget is shown better or shown not worth it)"
+        ),
+    }[decision.answer]
+    lines += [
+        (
+            f"Answer: {verdict}. Margin {decision.margin:.4g} (summed "
+            f"validation {metric}); seeds {list(decision.seeds)}; each "
+            f"answer wrong at most {decision.alpha:g} of the time over "
+            "every budget, candidate and look; negative = lower "
+            f"{metric} than the all-task network; test numbers are "
+            "shown, never used."
+        )
+    ]
     return "\n".join(lines)
 
 
@@ -161,27 +237,47 @@ def _pm(mean, se):
     return f"{mean:.2f}" + ("" if not math.isfinite(se) else f" ± {se:.2f}")
 
 
-def write_decision(directory: str | os.PathLike, decision, trainer,
-                   networks_name: str = "results.csv") -> dict:
+def write_decision(
+    directory: str | os.PathLike,
+    decision: Decision,
+    trainer: GroupTrainer,
+    networks_name: str = "results.csv",
+) -> dict:
     """Writes `decision.json`, `decision.csv`, the per-network table
     (`results.csv`, or `networks_name`) and `decision.png` in `directory`;
     returns their paths, keyed by those names."""
     os.makedirs(directory, exist_ok=True)
-    paths = {name: os.path.join(directory, name) for name in (
-        "decision.json", "decision.csv", networks_name, "decision.png")}
+    paths = {
+        name: os.path.join(directory, name)
+        for name in (
+            "decision.json",
+            "decision.csv",
+            networks_name,
+            "decision.png",
+        )
+    }
     marker = os.path.join(directory, COMPLETE)
     with contextlib.suppress(FileNotFoundError):
         os.remove(marker)  # the files below are not one set until it is back
-    _files.replace_atomically(paths["decision.json"], json.dumps(
-        decision.to_dict(), indent=2, allow_nan=False))
-    for name, frame in (("decision.csv", decision_frame(decision)),
-                        (networks_name, results_frame(trainer))):
+    _files.replace_atomically(
+        paths["decision.json"],
+        json.dumps(decision.to_dict(), indent=2, allow_nan=False),
+    )
+    for name, frame in (
+        ("decision.csv", decision_frame(decision)),
+        (networks_name, results_frame(trainer)),
+    ):
         text = io.StringIO()
         frame.to_csv(text, index=False)
         _files.replace_atomically(paths[name], text.getvalue())
     plot_decision(decision, paths["decision.png"])
-    _files.replace_atomically(marker, json.dumps({
-        name: _file_digest(path) for name, path in paths.items()}, indent=2))
+    _files.replace_atomically(
+        marker,
+        json.dumps(
+            {name: _file_digest(path) for name, path in paths.items()},
+            indent=2,
+        ),
+    )
     return paths
 
 
@@ -204,7 +300,8 @@ def read_decision(directory: str | os.PathLike) -> dict:
         raise ValueError(
             f"{directory} holds no complete set of decision files ({COMPLETE}"
             " is missing: the run was interrupted while writing, or is "
-            "still running); rerun it to finish.")
+            "still running); rerun it to finish."
+        )
     with open(marker) as handle:
         digests = json.load(handle)
     for name, digest in digests.items():
@@ -212,7 +309,8 @@ def read_decision(directory: str | os.PathLike) -> dict:
         if not os.path.exists(path) or _file_digest(path) != digest:
             raise ValueError(
                 f"{path} does not match {COMPLETE}: the files are not one "
-                "run's set; rerun to write them again.")
+                "run's set; rerun to write them again."
+            )
     with open(os.path.join(directory, "decision.json")) as handle:
         return json.load(handle)
 
@@ -231,19 +329,36 @@ def plot_decision(decision, path):
     figure, axis = plt.subplots(figsize=(1.6 * len(budgets) + 3, 3.4))
     if budgets:
         values = np.array([o.difference for o in budgets])
-        errors = np.array([[o.difference - o.low, o.high - o.difference]
-                           for o in budgets]).T
-        axis.errorbar(x - 0.08, values, yerr=errors, fmt="o", capsize=4,
-                      label="validation (decides)")
-        axis.plot(x + 0.08, [o.test_difference for o in budgets], "s",
-                  label="test (shown only)")
+        errors = np.array(
+            [[o.difference - o.low, o.high - o.difference] for o in budgets]
+        ).T
+        axis.errorbar(
+            x - 0.08,
+            values,
+            yerr=errors,
+            fmt="o",
+            capsize=4,
+            label="validation (decides)",
+        )
+        axis.plot(
+            x + 0.08,
+            [o.test_difference for o in budgets],
+            "s",
+            label="test (shown only)",
+        )
         for i, o in enumerate(budgets):
-            axis.annotate(f"{o.decision}\n{o.seeds} seeds", (x[i], o.high),
-                          textcoords="offset points", xytext=(0, 6),
-                          ha="center", fontsize=8)
+            axis.annotate(
+                f"{o.decision}\n{o.seeds} seeds",
+                (x[i], o.high),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=8,
+            )
     axis.axhline(0, color="gray", linestyle="--", label="all-task network")
-    axis.axhline(-decision.margin, color="gray", linestyle=":",
-                 label="− margin")
+    axis.axhline(
+        -decision.margin, color="gray", linestyle=":", label="− margin"
+    )
     axis.set_xticks(x, [f"{o.num_groups} networks" for o in budgets])
     axis.set_xlim(-0.6, len(budgets) - 0.4)
     axis.set_ylabel(f"summed {decision.metric} − all-task")

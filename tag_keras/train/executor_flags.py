@@ -35,28 +35,40 @@ CONNECT_TIMEOUT = 10.0
 
 NAMES = ("workers", "ray_address", "cpus_per_network", "gpus_per_network")
 
-_HOLDERS = {}
+_HOLDERS: dict = {}
 
 
 def define() -> types.SimpleNamespace:
     """Defines the four flags (once per process); their holders."""
     if not _HOLDERS:
         _HOLDERS["workers"] = flags.DEFINE_integer(
-            "workers", None, "Train the networks as Ray tasks on a local Ray"
+            "workers",
+            None,
+            "Train the networks as Ray tasks on a local Ray"
             " runtime with this many workers (started here, shut down at "
             "the end); needs `pip install tag_keras[ray]`. Default: one "
-            "after another in this process.")
+            "after another in this process.",
+        )
         _HOLDERS["ray_address"] = flags.DEFINE_string(
-            "ray_address", None, "Train the networks as Ray tasks on the "
+            "ray_address",
+            None,
+            "Train the networks as Ray tasks on the "
             "running Ray cluster at this address (host:port, ray://host:"
             "port, or auto: RAY_ADDRESS, else the cluster `ray start` left "
-            "on this host). --out_dir must be storage every node reaches.")
+            "on this host). --out_dir must be storage every node reaches.",
+        )
         _HOLDERS["cpus_per_network"] = flags.DEFINE_float(
-            "cpus_per_network", 1.0, "With --workers or --ray_address: CPUs"
-            " each network's task declares (and its TensorFlow threads).")
+            "cpus_per_network",
+            1.0,
+            "With --workers or --ray_address: CPUs"
+            " each network's task declares (and its TensorFlow threads).",
+        )
         _HOLDERS["gpus_per_network"] = flags.DEFINE_float(
-            "gpus_per_network", 0.0, "With --workers or --ray_address: GPUs"
-            " each network's task declares (fractions share a GPU).")
+            "gpus_per_network",
+            0.0,
+            "With --workers or --ray_address: GPUs"
+            " each network's task declares (fractions share a GPU).",
+        )
     return types.SimpleNamespace(**_HOLDERS)
 
 
@@ -68,39 +80,52 @@ def executor_from_flags(holders):
     gpus = holders.gpus_per_network.value
     InputError = _errors.InputError
     if workers is not None and workers < 1:
-        raise InputError(f"--workers must be at least 1 (leave it out to "
-                         f"train in this process). Received: workers="
-                         f"{workers}")
+        raise InputError(
+            f"--workers must be at least 1 (leave it out to "
+            f"train in this process). Received: workers="
+            f"{workers}"
+        )
     if workers is not None and address:
         raise InputError(
             "Give --workers (a local Ray runtime) or --ray_address (a "
             f"cluster), not both. Received: workers={workers}, "
-            f"ray_address={address}")
+            f"ray_address={address}"
+        )
     if not cpus > 0:
-        raise InputError(f"--cpus_per_network must be positive. Received: "
-                         f"cpus_per_network={cpus:g}")
+        raise InputError(
+            f"--cpus_per_network must be positive. Received: "
+            f"cpus_per_network={cpus:g}"
+        )
     if gpus < 0:
-        raise InputError(f"--gpus_per_network must be 0 or more. Received: "
-                         f"gpus_per_network={gpus:g}")
+        raise InputError(
+            f"--gpus_per_network must be 0 or more. Received: "
+            f"gpus_per_network={gpus:g}"
+        )
     if workers is None and not address:
         if cpus != 1 or gpus != 0:
             raise InputError(
                 "--cpus_per_network and --gpus_per_network apply to Ray "
                 "tasks: give --workers or --ray_address too. Received: "
-                f"cpus_per_network={cpus:g}, gpus_per_network={gpus:g}")
+                f"cpus_per_network={cpus:g}, gpus_per_network={gpus:g}"
+            )
         return None
     if importlib.util.find_spec("ray") is None:
         flag = "--workers" if workers is not None else "--ray_address"
-        raise InputError(f"{flag} needs Ray, which is not installed: pip "
-                         "install 'tag_keras[ray]'. Received: "
-                         f"{flag[2:]}={workers or address}")
+        raise InputError(
+            f"{flag} needs Ray, which is not installed: pip "
+            "install 'tag_keras[ray]'. Received: "
+            f"{flag[2:]}={workers or address}"
+        )
     from tag_keras.train import executors
 
     if address:
         address = resolve_address(address)
-    return executors.RayExecutor(workers=workers, address=address,
-                                 cpus_per_network=cpus,
-                                 gpus_per_network=gpus)
+    return executors.RayExecutor(
+        workers=workers,
+        address=address,
+        cpus_per_network=cpus,
+        gpus_per_network=gpus,
+    )
 
 
 def resolve_address(address: str) -> str:
@@ -113,7 +138,8 @@ def resolve_address(address: str) -> str:
             raise _errors.InputError(
                 "--ray_address=auto found no cluster: RAY_ADDRESS is unset "
                 "and no `ray start --head` runs on this host. Start one, or "
-                "give its address. Received: ray_address=auto")
+                "give its address. Received: ray_address=auto"
+            )
     host, port = _host_port(address, given)
     try:
         with socket.create_connection((host, port), CONNECT_TIMEOUT):
@@ -123,7 +149,8 @@ def resolve_address(address: str) -> str:
             f"--ray_address: no Ray cluster answers at {host}:{port} within"
             f" {CONNECT_TIMEOUT:g} s ({error.strerror or error}); start one "
             "with `ray start --head` and give the address it prints. "
-            f"Received: ray_address={given}") from None
+            f"Received: ray_address={given}"
+        ) from None
     return address
 
 
@@ -133,14 +160,16 @@ def _host_port(address, given):
     if not host or not port.isdigit():
         raise _errors.InputError(
             "--ray_address must be host:port, ray://host:port or auto. "
-            f"Received: ray_address={given}")
+            f"Received: ray_address={given}"
+        )
     return host, int(port)
 
 
 def _local_cluster():
     """The address `ray start --head` recorded on this host, if any."""
-    path = os.path.join(os.environ.get("RAY_TMPDIR", "/tmp"), "ray",
-                        "ray_current_cluster")
+    path = os.path.join(
+        os.environ.get("RAY_TMPDIR", "/tmp"), "ray", "ray_current_cluster"
+    )
     try:
         with open(path, encoding="utf-8") as handle:
             return handle.read().strip() or None

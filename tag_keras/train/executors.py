@@ -30,6 +30,14 @@ import logging
 import os
 import sys
 import uuid
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only
+    from tag_keras.train.networks import Network
+    from tag_keras.train.networks import Recipe
+
 
 #: Set by tests only, in the driver's environment: a path; the first
 #: task to find it absent creates it and kills its worker, so that Ray's
@@ -38,9 +46,13 @@ KILL_FIRST_ATTEMPT = "TAG_KERAS_TEST_KILL_FIRST_ATTEMPT"
 
 #: Environment variables that change TensorFlow's numbers or noise, sent
 #: to every worker as the driver has them.
-NUMERIC_ENVIRONMENT = ("TF_ENABLE_ONEDNN_OPTS", "TF_DETERMINISTIC_OPS",
-                       "TF_CPP_MIN_LOG_LEVEL", "ONEDNN_MAX_CPU_ISA",
-                       "PYTHONHASHSEED")
+NUMERIC_ENVIRONMENT = (
+    "TF_ENABLE_ONEDNN_OPTS",
+    "TF_DETERMINISTIC_OPS",
+    "TF_CPP_MIN_LOG_LEVEL",
+    "ONEDNN_MAX_CPU_ISA",
+    "PYTHONHASHSEED",
+)
 
 
 class RayExecutor:
@@ -58,33 +70,48 @@ class RayExecutor:
         max_retries: How often Ray retries a task whose worker died.
     """
 
-    def __init__(self, *, workers: int | None = None,
-                 address: str | None = None, cpus_per_network: float = 1,
-                 gpus_per_network: float = 0, max_retries: int = 3):
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        address: str | None = None,
+        cpus_per_network: float = 1,
+        gpus_per_network: float = 0,
+        max_retries: int = 3,
+    ):
         if workers is not None and workers < 1:
-            raise ValueError(f"`workers` must be at least 1. Received: "
-                             f"workers={workers}")
+            raise ValueError(
+                f"`workers` must be at least 1. Received: workers={workers}"
+            )
         if workers is not None and address is not None:
-            raise ValueError("Give `workers` (a local runtime) or `address` "
-                             "(a cluster), not both. Received: "
-                             f"workers={workers}, address={address!r}")
+            raise ValueError(
+                "Give `workers` (a local runtime) or `address` "
+                "(a cluster), not both. Received: "
+                f"workers={workers}, address={address!r}"
+            )
         if not cpus_per_network > 0 or gpus_per_network < 0:
             raise ValueError(
                 "`cpus_per_network` must be positive and `gpus_per_network`"
                 f" not negative. Received: cpus_per_network="
-                f"{cpus_per_network}, gpus_per_network={gpus_per_network}")
+                f"{cpus_per_network}, gpus_per_network={gpus_per_network}"
+            )
         self.workers, self.address = workers, address
         self.cpus, self.gpus = cpus_per_network, gpus_per_network
         self.max_retries = int(max_retries)
         self._started = False
 
     def __repr__(self):
-        where = (f"workers={self.workers}" if self.workers is not None
-                 else f"address={self.address!r}")
-        return (f"RayExecutor({where}, cpus_per_network={self.cpus:g}, "
-                f"gpus_per_network={self.gpus:g})")
+        where = (
+            f"workers={self.workers}"
+            if self.workers is not None
+            else f"address={self.address!r}"
+        )
+        return (
+            f"RayExecutor({where}, cpus_per_network={self.cpus:g}, "
+            f"gpus_per_network={self.gpus:g})"
+        )
 
-    def start(self):
+    def start(self) -> RayExecutor:
         """Starts (or joins) the Ray runtime; checks that a network fits.
 
         Raises:
@@ -93,29 +120,41 @@ class RayExecutor:
         import ray
 
         if not ray.is_initialized():
-            env = {name: os.environ[name] for name in NUMERIC_ENVIRONMENT
-                   if name in os.environ}
+            env = {
+                name: os.environ[name]
+                for name in NUMERIC_ENVIRONMENT
+                if name in os.environ
+            }
             if self.workers is not None:
                 # Ray's notice that the runtime it starts uses token
                 # authentication (a loopback runtime of this run only).
                 logging.getLogger("ray._private.authentication").setLevel(
-                    logging.ERROR)
+                    logging.ERROR
+                )
                 # Local workers import what the driver imports (the model
                 # and data modules from the working directory included).
                 path = [os.getcwd()] + [p for p in sys.path if p]
                 env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(path))
-                ray.init(num_cpus=self.workers * self.cpus,
-                         include_dashboard=False, log_to_driver=False,
-                         configure_logging=False,
-                         runtime_env={"env_vars": env})
+                ray.init(
+                    num_cpus=self.workers * self.cpus,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                    runtime_env={"env_vars": env},
+                )
             else:
-                ray.init(address=self.address, log_to_driver=False,
-                         configure_logging=False,
-                         runtime_env={"env_vars": env} if env else None)
+                ray.init(
+                    address=self.address,
+                    log_to_driver=False,
+                    configure_logging=False,
+                    runtime_env={"env_vars": env} if env else None,
+                )
             self._started = True
         nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
-        for name, asked, flag in (("CPU", self.cpus, "cpus_per_network"),
-                                  ("GPU", self.gpus, "gpus_per_network")):
+        for name, asked, flag in (
+            ("CPU", self.cpus, "cpus_per_network"),
+            ("GPU", self.gpus, "gpus_per_network"),
+        ):
             largest = max((node.get(name, 0) for node in nodes), default=0)
             if asked > largest:
                 self.stop()
@@ -123,10 +162,11 @@ class RayExecutor:
                     f"{flag} asks for {asked:g} {name}s per network, but no"
                     f" node of the Ray cluster has more than {largest:g}, so"
                     " no network could start; ask for fewer, or join a "
-                    f"cluster that has them. Received: {flag}={asked:g}")
+                    f"cluster that has them. Received: {flag}={asked:g}"
+                )
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         """Shuts down a runtime this executor started."""
         if self._started:
             import ray
@@ -140,7 +180,7 @@ class RayExecutor:
     def __exit__(self, *exc):
         self.stop()
 
-    def check_shared(self, directory):
+    def check_shared(self, directory: str) -> None:
         """Raises `ValueError` unless a task on every node sees a file
         the driver wrote in `directory` (the cache must be shared)."""
         import ray
@@ -154,22 +194,36 @@ class RayExecutor:
             if len(nodes) < 2:
                 return
             from ray.util.scheduling_strategies import (
-                NodeAffinitySchedulingStrategy)
+                NodeAffinitySchedulingStrategy,
+            )
 
             look = ray.remote(os.path.exists).options(num_cpus=0)
-            seen = ray.get([look.options(
-                scheduling_strategy=NodeAffinitySchedulingStrategy(
-                    node, soft=False)).remote(probe) for node in nodes])
+            seen = ray.get(
+                [
+                    look.options(
+                        scheduling_strategy=NodeAffinitySchedulingStrategy(
+                            node, soft=False
+                        )
+                    ).remote(probe)
+                    for node in nodes
+                ]
+            )
             if not all(seen):
                 raise ValueError(
                     f"{sum(not s for s in seen)} of {len(nodes)} Ray nodes "
                     f"cannot see {directory}: the cache directory must be "
                     "storage every worker reaches (a shared file system); "
-                    "give such an --out_dir.")
+                    "give such an --out_dir."
+                )
         finally:
             os.remove(probe)
 
-    def run(self, recipe, jobs, done):
+    def run(
+        self,
+        recipe: Recipe,
+        jobs: Sequence[tuple],
+        done: Callable[[Network], object],
+    ) -> None:
         """Trains `jobs` (`(group, seed, fingerprints, path)` each, path
         the cache file or None) and calls `done(network)` as each
         finishes, in the order they finish. Ctrl-C (or any error) cancels
@@ -182,22 +236,28 @@ class RayExecutor:
         if not ray.is_initialized():
             self.start()
         task = ray.remote(_train_remote).options(
-            num_cpus=self.cpus, num_gpus=self.gpus,
-            max_retries=self.max_retries)
+            num_cpus=self.cpus,
+            num_gpus=self.gpus,
+            max_retries=self.max_retries,
+        )
         try:
             shared = ray.put(recipe.shippable())
-        except Exception as error:  # whatever pickling the user's raises
+        except Exception as error:  # noqa: BLE001 (any pickling error)
             raise ValueError(
                 "The model function, data or fit settings cannot be sent to"
                 f" Ray workers ({type(error).__name__}: "
                 f"{' '.join(str(error).split())[:200]}); give numpy arrays "
-                "and a model function importable by the workers.") from None
+                "and a model function importable by the workers."
+            ) from None
         marker = os.environ.get(KILL_FIRST_ATTEMPT)
         threads = max(1, int(self.cpus))
         token = uuid.uuid4().hex  # this run's recipe, in each worker
-        pending = {task.remote(shared, token, group, seed, fingerprints,
-                               path, threads, marker): path
-                   for group, seed, fingerprints, path in jobs}
+        pending = {
+            task.remote(
+                shared, token, group, seed, fingerprints, path, threads, marker
+            ): path
+            for group, seed, fingerprints, path in jobs
+        }
         try:
             while pending:
                 (ready,), _ = ray.wait(list(pending), num_returns=1)
@@ -214,11 +274,12 @@ class RayExecutor:
 
 #: The recipe rebuilt in this worker process, by its run's token, so
 #: that `data_function` runs once per worker and run.
-_REBUILT = {}
+_REBUILT: dict = {}
 
 
-def _train_remote(recipe, token, group, seed, fingerprints, path, threads,
-                  marker=None):
+def _train_remote(
+    recipe, token, group, seed, fingerprints, path, threads, marker=None
+):
     """One Ray task: trains one network and writes its cache file."""
     from tag_keras.train import networks
 
@@ -230,8 +291,9 @@ def _train_remote(recipe, token, group, seed, fingerprints, path, threads,
     if recipe.data is None:
         if token not in _REBUILT:
             _REBUILT.clear()
-            _REBUILT[token] = _rebuilt(recipe,
-                                       (fingerprints or {}).get("data"))
+            _REBUILT[token] = _rebuilt(
+                recipe, (fingerprints or {}).get("data")
+            )
         recipe = _REBUILT[token]
     network = networks.train_network(recipe, group, seed, fingerprints)
     if path is not None:
@@ -250,7 +312,8 @@ def _rebuilt(recipe, digest):
         raise ValueError(
             "The data function returned other data in a Ray worker than in"
             " the driver (its fingerprint differs); it must return the same"
-            " data every time it is called (fix its shuffling seed).")
+            " data every time it is called (fix its shuffling seed)."
+        )
     return recipe
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+from typing import Any
 
 import numpy as np
 
@@ -34,14 +35,15 @@ SAMPLE_BATCHES = 4
 def _digest(*chunks):
     hasher = hashlib.sha1()
     for chunk in chunks:
-        hasher.update(chunk if isinstance(chunk, bytes)
-                      else str(chunk).encode("utf-8"))
+        hasher.update(
+            chunk if isinstance(chunk, bytes) else str(chunk).encode("utf-8")
+        )
     return hasher.hexdigest()[:16]
 
 
 def _array_digest(hasher, value):
     array = np.ascontiguousarray(np.asarray(value))
-    hasher.update(f"{array.dtype.str}{array.shape}".encode("utf-8"))
+    hasher.update(f"{array.dtype.str}{array.shape}".encode())
     if array.dtype.kind == "O":
         hasher.update(repr(array.tolist()).encode("utf-8"))
     else:
@@ -51,10 +53,10 @@ def _array_digest(hasher, value):
 def _nested(hasher, value):
     if isinstance(value, dict):
         for key in sorted(value, key=str):
-            hasher.update(f"<{key}>".encode("utf-8"))
+            hasher.update(f"<{key}>".encode())
             _nested(hasher, value[key])
     elif isinstance(value, (tuple, list)):
-        hasher.update(f"[{len(value)}]".encode("utf-8"))
+        hasher.update(f"[{len(value)}]".encode())
         for item in value:
             _nested(hasher, item)
     else:
@@ -75,8 +77,9 @@ def split_digest(split) -> str:
 
 def data_digest(data) -> str:
     """The fingerprint of a data dict (every split)."""
-    return _digest(*(f"{name}:{split_digest(data[name])};"
-                     for name in sorted(data)))
+    return _digest(
+        *(f"{name}:{split_digest(data[name])};" for name in sorted(data))
+    )
 
 
 def model_digest(build) -> str:
@@ -87,14 +90,16 @@ def model_digest(build) -> str:
         path = inspect.getsourcefile(function)
         if path:
             with open(path, "rb") as handle:
-                return _digest(getattr(function, "__qualname__", ""),
-                               handle.read())
+                return _digest(
+                    getattr(function, "__qualname__", ""), handle.read()
+                )
     except (OSError, TypeError):
         pass
     code = getattr(function, "__code__", None)
     if code is not None:
-        return _digest(function.__qualname__, code.co_code,
-                       repr(code.co_consts))
+        return _digest(
+            function.__qualname__, code.co_code, repr(code.co_consts)
+        )
     return _digest(repr(type(function)))
 
 
@@ -117,6 +122,7 @@ def build_digest(build) -> str:
 def architecture_digest(model) -> str:
     """The fingerprint of a built, compiled model: its config (layers,
     their settings) and its compile config (losses, optimizer)."""
+
     def text(value):
         return json.dumps(value, sort_keys=True, default=repr)
 
@@ -138,15 +144,23 @@ def _plain(value):
 def fit_digest(fit_kwargs, batch_size) -> str:
     """The fingerprint of the fit settings (callbacks by class and their
     plain attributes)."""
-    settings = {"batch_size": int(batch_size)}
+    settings: dict[str, Any] = {"batch_size": int(batch_size)}
     for key, value in sorted(fit_kwargs.items()):
         if key == "callbacks":
             settings[key] = [
-                [type(c).__name__, {k: v for k, v in sorted(vars(c).items())
-                                    if _plain(v) and not k.startswith("_")
-                                    and k not in ("wait", "stopped_epoch",
-                                                  "best_epoch", "best")}]
-                for c in (value or [])]
+                [
+                    type(c).__name__,
+                    {
+                        k: v
+                        for k, v in sorted(vars(c).items())
+                        if _plain(v)
+                        and not k.startswith("_")
+                        and k
+                        not in ("wait", "stopped_epoch", "best_epoch", "best")
+                    },
+                ]
+                for c in (value or [])
+            ]
         elif _plain(value):
             settings[key] = value
         else:
@@ -166,5 +180,6 @@ def file_digest(path) -> str:
 def changed(stored, wanted) -> list:
     """The names of the parts whose fingerprints differ (a part missing
     from `stored`, as in networks written before fingerprints, differs)."""
-    return [name for name in wanted
-            if (stored or {}).get(name) != wanted[name]]
+    return [
+        name for name in wanted if (stored or {}).get(name) != wanted[name]
+    ]

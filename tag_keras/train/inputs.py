@@ -33,16 +33,19 @@ def load_function(spec, flag, parameters):
     """
     module_name, _, name = (spec or "").rpartition(":")
     if not module_name or not name:
-        raise InputError(f"--{flag} must be MODULE:FUNCTION. Received: "
-                         f"{flag}={spec}")
+        raise InputError(
+            f"--{flag} must be MODULE:FUNCTION. Received: {flag}={spec}"
+        )
     try:
         if module_name.endswith(".py"):
             path = pathlib.Path(module_name)
             if not path.is_file():
-                raise InputError(f"--{flag}: file not found. Received: "
-                                 f"{flag}={spec}")
+                raise InputError(
+                    f"--{flag}: file not found. Received: {flag}={spec}"
+                )
             module_spec = importlib.util.spec_from_file_location(
-                path.stem, path)
+                path.stem, path
+            )
             module = importlib.util.module_from_spec(module_spec)
             module_spec.loader.exec_module(module)
         else:
@@ -51,20 +54,26 @@ def load_function(spec, flag, parameters):
             module = importlib.import_module(module_name)
     except InputError:
         raise
-    except Exception as error:  # Anything the user's module raises.
+    except Exception as error:  # noqa: BLE001 (the user's module)
         raise InputError(
             f"--{flag}: cannot import {module_name}: "
             f"{type(error).__name__}: {' '.join(str(error).split())}. "
-            f"Received: {flag}={spec}") from None
+            f"Received: {flag}={spec}"
+        ) from None
     function = getattr(module, name, None)
     if not callable(function):
-        raise InputError(f"--{flag}: {module_name} has no function {name}. "
-                         f"Received: {flag}={spec}")
+        raise InputError(
+            f"--{flag}: {module_name} has no function {name}. "
+            f"Received: {flag}={spec}"
+        )
     try:
         inspect.signature(function).bind(*([None] * parameters))
     except TypeError:
-        wanted = ("no argument" if parameters == 0 else
-                  "one argument (the list of task names)")
+        wanted = (
+            "no argument"
+            if parameters == 0
+            else "one argument (the list of task names)"
+        )
         raise InputError(
             f"--{flag}: {name} must take {wanted}; its signature is "
             f"{name}{inspect.signature(function)}. Received: {flag}={spec}"
@@ -80,9 +89,11 @@ def load_data(function):
 
     try:
         data = function()
-    except Exception as error:
-        raise InputError(f"--data: the function raised {type(error).__name__}"
-                         f": {' '.join(str(error).split())}") from None
+    except Exception as error:  # noqa: BLE001 (the user's function)
+        raise InputError(
+            f"--data: the function raised {type(error).__name__}"
+            f": {' '.join(str(error).split())}"
+        ) from None
     try:
         data_lib.check_splits(data, name="the --data function's result")
         tasks = data_lib.label_tasks(data["train"])
@@ -109,14 +120,17 @@ def read_budgets(document, num_groups, source):
         try:
             budgets = [int(b) for b in num_groups]
         except ValueError:
-            raise InputError("--num_groups must be integers. Received: "
-                             f"num_groups={','.join(num_groups)}") from None
+            raise InputError(
+                "--num_groups must be integers. Received: "
+                f"num_groups={','.join(num_groups)}"
+            ) from None
     try:
         return document.candidates(budgets)
     except ValueError as error:
-        raise InputError(f"{str(error).replace('the document', source)}. "
-                         f"Received: num_groups={','.join(num_groups)}"
-                         ) from None
+        raise InputError(
+            f"{str(error).replace('the document', source)}. "
+            f"Received: num_groups={','.join(num_groups)}"
+        ) from None
 
 
 def dry_run(build, data, groups, flag="--model"):
@@ -129,10 +143,11 @@ def dry_run(build, data, groups, flag="--model"):
         name = f"({', '.join(group)})"
         try:
             model = build(list(group))
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 (the user's function)
             raise InputError(
                 f"{flag}: building the network of {name} raised "
-                f"{_one_line(error)}") from None
+                f"{_one_line(error)}"
+            ) from None
         _evaluate_once(model, first, group, f"{flag}'s network of {name}")
 
 
@@ -157,36 +172,47 @@ def _evaluate_once(model, batch, group, what):
     import numpy as np
 
     if not isinstance(model, keras.Model):
-        raise InputError(f"{what} must be a keras.Model. Received: "
-                         f"{type(model).__name__}")
+        raise InputError(
+            f"{what} must be a keras.Model. Received: {type(model).__name__}"
+        )
     x, y = batch
     try:
         outputs = model(x, training=False)
-    except Exception as error:  # Whatever Keras raises, in one line.
+    except Exception as error:  # noqa: BLE001 (any Keras error)
         _refuse_task_names(error, group)
         raise InputError(
             f"{what} cannot take the 'train' split's inputs: "
-            f"{_one_line(error)}") from None
+            f"{_one_line(error)}"
+        ) from None
     _check_outputs(model, group, what, outputs)
     for task in group:
         labels = np.asarray(y[task])
-        width = (outputs[task].shape[-1] if isinstance(outputs, dict)
-                 and task in outputs else None)
-        if labels.ndim >= 2 and labels.shape[-1] > 1 and width not in (
-                None, labels.shape[-1]):
+        width = (
+            outputs[task].shape[-1]
+            if isinstance(outputs, dict) and task in outputs
+            else None
+        )
+        if (
+            labels.ndim >= 2
+            and labels.shape[-1] > 1
+            and width not in (None, labels.shape[-1])
+        ):
             raise InputError(
                 f"--data: task {task!r} has labels of shape "
                 f"{labels.shape[1:]} per example, but {what} gives "
                 f"{width} value(s) per example for it; give one label per "
-                "example (or one per unit of a multi-label head).")
+                "example (or one per unit of a multi-label head)."
+            )
     try:
-        model.test_on_batch(x, {t: np.nan_to_num(np.asarray(y[t]))
-                                for t in group})
-    except Exception as error:  # Whatever Keras raises, in one line.
+        model.test_on_batch(
+            x, {t: np.nan_to_num(np.asarray(y[t])) for t in group}
+        )
+    except Exception as error:  # noqa: BLE001 (any Keras error)
         _refuse_task_names(error, group)
         raise InputError(
             f"{what} failed a one-batch dry run on the 'train' split: "
-            f"{_one_line(error)}") from None
+            f"{_one_line(error)}"
+        ) from None
 
 
 def check_on_data(model, data, tasks, what):
@@ -197,13 +223,15 @@ def check_on_data(model, data, tasks, what):
 
 def _refuse_task_names(error, group):
     """A clear line when Keras refused a task's name as a scope name."""
-    bad = [t for t in group if f"'{t}' is not a valid scope name"
-           in str(error)]
+    bad = [
+        t for t in group if f"'{t}' is not a valid scope name" in str(error)
+    ]
     if bad:
         raise InputError(
             f"Task name {bad[0]!r} cannot name a layer under TensorFlow "
             "(letters, digits and _ . / > - only); rename the task in "
-            "--data and --groups.") from None
+            "--data and --groups."
+        ) from None
 
 
 def _one_line(error):
@@ -216,23 +244,31 @@ def _check_outputs(model, tasks, what, outputs=None):
     keyed by each task (the keys of `outputs`, when it was called)."""
     from tag_keras.train import networks
 
-    names = ([str(k) for k in outputs] if isinstance(outputs, dict)
-             else networks.output_keys(model))
+    names = (
+        [str(k) for k in outputs]
+        if isinstance(outputs, dict)
+        else networks.output_keys(model)
+    )
     missing = [t for t in tasks if t not in names]
     if missing:
         raise InputError(
             f"--groups names tasks {missing} that {what} does not produce; "
-            f"its outputs are {names}.")
+            f"its outputs are {names}."
+        )
     if not getattr(model, "compiled", False):
-        raise InputError(f"{what} is not compiled; call model.compile in "
-                         "the model function.")
+        raise InputError(
+            f"{what} is not compiled; call model.compile in "
+            "the model function."
+        )
 
 
 def load_all_task_model(path, tasks):
     """Loads `--all_task_model` and checks it serves every task."""
     if not pathlib.Path(path).is_file():
-        raise InputError(f"--all_task_model: file not found. Received: "
-                         f"all_task_model={path}")
+        raise InputError(
+            f"--all_task_model: file not found. Received: "
+            f"all_task_model={path}"
+        )
     import keras
 
     # Registers TaskAffinityModel for `load_model`.
@@ -242,18 +278,21 @@ def load_all_task_model(path, tasks):
         raise InputError(
             f"--all_task_model: {path} exists but is not a .keras file (a "
             "zip archive written by model.save); it may be damaged or "
-            f"another format. Received: all_task_model={path}")
+            f"another format. Received: all_task_model={path}"
+        )
     try:
         model = keras.saving.load_model(path)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 (any bad file)
         raise InputError(
             f"--all_task_model: cannot load {path}: {type(error).__name__}: "
-            f"{' '.join(str(error).split())}") from None
+            f"{' '.join(str(error).split())}"
+        ) from None
     if not getattr(model, "compiled", False):
         raise InputError(
             f"--all_task_model: {path} holds an uncompiled model; compile "
             "it (the losses decide) before model.save. Received: "
-            f"all_task_model={path}")
+            f"all_task_model={path}"
+        )
     _check_outputs(model, tasks, "--all_task_model")
     from tag_keras.train import networks
 
@@ -262,7 +301,8 @@ def load_all_task_model(path, tasks):
         raise InputError(
             f"--all_task_model has outputs {extra} that --groups does not "
             f"name; the all-task network serves exactly {list(tasks)}. "
-            f"Received: all_task_model={path}")
+            f"Received: all_task_model={path}"
+        )
     return model
 
 
@@ -279,24 +319,34 @@ def check_settings(out_dir, settings):
                 f"{path} cannot be read as the settings of a tag-train run;"
                 f" give a new --out_dir, or delete {path} (the cached "
                 "networks carry their own fingerprints and are retrained "
-                f"where stale). Received: out_dir={out_dir}")
-        differ = [k for k in sorted(set(stored) | set(settings))
-                  if stored.get(k) != settings.get(k)]
+                f"where stale). Received: out_dir={out_dir}"
+            )
+        differ = [
+            k
+            for k in sorted(set(stored) | set(settings))
+            if stored.get(k) != settings.get(k)
+        ]
         if differ:
-            was = ", ".join(f"{k}={stored.get(k)!r} (now "
-                            f"{settings.get(k)!r})" for k in differ)
+            was = ", ".join(
+                f"{k}={stored.get(k)!r} (now {settings.get(k)!r})"
+                for k in differ
+            )
             raise InputError(
                 f"{out_dir} holds networks trained with other settings: "
                 f"{was}. Give a new --out_dir to keep both. Received: "
-                f"out_dir={out_dir}")
+                f"out_dir={out_dir}"
+            )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputError(f"Cannot create --out_dir: {error.strerror}. "
-                         f"Received: out_dir={out_dir}") from None
+        raise InputError(
+            f"Cannot create --out_dir: {error.strerror}. "
+            f"Received: out_dir={out_dir}"
+        ) from None
     if not os.access(path.parent, os.W_OK):
-        raise InputError(f"--out_dir is not writable. Received: "
-                         f"out_dir={out_dir}")
+        raise InputError(
+            f"--out_dir is not writable. Received: out_dir={out_dir}"
+        )
     from tag_keras import _files
 
     _files.replace_atomically(path, json.dumps(settings, indent=2))

@@ -15,8 +15,6 @@ where the run is and what is left (with an ETA).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import contextlib
 import dataclasses
 import hashlib
@@ -27,7 +25,11 @@ import os
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +39,7 @@ from tag_keras.train import fingerprint as fingerprint_lib
 from tag_keras.train import outcomes as outcomes_lib
 
 if TYPE_CHECKING:  # for annotations only
+    import keras
     import tensorflow as tf
 
     from tag_keras.train.executors import RayExecutor
@@ -67,7 +70,7 @@ class Network:
     outcomes: Mapping
     fingerprints: Mapping = dataclasses.field(default_factory=dict)
 
-    def mean(self, split, task, metric="loss"):
+    def mean(self, split: str, task: str, metric: str = "loss") -> float:
         """The mean `metric` ("loss" or "error") of `task` on `split`."""
         values = self.outcomes[split][task][0 if metric == "loss" else 1]
         values = values[~np.isnan(values)]
@@ -82,11 +85,20 @@ def group_key(tasks, seed):
 
 def save_network(path, network):
     """Writes `network` to `path` (`.npz`, atomically, no pickle)."""
-    arrays = {"meta": np.array(json.dumps({
-        "tasks": list(network.tasks), "seed": network.seed,
-        "seconds": network.seconds, "epochs": network.epochs,
-        "splits": list(network.outcomes),
-        "fingerprints": dict(network.fingerprints)}))}
+    arrays = {
+        "meta": np.array(
+            json.dumps(
+                {
+                    "tasks": list(network.tasks),
+                    "seed": network.seed,
+                    "seconds": network.seconds,
+                    "epochs": network.epochs,
+                    "splits": list(network.outcomes),
+                    "fingerprints": dict(network.fingerprints),
+                }
+            )
+        )
+    }
     for split, per_task in network.outcomes.items():
         for i, task in enumerate(network.tasks):
             arrays[f"{split}_loss_{i}"] = per_task[task][0]
@@ -100,18 +112,37 @@ def load_network(path):
     """Reads a `Network` written by `save_network`."""
     with np.load(path, allow_pickle=False) as arrays:
         meta = json.loads(str(arrays["meta"]))
-        outcomes = {split: {task: (arrays[f"{split}_loss_{i}"],
-                                   arrays[f"{split}_error_{i}"])
-                            for i, task in enumerate(meta["tasks"])}
-                    for split in meta["splits"]}
-    return Network(tuple(meta["tasks"]), int(meta["seed"]),
-                   float(meta["seconds"]), int(meta["epochs"]), outcomes,
-                   dict(meta.get("fingerprints") or {}))
+        outcomes = {
+            split: {
+                task: (
+                    arrays[f"{split}_loss_{i}"],
+                    arrays[f"{split}_error_{i}"],
+                )
+                for i, task in enumerate(meta["tasks"])
+            }
+            for split in meta["splits"]
+        }
+    return Network(
+        tuple(meta["tasks"]),
+        int(meta["seed"]),
+        float(meta["seconds"]),
+        int(meta["epochs"]),
+        outcomes,
+        dict(meta.get("fingerprints") or {}),
+    )
 
 
 #: What reading a damaged or foreign `.npz` can raise.
-_DAMAGED = (OSError, EOFError, ValueError, KeyError, TypeError,
-            zipfile.BadZipFile, zlib.error, json.JSONDecodeError)
+_DAMAGED = (
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    TypeError,
+    zipfile.BadZipFile,
+    zlib.error,
+    json.JSONDecodeError,
+)
 
 
 class NetworkStore:
@@ -128,15 +159,20 @@ class NetworkStore:
             depend on the group (its built architecture).
     """
 
-    def __init__(self, directory: str | None = None, fingerprints=None,
-                 log=None, per_group=None):
+    def __init__(
+        self,
+        directory: str | None = None,
+        fingerprints=None,
+        log=None,
+        per_group=None,
+    ):
         self.directory = directory
         self.fingerprints = dict(fingerprints or {})
-        self._per_group = per_group or (lambda group: {})
-        self._expected = {}
+        self._per_group: Callable = per_group or (lambda group: {})
+        self._expected: dict = {}
         self._log = log or (lambda line: None)
         self._told_legacy = False
-        self._networks = {}
+        self._networks: dict = {}
 
     def expect(self, group, seed, **parts) -> None:
         """Overrides the fingerprint parts a network must carry (e.g. a
@@ -173,27 +209,34 @@ class NetworkStore:
             aside = path + ".damaged"
             with contextlib.suppress(OSError):
                 os.replace(path, aside)
-            self._log(f"Damaged cache file {path} for {name} "
-                      f"({type(error).__name__}: "
-                      f"{' '.join(str(error).split())[:120]}): moved to "
-                      f"{aside}; training it again.")
+            self._log(
+                f"Damaged cache file {path} for {name} "
+                f"({type(error).__name__}: "
+                f"{' '.join(str(error).split())[:120]}): moved to "
+                f"{aside}; training it again."
+            )
             return None
         if set(network.tasks) != set(group) or network.seed != seed:
             return None  # A hash collision: train it again.
         if not network.fingerprints:
             if not self._told_legacy:
-                self._log(f"Networks in {self.directory} were cached by a "
-                          "tag_keras without fingerprints: reused as they "
-                          "are, unchecked; delete them to retrain.")
+                self._log(
+                    f"Networks in {self.directory} were cached by a "
+                    "tag_keras without fingerprints: reused as they "
+                    "are, unchecked; delete them to retrain."
+                )
                 self._told_legacy = True
             self._networks[key] = network
             return network
-        stale = fingerprint_lib.changed(network.fingerprints,
-                                        self.wanted(group, seed))
+        stale = fingerprint_lib.changed(
+            network.fingerprints, self.wanted(group, seed)
+        )
         if stale:
-            self._log(f"Stale network {name} in {path}: its "
-                      f"{' and '.join(stale)} changed since it was trained;"
-                      " training it again.")
+            self._log(
+                f"Stale network {name} in {path}: its "
+                f"{' and '.join(stale)} changed since it was trained;"
+                " training it again."
+            )
             return None
         self._networks[key] = network
         return network
@@ -253,20 +296,30 @@ class GroupTrainer:
             be sent `data` (a `tf.data.Dataset` cannot be pickled).
     """
 
-    def __init__(self, build: Callable, data: Mapping, *,
-                 seeds: Sequence[int] = (0,), fit_kwargs: Mapping = None,
-                 batch_size: int = 32, directory: str | None = None,
-                 distribution: tf.distribute.Strategy | None = None,
-                 log: Callable | None = print, eval_batch_size: int = 256,
-                 tasks: Sequence[str] | None = None,
-                 executor: RayExecutor | None = None,
-                 data_function: Callable | None = None):
+    def __init__(
+        self,
+        build: Callable,
+        data: Mapping,
+        *,
+        seeds: Sequence[int] = (0,),
+        fit_kwargs: Mapping | None = None,
+        batch_size: int = 32,
+        directory: str | None = None,
+        distribution: tf.distribute.Strategy | None = None,
+        log: Callable | None = print,
+        eval_batch_size: int = 256,
+        tasks: Sequence[str] | None = None,
+        executor: RayExecutor | None = None,
+        data_function: Callable | None = None,
+    ):
         from tag_keras import _keras_private
 
-        _keras_private.check_backend()
+        _keras_private.check_backend(what="GroupTrainer (tag-train)")
         if not callable(build):
-            raise TypeError("`build` must be a function of a list of task "
-                            f"names. Received: build={build!r}")
+            raise TypeError(
+                "`build` must be a function of a list of task "
+                f"names. Received: build={build!r}"
+            )
         self.splits = data_lib.check_splits(data)
         self.build, self.data = build, data
         self.seeds = _check_seeds(seeds)
@@ -275,8 +328,9 @@ class GroupTrainer:
         self.tasks = _check_tasks(tasks, self.label_tasks)
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size)
-        self.directory = (None if directory is None
-                          else os.path.join(directory, "networks"))
+        self.directory = (
+            None if directory is None else os.path.join(directory, "networks")
+        )
         self.distribution = distribution
         self._log = log or (lambda line: None)
         self.executor = executor
@@ -284,17 +338,26 @@ class GroupTrainer:
         self.fingerprints = {
             "data": fingerprint_lib.data_digest(data),
             "model": fingerprint_lib.build_digest(build),
-            "fit": fingerprint_lib.fit_digest(self.fit_kwargs,
-                                              self.batch_size)}
-        self._architectures = {}
-        self._store = NetworkStore(self.directory, self.fingerprints,
-                                   log=self._log,
-                                   per_group=self._architecture)
+            "fit": fingerprint_lib.fit_digest(
+                self.fit_kwargs, self.batch_size
+            ),
+        }
+        self._architectures: dict = {}
+        self._store = NetworkStore(
+            self.directory,
+            self.fingerprints,
+            log=self._log,
+            per_group=self._architecture,
+        )
         self._fit_train, self._fit_validation, self.early_stopping = (
-            data_lib.monitored_split(data, self.fit_kwargs.get("callbacks")))
+            data_lib.monitored_split(data, self.fit_kwargs.get("callbacks"))
+        )
 
-    def use(self, executor: RayExecutor | None,
-            data_function: Callable | None = None) -> "GroupTrainer":
+    def use(
+        self,
+        executor: RayExecutor | None,
+        data_function: Callable | None = None,
+    ) -> GroupTrainer:
         """Trains the missing networks on `executor` from now on (None:
         in this process), with `data_function` as in the constructor.
         Returns self."""
@@ -310,14 +373,15 @@ class GroupTrainer:
         if unknown or not group:
             raise ValueError(
                 f"A group must hold tasks the data has labels for: "
-                f"{self.tasks}. Received: group {sorted(group, key=str)}")
+                f"{self.tasks}. Received: group {sorted(group, key=str)}"
+            )
         return tuple(t for t in self.tasks if t in group)
 
-    def has(self, group, seed) -> bool:
+    def has(self, group: Iterable[str], seed: int) -> bool:
         """Whether the network of `group` at `seed` is trained (or stored)."""
         return self._store.get(self.ordered(group), seed) is not None
 
-    def network(self, group, seed) -> Network:
+    def network(self, group: Iterable[str], seed: int) -> Network:
         """The network of `group` at `seed`, trained now if missing."""
         group = self.ordered(group)
         found = self._store.get(group, seed)
@@ -325,25 +389,41 @@ class GroupTrainer:
             found = self._train(group, seed)
         return found
 
-    def expect_model(self, group, seed, digest: str) -> None:
+    def expect_model(
+        self, group: Iterable[str], seed: int, digest: str
+    ) -> None:
         """Declares that the network of `group` at `seed` is a saved model
         added as it is, whose file has fingerprint `digest`
         (`fingerprint.file_digest`): a cached one made from another file
         is stale. Call before `has` and `add_model`."""
-        self._store.expect(self.ordered(group), seed, model=digest,
-                           architecture=None)
+        self._store.expect(
+            self.ordered(group), seed, model=digest, architecture=None
+        )
 
-    def add_model(self, model, seed: int, *, seconds: float = math.nan,
-                  epochs: int = 0) -> Network:
+    def add_model(
+        self,
+        model: keras.Model,
+        seed: int,
+        *,
+        seconds: float = math.nan,
+        epochs: int = 0,
+    ) -> Network:
         """Stores an already trained `model` (e.g. the measuring run's
         all-task `TaskAffinityModel`) as the network of its outputs' tasks
         at `seed`; it is evaluated, not trained."""
-        group = self.ordered([t for t in self.tasks if t in set(
-            output_keys(model))])
-        network = Network(group, int(seed), float(seconds), int(epochs),
-                          evaluate(model, self.data, group, self.label_tasks,
-                                   self.eval_batch_size),
-                          self._store.wanted(group, seed))
+        group = self.ordered(
+            [t for t in self.tasks if t in set(output_keys(model))]
+        )
+        network = Network(
+            group,
+            int(seed),
+            float(seconds),
+            int(epochs),
+            evaluate(
+                model, self.data, group, self.label_tasks, self.eval_batch_size
+            ),
+            self._store.wanted(group, seed),
+        )
         self._store.put(network)
         return network
 
@@ -352,8 +432,11 @@ class GroupTrainer:
         self.ordered(network.tasks)
         self._store.put(network)
 
-    def train(self, groups: Iterable[Iterable[str]],
-              seeds: Sequence[int] | None = None) -> list:
+    def train(
+        self,
+        groups: Iterable[Iterable[str]],
+        seeds: Sequence[int] | None = None,
+    ) -> list:
         """Trains every (group, seed) not trained yet; returns them all.
 
         One progress line per network trained, with the time so far and
@@ -361,8 +444,12 @@ class GroupTrainer:
         """
         seeds = self.seeds if seeds is None else list(seeds)
         wanted = list(dict.fromkeys(self.ordered(g) for g in groups))
-        todo = [(g, s) for g in wanted for s in seeds
-                if self._store.get(g, s) is None]
+        todo = [
+            (g, s)
+            for g in wanted
+            for s in seeds
+            if self._store.get(g, s) is None
+        ]
         start = time.perf_counter()
         finished = []
 
@@ -371,19 +458,26 @@ class GroupTrainer:
             i = len(finished)
             elapsed = time.perf_counter() - start
             left = elapsed / i * (len(todo) - i)
-            self._log(f"[{i}/{len(todo)}] ({', '.join(network.tasks)}) seed "
-                      f"{network.seed}: {network.epochs} epochs in "
-                      f"{network.seconds:.1f} s, validation loss "
-                      f"{_total(network, 'validation'):.4g}; {elapsed:.0f} s "
-                      f"so far, about {left:.0f} s left")
+            self._log(
+                f"[{i}/{len(todo)}] ({', '.join(network.tasks)}) seed "
+                f"{network.seed}: {network.epochs} epochs in "
+                f"{network.seconds:.1f} s, validation loss "
+                f"{_total(network, 'validation'):.4g}; {elapsed:.0f} s "
+                f"so far, about {left:.0f} s left"
+            )
 
         if self.executor is None or not todo:
             for group, seed in todo:
                 done(self._train(group, seed))
         else:
-            self.executor.run(self.recipe(), [
-                (g, s, self._store.wanted(g, s), self._store.path(g, s))
-                for g, s in todo], lambda n: done(self._store.keep(n)))
+            self.executor.run(
+                self.recipe(),
+                [
+                    (g, s, self._store.wanted(g, s), self._store.path(g, s))
+                    for g, s in todo
+                ],
+                lambda n: done(self._store.keep(n)),
+            )
         return [self.network(g, s) for g in wanted for s in seeds]
 
     def stored(self) -> list:
@@ -399,27 +493,40 @@ class GroupTrainer:
 
             # Nothing is traced here, so no garbage collection is needed.
             keras.backend.clear_session(free_memory=False)
-            scope = (contextlib.nullcontext() if self.distribution is None
-                     else self.distribution.scope())
+            scope = (
+                contextlib.nullcontext()
+                if self.distribution is None
+                else self.distribution.scope()
+            )
             with scope:
                 model = self.build(list(group))
             self._architectures[group] = fingerprint_lib.architecture_digest(
-                model)
+                model
+            )
             del model
             keras.backend.clear_session(free_memory=False)
         return {"architecture": self._architectures[group]}
 
-    def recipe(self) -> "Recipe":
+    def recipe(self) -> Recipe:
         """Everything that trains one network, for `train_network`
         (picklable when the model function and data are)."""
-        return Recipe(self.build, self.data, self._fit_train,
-                      self._fit_validation, self.fit_kwargs, self.batch_size,
-                      self.eval_batch_size, tuple(self.label_tasks),
-                      self.distribution, self.data_function)
+        return Recipe(
+            self.build,
+            self.data,
+            self._fit_train,
+            self._fit_validation,
+            self.fit_kwargs,
+            self.batch_size,
+            self.eval_batch_size,
+            tuple(self.label_tasks),
+            self.distribution,
+            self.data_function,
+        )
 
     def _train(self, group, seed):
-        network = train_network(self.recipe(), group, seed,
-                                self._store.wanted(group, seed))
+        network = train_network(
+            self.recipe(), group, seed, self._store.wanted(group, seed)
+        )
         self._store.put(network)
         return network
 
@@ -430,7 +537,7 @@ class Recipe:
     the fit settings (see `GroupTrainer`)."""
 
     build: Callable
-    data: Mapping
+    data: Mapping | None
     fit_train: object
     fit_validation: object
     fit_kwargs: Mapping
@@ -440,7 +547,7 @@ class Recipe:
     distribution: object = None
     data_function: Callable | None = None
 
-    def shippable(self) -> "Recipe":
+    def shippable(self) -> Recipe:
         """This recipe as it can be sent to another process: with the data
         when it is arrays, else without it (the worker calls
         `data_function`; `rebuilt` there).
@@ -453,31 +560,44 @@ class Recipe:
         import tensorflow as tf
 
         streams = (tf.data.Dataset, keras.utils.PyDataset)
-        if not any(isinstance(split, streams)
-                   for split in self.data.values()):
+        splits = (self.data or {}).values()
+        if not any(isinstance(split, streams) for split in splits):
             return self
         if self.data_function is None:
             raise ValueError(
                 "The data holds a tf.data.Dataset or PyDataset, which cannot"
                 " be sent to Ray workers; give GroupTrainer the function "
                 "that returns the data (`data_function`) so each worker "
-                "builds it, or give numpy arrays.")
-        return dataclasses.replace(self, data=None, fit_train=None,
-                                   fit_validation=None)
+                "builds it, or give numpy arrays."
+            )
+        return dataclasses.replace(
+            self, data=None, fit_train=None, fit_validation=None
+        )
 
-    def rebuilt(self) -> "Recipe":
+    def rebuilt(self) -> Recipe:
         """A recipe from `shippable` with its data built again here."""
         if self.data is not None:
             return self
+        if self.data_function is None:
+            raise ValueError(
+                "A recipe without its data needs the function that returns "
+                "it (`data_function`). Received: data_function=None"
+            )
         data = self.data_function()
         fit_train, fit_validation, _ = data_lib.monitored_split(
-            data, self.fit_kwargs.get("callbacks"))
-        return dataclasses.replace(self, data=data, fit_train=fit_train,
-                                   fit_validation=fit_validation)
+            data, self.fit_kwargs.get("callbacks")
+        )
+        return dataclasses.replace(
+            self, data=data, fit_train=fit_train, fit_validation=fit_validation
+        )
 
 
-def train_network(recipe: Recipe, group: tuple, seed: int,
-                  fingerprints: Mapping | None = None) -> Network:
+def train_network(
+    recipe: Recipe,
+    group: tuple,
+    seed: int,
+    fingerprints: Mapping | None = None,
+) -> Network:
     """Trains and evaluates the network of `group` at `seed`.
 
     It depends only on the recipe, the group and the seed: the Keras
@@ -503,36 +623,61 @@ def train_network(recipe: Recipe, group: tuple, seed: int,
 
 
 def _fit_and_evaluate(recipe, group, seed, fingerprints):
-    scope = (contextlib.nullcontext() if recipe.distribution is None
-             else recipe.distribution.scope())
+    scope = (
+        contextlib.nullcontext()
+        if recipe.distribution is None
+        else recipe.distribution.scope()
+    )
     with scope:
         model = recipe.build(list(group))
     _check_model(model, group)
     start = time.perf_counter()
-    monitored = (None if recipe.fit_validation is None else
-                 data_lib.fit_data(recipe.fit_validation, group,
-                                   batch_size=recipe.batch_size,
-                                   shuffle=False))
+    monitored = (
+        None
+        if recipe.fit_validation is None
+        else data_lib.fit_data(
+            recipe.fit_validation,
+            group,
+            batch_size=recipe.batch_size,
+            shuffle=False,
+        )
+    )
     history = model.fit(
-        data_lib.fit_data(recipe.fit_train, group,
-                          batch_size=recipe.batch_size, seed=seed),
+        data_lib.fit_data(
+            recipe.fit_train, group, batch_size=recipe.batch_size, seed=seed
+        ),
         validation_data=monitored,
-        **{"verbose": 0, **recipe.fit_kwargs, "shuffle": False})
+        **{"verbose": 0, **recipe.fit_kwargs, "shuffle": False},
+    )
     seconds = time.perf_counter() - start
     epochs = len(next(iter(history.history.values()), []))
-    network = Network(tuple(group), int(seed), seconds, epochs,
-                      evaluate(model, recipe.data, group, recipe.label_tasks,
-                               recipe.eval_batch_size),
-                      dict(fingerprints or {}))
+    network = Network(
+        tuple(group),
+        int(seed),
+        seconds,
+        epochs,
+        evaluate(
+            model,
+            recipe.data,
+            group,
+            recipe.label_tasks,
+            recipe.eval_batch_size,
+        ),
+        dict(fingerprints or {}),
+    )
     return network, history.history.get("loss", [])
 
 
 def evaluate(model, data, group, label_tasks, batch_size):
     """Split -> task -> `(losses, errors)` per example, on every split of
     `EVALUATED` that `data` holds."""
-    return {split: outcomes_lib.evaluate_network(
-                model, data[split], group, label_tasks, batch_size)
-            for split in EVALUATED if split in data}
+    return {
+        split: outcomes_lib.evaluate_network(
+            model, data[split], group, label_tasks, batch_size
+        )
+        for split in EVALUATED
+        if split in data
+    }
 
 
 def output_keys(model) -> list:
@@ -551,8 +696,10 @@ def output_keys(model) -> list:
 def _check_seeds(seeds):
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError("`seeds` must be distinct integers, at least "
-                         f"one. Received: seeds={seeds}")
+        raise ValueError(
+            "`seeds` must be distinct integers, at least "
+            f"one. Received: seeds={seeds}"
+        )
     return seeds
 
 
@@ -562,7 +709,8 @@ def _check_fit_kwargs(fit_kwargs):
         raise ValueError(
             "`fit_kwargs` may not hold `x` or `validation_data`: the "
             "trainer passes the data's splits. Received: fit_kwargs "
-            f"keys {sorted(fit_kwargs)}")
+            f"keys {sorted(fit_kwargs)}"
+        )
     return fit_kwargs
 
 
@@ -572,7 +720,8 @@ def _check_tasks(tasks, labelled):
     if unknown or len(set(tasks)) != len(tasks):
         raise ValueError(
             "`tasks` must be distinct tasks the training data has "
-            f"labels for: {labelled}. Received: tasks={tasks}")
+            f"labels for: {labelled}. Received: tasks={tasks}"
+        )
     return tasks
 
 
@@ -582,12 +731,14 @@ def _check_model(model, group):
     if not isinstance(model, keras.Model):
         raise TypeError(
             "The model function must return a compiled keras.Model. "
-            f"Received: {type(model).__name__} for tasks {list(group)}")
+            f"Received: {type(model).__name__} for tasks {list(group)}"
+        )
     if not getattr(model, "compiled", False):
         raise ValueError(
             "The model function must return a compiled model (call "
             f"model.compile). Received: an uncompiled model for tasks "
-            f"{list(group)}")
+            f"{list(group)}"
+        )
 
 
 class NonFiniteLossError(ValueError):
@@ -603,14 +754,16 @@ def _check_finite(network, losses):
         raise NonFiniteLossError(
             f"The network {name} ended training with loss {losses[-1]}: "
             "check the inputs for NaN or Inf, and the learning rate. "
-            "Nothing is decided from non-finite losses.")
+            "Nothing is decided from non-finite losses."
+        )
     for split, per_task in network.outcomes.items():
         for task, (loss, _) in per_task.items():
             if np.isinf(loss).any() or np.isnan(loss).all():
                 raise NonFiniteLossError(
                     f"The network {name} has a non-finite {split} loss for "
                     f"task {task!r}: check the inputs for NaN or Inf. "
-                    "Nothing is decided from non-finite losses.")
+                    "Nothing is decided from non-finite losses."
+                )
 
 
 def _total(network, split):

@@ -39,13 +39,17 @@ def evaluate_network(model, split, tasks, label_tasks, batch_size=256):
                     f"The network built for tasks {tasks} has no output "
                     f"with a loss for {missing}; its tasks are "
                     f"{view.tasks}. The model function must return a "
-                    "model with one output per task it is given.")
+                    "model with one output per task it is given."
+                )
         per_task = evaluation.example_losses_and_errors(
-            view, tasks, x, y, batch_size=len(next(iter(y.values()))))
+            view, tasks, x, y, batch_size=len(next(iter(y.values())))
+        )
         for task, (loss, error) in per_task.items():
             losses[task].append(loss)
             errors[task].append(error)
     if view is None:
         raise ValueError("A split holds no examples.")
-    return {t: (np.concatenate(losses[t]), np.concatenate(errors[t]))
-            for t in tasks}
+    return {
+        t: (np.concatenate(losses[t]), np.concatenate(errors[t]))
+        for t in tasks
+    }

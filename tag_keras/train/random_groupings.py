@@ -7,7 +7,7 @@ their mean is the exact expectation; otherwise a uniform sample is used
 and the mean carries a sampling standard error.
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -46,8 +46,9 @@ def all_partitions(tasks, num_groups):
     return list(extend(0, []))
 
 
-def random_partitions(tasks: Sequence[str], num_groups: int,
-                      num_samples: int, seed: int) -> tuple:
+def random_partitions(
+    tasks: Sequence[str], num_groups: int, num_samples: int, seed: int
+) -> tuple:
     """`(partitions, exact)`: partitions of `tasks` into `num_groups`
     non-empty groups for RG's expectation.
 
@@ -61,22 +62,30 @@ def random_partitions(tasks: Sequence[str], num_groups: int,
     if not 1 <= num_groups <= len(tasks):
         raise ValueError(
             f"`num_groups` must be between 1 and the number of tasks "
-            f"({len(tasks)}). Received: num_groups={num_groups}")
+            f"({len(tasks)}). Received: num_groups={num_groups}"
+        )
     if num_samples < 1:
-        raise ValueError("`num_samples` must be at least 1. Received: "
-                         f"num_samples={num_samples}")
+        raise ValueError(
+            "`num_samples` must be at least 1. Received: "
+            f"num_samples={num_samples}"
+        )
     if partition_count(len(tasks), num_groups) <= num_samples:
         return all_partitions(tasks, num_groups), True
     rng = np.random.default_rng(seed)
-    partitions = []
+    partitions: list = []
     while len(partitions) < num_samples:
         labels = rng.integers(0, num_groups, size=len(tasks))
         if len(set(labels.tolist())) < num_groups:
             continue
-        groups = [tuple(t for t, label in zip(tasks, labels, strict=True)
-                        if label == g) for g in range(num_groups)]
-        partitions.append(tuple(sorted(
-            groups, key=lambda g: tasks.index(g[0]))))
+        groups = [
+            tuple(
+                t for t, label in zip(tasks, labels, strict=True) if label == g
+            )
+            for g in range(num_groups)
+        ]
+        partitions.append(
+            tuple(sorted(groups, key=lambda g: tasks.index(g[0])))
+        )
     return partitions, False
 
 
@@ -85,5 +94,6 @@ def expectation(values, exact):
     values = np.asarray(values, float)
     if exact or len(values) < 2:
         return float(values.mean()), 0.0
-    return float(values.mean()), float(values.std(ddof=1)
-                                       / np.sqrt(len(values)))
+    return float(values.mean()), float(
+        values.std(ddof=1) / np.sqrt(len(values))
+    )

@@ -52,6 +52,7 @@ References:
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 #: The one-sided confidence of the MS_seed used for the degrees of
@@ -59,7 +60,7 @@ from scipy import stats
 DF_CONFIDENCE = 0.9
 
 
-def contributions(differences):
+def contributions(differences: np.ndarray) -> np.ndarray | None:
     """`x[seeds, examples]`: each example's contribution (see the module).
 
     Tasks with no labelled example at any seed (all NaN, e.g. the error
@@ -71,8 +72,10 @@ def contributions(differences):
     """
     d = np.asarray(differences, float)
     if d.ndim != 3:
-        raise ValueError("`differences` must be [seeds, tasks, examples]. "
-                         f"Received: shape {d.shape}")
+        raise ValueError(
+            "`differences` must be [seeds, tasks, examples]. "
+            f"Received: shape {d.shape}"
+        )
     labelled = ~np.isnan(d)
     counts = labelled.sum(axis=2)  # [S, T]
     usable = (counts > 0).all(axis=0)
@@ -81,7 +84,8 @@ def contributions(differences):
         raise ValueError(
             "A task is labelled at some seeds and not at others, so the "
             "seeds do not measure the same thing. Received: tasks at "
-            f"indices {np.flatnonzero(partial).tolist()}")
+            f"indices {np.flatnonzero(partial).tolist()}"
+        )
     if not usable.any():
         return None
     num_examples = d.shape[2]
@@ -89,17 +93,18 @@ def contributions(differences):
     means = np.nansum(d, axis=2) / counts  # m[s, t]
     centred = np.where(labelled, d - means[:, :, None], 0.0)
     return means.sum(axis=1)[:, None] + num_examples * np.sum(
-        centred / counts[:, :, None], axis=1)
+        centred / counts[:, :, None], axis=1
+    )
 
 
-def paired_statistic(differences) -> float:
+def paired_statistic(differences: np.ndarray) -> float:
     """D for `[seeds, tasks, examples]` differences (see the module);
     NaN if no task has a labelled example."""
     x = contributions(differences)
     return float("nan") if x is None else float(x.mean())
 
 
-def mean_squares(x):
+def mean_squares(x: np.ndarray) -> tuple[float, float, float, float]:
     """`(mean, MS_seed, MS_example, MS_residual)` of `x[seeds, examples]`:
     the two-way analysis of variance without replication."""
     x = np.asarray(x, float)
@@ -107,17 +112,24 @@ def mean_squares(x):
     grand = x.mean()
     seed_means = x.mean(axis=1)
     example_means = x.mean(axis=0)
-    ms_seed = num_examples * np.sum((seed_means - grand) ** 2) / (
-        num_seeds - 1)
-    ms_example = num_seeds * np.sum((example_means - grand) ** 2) / (
-        num_examples - 1)
+    ms_seed = (
+        num_examples * np.sum((seed_means - grand) ** 2) / (num_seeds - 1)
+    )
+    ms_example = (
+        num_seeds * np.sum((example_means - grand) ** 2) / (num_examples - 1)
+    )
     residual = x - seed_means[:, None] - example_means[None, :] + grand
-    ms_residual = np.sum(residual ** 2) / ((num_seeds - 1)
-                                           * (num_examples - 1))
+    ms_residual = np.sum(residual**2) / ((num_seeds - 1) * (num_examples - 1))
     return float(grand), float(ms_seed), float(ms_example), float(ms_residual)
 
 
-def components(ms_seed, ms_example, ms_residual, num_seeds, num_examples):
+def components(
+    ms_seed: ArrayLike,
+    ms_example: ArrayLike,
+    ms_residual: ArrayLike,
+    num_seeds: ArrayLike,
+    num_examples: ArrayLike,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`(σ²_seed, σ²_example, σ²_interaction)` from the mean squares,
     each truncated at zero (NumPy arrays broadcast)."""
     seed = np.maximum(ms_seed - ms_residual, 0.0) / num_examples
@@ -125,7 +137,13 @@ def components(ms_seed, ms_example, ms_residual, num_seeds, num_examples):
     return seed, example, np.asarray(ms_residual, float)
 
 
-def variance_and_df(seed, example, interaction, num_seeds, num_examples):
+def variance_and_df(
+    seed: ArrayLike,
+    example: ArrayLike,
+    interaction: ArrayLike,
+    num_seeds: ArrayLike,
+    num_examples: ArrayLike,
+) -> tuple[np.ndarray, np.ndarray]:
     """`(Var(D), df)` at `num_seeds` × `num_examples` from the components.
 
     The variance is σ²_a / S + σ²_b / N + σ²_e / (S N); its df are
@@ -135,41 +153,63 @@ def variance_and_df(seed, example, interaction, num_seeds, num_examples):
     """
     s, n = num_seeds, num_examples
     seed, example, interaction = np.broadcast_arrays(
-        *(np.asarray(v, float) for v in (seed, example, interaction)))
+        *(np.asarray(v, float) for v in (seed, example, interaction))
+    )
     ms_seed = interaction + n * seed
     ms_example = interaction + s * example
     keep_seed = (seed > 0).astype(float)
     keep_example = (example > 0).astype(float)
     # Var(D) · S N = k_a MS_a + k_b MS_b + k_e MS_e.
-    terms = (keep_seed * ms_seed, keep_example * ms_example,
-             (1 - keep_seed - keep_example) * interaction)
+    terms = (
+        keep_seed * ms_seed,
+        keep_example * ms_example,
+        (1 - keep_seed - keep_example) * interaction,
+    )
     dfs = (s - 1, n - 1, (s - 1) * (n - 1))
     total = sum(terms)
-    denominator = sum(t ** 2 / f for t, f in zip(terms, dfs))
+    denominator = sum(t**2 / f for t, f in zip(terms, dfs))
     with np.errstate(divide="ignore", invalid="ignore"):
-        df = np.where(denominator > 0, total ** 2 / denominator, np.inf)
+        df = np.where(denominator > 0, total**2 / denominator, np.inf)
     return np.maximum(total, 0.0) / (s * n), df
 
 
-def interval(mean, ms_seed, ms_example, ms_residual, num_seeds,
-             num_examples, level_one_sided):
+def interval(
+    mean: ArrayLike,
+    ms_seed: ArrayLike,
+    ms_example: ArrayLike,
+    ms_residual: ArrayLike,
+    num_seeds: ArrayLike,
+    num_examples: ArrayLike,
+    level_one_sided: float,
+) -> tuple:
     """`(low, high, standard_error, df, (σ²_seed, σ²_example,
     σ²_interaction))` from the mean squares: the rule every comparison,
     plan and simulation uses (vectorised)."""
-    parts = components(ms_seed, ms_example, ms_residual, num_seeds,
-                       num_examples)
+    parts = components(
+        ms_seed, ms_example, ms_residual, num_seeds, num_examples
+    )
     variance, _ = variance_and_df(*parts, num_seeds, num_examples)
     dof = num_seeds - 1
-    upper = dof * np.asarray(ms_seed, float) / stats.chi2.ppf(
-        1 - DF_CONFIDENCE, dof)
+    upper = (
+        dof
+        * np.asarray(ms_seed, float)
+        / stats.chi2.ppf(1 - DF_CONFIDENCE, dof)
+    )
     _, df = variance_and_df(
-        *components(upper, ms_example, ms_residual, num_seeds,
-                    num_examples), num_seeds, num_examples)
+        *components(upper, ms_example, ms_residual, num_seeds, num_examples),
+        num_seeds,
+        num_examples,
+    )
     low, high, se = bounds(mean, variance, df, level_one_sided)
     return low, high, se, df, parts
 
 
-def bounds(mean, variance, df, level_one_sided):
+def bounds(
+    mean: ArrayLike,
+    variance: ArrayLike,
+    df: ArrayLike,
+    level_one_sided: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`(low, high, standard_error)`: one-sided t bounds, each holding
     with probability `level_one_sided` (vectorised)."""
     se = np.sqrt(variance)
@@ -177,10 +217,11 @@ def bounds(mean, variance, df, level_one_sided):
     return mean - q * se, mean + q * se, se
 
 
-def mean_and_se(values):
+def mean_and_se(values: ArrayLike) -> tuple[float, float]:
     """`(mean, standard error)` over seeds (SE NaN for one value)."""
     values = np.asarray(values, float)
     if len(values) < 2:
         return float(values.mean()), float("nan")
-    return float(values.mean()), float(values.std(ddof=1)
-                                       / np.sqrt(len(values)))
+    return float(values.mean()), float(
+        values.std(ddof=1) / np.sqrt(len(values))
+    )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import ops
+
+from tag_keras import _keras_private
 
 
 @keras.saving.register_keras_serializable(package="tag_keras")
@@ -31,13 +33,17 @@ class CovarianceAlignment(keras.layers.Layer):
     """
 
     def build(self, input_shape):
+        _keras_private.check_backend(what="CovarianceAlignment")
         size = input_shape[-1]
         if size is None:
-            raise ValueError("CovarianceAlignment needs a known last "
-                             f"dimension. Received: input_shape="
-                             f"{input_shape}.")
-        self.kernel = self.add_weight(shape=(size, size),
-                                      initializer="identity", name="kernel")
+            raise ValueError(
+                "CovarianceAlignment needs a known last "
+                f"dimension. Received: input_shape="
+                f"{input_shape}."
+            )
+        self.kernel = self.add_weight(
+            shape=(size, size), initializer="identity", name="kernel"
+        )
 
     def call(self, inputs):
         return ops.matmul(inputs, self.kernel)
@@ -66,32 +72,43 @@ class AlignmentSchedule(keras.callbacks.Callback):
             (from 0 to `period`).
     """
 
-    def __init__(self, alignment_layers: Sequence[str],
-                 shared_layers: Sequence[str], period: int = 2,
-                 align_epochs: int = 1):
+    def __init__(
+        self,
+        alignment_layers: Sequence[str],
+        shared_layers: Sequence[str],
+        period: int = 2,
+        align_epochs: int = 1,
+    ):
+        _keras_private.check_backend(what="AlignmentSchedule")
         super().__init__()
         if not 1 <= period or not 0 <= align_epochs <= period:
             raise ValueError(
                 "`period` must be >= 1 and `align_epochs` between 0 and "
                 f"`period`. Received: period={period}, "
-                f"align_epochs={align_epochs}.")
+                f"align_epochs={align_epochs}."
+            )
         self.alignment_layers = list(alignment_layers)
         self.shared_layers = list(shared_layers)
         self.period, self.align_epochs = period, align_epochs
-        self.phases, self._functions = [], {}
+        self.phases: list[str] = []
+        self._functions: dict = {}
 
-    def phase(self, epoch):
+    def phase(self, epoch: int) -> str:
         """`"align"` or `"shared"`: what trains in `epoch`."""
-        return ("align" if epoch % self.period < self.align_epochs
-                else "shared")
+        return "align" if epoch % self.period < self.align_epochs else "shared"
 
     def on_train_begin(self, logs=None):
         names = [layer.name for layer in self.model.layers]
-        unknown = [n for n in self.alignment_layers + self.shared_layers
-                   if n not in names]
+        unknown = [
+            n
+            for n in self.alignment_layers + self.shared_layers
+            if n not in names
+        ]
         if unknown:
-            raise ValueError(f"AlignmentSchedule: the model has no layers "
-                             f"{unknown}. Its layers: {names}.")
+            raise ValueError(
+                f"AlignmentSchedule: the model has no layers "
+                f"{unknown}. Its layers: {names}."
+            )
         for name in self.alignment_layers + self.shared_layers:
             self.model.get_layer(name).trainable = True
         # The optimizer must know every variable either phase trains.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
@@ -11,8 +12,9 @@ if TYPE_CHECKING:  # for annotations only
     import pandas as pd
 
 
-def covariance_similarity(x_a: np.ndarray, x_b: np.ndarray,
-                          energy: float = 0.99) -> float:
+def covariance_similarity(
+    x_a: np.ndarray, x_b: np.ndarray, energy: float = 0.99
+) -> float:
     """How much two tasks' inputs live in the same subspace, in [0, 1].
 
     For each matrix X (rows = examples, columns = features), the
@@ -48,12 +50,15 @@ def covariance_similarity(x_a: np.ndarray, x_b: np.ndarray,
         raise ValueError(
             "`x_a` and `x_b` must have the same number of columns "
             f"(features). Received: x_a with {x_a.shape[1]} columns, x_b "
-            f"with {x_b.shape[1]}.")
+            f"with {x_b.shape[1]}."
+        )
     f_a, f_b = factor(x_a, energy), factor(x_b, energy)
     norm = np.linalg.norm(f_a) * np.linalg.norm(f_b)
     if norm == 0:
-        raise ValueError("A matrix of zeros has no covariance subspace. "
-                         "Received: x_a or x_b all zeros.")
+        raise ValueError(
+            "A matrix of zeros has no covariance subspace. "
+            "Received: x_a or x_b all zeros."
+        )
     return float(np.linalg.norm(f_a.T @ f_b) / norm)
 
 
@@ -63,7 +68,7 @@ def factor(x, energy=0.99):
     # The right singular vectors of X are XᵀX's eigenvectors, its squared
     # singular values the eigenvalues.
     _, singular, vt = np.linalg.svd(_matrix(x, "x"), full_matrices=False)
-    eigen = singular ** 2
+    eigen = singular**2
     total = eigen.sum()
     if total == 0:
         return np.zeros((vt.shape[1], 1))
@@ -72,9 +77,13 @@ def factor(x, energy=0.99):
     return vt[:rank].T * singular[:rank]
 
 
-def task_covariance_similarity(model: keras.Model, data: Any,
-                               layer: str | None = None, energy: float = 0.99,
-                               max_samples: int = 2048) -> pd.DataFrame:
+def task_covariance_similarity(
+    model: keras.Model,
+    data: Any,
+    layer: str | None = None,
+    energy: float = 0.99,
+    max_samples: int = 2048,
+) -> pd.DataFrame:
     """`covariance_similarity` between every two tasks of a model.
 
     Each task's matrix holds its own examples (those whose label for it is
@@ -93,6 +102,9 @@ def task_covariance_similarity(model: keras.Model, data: Any,
     Returns:
         A symmetric DataFrame, index and columns = task.
     """
+    from tag_keras import _keras_private
+
+    _keras_private.check_backend(what="task_covariance_similarity")
     import keras
     import pandas as pd
     from keras import tree
@@ -106,20 +118,24 @@ def task_covariance_similarity(model: keras.Model, data: Any,
         if len(model.inputs) != 1:
             raise ValueError(
                 "A model with several inputs needs `layer=` naming the layer "
-                "whose output to compare. Received: layer=None.")
+                "whose output to compare. Received: layer=None."
+            )
         features = None
     else:
         names = [lay.name for lay in model.layers]
         if layer not in names:
-            raise ValueError(f"Unknown layer {layer!r}; the model's layers: "
-                             f"{names}. Received: layer={layer!r}.")
+            raise ValueError(
+                f"Unknown layer {layer!r}; the model's layers: "
+                f"{names}. Received: layer={layer!r}."
+            )
         features = keras.Model(model.input, model.get_layer(layer).output)
     factors = {}
     for task in outputs:
         x, _ = labels_lib.task_examples(data, outputs, task, max_samples)
         if features is not None:
             x = _data.map_batches(
-                lambda part: features(part, training=False), x)
+                lambda part: features(part, training=False), x
+            )
         x = np.asarray(tree.flatten(x)[0])
         factors[task] = factor(x.reshape(len(x), -1), energy)
     scores = np.ones((len(outputs), len(outputs)))
@@ -127,10 +143,12 @@ def task_covariance_similarity(model: keras.Model, data: Any,
         for j, b in enumerate(outputs):
             f_a, f_b = factors[a], factors[b]
             norm = np.linalg.norm(f_a) * np.linalg.norm(f_b)
-            scores[i, j] = (np.linalg.norm(f_a.T @ f_b) / norm if norm
-                            else np.nan)
-    return pd.DataFrame(scores, index=pd.Index(outputs, name="task"),
-                        columns=outputs)
+            scores[i, j] = (
+                np.linalg.norm(f_a.T @ f_b) / norm if norm else np.nan
+            )
+    return pd.DataFrame(
+        scores, index=pd.Index(outputs, name="task"), columns=outputs
+    )
 
 
 def _output_names(model):
@@ -142,22 +160,30 @@ def _output_names(model):
     raise TypeError(
         "task_covariance_similarity needs a functional model whose outputs "
         "are a dict keyed by task. Received: a model with outputs of type "
-        f"{type(structure).__name__}.")
+        f"{type(structure).__name__}."
+    )
 
 
 def _matrix(x, name):
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or not x.size:
-        raise ValueError(f"`{name}` must be a non-empty 2-D array "
-                         f"[examples, features]. Received: {name} with shape "
-                         f"{x.shape}.")
+        raise ValueError(
+            f"`{name}` must be a non-empty 2-D array "
+            f"[examples, features]. Received: {name} with shape "
+            f"{x.shape}."
+        )
     if not np.all(np.isfinite(x)):
         raise ValueError(f"`{name}` has NaN or infinite entries.")
     return x
 
 
 def _check_energy(energy):
-    if isinstance(energy, bool) or not isinstance(
-            energy, (int, float, np.floating)) or not 0 < energy <= 1:
-        raise ValueError("`energy` must be in (0, 1] (the share of the "
-                         f"eigenvalue sum kept). Received: energy={energy!r}.")
+    if (
+        isinstance(energy, bool)
+        or not isinstance(energy, (int, float, np.floating))
+        or not 0 < energy <= 1
+    ):
+        raise ValueError(
+            "`energy` must be in (0, 1] (the share of the "
+            f"eigenvalue sum kept). Received: energy={energy!r}."
+        )

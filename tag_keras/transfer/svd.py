@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def svd_task_weights(features: np.ndarray, labels: np.ndarray,
-                     rank: int) -> np.ndarray:
+def svd_task_weights(
+    features: np.ndarray, labels: np.ndarray, rank: int
+) -> np.ndarray:
     """Weights that shrink tasks whose labels leave the shared subspace.
 
     θ_i = Xᵀ y_i for each task i (over the examples labelled for it); U_r
@@ -38,33 +39,47 @@ def svd_task_weights(features: np.ndarray, labels: np.ndarray,
     """
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2 or not x.size:
-        raise ValueError("`features` must be a non-empty 2-D array "
-                         "[examples, d]. Received: features with shape "
-                         f"{x.shape}.")
+        raise ValueError(
+            "`features` must be a non-empty 2-D array "
+            "[examples, d]. Received: features with shape "
+            f"{x.shape}."
+        )
     if not isinstance(labels, dict) or not labels:
-        raise ValueError("`labels` must be a non-empty dict {task: labels}. "
-                         f"Received: labels of type {type(labels).__name__}.")
-    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or (
-            not 1 <= rank <= len(labels)):
-        raise ValueError(f"`rank` must be an integer from 1 to the number of "
-                         f"tasks ({len(labels)}). Received: rank={rank!r}.")
+        raise ValueError(
+            "`labels` must be a non-empty dict {task: labels}. "
+            f"Received: labels of type {type(labels).__name__}."
+        )
+    if (
+        isinstance(rank, bool)
+        or not isinstance(rank, (int, np.integer))
+        or (not 1 <= rank <= len(labels))
+    ):
+        raise ValueError(
+            f"`rank` must be an integer from 1 to the number of "
+            f"tasks ({len(labels)}). Received: rank={rank!r}."
+        )
     thetas = {}
     for task, values in labels.items():
         columns = label_columns(values, task)
         if len(columns) != len(x):
             raise ValueError(
                 f"`labels[{task!r}]` must have one row per row of "
-                f"`features` ({len(x)}). Received: {len(columns)} rows.")
+                f"`features` ({len(x)}). Received: {len(columns)} rows."
+            )
         present = ~np.isnan(columns).any(axis=1)
         if not present.any():
-            raise ValueError(f"Task {task!r} has no labelled example (all its "
-                             "labels are NaN).")
+            raise ValueError(
+                f"Task {task!r} has no labelled example (all its "
+                "labels are NaN)."
+            )
         thetas[task] = x[present].T @ columns[present]
     stacked = np.concatenate(list(thetas.values()), axis=1)
     u, _, _ = np.linalg.svd(stacked, full_matrices=False)
     basis = u[:, :rank]
-    return {task: float(np.linalg.norm(theta.T @ basis))
-            for task, theta in thetas.items()}
+    return {
+        task: float(np.linalg.norm(theta.T @ basis))
+        for task, theta in thetas.items()
+    }
 
 
 def label_columns(values, task="task"):
@@ -80,8 +95,10 @@ def label_columns(values, task="task"):
             return (2 * flat - 1)[:, None]
         return flat[:, None]
     if len(known) and known.min() < 0:
-        raise ValueError(f"Task {task!r}: class labels must be 0, 1, …. "
-                         f"Received: a label {known.min():g}.")
+        raise ValueError(
+            f"Task {task!r}: class labels must be 0, 1, …. "
+            f"Received: a label {known.min():g}."
+        )
     count = int(known.max()) + 1 if len(known) else 2
     if count <= 2:
         return (2 * flat - 1)[:, None]

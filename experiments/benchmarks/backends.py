@@ -1,0 +1,232 @@
+"""TaskAffinityModel on TensorFlow and on JAX, side by side.
+
+For the package's benchmark MLP (`affinity_benchmark --model=mlp`: two
+512-unit layers, a 2-class head per task, batch 64) at 3, 9 and 40
+tasks, each backend in its own fresh process (Keras picks its backend at
+import), the backends alternating (TF, JAX, then JAX, TF, ...) so that
+load on a shared machine falls on both:
+
+* the plain Keras step and the step measured with the lookahead method
+  (`train_on_batch`, mean of `--repeats` calls after two warm-up calls);
+* the bound `F + n B + n F`: one forward pass in training mode and one
+  task's backward pass, each compiled as the backend compiles (a
+  `tf.function`, a `jax.jit`);
+* the first `fit` of two measured steps (building, tracing and
+  compiling included);
+* the process's peak resident memory after all of the above.
+
+Writes `backends.csv` (one row per process) and `backends.md` (medians
+per backend and task count, and the JAX / TensorFlow ratios) in
+`--out_dir`.
+
+Usage:
+  python -m experiments.benchmarks.backends \
+      --out_dir=experiments/benchmarks/results/backends
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+_TASKS = flags.DEFINE_list("tasks", ["3", "9", "40"], "Task counts.")
+_ROUNDS = flags.DEFINE_integer(
+    "rounds", 2, "Processes per backend and task count.", lower_bound=1)
+_REPEATS = flags.DEFINE_integer("repeats", 10, "Timed calls per measure.",
+                                lower_bound=1)
+_BATCH = flags.DEFINE_integer("batch", 64, "Batch size.", lower_bound=1)
+_OUT = flags.DEFINE_string("out_dir", "runs/backends", "Output directory.")
+_CHILD = flags.DEFINE_integer("child_tasks", None,
+                              "Internal: one process's measurements.")
+
+BACKENDS = ("tensorflow", "jax")
+
+
+def _model(tasks, every):
+    import keras
+
+    import tag_keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((256,))
+    h = keras.layers.Dense(512, activation="relu")(inputs)
+    h = keras.layers.Dense(512, activation="relu")(h)
+    names = [f"t{i}" for i in range(tasks)]
+    outputs = {n: keras.layers.Dense(2, name=n)(h) for n in names}
+    model_cls = keras.Model if every is None else tag_keras.TaskAffinityModel
+    extra = {} if every is None else {"affinity_every_n_steps": every}
+    model = model_cls(inputs=inputs, outputs=outputs, **extra)
+    model.compile(
+        optimizer=keras.optimizers.SGD(5e-4, momentum=0.9),
+        loss={n: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+              for n in names})
+    return model, names
+
+
+def _batch(names, size, steps=1):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.random((size * steps, 256), dtype=np.float32)
+    y = {t: rng.integers(0, 2, size=(size * steps,)).astype("int32")
+         for t in names}
+    return x, y
+
+
+def _time(fn, repeats):
+    fn()
+    fn()  # warm-up: tracing, compiling, first-call allocations
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def _parts(model, names, x, y, repeats):
+    """`(forward, one task's backward)` seconds, compiled per backend."""
+    import keras
+
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    task = names[0]
+    if keras.backend.backend() == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        other = [v.value for v in model.non_trainable_variables]
+
+        @jax.jit
+        def forward(values, x):
+            return model.stateless_call(values, other, x, training=True)[0]
+
+        @jax.jit
+        def backward(values, x, y):
+            def one(values):
+                out = model.stateless_call(values, other, x,
+                                           training=True)[0]
+                return loss(y, out[task])
+            return jax.grad(one)(values)
+
+        def block(value):
+            return jax.block_until_ready(value)
+
+        return (
+            _time(lambda: block(forward(trainable, x)), repeats),
+            _time(lambda: block(backward(trainable, x, y[task])), repeats),
+        )
+    import tensorflow as tf
+
+    @tf.function
+    def forward_tf(x):
+        return model(x, training=True)
+
+    @tf.function
+    def backward_tf(x, y):
+        with tf.GradientTape() as tape:
+            value = loss(y, model(x, training=True)[task])
+        return tape.gradient(value, model.trainable_variables)
+
+    return (_time(lambda: forward_tf(x), repeats),
+            _time(lambda: backward_tf(x, y[task]), repeats))
+
+
+def _child(tasks, batch, repeats):
+    """Prints one JSON line: this backend's measurements."""
+    import keras
+
+    names = [f"t{i}" for i in range(tasks)]
+    x, y = _batch(names, batch, steps=2)
+    start = time.perf_counter()
+    model, _ = _model(tasks, 1)
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    first_fit = time.perf_counter() - start
+    one_x, one_y = x[:batch], {t: v[:batch] for t, v in y.items()}
+    measured = _time(lambda: model.train_on_batch(one_x, one_y), repeats)
+    plain_model, _ = _model(tasks, None)
+    plain = _time(lambda: plain_model.train_on_batch(one_x, one_y), repeats)
+    forward, backward = _parts(plain_model, names, one_x, one_y, repeats)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({
+        "backend": keras.backend.backend(), "tasks": tasks,
+        "plain_ms": 1e3 * plain, "measured_ms": 1e3 * measured,
+        "forward_ms": 1e3 * forward, "backward_ms": 1e3 * backward,
+        "bound_ms": 1e3 * (forward + tasks * (backward + forward)),
+        "first_fit_s": first_fit, "peak_rss_mb": rss}))
+
+
+def _run(backend, tasks):
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmarks.backends",
+         f"--child_tasks={tasks}", f"--batch={_BATCH.value}",
+         f"--repeats={_REPEATS.value}"],
+        capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{backend} at {tasks} tasks failed:\n"
+                           f"{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _report(frame):
+    columns = ["plain_ms", "measured_ms", "bound_ms", "first_fit_s",
+               "peak_rss_mb"]
+    medians = frame.groupby(["tasks", "backend"])[columns].median()
+    lines = [
+        "| tasks | backend | plain step ms | measured step ms | bound ms "
+        "| measured / bound | first fit s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|"]
+    for (tasks, backend), row in medians.iterrows():
+        lines.append(
+            f"| {tasks} | {backend} | {row.plain_ms:.1f} | "
+            f"{row.measured_ms:.1f} | {row.bound_ms:.1f} | "
+            f"{row.measured_ms / row.bound_ms:.2f} | "
+            f"{row.first_fit_s:.1f} | {row.peak_rss_mb:.0f} |")
+    lines += ["", "JAX / TensorFlow (medians; below 1: JAX faster or "
+              "smaller):", "",
+              "| tasks | plain step | measured step | first fit "
+              "| peak RSS |", "|---|---|---|---|---|"]
+    for tasks in sorted(frame["tasks"].unique()):
+        jax_row = medians.loc[(tasks, "jax")]
+        tf_row = medians.loc[(tasks, "tensorflow")]
+        lines.append(
+            f"| {tasks} | {jax_row.plain_ms / tf_row.plain_ms:.2f} | "
+            f"{jax_row.measured_ms / tf_row.measured_ms:.2f} | "
+            f"{jax_row.first_fit_s / tf_row.first_fit_s:.2f} | "
+            f"{jax_row.peak_rss_mb / tf_row.peak_rss_mb:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if _CHILD.value is not None:
+        _child(_CHILD.value, _BATCH.value, _REPEATS.value)
+        return 0
+    import pandas as pd
+
+    os.makedirs(_OUT.value, exist_ok=True)
+    rows = []
+    for tasks in [int(t) for t in _TASKS.value]:
+        for round_ in range(_ROUNDS.value):
+            order = BACKENDS if round_ % 2 == 0 else BACKENDS[::-1]
+            for backend in order:
+                row = _run(backend, tasks)
+                rows.append({**row, "round": round_})
+                print(json.dumps(rows[-1]), flush=True)
+                pd.DataFrame(rows).to_csv(
+                    os.path.join(_OUT.value, "backends.csv"), index=False)
+    table = _report(pd.DataFrame(rows))
+    with open(os.path.join(_OUT.value, "backends.md"), "w") as handle:
+        handle.write(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

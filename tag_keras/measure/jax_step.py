@@ -1,0 +1,430 @@
+"""The training step of `TaskAffinityModel` on Keras's JAX backend.
+
+Reads like Keras's own JAX `train_step(state, data)`: the state tuple in,
+the step's logs and the new state out, nothing written to the model's
+variables (a JAX `fit` empties them while it runs). On a measured step
+the gradients are one `jax.grad` per task (a loop, as the tape is on
+TensorFlow: a `vmap` over one VJP would back-propagate every head for
+every task); their sum is the update, so the optimizer sees what Keras's
+step gives it up to the order of the summation. The affinity comes from
+the same estimators as on TensorFlow (`tag_keras.measure.estimators`),
+given JAX versions of what they read:
+
+* `JaxTaskGradients`: the per-task gradients of the shared variables;
+* `Target`: the target losses before the step, and `losses_at`, a
+  `stateless_call` at moved shared weights from the step's input
+  non-trainable state (the same dropout masks; BatchNorm statistics left
+  alone);
+* `JaxLookahead`: the compiled optimizer's real next step on a source's
+  gradient, through `optimizer.stateless_apply` on the full variable list
+  (the source's gradient on the shared variables, None elsewhere), so no
+  shadow variables are needed; its new optimizer state is thrown away.
+
+The matrix goes to the host (`io_callback`) and is summed in float64
+there (`HostAffinityState`). Shared variables are those two or more task
+losses depend on, read from the traced program (`_keras_jax_private.
+used_inputs`, since JAX's gradients are zeros rather than None), or the
+weights of `shared_layers=`.
+
+Not ported to JAX (each refused in one line at `compile` or `fit`):
+training methods, `affinity_data`, group sources, `steps_per_execution`
+above 1, distribution, loss-scale optimizers.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import keras
+from jax.experimental import io_callback
+from keras import ops
+
+from tag_keras import _keras_jax_private
+from tag_keras import _keras_private
+from tag_keras._errors import InputError
+from tag_keras.measure import affinity as affinity_lib
+from tag_keras.measure import estimators
+from tag_keras.measure.target import Target
+from tag_keras.tasks import labels as labels_lib
+from tag_keras.tasks import shared as shared_lib
+from tag_keras.tasks.losses import TaskLosses
+
+
+def check_supported(model):
+    """Raises `InputError` for what the JAX step does not support."""
+    unsupported = []
+    if model.training_method is not None:
+        unsupported.append("training_method=")
+    if model._affinity_data is not None:
+        unsupported.append("affinity_data=")
+    if model.affinity_settings.sources != "tasks" or (
+        model.affinity_settings.random_subsets
+    ):
+        unsupported.append("group sources (affinity_sources=)")
+    if unsupported:
+        raise InputError(
+            f"On Keras's JAX backend, TaskAffinityModel supports neither "
+            f"{', '.join(unsupported)}; they need KERAS_BACKEND=tensorflow. "
+            f"Received: backend='jax', {', '.join(unsupported)}"
+        )
+
+
+class JaxTaskGradients:
+    """The per-task gradients of the shared variables, as the estimators
+    read them (`TaskGradients`' interface on JAX arrays).
+
+    Args:
+        tasks: Task names.
+        variables: The shared variables' current values.
+        gradients: `{task: [gradient per shared variable]}`.
+        kernels: For each shared variable, whether it is a kernel.
+    """
+
+    def __init__(self, tasks, variables, gradients, kernels):
+        self.tasks = tuple(tasks)
+        self.variables = list(variables)
+        self._lists = {t: list(gradients[t]) for t in self.tasks}
+        self._kernels = list(kernels)
+        self.loss_scale = 1.0
+
+    def __len__(self):
+        return len(self.tasks)
+
+    def of(self, task):
+        return list(self._lists[task])
+
+    def row(self, i):
+        return self.of(self.tasks[int(i)])
+
+    def prepare_rows(self):
+        """Nothing to prepare: the rows are unrolled on JAX."""
+
+    def sum(self, tasks=None):
+        tasks = self.tasks if tasks is None else tuple(tasks)
+        return [
+            sum(self._lists[t][k] for t in tasks)
+            for k in range(len(self.variables))
+        ]
+
+    def flatten(self, per_variable, kernels_only=False):
+        parts = [
+            ops.reshape(ops.cast(g, "float32"), [-1])
+            for g, kernel in zip(per_variable, self._kernels)
+            if kernel or not kernels_only
+        ]
+        return ops.concatenate(parts)
+
+    def flat(self, kernels_only=False):
+        return ops.stack(
+            [self.flatten(self._lists[t], kernels_only) for t in self.tasks]
+        )
+
+    def global_flat(self, kernels_only=False):
+        return self.flat(kernels_only)  # one device: the batch is global
+
+
+class JaxLookahead:
+    """The compiled optimizer's next step on the shared variables, from
+    this step's state (`stateless_apply`; nothing is written).
+
+    Args:
+        optimizer: The model's built optimizer.
+        trainable: The trainable variables' values this step.
+        optimizer_state: The optimizer variables' values this step.
+        shared: Indices of the shared variables in `trainable`.
+    """
+
+    def __init__(self, optimizer, trainable, optimizer_state, shared):
+        self.optimizer = optimizer
+        self.trainable, self.state = list(trainable), list(optimizer_state)
+        self.shared = list(shared)
+
+    @property
+    def learning_rate(self):
+        """This step's learning rate (a schedule reads the iterations)."""
+        mapping = list(zip(self.optimizer.variables, self.state))
+        with keras.StatelessScope(state_mapping=mapping):
+            return ops.convert_to_tensor(self.optimizer.learning_rate)
+
+    def step(self, gradients):
+        """The shared variables' values after one real optimizer step on
+        `gradients` (one per shared variable; None counts as zero)."""
+        full = [None] * len(self.trainable)
+        for k, g in zip(self.shared, gradients):
+            full[k] = ops.zeros_like(self.trainable[k]) if g is None else g
+        with warnings.catch_warnings():
+            # The heads get no gradient on purpose.
+            warnings.filterwarnings("ignore", "Gradients do not exist")
+            moved, _ = self.optimizer.stateless_apply(
+                self.state, full, self.trainable
+            )
+        return [moved[k] for k in self.shared]
+
+    def sgd_step(self, gradients, values):
+        """`values - lr * gradients`: the paper's plain step."""
+        rate = self.learning_rate
+        return [
+            v - ops.cast(rate, v.dtype) * ops.cast(g, v.dtype)
+            for v, g in zip(values, gradients)
+        ]
+
+    def state_step(self):
+        """The values after a step on zero gradients (the state's move)."""
+        return self.step([None] * len(self.shared))
+
+
+class JaxTrainStep:
+    """The measured and plain training steps of one compiled model.
+
+    Args:
+        model: The compiled `TaskAffinityModel`.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.task_losses = TaskLosses(_keras_private.compile_loss(model))
+        self.shared = None  # `SharedVariables`, found at the first trace
+
+    def found_shared(self):
+        """The `SharedVariables`, or None before the first traced step."""
+        return self.shared
+
+    def plain(self, state, data):
+        """Keras's own JAX step, NaN labels masked (an unmeasured step)."""
+        return keras.Model.train_step(
+            self.model, state, labels_lib.mask_missing_in_batch(data)
+        )
+
+    # The per-task losses --------------------------------------------------
+
+    def _task_losses(self, trainable, non_trainable, x, y, sample_weight):
+        """`(losses, labels, weights, y_pred, new state, add_loss terms)`,
+        the first three dicts keyed by task, at `trainable`."""
+        y_pred, new_state, extra = _keras_jax_private.stateless_forward(
+            self.model, trainable, non_trainable, x
+        )
+        losses, labels, weights = self.task_losses(
+            y, y_pred, sample_weight, track=False
+        )
+        return losses, labels, weights, y_pred, new_state, extra
+
+    def _losses(self, trainable, non_trainable, x, y, sample_weight):
+        """`(per-task loss vector, aux)` at `trainable`."""
+        tasks = self.model.task_names
+        losses, labels, weights, y_pred, new_state, extra = self._task_losses(
+            trainable, non_trainable, x, y, sample_weight
+        )
+        vector = ops.stack([losses[t] for t in tasks])
+        extra = ops.sum(ops.stack(extra)) if extra else None
+        return vector, (y_pred, new_state, labels, weights, extra)
+
+    def _discover(self, trainable, non_trainable, x, y, sample_weight):
+        """Finds the shared variables from the traced program, once."""
+        if self.shared is not None:
+            return
+        model, tasks = self.model, self.model.task_names
+        variables = model.trainable_variables
+        depends = []
+        for task in tasks:
+            # This task's loss alone (not an entry of the stacked vector,
+            # which reads every task's loss).
+            def loss(values, task=task):
+                return self._task_losses(
+                    values, non_trainable, x, y, sample_weight
+                )[0][task]
+
+            depends.append(_keras_jax_private.used_inputs(loss, trainable))
+        connected = [
+            k for k in range(len(variables)) if any(d[k] for d in depends)
+        ]
+        if model.shared_layers is not None:
+            ids = shared_lib.layer_variable_ids(model, model.shared_layers)
+            shared = [k for k, v in enumerate(variables) if id(v) in ids]
+        else:
+            shared = [
+                k
+                for k in range(len(variables))
+                if sum(d[k] for d in depends) >= 2
+            ]
+        self.shared = shared_lib.SharedVariables(
+            connected,
+            shared,
+            [len(variables[k].shape) >= 2 for k in shared],
+            [any(d[k] for k in shared) for d in depends],
+            [[k for k, used in enumerate(d) if used] for d in depends],
+        )
+        shared_lib.check_found(
+            self.shared, tasks, model.affinity_every_n_steps > 0
+        )
+
+    # The steps ------------------------------------------------------------
+
+    def __call__(self, state, data, measure):
+        """One step: `(logs, new state)`; `measure` (a Python bool)
+        records the affinity of this step."""
+        model = self.model
+        trainable, non_trainable, optimizer_state, metrics_state = state
+        data = labels_lib.mask_missing_in_batch(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        tasks = model.task_names
+        self._discover(trainable, non_trainable, x, y, sample_weight)
+        grads, aux = [], None
+        for i in range(len(tasks)):
+
+            def loss(values, i=i):
+                vector, extras = self._losses(
+                    values, non_trainable, x, y, sample_weight
+                )
+                return vector[i], (vector, extras)
+
+            g, aux = jax.grad(loss, has_aux=True)(trainable)
+            grads.append(g)
+        before, (y_pred, new_non_trainable, labels, weights, extra) = aux
+        update = [sum(g[k] for g in grads) for k in range(len(trainable))]
+        if extra is not None:  # `add_loss` terms (regularisers)
+            extra_grads = jax.grad(
+                lambda values: self._losses(
+                    values, non_trainable, x, y, sample_weight
+                )[1][4]
+            )(trainable)
+            update = [u + e for u, e in zip(update, extra_grads)]
+        if measure:
+            self._measure(
+                trainable,
+                non_trainable,
+                optimizer_state,
+                x,
+                y,
+                sample_weight,
+                grads,
+                before,
+                labels,
+                weights,
+            )
+        new_trainable, optimizer_state = model.optimizer.stateless_apply(
+            optimizer_state, update, trainable
+        )
+        total = ops.sum(before) + (0.0 if extra is None else extra)
+        mapping = list(zip(model.metrics_variables, metrics_state))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            # Each task's `<task>_loss` tracker, as Keras's step updates it.
+            self.task_losses(y, y_pred, sample_weight, track=True)
+        metrics_state = [
+            scope.get_current_value(v)
+            if scope.get_current_value(v) is not None
+            else value
+            for v, value in zip(model.metrics_variables, metrics_state)
+        ]
+        logs, metrics_state = _keras_jax_private.update_metrics(
+            model, metrics_state, total, x, y, y_pred, sample_weight
+        )
+        return logs, (
+            new_trainable,
+            new_non_trainable,
+            optimizer_state,
+            metrics_state,
+        )
+
+    def _measure(
+        self,
+        trainable,
+        non_trainable,
+        optimizer_state,
+        x,
+        y,
+        sample_weight,
+        grads,
+        before,
+        labels,
+        weights,
+    ):
+        """Computes the step's matrix and sends it to the host state."""
+        model, tasks, shared = self.model, self.model.task_names, self.shared
+        settings = model.affinity_settings
+        labelled = ops.stack(
+            [labels_lib.has_labels(labels[t], weights[t]) for t in tasks]
+        )
+        ok = (
+            affinity_lib.usable_loss(before)
+            & labelled
+            & ops.convert_to_tensor(shared.attached)
+        )
+        iterations = optimizer_state[
+            _index(model.optimizer.variables, model.optimizer.iterations)
+        ]
+
+        def losses_at(shared_values, head_values=None):
+            if head_values is not None:
+                raise InputError(
+                    "Moving the task heads in a lookahead is not ported to "
+                    "Keras's JAX backend. Received: backend='jax'"
+                )
+            values = list(trainable)
+            for k, value in zip(shared.shared, shared_values):
+                values[k] = value
+            return self._losses(values, non_trainable, x, y, sample_weight)[0]
+
+        target = Target(
+            tasks, before, ok, shared.pick(list(trainable)), losses_at
+        )
+        gradients = JaxTaskGradients(
+            tasks,
+            shared.pick(list(trainable)),
+            {t: shared.pick(g) for t, g in zip(tasks, grads)},
+            shared.kernels,
+        )
+        estimator = estimators.make_estimator(
+            settings.method,
+            lambda: JaxLookahead(
+                model.optimizer, trainable, optimizer_state, shared.shared
+            ),
+            optimizer=model.optimizer,
+            scale_by_learning_rate=settings.scale_by_learning_rate,
+            kernels_only=settings.cosine_kernels_only,
+            step=settings.lookahead_step,
+        )
+        z = ops.cast(estimator.matrix(gradients, target), "float32")
+        state = model.affinity_recorder.state
+        io_callback(state.record, None, z, ok, ok, iterations, ordered=True)
+
+
+def _index(variables, variable):
+    for k, v in enumerate(variables):
+        if v is variable:
+            return k
+    raise ValueError(f"{variable.path} is not among the variables.")
+
+
+def make_train_function(model):
+    """`function(state, iterator) -> (logs, state)`: the measured or the
+    plain jitted step, chosen per step on the host (every
+    `affinity_every_n_steps`-th optimizer step is measured)."""
+    if model.steps_per_execution > 1:
+        raise InputError(
+            "On Keras's JAX backend, TaskAffinityModel measures with "
+            "steps_per_execution=1. Received: steps_per_execution="
+            f"{model.steps_per_execution}"
+        )
+    every = model.affinity_every_n_steps
+    step = model._train_step
+    measured = jax.jit(
+        lambda state, data: step(state, data, True), donate_argnums=0
+    )
+    plain = jax.jit(step.plain, donate_argnums=0)
+    counter = _index(model.optimizer.variables, model.optimizer.iterations)
+
+    def function(state, iterator):
+        data = next(iterator)
+        if model.next_train_step is None:  # read once per `fit`
+            model.next_train_step = int(state[2][counter])
+        due = every > 0 and model.next_train_step % every == 0
+        logs, state = (measured if due else plain)(state, data)
+        model.next_train_step += 1
+        if due:
+            jax.effects_barrier()  # the host state holds this step now
+            recorder = model.affinity_recorder
+            recorder.measured_steps = (recorder.measured_steps or 0) + 1
+        return logs, state
+
+    return function
