@@ -7,7 +7,8 @@ import), the backends alternating (TF, JAX, then JAX, TF, ...) so that
 load on a shared machine falls on both:
 
 * the plain Keras step and the step measured with the lookahead method
-  (`train_on_batch`, mean of `--repeats` calls after two warm-up calls);
+  (`train_on_batch`, mean of `--backends_repeats` calls after two
+  warm-up calls);
 * the bound `F + n B + n F`: one forward pass in training mode and one
   task's backward pass, each compiled as the backend compiles (a
   `tf.function`, a `jax.jit`);
@@ -17,11 +18,11 @@ load on a shared machine falls on both:
 
 Writes `backends.csv` (one row per process) and `backends.md` (medians
 per backend and task count, and the JAX / TensorFlow ratios) in
-`--out_dir`.
+`--backends_out_dir`.
 
 Usage:
   python -m experiments.benchmarks.backends \
-      --out_dir=experiments/benchmarks/results/backends
+      --backends_out_dir=experiments/benchmarks/results/backends
 """
 
 import json
@@ -36,14 +37,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-_TASKS = flags.DEFINE_list("tasks", ["3", "9", "40"], "Task counts.")
+_TASKS = flags.DEFINE_list("backends_tasks", ["3", "9", "40"], "Task counts.")
 _ROUNDS = flags.DEFINE_integer(
-    "rounds", 2, "Processes per backend and task count.", lower_bound=1)
-_REPEATS = flags.DEFINE_integer("repeats", 10, "Timed calls per measure.",
+    "backends_rounds", 2, "Processes per backend and task count.", lower_bound=1)
+_REPEATS = flags.DEFINE_integer("backends_repeats", 10, "Timed calls per measure.",
                                 lower_bound=1)
-_BATCH = flags.DEFINE_integer("batch", 64, "Batch size.", lower_bound=1)
-_OUT = flags.DEFINE_string("out_dir", "runs/backends", "Output directory.")
-_CHILD = flags.DEFINE_integer("child_tasks", None,
+_BATCH = flags.DEFINE_integer("backends_batch", 64, "Batch size.", lower_bound=1)
+_OUT = flags.DEFINE_string("backends_out_dir", "runs/backends",
+                           "Output directory.")
+_CHILD = flags.DEFINE_integer("backends_child_tasks", None,
                               "Internal: one process's measurements.")
 
 BACKENDS = ("tensorflow", "jax")
@@ -164,8 +166,9 @@ def _run(backend, tasks):
     env = dict(os.environ, KERAS_BACKEND=backend)
     done = subprocess.run(
         [sys.executable, "-m", "experiments.benchmarks.backends",
-         f"--child_tasks={tasks}", f"--batch={_BATCH.value}",
-         f"--repeats={_REPEATS.value}"],
+         f"--backends_child_tasks={tasks}",
+         f"--backends_batch={_BATCH.value}",
+         f"--backends_repeats={_REPEATS.value}"],
         capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{backend} at {tasks} tasks failed:\n"
