@@ -37,12 +37,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-_TASKS = flags.DEFINE_list("backends_tasks", ["3", "9", "40"], "Task counts.")
+_TASKS = flags.DEFINE_list("backends_tasks", ["3", "9", "40"],
+                           "Task counts.")
 _ROUNDS = flags.DEFINE_integer(
-    "backends_rounds", 2, "Processes per backend and task count.", lower_bound=1)
-_REPEATS = flags.DEFINE_integer("backends_repeats", 10, "Timed calls per measure.",
-                                lower_bound=1)
-_BATCH = flags.DEFINE_integer("backends_batch", 64, "Batch size.", lower_bound=1)
+    "backends_rounds", 2, "Processes per backend and task count.",
+    lower_bound=1)
+_REPEATS = flags.DEFINE_integer(
+    "backends_repeats", 10, "Timed calls per measure.", lower_bound=1)
+_BATCH = flags.DEFINE_integer("backends_batch", 64, "Batch size.",
+                              lower_bound=1)
 _OUT = flags.DEFINE_string("backends_out_dir", "runs/backends",
                            "Output directory.")
 _CHILD = flags.DEFINE_integer("backends_child_tasks", None,
