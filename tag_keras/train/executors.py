@@ -27,6 +27,7 @@ worker that dies is retried by Ray (`max_retries`).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import uuid
@@ -136,7 +137,8 @@ class RayExecutor:
                 path = [os.getcwd()] + [p for p in sys.path if p]
                 env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(path))
                 ray.init(
-                    num_cpus=self.workers * self.cpus,
+                    # Ray counts whole CPUs; fractions per network add up.
+                    num_cpus=math.ceil(self.workers * self.cpus),
                     include_dashboard=False,
                     log_to_driver=False,
                     configure_logging=False,

@@ -52,8 +52,10 @@ References:
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import ArrayLike
 from scipy import stats
+
+#: A number, or an array of them (the functions are vectorised).
+Values = float | np.ndarray
 
 #: The one-sided confidence of the MS_seed used for the degrees of
 #: freedom (see the module).
@@ -124,11 +126,11 @@ def mean_squares(x: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def components(
-    ms_seed: ArrayLike,
-    ms_example: ArrayLike,
-    ms_residual: ArrayLike,
-    num_seeds: ArrayLike,
-    num_examples: ArrayLike,
+    ms_seed: Values,
+    ms_example: Values,
+    ms_residual: Values,
+    num_seeds: Values,
+    num_examples: Values,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`(σ²_seed, σ²_example, σ²_interaction)` from the mean squares,
     each truncated at zero (NumPy arrays broadcast)."""
@@ -138,11 +140,11 @@ def components(
 
 
 def variance_and_df(
-    seed: ArrayLike,
-    example: ArrayLike,
-    interaction: ArrayLike,
-    num_seeds: ArrayLike,
-    num_examples: ArrayLike,
+    seed: Values,
+    example: Values,
+    interaction: Values,
+    num_seeds: Values,
+    num_examples: Values,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`(Var(D), df)` at `num_seeds` × `num_examples` from the components.
 
@@ -174,12 +176,12 @@ def variance_and_df(
 
 
 def interval(
-    mean: ArrayLike,
-    ms_seed: ArrayLike,
-    ms_example: ArrayLike,
-    ms_residual: ArrayLike,
-    num_seeds: ArrayLike,
-    num_examples: ArrayLike,
+    mean: Values,
+    ms_seed: Values,
+    ms_example: Values,
+    ms_residual: Values,
+    num_seeds: Values,
+    num_examples: Values,
     level_one_sided: float,
 ) -> tuple:
     """`(low, high, standard_error, df, (σ²_seed, σ²_example,
@@ -205,9 +207,9 @@ def interval(
 
 
 def bounds(
-    mean: ArrayLike,
-    variance: ArrayLike,
-    df: ArrayLike,
+    mean: Values,
+    variance: Values,
+    df: Values,
     level_one_sided: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`(low, high, standard_error)`: one-sided t bounds, each holding
@@ -217,7 +219,7 @@ def bounds(
     return mean - q * se, mean + q * se, se
 
 
-def mean_and_se(values: ArrayLike) -> tuple[float, float]:
+def mean_and_se(values: Values) -> tuple[float, float]:
     """`(mean, standard error)` over seeds (SE NaN for one value)."""
     values = np.asarray(values, float)
     if len(values) < 2:

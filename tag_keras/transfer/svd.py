@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 
 def svd_task_weights(
-    features: np.ndarray, labels: np.ndarray, rank: int
-) -> np.ndarray:
+    features: np.ndarray, labels: Mapping[str, np.ndarray], rank: int
+) -> dict[str, float]:
     """Weights that shrink tasks whose labels leave the shared subspace.
 
     θ_i = Xᵀ y_i for each task i (over the examples labelled for it); U_r
