@@ -48,6 +48,7 @@ from tag_keras.measure import estimators
 from tag_keras.measure.target import Target
 from tag_keras.tasks import labels as labels_lib
 from tag_keras.tasks import shared as shared_lib
+from tag_keras.tasks.gradients import TaskGradients
 from tag_keras.tasks.losses import TaskLosses
 
 
@@ -70,32 +71,10 @@ def check_supported(model):
         )
 
 
-class JaxTaskGradients:
-    """The per-task gradients of the shared variables, as the estimators
-    read them (`TaskGradients`' interface on JAX arrays).
-
-    Args:
-        tasks: Task names.
-        variables: The shared variables' current values.
-        gradients: `{task: [gradient per shared variable]}`.
-        kernels: For each shared variable, whether it is a kernel.
+class JaxTaskGradients(TaskGradients):
+    """`TaskGradients` on one JAX device: the rows are unrolled (no
+    `tf.TensorArray`), sums are plain additions, and the batch is global.
     """
-
-    def __init__(self, tasks, variables, gradients, kernels):
-        self.tasks = tuple(tasks)
-        self.variables = list(variables)
-        self._lists = {t: list(gradients[t]) for t in self.tasks}
-        self._kernels = list(kernels)
-        self.loss_scale = 1.0
-
-    def __len__(self):
-        return len(self.tasks)
-
-    def of(self, task):
-        return list(self._lists[task])
-
-    def row(self, i):
-        return self.of(self.tasks[int(i)])
 
     def prepare_rows(self):
         """Nothing to prepare: the rows are unrolled on JAX."""
@@ -107,21 +86,8 @@ class JaxTaskGradients:
             for k in range(len(self.variables))
         ]
 
-    def flatten(self, per_variable, kernels_only=False):
-        parts = [
-            ops.reshape(ops.cast(g, "float32"), [-1])
-            for g, kernel in zip(per_variable, self._kernels)
-            if kernel or not kernels_only
-        ]
-        return ops.concatenate(parts)
-
-    def flat(self, kernels_only=False):
-        return ops.stack(
-            [self.flatten(self._lists[t], kernels_only) for t in self.tasks]
-        )
-
     def global_flat(self, kernels_only=False):
-        return self.flat(kernels_only)  # one device: the batch is global
+        return self.flat(kernels_only)
 
 
 class JaxLookahead:
@@ -224,7 +190,6 @@ class JaxTrainStep:
         if self.shared is not None:
             return
         model, tasks = self.model, self.model.task_names
-        variables = model.trainable_variables
         depends = []
         for task in tasks:
             # This task's loss alone (not an entry of the stacked vector,
@@ -235,24 +200,8 @@ class JaxTrainStep:
                 )[0][task]
 
             depends.append(_keras_jax_private.used_inputs(loss, trainable))
-        connected = [
-            k for k in range(len(variables)) if any(d[k] for d in depends)
-        ]
-        if model.shared_layers is not None:
-            ids = shared_lib.layer_variable_ids(model, model.shared_layers)
-            shared = [k for k, v in enumerate(variables) if id(v) in ids]
-        else:
-            shared = [
-                k
-                for k in range(len(variables))
-                if sum(d[k] for d in depends) >= 2
-            ]
-        self.shared = shared_lib.SharedVariables(
-            connected,
-            shared,
-            [len(variables[k].shape) >= 2 for k in shared],
-            [any(d[k] for k in shared) for d in depends],
-            [[k for k, used in enumerate(d) if used] for d in depends],
+        self.shared = shared_lib.from_dependencies(
+            model, depends, shared_layers=model.shared_layers
         )
         shared_lib.check_found(
             self.shared, tasks, model.affinity_every_n_steps > 0
@@ -372,7 +321,7 @@ class JaxTrainStep:
             tasks,
             shared.pick(list(trainable)),
             {t: shared.pick(g) for t, g in zip(tasks, grads)},
-            shared.kernels,
+            kernel_mask=shared.kernels,
         )
         estimator = estimators.make_estimator(
             settings.method,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import tensorflow as tf
+from keras import ops
 
 from tag_keras import _distribute
 
@@ -128,7 +129,7 @@ class TaskGradients:
 
     def flat(self, kernels_only: bool = False) -> tf.Tensor:
         """float32 `[n, d]` of this replica's values, one row per task."""
-        return tf.stack(
+        return ops.stack(
             [self.flatten(self._lists[t], kernels_only) for t in self.tasks]
         )
 
@@ -145,11 +146,11 @@ class TaskGradients:
     ) -> tf.Tensor:
         """One float32 vector of a list shaped like the shared variables."""
         parts = [
-            tf.reshape(tf.cast(g, tf.float32), [-1])
+            ops.reshape(ops.cast(g, "float32"), [-1])
             for k, g in enumerate(per_variable)
             if not kernels_only or self._is_kernel(k)
         ]
-        return tf.concat(parts, axis=0)
+        return ops.concatenate(parts, axis=0)
 
     def unflatten(self, vector: tf.Tensor) -> list[tf.Tensor]:
         """A `[d]` vector as one tensor per shared variable (their dtypes)."""

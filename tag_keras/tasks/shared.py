@@ -55,9 +55,18 @@ def discover(model, tape, scaled, scaled_extra, tasks, shared_layers=None):
         [g is not None for g in tape.gradient(scaled[t], variables)]
         for t in tasks
     ]
-    extra = [False] * len(variables)
+    extra = None
     if scaled_extra is not None:
         extra = [g is not None for g in tape.gradient(scaled_extra, variables)]
+    return from_dependencies(model, depends, extra, shared_layers)
+
+
+def from_dependencies(model, depends, extra=None, shared_layers=None):
+    """The `SharedVariables` of `depends[t][k]`: whether task t's loss
+    depends on trainable variable k (`extra[k]`: whether the `add_loss`
+    terms do; None for none), as any backend finds it."""
+    variables = model.trainable_variables
+    extra = extra or [False] * len(variables)
     connected = [
         k
         for k in range(len(variables))
