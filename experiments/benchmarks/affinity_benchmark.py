@@ -42,6 +42,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from experiments.lib import step_cost  # noqa: E402
 from experiments.lib import timing  # noqa: E402
 
 _MODEL = flags.DEFINE_enum("model", "mlp", ["mlp", "celeba"], "Model.")
@@ -68,95 +69,18 @@ _ONE_TRACING = flags.DEFINE_enum(
     "Internal: run one tracing point, print JSON.")
 
 
-def _build(model_name, tasks, every, method="lookahead"):
-    import keras
-
-    import tag_keras
-
-    keras.utils.set_random_seed(0)
-    if model_name == "celeba":
-        inputs = keras.Input((64, 64, 3))
-        h = keras.layers.Conv2D(64, 3, padding="same", use_bias=False)(inputs)
-        h = keras.layers.BatchNormalization()(h)
-        h = keras.layers.ReLU()(h)
-        h = keras.layers.MaxPool2D(3, strides=2, padding="same")(h)
-        r = keras.layers.Conv2D(64, 3, padding="same", use_bias=False)(h)
-        r = keras.layers.BatchNormalization()(r)
-        r = keras.layers.ReLU()(r)
-        r = keras.layers.Conv2D(64, 3, padding="same", use_bias=False)(r)
-        r = keras.layers.BatchNormalization()(r)
-        h = keras.layers.ReLU()(keras.layers.Add()([h, r]))
-        h = keras.layers.AveragePooling2D(2)(h)
-        h = keras.layers.Flatten()(h)
-    else:
-        inputs = keras.Input((256,))
-        h = keras.layers.Dense(512, activation="relu")(inputs)
-        h = keras.layers.Dense(512, activation="relu")(h)
-    names = [f"t{i}" for i in range(tasks)]
-    outputs = {n: keras.layers.Dense(2, name=n)(h) for n in names}
-    model_cls = keras.Model if every is None else tag_keras.TaskAffinityModel
-    extra = {} if every is None else {
-        "affinity_every_n_steps": every, "affinity_method": method}
-    model = model_cls(inputs=inputs, outputs=outputs, **extra)
-    model.compile(
-        optimizer=keras.optimizers.SGD(5e-4, momentum=0.9),
-        loss={n: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-              for n in names},
-    )
-    return model, names
-
-
-def _batch(model_name, names, batch_size, steps=1):
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    shape = (64, 64, 3) if model_name == "celeba" else (256,)
-    n = batch_size * steps
-    x = rng.random((n, *shape), dtype=np.float32)
-    y = {t: rng.integers(0, 2, size=(n,)).astype("int32") for t in names}
-    return x, y
-
-
-def _time(fn, repeats):
-    fn()
-    fn()  # warm-up: tracing and first-call allocations
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
-
-
-def _parts(model, names, x, y, repeats):
-    """Forward and one-task backward times of `model` on one batch."""
-    import tensorflow as tf
-
-    @tf.function
-    def forward(x):
-        return model(x, training=True)
-
-    @tf.function
-    def one_task_backward(x, y):
-        with tf.GradientTape() as tape:
-            out = model(x, training=True)
-            loss = tf.reduce_mean(
-                tf.keras.losses.sparse_categorical_crossentropy(
-                    y[names[0]], out[names[0]], from_logits=True))
-        return tape.gradient(loss, model.trainable_variables)
-
-    t_forward = _time(lambda: forward(x), repeats)
-    t_forward_backward = _time(lambda: one_task_backward(x, y), repeats)
-    return t_forward, t_forward_backward - t_forward
-
-
 def _step_table(model_name, tasks, batch_size, repeats):
-    x, y = _batch(model_name, [f"t{i}" for i in range(tasks)], batch_size)
+    x, y = step_cost.batch(model_name, [f"t{i}" for i in range(tasks)],
+                           batch_size)
     rows = {}
-    plain, names = _build(model_name, tasks, None)
-    rows["plain step"] = _time(lambda: plain.train_on_batch(x, y), repeats)
-    forward, backward = _parts(plain, names, x, y, repeats)
+    plain, names = step_cost.build_model(model_name, tasks, None)
+    rows["plain step"] = step_cost.mean_seconds(
+        lambda: plain.train_on_batch(x, y), repeats)
+    forward, backward = step_cost.forward_and_backward(plain, names, x, y,
+                                                       repeats)
     for method in ("lookahead", "first_order", "cosine"):
-        model, _ = _build(model_name, tasks, 1, method)
-        rows[f"measured step ({method})"] = _time(
+        model, _ = step_cost.build_model(model_name, tasks, 1, method)
+        rows[f"measured step ({method})"] = step_cost.mean_seconds(
             lambda m=model: m.train_on_batch(x, y), repeats)
     bound = forward + tasks * backward + tasks * forward
     print(f"\nModel {model_name}, {tasks} tasks, batch {batch_size} "
@@ -172,10 +96,10 @@ def _step_table(model_name, tasks, batch_size, repeats):
 
 def _every_table(model_name, tasks, batch_size, steps):
     names = [f"t{i}" for i in range(tasks)]
-    x, y = _batch(model_name, names, batch_size, steps)
+    x, y = step_cost.batch(model_name, names, batch_size, steps)
     times = {}
     for every in (None, 1, 5, 10, 25, 50, 100):
-        model, _ = _build(model_name, tasks, every)
+        model, _ = step_cost.build_model(model_name, tasks, every)
         # Two epochs, timing the second: tracing happens in the first.
         timer = timing.EpochTimer()
         model.fit(x, y, batch_size=batch_size, epochs=2, verbose=0,
@@ -192,12 +116,14 @@ def _every_table(model_name, tasks, batch_size, steps):
 
 def _one_scaling_point(model_name, tasks, batch_size, repeats):
     names = [f"t{i}" for i in range(tasks)]
-    x, y = _batch(model_name, names, batch_size)
-    plain, _ = _build(model_name, tasks, None)
-    t_plain = _time(lambda: plain.train_on_batch(x, y), repeats)
+    x, y = step_cost.batch(model_name, names, batch_size)
+    plain, _ = step_cost.build_model(model_name, tasks, None)
+    t_plain = step_cost.mean_seconds(lambda: plain.train_on_batch(x, y),
+                                     repeats)
     rss_plain = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    model, _ = _build(model_name, tasks, 1)
-    t_measured = _time(lambda: model.train_on_batch(x, y), repeats)
+    model, _ = step_cost.build_model(model_name, tasks, 1)
+    t_measured = step_cost.mean_seconds(lambda: model.train_on_batch(x, y),
+                                        repeats)
     rss_measured = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"tasks": tasks, "plain_s": t_plain,
                       "measured_s": t_measured,
@@ -227,16 +153,18 @@ def _scaling_table(model_name, batch_size, repeats):
 
 def _one_tracing_point(model_name, tasks, batch_size, repeats, which):
     names = [f"t{i}" for i in range(tasks)]
-    x, y = _batch(model_name, names, batch_size, steps=2)
+    x, y = step_cost.batch(model_name, names, batch_size, steps=2)
     start = time.perf_counter()
-    model, _ = _build(model_name, tasks, None if which == "plain" else 1)
+    model, _ = step_cost.build_model(
+        model_name, tasks, None if which == "plain" else 1)
     build = time.perf_counter() - start
     start = time.perf_counter()
     model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0,
               shuffle=False)
     first_fit = time.perf_counter() - start
     one_x, one_y = x[:batch_size], {t: v[:batch_size] for t, v in y.items()}
-    step = _time(lambda: model.train_on_batch(one_x, one_y), repeats)
+    step = step_cost.mean_seconds(
+        lambda: model.train_on_batch(one_x, one_y), repeats)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"build_s": build, "first_fit_s": first_fit,
                       "step_s": step, "rss_mb": rss / 1024}))
@@ -282,11 +210,11 @@ def _repeated_fit_table(model_name, tasks, batch_size, steps, calls,
             self.seconds = time.perf_counter()
 
     names = [f"t{i}" for i in range(tasks)]
-    x, y = _batch(model_name, names, batch_size, steps)
-    plain, _ = _build(model_name, tasks, None)
-    forward, backward = _parts(plain, names, x[:batch_size],
-                               {t: v[:batch_size] for t, v in y.items()},
-                               repeats)
+    x, y = step_cost.batch(model_name, names, batch_size, steps)
+    plain, _ = step_cost.build_model(model_name, tasks, None)
+    forward, backward = step_cost.forward_and_backward(
+        plain, names, x[:batch_size],
+        {t: v[:batch_size] for t, v in y.items()}, repeats)
     bound = forward + tasks * backward + tasks * forward
     fix = _keras_private.without_autotune_thread
     print(f"\n{calls} fit calls of {steps} steps ({model_name}, {tasks} "
@@ -297,7 +225,7 @@ def _repeated_fit_table(model_name, tasks, batch_size, steps, calls,
           "stall s (max)   fit / steps / bound")
     for label, every in (("plain", None), ("measured", 1)):
         for thread in (True, False):
-            model, _ = _build(model_name, tasks, every)
+            model, _ = step_cost.build_model(model_name, tasks, every)
             if thread:  # Keras's default pipeline, as before the fix.
                 _keras_private.without_autotune_thread = lambda it: None
             seconds, stalls = [], []

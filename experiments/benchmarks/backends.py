@@ -10,8 +10,8 @@ load on a shared machine falls on both:
   (`train_on_batch`, mean of `--backends_repeats` calls after two
   warm-up calls);
 * the bound `F + n B + n F`: one forward pass in training mode and one
-  task's backward pass, each compiled as the backend compiles (a
-  `tf.function`, a `jax.jit`);
+  task's backward pass (`step_cost.forward_and_backward`, as
+  `affinity_benchmark` measures them);
 * the first `fit` of two measured steps (building, tracing and
   compiling included);
 * the process's peak resident memory after all of the above.
@@ -37,6 +37,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from experiments.lib import step_cost  # noqa: E402
+
 _TASKS = flags.DEFINE_list("backends_tasks", ["3", "9", "40"],
                            "Task counts.")
 _ROUNDS = flags.DEFINE_integer(
@@ -54,108 +56,24 @@ _CHILD = flags.DEFINE_integer("backends_child_tasks", None,
 BACKENDS = ("tensorflow", "jax")
 
 
-def _model(tasks, every):
-    import keras
-
-    import tag_keras
-
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((256,))
-    h = keras.layers.Dense(512, activation="relu")(inputs)
-    h = keras.layers.Dense(512, activation="relu")(h)
-    names = [f"t{i}" for i in range(tasks)]
-    outputs = {n: keras.layers.Dense(2, name=n)(h) for n in names}
-    model_cls = keras.Model if every is None else tag_keras.TaskAffinityModel
-    extra = {} if every is None else {"affinity_every_n_steps": every}
-    model = model_cls(inputs=inputs, outputs=outputs, **extra)
-    model.compile(
-        optimizer=keras.optimizers.SGD(5e-4, momentum=0.9),
-        loss={n: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-              for n in names})
-    return model, names
-
-
-def _batch(names, size, steps=1):
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    x = rng.random((size * steps, 256), dtype=np.float32)
-    y = {t: rng.integers(0, 2, size=(size * steps,)).astype("int32")
-         for t in names}
-    return x, y
-
-
-def _time(fn, repeats):
-    fn()
-    fn()  # warm-up: tracing, compiling, first-call allocations
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
-
-
-def _parts(model, names, x, y, repeats):
-    """`(forward, one task's backward)` seconds, compiled per backend."""
-    import keras
-
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    task = names[0]
-    if keras.backend.backend() == "jax":
-        import jax
-
-        trainable = [v.value for v in model.trainable_variables]
-        other = [v.value for v in model.non_trainable_variables]
-
-        @jax.jit
-        def forward(values, x):
-            return model.stateless_call(values, other, x, training=True)[0]
-
-        @jax.jit
-        def backward(values, x, y):
-            def one(values):
-                out = model.stateless_call(values, other, x,
-                                           training=True)[0]
-                return loss(y, out[task])
-            return jax.grad(one)(values)
-
-        def block(value):
-            return jax.block_until_ready(value)
-
-        return (
-            _time(lambda: block(forward(trainable, x)), repeats),
-            _time(lambda: block(backward(trainable, x, y[task])), repeats),
-        )
-    import tensorflow as tf
-
-    @tf.function
-    def forward_tf(x):
-        return model(x, training=True)
-
-    @tf.function
-    def backward_tf(x, y):
-        with tf.GradientTape() as tape:
-            value = loss(y, model(x, training=True)[task])
-        return tape.gradient(value, model.trainable_variables)
-
-    return (_time(lambda: forward_tf(x), repeats),
-            _time(lambda: backward_tf(x, y[task]), repeats))
-
-
 def _child(tasks, batch, repeats):
     """Prints one JSON line: this backend's measurements."""
     import keras
 
-    names = [f"t{i}" for i in range(tasks)]
-    x, y = _batch(names, batch, steps=2)
+    x, y = step_cost.batch("mlp", [f"t{i}" for i in range(tasks)], batch,
+                           steps=2)
     start = time.perf_counter()
-    model, _ = _model(tasks, 1)
+    model, names = step_cost.build_model("mlp", tasks, 1)
     model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
     first_fit = time.perf_counter() - start
     one_x, one_y = x[:batch], {t: v[:batch] for t, v in y.items()}
-    measured = _time(lambda: model.train_on_batch(one_x, one_y), repeats)
-    plain_model, _ = _model(tasks, None)
-    plain = _time(lambda: plain_model.train_on_batch(one_x, one_y), repeats)
-    forward, backward = _parts(plain_model, names, one_x, one_y, repeats)
+    measured = step_cost.mean_seconds(
+        lambda: model.train_on_batch(one_x, one_y), repeats)
+    plain_model, _ = step_cost.build_model("mlp", tasks, None)
+    plain = step_cost.mean_seconds(
+        lambda: plain_model.train_on_batch(one_x, one_y), repeats)
+    forward, backward = step_cost.forward_and_backward(
+        plain_model, names, one_x, one_y, repeats)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({
         "backend": keras.backend.backend(), "tasks": tasks,
