@@ -12,6 +12,8 @@
 * `pipeline`: the whole experiment and its baselines.
 * `it_mtl`, `demo`: those binaries' logic.
 * `results`: the comparison tables.
+* `step_cost`: the models, batches and timers of the step-cost
+  benchmarks (`affinity_benchmark`, `backends`).
 
 Library code: never reads flags; the binaries (`experiments/*.py`) parse
 them and call these functions, and never import one another. May import
