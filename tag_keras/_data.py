@@ -9,8 +9,9 @@ as NumPy arrays. A leaf module (TensorFlow, Keras and NumPy only).
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import tree
+
+from tag_keras._tensorflow import tf
 
 
 def batches(data, batch_size, tasks, max_batches=None):

@@ -12,14 +12,14 @@ import contextlib
 import warnings
 
 import keras
-import tensorflow as tf
 from keras.src.losses import loss as loss_module
 from keras.src.models import functional as functional_module
 from keras.src.models import model as model_module
 from keras.src.saving import object_registration
 from keras.src.trainers import data_adapters
 from keras.src.trainers.data_adapters import array_data_adapter
-from tensorflow.python.framework import ops as tf_ops
+
+from tag_keras._tensorflow import tf
 
 #: The oldest Keras (major, minor) the private uses below work on. Keras
 #: 3.7 lacks `scale_loss_for_distribution`, `unscale_loss_for_distribution`
@@ -459,6 +459,8 @@ def forgetting_custom_gradients():
     Reason: the registry is TensorFlow's private
     `ops._gradient_registry`, which has no public way to unregister.
     """
+    from tensorflow.python.framework import ops as tf_ops
+
     registry = tf_ops._gradient_registry._registry  # pylint: disable=protected-access
     before = set(registry)
     try:

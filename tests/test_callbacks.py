@@ -152,6 +152,22 @@ def test_bad_log_dir_is_a_clear_error():
         tag_keras.AffinityLogger("")
 
 
+def test_tensorboard_events_follow_whether_tensorflow_is_installed(
+        monkeypatch, tmp_path):
+    from tag_keras import _tensorflow
+    assert tag_keras.AffinityLogger(tmp_path).tensorboard  # installed here
+    assert not tag_keras.AffinityLogger(tmp_path, tensorboard=False
+                                        ).tensorboard
+    with pytest.raises(TypeError, match=r"tensorboard='yes'"):
+        tag_keras.AffinityLogger(tmp_path, tensorboard="yes")
+    monkeypatch.setattr(_tensorflow, "is_installed", lambda: False)
+    with pytest.warns(UserWarning, match="writes no TensorBoard events"):
+        assert not tag_keras.AffinityLogger(tmp_path).tensorboard
+    with pytest.raises(tag_keras.InputError,
+                       match=r"TensorFlow is not installed.*tensorboard=True"):
+        tag_keras.AffinityLogger(tmp_path, tensorboard=True)
+
+
 def test_files_respect_the_umask_and_the_figure_is_drawn(tmp_path):
     from matplotlib import image
 

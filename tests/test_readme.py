@@ -2,6 +2,7 @@
 written; the docs give a command for every binary."""
 
 import ast
+import json
 import os
 import pathlib
 import re
@@ -107,6 +108,41 @@ def test_the_quickstart_runs_as_written(tmp_path):
     for pair in ({"a", "b"}, {"c", "d"}):
         assert any(pair <= set(group) for group in groups), groups
     assert (tmp_path / "runs/quickstart/affinity.csv").exists()
+
+
+# As if TensorFlow were not installed: `import tensorflow` fails and
+# `importlib.util.find_spec` finds nothing.
+_WITHOUT_TENSORFLOW = (
+    "import sys\n"
+    "for name in ('tensorflow', 'tf_keras', 'tensorboard'):\n"
+    "    sys.modules[name] = None\n")
+
+
+@pytest.mark.backends
+@pytest.mark.skipif(os.environ.get("KERAS_BACKEND") != "jax",
+                    reason="needs KERAS_BACKEND=jax")
+def test_the_quickstart_and_the_selector_run_without_tensorflow(tmp_path):
+    code = _WITHOUT_TENSORFLOW + _quickstart(_ROOT / "README.md")
+    env = dict(os.environ, PYTHONPATH=str(_ROOT), KERAS_BACKEND="jax")
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+        text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # TensorBoard events are the one thing left out, and it says so.
+    assert "writes no TensorBoard events" in done.stderr
+    logs = tmp_path / "runs/quickstart"
+    assert {p.name for p in logs.iterdir()} >= {
+        "affinity.csv", "affinity_stderr.csv", "affinity_epochs.csv",
+        "affinity_steps.csv", "affinity.png"}
+    select = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TENSORFLOW +
+         "sys.argv = ['tag-select', '--affinity=runs/quickstart/"
+         "affinity.csv', '--num_groups=2', '--output=groups.json']\n"
+         "from tag_keras.select.cli import run\nrun()"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    assert select.returncode == 0, select.stderr[-3000:]
+    document = json.loads((tmp_path / "groups.json").read_text())
+    assert document["tasks"] == ["a", "b", "c", "d"]
 
 
 def test_docs_have_a_command_for_every_binary():

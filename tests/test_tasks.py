@@ -147,7 +147,7 @@ def _imported_packages(package):
 
 def test_the_task_core_sits_below_every_package_that_uses_it():
     assert _imported_packages("tasks") <= {"_data", "_distribute",
-                                           "_keras_private"}
+                                           "_keras_private", "_tensorflow"}
     for user in ("measure", "diagnostics", "mtl", "train"):
         assert "tasks" in _imported_packages(user), user
     # The training methods name `TaskGradients` from the core, not from

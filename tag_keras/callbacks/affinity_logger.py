@@ -33,12 +33,14 @@ import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tag_keras import _distribute
 from tag_keras import _files
 from tag_keras import _lock
+from tag_keras import _tensorflow as tensorflow
 from tag_keras import figures
+from tag_keras._errors import InputError
+from tag_keras._tensorflow import tf
 from tag_keras.measure.readout import AffinityReadout
 
 _STEPS = "affinity_steps.csv"
@@ -81,7 +83,10 @@ class AffinityLogger(keras.callbacks.Callback):
     Args:
         log_dir: Directory for the files (created if missing).
         write_steps: Whether to write `affinity_steps.csv`.
-        tensorboard: Whether to write TensorBoard events.
+        tensorboard: Whether to write TensorBoard events (they need
+            TensorFlow). None (the default): when TensorFlow is installed;
+            without it, a warning says the events are not written. True
+            without TensorFlow raises `InputError`.
         figure: Whether to write `affinity.png` at the end of training.
 
     Example:
@@ -100,7 +105,7 @@ class AffinityLogger(keras.callbacks.Callback):
         self,
         log_dir: str | os.PathLike,
         write_steps: bool = True,
-        tensorboard: bool = True,
+        tensorboard: bool | None = None,
         figure: bool = True,
     ):
         super().__init__()
@@ -111,10 +116,10 @@ class AffinityLogger(keras.callbacks.Callback):
             )
         self.log_dir = os.fspath(log_dir)
         self.write_steps = write_steps
-        self.tensorboard = tensorboard
+        self.tensorboard = _tensorboard(tensorboard)
         self.figure = figure
         self._files = None
-        self._events = _Events(self.log_dir) if tensorboard else None
+        self._events = _Events(self.log_dir) if self.tensorboard else None
         self._last_step = None
         self._epoch = None
         self._active = False
@@ -281,9 +286,39 @@ def _write_matrix(log_dir, frame, name=_MATRIX):
 
 def _strategy(owner):
     """The owner's `tf.distribute` strategy (a custom loop's: the current
-    one)."""
+    one); None on other backends (one process writes)."""
+    if keras.backend.backend() != "tensorflow":
+        return None
     strategy = getattr(owner, "distribute_strategy", None)
     return strategy if strategy is not None else tf.distribute.get_strategy()
+
+
+def _tensorboard(requested):
+    """Whether to write TensorBoard events: `requested`, checked against
+    TensorFlow being installed."""
+    if requested is not None and not isinstance(requested, bool):
+        raise TypeError(
+            "`tensorboard` must be True, False or None (when TensorFlow is "
+            f"installed). Received: tensorboard={requested!r}."
+        )
+    if tensorflow.is_installed():
+        return requested is not False
+    if requested:
+        raise InputError(
+            "AffinityLogger(tensorboard=True) writes TensorBoard events "
+            "with TensorFlow's summary writer, and TensorFlow is not "
+            "installed. Install it (`pip install tensorflow`) or pass "
+            "tensorboard=False (the CSV files and the figure need no "
+            "TensorFlow). Received: tensorboard=True"
+        )
+    if requested is None:
+        warnings.warn(
+            "AffinityLogger writes no TensorBoard events: they need "
+            "TensorFlow, which is not installed (the CSV files and the "
+            "figure are written). Pass tensorboard=False to silence this.",
+            stacklevel=3,
+        )
+    return False
 
 
 def _tag(name):

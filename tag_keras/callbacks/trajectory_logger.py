@@ -8,12 +8,12 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tag_keras import _data
 from tag_keras import _distribute
 from tag_keras import _files
 from tag_keras import _keras_private
+from tag_keras._tensorflow import tf
 from tag_keras.diagnostics.conflict import _check_positive
 from tag_keras.diagnostics.trajectory import MEASURES
 from tag_keras.diagnostics.trajectory import TrajectoryMeasures

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from keras import ops
 
 from tag_keras import _data
+from tag_keras._tensorflow import tf
 from tag_keras.tasks import labels as labels_lib
 from tag_keras.tasks.view import TaskView
 from tag_keras.tasks.view import batch_function

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from tag_keras import _data
+from tag_keras._tensorflow import tf
 from tag_keras.tasks.view import TaskView
 
 if TYPE_CHECKING:  # for annotations only

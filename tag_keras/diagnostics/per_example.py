@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 from keras import tree
 
 from tag_keras import _data
+from tag_keras._tensorflow import tf
 from tag_keras.diagnostics.conflict import _check_positive
 from tag_keras.tasks import labels as labels_lib
 from tag_keras.tasks.view import TaskView

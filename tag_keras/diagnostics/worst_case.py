@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from tag_keras import _data
+from tag_keras._tensorflow import tf
 from tag_keras.diagnostics.conflict import _check_positive
 from tag_keras.tasks import labels as labels_lib
 from tag_keras.tasks.view import TaskView

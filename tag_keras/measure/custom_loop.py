@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Any
 
-import tensorflow as tf
-
 from tag_keras import _distribute
 from tag_keras import _keras_private
+from tag_keras._tensorflow import tf
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import sources as sources_lib
 from tag_keras.measure.forward import ForwardPass

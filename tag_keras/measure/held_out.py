@@ -1,8 +1,7 @@
 """Held-out batches for validation affinity, cycled forever."""
 
-import tensorflow as tf
-
 from tag_keras import _keras_private
+from tag_keras._tensorflow import tf
 
 
 def cycle(data, batch_size):

@@ -73,18 +73,11 @@ def check_supported(model):
 
 class JaxTaskGradients(TaskGradients):
     """`TaskGradients` on one JAX device: the rows are unrolled (no
-    `tf.TensorArray`), sums are plain additions, and the batch is global.
+    `tf.TensorArray`) and the batch is global.
     """
 
     def prepare_rows(self):
         """Nothing to prepare: the rows are unrolled on JAX."""
-
-    def sum(self, tasks=None):
-        tasks = self.tasks if tasks is None else tuple(tasks)
-        return [
-            sum(self._lists[t][k] for t in tasks)
-            for k in range(len(self.variables))
-        ]
 
     def global_flat(self, kernels_only=False):
         return self.flat(kernels_only)

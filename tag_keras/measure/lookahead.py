@@ -20,10 +20,10 @@ model owns is ever written.
 import re
 
 import keras
-import tensorflow as tf
 
 from tag_keras import _distribute
 from tag_keras import _keras_private
+from tag_keras._tensorflow import tf
 
 _SHADOW_SCOPE = "tag_shadow_{}"
 

@@ -4,8 +4,7 @@
 model and no `train_step`, so a custom training loop can use it as is.
 """
 
-import tensorflow as tf
-
+from tag_keras._tensorflow import tf
 from tag_keras.measure import estimators
 from tag_keras.measure import sources
 

@@ -37,10 +37,10 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tag_keras import _compat
 from tag_keras import _keras_private
+from tag_keras._tensorflow import tf
 from tag_keras.measure import estimators
 from tag_keras.measure import held_out
 from tag_keras.measure import sources as sources_lib

@@ -18,10 +18,10 @@ are unrolled instead, each waiting for the one before.
 """
 
 import keras
-import tensorflow as tf
 
 from tag_keras import _distribute
 from tag_keras import _keras_private
+from tag_keras._tensorflow import tf
 
 
 def one_at_a_time(count, row):

@@ -23,9 +23,9 @@ import numbers
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from tag_keras import _compat
+from tag_keras._tensorflow import tf
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import rows as rows_lib
 from tag_keras.measure import state as state_lib

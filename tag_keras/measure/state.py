@@ -2,8 +2,8 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from tag_keras._tensorflow import tf
 from tag_keras.measure import affinity as affinity_lib
 
 

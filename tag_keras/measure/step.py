@@ -9,11 +9,11 @@ backward pass, and the `Meter` records the affinity from the same
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from tag_keras import _distribute
 from tag_keras import _keras_private
+from tag_keras._tensorflow import tf
 from tag_keras.measure import target as target_lib
 from tag_keras.measure.lookahead import make_lookahead
 from tag_keras.mtl import base as mtl_base

@@ -1,10 +1,10 @@
 """The batch on which the estimators measure the target tasks' losses."""
 
 import keras
-import tensorflow as tf
 
 from tag_keras import _distribute
 from tag_keras import _keras_private
+from tag_keras._tensorflow import tf
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.tasks import labels as labels_lib
 

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
-import tensorflow as tf
 
+from tag_keras._tensorflow import tf
 from tag_keras.tasks.gradients import TaskGradients
 
 

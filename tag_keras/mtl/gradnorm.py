@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from tag_keras._distribute import replica_sum
+from tag_keras._tensorflow import tf
 from tag_keras.mtl.base import TrainingMethod
 
 

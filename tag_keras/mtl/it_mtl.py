@@ -17,10 +17,10 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tag_keras import _compat
 from tag_keras import _distribute
+from tag_keras._tensorflow import tf
 from tag_keras.mtl import pcgrad
 from tag_keras.mtl.base import WeightedMethod
 from tag_keras.tasks import affinity as affinity_formulas

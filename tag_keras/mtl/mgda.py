@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 
+from tag_keras._tensorflow import tf
 from tag_keras.mtl.base import TrainingMethod
 from tag_keras.mtl.base import largest_entry
 

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 import keras
-import tensorflow as tf
 
+from tag_keras._tensorflow import tf
 from tag_keras.mtl.base import WeightedMethod
 from tag_keras.mtl.base import largest_entry
 

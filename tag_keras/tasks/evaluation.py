@@ -1,9 +1,9 @@
 """The tasks' mean losses and errors on examples, in inference mode."""
 
 import numpy as np
-import tensorflow as tf
 
 from tag_keras import _data
+from tag_keras._tensorflow import tf
 from tag_keras.tasks import labels as labels_lib
 from tag_keras.tasks.view import batch_function
 

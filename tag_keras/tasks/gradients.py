@@ -9,12 +9,17 @@ once, here.
 
 from __future__ import annotations
 
+import functools
+import math
+import operator
 from collections.abc import Sequence
 
-import tensorflow as tf
+import keras
 from keras import ops
 
 from tag_keras import _distribute
+from tag_keras import _tensorflow as tensorflow
+from tag_keras._tensorflow import tf
 
 
 class TaskGradients:
@@ -108,7 +113,7 @@ class TaskGradients:
         """The sum of `tasks`' gradients (all tasks by default)."""
         tasks = self.tasks if tasks is None else tuple(tasks)
         return [
-            tf.add_n([self._lists[t][k] for t in tasks])
+            add_n([self._lists[t][k] for t in tasks])
             if len(tasks) > 1
             else self._lists[tasks[0]][k]
             for k in range(len(self.variables))
@@ -118,9 +123,9 @@ class TaskGradients:
         """`Σ_t weights[t] g_t`, `weights` an `[n]` tensor (a group's
         0/1 membership gives the sum of its tasks' gradients)."""
         return [
-            tf.add_n(
+            add_n(
                 [
-                    tf.cast(weights[i], g[k].dtype) * g[k]
+                    ops.cast(weights[i], g[k].dtype) * g[k]
                     for i, g in enumerate(self._lists.values())
                 ]
             )
@@ -156,9 +161,9 @@ class TaskGradients:
         """A `[d]` vector as one tensor per shared variable (their dtypes)."""
         out, start = [], 0
         for variable in self.variables:
-            size = variable.shape.num_elements()
-            part = tf.reshape(vector[start : start + size], variable.shape)
-            out.append(tf.cast(part, variable.dtype))
+            size = math.prod(variable.shape)
+            part = ops.reshape(vector[start : start + size], variable.shape)
+            out.append(ops.cast(part, variable.dtype))
             start += size
         return out
 
@@ -173,12 +178,12 @@ class TaskGradients:
     def finite(self) -> tf.Tensor:
         """`[n]` booleans: the task's gradient is finite on every replica."""
         flags = [
-            tf.reduce_all(
-                [tf.reduce_all(tf.math.is_finite(g)) for g in self._lists[t]]
+            ops.all(
+                ops.stack([ops.all(ops.isfinite(g)) for g in self._lists[t]])
             )
             for t in self.tasks
         ]
-        return _distribute.replica_all(tf.stack(flags))
+        return _distribute.replica_all(ops.stack(flags))
 
     def _is_kernel(self, k):
         return self._kernel_mask is None or self._kernel_mask[k]
@@ -187,7 +192,14 @@ class TaskGradients:
 def dense_or_zeros(gradient, variable):
     """`gradient` as a dense tensor; zeros of the variable's shape for None."""
     if gradient is None:
-        return tf.zeros(variable.shape, variable.dtype)
-    if isinstance(gradient, tf.IndexedSlices):
+        return ops.zeros(variable.shape, variable.dtype)
+    if tensorflow.is_loaded() and isinstance(gradient, tf.IndexedSlices):
         return tf.convert_to_tensor(gradient)
     return gradient
+
+
+def add_n(values):
+    """The sum of same-shaped tensors (`tf.add_n` on TensorFlow)."""
+    if keras.backend.backend() == "tensorflow":
+        return tf.add_n(values)
+    return functools.reduce(operator.add, values)

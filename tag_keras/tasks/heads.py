@@ -11,7 +11,8 @@ each unit's probability read from the loss of that unit alone.
 """
 
 import numpy as np
-import tensorflow as tf
+
+from tag_keras._tensorflow import tf
 
 #: How far exp(−loss) summed over a head's labels may be from 1.
 _PROBABILITY_TOLERANCE = 1e-3

@@ -13,12 +13,12 @@ measure writes a weight, a BatchNorm statistic or the optimizer.
 """
 
 import numpy as np
-import tensorflow as tf
 from keras import ops
 from keras import tree
 
 from tag_keras import _data
 from tag_keras import _keras_private
+from tag_keras._tensorflow import tf
 from tag_keras.tasks import shared as shared_lib
 from tag_keras.tasks.heads import HeadLosses
 from tag_keras.tasks.losses import TaskLosses

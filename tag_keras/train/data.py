@@ -19,10 +19,10 @@ training arrays carved once with a fixed seed (`monitored_split`).
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import tree
 
 from tag_keras import _data
+from tag_keras._tensorflow import tf
 from tag_keras.tasks import labels as labels_lib
 
 #: The splits a data dict may hold; the first two are required.
