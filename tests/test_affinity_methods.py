@@ -5,7 +5,6 @@ are checked in one place."""
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import tag_keras
 from tag_keras.measure import affinity as affinity_lib
@@ -17,7 +16,7 @@ class GramEstimator(tag_keras.AffinityEstimator):
 
     def matrix(self, gradients, target):
         flat = gradients.global_flat()
-        return tf.matmul(flat, flat, transpose_b=True)
+        return keras.ops.matmul(flat, keras.ops.transpose(flat))
 
 
 class LossDropEstimator(tag_keras.AffinityEstimator):
@@ -68,6 +67,7 @@ def _measured(method, **kwargs):
     return model
 
 
+@pytest.mark.backends
 def test_a_registered_method_measures_in_fit(registered):
     assert {"gram", "loss_drop"} <= set(tag_keras.affinity_methods())
     gram = _measured("gram").affinity().to_numpy()
@@ -78,6 +78,7 @@ def test_a_registered_method_measures_in_fit(registered):
                                rtol=1e-5)
 
 
+@pytest.mark.backends
 def test_a_registered_method_with_group_sources(registered):
     drop = _measured("loss_drop", lookahead_step="sgd",
                      affinity_sources="tasks+all")

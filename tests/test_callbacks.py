@@ -110,6 +110,7 @@ class _Interrupt(keras.callbacks.Callback):
             raise RuntimeError("interrupted")
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("every", [1, 3])
 @pytest.mark.parametrize("where", ["epoch boundary", "mid-epoch"])
 def test_resuming_keeps_every_epoch_and_step_once(tmp_path, every, where):

@@ -285,6 +285,7 @@ def test_epoch_affinity_is_visible_to_callbacks():
     assert not np.allclose(seen[0].to_numpy(), seen[2].to_numpy())
 
 
+@pytest.mark.backends
 def test_affinity_survives_backup_and_restore(tmp_path):
     x, y = _data()
 

@@ -45,6 +45,7 @@ from tag_keras import _keras_private
 from tag_keras._errors import InputError
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import estimators
+from tag_keras.measure import sources as sources_lib
 from tag_keras.measure.target import Target
 from tag_keras.tasks import labels as labels_lib
 from tag_keras.tasks import shared as shared_lib
@@ -59,10 +60,6 @@ def check_supported(model):
         unsupported.append("training_method=")
     if model._affinity_data is not None:
         unsupported.append("affinity_data=")
-    if model.affinity_settings.sources != "tasks" or (
-        model.affinity_settings.random_subsets
-    ):
-        unsupported.append("group sources (affinity_sources=)")
     if unsupported:
         raise InputError(
             f"On Keras's JAX backend, TaskAffinityModel supports neither "
@@ -202,9 +199,11 @@ class JaxTrainStep:
 
     # The steps ------------------------------------------------------------
 
-    def __call__(self, state, data, measure):
+    def __call__(self, state, data, measure, group_indices=None):
         """One step: `(logs, new state)`; `measure` (a Python bool)
-        records the affinity of this step."""
+        records the affinity of this step, and of the groups
+        `group_indices` (rows of the model's group sources, drawn on the
+        host) when the model measures group sources."""
         model = self.model
         trainable, non_trainable, optimizer_state, metrics_state = state
         data = labels_lib.mask_missing_in_batch(data)
@@ -233,16 +232,11 @@ class JaxTrainStep:
             update = [u + e for u, e in zip(update, extra_grads)]
         if measure:
             self._measure(
-                trainable,
-                non_trainable,
-                optimizer_state,
-                x,
-                y,
-                sample_weight,
+                (trainable, non_trainable, optimizer_state),
+                (x, y, sample_weight),
                 grads,
-                before,
-                labels,
-                weights,
+                (before, labels, weights),
+                group_indices,
             )
         new_trainable, optimizer_state = model.optimizer.stateless_apply(
             optimizer_state, update, trainable
@@ -268,20 +262,19 @@ class JaxTrainStep:
             metrics_state,
         )
 
-    def _measure(
-        self,
-        trainable,
-        non_trainable,
-        optimizer_state,
-        x,
-        y,
-        sample_weight,
-        grads,
-        before,
-        labels,
-        weights,
-    ):
-        """Computes the step's matrix and sends it to the host state."""
+    def _measure(self, state, batch, grads, forward, group_indices):
+        """Computes the step's matrices and sends them to the host state.
+
+        Args:
+            state: `(trainable, non-trainable, optimizer)` values.
+            batch: `(x, y, sample_weight)`, NaN labels masked.
+            grads: Each task's gradients of every trainable variable.
+            forward: `(losses [n], labels, weights)` of the step's forward.
+            group_indices: This step's group sources, or None.
+        """
+        trainable, non_trainable, optimizer_state = state
+        x, y, sample_weight = batch
+        before, labels, weights = forward
         model, tasks, shared = self.model, self.model.task_names, self.shared
         settings = model.affinity_settings
         labelled = ops.stack(
@@ -327,8 +320,28 @@ class JaxTrainStep:
             step=settings.lookahead_step,
         )
         z = ops.cast(estimator.matrix(gradients, target), "float32")
-        state = model.affinity_recorder.state
-        io_callback(state.record, None, z, ok, ok, iterations, ordered=True)
+        recorder = model.affinity_recorder
+        io_callback(
+            recorder.state.record, None, z, ok, ok, iterations, ordered=True
+        )
+        if group_indices is not None:
+            z, group_ok = sources_lib.group_matrix(
+                recorder.group_sources.masks,
+                group_indices,
+                estimator,
+                gradients,
+                target,
+                ok,
+            )
+            io_callback(
+                recorder.group_state.record,
+                None,
+                group_indices,
+                ops.cast(z, "float32"),
+                group_ok,
+                ok,
+                ordered=True,
+            )
 
 
 def _index(variables, variable):
@@ -350,8 +363,10 @@ def make_train_function(model):
         )
     every = model.affinity_every_n_steps
     step = model._train_step
+    groups = model.group_sources
     measured = jax.jit(
-        lambda state, data: step(state, data, True), donate_argnums=0
+        lambda state, data, indices: step(state, data, True, indices),
+        donate_argnums=0,
     )
     plain = jax.jit(step.plain, donate_argnums=0)
     counter = _index(model.optimizer.variables, model.optimizer.iterations)
@@ -361,7 +376,15 @@ def make_train_function(model):
         if model.next_train_step is None:  # read once per `fit`
             model.next_train_step = int(state[2][counter])
         due = every > 0 and model.next_train_step % every == 0
-        logs, state = (measured if due else plain)(state, data)
+        if due:
+            indices = (
+                None
+                if groups is None
+                else groups.host_indices(model.next_train_step)
+            )
+            logs, state = measured(state, data, indices)
+        else:
+            logs, state = plain(state, data)
         model.next_train_step += 1
         if due:
             jax.effects_barrier()  # the host state holds this step now

@@ -53,7 +53,7 @@ class AffinityRecorder:
         names = check_task_names(task_names, groups=groups is not None)
         self.task_names = names
         if keras.backend.backend() == "jax":  # float64 sums on the host
-            self.state = HostAffinityState(len(names))
+            self.state = HostAffinityState(len(names), name="affinity_state")
         else:
             self.state = AffinityState(len(names), name="affinity_state")
         self.group_sources, self.group_state = groups, group_state

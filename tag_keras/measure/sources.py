@@ -21,12 +21,15 @@ measured every step. A group's gradient is the sum of its tasks' gradients
 import itertools
 import numbers
 
+import keras
 import numpy as np
 import pandas as pd
+from keras import ops
 
 from tag_keras import _compat
 from tag_keras._tensorflow import tf
 from tag_keras.measure import affinity as affinity_lib
+from tag_keras.measure import host_state
 from tag_keras.measure import rows as rows_lib
 from tag_keras.measure import state as state_lib
 from tag_keras.tasks import names as names_lib
@@ -88,7 +91,12 @@ def make(settings, num_tasks):
         settings.seed,
         settings.max_subset_tasks,
     )
-    return groups, GroupAffinityState(
+    table = (
+        host_state.HostGroupAffinityState
+        if keras.backend.backend() == "jax"  # float64 sums on the host
+        else GroupAffinityState
+    )
+    return groups, table(
         len(groups.masks), num_tasks, name="group_affinity_state"
     )
 
@@ -186,6 +194,33 @@ class GroupSources:
         """The number of groups measured per step."""
         return len(self.fixed) + self.random_subsets
 
+    def drawn(self, step):
+        """`[len(self)]` int32 NumPy: the groups the current backend
+        measures on `step` (`indices` on TensorFlow, `host_indices` on
+        JAX)."""
+        if keras.backend.backend() == "jax":
+            return self.host_indices(step)
+        return np.asarray(self.indices(step))
+
+    def host_indices(self, step):
+        """`[len(self)]` int32 NumPy: this step's groups, drawn on the host
+        (Keras's JAX backend, where the step number is known there).
+
+        The same fixed groups as `indices`, and m draws without
+        replacement from the pool, seeded by `(seed, step)`; the draws
+        are not TensorFlow's (another generator), only alike in law.
+        """
+        fixed = np.asarray(self.fixed, np.int32)
+        if not self.random_subsets:
+            return fixed
+        rng = np.random.default_rng(
+            np.random.SeedSequence([self.seed % 2**64, int(step)])
+        )
+        drawn = rng.choice(len(self.pool), self.random_subsets, replace=False)
+        return np.concatenate(
+            [fixed, np.asarray(self.pool, np.int32)[drawn]]
+        ).astype(np.int32)
+
     def indices(self, step):
         """`[len(self)]` int32: this step's groups (rows of `masks`)."""
         fixed = tf.constant(self.fixed, tf.int32, shape=[len(self.fixed)])
@@ -265,19 +300,36 @@ class GroupMeter:
         A group is a usable source when each of its tasks is (`source_ok`).
         """
         indices = self.sources.indices(step)
-        masks = tf.constant(self.sources.masks, tf.float32)
-        row_of = estimator.source_rows(gradients, target)
-
-        def row(k):
-            return row_of(gradients.weighted_sum(tf.gather(masks, k)))
-
-        count = len(self.sources)
-        z = rows_lib.one_at_a_time(count, lambda i: row(indices[i]))
-        chosen = tf.gather(masks, indices) > 0
-        group_ok = tf.reduce_all(~chosen | source_ok[tf.newaxis, :], axis=1)
-        return self.state.record(
-            indices, tf.reshape(z, [count, -1]), group_ok, target.ok
+        z, group_ok = group_matrix(
+            self.sources.masks,
+            indices,
+            estimator,
+            gradients,
+            target,
+            source_ok,
         )
+        return self.state.record(indices, z, group_ok, target.ok)
+
+
+def group_matrix(masks, indices, estimator, gradients, target, source_ok):
+    """`([s, n] affinities, [s] usable)` of the groups `indices` (rows of
+    `masks`), one lookahead at a time; any backend.
+
+    A group is a usable source when each of its tasks is (`source_ok`).
+    """
+    masks = ops.convert_to_tensor(masks, "float32")
+    row_of = estimator.source_rows(gradients, target)
+
+    def row(k):
+        return row_of(gradients.weighted_sum(ops.take(masks, k, axis=0)))
+
+    count = int(indices.shape[0])
+    z = rows_lib.one_at_a_time(count, lambda i: row(indices[i]))
+    chosen = ops.take(masks, indices, axis=0) > 0
+    group_ok = ops.all(
+        ops.logical_or(ops.logical_not(chosen), source_ok[None, :]), axis=1
+    )
+    return ops.reshape(z, [count, -1]), group_ok
 
 
 def group_frame(tasks, single, groups, masks):
