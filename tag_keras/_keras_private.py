@@ -261,6 +261,24 @@ def dataset_from_arrays(x, y, sample_weight, batch_size):
     return adapter.get_tf_dataset()
 
 
+def numpy_batches(x, y, sample_weight, batch_size):
+    """A function returning one pass of NumPy batches of arrays, a
+    `PyDataset` or a generator, batched exactly as `model.fit` does (no
+    shuffling); no TensorFlow needed for arrays.
+
+    Reason: Keras's data adapters are private (`get_data_adapter`).
+    """
+    adapter = data_adapters.get_data_adapter(
+        x, y, sample_weight, batch_size=batch_size, shuffle=False
+    )
+
+    def one_pass():
+        yield from adapter.get_numpy_iterator()
+        adapter.on_epoch_end()
+
+    return one_pass
+
+
 def uses_weight_decay(optimizer, variable):
     """Whether `optimizer` applies weight decay to `variable`.
 

@@ -90,14 +90,21 @@ def _tentative(optimizer, shared, grad, step_kind):
 
 
 def _affinity(xb, yb, weights, losses, g_shared, optimizer, step_kind,
-              method, sources=None):
+              method, sources=None, target=None):
     """One step's `[sources, n]` matrix, before any learning-rate scaling.
 
     `sources` are tuples of task names (a group's gradient is the sum of
     its tasks'); by default each task alone, giving the `[n, n]` matrix.
+    `target`, a held-out batch `(x, y)`, is where the targets' losses (and,
+    first-order, their gradients) are measured; the sources' gradients
+    stay the training batch's.
     """
     tasks = list(weights["heads"])
     sources = [(t,) for t in tasks] if sources is None else sources
+    g_source = g_shared
+    if target is not None:
+        xb, yb = target
+        losses, g_shared, _ = losses_and_grads(xb, yb, weights)
     reference, before = weights["W"], losses
     if step_kind == "increment":
         reference = optimizer.copy().update(
@@ -108,7 +115,7 @@ def _affinity(xb, yb, weights, losses, g_shared, optimizer, step_kind,
     z = np.zeros((len(sources), len(tasks)))
     for i, source in enumerate(sources):
         shared = _tentative(optimizer, weights["W"],
-                            sum(g_shared[t] for t in source), step_kind)
+                            sum(g_source[t] for t in source), step_kind)
         if method == "first_order":
             for j, target in enumerate(tasks):
                 z[i, j] = -np.sum(g_shared[target] * (shared - reference)) / (
@@ -123,13 +130,15 @@ def _affinity(xb, yb, weights, losses, g_shared, optimizer, step_kind,
 
 def train_and_measure(x, y, weights, optimizer, batch_size, steps,
                       scale_by_learning_rate, every=1, step_kind="optimizer",
-                      method="lookahead", sources=None):
+                      method="lookahead", sources=None, held_out=None):
     """Trains with summed gradients; returns per-step affinity matrices.
 
     `step_kind` is `TaskAffinityModel(lookahead_step=...)`, `method` its
     `affinity_method` ("lookahead" or "first_order"); `sources` the
     groups stepped on (tuples of task names; default each task alone), or
-    a function of the step number giving them.
+    a function of the step number giving them. `held_out`, `(x, y,
+    batch_size)`, is `affinity_data`: each measured step takes its next
+    batch, in order and cycled, for the targets.
 
     Returns:
         `(matrices, weights)`: `matrices[step]` is an `[n, n]` array for every
@@ -149,9 +158,17 @@ def train_and_measure(x, y, weights, optimizer, batch_size, steps,
         yb = {t: v[b * batch_size:(b + 1) * batch_size] for t, v in y.items()}
         losses, g_shared, g_heads = losses_and_grads(xb, yb, weights)
         if every and step % every == 0:
+            target = None
+            if held_out is not None:
+                xh, yh, size = held_out
+                k = len(matrices) % int(np.ceil(len(xh) / size))
+                target = (xh[k * size:(k + 1) * size].astype(np.float64),
+                          {t: v[k * size:(k + 1) * size]
+                           for t, v in yh.items()})
             z = _affinity(xb, yb, weights, losses, g_shared, optimizer,
                           step_kind, method,
-                          sources(step) if callable(sources) else sources)
+                          sources(step) if callable(sources) else sources,
+                          target)
             if scale_by_learning_rate:
                 z /= optimizer.rate()
             matrices[step] = z

@@ -311,6 +311,7 @@ def test_affinity_survives_backup_and_restore(tmp_path):
                                atol=1e-5)
 
 
+@pytest.mark.backends
 def test_validation_affinity_uses_the_held_out_data():
     x, y = _data()
     xv, yv = _data(seed=5)
@@ -327,6 +328,22 @@ def test_validation_affinity_uses_the_held_out_data():
     # Same training either way.
     for u, v in zip(_state(train_only)[0], _state(held_out)[0]):
         np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.backends
+def test_missing_labels_in_the_held_out_data_are_masked():
+    # Task b's labels are NaN for half the held-out examples: they are
+    # masked, as in training batches, so b stays a target on every step
+    # (unmasked, its held-out loss would be NaN and b skipped).
+    x, y = _data()
+    xv, yv = _data(seed=5)
+    yv["b"][::2] = np.nan
+    model = _fit(
+        _trunk_model(affinity_every_n_steps=1, affinity_data=(xv, yv),
+                     affinity_batch_size=4), x, y, epochs=1)
+    assert np.isfinite(model.affinity().to_numpy()).all()
+    assert (model.affinity_counts().to_numpy() == 3).all()
+    assert (model.affinity_skipped().to_numpy() == 0).all()
 
 
 def test_loss_scale_optimizer_measures_the_unscaled_step():

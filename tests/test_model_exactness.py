@@ -136,6 +136,32 @@ def test_lookahead_step_kinds_match_numpy(step_kind, method, name):
 
 
 @pytest.mark.backends
+@pytest.mark.backends
+@pytest.mark.parametrize("method", ["lookahead"])  # the one held-out method
+def test_held_out_affinity_matches_numpy(method):
+    # The targets' losses on `affinity_data` (10 examples in batches of 4,
+    # 4 and 2, cycled), the sources' steps from the training batch.
+    x, y, weights = _data(seed=5)
+    xv, yv, _ = _data(seed=6, n=10)
+    make_keras, make_numpy = OPTIMIZERS["adam"]
+    model, recorder = _fit_recorded(
+        _linear_model(weights, affinity_every_n_steps=1,
+                      affinity_method=method, affinity_data=(xv, yv),
+                      affinity_batch_size=4), make_keras(), x, y)
+    expected, final = reference.train_and_measure(
+        x, y, weights, make_numpy(), batch_size=4, steps=6,
+        scale_by_learning_rate=True, method=method,
+        held_out=(xv, yv, 4))
+    assert sorted(recorder.matrices) == list(range(6))
+    for step, matrix in expected.items():
+        np.testing.assert_allclose(recorder.matrices[step], matrix,
+                                   rtol=3e-3, atol=3e-5,
+                                   err_msg=f"step {step}")
+    # Measuring on held-out data never changes training.
+    np.testing.assert_allclose(model.get_layer("shared").get_weights()[0],
+                               final["W"], rtol=1e-4, atol=1e-5)
+
+
 def test_an_unknown_lookahead_step_is_refused():
     _, _, weights = _data()
     with pytest.raises(ValueError, match="lookahead_step='adam'"):

@@ -26,9 +26,14 @@ losses depend on, read from the traced program (`_keras_jax_private.
 used_inputs`, since JAX's gradients are zeros rather than None), or the
 weights of `shared_layers=`.
 
+Group sources are drawn on the host (`GroupSources.host_indices`) and
+passed to the jitted step, as is the next batch of `affinity_data`
+(`held_out.numpy_cycle`); the group rows are `sources.group_matrix`, as on
+TensorFlow.
+
 Not ported to JAX (each refused in one line at `compile` or `fit`):
-training methods, `affinity_data`, group sources, `steps_per_execution`
-above 1, distribution, loss-scale optimizers.
+training methods, `steps_per_execution` above 1, distribution,
+loss-scale optimizers.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from tag_keras import _keras_private
 from tag_keras._errors import InputError
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import estimators
+from tag_keras.measure import held_out as held_out_lib
 from tag_keras.measure import sources as sources_lib
 from tag_keras.measure.target import Target
 from tag_keras.tasks import labels as labels_lib
@@ -58,8 +64,6 @@ def check_supported(model):
     unsupported = []
     if model.training_method is not None:
         unsupported.append("training_method=")
-    if model._affinity_data is not None:
-        unsupported.append("affinity_data=")
     if unsupported:
         raise InputError(
             f"On Keras's JAX backend, TaskAffinityModel supports neither "
@@ -199,11 +203,15 @@ class JaxTrainStep:
 
     # The steps ------------------------------------------------------------
 
-    def __call__(self, state, data, measure, group_indices=None):
+    def __call__(
+        self, state, data, measure, group_indices=None, held_out=None
+    ):
         """One step: `(logs, new state)`; `measure` (a Python bool)
         records the affinity of this step, and of the groups
         `group_indices` (rows of the model's group sources, drawn on the
-        host) when the model measures group sources."""
+        host) when the model measures group sources; `held_out`, a batch
+        of `affinity_data`, is where the targets' losses are measured
+        (None: on the step's own batch)."""
         model = self.model
         trainable, non_trainable, optimizer_state, metrics_state = state
         data = labels_lib.mask_missing_in_batch(data)
@@ -231,12 +239,16 @@ class JaxTrainStep:
             )(trainable)
             update = [u + e for u, e in zip(update, extra_grads)]
         if measure:
+            losses = dict(zip(tasks, ops.unstack(before)))
+            finite = ops.all(
+                ops.stack([ops.all(ops.isfinite(u)) for u in update])
+            )
             self._measure(
                 (trainable, non_trainable, optimizer_state),
                 (x, y, sample_weight),
                 grads,
-                (before, labels, weights),
-                group_indices,
+                (losses, labels, weights),
+                (group_indices, held_out, finite),
             )
         new_trainable, optimizer_state = model.optimizer.stateless_apply(
             optimizer_state, update, trainable
@@ -262,32 +274,50 @@ class JaxTrainStep:
             metrics_state,
         )
 
-    def _measure(self, state, batch, grads, forward, group_indices):
+    def _usable(self, losses, labels, weights):
+        """`([n] losses, [n] usable)`: labelled, a finite non-zero loss,
+        and a loss that depends on the shared weights."""
+        tasks = self.model.task_names
+        before = ops.stack([losses[t] for t in tasks])
+        labelled = ops.stack(
+            [labels_lib.has_labels(labels[t], weights[t]) for t in tasks]
+        )
+        return before, (
+            affinity_lib.usable_loss(before)
+            & labelled
+            & ops.convert_to_tensor(self.shared.attached)
+        )
+
+    def _measure(self, state, batch, grads, forward, measured):
         """Computes the step's matrices and sends them to the host state.
 
         Args:
             state: `(trainable, non-trainable, optimizer)` values.
             batch: `(x, y, sample_weight)`, NaN labels masked.
             grads: Each task's gradients of every trainable variable.
-            forward: `(losses [n], labels, weights)` of the step's forward.
-            group_indices: This step's group sources, or None.
+            forward: `(losses, labels, weights)` dicts of the step's
+                forward pass.
+            measured: `(group indices or None, held-out batch or None,
+                whether the update is finite)`.
         """
         trainable, non_trainable, optimizer_state = state
-        x, y, sample_weight = batch
-        before, labels, weights = forward
+        group_indices, held_out, update_finite = measured
         model, tasks, shared = self.model, self.model.task_names, self.shared
         settings = model.affinity_settings
-        labelled = ops.stack(
-            [labels_lib.has_labels(labels[t], weights[t]) for t in tasks]
+        gradients = JaxTaskGradients(
+            tasks,
+            shared.pick(list(trainable)),
+            {t: shared.pick(g) for t, g in zip(tasks, grads)},
+            kernel_mask=shared.kernels,
         )
-        ok = (
-            affinity_lib.usable_loss(before)
-            & labelled
-            & ops.convert_to_tensor(shared.attached)
-        )
-        iterations = optimizer_state[
-            _index(model.optimizer.variables, model.optimizer.iterations)
-        ]
+        _, source_ok = self._usable(*forward)
+        source_ok = source_ok & gradients.finite() & update_finite
+        if held_out is not None:  # the targets' losses on held-out data
+            batch = keras.utils.unpack_x_y_sample_weight(
+                labels_lib.mask_missing_in_batch(held_out)
+            )
+            forward = self._task_losses(trainable, non_trainable, *batch)[:3]
+        before, target_ok = self._usable(*forward)
 
         def losses_at(shared_values, head_values=None):
             if head_values is not None:
@@ -298,16 +328,10 @@ class JaxTrainStep:
             values = list(trainable)
             for k, value in zip(shared.shared, shared_values):
                 values[k] = value
-            return self._losses(values, non_trainable, x, y, sample_weight)[0]
+            return self._losses(values, non_trainable, *batch)[0]
 
         target = Target(
-            tasks, before, ok, shared.pick(list(trainable)), losses_at
-        )
-        gradients = JaxTaskGradients(
-            tasks,
-            shared.pick(list(trainable)),
-            {t: shared.pick(g) for t, g in zip(tasks, grads)},
-            kernel_mask=shared.kernels,
+            tasks, before, target_ok, shared.pick(list(trainable)), losses_at
         )
         estimator = estimators.make_estimator(
             settings.method,
@@ -320,9 +344,18 @@ class JaxTrainStep:
             step=settings.lookahead_step,
         )
         z = ops.cast(estimator.matrix(gradients, target), "float32")
+        iterations = optimizer_state[
+            _index(model.optimizer.variables, model.optimizer.iterations)
+        ]
         recorder = model.affinity_recorder
         io_callback(
-            recorder.state.record, None, z, ok, ok, iterations, ordered=True
+            recorder.state.record,
+            None,
+            z,
+            source_ok,
+            target_ok,
+            iterations,
+            ordered=True,
         )
         if group_indices is not None:
             z, group_ok = sources_lib.group_matrix(
@@ -331,7 +364,7 @@ class JaxTrainStep:
                 estimator,
                 gradients,
                 target,
-                ok,
+                source_ok,
             )
             io_callback(
                 recorder.group_state.record,
@@ -339,7 +372,7 @@ class JaxTrainStep:
                 group_indices,
                 ops.cast(z, "float32"),
                 group_ok,
-                ok,
+                target_ok,
                 ordered=True,
             )
 
@@ -365,8 +398,17 @@ def make_train_function(model):
     step = model._train_step
     groups = model.group_sources
     measured = jax.jit(
-        lambda state, data, indices: step(state, data, True, indices),
+        lambda state, data, indices, held_out: step(
+            state, data, True, indices, held_out
+        ),
         donate_argnums=0,
+    )
+    held_out = (
+        None
+        if model._affinity_data is None
+        else held_out_lib.numpy_cycle(
+            model._affinity_data, model._affinity_batch_size
+        )
     )
     plain = jax.jit(step.plain, donate_argnums=0)
     counter = _index(model.optimizer.variables, model.optimizer.iterations)
@@ -382,7 +424,12 @@ def make_train_function(model):
                 if groups is None
                 else groups.host_indices(model.next_train_step)
             )
-            logs, state = measured(state, data, indices)
+            logs, state = measured(
+                state,
+                data,
+                indices,
+                None if held_out is None else next(held_out),
+            )
         else:
             logs, state = plain(state, data)
         model.next_train_step += 1

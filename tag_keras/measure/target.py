@@ -59,7 +59,7 @@ class TargetBatches:
         losses, labels, weights = batch.losses, batch.labels, batch.weights
         if self.held_out is not None and use_held_out:
             x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(
-                next(self.held_out)
+                labels_lib.mask_missing_in_batch(next(self.held_out))
             )
             losses, labels, weights = self._losses(
                 current, batch.snapshot, x, y, sample_weight
