@@ -244,6 +244,7 @@ def test_the_centred_view_is_what_selection_compares():
     pd.testing.assert_frame_equal(figures.column_centred(shifted), centred)
 
 
+@pytest.mark.backends
 def test_steps_per_execution_measures_every_step_and_says_what_it_writes(
         tmp_path):
     x, y = _data()

@@ -32,8 +32,7 @@ passed to the jitted step, as is the next batch of `affinity_data`
 TensorFlow.
 
 Not ported to JAX (each refused in one line at `compile` or `fit`):
-training methods, `steps_per_execution` above 1, distribution,
-loss-scale optimizers.
+training methods, distribution, loss-scale optimizers.
 """
 
 from __future__ import annotations
@@ -387,13 +386,9 @@ def _index(variables, variable):
 def make_train_function(model):
     """`function(state, iterator) -> (logs, state)`: the measured or the
     plain jitted step, chosen per step on the host (every
-    `affinity_every_n_steps`-th optimizer step is measured)."""
-    if model.steps_per_execution > 1:
-        raise InputError(
-            "On Keras's JAX backend, TaskAffinityModel measures with "
-            "steps_per_execution=1. Received: steps_per_execution="
-            f"{model.steps_per_execution}"
-        )
+    `affinity_every_n_steps`-th optimizer step is measured); with
+    `steps_per_execution` k, up to k steps per call, as Keras's JAX
+    trainer runs them (its logs are the last step's)."""
     every = model.affinity_every_n_steps
     step = model._train_step
     groups = model.group_sources
@@ -412,9 +407,9 @@ def make_train_function(model):
     )
     plain = jax.jit(step.plain, donate_argnums=0)
     counter = _index(model.optimizer.variables, model.optimizer.iterations)
+    recorder = model.affinity_recorder
 
-    def function(state, iterator):
-        data = next(iterator)
+    def one_step(state, data):
         if model.next_train_step is None:  # read once per `fit`
             model.next_train_step = int(state[2][counter])
         due = every > 0 and model.next_train_step % every == 0
@@ -435,8 +430,17 @@ def make_train_function(model):
         model.next_train_step += 1
         if due:
             jax.effects_barrier()  # the host state holds this step now
-            recorder = model.affinity_recorder
             recorder.measured_steps = (recorder.measured_steps or 0) + 1
+        return logs, state
+
+    def function(state, iterator):
+        logs, state = one_step(state, next(iterator))
+        for _ in range(model.steps_per_execution - 1):
+            try:
+                data = next(iterator)
+            except StopIteration:
+                break
+            logs, state = one_step(state, data)
         return logs, state
 
     return function
