@@ -279,6 +279,16 @@ def numpy_batches(x, y, sample_weight, batch_size):
     return one_pass
 
 
+def optimizer_trainables(optimizer):
+    """The variables `optimizer` was built with, in the order its
+    `stateless_apply` takes their values.
+
+    Reason: the list is the optimizer's private `_trainable_variables`;
+    `stateless_apply` checks its arguments against it.
+    """
+    return list(optimizer._trainable_variables)
+
+
 def uses_weight_decay(optimizer, variable):
     """Whether `optimizer` applies weight decay to `variable`.
 

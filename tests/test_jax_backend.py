@@ -220,8 +220,6 @@ def test_the_tensorflow_only_tools_are_one_line_on_jax():
     model = _model()
     model.compile(optimizer="sgd", loss={t: "mse" for t in model.output})
     attempts = {
-        "AffinityMeter": lambda: tag_keras.AffinityMeter(
-            [], keras.optimizers.SGD(), ["a", "b"]),
         "TrajectoryLogger": lambda: tag_keras.TrajectoryLogger(
             "unused", (x, y), (x, y)),
         "diagnostics": lambda: tag_keras.diagnostics.gradient_conflict(
@@ -233,3 +231,123 @@ def test_the_tensorflow_only_tools_are_one_line_on_jax():
                            r"and this Keras runs on 'jax'") as error:
             attempt()
         assert "\n" not in str(error.value), what
+
+
+def _jax_loop(meter, model, optimizer, x, y, steps, fold_every):
+    """A custom JAX loop on the reference linear model: one `jax.grad`
+    per task, the functional meter, the summed update; folds every
+    `fold_every` steps. Returns the final trainable values."""
+    import jax
+
+    from tests.reference import TASKS
+
+    model.compile(loss={t: "mse" for t in TASKS})  # builds nothing else
+    optimizer.build(model.trainable_variables)
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    optimizer_values = [v.value for v in optimizer.variables]
+    shared = [k for k, v in enumerate(model.trainable_variables)
+              if any(v is s for s in meter.shared_variables)]
+
+    def losses(values, xb, yb):
+        outputs, _ = model.stateless_call(values, non_trainable, xb)
+        return {t: keras.ops.mean((outputs[t] - yb[t]) ** 2) for t in TASKS}
+
+    @jax.jit
+    def step(trainable, optimizer_values, state, xb, yb):
+        grads = {t: jax.grad(lambda v, t=t: losses(v, xb, yb)[t])(trainable)
+                 for t in TASKS}
+
+        def losses_at(shared_values):
+            values = list(trainable)
+            for k, value in zip(shared, shared_values):
+                values[k] = value
+            return losses(values, xb, yb)
+
+        state = meter.measure(
+            state, {t: [g[k] for k in shared] for t, g in grads.items()},
+            losses(trainable, xb, yb), losses_at,
+            trainable_values=trainable, optimizer_values=optimizer_values)
+        update = [sum(g[k] for g in grads.values())
+                  for k in range(len(trainable))]
+        trainable, optimizer_values = optimizer.stateless_apply(
+            optimizer_values, update, trainable)
+        return trainable, optimizer_values, state
+
+    state = meter.init()
+    for s in range(steps):
+        b = s % 3
+        xb, yb = x[b * 4:(b + 1) * 4], {t: v[b * 4:(b + 1) * 4]
+                                        for t, v in y.items()}
+        trainable, optimizer_values, state = step(
+            trainable, optimizer_values, state, xb, yb)
+        if (s + 1) % fold_every == 0:
+            state = meter.fold(state)
+    return trainable
+
+
+@on_jax
+@pytest.mark.parametrize("step_kind", ["optimizer", "sgd", "increment"])
+@pytest.mark.parametrize("fold_every", [1, 6])
+def test_the_functional_meter_matches_numpy(step_kind, fold_every):
+    from tests import reference
+    from tests.reference import TASKS
+
+    x, y, weights = reference.data(seed=8)
+    model = reference.linear_model(weights)
+    optimizer = keras.optimizers.Adam(0.05)
+    meter = tag_keras.AffinityMeter(
+        model.get_layer("shared").trainable_variables, optimizer, TASKS,
+        lookahead_step=step_kind, affinity_sources="tasks+all")
+    assert isinstance(meter, tag_keras.AffinityMeter)
+    trainable = _jax_loop(meter, model, optimizer, x, y, steps=6,
+                          fold_every=fold_every)
+    expected, final = reference.train_and_measure(
+        x, y, weights, reference.NumpyOptimizer(
+            "adam", 0.05, beta_1=0.9, beta_2=0.999, epsilon=1e-7),
+        batch_size=4, steps=6, scale_by_learning_rate=True,
+        step_kind=step_kind)
+    per_step = np.stack(list(expected.values()))
+    np.testing.assert_allclose(meter.affinity().to_numpy(),
+                               per_step.mean(axis=0), rtol=3e-3, atol=3e-5)
+    np.testing.assert_allclose(
+        meter.affinity_stderr().to_numpy(),
+        per_step.std(axis=0, ddof=1) / np.sqrt(6), rtol=5e-3, atol=3e-5)
+    assert (meter.affinity_counts().to_numpy() == 6).all()
+    step, last = meter.last_step_affinity()
+    assert step == 5
+    np.testing.assert_allclose(last.to_numpy(), expected[5], rtol=3e-3,
+                               atol=3e-5)
+    # The all-task group: its row against NumPy, six steps counted.
+    groups, _ = reference.train_and_measure(
+        x, y, weights, reference.NumpyOptimizer(
+            "adam", 0.05, beta_1=0.9, beta_2=0.999, epsilon=1e-7),
+        batch_size=4, steps=6, scale_by_learning_rate=True,
+        step_kind=step_kind, sources=[TASKS])
+    frame = meter.group_affinity().query("sources == 'a|b|c'")
+    np.testing.assert_allclose(frame.affinity.to_numpy(),
+                               np.mean(list(groups.values()), axis=0)[0],
+                               rtol=3e-3, atol=3e-5)
+    assert (frame["count"] == 6).all()
+    # The loop's own training is what NumPy's is.
+    np.testing.assert_allclose(np.asarray(trainable[0]), final["W"],
+                               rtol=1e-4, atol=1e-5)
+
+
+@on_jax
+def test_the_functional_meter_refuses_what_it_does_not_measure():
+    from tests import reference
+    from tests.reference import TASKS
+
+    _, _, weights = reference.data()
+    model = reference.linear_model(weights)
+    shared = model.get_layer("shared").trainable_variables
+    with pytest.raises(tag_keras.InputError,
+                       match=r"JAX backend.*affinity_random_subsets=2"):
+        tag_keras.AffinityMeter(shared, keras.optimizers.SGD(0.1), TASKS,
+                                affinity_random_subsets=2)
+    meter = tag_keras.AffinityMeter(shared, keras.optimizers.SGD(0.1), TASKS)
+    with pytest.raises(ValueError, match="must be built"):
+        meter.measure(meter.init(), {t: [] for t in TASKS},
+                      {t: 1.0 for t in TASKS}, None, trainable_values=[],
+                      optimizer_values=[])

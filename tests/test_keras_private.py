@@ -172,6 +172,8 @@ def test_optimizer_internals_the_lookahead_uses():
     optimizer = keras.optimizers.AdamW(0.1, weight_decay=0.1)
     optimizer.exclude_from_weight_decay(var_list=[bias])
     optimizer.build([kernel, bias])
+    built = private.optimizer_trainables(optimizer)
+    assert len(built) == 2 and built[0] is kernel and built[1] is bias
     assert private.uses_weight_decay(optimizer, kernel)
     assert not private.uses_weight_decay(optimizer, bias)
     clone = keras.optimizers.AdamW.from_config(optimizer.get_config())

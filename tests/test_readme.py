@@ -145,6 +145,22 @@ def test_the_quickstart_and_the_selector_run_without_tensorflow(tmp_path):
     assert document["tasks"] == ["a", "b", "c", "d"]
 
 
+@pytest.mark.backends
+@pytest.mark.skipif(os.environ.get("KERAS_BACKEND") != "jax",
+                    reason="needs KERAS_BACKEND=jax")
+def test_the_jax_custom_loop_runs_as_written(tmp_path):
+    text = (_ROOT / "docs" / "guides" / "backends.md").read_text()
+    section = text[text.index("## Custom loops in JAX"):]
+    code = re.search(r"```python\n(.*?)\n```", section, re.S).group(1)
+    assert "meter.measure(" in code and "meter.fold(" in code
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+        text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(_ROOT)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[0].split() == ["target", "a",
+                                                            "b"]
+
+
 def test_docs_have_a_command_for_every_binary():
     commands = "\n".join(_docs_commands())
     for module in ("demo", "run_affinity", "train_groups", "hoa",

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 from typing import Any
+from typing import Self
+
+import keras
 
 from tag_keras import _distribute
 from tag_keras import _keras_private
@@ -25,9 +27,6 @@ from tag_keras.measure.settings import AffinitySettings
 from tag_keras.measure.target import Target
 from tag_keras.tasks.gradients import TaskGradients
 from tag_keras.tasks.names import check_task_names
-
-if TYPE_CHECKING:  # for annotations only
-    import keras
 
 
 class AffinityMeter(AffinityReadout):
@@ -97,6 +96,17 @@ class AffinityMeter(AffinityReadout):
     `model.non_trainable_variables` after the pass would see other masks.
     """
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        _keras_private.check_backend(
+            what="AffinityMeter", supported=("tensorflow", "jax")
+        )
+        if keras.backend.backend() == "jax" and cls is AffinityMeter:
+            # On JAX the meter is functional (`jax_meter`): its class.
+            from tag_keras.measure.jax_meter import JaxAffinityMeter
+
+            return super().__new__(JaxAffinityMeter)  # type: ignore[return-value]
+        return super().__new__(cls)
+
     def __init__(
         self,
         shared_variables: Sequence,
@@ -112,7 +122,6 @@ class AffinityMeter(AffinityReadout):
         affinity_seed: int = 0,
         max_subset_tasks: int = sources_lib.MAX_SUBSET_TASKS,
     ):
-        _keras_private.check_backend(what="AffinityMeter")
         self.affinity_settings = AffinitySettings.from_keywords(
             affinity_method=affinity_method,
             lookahead_step=lookahead_step,
@@ -131,8 +140,12 @@ class AffinityMeter(AffinityReadout):
             )
         names = check_task_names(task_names, minimum=2)
         self.optimizer = optimizer
+        self._check_settings()
         self._recorder = self._meter = None
         self._decide_task_names(names)
+
+    def _check_settings(self):
+        """Refuses settings this backend's meter does not measure."""
 
     @property
     def distribute_strategy(self) -> tf.distribute.Strategy:

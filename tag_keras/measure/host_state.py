@@ -131,6 +131,17 @@ class HostRunningSums(keras.layers.Layer):
                 np.add.at(value.value, np.asarray(rows, np.int64), add)
         return valid
 
+    def add(self, sums, squares, counts, skips):
+        """Adds running sums kept elsewhere (a JAX loop's float32 device
+        sums, `AffinityMeter.fold`) into these float64 ones."""
+        for value, add in (
+            (self.sums, sums),
+            (self.squares, squares),
+            (self.counts, counts),
+            (self.skips, skips),
+        ):
+            value.value += np.asarray(add, np.float64)
+
     def save(self):
         """Writes every array's bits into the layer's weights."""
         for value in self.values:
@@ -182,6 +193,11 @@ class HostAffinityState(HostRunningSums):
         """Adds one step's `[n, n]` matrix (NumPy, on the host)."""
         valid = self.accumulate(z, source_ok, target_ok)
         self.last.value = np.where(valid, np.asarray(z, np.float64), np.nan)
+        self.last_step.value = np.asarray(int(step), np.int64)
+
+    def set_last(self, matrix, step):
+        """Sets the last measured step's `[n, n]` matrix (NaN: skipped)."""
+        self.last.value = np.asarray(matrix, np.float64).copy()
         self.last_step.value = np.asarray(int(step), np.int64)
 
     def last_measured(self):
