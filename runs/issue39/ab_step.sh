@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A/B of the JAX measured step: the commit before session 27 (6ad9b4f,
-# worktree /tmp/ab_before) against the working tree, alternating, one
+# A/B of the JAX measured step: a baseline commit (worktree /tmp/ab_before;
+# 6ad9b4f, then 8db3e31) against the working tree, alternating, one
 # process each (experiments.benchmarks.backends' child), 9 and 40 tasks.
 . /work/main/.venv/bin/activate
 for tasks in ${TASKS:-9 40}; do

@@ -218,17 +218,21 @@ class JaxTrainStep:
         tasks = model.task_names
         self._discover(trainable, non_trainable, x, y, sample_weight)
         grads, aux = [], None
-        for i in range(len(tasks)):
-
-            def loss(values, i=i):
-                vector, extras = self._losses(
+        for task in tasks:
+            # This task's loss picked from the dict, not from a stacked
+            # vector: the other heads' losses then get JAX's symbolic zero
+            # cotangents, so no backward pass runs through their heads.
+            def loss(values, task=task):
+                forward = self._task_losses(
                     values, non_trainable, x, y, sample_weight
                 )
-                return vector[i], (vector, extras)
+                return forward[0][task], forward
 
             g, aux = jax.grad(loss, has_aux=True)(trainable)
             grads.append(g)
-        before, (y_pred, new_non_trainable, labels, weights, extra) = aux
+        losses, labels, weights, y_pred, new_non_trainable, extra = aux
+        before = ops.stack([losses[t] for t in tasks])
+        extra = ops.sum(ops.stack(extra)) if extra else None
         update = [sum(g[k] for g in grads) for k in range(len(trainable))]
         if extra is not None:  # `add_loss` terms (regularisers)
             extra_grads = jax.grad(
@@ -238,7 +242,6 @@ class JaxTrainStep:
             )(trainable)
             update = [u + e for u, e in zip(update, extra_grads)]
         if measure:
-            losses = dict(zip(tasks, ops.unstack(before)))
             finite = ops.all(
                 ops.stack([ops.all(ops.isfinite(u)) for u in update])
             )
