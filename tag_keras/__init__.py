@@ -8,9 +8,10 @@ Folders, in the order data flows through them:
 
 * `tasks/`: the task core: task names, per-task losses, shared variables,
   NaN masking and `TaskGradients`, used by every package below.
-* `measure/`: TensorFlow side. `TaskAffinityModel`, its train step, the
-  estimators and the accumulated state; `AffinityMeter` and `ForwardPass`
-  for custom loops.
+* `measure/`: the Keras side. `TaskAffinityModel`, its train steps
+  (TensorFlow: `step.py`; JAX: `jax_step.py`), the estimators and the
+  accumulated state; `AffinityMeter` and `ForwardPass` for custom loops
+  (JAX: `jax_meter.py`).
 * `callbacks/`: the Keras callbacks, one file each: `AffinityLogger` (the
   matrices as CSV, TensorBoard), `TrajectoryLogger`, `CandidateLogger`.
 * `select/`: NumPy side, never imports TensorFlow. `select_groups`, HOA,
@@ -19,9 +20,10 @@ Folders, in the order data flows through them:
 * `diagnostics/`: optimisation-trajectory measures.
 * `transfer/`: covariance similarity and SVD task weights.
 
-The selector needs only NumPy and SciPy and is imported eagerly; the names
-that need TensorFlow are imported on first use, so `tag-select` starts
-quickly.
+The selector needs only NumPy and SciPy and is imported eagerly; the Keras
+names are imported on first use, so `tag-select` starts quickly, and
+TensorFlow itself is imported only when used (`_tensorflow.py`): on JAX
+the measurement runs without it.
 """
 
 import importlib
