@@ -5,11 +5,11 @@
 . /work/main/.venv/bin/activate
 for tasks in ${TASKS:-9 40}; do
   for round in 1 2 3; do
-    for tree in /tmp/ab_before /work/main; do
+    for tree in ${BEFORE:-/tmp/ab_before} ${AFTER:-/work/main}; do
       cd $tree
       line=$(KERAS_BACKEND=jax python -m experiments.benchmarks.backends \
         --backends_child_tasks=$tasks --backends_repeats=20 2>/dev/null | tail -1)
-      echo "$(basename $tree) $line"
+      echo "$tree $line"
     done
   done
 done

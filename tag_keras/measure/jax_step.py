@@ -72,12 +72,25 @@ def check_supported(model):
 
 
 class JaxTaskGradients(TaskGradients):
-    """`TaskGradients` on one JAX device: the rows are unrolled (no
-    `tf.TensorArray`) and the batch is global.
+    """`TaskGradients` on one JAX device: a row of a traced index (inside
+    `lax.map`) reads the stacked gradients (no `tf.TensorArray`), and the
+    batch is global.
     """
 
     def prepare_rows(self):
-        """Nothing to prepare: the rows are unrolled on JAX."""
+        """Stacks each variable's n gradients, for `row` of a traced
+        index (inside `lax.map`); made once."""
+        if self._arrays is None:
+            self._arrays = [
+                ops.stack([self._lists[t][k] for t in self.tasks])
+                for k in range(len(self.variables))
+            ]
+
+    def row(self, i):
+        if isinstance(i, int):
+            return self.of(self.tasks[i])
+        self.prepare_rows()
+        return [stack[i] for stack in self._arrays]
 
     def global_flat(self, kernels_only=False):
         return self.flat(kernels_only)
