@@ -47,12 +47,10 @@ class _LazyTensorFlow(types.ModuleType):
         return self._module
 
     def __getattr__(self, name):
-        if name.startswith("__") and self._module is None:
+        if name.startswith("__") and sys.modules.get("tensorflow") is None:
             # Probes such as `inspect`'s (`__wrapped__`) must not import
             # TensorFlow; once imported, `tf.__version__` reads through.
-            if sys.modules.get("tensorflow") is None:
-                raise AttributeError(name)
-            self._load()
+            raise AttributeError(name)
         return getattr(self._load(), name)
 
 

@@ -82,6 +82,17 @@ def test_the_readme_stays_short():
     assert len((_ROOT / "README.md").read_bytes()) < 10_000
 
 
+def _run_python(code, cwd, timeout=600, **env):
+    """Runs `code` in a fresh interpreter on this checkout; asserts that
+    it exits 0 and returns the finished process."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True,
+        text=True, timeout=timeout,
+        env=dict(os.environ, PYTHONPATH=str(_ROOT), **env))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 def _quickstart(path):
     text = path.read_text()
     section = text[text.index("Quickstart"):]
@@ -94,10 +105,7 @@ def test_the_quickstart_runs_as_written(tmp_path):
     assert len(code.splitlines()) <= 25
     # The docs' getting-started page shows the same code.
     assert code == _quickstart(_ROOT / "docs" / "getting-started.md")
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-        text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(_ROOT)))
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _run_python(code, tmp_path)
     lines = done.stdout.strip().splitlines()
     assert lines[0].split() == ["target", "a", "b", "c", "d"]
     groups = ast.literal_eval(lines[-1])  # a tuple of tuples of names
@@ -123,24 +131,18 @@ _WITHOUT_TENSORFLOW = (
                     reason="needs KERAS_BACKEND=jax")
 def test_the_quickstart_and_the_selector_run_without_tensorflow(tmp_path):
     code = _WITHOUT_TENSORFLOW + _quickstart(_ROOT / "README.md")
-    env = dict(os.environ, PYTHONPATH=str(_ROOT), KERAS_BACKEND="jax")
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-        text=True, timeout=600, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _run_python(code, tmp_path, KERAS_BACKEND="jax")
     # TensorBoard events are the one thing left out, and it says so.
     assert "writes no TensorBoard events" in done.stderr
     logs = tmp_path / "runs/quickstart"
     assert {p.name for p in logs.iterdir()} >= {
         "affinity.csv", "affinity_stderr.csv", "affinity_epochs.csv",
         "affinity_steps.csv", "affinity.png"}
-    select = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_TENSORFLOW +
-         "sys.argv = ['tag-select', '--affinity=runs/quickstart/"
-         "affinity.csv', '--num_groups=2', '--output=groups.json']\n"
-         "from tag_keras.select.cli import run\nrun()"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
-    assert select.returncode == 0, select.stderr[-3000:]
+    _run_python(_WITHOUT_TENSORFLOW +
+                "sys.argv = ['tag-select', '--affinity=runs/quickstart/"
+                "affinity.csv', '--num_groups=2', '--output=groups.json']\n"
+                "from tag_keras.select.cli import run\nrun()",
+                tmp_path, timeout=120, KERAS_BACKEND="jax")
     document = json.loads((tmp_path / "groups.json").read_text())
     assert document["tasks"] == ["a", "b", "c", "d"]
 
@@ -153,10 +155,7 @@ def test_the_jax_custom_loop_runs_as_written(tmp_path):
     section = text[text.index("## Custom loops in JAX"):]
     code = re.search(r"```python\n(.*?)\n```", section, re.S).group(1)
     assert "meter.measure(" in code and "meter.fold(" in code
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-        text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(_ROOT)))
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _run_python(code, tmp_path)
     assert done.stdout.strip().splitlines()[0].split() == ["target", "a",
                                                             "b"]
 
@@ -176,10 +175,7 @@ def test_the_custom_loop_guide_runs_as_written(tmp_path):
     text = (_ROOT / "docs" / "guides" / "custom-loops.md").read_text()
     code = re.search(r"```python\n(.*?)\n```", text, re.S).group(1)
     assert "meter.forward(model" in code and "forward.losses_at(" in code
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-        text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(_ROOT)))
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _run_python(code, tmp_path)
     # The printed 2x2 matrix: a header and one row per source task.
     lines = done.stdout.strip().splitlines()
     assert lines[-2].split()[0] == "a" and lines[-1].split()[0] == "b"

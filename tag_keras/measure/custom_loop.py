@@ -14,6 +14,7 @@ from typing import Any
 from typing import Self
 
 import keras
+from keras import ops
 
 from tag_keras import _distribute
 from tag_keras import _keras_private
@@ -175,24 +176,49 @@ class AffinityMeter(AffinityReadout):
             step: The step number recorded (default: the optimizer's
                 iteration count).
         """
-        tasks = self.task_names
-        missing = [t for t in tasks if t not in gradients or t not in losses]
+        self._check_every_task(gradients, losses)
+        task_gradients, target, source_ok = self._step_inputs(
+            TaskGradients(
+                self.task_names,
+                self.shared_variables,
+                gradients,
+                kernel_mask=self._kernel_mask(),
+            ),
+            losses,
+            losses_at,
+            [tf.identity(v) for v in self.shared_variables],
+        )
+        iterations = self.optimizer.iterations if step is None else step
+        return self._meter_for_method().record(
+            task_gradients, target, source_ok, iterations
+        )
+
+    def _check_every_task(self, gradients, losses):
+        """Raises unless `gradients` and `losses` hold every task."""
+        missing = [
+            t for t in self.task_names if t not in gradients or t not in losses
+        ]
         if missing:
             raise ValueError(
                 f"`gradients` and `losses` need every task; {missing} are "
                 f"missing. Received: gradients for {sorted(gradients)}, "
                 f"losses for {sorted(losses)}."
             )
-        task_gradients = TaskGradients(
-            tasks,
-            self.shared_variables,
-            gradients,
-            kernel_mask=[len(v.shape) >= 2 for v in self.shared_variables],
-        )
+
+    def _kernel_mask(self):
+        """Which shared variables are kernels (rank > 1), for cosine."""
+        return [len(v.shape) >= 2 for v in self.shared_variables]
+
+    def _step_inputs(self, task_gradients, losses, losses_at, shared_values):
+        """`(task_gradients, Target, [n] source_ok)` of one step, any
+        backend: the targets are the step's own losses (global batch),
+        usable when finite and non-zero; a source also needs a finite
+        gradient."""
+        tasks = self.task_names
 
         def stack(values):
             return _distribute.replica_sum(
-                tf.stack([tf.cast(values[t], tf.float32) for t in tasks])
+                ops.stack([ops.cast(values[t], "float32") for t in tasks])
             )
 
         before = stack(losses)
@@ -200,14 +226,10 @@ class AffinityMeter(AffinityReadout):
             tasks,
             before,
             affinity_lib.usable_loss(before),
-            [tf.identity(v) for v in self.shared_variables],
-            lambda values, heads=None: stack(losses_at(values)),
+            shared_values,
+            lambda values, heads=None: stack(losses_at(list(values))),
         )
-        source_ok = target.ok & task_gradients.finite()
-        iterations = self.optimizer.iterations if step is None else step
-        return self._meter_for_method().record(
-            task_gradients, target, source_ok, iterations
-        )
+        return task_gradients, target, target.ok & task_gradients.finite()
 
     def forward(self, model: keras.Model, x: Any) -> ForwardPass:
         """The step's forward pass on `x`, replayable for `measure`.

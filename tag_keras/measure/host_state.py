@@ -119,27 +119,22 @@ class HostRunningSums(keras.layers.Layer):
             & np.isfinite(z)
         )
         kept = np.where(valid, z, 0.0)
-        for value, add in (
-            (self.sums, kept),
-            (self.squares, kept * kept),
-            (self.counts, valid),
-            (self.skips, ~valid),
-        ):
-            if rows is None:
-                value.value += add
-            else:  # a row given twice adds twice, as `tf.scatter_nd` does
-                np.add.at(value.value, np.asarray(rows, np.int64), add)
+        tables = (kept, kept * kept, valid, ~valid)
+        if rows is None:
+            self.add(*tables)
+        else:  # a row given twice adds twice, as `tf.scatter_nd` does
+            where = np.asarray(rows, np.int64)
+            for value, add in zip(self._tables(), tables):
+                np.add.at(value.value, where, add)
         return valid
+
+    def _tables(self):
+        return self.sums, self.squares, self.counts, self.skips
 
     def add(self, sums, squares, counts, skips):
         """Adds running sums kept elsewhere (a JAX loop's float32 device
         sums, `AffinityMeter.fold`) into these float64 ones."""
-        for value, add in (
-            (self.sums, sums),
-            (self.squares, squares),
-            (self.counts, counts),
-            (self.skips, skips),
-        ):
+        for value, add in zip(self._tables(), (sums, squares, counts, skips)):
             value.value += np.asarray(add, np.float64)
 
     def save(self):

@@ -31,11 +31,11 @@ from tag_keras import _keras_private
 from tag_keras._errors import InputError
 from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import estimators
+from tag_keras.measure import jax_step
 from tag_keras.measure import sources as sources_lib
 from tag_keras.measure.custom_loop import AffinityMeter
 from tag_keras.measure.jax_step import JaxLookahead
 from tag_keras.measure.jax_step import JaxTaskGradients
-from tag_keras.measure.target import Target
 
 
 class Sums(NamedTuple):
@@ -147,36 +147,22 @@ class JaxAffinityMeter(AffinityMeter):
             The next `MeterState`. Nothing is written: fold it into the
             meter (`fold`) to read the matrices.
         """
-        tasks = self.task_names
-        missing = [t for t in tasks if t not in gradients or t not in losses]
-        if missing:
-            raise ValueError(
-                f"`gradients` and `losses` need every task; {missing} are "
-                f"missing. Received: gradients for {sorted(gradients)}, "
-                f"losses for {sorted(losses)}."
-            )
+        self._check_every_task(gradients, losses)
         shared = self._shared_indices()
         trainable = list(trainable_values)
         optimizer_values = list(optimizer_values)
-        task_gradients = JaxTaskGradients(
-            tasks,
-            [trainable[k] for k in shared],
-            gradients,
-            kernel_mask=[len(v.shape) >= 2 for v in self.shared_variables],
+        shared_values = [trainable[k] for k in shared]
+        task_gradients, target, source_ok = self._step_inputs(
+            JaxTaskGradients(
+                self.task_names,
+                shared_values,
+                gradients,
+                kernel_mask=self._kernel_mask(),
+            ),
+            losses,
+            losses_at,
+            shared_values,
         )
-
-        def stack(values):
-            return ops.stack([ops.cast(values[t], "float32") for t in tasks])
-
-        before = stack(losses)
-        target = Target(
-            tasks,
-            before,
-            affinity_lib.usable_loss(before),
-            [trainable[k] for k in shared],
-            lambda values, heads=None: stack(losses_at(list(values))),
-        )
-        source_ok = target.ok & task_gradients.finite()
         settings = self.affinity_settings
         estimator = estimators.make_estimator(
             settings.method,
@@ -192,7 +178,9 @@ class JaxAffinityMeter(AffinityMeter):
         table, valid = _added(state.tasks, z, source_ok, target.ok)
         if step is None:
             step = optimizer_values[
-                _position(self.optimizer.variables, self.optimizer.iterations)
+                jax_step.index(
+                    self.optimizer.variables, self.optimizer.iterations
+                )
             ]
         groups = state.groups
         if groups is not None:
@@ -237,7 +225,7 @@ class JaxAffinityMeter(AffinityMeter):
         built = _keras_private.optimizer_trainables(self.optimizer)
         indices = []
         for variable in self.shared_variables:
-            k = _position(built, variable)
+            k = jax_step.position(built, variable)
             if k is None:
                 raise ValueError(
                     f"The shared variable {variable.path!r} is not among "
@@ -247,10 +235,3 @@ class JaxAffinityMeter(AffinityMeter):
                 )
             indices.append(k)
         return indices
-
-
-def _position(variables, variable):
-    for k, v in enumerate(variables):
-        if v is variable:
-            return k
-    return None

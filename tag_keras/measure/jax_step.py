@@ -47,10 +47,10 @@ from keras import ops
 from tag_keras import _keras_jax_private
 from tag_keras import _keras_private
 from tag_keras._errors import InputError
-from tag_keras.measure import affinity as affinity_lib
 from tag_keras.measure import estimators
 from tag_keras.measure import held_out as held_out_lib
 from tag_keras.measure import sources as sources_lib
+from tag_keras.measure import target as target_lib
 from tag_keras.measure.target import Target
 from tag_keras.tasks import labels as labels_lib
 from tag_keras.tasks import shared as shared_lib
@@ -289,20 +289,6 @@ class JaxTrainStep:
             metrics_state,
         )
 
-    def _usable(self, losses, labels, weights):
-        """`([n] losses, [n] usable)`: labelled, a finite non-zero loss,
-        and a loss that depends on the shared weights."""
-        tasks = self.model.task_names
-        before = ops.stack([losses[t] for t in tasks])
-        labelled = ops.stack(
-            [labels_lib.has_labels(labels[t], weights[t]) for t in tasks]
-        )
-        return before, (
-            affinity_lib.usable_loss(before)
-            & labelled
-            & ops.convert_to_tensor(self.shared.attached)
-        )
-
     def _measure(self, state, batch, grads, forward, measured):
         """Computes the step's matrices and sends them to the host state.
 
@@ -325,14 +311,14 @@ class JaxTrainStep:
             {t: shared.pick(g) for t, g in zip(tasks, grads)},
             kernel_mask=shared.kernels,
         )
-        _, source_ok = self._usable(*forward)
+        _, source_ok = target_lib.usable(tasks, shared, *forward)
         source_ok = source_ok & gradients.finite() & update_finite
         if held_out is not None:  # the targets' losses on held-out data
             batch = keras.utils.unpack_x_y_sample_weight(
                 labels_lib.mask_missing_in_batch(held_out)
             )
             forward = self._task_losses(trainable, non_trainable, *batch)[:3]
-        before, target_ok = self._usable(*forward)
+        before, target_ok = target_lib.usable(tasks, shared, *forward)
 
         def losses_at(shared_values, head_values=None):
             if head_values is not None:
@@ -360,7 +346,7 @@ class JaxTrainStep:
         )
         z = ops.cast(estimator.matrix(gradients, target), "float32")
         iterations = optimizer_state[
-            _index(model.optimizer.variables, model.optimizer.iterations)
+            index(model.optimizer.variables, model.optimizer.iterations)
         ]
         recorder = model.affinity_recorder
         io_callback(
@@ -392,11 +378,20 @@ class JaxTrainStep:
             )
 
 
-def _index(variables, variable):
+def position(variables, variable):
+    """Where `variable` is in `variables` (by identity), or None."""
     for k, v in enumerate(variables):
         if v is variable:
             return k
-    raise ValueError(f"{variable.path} is not among the variables.")
+    return None
+
+
+def index(variables, variable):
+    """Where `variable` is in `variables`; raises if it is not there."""
+    k = position(variables, variable)
+    if k is None:
+        raise ValueError(f"{variable.path} is not among the variables.")
+    return k
 
 
 def make_train_function(model):
@@ -422,7 +417,7 @@ def make_train_function(model):
         )
     )
     plain = jax.jit(step.plain, donate_argnums=0)
-    counter = _index(model.optimizer.variables, model.optimizer.iterations)
+    counter = index(model.optimizer.variables, model.optimizer.iterations)
     recorder = model.affinity_recorder
 
     def one_step(state, data):

@@ -1,6 +1,7 @@
 """The batch on which the estimators measure the target tasks' losses."""
 
 import keras
+from keras import ops
 
 from tag_keras import _distribute
 from tag_keras import _keras_private
@@ -83,36 +84,43 @@ class TargetBatches:
 
     def stack(self, losses):
         """`[n]` global-batch losses from `{task: replica loss}`."""
-        return _distribute.replica_sum(
-            tf.stack([losses[t] for t in self.tasks])
-        )
+        return stack(self.tasks, losses)
 
     def usable(self, losses, labels, weights):
-        """`([n] global-batch losses, [n] usable)` of a batch.
-
-        Usable: a label in the batch on some replica, a finite non-zero
-        loss, and a loss that depends on the shared weights.
-        """
-        before = self.stack(losses)
-        labelled = _distribute.replica_any(
-            tf.stack(
-                [
-                    labels_lib.has_labels(labels[t], weights[t])
-                    for t in self.tasks
-                ]
-            )
-        )
-        return before, (
-            affinity_lib.usable_loss(before)
-            & labelled
-            & tf.constant(self.shared.attached)
-        )
+        """`([n] global-batch losses, [n] usable)` of a batch (`usable`)."""
+        return usable(self.tasks, self.shared, losses, labels, weights)
 
     def _losses(self, trainable, non_trainable, x, y, sample_weight):
         y_pred = _keras_private.stateless_call_in_training(
             self.model, trainable, non_trainable, x
         )
         return self.task_losses(y, y_pred, sample_weight, track=False)
+
+
+def stack(tasks, losses):
+    """`[n]` global-batch losses from `{task: replica loss}` (any backend;
+    the sum over replicas is the identity outside `tf.distribute`)."""
+    return _distribute.replica_sum(ops.stack([losses[t] for t in tasks]))
+
+
+def usable(tasks, shared, losses, labels, weights):
+    """`([n] global-batch losses, [n] usable)` of a batch, any backend.
+
+    Usable: a label in the batch on some replica, a finite non-zero loss,
+    and a loss that depends on the shared weights (`shared`, the
+    `SharedVariables`).
+    """
+    before = stack(tasks, losses)
+    labelled = _distribute.replica_any(
+        ops.stack(
+            [labels_lib.has_labels(labels[t], weights[t]) for t in tasks]
+        )
+    )
+    return before, (
+        affinity_lib.usable_loss(before)
+        & labelled
+        & ops.convert_to_tensor(shared.attached)
+    )
 
 
 class Batch:
